@@ -1,0 +1,188 @@
+package bitswap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	bs "github.com/ipfs/boxo/bitswap"
+	bsmsg "github.com/ipfs/boxo/bitswap/message"
+	"github.com/ipfs/boxo/bitswap/network/bsnet"
+	"github.com/ipfs/boxo/blockstore"
+	"github.com/ipfs/boxo/exchange"
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/routing"
+)
+
+// Hooks are called for every block that crosses the exchange. They run on
+// bitswap's message path: they must be fast and must not block.
+type Hooks struct {
+	// BlockReceived is called for each block received from a peer. The block's
+	// CID was verified against its bytes when the message was decoded.
+	BlockReceived func(from peer.ID, b blocks.Block)
+	// BlockSent is called for each block sent to a peer.
+	BlockSent func(to peer.ID, b blocks.Block)
+}
+
+// RequestFilter decides whether the server answers peer p's want for c.
+// Returning false makes the box act as if it did not have the block.
+type RequestFilter func(p peer.ID, c cid.Cid) bool
+
+type config struct {
+	hooks               Hooks
+	filter              RequestFilter
+	maxOutstandingBytes int
+}
+
+// Option configures an Exchange.
+type Option func(*config) error
+
+// WithHooks sets the per-block hooks.
+func WithHooks(h Hooks) Option {
+	return func(c *config) error {
+		c.hooks = h
+		return nil
+	}
+}
+
+// WithRequestFilter sets the server's request filter.
+func WithRequestFilter(f RequestFilter) Option {
+	return func(c *config) error {
+		if c.filter != nil {
+			return errors.New("bitswap: request filter set twice")
+		}
+		c.filter = f
+		return nil
+	}
+}
+
+// WithMaxOutstandingBytesPerPeer overrides DefaultMaxOutstandingBytesPerPeer.
+func WithMaxOutstandingBytesPerPeer(n int) Option {
+	return func(c *config) error {
+		if n <= 0 {
+			return fmt.Errorf("bitswap: outstanding bytes per peer must be positive, got %d", n)
+		}
+		c.maxOutstandingBytes = n
+		return nil
+	}
+}
+
+// Exchange is a box's bitswap client and server.
+type Exchange struct {
+	bs        *bs.Bitswap
+	closeOnce sync.Once
+}
+
+var _ exchange.SessionExchange = (*Exchange)(nil)
+
+// New starts bitswap on h, serving blocks from bstore and finding providers
+// with finder (nil: only ask connected peers).
+func New(ctx context.Context, h host.Host, finder routing.ContentDiscovery, bstore blockstore.Blockstore, opts ...Option) (*Exchange, error) {
+	cfg := config{maxOutstandingBytes: DefaultMaxOutstandingBytesPerPeer}
+	for _, o := range opts {
+		if err := o(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	bopts := []bs.Option{
+		bs.MaxOutstandingBytesPerPeer(cfg.maxOutstandingBytes),
+		bs.EngineTaskWorkerCount(DefaultEngineTaskWorkers),
+		bs.EngineBlockstoreWorkerCount(DefaultEngineBlockstoreWorkers),
+		bs.WithTargetMessageSize(DefaultTargetMessageSize),
+		bs.ProviderSearchDelay(DefaultProviderSearchDelay),
+		bs.MaxQueuedWantlistEntriesPerPeer(DefaultMaxWantlistPerPeer),
+	}
+	if cfg.hooks.BlockReceived != nil || cfg.hooks.BlockSent != nil {
+		bopts = append(bopts, bs.WithTracer(tracer{cfg.hooks}))
+	}
+	if cfg.filter != nil {
+		bopts = append(bopts, bs.WithPeerBlockRequestFilter(func(p peer.ID, c cid.Cid) bool { return cfg.filter(p, c) }))
+	}
+	var cd routing.ContentDiscovery
+	if finder != nil {
+		cd = finder
+	}
+	return &Exchange{bs: bs.New(ctx, bsnet.NewFromIpfsHost(h), cd, bstore, bopts...)}, nil
+}
+
+// GetBlock fetches one block from the network.
+func (e *Exchange) GetBlock(ctx context.Context, c cid.Cid) (blocks.Block, error) {
+	return e.bs.GetBlock(ctx, c)
+}
+
+// GetBlocks fetches blocks from the network; the channel closes when all
+// arrived or ctx ends.
+func (e *Exchange) GetBlocks(ctx context.Context, cs []cid.Cid) (<-chan blocks.Block, error) {
+	return e.bs.GetBlocks(ctx, cs)
+}
+
+// NewSession starts a session: wants of one logical fetch go to the peers
+// that answered earlier wants of that fetch first.
+func (e *Exchange) NewSession(ctx context.Context) exchange.Fetcher {
+	return e.bs.NewSession(ctx)
+}
+
+// NotifyNewBlocks tells the exchange that blocks were stored locally, so
+// waiting wants of other peers are answered.
+func (e *Exchange) NotifyNewBlocks(ctx context.Context, blks ...blocks.Block) error {
+	return e.bs.NotifyNewBlocks(ctx, blks...)
+}
+
+// Stats are the exchange's counters.
+type Stats struct {
+	Peers          int
+	WantlistLen    int
+	BlocksReceived uint64
+	DataReceived   uint64
+	DupBlocks      uint64
+	BlocksSent     uint64
+	DataSent       uint64
+}
+
+// Stats returns the exchange's counters.
+func (e *Exchange) Stats() (Stats, error) {
+	s, err := e.bs.Stat()
+	if err != nil {
+		return Stats{}, fmt.Errorf("bitswap: stat: %w", err)
+	}
+	return Stats{
+		Peers:          len(s.Peers),
+		WantlistLen:    len(s.Wantlist),
+		BlocksReceived: s.BlocksReceived,
+		DataReceived:   s.DataReceived,
+		DupBlocks:      s.DupBlksReceived,
+		BlocksSent:     s.BlocksSent,
+		DataSent:       s.DataSent,
+	}, nil
+}
+
+// Close stops the exchange.
+func (e *Exchange) Close() error {
+	var err error
+	e.closeOnce.Do(func() { err = e.bs.Close() })
+	return err
+}
+
+type tracer struct{ h Hooks }
+
+func (t tracer) MessageReceived(p peer.ID, m bsmsg.BitSwapMessage) {
+	if t.h.BlockReceived == nil {
+		return
+	}
+	for _, b := range m.Blocks() {
+		t.h.BlockReceived(p, b)
+	}
+}
+
+func (t tracer) MessageSent(p peer.ID, m bsmsg.BitSwapMessage) {
+	if t.h.BlockSent == nil {
+		return
+	}
+	for _, b := range m.Blocks() {
+		t.h.BlockSent(p, b)
+	}
+}

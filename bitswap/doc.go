@@ -1,0 +1,20 @@
+// Package bitswap is an ore box's block exchange: boxo's bitswap over the
+// box's libp2p host, with the DHT as provider finder, so one get pulls
+// blocks from several boxes in parallel through a session.
+//
+// The wrapper is thin on purpose. It fixes ore's defaults (see defaults.go),
+// and it is the one place where the rest of ore hooks into the exchange:
+// Hooks report every block sent to and received from each peer, and a
+// RequestFilter can refuse to serve a peer (the proof-of-delivery credit
+// window plugs in there). The package knows nothing of receipts.
+//
+// Usage:
+//
+//	ex := bitswap.New(ctx, host, router, blockstore,
+//		bitswap.WithHooks(bitswap.Hooks{BlockSent: countSent}))
+//	defer ex.Close()
+//	ses := ex.NewSession(ctx)
+//	ch, err := ses.GetBlocks(ctx, cids)
+//
+// The standard bitswap protocol IDs are kept, so IPFS tools can talk to a box.
+package bitswap

@@ -1,0 +1,460 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ipfs/boxo/exchange"
+	"github.com/ipfs/boxo/files"
+	"github.com/ipfs/boxo/ipld/merkledag"
+	unixfile "github.com/ipfs/boxo/ipld/unixfs/file"
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Errors of Fetch and Get.
+var (
+	ErrNotFound    = errors.New("node: no box provides this content")
+	ErrStalled     = errors.New("node: transfer stalled")
+	ErrUnsupported = errors.New("node: unsupported content")
+)
+
+// Fetch tuning: a level of the DAG is requested in chunks, several chunks
+// at a time, so bitswap always has wants outstanding across the level while
+// memory stays bounded by the chunks in flight.
+const (
+	fetchChunk       = 256
+	fetchParallel    = 4
+	fetchBatchBytes  = 8 << 20
+	fetchProviders   = 20
+	progressInterval = 100 * time.Millisecond
+)
+
+// FetchProgress reports a fetch underway.
+type FetchProgress struct {
+	Blocks    int64 `json:"blocks"`    // blocks now local (fetched or already there)
+	Bytes     int64 `json:"bytes"`     // bytes of those blocks
+	Total     int64 `json:"total"`     // bytes of the whole DAG, once the root is known
+	Fetched   int64 `json:"fetched"`   // bytes that came from the network
+	Providers int   `json:"providers"` // boxes found through the DHT
+}
+
+// FetchResult says what a fetch did.
+type FetchResult struct {
+	Root      cid.Cid       `json:"root"`
+	Blocks    int64         `json:"blocks"`
+	Bytes     int64         `json:"bytes"`
+	Fetched   int64         `json:"fetched"`
+	Providers []peer.ID     `json:"providers"`
+	Duration  time.Duration `json:"duration"`
+}
+
+// Fetch makes the whole DAG under root local: blocks already in the store
+// are not fetched again (so an interrupted fetch resumes), the rest come from
+// the providers found in the DHT, many boxes at once, through one bitswap
+// session. It fails with ErrNotFound when no block arrives within the stall
+// timeout, ErrStalled when a started transfer stops for that long, and an
+// error wrapping ErrQuotaFull when the store is full. progress may be nil.
+func (n *Node) Fetch(ctx context.Context, root cid.Cid, progress func(FetchProgress)) (FetchResult, error) {
+	if !root.Defined() {
+		return FetchResult{}, fmt.Errorf("%w: empty CID", ErrUnsupported)
+	}
+	if err := checkCodec(root); err != nil {
+		return FetchResult{}, err
+	}
+	start := time.Now()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	f := &fetch{n: n, ctx: ctx, cancel: cancel, ses: n.ex.NewSession(ctx), seen: map[cid.Cid]struct{}{root: {}}}
+	f.touch()
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel(nil)
+	if has, _ := n.store.Has(ctx, root); !has {
+		wg.Add(1)
+		go func() { defer wg.Done(); f.findProviders(root) }()
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); f.watch(cancel, progress) }()
+
+	level := []cid.Cid{root}
+	for len(level) > 0 {
+		next, err := f.level(level)
+		if err != nil {
+			n.metrics.fetchErrors.WithLabelValues(reason(err)).Inc()
+			return FetchResult{}, fmt.Errorf("node: fetch %s: %w", root, err)
+		}
+		level = next
+	}
+	cancel(nil)
+	wg.Wait()
+	if progress != nil {
+		progress(f.progress())
+	}
+	res := FetchResult{Root: root, Blocks: f.blocks.Load(), Bytes: f.bytes.Load(), Fetched: f.fetched.Load(),
+		Providers: f.providerIDs(), Duration: time.Since(start)}
+	n.metrics.fetchSeconds.Observe(res.Duration.Seconds())
+	n.provideAsync(root)
+	n.log.Info("fetched", "root", root, "blocks", res.Blocks, "bytes", res.Bytes, "from_network", res.Fetched, "took", res.Duration)
+	return res, nil
+}
+
+func checkCodec(c cid.Cid) error {
+	switch c.Prefix().Codec {
+	case cid.DagProtobuf, cid.Raw:
+		return nil
+	}
+	return fmt.Errorf("%w: %s has codec 0x%x; ore serves UnixFS (dag-pb) and raw blocks", ErrUnsupported, c, c.Prefix().Codec)
+}
+
+func reason(err error) string {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return "not_found"
+	case errors.Is(err, ErrStalled):
+		return "stalled"
+	case errors.Is(err, ErrQuotaFull):
+		return "quota"
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return "canceled"
+	}
+	return "other"
+}
+
+type fetch struct {
+	n      *Node
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	ses    exchange.Fetcher
+
+	mu        sync.Mutex
+	seen      map[cid.Cid]struct{}
+	providers []peer.ID
+
+	blocks, bytes, fetched, total atomic.Int64
+	lastActive                    atomic.Int64 // unix nanos of the last block
+}
+
+func (f *fetch) touch() { f.lastActive.Store(time.Now().UnixNano()) }
+
+func (f *fetch) progress() FetchProgress {
+	f.mu.Lock()
+	np := len(f.providers)
+	f.mu.Unlock()
+	return FetchProgress{Blocks: f.blocks.Load(), Bytes: f.bytes.Load(), Total: f.total.Load(),
+		Fetched: f.fetched.Load(), Providers: np}
+}
+
+func (f *fetch) providerIDs() []peer.ID {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]peer.ID(nil), f.providers...)
+}
+
+// findProviders asks the DHT for boxes holding root and connects to them,
+// so the session's wants reach them at once.
+func (f *fetch) findProviders(root cid.Cid) {
+	var wg sync.WaitGroup
+	for p := range f.n.router.FindProvidersAsync(f.ctx, root, fetchProviders) {
+		if p.ID == f.n.ID() {
+			continue
+		}
+		f.mu.Lock()
+		f.providers = append(f.providers, p.ID)
+		f.mu.Unlock()
+		wg.Add(1)
+		go func(p peer.AddrInfo) {
+			defer wg.Done()
+			if err := f.n.host.Connect(f.ctx, p); err != nil {
+				f.n.log.Debug("provider unreachable", "peer", p.ID, "err", err)
+			}
+		}(p)
+	}
+	wg.Wait()
+}
+
+// watch cancels the fetch when no block arrived for the stall timeout and
+// reports progress.
+func (f *fetch) watch(cancel context.CancelCauseFunc, progress func(FetchProgress)) {
+	t := time.NewTicker(progressInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-f.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if progress != nil {
+			progress(f.progress())
+		}
+		idle := time.Since(time.Unix(0, f.lastActive.Load()))
+		if idle < f.n.cfg.StallTimeout {
+			continue
+		}
+		if f.blocks.Load() == 0 {
+			f.mu.Lock()
+			np := len(f.providers)
+			f.mu.Unlock()
+			cancel(fmt.Errorf("%w within %s (%d providers found in the DHT): check the CID, that the publishing box runs, and this box's bootstrap peers", ErrNotFound, f.n.cfg.StallTimeout, np))
+		} else {
+			cancel(fmt.Errorf("%w: no block for %s after %d blocks: the providers left or are unreachable; run the same get again to resume", ErrStalled, f.n.cfg.StallTimeout, f.blocks.Load()))
+		}
+		return
+	}
+}
+
+// level fetches one level of the DAG and returns the next.
+func (f *fetch) level(cids []cid.Cid) ([]cid.Cid, error) {
+	var (
+		mu   sync.Mutex
+		next []cid.Cid
+		errs = make(chan error, fetchParallel)
+		sem  = make(chan struct{}, fetchParallel)
+		wg   sync.WaitGroup
+	)
+	for i := 0; i < len(cids); i += fetchChunk {
+		chunk := cids[i:min(i+fetchChunk, len(cids))]
+		select {
+		case sem <- struct{}{}:
+		case err := <-errs:
+			wg.Wait()
+			return nil, err
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			kids, err := f.chunk(chunk)
+			if err != nil {
+				f.cancel(err)
+				select {
+				case errs <- err:
+				default:
+				}
+				return
+			}
+			mu.Lock()
+			next = append(next, kids...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return nil, err
+	default:
+	}
+	return next, nil
+}
+
+// chunk makes a few hundred blocks local and returns their children.
+func (f *fetch) chunk(cids []cid.Cid) ([]cid.Cid, error) {
+	var kids, missing []cid.Cid
+	for _, c := range cids {
+		if err := checkCodec(c); err != nil {
+			return nil, err
+		}
+		has, err := f.n.store.Has(f.ctx, c)
+		if err != nil {
+			return nil, err
+		}
+		if !has && isEmptyBlock(c) {
+			// boxo's bitswap server treats a zero-length block as absent, so
+			// nobody would ever send it; its bytes are known from its hash.
+			if err := f.n.store.Put(f.ctx, mustBlock(nil, c)); err != nil {
+				return nil, err
+			}
+			has = true
+		}
+		if !has {
+			missing = append(missing, c)
+			continue
+		}
+		size, err := f.n.store.GetSize(f.ctx, c)
+		if err != nil {
+			return nil, err
+		}
+		if c.Prefix().Codec == cid.DagProtobuf {
+			b, err := f.n.store.Get(f.ctx, c)
+			if err != nil {
+				return nil, err
+			}
+			if kids, err = f.visit(b, kids); err != nil {
+				return nil, err
+			}
+		}
+		f.blocks.Add(1)
+		f.bytes.Add(int64(size))
+		f.touch()
+	}
+	if len(missing) == 0 {
+		return kids, nil
+	}
+	ch, err := f.ses.GetBlocks(f.ctx, missing)
+	if err != nil {
+		return nil, f.cause(err)
+	}
+	var (
+		batch      []blocks.Block
+		batchBytes int
+		got        int
+	)
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		if err := f.n.store.PutMany(f.ctx, batch); err != nil {
+			return err
+		}
+		if err := f.n.ex.NotifyNewBlocks(f.ctx, batch...); err != nil {
+			f.n.log.Debug("notify bitswap of new blocks", "err", err)
+		}
+		batch, batchBytes = batch[:0], 0
+		return nil
+	}
+	for b := range ch {
+		got++
+		size := len(b.RawData())
+		f.blocks.Add(1)
+		f.bytes.Add(int64(size))
+		f.fetched.Add(int64(size))
+		f.n.metrics.fetchBlocks.Inc()
+		f.n.metrics.fetchBytes.Add(float64(size))
+		f.touch()
+		if kids, err = f.visit(b, kids); err != nil {
+			return nil, err
+		}
+		batch = append(batch, b)
+		if batchBytes += size; batchBytes >= fetchBatchBytes {
+			if err := flush(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return nil, err
+	}
+	if got < len(missing) {
+		return nil, f.cause(fmt.Errorf("%d of %d blocks did not arrive", len(missing)-got, len(missing)))
+	}
+	return kids, nil
+}
+
+// isEmptyBlock reports whether c addresses zero bytes.
+func isEmptyBlock(c cid.Cid) bool {
+	e, err := c.Prefix().Sum(nil)
+	return err == nil && e.Equals(c)
+}
+
+func mustBlock(data []byte, c cid.Cid) blocks.Block {
+	b, err := blocks.NewBlockWithCid(data, c)
+	if err != nil {
+		panic(err) // only called with data that hashes to c
+	}
+	return b
+}
+
+// cause prefers the reason the fetch was cancelled over the symptom.
+func (f *fetch) cause(err error) error {
+	if c := context.Cause(f.ctx); c != nil {
+		return c
+	}
+	return err
+}
+
+// visit records the root's size and appends the unseen children of b.
+func (f *fetch) visit(b blocks.Block, kids []cid.Cid) ([]cid.Cid, error) {
+	if b.Cid().Prefix().Codec != cid.DagProtobuf {
+		if f.total.Load() == 0 {
+			f.total.CompareAndSwap(0, int64(len(b.RawData())))
+		}
+		return kids, nil
+	}
+	nd, err := merkledag.DecodeProtobufBlock(b)
+	if err != nil {
+		return nil, fmt.Errorf("block %s is not valid dag-pb: %w", b.Cid(), err)
+	}
+	links := nd.Links()
+	if f.total.Load() == 0 {
+		total := int64(len(b.RawData()))
+		for _, l := range links {
+			total += int64(l.Size)
+		}
+		f.total.CompareAndSwap(0, total)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, l := range links {
+		if _, ok := f.seen[l.Cid]; ok {
+			continue
+		}
+		f.seen[l.Cid] = struct{}{}
+		kids = append(kids, l.Cid)
+	}
+	return kids, nil
+}
+
+// provideAsync announces a root this box now holds, so later fetches can
+// use it as a source. Failures are logged: the content stays usable.
+func (n *Node) provideAsync(root cid.Cid) {
+	n.spawn(func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, DefaultProvideTimeout)
+		defer cancel()
+		if err := n.router.Provide(ctx, root); err != nil && ctx.Err() == nil {
+			n.log.Debug("announce fetched root", "root", root, "err", err)
+		}
+	})
+}
+
+// Open returns the UnixFS file or directory at root from local blocks
+// (Fetch it first). Reading a block that is not local fails.
+func (n *Node) Open(ctx context.Context, root cid.Cid) (files.Node, error) {
+	if err := checkCodec(root); err != nil {
+		return nil, err
+	}
+	nd, err := n.dag.Get(ctx, root)
+	if err != nil {
+		return nil, fmt.Errorf("node: open %s: %w", root, err)
+	}
+	f, err := unixfile.NewUnixfsFile(ctx, n.dag, nd)
+	if err != nil {
+		return nil, fmt.Errorf("node: open %s: %w", root, err)
+	}
+	return f, nil
+}
+
+// Get fetches root and writes it to path (a file or a directory tree),
+// byte-identical to what was added. path must not exist.
+func (n *Node) Get(ctx context.Context, root cid.Cid, path string, progress func(FetchProgress)) (FetchResult, error) {
+	res, err := n.Fetch(ctx, root, progress)
+	if err != nil {
+		return res, err
+	}
+	f, err := n.Open(ctx, root)
+	if err != nil {
+		return res, err
+	}
+	defer f.Close()
+	if err := files.WriteTo(f, path); err != nil {
+		return res, fmt.Errorf("node: write %s to %s: %w", root, path, err)
+	}
+	return res, nil
+}
+
+// ParseCID reads a CID as a user typed it, with an error that says what is
+// wrong with it.
+func ParseCID(s string) (cid.Cid, error) {
+	c, err := cid.Decode(s)
+	if err != nil {
+		return cid.Undef, fmt.Errorf("node: %q is not a CID (expected something like bafy...): %w", s, err)
+	}
+	if err := checkCodec(c); err != nil {
+		return cid.Undef, err
+	}
+	return c, nil
+}

@@ -1,0 +1,226 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+
+	"github.com/ipfs/boxo/blockservice"
+	"github.com/ipfs/boxo/ipld/merkledag"
+	ipld "github.com/ipfs/go-ipld-format"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	routedhost "github.com/libp2p/go-libp2p/p2p/host/routed"
+	ma "github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/orecdn/ore/bitswap"
+	"github.com/orecdn/ore/dht"
+	"github.com/orecdn/ore/store"
+)
+
+// Version is ore's version, sent in libp2p identify.
+const Version = "0.1.0"
+
+// Node is an ore box: a libp2p host with a DHT, bitswap and a block store.
+type Node struct {
+	cfg     *Config
+	log     *slog.Logger
+	host    host.Host
+	rm      network.ResourceManager
+	router  *dht.Router
+	ex      *bitswap.Exchange
+	store   *store.Store
+	dag     ipld.DAGService // local blocks only
+	reg     *prometheus.Registry
+	metrics *metrics
+	traffic *traffic
+
+	ctx       context.Context
+	cancel    context.CancelFunc
+	bgMu      sync.Mutex // guards closing and wg.Add
+	closing   bool
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New assembles and starts a box. It returns once the host listens; joining
+// the network (Bootstrap) goes on in the background. Close releases every
+// port, goroutine and file it opened.
+func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
+	cfg, err := defaults()
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range opts {
+		if err := o(cfg); err != nil {
+			return nil, err
+		}
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	key := cfg.Identity
+	if key == nil {
+		if key, err = LoadIdentity(cfg.RepoDir); err != nil {
+			return nil, err
+		}
+	}
+
+	n := &Node{cfg: cfg, log: cfg.Logger, reg: prometheus.NewRegistry(), traffic: newTraffic()}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	var closers []func() error
+	defer func() {
+		if err != nil {
+			n.cancel()
+			for i := len(closers) - 1; i >= 0; i-- {
+				_ = closers[i]()
+			}
+		}
+	}()
+
+	n.store, err = store.Open(filepath.Join(cfg.RepoDir, BlocksDir),
+		store.WithQuota(cfg.Quota), store.WithLogger(cfg.Logger), store.WithSmallMemory(cfg.SmallMemory))
+	if err != nil {
+		return nil, fmt.Errorf("node: open block store: %w", err)
+	}
+	closers = append(closers, n.store.Close)
+
+	base, rm, err := newHost(cfg, key, n.reg)
+	if err != nil {
+		return nil, err
+	}
+	n.rm = rm
+	closers = append(closers, rm.Close, base.Close)
+
+	n.router, err = dht.New(base,
+		dht.WithMode(cfg.DHTMode),
+		dht.WithBootstrapPeers(cfg.Bootstrap),
+		dht.WithReprovideInterval(cfg.ReprovideInterval),
+		dht.WithRoots(n.store.Pins),
+		dht.WithLogger(cfg.Logger.With("part", "dht")),
+	)
+	if err != nil {
+		return nil, err
+	}
+	closers = append(closers, n.router.Close)
+	n.host = routedhost.Wrap(base, n.router.Routing())
+
+	n.ex, err = bitswap.New(n.ctx, n.host, n.router, n.store, bitswap.WithHooks(bitswap.Hooks{
+		BlockReceived: n.traffic.received,
+		BlockSent:     n.traffic.sent,
+	}))
+	if err != nil {
+		return nil, err
+	}
+	closers = append(closers, n.ex.Close)
+	n.dag = merkledag.NewDAGService(blockservice.New(n.store, nil))
+
+	if n.metrics, err = newMetrics(n); err != nil {
+		return nil, err
+	}
+
+	n.log.Info("box started", "peer", n.host.ID(), "addrs", n.host.Addrs(), "role", cfg.Role, "dht", cfg.DHTMode)
+	if len(cfg.Bootstrap) > 0 {
+		n.spawn(func(ctx context.Context) {
+			bctx, cancel := context.WithTimeout(ctx, defaultBootstrapTimeout)
+			defer cancel()
+			if err := n.Bootstrap(bctx); err != nil && ctx.Err() == nil {
+				n.log.Warn("bootstrap failed; the DHT retries on its own", "err", err)
+			}
+		})
+	}
+	return n, nil
+}
+
+// Bootstrap joins the network through the configured bootstrap peers and
+// fills the DHT routing table.
+func (n *Node) Bootstrap(ctx context.Context) error {
+	return n.router.Bootstrap(ctx)
+}
+
+// Connect dials a peer.
+func (n *Node) Connect(ctx context.Context, p peer.AddrInfo) error {
+	if err := n.host.Connect(ctx, p); err != nil {
+		return fmt.Errorf("node: connect to %s: %w", p.ID, err)
+	}
+	return nil
+}
+
+// ID is the box's peer ID.
+func (n *Node) ID() peer.ID { return n.host.ID() }
+
+// Host is the box's libp2p host (routed through the DHT).
+func (n *Node) Host() host.Host { return n.host }
+
+// AddrInfo is how other boxes reach this one.
+func (n *Node) AddrInfo() peer.AddrInfo {
+	return peer.AddrInfo{ID: n.host.ID(), Addrs: n.host.Addrs()}
+}
+
+// P2PAddrs are the box's addresses with /p2p/ID appended, as bootstrap
+// lists want them.
+func (n *Node) P2PAddrs() []ma.Multiaddr {
+	out, _ := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: n.host.ID(), Addrs: n.host.Addrs()})
+	return out
+}
+
+// Store is the box's block store.
+func (n *Node) Store() *store.Store { return n.store }
+
+// DHT is the box's content router.
+func (n *Node) DHT() *dht.Router { return n.router }
+
+// Exchange is the box's bitswap.
+func (n *Node) Exchange() *bitswap.Exchange { return n.ex }
+
+// Metrics is the box's Prometheus registry.
+func (n *Node) Metrics() *prometheus.Registry { return n.reg }
+
+// Role is the box's role.
+func (n *Node) Role() Role { return n.cfg.Role }
+
+// Close stops the box and releases everything it holds. It is safe to call
+// more than once.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		n.bgMu.Lock()
+		n.closing = true
+		n.bgMu.Unlock()
+		n.cancel()
+		n.wg.Wait()
+		var errs []error
+		add := func(what string, err error) {
+			if err != nil {
+				errs = append(errs, fmt.Errorf("close %s: %w", what, err))
+			}
+		}
+		add("bitswap", n.ex.Close())
+		add("dht", n.router.Close())
+		add("host", n.host.Close())
+		add("resource manager", n.rm.Close())
+		add("store", n.store.Close())
+		n.closeErr = errors.Join(errs...)
+		n.log.Info("box stopped", "peer", n.host.ID())
+	})
+	return n.closeErr
+}
+
+// spawn runs f in the background until the node closes; Close waits for it.
+func (n *Node) spawn(f func(ctx context.Context)) {
+	n.bgMu.Lock()
+	defer n.bgMu.Unlock()
+	if n.closing {
+		return
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		f(n.ctx)
+	}()
+}

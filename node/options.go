@@ -1,0 +1,294 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/orecdn/ore/dht"
+)
+
+// Role is what a node does in an ore network.
+type Role string
+
+// RoleBox stores, serves and fetches content: every node is a box.
+const RoleBox Role = "box"
+
+// ParseRole reads a role as written in a config file.
+func ParseRole(s string) (Role, error) {
+	switch Role(s) {
+	case "", RoleBox:
+		return RoleBox, nil
+	}
+	return "", fmt.Errorf("node: unknown role %q: the roles are %q", s, RoleBox)
+}
+
+// Defaults of a box.
+const (
+	DefaultQuota            = 10 << 30 // 10 GiB of blocks
+	DefaultChunkSize        = 256 << 10
+	DefaultStallTimeout     = 30 * time.Second
+	DefaultResourceMemory   = 1 << 30 // libp2p resource manager: memory for all streams and connections
+	DefaultResourceFDs      = 1024
+	DefaultConnLow          = 64
+	DefaultConnHigh         = 192
+	DefaultProvideTimeout   = time.Minute
+	defaultBootstrapTimeout = 30 * time.Second
+)
+
+// DefaultListenAddrs are where a box listens when nothing else is said.
+var DefaultListenAddrs = []string{"/ip4/0.0.0.0/tcp/4601", "/ip4/0.0.0.0/udp/4601/quic-v1"}
+
+// Config is what New assembles a node from. Fill it with Options.
+type Config struct {
+	RepoDir           string
+	Identity          crypto.PrivKey
+	ListenAddrs       []ma.Multiaddr
+	Bootstrap         []peer.AddrInfo
+	Role              Role
+	Quota             int64
+	DHTMode           dht.Mode
+	ReprovideInterval time.Duration
+	StallTimeout      time.Duration
+	ResourceMemory    int64
+	ResourceFDs       int
+	ConnLow, ConnHigh int
+	SmallMemory       bool
+	Logger            *slog.Logger
+
+	listenSet bool
+}
+
+// Option configures a node.
+type Option func(*Config) error
+
+func defaults() (*Config, error) {
+	c := &Config{
+		Role:              RoleBox,
+		Quota:             DefaultQuota,
+		DHTMode:           dht.ModeAuto,
+		ReprovideInterval: dht.DefaultReprovideInterval,
+		StallTimeout:      DefaultStallTimeout,
+		ResourceMemory:    DefaultResourceMemory,
+		ResourceFDs:       DefaultResourceFDs,
+		ConnLow:           DefaultConnLow,
+		ConnHigh:          DefaultConnHigh,
+		Logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	addrs, err := parseAddrs(DefaultListenAddrs)
+	if err != nil {
+		return nil, err
+	}
+	c.ListenAddrs = addrs
+	return c, nil
+}
+
+func (c *Config) validate() error {
+	if c.RepoDir == "" {
+		return errors.New("node: no repo directory: pass node.WithRepo(dir) (create one with node.Init or `ore init`)")
+	}
+	if c.Quota <= 0 {
+		return fmt.Errorf("node: storage quota must be positive, got %d", c.Quota)
+	}
+	if c.ConnLow <= 0 || c.ConnHigh < c.ConnLow {
+		return fmt.Errorf("node: connection limits low=%d high=%d: need 0 < low <= high", c.ConnLow, c.ConnHigh)
+	}
+	if c.ResourceMemory < 64<<20 || c.ResourceFDs < 64 {
+		return fmt.Errorf("node: resource limits %d bytes / %d fds are too small (need >= 64 MiB and >= 64 fds)", c.ResourceMemory, c.ResourceFDs)
+	}
+	if c.StallTimeout <= 0 {
+		return errors.New("node: stall timeout must be positive")
+	}
+	return nil
+}
+
+// WithRepo sets the repo directory: the identity key (unless WithIdentity)
+// and the block store live there.
+func WithRepo(dir string) Option {
+	return func(c *Config) error {
+		if dir == "" {
+			return errors.New("node: empty repo directory")
+		}
+		c.RepoDir = dir
+		return nil
+	}
+}
+
+// WithIdentity sets the node's key instead of the repo's.
+func WithIdentity(k crypto.PrivKey) Option {
+	return func(c *Config) error {
+		if k == nil {
+			return errors.New("node: nil identity")
+		}
+		c.Identity = k
+		return nil
+	}
+}
+
+// WithListenAddrs sets the multiaddrs the host listens on. Use port 0 for
+// any free port.
+func WithListenAddrs(addrs ...string) Option {
+	return func(c *Config) error {
+		if c.listenSet {
+			return errors.New("node: listen addresses set twice")
+		}
+		m, err := parseAddrs(addrs)
+		if err != nil {
+			return err
+		}
+		c.ListenAddrs, c.listenSet = m, true
+		return nil
+	}
+}
+
+// WithBootstrapPeers sets the boxes to dial to join the network.
+func WithBootstrapPeers(peers ...peer.AddrInfo) Option {
+	return func(c *Config) error {
+		c.Bootstrap = append(c.Bootstrap, peers...)
+		return nil
+	}
+}
+
+// WithBootstrapAddrs is WithBootstrapPeers with multiaddr strings that end
+// in /p2p/PEERID.
+func WithBootstrapAddrs(addrs ...string) Option {
+	return func(c *Config) error {
+		peers, err := ParsePeerAddrs(addrs)
+		if err != nil {
+			return err
+		}
+		c.Bootstrap = append(c.Bootstrap, peers...)
+		return nil
+	}
+}
+
+// WithRole sets the node's role (default RoleBox).
+func WithRole(r Role) Option {
+	return func(c *Config) error {
+		if _, err := ParseRole(string(r)); err != nil {
+			return err
+		}
+		c.Role = r
+		return nil
+	}
+}
+
+// WithQuota sets the bytes of blocks the box may store.
+func WithQuota(bytes int64) Option {
+	return func(c *Config) error {
+		if bytes <= 0 {
+			return fmt.Errorf("node: quota must be positive, got %d", bytes)
+		}
+		c.Quota = bytes
+		return nil
+	}
+}
+
+// WithDHTMode sets the DHT mode (default auto).
+func WithDHTMode(m dht.Mode) Option {
+	return func(c *Config) error {
+		c.DHTMode = m
+		return nil
+	}
+}
+
+// WithReprovideInterval sets how often pinned roots are announced again
+// (0: never).
+func WithReprovideInterval(d time.Duration) Option {
+	return func(c *Config) error {
+		if d < 0 {
+			return errors.New("node: negative reprovide interval")
+		}
+		c.ReprovideInterval = d
+		return nil
+	}
+}
+
+// WithStallTimeout sets how long a fetch waits without receiving any block
+// before it gives up (default 30 s).
+func WithStallTimeout(d time.Duration) Option {
+	return func(c *Config) error {
+		if d <= 0 {
+			return errors.New("node: stall timeout must be positive")
+		}
+		c.StallTimeout = d
+		return nil
+	}
+}
+
+// WithResourceLimits sets the libp2p resource manager's memory and file
+// descriptor limits for all connections and streams.
+func WithResourceLimits(memory int64, fds int) Option {
+	return func(c *Config) error {
+		c.ResourceMemory, c.ResourceFDs = memory, fds
+		return nil
+	}
+}
+
+// WithConnLimits sets the connection manager's low and high water marks.
+func WithConnLimits(low, high int) Option {
+	return func(c *Config) error {
+		c.ConnLow, c.ConnHigh = low, high
+		return nil
+	}
+}
+
+// WithSmallMemory sizes the store and the network for a box with about
+// 1 GiB of RAM.
+func WithSmallMemory(on bool) Option {
+	return func(c *Config) error {
+		c.SmallMemory = on
+		if on {
+			c.ResourceMemory, c.ResourceFDs = 128<<20, 512
+			c.ConnLow, c.ConnHigh = 32, 96
+		}
+		return nil
+	}
+}
+
+// WithLogger sets the logger (default: discard).
+func WithLogger(l *slog.Logger) Option {
+	return func(c *Config) error {
+		if l == nil {
+			return errors.New("node: nil logger")
+		}
+		c.Logger = l
+		return nil
+	}
+}
+
+func parseAddrs(addrs []string) ([]ma.Multiaddr, error) {
+	out := make([]ma.Multiaddr, 0, len(addrs))
+	for _, s := range addrs {
+		m, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("node: bad listen address %q: %w", s, err)
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// ParsePeerAddrs parses multiaddrs ending in /p2p/PEERID into peers,
+// merging addresses of the same peer.
+func ParsePeerAddrs(addrs []string) ([]peer.AddrInfo, error) {
+	ms := make([]ma.Multiaddr, 0, len(addrs))
+	for _, s := range addrs {
+		m, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("node: bad peer address %q: %w", s, err)
+		}
+		ms = append(ms, m)
+	}
+	peers, err := peer.AddrInfosFromP2pAddrs(ms...)
+	if err != nil {
+		return nil, fmt.Errorf("node: peer addresses must end in /p2p/PEERID: %w", err)
+	}
+	return peers, nil
+}

@@ -1,0 +1,223 @@
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/dustin/go-humanize"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/orecdn/ore/dht"
+)
+
+// Files in a repo directory.
+const (
+	ConfigFile   = "config.json"  // human-editable settings
+	IdentityFile = "identity.key" // the Ed25519 key, mode 0600
+	BlocksDir    = "blocks"       // the badger block store
+	APIFile      = "api"          // written by a running daemon: its control API URL
+)
+
+// ErrNoRepo says a repo directory has not been initialised.
+var ErrNoRepo = errors.New("node: no ore repo")
+
+// FileConfig is the human-editable config.json of a repo.
+type FileConfig struct {
+	PeerID    string   `json:"peer_id"`
+	Role      string   `json:"role"`
+	Listen    []string `json:"listen"`
+	API       string   `json:"api"`
+	Bootstrap []string `json:"bootstrap"`
+	Quota     string   `json:"quota"`
+	DHTMode   string   `json:"dht_mode"`
+	Profile   string   `json:"profile"`
+}
+
+// DefaultFileConfig is what `ore init` writes.
+func DefaultFileConfig() FileConfig {
+	return FileConfig{
+		Role:      string(RoleBox),
+		Listen:    append([]string(nil), DefaultListenAddrs...),
+		API:       "127.0.0.1:4501",
+		Bootstrap: []string{},
+		Quota:     "10 GiB",
+		DHTMode:   "auto",
+		Profile:   "default",
+	}
+}
+
+// Init creates a repo in dir with a new Ed25519 identity and cfg as its
+// config (PeerID is filled in). It refuses a directory that already holds a
+// repo, so a key is never overwritten.
+func Init(dir string, cfg FileConfig) (peer.ID, error) {
+	if _, err := os.Stat(filepath.Join(dir, IdentityFile)); err == nil {
+		return "", fmt.Errorf("node: %s already holds an ore repo: use it, or pick another directory with --repo", dir)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("node: create repo %s: %w", dir, err)
+	}
+	priv, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		return "", fmt.Errorf("node: generate identity: %w", err)
+	}
+	raw, err := crypto.MarshalPrivateKey(priv)
+	if err != nil {
+		return "", fmt.Errorf("node: encode identity: %w", err)
+	}
+	id, err := peer.IDFromPrivateKey(priv)
+	if err != nil {
+		return "", fmt.Errorf("node: derive peer ID: %w", err)
+	}
+	cfg.PeerID = id.String()
+	if _, err := cfg.Options(); err != nil {
+		return "", err
+	}
+	if err := writeFileAtomic(filepath.Join(dir, IdentityFile), raw, 0o600); err != nil {
+		return "", err
+	}
+	if err := WriteConfig(dir, cfg); err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+// WriteConfig replaces the repo's config file.
+func WriteConfig(dir string, cfg FileConfig) error {
+	b, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return fmt.Errorf("node: encode config: %w", err)
+	}
+	return writeFileAtomic(filepath.Join(dir, ConfigFile), append(b, '\n'), 0o600)
+}
+
+// LoadConfig reads the repo's config file.
+func LoadConfig(dir string) (FileConfig, error) {
+	var cfg FileConfig
+	b, err := os.ReadFile(filepath.Join(dir, ConfigFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return cfg, fmt.Errorf("%w in %s: run `ore init` first", ErrNoRepo, dir)
+	}
+	if err != nil {
+		return cfg, fmt.Errorf("node: read config: %w", err)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		return cfg, fmt.Errorf("node: %s is not valid: %w (fix it by hand or move it away and run `ore init`)", filepath.Join(dir, ConfigFile), err)
+	}
+	return cfg, nil
+}
+
+// Options turns the config file into node options.
+func (fc FileConfig) Options() ([]Option, error) {
+	role, err := ParseRole(fc.Role)
+	if err != nil {
+		return nil, err
+	}
+	mode, err := dht.ParseMode(fc.DHTMode)
+	if err != nil {
+		return nil, err
+	}
+	opts := []Option{WithRole(role), WithDHTMode(mode)}
+	if len(fc.Listen) > 0 {
+		opts = append(opts, WithListenAddrs(fc.Listen...))
+	}
+	if len(fc.Bootstrap) > 0 {
+		if _, err := ParsePeerAddrs(fc.Bootstrap); err != nil {
+			return nil, fmt.Errorf("config bootstrap: %w", err)
+		}
+		opts = append(opts, WithBootstrapAddrs(fc.Bootstrap...))
+	}
+	if fc.Quota != "" {
+		q, err := humanize.ParseBytes(fc.Quota)
+		if err != nil || q == 0 || q > 1<<62 {
+			return nil, fmt.Errorf("node: config quota %q is not a size like \"10 GiB\"", fc.Quota)
+		}
+		opts = append(opts, WithQuota(int64(q)))
+	}
+	switch fc.Profile {
+	case "", "default":
+	case "small":
+		opts = append(opts, WithSmallMemory(true))
+	default:
+		return nil, fmt.Errorf("node: unknown profile %q: use default or small", fc.Profile)
+	}
+	return opts, nil
+}
+
+// LoadIdentity reads the repo's private key.
+func LoadIdentity(dir string) (crypto.PrivKey, error) {
+	p := filepath.Join(dir, IdentityFile)
+	b, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w in %s: run `ore init` first", ErrNoRepo, dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("node: read identity: %w", err)
+	}
+	k, err := crypto.UnmarshalPrivateKey(b)
+	if err != nil {
+		return nil, fmt.Errorf("node: %s is damaged: %w", p, err)
+	}
+	return k, nil
+}
+
+// WriteAPIFile records the control API address of a running daemon.
+func WriteAPIFile(dir, url string) error {
+	return writeFileAtomic(filepath.Join(dir, APIFile), []byte(url+"\n"), 0o600)
+}
+
+// ReadAPIFile returns the control API address of the daemon running on the
+// repo, or an error saying none runs.
+func ReadAPIFile(dir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, APIFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("node: no ore daemon is running on %s: start one with `ore daemon`", dir)
+	}
+	if err != nil {
+		return "", fmt.Errorf("node: read api file: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// RemoveAPIFile removes the api file when the daemon stops.
+func RemoveAPIFile(dir string) error {
+	err := os.Remove(filepath.Join(dir, APIFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("node: write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return fmt.Errorf("node: write %s: %w", path, err)
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("node: write %s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("node: write %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("node: write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("node: write %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,160 @@
+package testnet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/orecdn/ore/dht"
+	"github.com/orecdn/ore/node"
+)
+
+// Network is a set of boxes on loopback.
+type Network struct {
+	Nodes []*node.Node
+	Dirs  []string // each box's repo
+
+	root    string
+	ownRoot bool
+}
+
+type config struct {
+	dir      string
+	nodeOpts []node.Option
+	log      *slog.Logger
+}
+
+// Option configures a Network.
+type Option func(*config)
+
+// WithDir puts the boxes' repos under dir (default: a new temporary
+// directory, removed by Close).
+func WithDir(dir string) Option { return func(c *config) { c.dir = dir } }
+
+// WithNodeOptions adds options to every box.
+func WithNodeOptions(opts ...node.Option) Option {
+	return func(c *config) { c.nodeOpts = append(c.nodeOpts, opts...) }
+}
+
+// WithLogger sets every box's logger.
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.log = l } }
+
+// New starts n boxes and waits until each has joined the DHT.
+func New(ctx context.Context, n int, opts ...Option) (_ *Network, err error) {
+	if n < 1 {
+		return nil, fmt.Errorf("testnet: need at least one box, got %d", n)
+	}
+	var cfg config
+	for _, o := range opts {
+		o(&cfg)
+	}
+	nw := &Network{root: cfg.dir}
+	if nw.root == "" {
+		if nw.root, err = os.MkdirTemp("", "ore-testnet-*"); err != nil {
+			return nil, fmt.Errorf("testnet: temp dir: %w", err)
+		}
+		nw.ownRoot = true
+	}
+	defer func() {
+		if err != nil {
+			nw.Close()
+		}
+	}()
+	for i := 0; i < n; i++ {
+		if err := nw.start(ctx, i, &cfg); err != nil {
+			return nil, err
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := 1; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			if err := nw.Nodes[i].Bootstrap(ctx); err != nil {
+				errs[i] = fmt.Errorf("testnet: box %d bootstrap: %w", i, err)
+			}
+		}(i)
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return nw, nil
+}
+
+func (nw *Network) start(ctx context.Context, i int, cfg *config) error {
+	dir := filepath.Join(nw.root, fmt.Sprintf("box%02d", i))
+	if _, err := node.Init(dir, node.DefaultFileConfig()); err != nil {
+		return fmt.Errorf("testnet: box %d: %w", i, err)
+	}
+	opts := []node.Option{
+		node.WithRepo(dir),
+		node.WithListenAddrs("/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"),
+		node.WithDHTMode(dht.ModeServer),
+		node.WithQuota(1 << 40),
+	}
+	if cfg.log != nil {
+		opts = append(opts, node.WithLogger(cfg.log.With("box", i)))
+	}
+	if i > 0 {
+		opts = append(opts, node.WithBootstrapPeers(nw.Nodes[0].AddrInfo()))
+	}
+	opts = append(opts, cfg.nodeOpts...)
+	nd, err := node.New(ctx, opts...)
+	if err != nil {
+		return fmt.Errorf("testnet: box %d: %w", i, err)
+	}
+	nw.Nodes = append(nw.Nodes, nd)
+	nw.Dirs = append(nw.Dirs, dir)
+	return nil
+}
+
+// Restart closes box i and starts it again on the same repo (same key,
+// same blocks, new ports).
+func (nw *Network) Restart(ctx context.Context, i int, opts ...node.Option) (*node.Node, error) {
+	if i < 0 || i >= len(nw.Nodes) {
+		return nil, fmt.Errorf("testnet: no box %d", i)
+	}
+	if err := nw.Nodes[i].Close(); err != nil {
+		return nil, fmt.Errorf("testnet: close box %d: %w", i, err)
+	}
+	all := []node.Option{
+		node.WithRepo(nw.Dirs[i]),
+		node.WithListenAddrs("/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"),
+		node.WithDHTMode(dht.ModeServer),
+		node.WithQuota(1 << 40),
+	}
+	for j, other := range nw.Nodes {
+		if j != i {
+			all = append(all, node.WithBootstrapPeers(other.AddrInfo()))
+			break
+		}
+	}
+	nd, err := node.New(ctx, append(all, opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("testnet: restart box %d: %w", i, err)
+	}
+	nw.Nodes[i] = nd
+	return nd, nil
+}
+
+// Close stops every box and removes the temporary directory.
+func (nw *Network) Close() error {
+	var errs []error
+	for i, nd := range nw.Nodes {
+		if err := nd.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("box %d: %w", i, err))
+		}
+	}
+	if nw.ownRoot {
+		if err := os.RemoveAll(nw.root); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
