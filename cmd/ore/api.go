@@ -1,0 +1,333 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/ipfs/boxo/files"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/orecdn/ore/node"
+)
+
+// The control API: HTTP on loopback, spoken by the CLI to a running daemon.
+// Long operations stream newline-delimited JSON: progress lines, then one
+// line with the result or an error.
+const (
+	apiAdd    = "/api/v0/add"
+	apiFetch  = "/api/v0/fetch"
+	apiCat    = "/api/v0/cat"
+	apiPeers  = "/api/v0/peers"
+	apiStatus = "/api/v0/status"
+)
+
+type apiServer struct {
+	n *node.Node
+}
+
+func (s *apiServer) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+apiAdd, s.add)
+	mux.HandleFunc("POST "+apiFetch, s.fetch)
+	mux.HandleFunc("GET "+apiCat, s.cat)
+	mux.HandleFunc("GET "+apiPeers, s.peers)
+	mux.HandleFunc("GET "+apiStatus, s.status)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.n.Metrics(), promhttp.HandlerOpts{}))
+	return rejectBrowsers(mux)
+}
+
+// rejectBrowsers refuses requests a web page could forge: the API is for
+// the CLI on this machine only.
+func rejectBrowsers(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Origin") != "" || r.Header.Get("Sec-Fetch-Site") != "" {
+			http.Error(w, "the ore control API does not serve browsers", http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// stream writes NDJSON lines and flushes each.
+type stream struct {
+	w   http.ResponseWriter
+	enc *json.Encoder
+}
+
+func newStream(w http.ResponseWriter) *stream {
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	return &stream{w: w, enc: json.NewEncoder(w)}
+}
+
+func (s *stream) send(v any) {
+	_ = s.enc.Encode(v)
+	if f, ok := s.w.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+type streamLine struct {
+	Progress *node.FetchProgress `json:"progress,omitempty"`
+	Added    *node.AddResult     `json:"added,omitempty"`
+	Fetched  *node.FetchResult   `json:"fetched,omitempty"`
+	Error    string              `json:"error,omitempty"`
+}
+
+func (s *apiServer) add(w http.ResponseWriter, r *http.Request) {
+	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || !strings.HasPrefix(mt, "multipart/") {
+		http.Error(w, "add wants a multipart body", http.StatusBadRequest)
+		return
+	}
+	dir, err := files.NewFileFromPartReader(multipart.NewReader(r.Body, params["boundary"]), mt)
+	if err != nil {
+		http.Error(w, "bad multipart body: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	it := dir.Entries()
+	if !it.Next() {
+		http.Error(w, "add got no file", http.StatusBadRequest)
+		return
+	}
+	st := newStream(w)
+	res, err := s.n.Add(r.Context(), it.Node())
+	if err != nil {
+		st.send(streamLine{Error: err.Error()})
+		return
+	}
+	st.send(streamLine{Added: &res})
+}
+
+func (s *apiServer) fetch(w http.ResponseWriter, r *http.Request) {
+	c, err := node.ParseCID(r.URL.Query().Get("cid"))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	ctx := r.Context()
+	if t := r.URL.Query().Get("timeout"); t != "" {
+		d, err := time.ParseDuration(t)
+		if err != nil || d <= 0 {
+			http.Error(w, "bad timeout "+t, http.StatusBadRequest)
+			return
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
+	st := newStream(w)
+	progress := make(chan node.FetchProgress, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for p := range progress {
+			st.send(streamLine{Progress: &p})
+		}
+	}()
+	res, err := s.n.Fetch(ctx, c, func(p node.FetchProgress) {
+		select {
+		case progress <- p:
+		default: // the client is slow: skip this update
+		}
+	})
+	close(progress)
+	<-done
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("%w: the --timeout ran out", err)
+		}
+		st.send(streamLine{Error: err.Error()})
+		return
+	}
+	st.send(streamLine{Fetched: &res})
+}
+
+// cat streams local content as a tar archive whose root entry is named by
+// the CID (files.TarWriter, the format Kubo's `get` uses).
+func (s *apiServer) cat(w http.ResponseWriter, r *http.Request) {
+	c, err := node.ParseCID(r.URL.Query().Get("cid"))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	f, err := s.n.Open(r.Context(), c)
+	if err != nil {
+		http.Error(w, err.Error()+" (fetch it first)", http.StatusNotFound)
+		return
+	}
+	defer f.Close()
+	w.Header().Set("Content-Type", "application/x-tar")
+	tw, err := files.NewTarWriter(w)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	if err := tw.WriteFile(f, c.String()); err != nil {
+		// Headers are gone: cut the stream so the client sees a broken tar.
+		panic(http.ErrAbortHandler)
+	}
+	_ = tw.Close()
+}
+
+type peerInfo struct {
+	Peer    string            `json:"peer"`
+	Addr    string            `json:"addr"`
+	Traffic *node.PeerTraffic `json:"traffic,omitempty"`
+}
+
+func (s *apiServer) peers(w http.ResponseWriter, r *http.Request) {
+	traffic := map[string]node.PeerTraffic{}
+	for _, t := range s.n.Traffic() {
+		traffic[t.Peer.String()] = t
+	}
+	var out []peerInfo
+	for _, c := range s.n.Host().Network().Conns() {
+		p := peerInfo{Peer: c.RemotePeer().String(), Addr: c.RemoteMultiaddr().String()}
+		if t, ok := traffic[p.Peer]; ok {
+			p.Traffic = &t
+		}
+		out = append(out, p)
+	}
+	writeJSON(w, out)
+}
+
+type statusInfo struct {
+	Peer        string   `json:"peer"`
+	Role        string   `json:"role"`
+	Addrs       []string `json:"addrs"`
+	Peers       int      `json:"peers"`
+	DHTMode     string   `json:"dht_mode"`
+	DHTPeers    int      `json:"dht_peers"`
+	StoreUsed   int64    `json:"store_used"`
+	StoreQuota  int64    `json:"store_quota"`
+	Pins        []string `json:"pins"`
+	BytesSent   uint64   `json:"bytes_sent"`
+	BytesRecvd  uint64   `json:"bytes_received"`
+	BlocksSent  uint64   `json:"blocks_sent"`
+	BlocksRecvd uint64   `json:"blocks_received"`
+}
+
+func (s *apiServer) status(w http.ResponseWriter, r *http.Request) {
+	st := statusInfo{
+		Peer:       s.n.ID().String(),
+		Role:       string(s.n.Role()),
+		Peers:      len(s.n.Host().Network().Peers()),
+		DHTMode:    s.n.DHT().Mode().String(),
+		DHTPeers:   s.n.DHT().RoutingTableSize(),
+		StoreUsed:  s.n.Store().Used(),
+		StoreQuota: s.n.Store().Quota(),
+	}
+	for _, a := range s.n.P2PAddrs() {
+		st.Addrs = append(st.Addrs, a.String())
+	}
+	pins, err := s.n.Store().Pins(r.Context())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	for _, p := range pins {
+		st.Pins = append(st.Pins, p.String())
+	}
+	if bs, err := s.n.Exchange().Stats(); err == nil {
+		st.BytesSent, st.BytesRecvd, st.BlocksSent, st.BlocksRecvd = bs.DataSent, bs.DataReceived, bs.BlocksSent, bs.BlocksReceived
+	}
+	writeJSON(w, st)
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// listenLoopback listens on addr and refuses anything but loopback.
+func listenLoopback(addr string) (net.Listener, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("control API address %q: %w", addr, err)
+	}
+	ip := net.ParseIP(host)
+	if host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return nil, fmt.Errorf("control API address %q is not loopback: the API has no authentication, so it only listens on 127.0.0.1 or ::1", addr)
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("control API: %w (another daemon running? set \"api\" in the config to a free port, or 127.0.0.1:0)", err)
+	}
+	return l, nil
+}
+
+// client talks to a daemon's control API.
+type client struct {
+	base string
+	http *http.Client
+}
+
+func newClient(repo string) (*client, error) {
+	url, err := node.ReadAPIFile(repo)
+	if err != nil {
+		return nil, err
+	}
+	return &client{base: url, http: &http.Client{}}, nil
+}
+
+func (c *client) do(req *http.Request) (*http.Response, error) {
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("no ore daemon answers at %s (it may have stopped; start it with `ore daemon`): %w", c.base, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return nil, errors.New(strings.TrimSpace(string(b)))
+	}
+	return resp, nil
+}
+
+func (c *client) getJSON(ctx context.Context, path string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// readStream decodes NDJSON lines, calling onProgress for progress lines,
+// and returns the final line.
+func readStream(r io.Reader, onProgress func(node.FetchProgress)) (streamLine, error) {
+	dec := json.NewDecoder(r)
+	for {
+		var l streamLine
+		if err := dec.Decode(&l); err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return l, fmt.Errorf("the daemon's answer broke off (did it stop?): %w", err)
+		}
+		if l.Error != "" {
+			return l, errors.New(l.Error)
+		}
+		if l.Progress != nil {
+			if onProgress != nil {
+				onProgress(*l.Progress)
+			}
+			continue
+		}
+		return l, nil
+	}
+}

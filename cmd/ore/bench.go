@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/dustin/go-humanize"
+
+	"github.com/orecdn/ore/testnet"
+)
+
+func cmdBench(ctx context.Context, e *env, args []string) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprintln(e.stderr, "usage: ore bench transfer [--size 256MiB] [--json]\n\n  transfer  one box fetches a file from another over loopback, against a raw libp2p stream")
+		if len(args) == 0 {
+			return fmt.Errorf("%w: name a benchmark", errUsage)
+		}
+		return nil
+	}
+	switch args[0] {
+	case "transfer":
+		return benchTransfer(ctx, e, args[1:])
+	}
+	return fmt.Errorf("%w: unknown benchmark %q (there is: transfer)", errUsage, args[0])
+}
+
+func benchTransfer(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "bench transfer", "[flags]")
+	sizeFlag := fs.String("size", "256MiB", "bytes to transfer")
+	asJSON := fs.Bool("json", false, "print the figures as one JSON object")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := wantArgs(pos, 0, "no arguments"); err != nil {
+		return err
+	}
+	size, err := humanize.ParseBytes(*sizeFlag)
+	if err != nil || size == 0 {
+		return fmt.Errorf("%w: --size %q is not a size like 256MiB", errUsage, *sizeFlag)
+	}
+	if !*asJSON {
+		fmt.Fprintf(e.stderr, "bench transfer: two boxes on loopback, %s of random bytes...\n", humanize.IBytes(size))
+	}
+	res, err := testnet.BenchTransfer(ctx, int64(size))
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(e.stdout).Encode(res)
+	}
+	fmt.Fprintf(e.stdout, "transfer of %s over %s (%d blocks)\n", humanize.IBytes(size), res.Transport, res.Blocks)
+	fmt.Fprintf(e.stdout, "  ore fetch       %8.1f MB/s  (%.2fs)\n", res.OreMBps, res.OreSeconds)
+	fmt.Fprintf(e.stdout, "  raw stream      %8.1f MB/s  (same hosts, same run)\n", res.RawMBps)
+	fmt.Fprintf(e.stdout, "  ratio ore/raw   %8.2f\n", res.Ratio)
+	fmt.Fprintf(e.stdout, "  add (publish)   %8.1f MB/s\n", res.AddMBps)
+	fmt.Fprintf(e.stdout, "  duplicate blocks %d\n", res.DupBlocks)
+	return nil
+}

@@ -1,0 +1,328 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/dustin/go-humanize"
+	"github.com/ipfs/boxo/files"
+	"github.com/ipfs/boxo/tar"
+
+	"github.com/orecdn/ore/node"
+)
+
+func cmdInit(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "init", "[flags]")
+	repo := repoFlag(e, fs)
+	bootstrap := fs.String("bootstrap", "", "comma-separated multiaddrs (with /p2p/ID) of boxes to join")
+	quota := fs.String("quota", "10 GiB", "storage quota for blocks")
+	profile := fs.String("profile", "default", "default, or small for boxes with about 1 GiB of RAM")
+	dhtMode := fs.String("dht", "auto", "DHT mode: auto, server or client")
+	listen := fs.String("listen", strings.Join(node.DefaultListenAddrs, ","), "comma-separated listen multiaddrs")
+	api := fs.String("api", "127.0.0.1:4501", "control API address (loopback only)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := wantArgs(pos, 0, "no arguments"); err != nil {
+		return err
+	}
+	cfg := node.DefaultFileConfig()
+	cfg.Quota, cfg.Profile, cfg.DHTMode, cfg.API = *quota, *profile, *dhtMode, *api
+	cfg.Listen = splitList(*listen)
+	cfg.Bootstrap = splitList(*bootstrap)
+	id, err := node.Init(*repo, cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "initialised ore repo %s\npeer ID %s\nnext: `ore daemon --repo %s`\n", *repo, id, *repo)
+	return nil
+}
+
+func splitList(s string) []string {
+	out := []string{}
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func cmdDaemon(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "daemon", "[flags]")
+	repo := repoFlag(e, fs)
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := wantArgs(pos, 0, "no arguments"); err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("%w: --log-level %q", errUsage, *logLevel)
+	}
+	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+	fc, err := node.LoadConfig(*repo)
+	if err != nil {
+		return err
+	}
+	opts, err := fc.Options()
+	if err != nil {
+		return err
+	}
+	l, err := listenLoopback(fc.API)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	n, err := node.New(ctx, append(opts, node.WithRepo(*repo), node.WithLogger(log))...)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+
+	srv := &http.Server{Handler: (&apiServer{n: n}).handler(), ReadHeaderTimeout: 10 * time.Second}
+	apiURL := "http://" + l.Addr().String()
+	if err := node.WriteAPIFile(*repo, apiURL); err != nil {
+		return err
+	}
+	defer node.RemoveAPIFile(*repo)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(l) }()
+	log.Info("daemon ready", "api", apiURL, "peer", n.ID(), "addrs", n.P2PAddrs())
+	fmt.Fprintf(e.stdout, "ore daemon ready\npeer ID %s\nAPI %s\n", n.ID(), apiURL)
+	for _, a := range n.P2PAddrs() {
+		fmt.Fprintf(e.stdout, "listening %s\n", a)
+	}
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err := <-serveErr:
+		return fmt.Errorf("control API stopped: %w", err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	return n.Close()
+}
+
+func cmdAdd(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "add", "[flags] PATH")
+	repo := repoFlag(e, fs)
+	quiet := fs.Bool("q", false, "print only the root CID")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := wantArgs(pos, 1, "one PATH"); err != nil {
+		return err
+	}
+	path := pos[0]
+	st, err := os.Lstat(path)
+	if err != nil {
+		return fmt.Errorf("cannot read %s: %w", path, err)
+	}
+	f, err := files.NewSerialFile(path, true, st)
+	if err != nil {
+		return fmt.Errorf("cannot read %s: %w", path, err)
+	}
+	defer f.Close()
+	total, _ := f.Size()
+	c, err := newClient(*repo)
+	if err != nil {
+		return err
+	}
+	body := files.NewMultiFileReader(files.NewSliceDirectory([]files.DirEntry{files.FileEntry(filepath.Base(path), f)}), true, false)
+	bar := newProgress(e.stderr, "add")
+	counted := &countReader{r: body, onRead: func(n int64) { bar.update(n, total, "") }}
+	if *quiet {
+		counted.onRead = nil
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+apiAdd, counted)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "multipart/form-data; boundary="+body.Boundary())
+	resp, err := c.do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	line, err := readStream(resp.Body, nil)
+	if err != nil {
+		return err
+	}
+	res := line.Added
+	if res == nil {
+		return errors.New("the daemon sent no result")
+	}
+	if *quiet {
+		fmt.Fprintln(e.stdout, res.Root)
+		return nil
+	}
+	bar.done(res.Bytes, total, "")
+	fmt.Fprintf(e.stdout, "added %s %s (%s)\n", res.Root, filepath.Base(path), humanize.IBytes(uint64(res.Bytes)))
+	if !res.Provided {
+		fmt.Fprintf(e.stderr, "warning: not announced in the DHT yet (%s); the box retries on its own\n", res.ProvideErr)
+	}
+	return nil
+}
+
+type countReader struct {
+	r      io.Reader
+	n      int64
+	onRead func(int64)
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	k, err := c.r.Read(p)
+	c.n += int64(k)
+	if c.onRead != nil {
+		c.onRead(c.n)
+	}
+	return k, err
+}
+
+func cmdGet(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "get", "[flags] CID")
+	repo := repoFlag(e, fs)
+	out := fs.String("o", "", "where to write the file or directory (default: the CID)")
+	timeout := fs.Duration("timeout", 10*time.Minute, "give up after this long")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := wantArgs(pos, 1, "one CID"); err != nil {
+		return err
+	}
+	root, err := node.ParseCID(pos[0])
+	if err != nil {
+		return err
+	}
+	if *out == "" {
+		*out = root.String()
+	}
+	if _, err := os.Lstat(*out); err == nil {
+		return fmt.Errorf("%s already exists: remove it or pick another with -o", *out)
+	}
+	c, err := newClient(*repo)
+	if err != nil {
+		return err
+	}
+	q := url.Values{"cid": {root.String()}, "timeout": {timeout.String()}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+apiFetch+"?"+q.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.do(req)
+	if err != nil {
+		return err
+	}
+	bar := newProgress(e.stderr, "get")
+	line, err := readStream(resp.Body, func(p node.FetchProgress) {
+		bar.update(p.Bytes, p.Total, fmt.Sprintf("%d providers", p.Providers))
+	})
+	resp.Body.Close()
+	if err != nil {
+		return err
+	}
+	res := line.Fetched
+	if res == nil {
+		return errors.New("the daemon sent no result")
+	}
+	bar.done(res.Bytes, res.Bytes, fmt.Sprintf("%d blocks, %s from the network", res.Blocks, humanize.IBytes(uint64(res.Fetched))))
+
+	req, err = http.NewRequestWithContext(ctx, http.MethodGet, c.base+apiCat+"?"+url.Values{"cid": {root.String()}}.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	resp, err = c.do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	ex := &tar.Extractor{Path: *out}
+	if err := ex.Extract(resp.Body); err != nil {
+		return fmt.Errorf("write %s: %w", *out, err)
+	}
+	fmt.Fprintf(e.stdout, "saved %s to %s\n", root, *out)
+	return nil
+}
+
+func cmdPeers(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "peers", "[flags]")
+	repo := repoFlag(e, fs)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := wantArgs(pos, 0, "no arguments"); err != nil {
+		return err
+	}
+	c, err := newClient(*repo)
+	if err != nil {
+		return err
+	}
+	var peers []peerInfo
+	if err := c.getJSON(ctx, apiPeers, &peers); err != nil {
+		return err
+	}
+	if len(peers) == 0 {
+		fmt.Fprintln(e.stdout, "no peers connected (check the bootstrap list in the repo's config.json)")
+	}
+	for _, p := range peers {
+		line := p.Addr + "/p2p/" + p.Peer
+		if p.Traffic != nil {
+			line += fmt.Sprintf("  sent %s  received %s", humanize.IBytes(uint64(p.Traffic.BytesSent)), humanize.IBytes(uint64(p.Traffic.BytesReceived)))
+		}
+		fmt.Fprintln(e.stdout, line)
+	}
+	return nil
+}
+
+func cmdStatus(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "status", "[flags]")
+	repo := repoFlag(e, fs)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := wantArgs(pos, 0, "no arguments"); err != nil {
+		return err
+	}
+	c, err := newClient(*repo)
+	if err != nil {
+		return err
+	}
+	var st statusInfo
+	if err := c.getJSON(ctx, apiStatus, &st); err != nil {
+		return err
+	}
+	w := e.stdout
+	fmt.Fprintf(w, "peer      %s (%s)\n", st.Peer, st.Role)
+	for _, a := range st.Addrs {
+		fmt.Fprintf(w, "address   %s\n", a)
+	}
+	fmt.Fprintf(w, "network   %d peers connected, DHT %s with %d peers\n", st.Peers, st.DHTMode, st.DHTPeers)
+	fmt.Fprintf(w, "storage   %s of %s used\n", humanize.IBytes(uint64(st.StoreUsed)), humanize.IBytes(uint64(st.StoreQuota)))
+	fmt.Fprintf(w, "traffic   sent %s in %d blocks, received %s in %d blocks\n",
+		humanize.IBytes(st.BytesSent), st.BlocksSent, humanize.IBytes(st.BytesRecvd), st.BlocksRecvd)
+	fmt.Fprintf(w, "pinned    %d roots\n", len(st.Pins))
+	for _, p := range st.Pins {
+		fmt.Fprintf(w, "          %s\n", p)
+	}
+	return nil
+}

@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/dustin/go-humanize"
+	"github.com/libp2p/go-libp2p/core/network"
+
+	"github.com/orecdn/ore/node"
+	"github.com/orecdn/ore/testnet"
+)
+
+// demo is the state the demo's steps share.
+type demo struct {
+	boxes int
+	size  int64
+	dir   string
+	net   *testnet.Network
+
+	publisher, getter int
+	srcPath, outPath  string
+	srcHash           [32]byte
+	added             node.AddResult
+	fetched           node.FetchResult
+}
+
+// demoStep is one step of `ore demo`: it does its work and returns a line
+// that says what happened. Adding a capability to the demo is adding a step.
+type demoStep struct {
+	title string
+	run   func(d *demo, ctx context.Context) (string, error)
+}
+
+func demoSteps() []demoStep {
+	return []demoStep{
+		{"start an ore network on loopback", (*demo).start},
+		{"publish a generated file", (*demo).publish},
+		{"find the publisher through the DHT", (*demo).findProviders},
+		{"fetch the file on a box with no link to the publisher", (*demo).fetch},
+		{"check the bytes", (*demo).verify},
+	}
+}
+
+func cmdDemo(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "demo", "[flags]")
+	boxes := fs.Int("boxes", 8, "boxes in the network")
+	sizeFlag := fs.String("size", "16MiB", "size of the published file")
+	keep := fs.Bool("keep", false, "keep the temporary directory")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := wantArgs(pos, 0, "no arguments"); err != nil {
+		return err
+	}
+	if *boxes < 3 {
+		return fmt.Errorf("%w: --boxes must be at least 3", errUsage)
+	}
+	size, err := humanize.ParseBytes(*sizeFlag)
+	if err != nil || size == 0 {
+		return fmt.Errorf("%w: --size %q is not a size like 16MiB", errUsage, *sizeFlag)
+	}
+	dir, err := os.MkdirTemp("", "ore-demo-*")
+	if err != nil {
+		return err
+	}
+	d := &demo{boxes: *boxes, size: int64(size), dir: dir}
+	defer func() {
+		if d.net != nil {
+			d.net.Close()
+		}
+		if *keep {
+			fmt.Fprintf(e.stdout, "kept %s\n", dir)
+		} else {
+			os.RemoveAll(dir)
+		}
+	}()
+	fmt.Fprintf(e.stdout, "ore demo: %d boxes, one %s file, everything in %s\n\n", d.boxes, humanize.IBytes(size), dir)
+	steps := demoSteps()
+	total := time.Now()
+	for i, s := range steps {
+		start := time.Now()
+		fmt.Fprintf(e.stdout, "[%d/%d] %s\n", i+1, len(steps), s.title)
+		line, err := s.run(d, ctx)
+		if err != nil {
+			return fmt.Errorf("step %d (%s): %w", i+1, s.title, err)
+		}
+		for _, l := range strings.Split(line, "\n") {
+			fmt.Fprintf(e.stdout, "      %s\n", l)
+		}
+		fmt.Fprintf(e.stdout, "      (%s)\n", time.Since(start).Round(time.Millisecond))
+	}
+	fmt.Fprintf(e.stdout, "\ndemo passed in %s\n", time.Since(total).Round(time.Millisecond))
+	return nil
+}
+
+func (d *demo) start(ctx context.Context) (string, error) {
+	sctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	nw, err := testnet.New(sctx, d.boxes, testnet.WithDir(filepath.Join(d.dir, "boxes")),
+		testnet.WithNodeOptions(node.WithStallTimeout(20*time.Second)))
+	if err != nil {
+		return "", err
+	}
+	d.net = nw
+	d.publisher, d.getter = 1, d.boxes-1
+	var b strings.Builder
+	for i, n := range nw.Nodes {
+		fmt.Fprintf(&b, "box %d  %s  DHT peers %d\n", i, n.ID(), n.DHT().RoutingTableSize())
+	}
+	b.WriteString("box 0 is the bootstrap peer; every box speaks /ore/kad/1.0.0 and bitswap")
+	return b.String(), nil
+}
+
+func (d *demo) publish(ctx context.Context) (string, error) {
+	d.srcPath = filepath.Join(d.dir, "published.bin")
+	if err := testnet.WriteRandomFile(d.srcPath, d.size, uint64(time.Now().UnixNano())); err != nil {
+		return "", err
+	}
+	h, err := hashFile(d.srcPath)
+	if err != nil {
+		return "", err
+	}
+	d.srcHash = h
+	start := time.Now()
+	res, err := d.net.Nodes[d.publisher].AddPath(ctx, d.srcPath)
+	if err != nil {
+		return "", err
+	}
+	if !res.Provided {
+		return "", fmt.Errorf("root not announced: %s", res.ProvideErr)
+	}
+	d.added = res
+	return fmt.Sprintf("box %d added %s → root %s\nchunked into 256 KiB raw leaves, pinned, announced in the DHT (%.0f MB/s)",
+		d.publisher, humanize.IBytes(uint64(res.Bytes)), res.Root, float64(res.Bytes)/1e6/time.Since(start).Seconds()), nil
+}
+
+func (d *demo) findProviders(ctx context.Context) (string, error) {
+	g, p := d.net.Nodes[d.getter], d.net.Nodes[d.publisher]
+	// Cut any link the DHT's own traffic made, so the fetch has to rely on
+	// what the DHT says.
+	_ = g.Host().Network().ClosePeer(p.ID())
+	if g.Host().Network().Connectedness(p.ID()) == network.Connected {
+		return "", errors.New("getter is still connected to the publisher")
+	}
+	fctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	provs, err := g.DHT().FindProviders(fctx, d.added.Root, 5)
+	if err != nil {
+		return "", err
+	}
+	for _, pr := range provs {
+		if pr.ID == p.ID() {
+			return fmt.Sprintf("box %d asked the DHT for %s\nprovider found: box %d (%s), not connected before", d.getter, d.added.Root, d.publisher, p.ID()), nil
+		}
+	}
+	return "", fmt.Errorf("the DHT did not return the publisher (got %d providers)", len(provs))
+}
+
+func (d *demo) fetch(ctx context.Context) (string, error) {
+	g := d.net.Nodes[d.getter]
+	_ = g.Host().Network().ClosePeer(d.net.Nodes[d.publisher].ID())
+	d.outPath = filepath.Join(d.dir, "fetched.bin")
+	before := g.Traffic()
+	res, err := g.Get(ctx, d.added.Root, d.outPath, nil)
+	if err != nil {
+		return "", err
+	}
+	d.fetched = res
+	var b strings.Builder
+	fmt.Fprintf(&b, "box %d fetched %d blocks, %s, at %.0f MB/s\n", d.getter, res.Blocks, humanize.IBytes(uint64(res.Bytes)),
+		float64(res.Bytes)/1e6/res.Duration.Seconds())
+	for _, t := range g.Traffic() {
+		got := t.BytesReceived
+		if i := slices.IndexFunc(before, func(x node.PeerTraffic) bool { return x.Peer == t.Peer }); i >= 0 {
+			got -= before[i].BytesReceived
+		}
+		if got > 0 {
+			fmt.Fprintf(&b, "  from %s: %s\n", t.Peer, humanize.IBytes(uint64(got)))
+		}
+	}
+	return strings.TrimRight(b.String(), "\n"), nil
+}
+
+func (d *demo) verify(ctx context.Context) (string, error) {
+	h, err := hashFile(d.outPath)
+	if err != nil {
+		return "", err
+	}
+	if h != d.srcHash {
+		return "", errors.New("the fetched file differs from the published one")
+	}
+	return fmt.Sprintf("sha256 %x matches the published file", h[:8]), nil
+}
+
+func hashFile(p string) ([32]byte, error) {
+	var out [32]byte
+	f, err := os.Open(p)
+	if err != nil {
+		return out, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return out, err
+	}
+	copy(out[:], h.Sum(nil))
+	return out, nil
+}
