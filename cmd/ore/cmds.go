@@ -102,10 +102,11 @@ func cmdDaemon(ctx context.Context, e *env, args []string) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(l) }()
 	log.Info("daemon ready", "api", apiURL, "peer", n.ID(), "addrs", n.P2PAddrs())
-	fmt.Fprintf(e.stdout, "ore daemon ready\npeer ID %s\nAPI %s\n", n.ID(), apiURL)
+	fmt.Fprintf(e.stdout, "peer ID %s\nAPI %s\n", n.ID(), apiURL)
 	for _, a := range n.P2PAddrs() {
 		fmt.Fprintf(e.stdout, "listening %s\n", a)
 	}
+	fmt.Fprintln(e.stdout, "ore daemon ready")
 
 	select {
 	case <-ctx.Done():

@@ -1,0 +1,257 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// syncBuffer is a bytes.Buffer safe for a daemon goroutine and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func testEnv(stdout, stderr io.Writer) *env {
+	return &env{stdout: stdout, stderr: stderr, stdin: strings.NewReader(""), getenv: func(string) string { return "" }}
+}
+
+// ore runs one command in-process and returns its exit code and output.
+func ore(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	code := run(ctx, testEnv(&out, &errb), args)
+	return code, out.String(), errb.String()
+}
+
+type daemon struct {
+	repo   string
+	addrs  []string
+	stderr *syncBuffer
+	done   chan int
+	cancel context.CancelFunc
+}
+
+// startDaemon runs `ore daemon` in-process and waits for its ready lines.
+func startDaemon(t *testing.T, repo string) *daemon {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	d := &daemon{repo: repo, stderr: &syncBuffer{}, done: make(chan int, 1), cancel: cancel}
+	go func() {
+		code := run(ctx, testEnv(pw, d.stderr), []string{"daemon", "--repo", repo, "--log-level", "warn"})
+		pw.Close()
+		d.done <- code
+	}()
+	ready := make(chan []string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		var addrs []string
+		for sc.Scan() {
+			line := sc.Text()
+			if a, ok := strings.CutPrefix(line, "listening "); ok {
+				addrs = append(addrs, a)
+			}
+			if line == "ore daemon ready" {
+				ready <- addrs
+				addrs = nil
+			}
+		}
+		close(ready)
+	}()
+	select {
+	case addrs, ok := <-ready:
+		if !ok || len(addrs) == 0 {
+			t.Fatalf("daemon on %s did not start\n%s", repo, d.stderr.String())
+		}
+		d.addrs = addrs
+	case <-time.After(30 * time.Second):
+		t.Fatalf("daemon on %s not ready after 30s\n%s", repo, d.stderr.String())
+	}
+	t.Cleanup(func() { d.stop(t) })
+	return d
+}
+
+func (d *daemon) stop(t *testing.T) {
+	d.cancel()
+	select {
+	case code := <-d.done:
+		if code != 0 {
+			t.Errorf("daemon exited %d: %s", code, d.stderr.String())
+		}
+		d.done <- code
+	case <-time.After(30 * time.Second):
+		t.Errorf("daemon did not stop within 30s")
+	}
+}
+
+func initRepo(t *testing.T, bootstrap string) string {
+	t.Helper()
+	repo := filepath.Join(t.TempDir(), "repo")
+	args := []string{"init", "--repo", repo, "--listen", "/ip4/127.0.0.1/tcp/0,/ip4/127.0.0.1/udp/0/quic-v1",
+		"--api", "127.0.0.1:0", "--dht", "server"}
+	if bootstrap != "" {
+		args = append(args, "--bootstrap", bootstrap)
+	}
+	if code, _, errs := ore(t, args...); code != 0 {
+		t.Fatalf("init: %s", errs)
+	}
+	return repo
+}
+
+func TestCLIAddGetStatusPeers(t *testing.T) {
+	a := startDaemon(t, initRepo(t, ""))
+	b := startDaemon(t, initRepo(t, a.addrs[0]))
+
+	data := make([]byte, 3<<20+123)
+	_, _ = rand.Read(data)
+	src := filepath.Join(t.TempDir(), "clip.bin")
+	if err := os.WriteFile(src, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := ore(t, "add", "--repo", a.repo, src)
+	if code != 0 {
+		t.Fatalf("add exit %d: %s", code, errs)
+	}
+	fields := strings.Fields(out)
+	if len(fields) < 2 || fields[0] != "added" {
+		t.Fatalf("add printed %q", out)
+	}
+	root := fields[1]
+	if !strings.Contains(errs, "add ") {
+		t.Errorf("add showed no progress: %q", errs)
+	}
+
+	dst := filepath.Join(t.TempDir(), "got.bin")
+	code, out, errs = ore(t, "get", root, "-o", dst, "--repo", b.repo)
+	if code != 0 {
+		t.Fatalf("get exit %d: %s", code, errs)
+	}
+	got, err := os.ReadFile(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatal("get wrote different bytes")
+	}
+	if !strings.Contains(out, "saved "+root) || !strings.Contains(errs, "get ") {
+		t.Errorf("get output %q / %q", out, errs)
+	}
+
+	code, out, _ = ore(t, "status", "--repo", a.repo)
+	if code != 0 || !strings.Contains(out, root) || !strings.Contains(out, "storage") {
+		t.Errorf("status exit %d: %s", code, out)
+	}
+	code, out, _ = ore(t, "peers", "--repo", b.repo)
+	if code != 0 || !strings.Contains(out, "/p2p/") {
+		t.Errorf("peers exit %d: %s", code, out)
+	}
+
+	// A directory round trip through the CLI.
+	dir := filepath.Join(t.TempDir(), "site")
+	_ = os.MkdirAll(filepath.Join(dir, "css"), 0o755)
+	_ = os.WriteFile(filepath.Join(dir, "index.html"), []byte("<h1>ore</h1>"), 0o644)
+	_ = os.WriteFile(filepath.Join(dir, "css", "a.css"), []byte("h1{}"), 0o644)
+	code, out, errs = ore(t, "add", "-q", "--repo", a.repo, dir)
+	if code != 0 {
+		t.Fatalf("add dir: %s", errs)
+	}
+	dirRoot := strings.TrimSpace(out)
+	dirOut := filepath.Join(t.TempDir(), "site-copy")
+	if code, _, errs := ore(t, "get", "--repo", b.repo, "-o", dirOut, dirRoot); code != 0 {
+		t.Fatalf("get dir: %s", errs)
+	}
+	if b, err := os.ReadFile(filepath.Join(dirOut, "css", "a.css")); err != nil || string(b) != "h1{}" {
+		t.Fatalf("dir copy: %q %v", b, err)
+	}
+
+	// Bad input: clear errors, and the daemon keeps running.
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"get", "--repo", b.repo, "not-a-cid"}, "is not a CID"},
+		{[]string{"get", "--repo", b.repo, "--timeout", "3s", "-o", filepath.Join(t.TempDir(), "x"),
+			"bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"}, "timeout"},
+		{[]string{"add", "--repo", a.repo, filepath.Join(t.TempDir(), "missing")}, "cannot read"},
+		{[]string{"get", "--repo", b.repo, "-o", dst, root}, "already exists"},
+		{[]string{"status", "--repo", t.TempDir()}, "no ore daemon is running"},
+		{[]string{"add"}, "expected one PATH"},
+		{[]string{"frobnicate"}, "unknown command"},
+	} {
+		code, _, errs := ore(t, tc.args...)
+		if code == 0 || !strings.Contains(errs, tc.want) {
+			t.Errorf("ore %v: exit %d, stderr %q, want it to say %q", tc.args, code, errs, tc.want)
+		}
+	}
+	if code, _, errs := ore(t, "status", "--repo", b.repo); code != 0 {
+		t.Fatalf("daemon gone after bad input: %s", errs)
+	}
+
+	// Stopping the daemon removes its api file.
+	a.stop(t)
+	if _, err := os.Stat(filepath.Join(a.repo, "api")); !os.IsNotExist(err) {
+		t.Errorf("api file left behind: %v", err)
+	}
+	if code, _, errs := ore(t, "status", "--repo", a.repo); code == 0 || !strings.Contains(errs, "no ore daemon") {
+		t.Errorf("status after stop: %d %q", code, errs)
+	}
+}
+
+func TestInitRefusesExistingRepo(t *testing.T) {
+	repo := initRepo(t, "")
+	code, _, errs := ore(t, "init", "--repo", repo)
+	if code == 0 || !strings.Contains(errs, "already holds an ore repo") {
+		t.Fatalf("second init: exit %d %q", code, errs)
+	}
+	info, err := os.Stat(filepath.Join(repo, "identity.key"))
+	if err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("identity key mode %v %v", info.Mode(), err)
+	}
+}
+
+func TestDemo(t *testing.T) {
+	code, out, errs := ore(t, "demo", "--boxes", "4", "--size", "2MiB")
+	if code != 0 {
+		t.Fatalf("demo exit %d: %s\n%s", code, out, errs)
+	}
+	for _, want := range []string{"provider found", "matches the published file", "demo passed"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestBenchTransferJSON(t *testing.T) {
+	code, out, errs := ore(t, "bench", "transfer", "--size", "4MiB", "--json")
+	if code != 0 {
+		t.Fatalf("bench exit %d: %s", code, errs)
+	}
+	for _, k := range []string{`"ore_mb_per_s"`, `"raw_mb_per_s"`, `"ratio"`} {
+		if !strings.Contains(out, k) {
+			t.Errorf("bench JSON lacks %s: %s", k, out)
+		}
+	}
+}
