@@ -1,0 +1,104 @@
+package pod
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Domain separation: a signature over a receipt can never be taken for a
+// signature over anything else, nor a client's for a server's.
+const (
+	clientDomain = "ore/pod/v1/client-receipt\x00"
+	serverDomain = "ore/pod/v1/server-countersign\x00"
+)
+
+// ClientPayload is what the client signs.
+func (r *Receipt) ClientPayload() []byte {
+	return r.appendBody(append(make([]byte, 0, 320), clientDomain...))
+}
+
+// ServerPayload is what the server signs: the body and the client's
+// signature.
+func (r *Receipt) ServerPayload() []byte {
+	b := r.appendBody(append(make([]byte, 0, 400), serverDomain...))
+	return appendBytes(b, r.ClientSig)
+}
+
+// SignClient signs the receipt as its client. k must be the client's key.
+func (r *Receipt) SignClient(k crypto.PrivKey) error {
+	if err := checkKey(k, r.Client, "client"); err != nil {
+		return err
+	}
+	r.ServerSig = nil
+	sig, err := k.Sign(r.ClientPayload())
+	if err != nil {
+		return fmt.Errorf("pod: client sign: %w", err)
+	}
+	r.ClientSig = sig
+	return nil
+}
+
+// SignServer countersigns the receipt as its server. Check the client's
+// signature first (VerifyClient).
+func (r *Receipt) SignServer(k crypto.PrivKey) error {
+	if err := checkKey(k, r.Server, "server"); err != nil {
+		return err
+	}
+	if len(r.ClientSig) == 0 {
+		return errors.New("pod: countersign: the client has not signed")
+	}
+	sig, err := k.Sign(r.ServerPayload())
+	if err != nil {
+		return fmt.Errorf("pod: server sign: %w", err)
+	}
+	r.ServerSig = sig
+	return nil
+}
+
+func checkKey(k crypto.PrivKey, want peer.ID, role string) error {
+	id, err := peer.IDFromPrivateKey(k)
+	if err != nil {
+		return fmt.Errorf("pod: %s key: %w", role, err)
+	}
+	if id != want {
+		return fmt.Errorf("pod: key of %s signing as %s %s", id, role, want)
+	}
+	return nil
+}
+
+// VerifyClient checks the client's signature.
+func (r *Receipt) VerifyClient() error {
+	return verifySig(r.Client, r.ClientPayload(), r.ClientSig, "client")
+}
+
+// VerifyServer checks the server's signature.
+func (r *Receipt) VerifyServer() error {
+	return verifySig(r.Server, r.ServerPayload(), r.ServerSig, "server")
+}
+
+// Signature errors.
+var (
+	ErrMissingSignature = errors.New("pod: missing signature")
+	ErrBadSignature     = errors.New("pod: bad signature")
+)
+
+func verifySig(id peer.ID, payload, sig []byte, role string) error {
+	if len(sig) == 0 {
+		return fmt.Errorf("%w: no %s signature", ErrMissingSignature, role)
+	}
+	pk, err := id.ExtractPublicKey()
+	if err != nil {
+		return fmt.Errorf("%w: %s peer ID %s carries no public key: %v", ErrBadSignature, role, id, err)
+	}
+	if pk.Type() != crypto.Ed25519 {
+		return fmt.Errorf("%w: %s key is %s, receipts take Ed25519", ErrBadSignature, role, pk.Type())
+	}
+	ok, err := pk.Verify(payload, sig)
+	if err != nil || !ok {
+		return fmt.Errorf("%w: %s signature does not verify", ErrBadSignature, role)
+	}
+	return nil
+}
