@@ -84,7 +84,9 @@ type RejectError struct {
 	Err    error
 }
 
-func (e *RejectError) Error() string { return fmt.Sprintf("pod: receipt rejected (%s): %v", e.Reason, e.Err) }
+func (e *RejectError) Error() string {
+	return fmt.Sprintf("pod: receipt rejected (%s): %v", e.Reason, e.Err)
+}
 func (e *RejectError) Unwrap() error { return e.Err }
 
 func reject(r Reason, format string, args ...any) error {
