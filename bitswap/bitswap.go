@@ -24,7 +24,8 @@ type Hooks struct {
 	// BlockReceived is called for each block received from a peer. The block's
 	// CID was verified against its bytes when the message was decoded.
 	BlockReceived func(from peer.ID, b blocks.Block)
-	// BlockSent is called for each block sent to a peer.
+	// BlockSent is called for each block sent to a peer (after the send
+	// gate let it through and the message was written).
 	BlockSent func(to peer.ID, b blocks.Block)
 }
 
@@ -35,6 +36,7 @@ type RequestFilter func(p peer.ID, c cid.Cid) bool
 type config struct {
 	hooks               Hooks
 	filter              RequestFilter
+	gate                Gate
 	maxOutstandingBytes int
 }
 
@@ -74,6 +76,12 @@ func WithMaxOutstandingBytesPerPeer(n int) Option {
 // Exchange is a box's bitswap client and server.
 type Exchange struct {
 	bs        *bs.Bitswap
+	net       *gatedNetwork
+	ctx       context.Context
+	cancel    context.CancelFunc
+	mu        sync.Mutex // guards closed and wg.Add
+	closed    bool
+	wg        sync.WaitGroup
 	closeOnce sync.Once
 }
 
@@ -96,7 +104,7 @@ func New(ctx context.Context, h host.Host, finder routing.ContentDiscovery, bsto
 		bs.ProviderSearchDelay(DefaultProviderSearchDelay),
 		bs.MaxQueuedWantlistEntriesPerPeer(DefaultMaxWantlistPerPeer),
 	}
-	if cfg.hooks.BlockReceived != nil || cfg.hooks.BlockSent != nil {
+	if cfg.hooks.BlockReceived != nil {
 		bopts = append(bopts, bs.WithTracer(tracer{cfg.hooks}))
 	}
 	if cfg.filter != nil {
@@ -106,7 +114,29 @@ func New(ctx context.Context, h host.Host, finder routing.ContentDiscovery, bsto
 	if finder != nil {
 		cd = finder
 	}
-	return &Exchange{bs: bs.New(ctx, bsnet.NewFromIpfsHost(h), cd, bstore, bopts...)}, nil
+	e := &Exchange{net: newGatedNetwork(bsnet.NewFromIpfsHost(h), cfg.gate, cfg.hooks.BlockSent, bstore)}
+	e.ctx, e.cancel = context.WithCancel(ctx)
+	e.bs = bs.New(ctx, e.net, cd, bstore, bopts...)
+	return e, nil
+}
+
+// Release sends, in the background, the blocks the gate held back for p
+// that it now allows. Call it when the gate's verdict for p may have
+// changed (a receipt arrived).
+func (e *Exchange) Release(p peer.ID) {
+	if e.net.gate == nil {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return
+	}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		e.net.release(e.ctx, p)
+	}()
 }
 
 // GetBlock fetches one block from the network.
@@ -163,7 +193,14 @@ func (e *Exchange) Stats() (Stats, error) {
 // Close stops the exchange.
 func (e *Exchange) Close() error {
 	var err error
-	e.closeOnce.Do(func() { err = e.bs.Close() })
+	e.closeOnce.Do(func() {
+		e.mu.Lock()
+		e.closed = true
+		e.mu.Unlock()
+		e.cancel()
+		e.wg.Wait()
+		err = e.bs.Close()
+	})
 	return err
 }
 
@@ -178,11 +215,4 @@ func (t tracer) MessageReceived(p peer.ID, m bsmsg.BitSwapMessage) {
 	}
 }
 
-func (t tracer) MessageSent(p peer.ID, m bsmsg.BitSwapMessage) {
-	if t.h.BlockSent == nil {
-		return
-	}
-	for _, b := range m.Blocks() {
-		t.h.BlockSent(p, b)
-	}
-}
+func (t tracer) MessageSent(peer.ID, bsmsg.BitSwapMessage) {}

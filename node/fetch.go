@@ -15,6 +15,8 @@ import (
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/orecdn/ore/pod"
 )
 
 // Errors of Fetch and Get.
@@ -52,6 +54,9 @@ type FetchResult struct {
 	Fetched   int64         `json:"fetched"`
 	Providers []peer.ID     `json:"providers"`
 	Duration  time.Duration `json:"duration"`
+	// Receipts are the countersigned receipts this box holds for root: who
+	// delivered how much, signed by both sides.
+	Receipts []*pod.Receipt `json:"-"`
 }
 
 // Fetch makes the whole DAG under root local: blocks already in the store
@@ -68,9 +73,10 @@ func (n *Node) Fetch(ctx context.Context, root cid.Cid, progress func(FetchProgr
 		return FetchResult{}, err
 	}
 	start := time.Now()
+	parent := ctx
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	f := &fetch{n: n, ctx: ctx, cancel: cancel, ses: n.ex.NewSession(ctx), seen: map[cid.Cid]struct{}{root: {}}}
+	f := &fetch{n: n, root: root, ctx: ctx, cancel: cancel, ses: n.ex.NewSession(ctx), seen: map[cid.Cid]struct{}{root: {}}}
 	f.touch()
 
 	var wg sync.WaitGroup
@@ -99,6 +105,9 @@ func (n *Node) Fetch(ctx context.Context, root cid.Cid, progress func(FetchProgr
 	}
 	res := FetchResult{Root: root, Blocks: f.blocks.Load(), Bytes: f.bytes.Load(), Fetched: f.fetched.Load(),
 		Providers: f.providerIDs(), Duration: time.Since(start)}
+	if res.Fetched > 0 {
+		res.Receipts = n.pod.flush(parent, root)
+	}
 	n.metrics.fetchSeconds.Observe(res.Duration.Seconds())
 	n.provideAsync(root)
 	n.log.Info("fetched", "root", root, "blocks", res.Blocks, "bytes", res.Bytes, "from_network", res.Fetched, "took", res.Duration)
@@ -129,6 +138,7 @@ func reason(err error) string {
 
 type fetch struct {
 	n      *Node
+	root   cid.Cid
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 	ses    exchange.Fetcher
@@ -225,12 +235,18 @@ func (f *fetch) level(cids []cid.Cid) ([]cid.Cid, error) {
 		case err := <-errs:
 			wg.Wait()
 			return nil, err
+		case <-f.ctx.Done():
+			wg.Wait()
+			return nil, f.cause(f.ctx.Err())
 		}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			kids, err := f.chunk(chunk)
 			if err != nil {
+				if f.ctx.Err() != nil {
+					err = f.cause(err)
+				}
 				f.cancel(err)
 				select {
 				case errs <- err:
@@ -295,6 +311,7 @@ func (f *fetch) chunk(cids []cid.Cid) ([]cid.Cid, error) {
 	if len(missing) == 0 {
 		return kids, nil
 	}
+	f.n.pod.want(f.root, missing)
 	ch, err := f.ses.GetBlocks(f.ctx, missing)
 	if err != nil {
 		return nil, f.cause(err)

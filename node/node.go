@@ -10,6 +10,7 @@ import (
 
 	"github.com/ipfs/boxo/blockservice"
 	"github.com/ipfs/boxo/ipld/merkledag"
+	blocks "github.com/ipfs/go-block-format"
 	ipld "github.com/ipfs/go-ipld-format"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/orecdn/ore/bitswap"
 	"github.com/orecdn/ore/dht"
+	"github.com/orecdn/ore/pod"
 	"github.com/orecdn/ore/store"
 )
 
@@ -39,6 +41,7 @@ type Node struct {
 	reg     *prometheus.Registry
 	metrics *metrics
 	traffic *traffic
+	pod     *podService
 
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -111,10 +114,18 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 	closers = append(closers, n.router.Close)
 	n.host = routedhost.Wrap(base, n.router.Routing())
 
-	n.ex, err = bitswap.New(n.ctx, n.host, n.router, n.store, bitswap.WithHooks(bitswap.Hooks{
-		BlockReceived: n.traffic.received,
-		BlockSent:     n.traffic.sent,
-	}))
+	if n.pod, err = newPodService(n, key); err != nil {
+		return nil, err
+	}
+	n.ex, err = bitswap.New(n.ctx, n.host, n.router, n.store,
+		bitswap.WithGate(n.pod),
+		bitswap.WithHooks(bitswap.Hooks{
+			BlockReceived: func(p peer.ID, b blocks.Block) {
+				n.traffic.received(p, b)
+				n.pod.received(p, b)
+			},
+			BlockSent: n.traffic.sent,
+		}))
 	if err != nil {
 		return nil, err
 	}
@@ -184,6 +195,9 @@ func (n *Node) Metrics() *prometheus.Registry { return n.reg }
 
 // Role is the box's role.
 func (n *Node) Role() Role { return n.cfg.Role }
+
+// Network is the network's parameters (ID, genesis, epochs).
+func (n *Node) Network() pod.Params { return n.cfg.Network }
 
 // Close stops the box and releases everything it holds. It is safe to call
 // more than once.

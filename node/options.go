@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -12,6 +13,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/orecdn/ore/dht"
+	"github.com/orecdn/ore/pod"
 )
 
 // Role is what a node does in an ore network.
@@ -61,8 +63,12 @@ type Config struct {
 	ConnLow, ConnHigh int
 	SmallMemory       bool
 	Logger            *slog.Logger
+	Network           pod.Params // network ID, genesis time, epoch length
+	CreditWindow      int64
+	ReceiptEvery      int64
 
-	listenSet bool
+	listenSet  bool
+	noReceipts bool // test only: a client that never signs
 }
 
 // Option configures a node.
@@ -80,6 +86,9 @@ func defaults() (*Config, error) {
 		ConnLow:           DefaultConnLow,
 		ConnHigh:          DefaultConnHigh,
 		Logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Network:           pod.DefaultParams(DefaultNetwork),
+		CreditWindow:      DefaultCreditWindow,
+		ReceiptEvery:      DefaultReceiptEvery,
 	}
 	addrs, err := parseAddrs(DefaultListenAddrs)
 	if err != nil {
@@ -104,6 +113,12 @@ func (c *Config) validate() error {
 	}
 	if c.StallTimeout <= 0 {
 		return errors.New("node: stall timeout must be positive")
+	}
+	if err := c.Network.Validate(); err != nil {
+		return fmt.Errorf("node: network parameters: %w", err)
+	}
+	if c.ReceiptEvery <= 0 || c.CreditWindow < 2*c.ReceiptEvery {
+		return fmt.Errorf("node: credit window %d must be at least twice the receipt interval %d, or honest clients stall", c.CreditWindow, c.ReceiptEvery)
 	}
 	return nil
 }
@@ -259,6 +274,46 @@ func WithLogger(l *slog.Logger) Option {
 			return errors.New("node: nil logger")
 		}
 		c.Logger = l
+		return nil
+	}
+}
+
+// WithNetwork sets the network's parameters: its ID, genesis time and epoch
+// length. Boxes of different networks refuse each other's receipts.
+func WithNetwork(p pod.Params) Option {
+	return func(c *Config) error {
+		if err := p.Validate(); err != nil {
+			return err
+		}
+		c.Network = p
+		return nil
+	}
+}
+
+// WithCreditWindow sets how many bytes this box, as a server, sends a client
+// ahead of the client's receipts (default 4 MiB).
+func WithCreditWindow(bytes int64) Option {
+	return func(c *Config) error {
+		c.CreditWindow = bytes
+		return nil
+	}
+}
+
+// WithReceiptEvery sets how many bytes this box, as a client, receives from
+// a server between two receipts (default 1 MiB).
+func WithReceiptEvery(bytes int64) Option {
+	return func(c *Config) error {
+		c.ReceiptEvery = bytes
+		return nil
+	}
+}
+
+// WithoutReceipts makes a client that never signs receipts, to test that
+// servers stop serving it. Tests only.
+func WithoutReceipts(t testing.TB) Option {
+	return func(c *Config) error {
+		t.Helper()
+		c.noReceipts = true
 		return nil
 	}
 }

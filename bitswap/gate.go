@@ -1,0 +1,188 @@
+package bitswap
+
+import (
+	"context"
+	"sync"
+
+	bsmsg "github.com/ipfs/boxo/bitswap/message"
+	"github.com/ipfs/boxo/bitswap/network"
+	"github.com/ipfs/boxo/blockstore"
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Gate meters the blocks the server sends. Allow is asked for every block
+// just before it leaves for peer p: true lets it go (and the gate counts
+// size against p), false holds it back. Held blocks are sent when the gate
+// is asked again after Exchange.Release(p), without the peer re-asking.
+// Allow runs on the send path: it must be fast and must not block.
+type Gate interface {
+	Allow(p peer.ID, size int) bool
+}
+
+// WithGate sets the server's send gate (the proof-of-delivery credit window).
+func WithGate(g Gate) Option {
+	return func(c *config) error {
+		c.gate = g
+		return nil
+	}
+}
+
+// maxHeldPerPeer bounds the CIDs held back for one peer; older ones are
+// dropped (the peer asks again after its rebroadcast interval).
+const maxHeldPerPeer = 8192
+
+// releaseMessageSize is the size of the messages that carry released blocks.
+const releaseMessageSize = 1 << 20
+
+// gatedNetwork sits under the bitswap server: the server sends blocks only
+// through SendMessage, so this is the one place every outgoing block passes.
+// It applies the gate, reports blocks actually sent, and keeps what the gate
+// held back (by CID, the bytes stay in the store).
+type gatedNetwork struct {
+	network.BitSwapNetwork
+	gate  Gate
+	sent  func(peer.ID, blocks.Block)
+	store blockstore.Blockstore
+
+	mu   sync.Mutex
+	held map[peer.ID]*heldBlocks
+}
+
+type heldBlocks struct {
+	release sync.Mutex // one release at a time per peer keeps order
+	cids    []cid.Cid
+}
+
+func newGatedNetwork(n network.BitSwapNetwork, g Gate, sent func(peer.ID, blocks.Block), bs blockstore.Blockstore) *gatedNetwork {
+	return &gatedNetwork{BitSwapNetwork: n, gate: g, sent: sent, store: bs, held: make(map[peer.ID]*heldBlocks)}
+}
+
+func (g *gatedNetwork) SendMessage(ctx context.Context, p peer.ID, msg bsmsg.BitSwapMessage) error {
+	blks := msg.Blocks()
+	if g.gate == nil || len(blks) == 0 {
+		return g.send(ctx, p, msg, blks)
+	}
+	var allowed []blocks.Block
+	var hold []cid.Cid
+	for _, b := range blks {
+		if g.gate.Allow(p, len(b.RawData())) {
+			allowed = append(allowed, b)
+		} else {
+			hold = append(hold, b.Cid())
+		}
+	}
+	if len(hold) == 0 {
+		return g.send(ctx, p, msg, blks)
+	}
+	g.hold(p, hold)
+	out := bsmsg.New(false)
+	for _, b := range allowed {
+		out.AddBlock(b)
+	}
+	for _, bp := range msg.BlockPresences() {
+		out.AddBlockPresence(bp.Cid, bp.Type)
+	}
+	out.SetPendingBytes(msg.PendingBytes())
+	if out.Empty() {
+		return nil
+	}
+	return g.send(ctx, p, out, allowed)
+}
+
+func (g *gatedNetwork) send(ctx context.Context, p peer.ID, msg bsmsg.BitSwapMessage, blks []blocks.Block) error {
+	if err := g.BitSwapNetwork.SendMessage(ctx, p, msg); err != nil {
+		return err
+	}
+	if g.sent != nil {
+		for _, b := range blks {
+			g.sent(p, b)
+		}
+	}
+	return nil
+}
+
+func (g *gatedNetwork) hold(p peer.ID, cids []cid.Cid) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	h := g.held[p]
+	if h == nil {
+		h = &heldBlocks{}
+		g.held[p] = h
+	}
+	h.cids = append(h.cids, cids...)
+	if over := len(h.cids) - maxHeldPerPeer; over > 0 {
+		h.cids = append(h.cids[:0], h.cids[over:]...)
+	}
+}
+
+// release sends the blocks held for p that the gate now allows.
+func (g *gatedNetwork) release(ctx context.Context, p peer.ID) {
+	g.mu.Lock()
+	h := g.held[p]
+	g.mu.Unlock()
+	if h == nil {
+		return
+	}
+	h.release.Lock()
+	defer h.release.Unlock()
+	g.mu.Lock()
+	cids := h.cids
+	h.cids = nil
+	g.mu.Unlock()
+
+	msg := bsmsg.New(false)
+	var batch []blocks.Block
+	size := 0
+	flush := func() bool {
+		if len(batch) == 0 {
+			return true
+		}
+		err := g.send(ctx, p, msg, batch)
+		msg, batch, size = bsmsg.New(false), nil, 0
+		return err == nil
+	}
+	for i, c := range cids {
+		b, err := g.store.Get(ctx, c)
+		if err != nil {
+			continue // deleted meanwhile: the peer asks again
+		}
+		if !g.gate.Allow(p, len(b.RawData())) {
+			g.hold(p, cids[i:])
+			break
+		}
+		msg.AddBlock(b)
+		batch = append(batch, b)
+		if size += len(b.RawData()); size >= releaseMessageSize && !flush() {
+			return // peer gone
+		}
+	}
+	flush()
+}
+
+// forget drops what was held for a peer that left.
+func (g *gatedNetwork) forget(p peer.ID) {
+	g.mu.Lock()
+	delete(g.held, p)
+	g.mu.Unlock()
+}
+
+// Start wraps the receivers so the gate learns when a peer disconnects.
+func (g *gatedNetwork) Start(rs ...network.Receiver) {
+	wrapped := make([]network.Receiver, len(rs))
+	for i, r := range rs {
+		wrapped[i] = disconnectWatcher{Receiver: r, g: g}
+	}
+	g.BitSwapNetwork.Start(wrapped...)
+}
+
+type disconnectWatcher struct {
+	network.Receiver
+	g *gatedNetwork
+}
+
+func (d disconnectWatcher) PeerDisconnected(p peer.ID) {
+	d.g.forget(p)
+	d.Receiver.PeerDisconnected(p)
+}

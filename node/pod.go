@@ -1,0 +1,499 @@
+package node
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/orecdn/ore/pod"
+)
+
+// Proof-of-delivery defaults.
+const (
+	DefaultCreditWindow = 4 << 20 // bytes a server sends a client ahead of its receipts
+	DefaultReceiptEvery = 1 << 20 // bytes a client receives from a server between receipts
+	DefaultNetwork      = "ore-devnet"
+	podStreamTimeout    = 10 * time.Second
+	podFlushTimeout     = 10 * time.Second
+)
+
+// Keys of receipts in the store's meta records:
+// pod/s/ + epoch (8 bytes, big-endian) + client + root: receipts this box
+// countersigned as server; pod/c/ + epoch + server + root: receipts it
+// holds as client.
+var (
+	podServedPrefix   = []byte("pod/s/")
+	podReceivedPrefix = []byte("pod/c/")
+)
+
+func podKey(prefix []byte, epoch uint64, other peer.ID, root cid.Cid) []byte {
+	k := append([]byte(nil), prefix...)
+	k = binary.BigEndian.AppendUint64(k, epoch)
+	k = binary.AppendUvarint(k, uint64(len(other)))
+	k = append(k, other...)
+	return append(k, root.Bytes()...)
+}
+
+// podService runs both sides of proof of delivery on a box.
+//
+// As a client it folds every verified block it wanted into a cumulative
+// receipt per (server, root, epoch) and sends it, signed, to the server after
+// every ReceiptEvery bytes and at the end of a fetch; the server's
+// countersigned copy is kept in the store.
+//
+// As a server it is bitswap's send gate: it counts the bytes sent to each
+// client and not yet covered by receipts, holds blocks back once that debt
+// reaches the credit window, and releases them when a receipt arrives. It
+// countersigns valid receipts and keeps the latest per (client, root, epoch)
+// in the store.
+type podService struct {
+	n      *Node
+	params pod.Params
+	key    crypto.PrivKey
+	self   peer.ID
+	log    *slog.Logger
+	window int64
+	every  int64
+	noSign bool
+	now    func() time.Time
+
+	rejected  *prometheus.CounterVec
+	signed    prometheus.Counter
+	countered prometheus.Counter
+	withheld  prometheus.Counter
+
+	mu         sync.Mutex
+	debt       map[peer.ID]*debt
+	wanted     map[cid.Cid]wantEntry
+	deliveries map[pod.Key]*delivery
+	senders    map[peer.ID]*sender
+	acked      chan struct{} // closed and replaced whenever a receipt is acknowledged
+	lastGC     uint64
+}
+
+type debt struct {
+	bytes int64
+	epoch uint64
+}
+
+type wantEntry struct {
+	root  cid.Cid
+	epoch uint64
+}
+
+// delivery is what the client received from one server for one root in
+// one epoch.
+type delivery struct {
+	server  peer.ID
+	root    cid.Cid
+	epoch   uint64
+	bytes   uint64
+	blocks  uint64
+	digest  [32]byte
+	seq     uint64
+	unsent  int64
+	acked   uint64 // bytes covered by the last countersigned receipt
+	final   bool   // the fetch ended: send every change at once
+	failing bool   // the server refused: stop asking
+}
+
+type sender struct {
+	wake  chan struct{}
+	dirty map[pod.Key]bool
+}
+
+func newPodService(n *Node, key crypto.PrivKey) (*podService, error) {
+	s := &podService{
+		n: n, params: n.cfg.Network, key: key, self: n.host.ID(), log: n.log.With("part", "pod"),
+		window: n.cfg.CreditWindow, every: n.cfg.ReceiptEvery, noSign: n.cfg.noReceipts, now: time.Now,
+		debt: make(map[peer.ID]*debt), wanted: make(map[cid.Cid]wantEntry),
+		deliveries: make(map[pod.Key]*delivery), senders: make(map[peer.ID]*sender),
+		acked: make(chan struct{}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ore_pod_receipts_rejected_total", Help: "Receipts refused, by the rule they broke."}, []string{"reason"}),
+		signed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ore_pod_receipts_signed_total", Help: "Receipts this box signed as client."}),
+		countered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ore_pod_receipts_countersigned_total", Help: "Receipts this box countersigned as server."}),
+		withheld: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ore_pod_blocks_withheld_total", Help: "Blocks held back because a client's unreceipted bytes reached the credit window."}),
+	}
+	for _, r := range pod.Reasons {
+		s.rejected.WithLabelValues(string(r))
+	}
+	for _, c := range []prometheus.Collector{s.rejected, s.signed, s.countered, s.withheld} {
+		if err := n.reg.Register(c); err != nil {
+			return nil, fmt.Errorf("node: register pod metrics: %w", err)
+		}
+	}
+	n.host.SetStreamHandler(protocol.ID(pod.ProtocolID), s.handleStream)
+	return s, nil
+}
+
+func (s *podService) epoch() uint64 { return s.params.EpochAt(s.now()) }
+
+// ---- server side ----
+
+// Allow is bitswap's send gate.
+func (s *podService) Allow(p peer.ID, size int) bool {
+	e := s.epoch()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.debt[p]
+	if d == nil {
+		d = &debt{}
+		s.debt[p] = d
+	}
+	if d.epoch+1 < e {
+		d.bytes = 0 // debt older than the previous epoch is forgiven
+	}
+	d.epoch = e
+	if d.bytes > 0 && d.bytes+int64(size) > s.window {
+		s.withheld.Inc()
+		return false
+	}
+	d.bytes += int64(size)
+	return true
+}
+
+func (s *podService) credit(p peer.ID, bytes int64) {
+	s.mu.Lock()
+	if d := s.debt[p]; d != nil {
+		d.bytes -= bytes
+		if d.bytes < 0 {
+			d.bytes = 0
+		}
+	}
+	s.mu.Unlock()
+	s.n.ex.Release(p)
+}
+
+func (s *podService) handleStream(st network.Stream) {
+	defer st.Close()
+	_ = st.SetDeadline(time.Now().Add(podStreamTimeout))
+	r, err := pod.ReadRequest(st)
+	if err == nil {
+		err = s.countersign(st.Conn().RemotePeer(), r)
+	} else {
+		s.rejected.WithLabelValues(string(pod.ReasonOf(err))).Inc()
+	}
+	if err != nil {
+		s.log.Debug("receipt refused", "client", st.Conn().RemotePeer(), "err", err)
+	}
+	if werr := pod.WriteResponse(st, r, err); werr != nil {
+		_ = st.Reset()
+	}
+}
+
+// countersign checks a client's receipt, signs it as server and keeps it.
+func (s *podService) countersign(from peer.ID, r *pod.Receipt) error {
+	reject := func(reason pod.Reason, err error) error {
+		s.rejected.WithLabelValues(string(reason)).Inc()
+		return &pod.RejectError{Reason: reason, Err: err}
+	}
+	if r.Server != s.self {
+		return reject(pod.ReasonMalformed, fmt.Errorf("receipt names server %s, this is %s", r.Server, s.self))
+	}
+	if r.Client != from {
+		return reject(pod.ReasonBadSig, fmt.Errorf("receipt for client %s sent by %s", r.Client, from))
+	}
+	if err := s.params.Check(r, s.epoch(), false); err != nil {
+		s.rejected.WithLabelValues(string(pod.ReasonOf(err))).Inc()
+		return err
+	}
+	ctx := s.n.ctx
+	key := podKey(podServedPrefix, r.Epoch, r.Client, r.Root)
+	var prevBytes uint64
+	if b, ok, err := s.n.store.GetMeta(ctx, key); err != nil {
+		return err
+	} else if ok {
+		prev, err := pod.Unmarshal(b)
+		if err != nil {
+			return fmt.Errorf("node: stored receipt is damaged: %w", err)
+		}
+		if r.Seq <= prev.Seq || r.Bytes < prev.Bytes || r.Blocks < prev.Blocks {
+			return reject(pod.ReasonStaleSeq, fmt.Errorf("sequence %d (%d bytes) does not supersede %d (%d bytes)", r.Seq, r.Bytes, prev.Seq, prev.Bytes))
+		}
+		prevBytes = prev.Bytes
+	}
+	if err := r.SignServer(s.key); err != nil {
+		return err
+	}
+	if err := s.n.store.PutMeta(ctx, key, r.Marshal()); err != nil {
+		return fmt.Errorf("node: keep receipt: %w", err)
+	}
+	s.countered.Inc()
+	s.credit(from, int64(r.Bytes-prevBytes))
+	return nil
+}
+
+// ---- client side ----
+
+// want records that blocks are being fetched for root, so their arrival is
+// receipted to whichever box sends them.
+func (s *podService) want(root cid.Cid, cids []cid.Cid) {
+	e := s.epoch()
+	s.mu.Lock()
+	for _, c := range cids {
+		s.wanted[c] = wantEntry{root: root, epoch: e}
+	}
+	s.gcLocked(e)
+	s.mu.Unlock()
+}
+
+// received is bitswap's BlockReceived hook: the block's CID was verified
+// against its bytes when the message was decoded.
+func (s *podService) received(from peer.ID, b blocks.Block) {
+	if s.noSign || from == s.self {
+		return
+	}
+	e := s.epoch()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w, ok := s.wanted[b.Cid()]
+	if !ok {
+		return // not asked for: not paid for
+	}
+	k := pod.Key{Server: from, Client: s.self, Root: string(w.root.Bytes()), Epoch: e}
+	d := s.deliveries[k]
+	if d == nil {
+		d = &delivery{server: from, root: w.root, epoch: e}
+		s.deliveries[k] = d
+		// The previous epoch's receipt for this server and root is final now.
+		pk := k
+		pk.Epoch = e - 1
+		if pd := s.deliveries[pk]; pd != nil && pd.bytes > pd.acked {
+			s.markLocked(pk, pd)
+		}
+	}
+	size := int64(len(b.RawData()))
+	d.bytes += uint64(size)
+	d.blocks++
+	d.digest = pod.Chain(d.digest, b.Cid())
+	d.unsent += size
+	if d.unsent >= s.every || d.final {
+		s.markLocked(k, d)
+	}
+}
+
+// markLocked queues a delivery's receipt for its server's sender.
+func (s *podService) markLocked(k pod.Key, d *delivery) {
+	if d.failing {
+		return
+	}
+	d.unsent = 0
+	sd := s.senders[d.server]
+	if sd == nil {
+		sd = &sender{wake: make(chan struct{}, 1), dirty: make(map[pod.Key]bool)}
+		s.senders[d.server] = sd
+		server := d.server
+		s.n.spawn(func(ctx context.Context) { s.runSender(ctx, server, sd) })
+	}
+	sd.dirty[k] = true
+	select {
+	case sd.wake <- struct{}{}:
+	default:
+	}
+}
+
+// runSender sends the receipts queued for one server, newest state only.
+func (s *podService) runSender(ctx context.Context, server peer.ID, sd *sender) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-sd.wake:
+		}
+		s.mu.Lock()
+		var batch []*pod.Receipt
+		for k := range sd.dirty {
+			d := s.deliveries[k]
+			delete(sd.dirty, k)
+			if d == nil || d.bytes == d.acked {
+				continue
+			}
+			d.seq++
+			batch = append(batch, &pod.Receipt{Version: pod.Version, Network: s.params.Network, Epoch: d.epoch,
+				Server: d.server, Client: s.self, Root: d.root, Seq: d.seq, Bytes: d.bytes, Blocks: d.blocks, Digest: d.digest})
+		}
+		s.mu.Unlock()
+		for _, r := range batch {
+			if err := s.exchange(ctx, r); err != nil && ctx.Err() == nil {
+				s.log.Warn("receipt not countersigned", "server", server, "root", r.Root, "epoch", r.Epoch, "err", err)
+				s.mu.Lock()
+				if d := s.deliveries[r.Key()]; d != nil && errors.Is(err, pod.ErrRefused) {
+					d.failing = true
+				}
+				s.mu.Unlock()
+			}
+		}
+	}
+}
+
+// exchange signs r, sends it to its server and keeps the countersigned copy.
+func (s *podService) exchange(ctx context.Context, r *pod.Receipt) error {
+	if err := r.SignClient(s.key); err != nil {
+		return err
+	}
+	s.signed.Inc()
+	ctx, cancel := context.WithTimeout(ctx, podStreamTimeout)
+	defer cancel()
+	st, err := s.n.host.NewStream(ctx, r.Server, protocol.ID(pod.ProtocolID))
+	if err != nil {
+		return fmt.Errorf("open receipt stream: %w", err)
+	}
+	defer st.Close()
+	_ = st.SetDeadline(time.Now().Add(podStreamTimeout))
+	if err := pod.WriteRequest(st, r); err != nil {
+		_ = st.Reset()
+		return fmt.Errorf("send receipt: %w", err)
+	}
+	_ = st.CloseWrite()
+	got, err := pod.ReadResponse(st)
+	if err != nil {
+		return err
+	}
+	if string(got.ClientPayload()) != string(r.ClientPayload()) || string(got.ClientSig) != string(r.ClientSig) {
+		return errors.New("server countersigned a different receipt")
+	}
+	if err := got.VerifyServer(); err != nil {
+		return err
+	}
+	if err := s.n.store.PutMeta(ctx, podKey(podReceivedPrefix, got.Epoch, got.Server, got.Root), got.Marshal()); err != nil {
+		return fmt.Errorf("keep receipt: %w", err)
+	}
+	s.mu.Lock()
+	if d := s.deliveries[got.Key()]; d != nil && got.Bytes > d.acked {
+		d.acked = got.Bytes
+	}
+	close(s.acked)
+	s.acked = make(chan struct{})
+	s.mu.Unlock()
+	return nil
+}
+
+// flush sends the final receipts for root to every server and waits until
+// they are countersigned (or the wait times out). It returns the receipts.
+func (s *podService) flush(ctx context.Context, root cid.Cid) []*pod.Receipt {
+	if s.noSign {
+		return nil
+	}
+	rk := string(root.Bytes())
+	s.mu.Lock()
+	for k, d := range s.deliveries {
+		if k.Root == rk {
+			d.final = true
+			if d.bytes > d.acked {
+				s.markLocked(k, d)
+			}
+		}
+	}
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, podFlushTimeout)
+	defer cancel()
+	for {
+		s.mu.Lock()
+		pending := false
+		for k, d := range s.deliveries {
+			if k.Root == rk && d.bytes > d.acked && !d.failing {
+				pending = true
+			}
+		}
+		ch := s.acked
+		s.mu.Unlock()
+		if !pending {
+			break
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			s.log.Warn("receipts not all countersigned in time", "root", root)
+			return s.kept(root)
+		}
+	}
+	return s.kept(root)
+}
+
+// kept returns the countersigned receipts this box holds as client for root.
+func (s *podService) kept(root cid.Cid) []*pod.Receipt {
+	rs, err := s.n.receipts(context.Background(), podReceivedPrefix, 0)
+	if err != nil {
+		s.log.Warn("read receipts", "err", err)
+		return nil
+	}
+	out := rs[:0]
+	for _, r := range rs {
+		if r.Root.Equals(root) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// gcLocked forgets wanted blocks and deliveries of epochs no receipt can
+// name any more.
+func (s *podService) gcLocked(e uint64) {
+	if e == s.lastGC {
+		return
+	}
+	s.lastGC = e
+	horizon := s.params.MaxSkew + 1
+	if e < horizon {
+		return
+	}
+	for c, w := range s.wanted {
+		if w.epoch+horizon < e {
+			delete(s.wanted, c)
+		}
+	}
+	for k, d := range s.deliveries {
+		if k.Epoch+horizon < e && d.bytes == d.acked {
+			delete(s.deliveries, k)
+		}
+	}
+}
+
+// ServedReceipts returns the countersigned receipts this box holds as a
+// server, from epoch since on: what it submits to the ledger.
+func (n *Node) ServedReceipts(ctx context.Context, since uint64) ([]*pod.Receipt, error) {
+	return n.receipts(ctx, podServedPrefix, since)
+}
+
+// ReceivedReceipts returns the countersigned receipts this box holds as a
+// client, from epoch since on.
+func (n *Node) ReceivedReceipts(ctx context.Context, since uint64) ([]*pod.Receipt, error) {
+	return n.receipts(ctx, podReceivedPrefix, since)
+}
+
+func (n *Node) receipts(ctx context.Context, prefix []byte, since uint64) ([]*pod.Receipt, error) {
+	var out []*pod.Receipt
+	err := n.store.ScanMeta(ctx, prefix, func(k, v []byte) error {
+		if len(k) >= len(prefix)+8 && binary.BigEndian.Uint64(k[len(prefix):]) < since {
+			return nil
+		}
+		r, err := pod.Unmarshal(v)
+		if err != nil {
+			return fmt.Errorf("stored receipt %x is damaged: %w", k, err)
+		}
+		out = append(out, r)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("node: read receipts: %w", err)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Epoch < out[j].Epoch })
+	return out, nil
+}

@@ -1,0 +1,243 @@
+package node_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/orecdn/ore/node"
+	"github.com/orecdn/ore/pod"
+)
+
+// servedTo sums the bytes of the receipts srv countersigned for client and
+// root.
+func servedTo(t *testing.T, srv *node.Node, client peer.ID, root string) uint64 {
+	t.Helper()
+	rs, err := srv.ServedReceipts(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum uint64
+	for _, r := range rs {
+		if r.Client == client && r.Root.String() == root {
+			if err := r.VerifyClient(); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.VerifyServer(); err != nil {
+				t.Fatal(err)
+			}
+			sum += r.Bytes
+		}
+	}
+	return sum
+}
+
+func sentTo(n *node.Node, p peer.ID) uint64 {
+	for _, t := range n.Traffic() {
+		if t.Peer == p {
+			return uint64(t.BytesSent)
+		}
+	}
+	return 0
+}
+
+// waitUntil polls cond until it holds or the deadline passes: receipts for
+// the last blocks travel after the fetch returned.
+func waitUntil(t *testing.T, d time.Duration, cond func() bool) bool {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
+}
+
+func TestReceiptsAddUpToBytesSent(t *testing.T) {
+	nw := newNet(t, 4)
+	ctx := testCtx(t)
+	src, _ := randomFile(t, 64<<20)
+	res, err := nw.Nodes[0].AddPath(ctx, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range []int{1, 2} {
+		if _, err := nw.Nodes[i].Fetch(ctx, res.Root, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	client := nw.Nodes[3]
+	for _, i := range []int{0, 1, 2} {
+		if err := client.Connect(ctx, nw.Nodes[i].AddrInfo()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	fr, err := client.Get(ctx, res.Root, out, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := res.Root.String()
+	servers := 0
+	for _, i := range []int{0, 1, 2} {
+		srv := nw.Nodes[i]
+		if !waitUntil(t, 10*time.Second, func() bool { return servedTo(t, srv, client.ID(), root) == sentTo(srv, client.ID()) }) {
+			t.Errorf("box %d: receipts cover %d bytes, it sent %d", i, servedTo(t, srv, client.ID(), root), sentTo(srv, client.ID()))
+		}
+		if sentTo(srv, client.ID()) > 0 {
+			servers++
+		}
+	}
+	if servers < 2 {
+		t.Errorf("the fetch used %d servers, want several", servers)
+	}
+	// The client holds the same receipts, both signatures valid.
+	var sum uint64
+	for _, r := range fr.Receipts {
+		if r.VerifyClient() != nil || r.VerifyServer() != nil || r.Client != client.ID() {
+			t.Fatalf("bad receipt in fetch result: %+v", r)
+		}
+		sum += r.Bytes
+	}
+	if sum < uint64(fr.Fetched) {
+		t.Errorf("client's receipts cover %d bytes, it fetched %d", sum, fr.Fetched)
+	}
+
+	// A restarted server still has its receipts.
+	before := servedTo(t, nw.Nodes[0], client.ID(), root)
+	nd, err := nw.Restart(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after := servedTo(t, nd, client.ID(), root); after != before {
+		t.Fatalf("after restart the receipts cover %d bytes, before %d", after, before)
+	}
+}
+
+func TestCreditWindowStopsClientThatNeverSigns(t *testing.T) {
+	const window = 2 << 20
+	nw := newNet(t, 3, node.WithCreditWindow(window), node.WithReceiptEvery(512<<10), node.WithStallTimeout(3*time.Second))
+	ctx := testCtx(t)
+	srv := nw.Nodes[0]
+	src, _ := randomFile(t, 16<<20)
+	res, err := srv.AddPath(ctx, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	freeloader, err := nw.Restart(ctx, 1, node.WithoutReceipts(t), node.WithCreditWindow(window),
+		node.WithReceiptEvery(512<<10), node.WithStallTimeout(3*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	honest := nw.Nodes[2]
+	for _, c := range []*node.Node{freeloader, honest} {
+		if err := c.Connect(ctx, srv.AddrInfo()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	var freeErr, honestErr error
+	wg.Add(2)
+	go func() { defer wg.Done(); _, freeErr = freeloader.Fetch(ctx, res.Root, nil) }()
+	go func() { defer wg.Done(); _, honestErr = honest.Fetch(ctx, res.Root, nil) }()
+	wg.Wait()
+	if honestErr != nil {
+		t.Fatalf("honest client: %v", honestErr)
+	}
+	if !errors.Is(freeErr, node.ErrStalled) {
+		t.Fatalf("client that never signs: err = %v, want ErrStalled", freeErr)
+	}
+	if got := sentTo(srv, freeloader.ID()); got > window {
+		t.Fatalf("server sent %d bytes to a client that never signed; the window is %d", got, window)
+	}
+	if got := sentTo(srv, honest.ID()); got < 16<<20 {
+		t.Fatalf("server sent the honest client %d bytes, want the whole file", got)
+	}
+}
+
+func TestServerRefusesCraftedReceipts(t *testing.T) {
+	nw := newNet(t, 2)
+	ctx := testCtx(t)
+	srv, cli := nw.Nodes[0], nw.Nodes[1]
+	key, err := node.LoadIdentity(nw.Dirs[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, _ := randomFile(t, 1<<20)
+	res, err := srv.AddPath(ctx, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	params := srv.Network()
+	now := params.EpochAt(time.Now())
+	base := func() *pod.Receipt {
+		return &pod.Receipt{Version: pod.Version, Network: params.Network, Epoch: now, Server: srv.ID(), Client: cli.ID(),
+			Root: res.Root, Seq: 1, Bytes: 1000, Blocks: 1}
+	}
+	send := func(r *pod.Receipt, sign bool) error {
+		if sign {
+			if err := r.SignClient(key); err != nil {
+				t.Fatal(err)
+			}
+		}
+		st, err := cli.Host().NewStream(ctx, srv.ID(), protocol.ID(pod.ProtocolID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		if err := pod.WriteRequest(st, r); err != nil {
+			t.Fatal(err)
+		}
+		_ = st.CloseWrite()
+		_, err = pod.ReadResponse(st)
+		return err
+	}
+	cases := []struct {
+		name string
+		r    *pod.Receipt
+		sign bool
+	}{
+		{"wrong network", func() *pod.Receipt { r := base(); r.Network = "elsewhere"; return r }(), true},
+		{"epoch out of range", func() *pod.Receipt { r := base(); r.Epoch = now + 100; return r }(), true},
+		{"oversized", func() *pod.Receipt { r := base(); r.Bytes = 3 << 20; return r }(), true},
+		{"unsigned", base(), false},
+		{"forged", func() *pod.Receipt { r := base(); _ = r.SignClient(key); r.Bytes = 2000; return r }(), false},
+		{"names another server", func() *pod.Receipt { r := base(); r.Server = cli.ID(); return r }(), true},
+	}
+	for _, tc := range cases {
+		if err := send(tc.r, tc.sign); !errors.Is(err, pod.ErrRefused) {
+			t.Errorf("%s: err = %v, want a refusal", tc.name, err)
+		}
+	}
+	good := base()
+	if err := send(good, true); err != nil {
+		t.Fatalf("valid receipt refused: %v", err)
+	}
+	replay := base()
+	if err := send(replay, true); !errors.Is(err, pod.ErrRefused) {
+		t.Fatalf("replayed sequence accepted: %v", err)
+	}
+	mfs, err := srv.Metrics().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rejected float64
+	for _, mf := range mfs {
+		if mf.GetName() == "ore_pod_receipts_rejected_total" {
+			for _, m := range mf.GetMetric() {
+				rejected += m.GetCounter().GetValue()
+			}
+		}
+	}
+	if rejected != float64(len(cases)+1) {
+		t.Fatalf("rejections counted: %v, want %d", rejected, len(cases)+1)
+	}
+}
