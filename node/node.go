@@ -117,15 +117,16 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 	if n.pod, err = newPodService(n, key); err != nil {
 		return nil, err
 	}
-	n.ex, err = bitswap.New(n.ctx, n.host, n.router, n.store,
-		bitswap.WithGate(n.pod),
-		bitswap.WithHooks(bitswap.Hooks{
-			BlockReceived: func(p peer.ID, b blocks.Block) {
-				n.traffic.received(p, b)
-				n.pod.received(p, b)
-			},
-			BlockSent: n.traffic.sent,
-		}))
+	hooks := bitswap.Hooks{BlockReceived: n.traffic.received, BlockSent: n.traffic.sent}
+	var bopts []bitswap.Option
+	if !cfg.ReceiptsOff {
+		hooks.BlockReceived = func(p peer.ID, b blocks.Block) {
+			n.traffic.received(p, b)
+			n.pod.received(p, b)
+		}
+		bopts = append(bopts, bitswap.WithGate(n.pod))
+	}
+	n.ex, err = bitswap.New(n.ctx, n.host, n.router, n.store, append(bopts, bitswap.WithHooks(hooks))...)
 	if err != nil {
 		return nil, err
 	}

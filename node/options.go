@@ -67,6 +67,8 @@ type Config struct {
 	CreditWindow      int64
 	ReceiptEvery      int64
 
+	ReceiptsOff       bool // no proof of delivery at all: no gate, no signing
+
 	listenSet  bool
 	noReceipts bool // test only: a client that never signs
 }
@@ -304,6 +306,16 @@ func WithCreditWindow(bytes int64) Option {
 func WithReceiptEvery(bytes int64) Option {
 	return func(c *Config) error {
 		c.ReceiptEvery = bytes
+		return nil
+	}
+}
+
+// WithReceipts turns proof of delivery on (the default) or off. Off, the box
+// neither meters what it serves nor signs what it receives: for private
+// deployments that pay nobody, and to measure what receipts cost.
+func WithReceipts(on bool) Option {
+	return func(c *Config) error {
+		c.ReceiptsOff = !on
 		return nil
 	}
 }

@@ -118,7 +118,7 @@ type sender struct {
 func newPodService(n *Node, key crypto.PrivKey) (*podService, error) {
 	s := &podService{
 		n: n, params: n.cfg.Network, key: key, self: n.host.ID(), log: n.log.With("part", "pod"),
-		window: n.cfg.CreditWindow, every: n.cfg.ReceiptEvery, noSign: n.cfg.noReceipts, now: time.Now,
+		window: n.cfg.CreditWindow, every: n.cfg.ReceiptEvery, noSign: n.cfg.noReceipts || n.cfg.ReceiptsOff, now: time.Now,
 		debt: make(map[peer.ID]*debt), wanted: make(map[cid.Cid]wantEntry),
 		deliveries: make(map[pod.Key]*delivery), senders: make(map[peer.ID]*sender),
 		acked: make(chan struct{}),
@@ -139,7 +139,9 @@ func newPodService(n *Node, key crypto.PrivKey) (*podService, error) {
 			return nil, fmt.Errorf("node: register pod metrics: %w", err)
 		}
 	}
-	n.host.SetStreamHandler(protocol.ID(pod.ProtocolID), s.handleStream)
+	if !n.cfg.ReceiptsOff {
+		n.host.SetStreamHandler(protocol.ID(pod.ProtocolID), s.handleStream)
+	}
 	return s, nil
 }
 
@@ -245,6 +247,9 @@ func (s *podService) countersign(from peer.ID, r *pod.Receipt) error {
 // want records that blocks are being fetched for root, so their arrival is
 // receipted to whichever box sends them.
 func (s *podService) want(root cid.Cid, cids []cid.Cid) {
+	if s.noSign {
+		return
+	}
 	e := s.epoch()
 	s.mu.Lock()
 	for _, c := range cids {

@@ -214,6 +214,13 @@ type statusInfo struct {
 	BytesRecvd  uint64   `json:"bytes_received"`
 	BlocksSent  uint64   `json:"blocks_sent"`
 	BlocksRecvd uint64   `json:"blocks_received"`
+	Network     string   `json:"network"`
+	Epoch       uint64   `json:"epoch"`
+	// Receipts of the last hour: countersigned as server, held as client.
+	ServedReceipts   int    `json:"served_receipts"`
+	ServedBytes      uint64 `json:"served_receipt_bytes"`
+	ReceivedReceipts int    `json:"received_receipts"`
+	ReceivedBytes    uint64 `json:"received_receipt_bytes"`
 }
 
 func (s *apiServer) status(w http.ResponseWriter, r *http.Request) {
@@ -236,6 +243,30 @@ func (s *apiServer) status(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, p := range pins {
 		st.Pins = append(st.Pins, p.String())
+	}
+	params := s.n.Network()
+	st.Network, st.Epoch = params.Network, params.EpochAt(time.Now())
+	since := uint64(0)
+	if hour := uint64(time.Hour / params.EpochLength); st.Epoch > hour {
+		since = st.Epoch - hour
+	}
+	served, err := s.n.ServedReceipts(r.Context(), since)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	for _, rc := range served {
+		st.ServedReceipts++
+		st.ServedBytes += rc.Bytes
+	}
+	received, err := s.n.ReceivedReceipts(r.Context(), since)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	for _, rc := range received {
+		st.ReceivedReceipts++
+		st.ReceivedBytes += rc.Bytes
 	}
 	if bs, err := s.n.Exchange().Stats(); err == nil {
 		st.BytesSent, st.BytesRecvd, st.BlocksSent, st.BlocksRecvd = bs.DataSent, bs.DataReceived, bs.BlocksSent, bs.BlocksReceived

@@ -7,6 +7,7 @@ import (
 
 	"github.com/dustin/go-humanize"
 
+	"github.com/orecdn/ore/node"
 	"github.com/orecdn/ore/testnet"
 )
 
@@ -43,18 +44,37 @@ func benchTransfer(ctx context.Context, e *env, args []string) error {
 	if !*asJSON {
 		fmt.Fprintf(e.stderr, "bench transfer: two boxes on loopback, %s of random bytes...\n", humanize.IBytes(size))
 	}
-	res, err := testnet.BenchTransfer(ctx, int64(size))
+	// Receipts off first, then on (the real configuration), each against a
+	// raw stream copy between its own two hosts.
+	off, err := testnet.BenchTransfer(ctx, int64(size), testnet.WithNodeOptions(node.WithReceipts(false)))
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		return json.NewEncoder(e.stdout).Encode(res)
+	on, err := testnet.BenchTransfer(ctx, int64(size))
+	if err != nil {
+		return err
 	}
-	fmt.Fprintf(e.stdout, "transfer of %s over %s (%d blocks)\n", humanize.IBytes(size), res.Transport, res.Blocks)
-	fmt.Fprintf(e.stdout, "  ore fetch       %8.1f MB/s  (%.2fs)\n", res.OreMBps, res.OreSeconds)
-	fmt.Fprintf(e.stdout, "  raw stream      %8.1f MB/s  (same hosts, same run)\n", res.RawMBps)
-	fmt.Fprintf(e.stdout, "  ratio ore/raw   %8.2f\n", res.Ratio)
-	fmt.Fprintf(e.stdout, "  add (publish)   %8.1f MB/s\n", res.AddMBps)
-	fmt.Fprintf(e.stdout, "  duplicate blocks %d\n", res.DupBlocks)
+	out := transferReport{TransferResult: on, OffMBps: off.OreMBps, OffRatio: off.Ratio,
+		ReceiptCost: 1 - on.Ratio/off.Ratio}
+	if *asJSON {
+		return json.NewEncoder(e.stdout).Encode(out)
+	}
+	fmt.Fprintf(e.stdout, "transfer of %s over %s (%d blocks)\n", humanize.IBytes(size), on.Transport, on.Blocks)
+	fmt.Fprintf(e.stdout, "  ore fetch       %8.1f MB/s  (%.2fs, receipts on)\n", on.OreMBps, on.OreSeconds)
+	fmt.Fprintf(e.stdout, "  raw stream      %8.1f MB/s  (same hosts, same run)\n", on.RawMBps)
+	fmt.Fprintf(e.stdout, "  ratio ore/raw   %8.2f\n", on.Ratio)
+	fmt.Fprintf(e.stdout, "  receipts off    %8.1f MB/s  ratio %.2f against its own raw copy\n", off.OreMBps, off.Ratio)
+	fmt.Fprintf(e.stdout, "  receipt cost    %8.1f%%  (1 - ratio on / ratio off)\n", out.ReceiptCost*100)
+	fmt.Fprintf(e.stdout, "  add (publish)   %8.1f MB/s\n", on.AddMBps)
+	fmt.Fprintf(e.stdout, "  duplicate blocks %d\n", on.DupBlocks)
 	return nil
+}
+
+// transferReport is `ore bench transfer --json`: the figures with receipts
+// on, and the same run with receipts off.
+type transferReport struct {
+	testnet.TransferResult
+	OffMBps     float64 `json:"ore_mb_per_s_receipts_off"`
+	OffRatio    float64 `json:"ratio_receipts_off"`
+	ReceiptCost float64 `json:"receipt_cost"` // 1 - ratio on / ratio off
 }

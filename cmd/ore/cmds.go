@@ -321,6 +321,8 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(w, "storage   %s of %s used\n", humanize.IBytes(uint64(st.StoreUsed)), humanize.IBytes(uint64(st.StoreQuota)))
 	fmt.Fprintf(w, "traffic   sent %s in %d blocks, received %s in %d blocks\n",
 		humanize.IBytes(st.BytesSent), st.BlocksSent, humanize.IBytes(st.BytesRecvd), st.BlocksRecvd)
+	fmt.Fprintf(w, "receipts  network %s, epoch %d; last hour: %d countersigned as server (%s), %d held as client (%s)\n",
+		st.Network, st.Epoch, st.ServedReceipts, humanize.IBytes(st.ServedBytes), st.ReceivedReceipts, humanize.IBytes(st.ReceivedBytes))
 	fmt.Fprintf(w, "pinned    %d roots\n", len(st.Pins))
 	for _, p := range st.Pins {
 		fmt.Fprintf(w, "          %s\n", p)

@@ -14,8 +14,10 @@ import (
 
 	"github.com/dustin/go-humanize"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/orecdn/ore/node"
+	"github.com/orecdn/ore/pod"
 	"github.com/orecdn/ore/testnet"
 )
 
@@ -47,6 +49,7 @@ func demoSteps() []demoStep {
 		{"find the publisher through the DHT", (*demo).findProviders},
 		{"fetch the file on a box with no link to the publisher", (*demo).fetch},
 		{"check the bytes", (*demo).verify},
+		{"show the proof-of-delivery receipts of the fetch", (*demo).receipts},
 	}
 }
 
@@ -185,7 +188,7 @@ func (d *demo) fetch(ctx context.Context) (string, error) {
 			got -= before[i].BytesReceived
 		}
 		if got > 0 {
-			fmt.Fprintf(&b, "  from %s: %s\n", t.Peer, humanize.IBytes(uint64(got)))
+			fmt.Fprintf(&b, "  from %s: %s\n", d.boxName(t.Peer), humanize.IBytes(uint64(got)))
 		}
 	}
 	return strings.TrimRight(b.String(), "\n"), nil
@@ -200,6 +203,53 @@ func (d *demo) verify(ctx context.Context) (string, error) {
 		return "", errors.New("the fetched file differs from the published one")
 	}
 	return fmt.Sprintf("sha256 %x matches the published file", h[:8]), nil
+}
+
+// boxName names a peer by its box number in the demo.
+func (d *demo) boxName(id peer.ID) string {
+	for i, n := range d.net.Nodes {
+		if n.ID() == id {
+			return fmt.Sprintf("box %d", i)
+		}
+	}
+	return id.String()
+}
+
+func (d *demo) receipts(ctx context.Context) (string, error) {
+	rs := d.fetched.Receipts
+	if len(rs) == 0 {
+		return "", errors.New("the fetch produced no receipts")
+	}
+	var b strings.Builder
+	var total uint64
+	for _, r := range rs {
+		if err := r.VerifyClient(); err != nil {
+			return "", err
+		}
+		if err := r.VerifyServer(); err != nil {
+			return "", err
+		}
+		// The server keeps the same receipt: it is what it will be paid for.
+		i := slices.IndexFunc(d.net.Nodes, func(n *node.Node) bool { return n.ID() == r.Server })
+		if i < 0 {
+			return "", fmt.Errorf("receipt names a server outside the demo: %s", r.Server)
+		}
+		served, err := d.net.Nodes[i].ServedReceipts(ctx, r.Epoch)
+		if err != nil {
+			return "", err
+		}
+		if !slices.ContainsFunc(served, func(s *pod.Receipt) bool { return s.Key() == r.Key() && s.Seq == r.Seq }) {
+			return "", fmt.Errorf("%s does not hold the receipt the client holds", d.boxName(r.Server))
+		}
+		fmt.Fprintf(&b, "%s served %s to %s: %s in %d blocks, epoch %d, seq %d; both signatures valid, server and client hold it\n",
+			d.boxName(r.Server), r.Root.String()[:16]+"…", d.boxName(r.Client), humanize.IBytes(r.Bytes), r.Blocks, r.Epoch, r.Seq)
+		total += r.Bytes
+	}
+	fmt.Fprintf(&b, "receipts cover %s of the %s fetched", humanize.IBytes(total), humanize.IBytes(uint64(d.fetched.Fetched)))
+	if total < uint64(d.fetched.Fetched) {
+		return "", errors.New(b.String())
+	}
+	return b.String(), nil
 }
 
 func hashFile(p string) ([32]byte, error) {

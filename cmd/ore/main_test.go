@@ -164,6 +164,10 @@ func TestCLIAddGetStatusPeers(t *testing.T) {
 	if code != 0 || !strings.Contains(out, root) || !strings.Contains(out, "storage") {
 		t.Errorf("status exit %d: %s", code, out)
 	}
+	// b fetched from a: a countersigned receipts for it.
+	if !strings.Contains(out, "receipts") || strings.Contains(out, "0 countersigned as server") {
+		t.Errorf("status shows no countersigned receipts after serving a get:\n%s", out)
+	}
 	code, out, _ = ore(t, "peers", "--repo", b.repo)
 	if code != 0 || !strings.Contains(out, "/p2p/") {
 		t.Errorf("peers exit %d: %s", code, out)
