@@ -67,7 +67,7 @@ type Config struct {
 	CreditWindow      int64
 	ReceiptEvery      int64
 
-	ReceiptsOff       bool // no proof of delivery at all: no gate, no signing
+	ReceiptsOff bool // no proof of delivery at all: no gate, no signing
 
 	listenSet  bool
 	noReceipts bool // test only: a client that never signs
