@@ -66,6 +66,12 @@ type FetchResult struct {
 // timeout, ErrStalled when a started transfer stops for that long, and an
 // error wrapping ErrQuotaFull when the store is full. progress may be nil.
 func (n *Node) Fetch(ctx context.Context, root cid.Cid, progress func(FetchProgress)) (FetchResult, error) {
+	return n.fetch(ctx, root, progress, false)
+}
+
+// fetch is Fetch; rootOnly stops after the root's own block and leaves
+// receipts and announcing to the caller.
+func (n *Node) fetch(ctx context.Context, root cid.Cid, progress func(FetchProgress), rootOnly bool) (FetchResult, error) {
 	if !root.Defined() {
 		return FetchResult{}, fmt.Errorf("%w: empty CID", ErrUnsupported)
 	}
@@ -97,6 +103,9 @@ func (n *Node) Fetch(ctx context.Context, root cid.Cid, progress func(FetchProgr
 			return FetchResult{}, fmt.Errorf("node: fetch %s: %w", root, err)
 		}
 		level = next
+		if rootOnly {
+			break
+		}
 	}
 	cancel(nil)
 	wg.Wait()
@@ -105,6 +114,9 @@ func (n *Node) Fetch(ctx context.Context, root cid.Cid, progress func(FetchProgr
 	}
 	res := FetchResult{Root: root, Blocks: f.blocks.Load(), Bytes: f.bytes.Load(), Fetched: f.fetched.Load(),
 		Providers: f.providerIDs(), Duration: time.Since(start)}
+	if rootOnly {
+		return res, nil
+	}
 	if res.Fetched > 0 {
 		res.Receipts = n.pod.flush(parent, root)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"path/filepath"
 	"sync"
 
@@ -21,6 +22,7 @@ import (
 
 	"github.com/orecdn/ore/bitswap"
 	"github.com/orecdn/ore/dht"
+	"github.com/orecdn/ore/gateway"
 	"github.com/orecdn/ore/pod"
 	"github.com/orecdn/ore/store"
 )
@@ -42,6 +44,10 @@ type Node struct {
 	metrics *metrics
 	traffic *traffic
 	pod     *podService
+
+	gateway     *gateway.Gateway
+	gatewaySrv  *http.Server
+	gatewayAddr string
 
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -137,6 +143,13 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 		return nil, err
 	}
 
+	if cfg.Role == RoleGateway {
+		if err := n.startGateway(); err != nil {
+			return nil, err
+		}
+		closers = append(closers, n.stopGateway)
+	}
+
 	n.log.Info("box started", "peer", n.host.ID(), "addrs", n.host.Addrs(), "role", cfg.Role, "dht", cfg.DHTMode)
 	if len(cfg.Bootstrap) > 0 {
 		n.spawn(func(ctx context.Context) {
@@ -207,6 +220,7 @@ func (n *Node) Close() error {
 		n.bgMu.Lock()
 		n.closing = true
 		n.bgMu.Unlock()
+		gwErr := n.stopGateway()
 		n.cancel()
 		n.wg.Wait()
 		var errs []error
@@ -215,6 +229,7 @@ func (n *Node) Close() error {
 				errs = append(errs, fmt.Errorf("close %s: %w", what, err))
 			}
 		}
+		add("gateway", gwErr)
 		add("bitswap", n.ex.Close())
 		add("dht", n.router.Close())
 		add("host", n.host.Close())

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"testing"
 	"time"
 
@@ -13,22 +14,30 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/orecdn/ore/dht"
+	"github.com/orecdn/ore/gateway"
 	"github.com/orecdn/ore/pod"
 )
 
 // Role is what a node does in an ore network.
 type Role string
 
-// RoleBox stores, serves and fetches content: every node is a box.
-const RoleBox Role = "box"
+// Roles.
+const (
+	// RoleBox stores, serves and fetches content: every node is a box.
+	RoleBox Role = "box"
+	// RoleGateway is a box that also serves content over HTTP to apps.
+	RoleGateway Role = "gateway"
+)
 
 // ParseRole reads a role as written in a config file.
 func ParseRole(s string) (Role, error) {
 	switch Role(s) {
 	case "", RoleBox:
 		return RoleBox, nil
+	case RoleGateway:
+		return RoleGateway, nil
 	}
-	return "", fmt.Errorf("node: unknown role %q: the roles are %q", s, RoleBox)
+	return "", fmt.Errorf("node: unknown role %q: the roles are %q and %q", s, RoleBox, RoleGateway)
 }
 
 // Defaults of a box.
@@ -67,7 +76,9 @@ type Config struct {
 	CreditWindow      int64
 	ReceiptEvery      int64
 
-	ReceiptsOff bool // no proof of delivery at all: no gate, no signing
+	ReceiptsOff   bool           // no proof of delivery at all: no gate, no signing
+	GatewayListen string         // HTTP address of the gateway role
+	Gateway       gateway.Config // limits and timeouts of the gateway role
 
 	listenSet  bool
 	noReceipts bool // test only: a client that never signs
@@ -91,6 +102,7 @@ func defaults() (*Config, error) {
 		Network:           pod.DefaultParams(DefaultNetwork),
 		CreditWindow:      DefaultCreditWindow,
 		ReceiptEvery:      DefaultReceiptEvery,
+		GatewayListen:     DefaultGatewayListen,
 	}
 	addrs, err := parseAddrs(DefaultListenAddrs)
 	if err != nil {
@@ -306,6 +318,28 @@ func WithCreditWindow(bytes int64) Option {
 func WithReceiptEvery(bytes int64) Option {
 	return func(c *Config) error {
 		c.ReceiptEvery = bytes
+		return nil
+	}
+}
+
+// WithGatewayListen sets the gateway role's HTTP address (default
+// 127.0.0.1:8080; port 0 picks a free port, see Node.GatewayAddr).
+func WithGatewayListen(addr string) Option {
+	return func(c *Config) error {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("node: gateway address %q: %w", addr, err)
+		}
+		c.GatewayListen = addr
+		return nil
+	}
+}
+
+// WithGateway sets the gateway role's limits and timeouts. Zero fields take
+// gateway's defaults; the not-found and retrieval timeouts default to the
+// stall timeout.
+func WithGateway(gc gateway.Config) Option {
+	return func(c *Config) error {
+		c.Gateway = gc
 		return nil
 	}
 }

@@ -397,16 +397,7 @@ func (s *podService) flush(ctx context.Context, root cid.Cid) []*pod.Receipt {
 		return nil
 	}
 	rk := string(root.Bytes())
-	s.mu.Lock()
-	for k, d := range s.deliveries {
-		if k.Root == rk {
-			d.final = true
-			if d.bytes > d.acked {
-				s.markLocked(k, d)
-			}
-		}
-	}
-	s.mu.Unlock()
+	s.finalize(root)
 	ctx, cancel := context.WithTimeout(ctx, podFlushTimeout)
 	defer cancel()
 	for {
@@ -430,6 +421,24 @@ func (s *podService) flush(ctx context.Context, root cid.Cid) []*pod.Receipt {
 		}
 	}
 	return s.kept(root)
+}
+
+// finalize sends the final receipts for root without waiting for them.
+func (s *podService) finalize(root cid.Cid) {
+	if s.noSign {
+		return
+	}
+	rk := string(root.Bytes())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, d := range s.deliveries {
+		if k.Root == rk {
+			d.final = true
+			if d.bytes > d.acked {
+				s.markLocked(k, d)
+			}
+		}
+	}
 }
 
 // kept returns the countersigned receipts this box holds as client for root.

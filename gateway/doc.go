@@ -1,0 +1,22 @@
+// Package gateway is ore's HTTP edge: apps that do not speak libp2p fetch
+// content from a gateway peer exactly as they would from a CDN edge.
+//
+// It serves the IPFS path gateway (GET/HEAD /ipfs/{cid}[/path]: files,
+// directory listings, index.html) and the trustless gateway (?format=raw /
+// application/vnd.ipld.raw, ?format=car / application/vnd.ipld.car) through
+// boxo's gateway handler, so existing clients and verifiers work unchanged,
+// with Range, ETag/If-None-Match and immutable caching. Around it, this
+// package adds what an edge needs: per-client rate limits (429), a bound on
+// concurrent fetches (503), a not-found timeout that answers 404 when no box
+// provides the content, retrieval timeouts (504), request heat per root CID
+// with exponential decay, /metrics and /healthz.
+//
+// Why its own package: the HTTP edge is a capability apart from the box
+// (node assembles it when the box has the gateway role), and keeping it
+// behind the small Backend interface means it never reaches into node.
+//
+// Usage:
+//
+//	gw, err := gateway.New(gateway.Config{Registry: reg, Gatherer: reg}, backend)
+//	http.ListenAndServe("127.0.0.1:8080", gw)
+package gateway

@@ -1,0 +1,284 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ipfs/boxo/blockservice"
+	boxogw "github.com/ipfs/boxo/gateway"
+	"github.com/ipfs/go-cid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
+)
+
+// Errors a Backend returns from Locate, mapped to HTTP statuses.
+var (
+	// ErrNotFound: no box provides the content within the not-found
+	// timeout (404).
+	ErrNotFound = errors.New("gateway: no box provides this content")
+	// ErrOutOfResources: the gateway cannot take the content now (503).
+	ErrOutOfResources = errors.New("gateway: out of resources")
+)
+
+// Backend is what the gateway needs from a box.
+type Backend interface {
+	// BlockService reads local blocks and fetches missing ones. Fetches made
+	// under a context from WithRoot count towards that root (receipts).
+	BlockService() blockservice.BlockService
+	// Locate returns once root's own block is local, or fails (wrapping
+	// ErrNotFound or ErrOutOfResources when those apply).
+	Locate(ctx context.Context, root cid.Cid) error
+	// Done says a request for root has finished.
+	Done(root cid.Cid)
+}
+
+type rootKey struct{}
+
+// WithRoot marks ctx as serving a request for root.
+func WithRoot(ctx context.Context, root cid.Cid) context.Context {
+	return context.WithValue(ctx, rootKey{}, root)
+}
+
+// RootFrom returns the root a context serves, if any.
+func RootFrom(ctx context.Context) (cid.Cid, bool) {
+	c, ok := ctx.Value(rootKey{}).(cid.Cid)
+	return c, ok
+}
+
+// Config tunes a gateway. Zero values take the defaults.
+type Config struct {
+	NotFoundTimeout      time.Duration // no provider within this: 404 (default 30 s)
+	RetrievalTimeout     time.Duration // no byte within this mid-transfer: 504 (default 60 s)
+	MaxRequestDuration   time.Duration // a request never lasts longer (default 1 h)
+	MaxConcurrentFetches int           // requests being served at once; beyond: 503 (default 512)
+	RatePerClient        rate.Limit    // requests per second per client IP; beyond: 429 (default 100)
+	BurstPerClient       int           // (default 200)
+	HeatHalfLife         time.Duration // (default 10 min)
+	Registry             prometheus.Registerer
+	Gatherer             prometheus.Gatherer // served at /metrics
+	Logger               *slog.Logger
+}
+
+func (c *Config) defaults() {
+	if c.NotFoundTimeout <= 0 {
+		c.NotFoundTimeout = 30 * time.Second
+	}
+	if c.RetrievalTimeout <= 0 {
+		c.RetrievalTimeout = 60 * time.Second
+	}
+	if c.MaxRequestDuration <= 0 {
+		c.MaxRequestDuration = time.Hour
+	}
+	if c.MaxConcurrentFetches <= 0 {
+		c.MaxConcurrentFetches = 512
+	}
+	if c.RatePerClient <= 0 {
+		c.RatePerClient = 100
+	}
+	if c.BurstPerClient <= 0 {
+		c.BurstPerClient = 200
+	}
+	if c.HeatHalfLife <= 0 {
+		c.HeatHalfLife = 10 * time.Minute
+	}
+	if c.Registry == nil {
+		c.Registry = prometheus.NewRegistry()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+}
+
+// Gateway is an http.Handler.
+type Gateway struct {
+	cfg     Config
+	backend Backend
+	inner   http.Handler
+	heat    *Heat
+	slots   chan struct{}
+	mux     *http.ServeMux
+
+	limMu    sync.Mutex
+	limiters map[string]*rate.Limiter
+
+	responses *prometheus.CounterVec
+	bytes     prometheus.Counter
+}
+
+// New builds a gateway over backend.
+func New(cfg Config, backend Backend) (*Gateway, error) {
+	cfg.defaults()
+	bb, err := boxogw.NewBlocksBackend(backend.BlockService(), boxogw.WithPrometheusRegistry(cfg.Registry))
+	if err != nil {
+		return nil, fmt.Errorf("gateway: backend: %w", err)
+	}
+	g := &Gateway{
+		cfg: cfg, backend: backend, heat: NewHeat(cfg.HeatHalfLife, 100_000),
+		slots: make(chan struct{}, cfg.MaxConcurrentFetches), limiters: make(map[string]*rate.Limiter),
+		responses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ore_gateway_responses_total", Help: "Gateway responses by status code."}, []string{"code"}),
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ore_gateway_sent_bytes_total", Help: "Body bytes the gateway sent."}),
+	}
+	for _, c := range []prometheus.Collector{g.responses, g.bytes} {
+		if err := cfg.Registry.Register(c); err != nil {
+			return nil, fmt.Errorf("gateway: register metrics: %w", err)
+		}
+	}
+	g.inner = boxogw.NewHandler(boxogw.Config{
+		DeserializedResponses: true,
+		NoDNSLink:             true,
+		DisableHTMLErrors:     true,
+		RetrievalTimeout:      cfg.RetrievalTimeout,
+		MaxRequestDuration:    cfg.MaxRequestDuration,
+		MetricsRegistry:       cfg.Registry,
+	}, bb)
+	g.mux = http.NewServeMux()
+	g.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	if cfg.Gatherer != nil {
+		g.mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
+	}
+	g.mux.HandleFunc("/ipfs/", g.serveContent)
+	g.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		g.fail(w, http.StatusNotFound, "ore serves /ipfs/{cid}[/path], /healthz and /metrics")
+	})
+	return g, nil
+}
+
+// Heat is the request heat per root CID.
+func (g *Gateway) Heat() *Heat { return g.heat }
+
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	cw := &countingWriter{ResponseWriter: w}
+	g.mux.ServeHTTP(cw, r)
+	if cw.code == 0 {
+		cw.code = http.StatusOK
+	}
+	g.responses.WithLabelValues(fmt.Sprint(cw.code)).Inc()
+	g.bytes.Add(float64(cw.n))
+}
+
+// fail writes an error the client can read.
+func (g *Gateway) fail(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	fmt.Fprintf(w, "%d %s: %s\n", code, http.StatusText(code), msg)
+}
+
+func (g *Gateway) serveContent(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		g.fail(w, http.StatusMethodNotAllowed, "the gateway is read-only")
+		return
+	}
+	if !g.limiter(clientIP(r)).Allow() {
+		w.Header().Set("Retry-After", "1")
+		g.fail(w, http.StatusTooManyRequests, fmt.Sprintf("more than %v requests per second from %s", g.cfg.RatePerClient, clientIP(r)))
+		return
+	}
+	rest := strings.TrimPrefix(r.URL.Path, "/ipfs/")
+	seg, _, _ := strings.Cut(rest, "/")
+	root, err := cid.Decode(seg)
+	if err != nil {
+		g.fail(w, http.StatusBadRequest, fmt.Sprintf("%q is not a CID: %v", seg, err))
+		return
+	}
+	select {
+	case g.slots <- struct{}{}:
+		defer func() { <-g.slots }()
+	default:
+		w.Header().Set("Retry-After", "1")
+		g.fail(w, http.StatusServiceUnavailable, fmt.Sprintf("the gateway is serving %d requests, its limit; retry shortly", g.cfg.MaxConcurrentFetches))
+		return
+	}
+	lctx, cancel := context.WithTimeout(r.Context(), g.cfg.NotFoundTimeout)
+	err = g.backend.Locate(lctx, root)
+	cancel()
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrNotFound):
+		g.fail(w, http.StatusNotFound, fmt.Sprintf("no box provides %s within %s: check the CID, or publish the content", root, g.cfg.NotFoundTimeout))
+		return
+	case errors.Is(err, ErrOutOfResources):
+		w.Header().Set("Retry-After", "5")
+		g.fail(w, http.StatusServiceUnavailable, err.Error())
+		return
+	case r.Context().Err() != nil:
+		return // the client left
+	case errors.Is(err, context.DeadlineExceeded):
+		g.fail(w, http.StatusGatewayTimeout, fmt.Sprintf("could not retrieve %s within %s", root, g.cfg.NotFoundTimeout))
+		return
+	default:
+		g.fail(w, http.StatusBadGateway, err.Error())
+		return
+	}
+	defer g.backend.Done(root)
+	cw := w.(*countingWriter)
+	start := cw.n
+	g.inner.ServeHTTP(w, r.WithContext(WithRoot(r.Context(), root)))
+	g.heat.Record(root, cw.n-start, time.Now())
+}
+
+func (g *Gateway) limiter(ip string) *rate.Limiter {
+	g.limMu.Lock()
+	defer g.limMu.Unlock()
+	l := g.limiters[ip]
+	if l == nil {
+		if len(g.limiters) > 65536 {
+			g.limiters = make(map[string]*rate.Limiter) // forget idle clients wholesale
+		}
+		l = rate.NewLimiter(g.cfg.RatePerClient, g.cfg.BurstPerClient)
+		g.limiters[ip] = l
+	}
+	return l
+}
+
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// countingWriter records the status and body bytes of a response.
+type countingWriter struct {
+	http.ResponseWriter
+	code int
+	n    int64
+}
+
+func (c *countingWriter) WriteHeader(code int) {
+	if c.code == 0 {
+		c.code = code
+	}
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	if c.code == 0 {
+		c.code = http.StatusOK
+	}
+	k, err := c.ResponseWriter.Write(p)
+	c.n += int64(k)
+	return k, err
+}
+
+func (c *countingWriter) Flush() {
+	if f, ok := c.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }

@@ -1,0 +1,183 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ipfs/boxo/blockservice"
+	"github.com/ipfs/boxo/blockstore"
+	"github.com/ipfs/boxo/exchange/offline"
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	"github.com/ipfs/go-datastore"
+	dssync "github.com/ipfs/go-datastore/sync"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// fakeBackend serves an in-memory blockstore; Locate answers as told.
+type fakeBackend struct {
+	bs     blockservice.BlockService
+	locate func(ctx context.Context, root cid.Cid) error
+	mu     sync.Mutex
+	done   []cid.Cid
+}
+
+func (f *fakeBackend) BlockService() blockservice.BlockService { return f.bs }
+func (f *fakeBackend) Locate(ctx context.Context, root cid.Cid) error {
+	if f.locate != nil {
+		return f.locate(ctx, root)
+	}
+	return nil
+}
+func (f *fakeBackend) Done(root cid.Cid) { f.mu.Lock(); f.done = append(f.done, root); f.mu.Unlock() }
+
+func newFake(t *testing.T, cfg Config) (*Gateway, *fakeBackend, blocks.Block) {
+	t.Helper()
+	bstore := blockstore.NewBlockstore(dssync.MutexWrap(datastore.NewMapDatastore()))
+	raw := blocks.NewBlock([]byte("hello ore"))
+	b, _ := blocks.NewBlockWithCid(raw.RawData(), cid.NewCidV1(cid.Raw, raw.Cid().Hash()))
+	if err := bstore.Put(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	fb := &fakeBackend{bs: blockservice.New(bstore, offline.Exchange(bstore))}
+	reg := prometheus.NewRegistry()
+	cfg.Registry, cfg.Gatherer = reg, reg
+	gw, err := New(cfg, fb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return gw, fb, b
+}
+
+func get(t *testing.T, h http.Handler, method, target string, hdr ...string) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest(method, target, nil)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+func TestRawBlockAndHeat(t *testing.T) {
+	gw, fb, b := newFake(t, Config{})
+	rec := get(t, gw, "GET", "/ipfs/"+b.Cid().String(), "Accept", "application/vnd.ipld.raw")
+	if rec.Code != 200 || !bytes.Equal(rec.Body.Bytes(), b.RawData()) {
+		t.Fatalf("raw block: %d %q", rec.Code, rec.Body.String())
+	}
+	if !strings.Contains(rec.Header().Get("Cache-Control"), "immutable") {
+		t.Errorf("Cache-Control %q", rec.Header().Get("Cache-Control"))
+	}
+	h := gw.Heat().Of(b.Cid(), time.Now())
+	if h.Requests < 0.99 || h.Requests > 1 || h.Bytes < 0.99*float64(len(b.RawData())) {
+		t.Errorf("heat %+v", h)
+	}
+	if len(fb.done) != 1 {
+		t.Errorf("Done called %d times", len(fb.done))
+	}
+	if rec := get(t, gw, "GET", "/healthz"); rec.Code != 200 {
+		t.Errorf("healthz %d", rec.Code)
+	}
+	rec = get(t, gw, "GET", "/metrics")
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), "ore_gateway_responses_total") {
+		t.Errorf("metrics %d", rec.Code)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	gw, fb, b := newFake(t, Config{NotFoundTimeout: 200 * time.Millisecond})
+	root := b.Cid().String()
+	cases := []struct {
+		name   string
+		method string
+		path   string
+		locate func(context.Context, cid.Cid) error
+		want   int
+	}{
+		{"malformed CID", "GET", "/ipfs/not-a-cid", nil, 400},
+		{"not /ipfs", "GET", "/ipns/x", nil, 404},
+		{"write method", "POST", "/ipfs/" + root, nil, 405},
+		{"no provider", "GET", "/ipfs/" + root, func(context.Context, cid.Cid) error { return ErrNotFound }, 404},
+		{"store full", "GET", "/ipfs/" + root, func(context.Context, cid.Cid) error { return ErrOutOfResources }, 503},
+		{"locate times out", "GET", "/ipfs/" + root, func(ctx context.Context, _ cid.Cid) error { <-ctx.Done(); return ctx.Err() }, 504},
+	}
+	for _, tc := range cases {
+		fb.locate = tc.locate
+		rec := get(t, gw, tc.method, tc.path)
+		if rec.Code != tc.want {
+			t.Errorf("%s: status %d, want %d (%s)", tc.name, rec.Code, tc.want, rec.Body.String())
+		}
+		if rec.Body.Len() == 0 {
+			t.Errorf("%s: no explanation in the body", tc.name)
+		}
+	}
+	fb.locate = nil
+	if rec := get(t, gw, "GET", "/ipfs/"+root, "Accept", "application/vnd.ipld.raw"); rec.Code != 200 {
+		t.Fatalf("gateway broken after bad requests: %d", rec.Code)
+	}
+}
+
+func TestRateLimitPerClient(t *testing.T) {
+	gw, _, b := newFake(t, Config{RatePerClient: 0.001, BurstPerClient: 2})
+	path := "/ipfs/" + b.Cid().String() + "?format=raw"
+	codes := []int{get(t, gw, "GET", path).Code, get(t, gw, "GET", path).Code, get(t, gw, "GET", path).Code}
+	if codes[0] != 200 || codes[1] != 200 || codes[2] != 429 {
+		t.Fatalf("codes %v, want 200 200 429", codes)
+	}
+	// Another client is not limited by the first.
+	req := httptest.NewRequest("GET", path, nil)
+	req.RemoteAddr = "192.0.2.7:1234"
+	rec := httptest.NewRecorder()
+	gw.ServeHTTP(rec, req)
+	if rec.Code != 200 {
+		t.Fatalf("other client: %d", rec.Code)
+	}
+}
+
+func TestConcurrencyLimit(t *testing.T) {
+	gw, fb, b := newFake(t, Config{MaxConcurrentFetches: 1})
+	entered, release := make(chan struct{}), make(chan struct{})
+	fb.locate = func(ctx context.Context, _ cid.Cid) error {
+		close(entered)
+		<-release
+		return nil
+	}
+	path := "/ipfs/" + b.Cid().String() + "?format=raw"
+	first := make(chan int)
+	go func() { first <- get(t, gw, "GET", path).Code }()
+	<-entered
+	fb.locate = nil
+	if rec := get(t, gw, "GET", path); rec.Code != 503 || rec.Header().Get("Retry-After") == "" {
+		t.Fatalf("second request while the first holds the only slot: %d", rec.Code)
+	}
+	close(release)
+	if code := <-first; code != 200 {
+		t.Fatalf("first request: %d", code)
+	}
+}
+
+func TestHeatDecays(t *testing.T) {
+	h := NewHeat(time.Minute, 10)
+	c := cid.NewCidV1(cid.Raw, blocks.NewBlock([]byte("x")).Cid().Hash())
+	t0 := time.Unix(1000, 0)
+	h.Record(c, 1000, t0)
+	h.Record(c, 1000, t0)
+	e := h.Of(c, t0.Add(time.Minute))
+	if e.Requests < 0.99 || e.Requests > 1.01 || e.Bytes < 999 || e.Bytes > 1001 {
+		t.Fatalf("after one half-life: %+v", e)
+	}
+	for i := 0; i < 20; i++ {
+		other := cid.NewCidV1(cid.Raw, blocks.NewBlock([]byte{byte(i)}).Cid().Hash())
+		h.Record(other, int64(i), t0)
+	}
+	if n := len(h.Snapshot(t0)); n > 10 {
+		t.Fatalf("heat holds %d roots, its bound is 10", n)
+	}
+}

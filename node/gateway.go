@@ -1,0 +1,160 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/ipfs/boxo/blockservice"
+	"github.com/ipfs/boxo/exchange"
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+
+	"github.com/orecdn/ore/gateway"
+)
+
+// DefaultGatewayListen is where a gateway serves HTTP unless told otherwise:
+// loopback, so opening it to a network is a decision.
+const DefaultGatewayListen = "127.0.0.1:8080"
+
+// gatewayBackend is the gateway's view of the box.
+type gatewayBackend struct {
+	n  *Node
+	bs blockservice.BlockService
+}
+
+var _ gateway.Backend = (*gatewayBackend)(nil)
+
+func (b *gatewayBackend) BlockService() blockservice.BlockService { return b.bs }
+
+// Locate fetches the root's block (finding providers in the DHT) unless it
+// is local.
+func (b *gatewayBackend) Locate(ctx context.Context, root cid.Cid) error {
+	if has, err := b.n.store.Has(ctx, root); err == nil && has {
+		return nil
+	}
+	_, err := b.n.fetch(ctx, root, nil, true)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrNotFound), errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil:
+		// Nothing arrived before the gateway's not-found timeout.
+		return fmt.Errorf("%w: %w", gateway.ErrNotFound, err)
+	case errors.Is(err, ErrQuotaFull):
+		return fmt.Errorf("%w: the gateway's store is full: %w", gateway.ErrOutOfResources, err)
+	case errors.Is(err, ErrUnsupported):
+		return fmt.Errorf("%w: %w", gateway.ErrNotFound, err)
+	}
+	return err
+}
+
+// Done sends the final receipts of the request's root.
+func (b *gatewayBackend) Done(root cid.Cid) { b.n.pod.finalize(root) }
+
+// receiptExchange is the gateway's exchange: bitswap, with every wanted
+// block registered for receipts under the request's root.
+type receiptExchange struct{ n *Node }
+
+var _ exchange.SessionExchange = receiptExchange{}
+
+func (e receiptExchange) want(ctx context.Context, cs ...cid.Cid) {
+	root, ok := gateway.RootFrom(ctx)
+	if !ok && len(cs) > 0 {
+		root = cs[0]
+	}
+	e.n.pod.want(root, cs)
+}
+
+func (e receiptExchange) GetBlock(ctx context.Context, c cid.Cid) (blocks.Block, error) {
+	e.want(ctx, c)
+	return e.n.ex.GetBlock(ctx, c)
+}
+
+func (e receiptExchange) GetBlocks(ctx context.Context, cs []cid.Cid) (<-chan blocks.Block, error) {
+	e.want(ctx, cs...)
+	return e.n.ex.GetBlocks(ctx, cs)
+}
+
+func (e receiptExchange) NotifyNewBlocks(ctx context.Context, bs ...blocks.Block) error {
+	return e.n.ex.NotifyNewBlocks(ctx, bs...)
+}
+
+func (e receiptExchange) NewSession(ctx context.Context) exchange.Fetcher {
+	return receiptSession{x: e, ses: e.n.ex.NewSession(ctx), ctx: ctx}
+}
+
+func (e receiptExchange) Close() error { return nil }
+
+type receiptSession struct {
+	x   receiptExchange
+	ses exchange.Fetcher
+	ctx context.Context // the session's: carries the request's root
+}
+
+func (s receiptSession) GetBlock(ctx context.Context, c cid.Cid) (blocks.Block, error) {
+	s.x.want(s.ctx, c)
+	return s.ses.GetBlock(ctx, c)
+}
+
+func (s receiptSession) GetBlocks(ctx context.Context, cs []cid.Cid) (<-chan blocks.Block, error) {
+	s.x.want(s.ctx, cs...)
+	return s.ses.GetBlocks(ctx, cs)
+}
+
+// startGateway serves the HTTP gateway when the box has the gateway role.
+func (n *Node) startGateway() error {
+	b := &gatewayBackend{n: n, bs: blockservice.New(n.store, receiptExchange{n})}
+	gc := n.cfg.Gateway
+	if gc.NotFoundTimeout == 0 {
+		gc.NotFoundTimeout = n.cfg.StallTimeout
+	}
+	if gc.RetrievalTimeout == 0 {
+		gc.RetrievalTimeout = n.cfg.StallTimeout
+	}
+	gc.Registry, gc.Gatherer, gc.Logger = n.reg, n.reg, n.log.With("part", "gateway")
+	gw, err := gateway.New(gc, b)
+	if err != nil {
+		return err
+	}
+	l, err := net.Listen("tcp", n.cfg.GatewayListen)
+	if err != nil {
+		return fmt.Errorf("node: gateway listen on %s (another process there? set another address): %w", n.cfg.GatewayListen, err)
+	}
+	n.gateway = gw
+	n.gatewaySrv = &http.Server{
+		Handler:           gw,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+	}
+	n.gatewayAddr = l.Addr().String()
+	n.spawn(func(ctx context.Context) {
+		if err := n.gatewaySrv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("gateway stopped", "err", err)
+		}
+	})
+	n.log.Info("gateway serving", "addr", n.gatewayAddr)
+	return nil
+}
+
+// GatewayAddr is the address the HTTP gateway listens on ("" when the box
+// is not a gateway).
+func (n *Node) GatewayAddr() string { return n.gatewayAddr }
+
+// Gateway is the box's HTTP gateway (nil when it is not a gateway).
+func (n *Node) Gateway() *gateway.Gateway { return n.gateway }
+
+func (n *Node) stopGateway() error {
+	if n.gatewaySrv == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := n.gatewaySrv.Shutdown(ctx); err != nil {
+		return n.gatewaySrv.Close()
+	}
+	return nil
+}

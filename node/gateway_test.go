@@ -1,0 +1,341 @@
+package node_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	car "github.com/ipld/go-car/v2"
+
+	"github.com/orecdn/ore/gateway"
+	"github.com/orecdn/ore/node"
+	"github.com/orecdn/ore/testnet"
+)
+
+// gatewayNet: box 0 publishes, box 2 is a gateway that has not fetched
+// anything.
+func gatewayNet(t *testing.T, gc gateway.Config, opts ...node.Option) (*testnet.Network, *node.Node, string) {
+	t.Helper()
+	nw := newNet(t, 3, opts...)
+	ctx := testCtx(t)
+	gw, err := nw.Restart(ctx, 2, append(opts, node.WithRole(node.RoleGateway), node.WithGatewayListen("127.0.0.1:0"), node.WithGateway(gc))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.Bootstrap(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return nw, gw, "http://" + gw.GatewayAddr()
+}
+
+func httpGet(t *testing.T, url string, hdr ...string) (*http.Response, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, b
+}
+
+func TestGatewayServesContent(t *testing.T) {
+	nw, gw, base := gatewayNet(t, gateway.Config{})
+	ctx := testCtx(t)
+	site := t.TempDir()
+	page := []byte("<html><body>ore</body></html>")
+	video := make([]byte, 3<<20+17)
+	_, _ = rand.Read(video)
+	_ = os.WriteFile(filepath.Join(site, "index.html"), page, 0o644)
+	_ = os.MkdirAll(filepath.Join(site, "media"), 0o755)
+	_ = os.WriteFile(filepath.Join(site, "media", "clip.bin"), video, 0o644)
+	_ = os.WriteFile(filepath.Join(site, "media", "notes.txt"), []byte("notes"), 0o644)
+	res, err := nw.Nodes[0].AddPath(ctx, site)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := res.Root.String()
+
+	// A file inside a directory, whole.
+	resp, body := httpGet(t, base+"/ipfs/"+root+"/media/clip.bin")
+	if resp.StatusCode != 200 || !bytes.Equal(body, video) {
+		t.Fatalf("file: %d, %d bytes", resp.StatusCode, len(body))
+	}
+	etag := resp.Header.Get("Etag")
+	if etag == "" || !strings.Contains(resp.Header.Get("Cache-Control"), "immutable") {
+		t.Errorf("headers: Etag %q Cache-Control %q", etag, resp.Header.Get("Cache-Control"))
+	}
+	// Conditional request.
+	if resp, _ := httpGet(t, base+"/ipfs/"+root+"/media/clip.bin", "If-None-Match", etag); resp.StatusCode != 304 {
+		t.Errorf("If-None-Match: %d", resp.StatusCode)
+	}
+	// A byte range (video seeking).
+	resp, body = httpGet(t, base+"/ipfs/"+root+"/media/clip.bin", "Range", "bytes=1000000-1000999")
+	if resp.StatusCode != 206 || !bytes.Equal(body, video[1000000:1001000]) {
+		t.Fatalf("range: %d, %d bytes", resp.StatusCode, len(body))
+	}
+	// index.html for the directory, with its type.
+	resp, body = httpGet(t, base+"/ipfs/"+root+"/")
+	if resp.StatusCode != 200 || !bytes.Equal(body, page) || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+		t.Fatalf("index: %d %q %q", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
+	// A listing of a directory without index.html.
+	resp, body = httpGet(t, base+"/ipfs/"+root+"/media/")
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "clip.bin") || !strings.Contains(string(body), "notes.txt") {
+		t.Fatalf("listing: %d %s", resp.StatusCode, body)
+	}
+	// HEAD.
+	hreq, _ := http.NewRequest("HEAD", base+"/ipfs/"+root+"/media/notes.txt", nil)
+	hresp, err := http.DefaultClient.Do(hreq)
+	if err != nil || hresp.StatusCode != 200 || hresp.ContentLength != 5 {
+		t.Fatalf("HEAD: %v %v", hresp, err)
+	}
+	hresp.Body.Close()
+	// A raw block, trustless.
+	resp, body = httpGet(t, base+"/ipfs/"+root+"?format=raw")
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/vnd.ipld.raw" {
+		t.Fatalf("raw: %d %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	if got, _ := res.Root.Prefix().Sum(body); !got.Equals(res.Root) {
+		t.Fatal("raw block does not hash to its CID")
+	}
+	// A CAR, verified block by block against the root's DAG.
+	resp, body = httpGet(t, base+"/ipfs/"+root, "Accept", "application/vnd.ipld.car")
+	if resp.StatusCode != 200 {
+		t.Fatalf("car: %d %s", resp.StatusCode, body)
+	}
+	verifyCAR(t, body, res.Root, len(video))
+
+	// The gateway is a PoD client: it holds countersigned receipts for root.
+	waitUntil(t, 10*time.Second, func() bool {
+		rs, _ := gw.ReceivedReceipts(ctx, 0)
+		return len(rs) > 0
+	})
+	rs, err := gw.ReceivedReceipts(ctx, 0)
+	if err != nil || len(rs) == 0 {
+		t.Fatalf("gateway holds no receipts: %v", err)
+	}
+	for _, r := range rs {
+		if r.Root.String() != root || r.VerifyServer() != nil || r.Client != gw.ID() {
+			t.Fatalf("bad gateway receipt %+v", r)
+		}
+	}
+	// Heat was recorded for the root.
+	if h := gw.Gateway().Heat().Of(res.Root, time.Now()); h.Requests < 5 {
+		t.Errorf("heat of root: %+v", h)
+	}
+}
+
+// verifyCAR checks every block against its CID, that the root is the CAR's
+// root, and that the file's leaves add up to size bytes.
+func verifyCAR(t *testing.T, data []byte, root cid.Cid, size int) {
+	t.Helper()
+	br, err := car.NewBlockReader(bytes.NewReader(data), car.WithTrustedCAR(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(br.Roots) != 1 || !br.Roots[0].Equals(root) {
+		t.Fatalf("CAR roots %v", br.Roots)
+	}
+	n, leafBytes := 0, 0
+	for {
+		b, err := br.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("CAR block %d: %v", n, err)
+		}
+		if b.Cid().Prefix().Codec == cid.Raw {
+			leafBytes += len(b.RawData())
+		}
+		n++
+	}
+	if leafBytes < size {
+		t.Fatalf("CAR holds %d leaf bytes, want at least %d", leafBytes, size)
+	}
+}
+
+func TestGatewayCurlRange(t *testing.T) {
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		t.Skip("curl is not installed: skipping the curl range test")
+	}
+	nw, _, base := gatewayNet(t, gateway.Config{})
+	ctx := testCtx(t)
+	src, _ := randomFile(t, 1<<20)
+	data, _ := os.ReadFile(src)
+	res, err := nw.Nodes[0].AddPath(ctx, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.CommandContext(ctx, curl, "-sS", "-f", "-r", "500-1499", base+"/ipfs/"+res.Root.String()).Output()
+	if err != nil {
+		t.Fatalf("curl: %v", err)
+	}
+	if !bytes.Equal(out, data[500:1500]) {
+		t.Fatalf("curl range: got %d bytes", len(out))
+	}
+}
+
+func TestGatewayErrors(t *testing.T) {
+	nw, gw, base := gatewayNet(t, gateway.Config{}, node.WithStallTimeout(2*time.Second))
+	ctx := testCtx(t)
+	if resp, body := httpGet(t, base+"/ipfs/bafy-not-a-cid"); resp.StatusCode != 400 || len(body) == 0 {
+		t.Errorf("malformed CID: %d", resp.StatusCode)
+	}
+	if resp, body := httpGet(t, base+"/ipfs/bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"); resp.StatusCode != 404 || !strings.Contains(string(body), "no box provides") {
+		t.Errorf("absent content: %d %s", resp.StatusCode, body)
+	}
+	// 504: the gateway has the root block, then the only provider leaves.
+	src, _ := randomFile(t, 2<<20)
+	res, err := nw.Nodes[0].AddPath(ctx, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, _ := httpGet(t, base+"/ipfs/"+res.Root.String()+"?format=raw"); resp.StatusCode != 200 {
+		t.Fatalf("raw root: %d", resp.StatusCode)
+	}
+	for _, i := range []int{0, 1} {
+		if err := nw.Nodes[i].Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if resp, _ := httpGet(t, base+"/ipfs/"+res.Root.String()); resp.StatusCode != 504 {
+		t.Errorf("provider gone mid-transfer: %d, want 504", resp.StatusCode)
+	}
+	if resp, _ := httpGet(t, base+"/healthz"); resp.StatusCode != 200 {
+		t.Fatal("gateway down after errors")
+	}
+	_ = gw
+}
+
+func TestGatewayThousandConcurrentRequests(t *testing.T) {
+	nw, _, base := gatewayNet(t, gateway.Config{MaxConcurrentFetches: 2000, RatePerClient: 1e6, BurstPerClient: 1e6})
+	ctx := testCtx(t)
+	const files = 20
+	var roots []string
+	var sums [][32]byte
+	for i := 0; i < files; i++ {
+		data := make([]byte, 64<<10+i)
+		_, _ = rand.Read(data)
+		p := filepath.Join(t.TempDir(), fmt.Sprint(i))
+		_ = os.WriteFile(p, data, 0o644)
+		res, err := nw.Nodes[i%2].AddPath(ctx, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		roots = append(roots, res.Root.String())
+		sums = append(sums, sha256.Sum256(data))
+	}
+	before := runtime.NumGoroutine()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 100, MaxConnsPerHost: 200}}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var failures []string
+	for i := 0; i < 1000; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			resp, err := client.Get(base + "/ipfs/" + roots[i%files])
+			if err != nil {
+				mu.Lock()
+				failures = append(failures, err.Error())
+				mu.Unlock()
+				return
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != 200 || sha256.Sum256(b) != sums[i%files] {
+				mu.Lock()
+				failures = append(failures, fmt.Sprintf("request %d: %d", i, resp.StatusCode))
+				mu.Unlock()
+			}
+		}(i)
+	}
+	wg.Wait()
+	if len(failures) > 0 {
+		t.Fatalf("%d of 1000 requests failed, e.g. %s", len(failures), failures[0])
+	}
+	client.CloseIdleConnections()
+	// Goroutines come back down once the requests are done.
+	if !waitUntil(t, 10*time.Second, func() bool { return runtime.NumGoroutine() < before+200 }) {
+		t.Fatalf("goroutines: %d before, %d after", before, runtime.NumGoroutine())
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	if ms.HeapInuse > 1<<30 {
+		t.Fatalf("heap in use %d MiB after the burst", ms.HeapInuse>>20)
+	}
+}
+
+func TestCARExportImportRoundTrip(t *testing.T) {
+	nw := newNet(t, 3)
+	ctx := testCtx(t)
+	src, want := randomFile(t, 3<<20)
+	res, err := nw.Nodes[0].AddPath(ctx, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := nw.Nodes[1].ExportCAR(ctx, res.Root, &buf); err != nil {
+		t.Fatal(err)
+	}
+	// Box 2 takes the CAR with the publisher and box 1 gone.
+	for _, i := range []int{0, 1} {
+		_ = nw.Nodes[i].Close()
+	}
+	imp, err := nw.Nodes[2].ImportCAR(ctx, &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(imp.Roots) != 1 || !imp.Roots[0].Equals(res.Root) {
+		t.Fatalf("imported roots %v", imp.Roots)
+	}
+	if pinned, _ := nw.Nodes[2].Store().IsPinned(ctx, res.Root); !pinned {
+		t.Fatal("imported root not pinned")
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	if _, err := nw.Nodes[2].Get(ctx, res.Root, out, nil); err != nil {
+		t.Fatal(err)
+	}
+	if fileHash(t, out) != want {
+		t.Fatal("content differs after CAR round trip")
+	}
+	// A CAR with a corrupted block is refused and pins nothing.
+	var buf2 bytes.Buffer
+	other, _ := randomFile(t, 1<<20)
+	res2, err := nw.Nodes[2].AddPath(ctx, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nw.Nodes[2].ExportCAR(ctx, res2.Root, &buf2); err != nil {
+		t.Fatal(err)
+	}
+	bad := buf2.Bytes()
+	bad[len(bad)-10] ^= 0xff
+	nd := nw.Nodes[2]
+	if _, err := nd.ImportCAR(context.Background(), bytes.NewReader(bad)); err == nil {
+		t.Fatal("corrupt CAR accepted")
+	}
+}
