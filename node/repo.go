@@ -37,6 +37,7 @@ type FileConfig struct {
 	Quota     string   `json:"quota"`
 	DHTMode   string   `json:"dht_mode"`
 	Profile   string   `json:"profile"`
+	Gateway   string   `json:"gateway,omitempty"` // HTTP address when the role is gateway
 }
 
 // DefaultFileConfig is what `ore init` writes.
@@ -125,6 +126,9 @@ func (fc FileConfig) Options() ([]Option, error) {
 		return nil, err
 	}
 	opts := []Option{WithRole(role), WithDHTMode(mode)}
+	if fc.Gateway != "" {
+		opts = append(opts, WithGatewayListen(fc.Gateway))
+	}
 	if len(fc.Listen) > 0 {
 		opts = append(opts, WithListenAddrs(fc.Listen...))
 	}

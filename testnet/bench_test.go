@@ -27,3 +27,20 @@ func BenchmarkTransfer(b *testing.B) {
 		b.ReportMetric(res.Ratio, "ore/raw")
 	}
 }
+
+// BenchmarkGateway is `ore bench gateway`: TTFB and throughput of cached
+// objects through the gateway next to http.FileServer in the same run.
+//
+//	go test -run XXX -bench Gateway -benchtime 1x ./testnet/
+func BenchmarkGateway(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		figs, err := testnet.BenchGateway(ctx, []int64{1 << 20, 256 << 20}, []int{200, 3}, testnet.WithDir(b.TempDir()))
+		cancel()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(figs[0].TTFBRatio, "ttfb-1MiB-ore/file")
+		b.ReportMetric(figs[1].ThroughputRat, "thru-256MiB-ore/file")
+	}
+}

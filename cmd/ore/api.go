@@ -28,6 +28,9 @@ const (
 	apiCat    = "/api/v0/cat"
 	apiPeers  = "/api/v0/peers"
 	apiStatus = "/api/v0/status"
+
+	apiDagImport = "/api/v0/dag/import"
+	apiDagExport = "/api/v0/dag/export"
 )
 
 type apiServer struct {
@@ -41,6 +44,8 @@ func (s *apiServer) handler() http.Handler {
 	mux.HandleFunc("GET "+apiCat, s.cat)
 	mux.HandleFunc("GET "+apiPeers, s.peers)
 	mux.HandleFunc("GET "+apiStatus, s.status)
+	mux.HandleFunc("POST "+apiDagImport, s.dagImport)
+	mux.HandleFunc("GET "+apiDagExport, s.dagExport)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.n.Metrics(), promhttp.HandlerOpts{}))
 	return rejectBrowsers(mux)
 }
@@ -79,6 +84,7 @@ type streamLine struct {
 	Progress *node.FetchProgress `json:"progress,omitempty"`
 	Added    *node.AddResult     `json:"added,omitempty"`
 	Fetched  *node.FetchResult   `json:"fetched,omitempty"`
+	Imported *node.ImportResult  `json:"imported,omitempty"`
 	Error    string              `json:"error,omitempty"`
 }
 
@@ -176,6 +182,36 @@ func (s *apiServer) cat(w http.ResponseWriter, r *http.Request) {
 		panic(http.ErrAbortHandler)
 	}
 	_ = tw.Close()
+}
+
+func (s *apiServer) dagImport(w http.ResponseWriter, r *http.Request) {
+	st := newStream(w)
+	res, err := s.n.ImportCAR(r.Context(), r.Body)
+	if err != nil {
+		st.send(streamLine{Error: err.Error()})
+		return
+	}
+	st.send(streamLine{Imported: &res})
+}
+
+// dagExport streams a CARv1. The DAG is fetched first, so errors before the
+// first byte are plain HTTP errors; a failure mid-stream cuts the stream and
+// sets the X-Ore-Error trailer.
+func (s *apiServer) dagExport(w http.ResponseWriter, r *http.Request) {
+	c, err := node.ParseCID(r.URL.Query().Get("cid"))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if _, err := s.n.Fetch(r.Context(), c, nil); err != nil {
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	}
+	w.Header().Set("Content-Type", "application/vnd.ipld.car; version=1")
+	w.Header().Set("Trailer", "X-Ore-Error")
+	if err := s.n.ExportCAR(r.Context(), c, w); err != nil {
+		w.Header().Set("X-Ore-Error", err.Error())
+	}
 }
 
 type peerInfo struct {

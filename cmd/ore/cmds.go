@@ -59,9 +59,19 @@ func splitList(s string) []string {
 }
 
 func cmdDaemon(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "daemon", "[flags]")
+	return runDaemon(ctx, e, "daemon", args, false)
+}
+
+// runDaemon runs a box until ctx ends; gatewayRole adds the HTTP gateway
+// (`ore gateway`) whatever the config's role says.
+func runDaemon(ctx context.Context, e *env, name string, args []string, gatewayRole bool) error {
+	fs := newFlags(e, name, "[flags]")
 	repo := repoFlag(e, fs)
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	gwListen := new(string)
+	if gatewayRole {
+		gwListen = fs.String("listen", "", "gateway HTTP address (default: the config's \"gateway\", else 127.0.0.1:8080)")
+	}
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -81,6 +91,12 @@ func cmdDaemon(ctx context.Context, e *env, args []string) error {
 	opts, err := fc.Options()
 	if err != nil {
 		return err
+	}
+	if gatewayRole {
+		opts = append(opts, node.WithRole(node.RoleGateway))
+		if *gwListen != "" {
+			opts = append(opts, node.WithGatewayListen(*gwListen))
+		}
 	}
 	l, err := listenLoopback(fc.API)
 	if err != nil {
@@ -105,6 +121,9 @@ func cmdDaemon(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "peer ID %s\nAPI %s\n", n.ID(), apiURL)
 	for _, a := range n.P2PAddrs() {
 		fmt.Fprintf(e.stdout, "listening %s\n", a)
+	}
+	if a := n.GatewayAddr(); a != "" {
+		fmt.Fprintf(e.stdout, "gateway http://%s/ipfs/{cid}\n", a)
 	}
 	fmt.Fprintln(e.stdout, "ore daemon ready")
 

@@ -47,46 +47,60 @@ func ore(t *testing.T, args ...string) (int, string, string) {
 }
 
 type daemon struct {
-	repo   string
-	addrs  []string
-	stderr *syncBuffer
-	done   chan int
-	cancel context.CancelFunc
+	repo    string
+	addrs   []string
+	gateway string // http://host:port when it runs a gateway
+	stderr  *syncBuffer
+	done    chan int
+	cancel  context.CancelFunc
 }
 
 // startDaemon runs `ore daemon` in-process and waits for its ready lines.
 func startDaemon(t *testing.T, repo string) *daemon {
 	t.Helper()
+	return startBox(t, repo, "daemon")
+}
+
+// startBox runs `ore CMD --repo REPO ARGS...` (daemon or gateway) in-process.
+func startBox(t *testing.T, repo, cmd string, args ...string) *daemon {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	d := &daemon{repo: repo, stderr: &syncBuffer{}, done: make(chan int, 1), cancel: cancel}
 	go func() {
-		code := run(ctx, testEnv(pw, d.stderr), []string{"daemon", "--repo", repo, "--log-level", "warn"})
+		code := run(ctx, testEnv(pw, d.stderr), append([]string{cmd, "--repo", repo, "--log-level", "warn"}, args...))
 		pw.Close()
 		d.done <- code
 	}()
-	ready := make(chan []string, 1)
+	type readyInfo struct {
+		addrs   []string
+		gateway string
+	}
+	ready := make(chan readyInfo, 1)
 	go func() {
 		sc := bufio.NewScanner(pr)
-		var addrs []string
+		var info readyInfo
 		for sc.Scan() {
 			line := sc.Text()
 			if a, ok := strings.CutPrefix(line, "listening "); ok {
-				addrs = append(addrs, a)
+				info.addrs = append(info.addrs, a)
+			}
+			if a, ok := strings.CutPrefix(line, "gateway "); ok {
+				info.gateway = strings.TrimSuffix(a, "/ipfs/{cid}")
 			}
 			if line == "ore daemon ready" {
-				ready <- addrs
-				addrs = nil
+				ready <- info
+				info = readyInfo{}
 			}
 		}
 		close(ready)
 	}()
 	select {
-	case addrs, ok := <-ready:
-		if !ok || len(addrs) == 0 {
+	case info, ok := <-ready:
+		if !ok || len(info.addrs) == 0 {
 			t.Fatalf("daemon on %s did not start\n%s", repo, d.stderr.String())
 		}
-		d.addrs = addrs
+		d.addrs, d.gateway = info.addrs, info.gateway
 	case <-time.After(30 * time.Second):
 		t.Fatalf("daemon on %s not ready after 30s\n%s", repo, d.stderr.String())
 	}

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"bytes"
+	"crypto/rand"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestCLIGatewayAndDag(t *testing.T) {
+	a := startDaemon(t, initRepo(t, ""))
+	gw := startBox(t, initRepo(t, a.addrs[0]), "gateway", "--listen", "127.0.0.1:0")
+	if gw.gateway == "" {
+		t.Fatal("ore gateway printed no gateway address")
+	}
+	data := make([]byte, 1<<20)
+	_, _ = rand.Read(data)
+	src := filepath.Join(t.TempDir(), "f.bin")
+	_ = os.WriteFile(src, data, 0o644)
+	code, out, errs := ore(t, "add", "-q", "--repo", a.repo, src)
+	if code != 0 {
+		t.Fatalf("add: %s", errs)
+	}
+	root := strings.TrimSpace(out)
+
+	resp, err := http.Get(gw.gateway + "/ipfs/" + root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !bytes.Equal(body, data) {
+		t.Fatalf("gateway: %d, %d bytes", resp.StatusCode, len(body))
+	}
+
+	// dag export on one box, import on the other.
+	var carBuf, errBuf bytes.Buffer
+	if code := run(t.Context(), testEnv(&carBuf, &errBuf), []string{"dag", "export", "--repo", a.repo, root}); code != 0 {
+		t.Fatalf("dag export: %s", errBuf.String())
+	}
+	carFile := filepath.Join(t.TempDir(), "f.car")
+	_ = os.WriteFile(carFile, carBuf.Bytes(), 0o644)
+	code, out, errs = ore(t, "dag", "import", "--repo", gw.repo, carFile)
+	if code != 0 || !strings.Contains(out, "imported "+root) {
+		t.Fatalf("dag import: %d %s %s", code, out, errs)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.car")
+	_ = os.WriteFile(bad, []byte("not a car"), 0o644)
+	if code, _, errs := ore(t, "dag", "import", "--repo", gw.repo, bad); code == 0 || !strings.Contains(errs, "not a CAR") {
+		t.Fatalf("bad CAR: %d %s", code, errs)
+	}
+}
