@@ -106,7 +106,7 @@ func (s receiptSession) GetBlocks(ctx context.Context, cs []cid.Cid) (<-chan blo
 
 // startGateway serves the HTTP gateway when the box has the gateway role.
 func (n *Node) startGateway() error {
-	b := &gatewayBackend{n: n, bs: blockservice.New(n.store, receiptExchange{n})}
+	b := &gatewayBackend{n: n, bs: blockservice.New(newBlockCache(n.store, DefaultBlockCache), receiptExchange{n})}
 	gc := n.cfg.Gateway
 	if gc.NotFoundTimeout == 0 {
 		gc.NotFoundTimeout = n.cfg.StallTimeout
