@@ -37,6 +37,9 @@ type Backend interface {
 	// Locate returns once root's own block is local, or fails (wrapping
 	// ErrNotFound or ErrOutOfResources when those apply).
 	Locate(ctx context.Context, root cid.Cid) error
+	// Prefetch fetches root's whole DAG until ctx ends, so the response
+	// reads local blocks (many wants in flight, not one block at a time).
+	Prefetch(ctx context.Context, root cid.Cid)
 	// Done says a request for root has finished.
 	Done(root cid.Cid)
 }
@@ -223,10 +226,28 @@ func (g *Gateway) serveContent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer g.backend.Done(root)
+	ctx, cancel := context.WithCancel(WithRoot(r.Context(), root))
+	defer cancel()
+	if wantsWholeDAG(r, rest) {
+		go g.backend.Prefetch(ctx, root)
+	}
 	cw := w.(*countingWriter)
 	start := cw.n
-	g.inner.ServeHTTP(w, r.WithContext(WithRoot(r.Context(), root)))
+	g.inner.ServeHTTP(w, r.WithContext(ctx))
 	g.heat.Record(root, cw.n-start, time.Now())
+}
+
+// wantsWholeDAG reports whether the response will read root's whole DAG:
+// the root itself (no subpath), not a single raw block. Like a CDN edge's
+// cache fill, a Range request fills the whole object for the seeks to come.
+func wantsWholeDAG(r *http.Request, rest string) bool {
+	if strings.Contains(strings.Trim(rest, "/"), "/") {
+		return false
+	}
+	if r.URL.Query().Get("format") == "raw" || strings.Contains(r.Header.Get("Accept"), "application/vnd.ipld.raw") {
+		return false
+	}
+	return r.Method == http.MethodGet
 }
 
 func (g *Gateway) limiter(ip string) *rate.Limiter {

@@ -51,6 +51,13 @@ func (b *gatewayBackend) Locate(ctx context.Context, root cid.Cid) error {
 	return err
 }
 
+// Prefetch fetches root's DAG while the request lasts.
+func (b *gatewayBackend) Prefetch(ctx context.Context, root cid.Cid) {
+	if _, err := b.n.fetch(ctx, root, nil, false); err != nil && ctx.Err() == nil {
+		b.n.log.Debug("gateway prefetch", "root", root, "err", err)
+	}
+}
+
 // Done sends the final receipts of the request's root.
 func (b *gatewayBackend) Done(root cid.Cid) { b.n.pod.finalize(root) }
 

@@ -25,6 +25,7 @@ type Network struct {
 type config struct {
 	dir      string
 	nodeOpts []node.Option
+	boxOpts  map[int][]node.Option
 	log      *slog.Logger
 }
 
@@ -38,6 +39,16 @@ func WithDir(dir string) Option { return func(c *config) { c.dir = dir } }
 // WithNodeOptions adds options to every box.
 func WithNodeOptions(opts ...node.Option) Option {
 	return func(c *config) { c.nodeOpts = append(c.nodeOpts, opts...) }
+}
+
+// WithBoxOptions adds options to box i only (after WithNodeOptions).
+func WithBoxOptions(i int, opts ...node.Option) Option {
+	return func(c *config) {
+		if c.boxOpts == nil {
+			c.boxOpts = make(map[int][]node.Option)
+		}
+		c.boxOpts[i] = append(c.boxOpts[i], opts...)
+	}
 }
 
 // WithLogger sets every box's logger.
@@ -105,6 +116,7 @@ func (nw *Network) start(ctx context.Context, i int, cfg *config) error {
 		opts = append(opts, node.WithBootstrapPeers(nw.Nodes[0].AddrInfo()))
 	}
 	opts = append(opts, cfg.nodeOpts...)
+	opts = append(opts, cfg.boxOpts[i]...)
 	nd, err := node.New(ctx, opts...)
 	if err != nil {
 		return fmt.Errorf("testnet: box %d: %w", i, err)

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptrace"
 	"os"
 	"path/filepath"
 	"slices"
@@ -29,6 +31,7 @@ type demo struct {
 	net   *testnet.Network
 
 	publisher, getter int
+	gateway           int
 	srcPath, outPath  string
 	srcHash           [32]byte
 	added             node.AddResult
@@ -50,6 +53,7 @@ func demoSteps() []demoStep {
 		{"fetch the file on a box with no link to the publisher", (*demo).fetch},
 		{"check the bytes", (*demo).verify},
 		{"show the proof-of-delivery receipts of the fetch", (*demo).receipts},
+		{"fetch the file again through the HTTP gateway", (*demo).viaGateway},
 	}
 }
 
@@ -109,8 +113,10 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 func (d *demo) start(ctx context.Context) (string, error) {
 	sctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
+	d.gateway = 2
 	nw, err := testnet.New(sctx, d.boxes, testnet.WithDir(filepath.Join(d.dir, "boxes")),
-		testnet.WithNodeOptions(node.WithStallTimeout(20*time.Second)))
+		testnet.WithNodeOptions(node.WithStallTimeout(20*time.Second)),
+		testnet.WithBoxOptions(d.gateway, node.WithRole(node.RoleGateway), node.WithGatewayListen("127.0.0.1:0")))
 	if err != nil {
 		return "", err
 	}
@@ -118,7 +124,11 @@ func (d *demo) start(ctx context.Context) (string, error) {
 	d.publisher, d.getter = 1, d.boxes-1
 	var b strings.Builder
 	for i, n := range nw.Nodes {
-		fmt.Fprintf(&b, "box %d  %s  DHT peers %d\n", i, n.ID(), n.DHT().RoutingTableSize())
+		fmt.Fprintf(&b, "box %d  %s  DHT peers %d", i, n.ID(), n.DHT().RoutingTableSize())
+		if a := n.GatewayAddr(); a != "" {
+			fmt.Fprintf(&b, "  gateway http://%s", a)
+		}
+		b.WriteString("\n")
 	}
 	b.WriteString("box 0 is the bootstrap peer; every box speaks /ore/kad/1.0.0 and bitswap")
 	return b.String(), nil
@@ -203,6 +213,41 @@ func (d *demo) verify(ctx context.Context) (string, error) {
 		return "", errors.New("the fetched file differs from the published one")
 	}
 	return fmt.Sprintf("sha256 %x matches the published file", h[:8]), nil
+}
+
+func (d *demo) viaGateway(ctx context.Context) (string, error) {
+	url := "http://" + d.net.Nodes[d.gateway].GatewayAddr() + "/ipfs/" + d.added.Root.String()
+	var first time.Time
+	trace := &httptrace.ClientTrace{GotFirstResponseByte: func() { first = time.Now() }}
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	start := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	var sum [32]byte
+	copy(sum[:], h.Sum(nil))
+	if sum != d.srcHash {
+		return "", errors.New("the gateway served different bytes")
+	}
+	rs, err := d.net.Nodes[d.gateway].ReceivedReceipts(ctx, 0)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("GET %s\n%s, %s, TTFB %s, total %s; bytes match; the gateway holds %d countersigned receipts",
+		url, resp.Status, humanize.IBytes(uint64(n)), first.Sub(start).Round(time.Microsecond), time.Since(start).Round(time.Millisecond), len(rs)), nil
 }
 
 // boxName names a peer by its box number in the demo.
