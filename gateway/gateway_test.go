@@ -36,7 +36,7 @@ func (f *fakeBackend) Locate(ctx context.Context, root cid.Cid) error {
 	return nil
 }
 func (f *fakeBackend) Prefetch(context.Context, cid.Cid) {}
-func (f *fakeBackend) Done(root cid.Cid) { f.mu.Lock(); f.done = append(f.done, root); f.mu.Unlock() }
+func (f *fakeBackend) Done(root cid.Cid)                 { f.mu.Lock(); f.done = append(f.done, root); f.mu.Unlock() }
 
 func newFake(t *testing.T, cfg Config) (*Gateway, *fakeBackend, blocks.Block) {
 	t.Helper()
