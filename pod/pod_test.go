@@ -260,3 +260,15 @@ func TestBatchVerify(t *testing.T) {
 		t.Fatal("batch with a forged receipt verified")
 	}
 }
+
+func TestCheckUnsignedLeavesSignaturesOut(t *testing.T) {
+	srv, cli := newParty(t), newParty(t)
+	r := signed(t, srv, cli, nil)
+	r.Bytes++ // breaks both signatures, no other rule
+	if err := testParams.CheckUnsigned(r, 100); err != nil {
+		t.Fatalf("CheckUnsigned looked at signatures: %v", err)
+	}
+	if err := testParams.Check(r, 100, true); ReasonOf(err) != ReasonBadSig {
+		t.Fatalf("Check: %v", err)
+	}
+}

@@ -112,6 +112,23 @@ func ReasonOf(err error) Reason {
 // checked as the receipt's state requires: the client's always, the
 // server's when requireServer.
 func (p Params) Check(r *Receipt, now uint64, requireServer bool) error {
+	if err := p.CheckUnsigned(r, now); err != nil {
+		return err
+	}
+	if err := r.VerifyClient(); err != nil {
+		return sigReject(err)
+	}
+	if requireServer {
+		if err := r.VerifyServer(); err != nil {
+			return sigReject(err)
+		}
+	}
+	return nil
+}
+
+// CheckUnsigned applies every stateless rule but the signature checks, for
+// callers that verify signatures in batches (BatchVerify) afterwards.
+func (p Params) CheckUnsigned(r *Receipt, now uint64) error {
 	if r.Version != Version {
 		return reject(ReasonUnknownVersion, "version %d, this build reads %d", r.Version, Version)
 	}
@@ -132,14 +149,6 @@ func (p Params) Check(r *Receipt, now uint64, requireServer bool) error {
 	}
 	if !r.Root.Defined() {
 		return reject(ReasonMalformed, "no root CID")
-	}
-	if err := r.VerifyClient(); err != nil {
-		return sigReject(err)
-	}
-	if requireServer {
-		if err := r.VerifyServer(); err != nil {
-			return sigReject(err)
-		}
 	}
 	return nil
 }

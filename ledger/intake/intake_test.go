@@ -1,0 +1,195 @@
+package intake
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	mh "github.com/multiformats/go-multihash"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/orecdn/ore/pod"
+)
+
+var params = pod.Params{Network: "ore-test", GenesisTime: time.Unix(1_700_000_000, 0), EpochLength: 10 * time.Second, MaxSkew: 3}
+
+type party struct {
+	key crypto.PrivKey
+	id  peer.ID
+}
+
+func newParty(t *testing.T) party {
+	k, _, _ := crypto.GenerateEd25519Key(nil)
+	id, _ := peer.IDFromPrivateKey(k)
+	return party{k, id}
+}
+
+func receipt(t *testing.T, srv, cli party, seq uint64, mutate func(*pod.Receipt)) *pod.Receipt {
+	h, _ := mh.Sum([]byte("root"), mh.SHA2_256, -1)
+	r := &pod.Receipt{Version: pod.Version, Network: params.Network, Epoch: params.EpochAt(time.Now()), Server: srv.id,
+		Client: cli.id, Root: cid.NewCidV1(cid.DagProtobuf, h), Seq: seq, Bytes: seq << 20, Blocks: seq * 4}
+	if mutate != nil {
+		mutate(r)
+	}
+	if err := r.SignClient(cli.key); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.SignServer(srv.key); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func newPS(t *testing.T) (host.Host, *pubsub.PubSub) {
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	ps, err := pubsub.NewGossipSub(context.Background(), h, pubsub.WithMessageIdFn(MessageID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, ps
+}
+
+func connect(t *testing.T, a, b host.Host) {
+	if err := a.Connect(context.Background(), peer.AddrInfo{ID: b.ID(), Addrs: b.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestInvalidReceiptsAreNotForwarded(t *testing.T) {
+	// attacker — relay — coordinator, in a line. The attacker runs no
+	// validator; the relay does and must not forward what breaks the rules.
+	ha, psa := newPS(t)
+	hb, psb := newPS(t)
+	hc, psc := newPS(t)
+	connect(t, ha, hb)
+	connect(t, hb, hc)
+	regB := prometheus.NewRegistry()
+	relay, err := New(psb, params, WithRegistry(regB))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer relay.Close()
+	// The relay must also subscribe to forward (mesh membership).
+	subB, _ := relay.topic.Subscribe()
+	defer subB.Cancel()
+	pool := NewPool()
+	coord, err := New(psc, params, WithPool(pool))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer coord.Close()
+	topicA, err := psa.Join(ReceiptsTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Wait for the mesh: a→b and b→c.
+	deadline := time.Now().Add(10 * time.Second)
+	hasPeer := func(ps []peer.ID, p peer.ID) bool {
+		for _, x := range ps {
+			if x == p {
+				return true
+			}
+		}
+		return false
+	}
+	for !hasPeer(topicA.ListPeers(), hb.ID()) || !hasPeer(relay.topic.ListPeers(), hc.ID()) {
+		if time.Now().After(deadline) {
+			t.Fatal("gossip mesh did not form")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	srv, cli := newParty(t), newParty(t)
+	ctx := context.Background()
+	// The mesh forms on gossipsub's heartbeat: probe with valid receipts
+	// until one reaches the coordinator.
+	probe := receipt(t, srv, cli, 1, nil)
+	for pool.Len() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no receipt crossed the relay")
+		}
+		probe = receipt(t, srv, cli, probe.Seq+1, nil)
+		if err := topicA.Publish(ctx, probe.Marshal()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	pool.Done(pool.Pending(probe.Epoch))
+	accepted := testutil.ToFloat64(relay.accepted)
+	bad := []*pod.Receipt{
+		receipt(t, srv, cli, 1, func(r *pod.Receipt) { r.Network = "other" }),
+		receipt(t, srv, srv, 1, nil), // self-dealing
+		receipt(t, srv, cli, 1, func(r *pod.Receipt) { r.Epoch = 1 }),
+		receipt(t, srv, cli, 1, func(r *pod.Receipt) { r.Blocks = 0 }),
+		func() *pod.Receipt { r := receipt(t, srv, cli, 1, nil); r.Bytes++; return r }(), // forged after signing
+		func() *pod.Receipt { r := receipt(t, srv, cli, 1, nil); r.ServerSig = nil; return r }(),
+	}
+	for _, r := range bad {
+		if err := topicA.Publish(ctx, r.Marshal()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = topicA.Publish(ctx, []byte("not a receipt"))
+	good := receipt(t, srv, cli, probe.Seq+100, nil)
+	if err := topicA.Publish(ctx, good.Marshal()); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for pool.Len() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the valid receipt never reached the coordinator (coord accepted %v, relay accepted %v, rejected wrong-net %v badsig %v)", testutil.ToFloat64(coord.accepted), testutil.ToFloat64(relay.accepted), testutil.ToFloat64(relay.rejected.WithLabelValues("wrong_network")), testutil.ToFloat64(relay.rejected.WithLabelValues("bad_signature")))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Gossip keeps order on one link: the bad ones came first and were dropped.
+	if got := pool.Pending(good.Epoch); len(got) != 1 || got[0].Seq != good.Seq {
+		t.Fatalf("coordinator pool holds %d receipts", len(got))
+	}
+	rejected := func() float64 {
+		var sum float64
+		for _, r := range pod.Reasons {
+			sum += testutil.ToFloat64(relay.rejected.WithLabelValues(string(r)))
+		}
+		return sum
+	}
+	// Validation runs concurrently: wait for the count to settle.
+	for rejected() < float64(len(bad)+1) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if testutil.ToFloat64(relay.accepted) != accepted+1 {
+		t.Fatalf("relay accepted %v more receipts, want 1", testutil.ToFloat64(relay.accepted)-accepted)
+	}
+	if rejected() != float64(len(bad)+1) {
+		t.Fatalf("relay counted %v rejections, want %d", rejected(), len(bad)+1)
+	}
+}
+
+func TestPoolKeepsLatest(t *testing.T) {
+	srv, cli := newParty(t), newParty(t)
+	p := NewPool()
+	r1, r3, r2 := receipt(t, srv, cli, 1, nil), receipt(t, srv, cli, 3, nil), receipt(t, srv, cli, 2, nil)
+	if !p.Add(r1) || !p.Add(r3) || p.Add(r2) {
+		t.Fatal("pool kept an older receipt over a newer one")
+	}
+	if got := p.Pending(r1.Epoch); len(got) != 1 || got[0].Seq != 3 {
+		t.Fatalf("pending %v", got)
+	}
+	p.Done([]*pod.Receipt{r1}) // an older one was included: the newer stays
+	if p.Len() != 1 {
+		t.Fatal("Done dropped a newer receipt")
+	}
+	p.Done([]*pod.Receipt{r3})
+	if p.Len() != 0 {
+		t.Fatal("Done kept an included receipt")
+	}
+}
