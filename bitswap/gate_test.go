@@ -1,0 +1,110 @@
+package bitswap
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	bsmsg "github.com/ipfs/boxo/bitswap/message"
+	"github.com/ipfs/boxo/bitswap/network"
+	"github.com/ipfs/boxo/blockstore"
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	"github.com/ipfs/go-datastore"
+	dssync "github.com/ipfs/go-datastore/sync"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// wire records what the gate lets through.
+type wire struct {
+	network.BitSwapNetwork
+	mu   sync.Mutex
+	sent []cid.Cid
+	msgs int
+}
+
+func (w *wire) SendMessage(_ context.Context, _ peer.ID, m bsmsg.BitSwapMessage) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.msgs++
+	for _, b := range m.Blocks() {
+		w.sent = append(w.sent, b.Cid())
+	}
+	return nil
+}
+
+// budget allows a number of bytes per peer.
+type budget struct {
+	mu   sync.Mutex
+	left int
+}
+
+func (b *budget) Allow(_ peer.ID, size int) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if size > b.left {
+		return false
+	}
+	b.left -= size
+	return true
+}
+
+func TestGateHoldsAndReleases(t *testing.T) {
+	ctx := context.Background()
+	bs := blockstore.NewBlockstore(dssync.MutexWrap(datastore.NewMapDatastore()))
+	var blks []blocks.Block
+	for i := 0; i < 4; i++ {
+		b := blocks.NewBlock(append(make([]byte, 100), byte(i)))
+		blks = append(blks, b)
+		_ = bs.Put(ctx, b)
+	}
+	w := &wire{}
+	g := &budget{left: 202}
+	var reported []cid.Cid
+	gn := newGatedNetwork(w, g, func(_ peer.ID, b blocks.Block) { reported = append(reported, b.Cid()) }, bs)
+	p := peer.ID("client")
+	msg := bsmsg.New(false)
+	for _, b := range blks {
+		msg.AddBlock(b)
+	}
+	msg.AddHave(blks[0].Cid())
+	if err := gn.SendMessage(ctx, p, msg); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.sent) != 2 || len(reported) != 2 {
+		t.Fatalf("sent %d blocks (reported %d), want the 2 the budget allows", len(w.sent), len(reported))
+	}
+	// Nothing more goes while the budget is spent.
+	gn.release(ctx, p)
+	if len(w.sent) != 2 {
+		t.Fatalf("release sent blocks the gate refused")
+	}
+	// A receipt arrives: the held blocks go without a new want.
+	g.mu.Lock()
+	g.left = 1000
+	g.mu.Unlock()
+	gn.release(ctx, p)
+	seen := map[cid.Cid]bool{}
+	for _, c := range w.sent {
+		seen[c] = true
+	}
+	if len(w.sent) != 4 || len(seen) != 4 {
+		t.Fatalf("after release: sent %v", w.sent)
+	}
+	if len(reported) != 4 {
+		t.Fatalf("BlockSent reported %d blocks", len(reported))
+	}
+	// A peer that leaves loses what was held for it.
+	g.mu.Lock()
+	g.left = 0
+	g.mu.Unlock()
+	_ = gn.SendMessage(ctx, p, msg)
+	gn.forget(p)
+	g.mu.Lock()
+	g.left = 1000
+	g.mu.Unlock()
+	gn.release(ctx, p)
+	if len(w.sent) != 4 {
+		t.Fatalf("blocks held for a departed peer were sent")
+	}
+}
