@@ -1,0 +1,330 @@
+package ledger
+
+import (
+	"bytes"
+	"cmp"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"slices"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Block limits. A leader cuts blocks of at most MaxBlockTxs transactions;
+// several blocks may share an epoch.
+const (
+	MaxBlockTxs  = 50_000
+	MaxBlockSize = 64 << 20
+	MaxBlockSigs = 5
+)
+
+// Header is what the committee signs (through its hash).
+type Header struct {
+	Version   uint8
+	Height    uint64   // 1 for the first block after genesis
+	Prev      [32]byte // hash of block Height-1; the genesis hash for height 1
+	Epoch     uint64   // never before the previous block's
+	Proposer  peer.ID  // the committee member that built the block
+	Time      int64    // the leader's clock, unix nanoseconds; carried, never read
+	TxRoot    [32]byte // MerkleRoot of the transactions' IDs
+	StateHash [32]byte // State.Hash after applying the block
+}
+
+// Signature is a committee member's signature over a header hash.
+type Signature struct {
+	Signer peer.ID
+	Sig    []byte
+}
+
+// Block is a header, its transactions and committee signatures. The
+// signatures are not part of the hash; they sit sorted by signer, one each.
+type Block struct {
+	Header Header
+	Txs    []Tx
+	Sigs   []Signature
+}
+
+const (
+	headerDomain   = "ore/ledger/v1/block-header\x00"
+	blockSigDomain = "ore/ledger/v1/block-sig\x00"
+)
+
+func (h *Header) appendTo(b []byte) []byte {
+	b = append(b, h.Version)
+	b = binary.AppendUvarint(b, h.Height)
+	b = append(b, h.Prev[:]...)
+	b = binary.AppendUvarint(b, h.Epoch)
+	b = appendBytes(b, []byte(h.Proposer))
+	b = binary.BigEndian.AppendUint64(b, uint64(h.Time))
+	b = append(b, h.TxRoot[:]...)
+	return append(b, h.StateHash[:]...)
+}
+
+// Marshal encodes the header.
+func (h *Header) Marshal() []byte { return h.appendTo(make([]byte, 0, 160)) }
+
+// Hash is SHA-256 over a domain prefix and the header's encoding.
+func (h *Header) Hash() [32]byte {
+	b := h.appendTo(append(make([]byte, 0, 192), headerDomain...))
+	return sha256.Sum256(b)
+}
+
+// Hash is the header's hash.
+func (b *Block) Hash() [32]byte { return b.Header.Hash() }
+
+// TxIDs are the IDs of the block's transactions, in order.
+func (b *Block) TxIDs() [][32]byte {
+	ids := make([][32]byte, len(b.Txs))
+	for i := range b.Txs {
+		ids[i] = b.Txs[i].ID()
+	}
+	return ids
+}
+
+// Marshal encodes the block: header, transactions, signatures.
+func (b *Block) Marshal() []byte {
+	out := b.Header.appendTo(make([]byte, 0, 256+len(b.Txs)*400))
+	out = binary.AppendUvarint(out, uint64(len(b.Txs)))
+	for i := range b.Txs {
+		out = appendBytes(out, b.Txs[i].Marshal())
+	}
+	out = binary.AppendUvarint(out, uint64(len(b.Sigs)))
+	for _, s := range b.Sigs {
+		out = appendBytes(out, []byte(s.Signer))
+		out = appendBytes(out, s.Sig)
+	}
+	return out
+}
+
+// UnmarshalBlock decodes a block. It accepts only the canonical encoding
+// of a known version within the limits, signatures sorted by distinct
+// signer; it checks no signature and no ledger rule (see Apply, Final).
+func UnmarshalBlock(data []byte) (*Block, error) {
+	if len(data) > MaxBlockSize {
+		return nil, fmt.Errorf("%w: block of %d bytes, the limit is %d", ErrMalformed, len(data), MaxBlockSize)
+	}
+	d := decoder{b: data}
+	b := &Block{}
+	h := &b.Header
+	h.Version = d.byte("version")
+	if d.err == nil && h.Version != Version {
+		return nil, fmt.Errorf("%w: block version %d, this build reads %d", ErrMalformed, h.Version, Version)
+	}
+	h.Height = d.uvarint("height")
+	h.Prev = d.hash("previous hash")
+	h.Epoch = d.uvarint("epoch")
+	h.Proposer = d.peerID("proposer")
+	h.Time = int64(d.uint64("time"))
+	h.TxRoot = d.hash("tx root")
+	h.StateHash = d.hash("state hash")
+	n := d.uvarint("transaction count")
+	if d.err == nil && (n > MaxBlockTxs || n > uint64(len(d.b)/minTxEncoding)) {
+		return nil, fmt.Errorf("%w: %d transactions (limit %d, %d bytes left)", ErrMalformed, n, MaxBlockTxs, len(d.b))
+	}
+	if d.err == nil && n > 0 {
+		b.Txs = make([]Tx, 0, n)
+	}
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		raw := d.bytes(MaxTxSize, "transaction")
+		if d.err != nil {
+			break
+		}
+		t, err := UnmarshalTx(raw)
+		if err != nil {
+			return nil, fmt.Errorf("%w: transaction %d: %w", ErrMalformed, i, err)
+		}
+		b.Txs = append(b.Txs, *t)
+	}
+	ns := d.uvarint("signature count")
+	if d.err == nil && ns > MaxBlockSigs {
+		return nil, fmt.Errorf("%w: %d signatures, the limit is %d", ErrMalformed, ns, MaxBlockSigs)
+	}
+	for i := uint64(0); i < ns && d.err == nil; i++ {
+		s := Signature{Signer: d.peerID("signer"), Sig: d.bytes(maxSigLen, "signature")}
+		if d.err == nil && i > 0 && b.Sigs[i-1].Signer >= s.Signer {
+			return nil, fmt.Errorf("%w: signatures not sorted by distinct signer", ErrMalformed)
+		}
+		b.Sigs = append(b.Sigs, s)
+	}
+	if d.err != nil {
+		return nil, d.err
+	}
+	if len(d.b) != 0 {
+		return nil, fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(d.b))
+	}
+	if !bytes.Equal(b.Marshal(), data) {
+		return nil, fmt.Errorf("%w: block not in canonical form", ErrMalformed)
+	}
+	return b, nil
+}
+
+// SigPayload is what a committee member signs: a domain prefix and the
+// header hash.
+func SigPayload(headerHash [32]byte) []byte {
+	return append(append(make([]byte, 0, 64), blockSigDomain...), headerHash[:]...)
+}
+
+// Sign adds (or replaces) k's signature over the header hash. It does not
+// check that k is on the committee.
+func (b *Block) Sign(k crypto.PrivKey) error {
+	id, err := peer.IDFromPrivateKey(k)
+	if err != nil {
+		return fmt.Errorf("ledger: sign block: %w", err)
+	}
+	sig, err := k.Sign(SigPayload(b.Hash()))
+	if err != nil {
+		return fmt.Errorf("ledger: sign block: %w", err)
+	}
+	return b.AddSignature(Signature{Signer: id, Sig: sig})
+}
+
+// AddSignature adds a signature received from another member (replacing
+// an earlier one of the same signer), keeping the list sorted. It does not
+// verify it.
+func (b *Block) AddSignature(s Signature) error {
+	if len(s.Sig) == 0 || len(s.Sig) > maxSigLen {
+		return fmt.Errorf("%w: block signature of %d bytes", ErrBadSignature, len(s.Sig))
+	}
+	i, found := slices.BinarySearchFunc(b.Sigs, s.Signer, func(x Signature, id peer.ID) int {
+		return cmp.Compare(x.Signer, id)
+	})
+	if found {
+		b.Sigs[i] = s
+		return nil
+	}
+	if len(b.Sigs) >= MaxBlockSigs {
+		return fmt.Errorf("ledger: block already has %d signatures", len(b.Sigs))
+	}
+	b.Sigs = slices.Insert(b.Sigs, i, s)
+	return nil
+}
+
+// VerifySignatures counts the valid signatures of distinct committee
+// members of g.
+func (b *Block) VerifySignatures(g *Genesis) int {
+	payload := SigPayload(b.Hash())
+	seen := make(map[peer.ID]bool, len(b.Sigs))
+	n := 0
+	for _, s := range b.Sigs {
+		if seen[s.Signer] || !g.IsMember(s.Signer) {
+			continue
+		}
+		pk, err := s.Signer.ExtractPublicKey()
+		if err != nil {
+			continue
+		}
+		if ok, err := pk.Verify(payload, s.Sig); err == nil && ok {
+			seen[s.Signer] = true
+			n++
+		}
+	}
+	return n
+}
+
+// Final reports whether a majority of the committee signed the block (2
+// of 3, 3 of 5). A follower applies a block once it is final.
+func (b *Block) Final(g *Genesis) bool { return b.VerifySignatures(g) >= g.Quorum() }
+
+func appendBytes(b, v []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(v)))
+	return append(b, v...)
+}
+
+// decoder reads the length-prefixed encodings; the first error sticks.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail(what string) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: bad or truncated %s", ErrMalformed, what)
+	}
+}
+
+func (d *decoder) byte(what string) uint8 {
+	if d.err != nil || len(d.b) < 1 {
+		d.fail(what)
+		return 0
+	}
+	v := d.b[0]
+	d.b = d.b[1:]
+	return v
+}
+
+func (d *decoder) uvarint(what string) uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail(what)
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) fixed(n int, what string) []byte {
+	if d.err != nil || n < 0 || len(d.b) < n {
+		d.fail(what)
+		return nil
+	}
+	v := d.b[:n:n]
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) uint64(what string) uint64 {
+	v := d.fixed(8, what)
+	if v == nil {
+		return 0
+	}
+	return binary.BigEndian.Uint64(v)
+}
+
+func (d *decoder) hash(what string) (h [32]byte) {
+	copy(h[:], d.fixed(32, what))
+	return h
+}
+
+func (d *decoder) bytes(max int, what string) []byte {
+	n := d.uvarint(what)
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(max) {
+		d.err = fmt.Errorf("%w: %s is %d bytes, the limit is %d", ErrMalformed, what, n, max)
+		return nil
+	}
+	return append([]byte(nil), d.fixed(int(n), what)...)
+}
+
+func (d *decoder) peerID(what string) peer.ID {
+	raw := d.bytes(maxPeerIDLen, what)
+	if d.err != nil {
+		return ""
+	}
+	id, err := peer.IDFromBytes(raw)
+	if err != nil {
+		d.err = fmt.Errorf("%w: %s peer ID: %w", ErrMalformed, what, err)
+		return ""
+	}
+	return id
+}
+
+func (d *decoder) cid(what string) cid.Cid {
+	raw := d.bytes(maxCIDLen, what)
+	if d.err != nil {
+		return cid.Undef
+	}
+	c, err := cid.Cast(raw)
+	if err != nil {
+		d.err = fmt.Errorf("%w: %s CID: %w", ErrMalformed, what, err)
+		return cid.Undef
+	}
+	return c
+}

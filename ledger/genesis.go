@@ -1,0 +1,292 @@
+package ledger
+
+import (
+	"bytes"
+	"cmp"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+	"github.com/orecdn/ore/pod"
+)
+
+// Committee sizes a genesis accepts: a Raft committee of 3 tolerates one
+// faulty coordinator, 5 tolerate two.
+var CommitteeSizes = []int{3, 5}
+
+// Genesis limits.
+const (
+	MaxAddrsPerMember = 16
+	MaxGenesisFile    = 16 << 20
+)
+
+// ErrBadGenesis wraps every reason a genesis is refused.
+var ErrBadGenesis = errors.New("ledger: bad genesis")
+
+// Member is a coordinator of the committee: its peer ID and the multiaddrs
+// the other coordinators dial (without the /p2p/ part).
+type Member struct {
+	ID    peer.ID  `json:"id"`
+	Addrs []string `json:"addrs"`
+}
+
+// AddrInfo parses the member's addresses.
+func (m Member) AddrInfo() (peer.AddrInfo, error) {
+	ai := peer.AddrInfo{ID: m.ID}
+	for _, s := range m.Addrs {
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return ai, fmt.Errorf("ledger: member %s: address %q: %w", m.ID, s, err)
+		}
+		ai.Addrs = append(ai.Addrs, a)
+	}
+	return ai, nil
+}
+
+// Allocation is an initial balance.
+type Allocation struct {
+	Account peer.ID `json:"account"`
+	Amount  uint64  `json:"amount"`
+}
+
+// Genesis is the file every peer of a network shares. It is immutable once
+// validated; a State keeps a pointer to it.
+type Genesis struct {
+	Network     string        // network ID, as in receipts
+	Time        time.Time     // epoch 0 starts here
+	EpochLength time.Duration // default pod.DefaultEpochLength
+	Committee   []Member      // 3 or 5 coordinators
+	Balances    []Allocation  // initial balances, sorted by account
+	PricePerGiB uint64        // the network's price, for registrations that name none
+}
+
+type genesisJSON struct {
+	Network     string       `json:"network"`
+	Time        time.Time    `json:"genesis_time"`
+	EpochLength string       `json:"epoch_length,omitempty"`
+	Committee   []Member     `json:"committee"`
+	Balances    []Allocation `json:"balances"`
+	PricePerGiB uint64       `json:"price_per_gib"`
+}
+
+// MarshalJSON writes the human-editable form ("epoch_length": "10s").
+func (g *Genesis) MarshalJSON() ([]byte, error) {
+	return json.Marshal(genesisJSON{Network: g.Network, Time: g.Time.UTC(), EpochLength: g.EpochLength.String(),
+		Committee: g.Committee, Balances: g.Balances, PricePerGiB: g.PricePerGiB})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes; a missing epoch length
+// means the default. It does not validate (ParseGenesis does).
+func (g *Genesis) UnmarshalJSON(data []byte) error {
+	var j genesisJSON
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&j); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadGenesis, err)
+	}
+	el := pod.DefaultEpochLength
+	if j.EpochLength != "" {
+		d, err := time.ParseDuration(j.EpochLength)
+		if err != nil {
+			return fmt.Errorf("%w: epoch_length: %w", ErrBadGenesis, err)
+		}
+		el = d
+	}
+	*g = Genesis{Network: j.Network, Time: j.Time, EpochLength: el, Committee: j.Committee,
+		Balances: j.Balances, PricePerGiB: j.PricePerGiB}
+	return nil
+}
+
+// ParseGenesis decodes and validates a genesis file's contents.
+func ParseGenesis(data []byte) (*Genesis, error) {
+	if len(data) > MaxGenesisFile {
+		return nil, fmt.Errorf("%w: %d bytes, the limit is %d", ErrBadGenesis, len(data), MaxGenesisFile)
+	}
+	g := &Genesis{}
+	if err := json.Unmarshal(data, g); err != nil {
+		if errors.Is(err, ErrBadGenesis) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: %w", ErrBadGenesis, err)
+	}
+	if err := g.Validate(); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// LoadGenesis reads and validates a genesis file.
+func LoadGenesis(path string) (*Genesis, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: load genesis: %w", err)
+	}
+	return ParseGenesis(data)
+}
+
+// Save writes the genesis as indented JSON.
+func (g *Genesis) Save(path string) error {
+	b, err := json.MarshalIndent(g, "", "  ")
+	if err != nil {
+		return fmt.Errorf("ledger: save genesis: %w", err)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("ledger: save genesis: %w", err)
+	}
+	return nil
+}
+
+// NewGenesis builds and validates a genesis, as `ore testnet` and `ore demo`
+// do. The epoch length is the default; balances are sorted by account.
+func NewGenesis(network string, t time.Time, committee []Member, balances map[peer.ID]uint64, pricePerGiB uint64) (*Genesis, error) {
+	g := &Genesis{Network: network, Time: t.UTC(), EpochLength: pod.DefaultEpochLength,
+		Committee: slices.Clone(committee), PricePerGiB: pricePerGiB}
+	for id, n := range balances {
+		g.Balances = append(g.Balances, Allocation{Account: id, Amount: n})
+	}
+	slices.SortFunc(g.Balances, func(a, b Allocation) int { return cmp.Compare(a.Account, b.Account) })
+	if err := g.Validate(); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// Validate checks the genesis: network ID, time, epoch length, a committee
+// of 3 or 5 distinct Ed25519 peer IDs with parseable addresses, positive
+// balances of distinct Ed25519 accounts whose sum fits in a uint64, and a
+// price.
+func (g *Genesis) Validate() error {
+	if g.Network == "" || len(g.Network) > pod.MaxNetworkLen {
+		return fmt.Errorf("%w: network ID must be 1 to %d bytes", ErrBadGenesis, pod.MaxNetworkLen)
+	}
+	if g.Time.IsZero() || g.Time.Year() < 1970 || g.Time.Year() > 2200 {
+		return fmt.Errorf("%w: genesis time %v out of range", ErrBadGenesis, g.Time)
+	}
+	if g.EpochLength < time.Second || g.EpochLength > 24*time.Hour {
+		return fmt.Errorf("%w: epoch length %s is not between 1s and 24h", ErrBadGenesis, g.EpochLength)
+	}
+	if !slices.Contains(CommitteeSizes, len(g.Committee)) {
+		return fmt.Errorf("%w: committee of %d, want 3 or 5", ErrBadGenesis, len(g.Committee))
+	}
+	seen := make(map[peer.ID]bool)
+	for _, m := range g.Committee {
+		if err := checkAccount(m.ID); err != nil {
+			return fmt.Errorf("%w: committee member: %w", ErrBadGenesis, err)
+		}
+		if seen[m.ID] {
+			return fmt.Errorf("%w: committee member %s twice", ErrBadGenesis, m.ID)
+		}
+		seen[m.ID] = true
+		if len(m.Addrs) == 0 || len(m.Addrs) > MaxAddrsPerMember {
+			return fmt.Errorf("%w: committee member %s has %d addresses, want 1 to %d", ErrBadGenesis, m.ID, len(m.Addrs), MaxAddrsPerMember)
+		}
+		if _, err := m.AddrInfo(); err != nil {
+			return fmt.Errorf("%w: %w", ErrBadGenesis, err)
+		}
+	}
+	clear(seen)
+	var supply uint64
+	for _, a := range g.Balances {
+		if err := checkAccount(a.Account); err != nil {
+			return fmt.Errorf("%w: balance: %w", ErrBadGenesis, err)
+		}
+		if seen[a.Account] {
+			return fmt.Errorf("%w: account %s has two balances", ErrBadGenesis, a.Account)
+		}
+		seen[a.Account] = true
+		if a.Amount == 0 {
+			return fmt.Errorf("%w: account %s has a zero balance", ErrBadGenesis, a.Account)
+		}
+		if supply+a.Amount < supply {
+			return fmt.Errorf("%w: balances overflow a uint64", ErrBadGenesis)
+		}
+		supply += a.Amount
+	}
+	if g.PricePerGiB == 0 {
+		return fmt.Errorf("%w: no price per GiB", ErrBadGenesis)
+	}
+	return nil
+}
+
+// checkAccount accepts the peer IDs that can be accounts: those that embed
+// an Ed25519 key.
+func checkAccount(id peer.ID) error {
+	if id == "" {
+		return errors.New("ledger: empty peer ID")
+	}
+	pk, err := id.ExtractPublicKey()
+	if err != nil {
+		return fmt.Errorf("ledger: peer ID %s carries no public key: %w", id, err)
+	}
+	if pk.Type() != crypto.Ed25519 {
+		return fmt.Errorf("ledger: peer ID %s has a %s key, accounts take Ed25519", id, pk.Type())
+	}
+	return nil
+}
+
+// Supply is the sum of the initial balances: the fixed total supply.
+func (g *Genesis) Supply() uint64 {
+	var s uint64
+	for _, a := range g.Balances {
+		s += a.Amount
+	}
+	return s
+}
+
+// Params are the receipt parameters of the network.
+func (g *Genesis) Params() pod.Params {
+	return pod.Params{Network: g.Network, GenesisTime: g.Time, EpochLength: g.EpochLength, MaxSkew: pod.DefaultMaxSkew}
+}
+
+// IsMember reports whether id is on the committee.
+func (g *Genesis) IsMember(id peer.ID) bool {
+	for _, m := range g.Committee {
+		if m.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// Quorum is the number of committee signatures that make a block final: a
+// majority (2 of 3, 3 of 5).
+func (g *Genesis) Quorum() int { return len(g.Committee)/2 + 1 }
+
+const genesisDomain = "ore/ledger/v1/genesis\x00"
+
+// Hash is SHA-256 over a canonical binary form of the genesis: committee
+// and balances sorted by peer ID, addresses in file order, time in unix
+// nanoseconds. It is the previous-block hash of block 1.
+func (g *Genesis) Hash() [32]byte {
+	b := append([]byte(nil), genesisDomain...)
+	b = appendBytes(b, []byte(g.Network))
+	b = binary.BigEndian.AppendUint64(b, uint64(g.Time.UnixNano()))
+	b = binary.BigEndian.AppendUint64(b, uint64(g.EpochLength))
+	b = binary.AppendUvarint(b, g.PricePerGiB)
+	com := slices.Clone(g.Committee)
+	slices.SortFunc(com, func(a, b Member) int { return cmp.Compare(a.ID, b.ID) })
+	b = binary.AppendUvarint(b, uint64(len(com)))
+	for _, m := range com {
+		b = appendBytes(b, []byte(m.ID))
+		b = binary.AppendUvarint(b, uint64(len(m.Addrs)))
+		for _, a := range m.Addrs {
+			b = appendBytes(b, []byte(a))
+		}
+	}
+	bal := slices.Clone(g.Balances)
+	slices.SortFunc(bal, func(a, b Allocation) int { return cmp.Compare(a.Account, b.Account) })
+	b = binary.AppendUvarint(b, uint64(len(bal)))
+	for _, a := range bal {
+		b = appendBytes(b, []byte(a.Account))
+		b = binary.AppendUvarint(b, a.Amount)
+	}
+	return sha256.Sum256(b)
+}

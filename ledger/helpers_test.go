@@ -1,0 +1,205 @@
+package ledger
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	mh "github.com/multiformats/go-multihash"
+	"github.com/orecdn/ore/pod"
+)
+
+// party is an account with its key; keys come from a seeded generator so
+// every run is the same.
+type party struct {
+	key crypto.PrivKey
+	id  peer.ID
+}
+
+func newParties(t testing.TB, seed uint64, n int) []party {
+	t.Helper()
+	var s [32]byte
+	s[0], s[1] = byte(seed), byte(seed>>8)
+	src := rand.NewChaCha8(s)
+	ps := make([]party, n)
+	for i := range ps {
+		k, _, err := crypto.GenerateEd25519Key(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := peer.IDFromPrivateKey(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps[i] = party{k, id}
+	}
+	return ps
+}
+
+func testRoot(t testing.TB, s string) cid.Cid {
+	h, err := mh.Sum([]byte(s), mh.SHA2_256, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cid.NewCidV1(cid.DagProtobuf, h)
+}
+
+var testTime = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+const (
+	testNetwork = "ore-test"
+	testPrice   = 1000 // per GiB
+	GiB         = 1 << 30
+)
+
+// fixture is a network: a committee of 3, publishers, servers, clients.
+type fixture struct {
+	g                *Genesis
+	s                *State
+	com, pubs        []party
+	srvs, clis       []party
+	members, parties map[peer.ID]party
+}
+
+func newFixture(t testing.TB, nPubs, nSrvs, nClis int, pubBalance uint64) *fixture {
+	t.Helper()
+	f := &fixture{com: newParties(t, 1, 3), pubs: newParties(t, 2, nPubs), srvs: newParties(t, 3, nSrvs),
+		clis: newParties(t, 4, nClis), parties: make(map[peer.ID]party)}
+	var members []Member
+	for i, p := range f.com {
+		members = append(members, Member{ID: p.id, Addrs: []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", 4700+i)}})
+	}
+	bal := make(map[peer.ID]uint64)
+	for _, p := range f.pubs {
+		bal[p.id] = pubBalance
+	}
+	for _, ps := range [][]party{f.com, f.pubs, f.srvs, f.clis} {
+		for _, p := range ps {
+			f.parties[p.id] = p
+		}
+	}
+	g, err := NewGenesis(testNetwork, testTime, members, bal, testPrice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.g = g
+	if f.s, err = NewState(g); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// signed returns an account transaction with the next nonce of its
+// signer in s, signed.
+func (f *fixture) signed(t testing.TB, s *State, tx Tx) Tx {
+	t.Helper()
+	if tx.Nonce == 0 {
+		tx.Nonce = s.Nonce(tx.From) + 1
+	}
+	if err := tx.Sign(testNetwork, f.parties[tx.From].key); err != nil {
+		t.Fatal(err)
+	}
+	return tx
+}
+
+// receipt returns a receipt signed by both sides.
+func receipt(t testing.TB, srv, cli party, root cid.Cid, epoch, bytes uint64, mutate func(*pod.Receipt)) *pod.Receipt {
+	t.Helper()
+	r := &pod.Receipt{Version: pod.Version, Network: testNetwork, Epoch: epoch, Server: srv.id, Client: cli.id,
+		Root: root, Seq: 1 + bytes/4096, Bytes: bytes, Blocks: max(1, (bytes+pod.MaxBlockSize-1)/pod.MaxBlockSize)}
+	r.Digest = pod.Chain(r.Digest, root)
+	if mutate != nil {
+		mutate(r)
+	}
+	if err := r.SignClient(cli.key); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.SignServer(srv.key); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// build builds a block and fails the test if any transaction is refused.
+func (f *fixture) build(t testing.TB, s *State, epoch uint64, txs ...Tx) (*Block, *State) {
+	t.Helper()
+	b, n, rej, err := Build(s, epoch, f.com[0].id, int64(epoch)*int64(10*time.Second), txs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rej {
+		t.Fatalf("tx %d refused (%s): %v", r.Index, r.Reason, r.Err)
+	}
+	checkSupply(t, n)
+	return b, n
+}
+
+// advance builds and applies a block, checking Apply agrees with Build.
+func (f *fixture) advance(t testing.TB, epoch uint64, txs ...Tx) *State {
+	t.Helper()
+	b, n := f.build(t, f.s, epoch, txs...)
+	got, err := Apply(f.s, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Hash() != n.Hash() || got.LastHash() != n.LastHash() {
+		t.Fatal("Apply and Build disagree")
+	}
+	f.s = got
+	return got
+}
+
+// forced builds a block of txs without checking them: a header that
+// follows s, the right TxRoot, a made-up state hash.
+func forced(s *State, proposer peer.ID, epoch uint64, txs ...Tx) *Block {
+	b := &Block{Header: Header{Version: Version, Height: s.Height() + 1, Prev: s.LastHash(), Epoch: epoch, Proposer: proposer}, Txs: txs}
+	b.Header.TxRoot = MerkleRoot(b.TxIDs())
+	return b
+}
+
+// checkSupply checks conservation and that the cached hash is the state's.
+func checkSupply(t testing.TB, s *State) {
+	t.Helper()
+	var sum uint64
+	for _, a := range s.accounts {
+		if a == (Account{}) {
+			t.Fatal("zero account stored")
+		}
+		sum += a.Balance + a.Escrow
+	}
+	if sum != s.Supply() {
+		t.Fatalf("supply %d, accounts hold %d", s.Supply(), sum)
+	}
+	if s.computeHash() != s.Hash() {
+		t.Fatal("state changed after its hash was taken")
+	}
+}
+
+// wantReason checks that Build refuses tx with reason, and that Apply
+// fails on a block that carries it anyway.
+func (f *fixture) wantReason(t *testing.T, s *State, epoch uint64, tx Tx, want Reason) {
+	t.Helper()
+	_, n, rej, err := Build(s, epoch, f.com[0].id, 0, []Tx{tx})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rej) != 1 || rej[0].Reason != want || rej[0].Index != 0 {
+		t.Fatalf("Build refused %+v, want one with reason %s", rej, want)
+	}
+	if n.Hash() == s.Hash() {
+		t.Fatal("same hash across heights")
+	}
+	_, err = Apply(s, forced(s, f.com[0].id, epoch, tx))
+	var te *TxError
+	if !errors.As(err, &te) || te.Reason != want || !errors.Is(err, ErrInvalidTx) {
+		t.Fatalf("Apply: %v, want a TxError with reason %s", err, want)
+	}
+	if ReasonOf(err) != want {
+		t.Fatalf("ReasonOf = %s", ReasonOf(err))
+	}
+}

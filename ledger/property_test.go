@@ -1,0 +1,114 @@
+package ledger
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// TestRandomChains builds chains of random blocks (valid and invalid
+// candidates of every kind), checks conservation of supply after each
+// block, then replays the encoded blocks from genesis on a fresh state and
+// checks every state hash.
+func TestRandomChains(t *testing.T) {
+	for seed := uint64(1); seed <= 4; seed++ {
+		f := newFixture(t, 4, 5, 5, 1_000_000_000)
+		rng := rand.New(rand.NewPCG(seed, 42))
+		roots := []cid.Cid{testRoot(t, "a"), testRoot(t, "b"), testRoot(t, "c")}
+		var all []party
+		for _, ps := range [][]party{f.pubs, f.srvs, f.clis} {
+			all = append(all, ps...)
+		}
+		pick := func(ps []party) party { return ps[rng.IntN(len(ps))] }
+		var blocks [][]byte
+		var hashes [][32]byte
+		epoch := uint64(0)
+		accepted, refused := 0, 0
+		for range 30 {
+			epoch += uint64(rng.IntN(3))
+			nonce := make(map[peer.ID]uint64)
+			acct := func(id peer.ID) uint64 {
+				if _, ok := nonce[id]; !ok {
+					nonce[id] = f.s.Nonce(id)
+				}
+				nonce[id]++
+				if rng.IntN(20) == 0 {
+					return nonce[id] - 1 // a replay
+				}
+				return nonce[id]
+			}
+			var txs []Tx
+			for range 5 + rng.IntN(25) {
+				var tx Tx
+				switch rng.IntN(6) {
+				case 0:
+					p := pick(f.pubs)
+					tx = NewDeposit(p.id, acct(p.id), rng.Uint64N(f.s.Balance(p.id)/2+2))
+				case 1:
+					p, q := pick(all), pick(all)
+					tx = NewTransfer(p.id, q.id, acct(p.id), rng.Uint64N(f.s.Balance(p.id)/3+2))
+				case 2:
+					p := pick(f.pubs)
+					tx = NewRegister(p.id, acct(p.id), roots[rng.IntN(len(roots))], rng.Uint64N(1<<40))
+				default:
+					srv, cli := pick(f.srvs), pick(f.clis)
+					if rng.IntN(15) == 0 {
+						cli = srv
+					}
+					re := epoch + 1 - min(epoch+1, uint64(rng.IntN(6)))
+					r := receipt(t, srv, cli, roots[rng.IntN(len(roots))], re, rng.Uint64N(8<<30), nil)
+					if rng.IntN(15) == 0 {
+						r.Bytes++
+					}
+					txs = append(txs, NewReceiptTx(r))
+					continue
+				}
+				txs = append(txs, f.signed(t, f.s, tx))
+			}
+			b, n, rej, err := Build(f.s, epoch, f.com[rng.IntN(3)].id, int64(epoch), txs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			accepted, refused = accepted+len(b.Txs), refused+len(rej)
+			if len(b.Txs)+len(rej) != len(txs) {
+				t.Fatal("Build lost transactions")
+			}
+			checkSupply(t, n)
+			blocks = append(blocks, b.Marshal())
+			hashes = append(hashes, n.Hash())
+			f.s = n
+		}
+		if accepted == 0 || refused == 0 {
+			t.Fatalf("seed %d: %d accepted, %d refused: the mix is too one-sided", seed, accepted, refused)
+		}
+		s, err := NewState(f.g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, enc := range blocks {
+			b, err := UnmarshalBlock(enc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s, err = Apply(s, b); err != nil {
+				t.Fatalf("seed %d block %d: %v", seed, i+1, err)
+			}
+			if s.Hash() != hashes[i] {
+				t.Fatalf("seed %d block %d: replay gives another state", seed, i+1)
+			}
+			checkSupply(t, s)
+		}
+		if s.LastHash() != f.s.LastHash() || s.Height() != 30 {
+			t.Fatal("replay ends elsewhere")
+		}
+		var paidAny bool
+		for _, p := range f.srvs {
+			paidAny = paidAny || s.Balance(p.id) > 0
+		}
+		if !paidAny {
+			t.Fatalf("seed %d: no server was ever paid", seed)
+		}
+	}
+}

@@ -1,0 +1,435 @@
+package ledger
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"maps"
+	"math"
+	"math/bits"
+	"slices"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/orecdn/ore/pod"
+)
+
+// ErrBadHeader wraps every header that does not follow the state.
+var ErrBadHeader = errors.New("ledger: bad block header")
+
+// Account is what the ledger holds for one peer ID.
+type Account struct {
+	Balance uint64 // spendable
+	Escrow  uint64 // deposited: pays servers for the account's registered content
+	Nonce   uint64 // of the last account transaction; the next one carries Nonce+1
+}
+
+// Registration is a content root a publisher pays delivery of.
+type Registration struct {
+	Root        cid.Cid
+	Publisher   peer.ID
+	PricePerGiB uint64
+}
+
+// State is the ledger after some block: balances, escrows, nonces,
+// registrations and what receipts were already paid. A State is immutable:
+// Apply and Build return a new one, so any State may be read from many
+// goroutines and kept as a snapshot.
+type State struct {
+	g        *Genesis
+	gh       [32]byte
+	params   pod.Params
+	supply   uint64
+	height   uint64
+	lastHash [32]byte
+	epoch    uint64
+	accounts map[peer.ID]Account     // no zero Account is stored
+	regs     map[string]Registration // by CID bytes
+	paid     map[pod.Key]uint64      // bytes accounted per (S, C, R, E)
+	hash     [32]byte                // Hash, computed once the state is complete
+}
+
+// NewState is the state at height 0: the genesis balances.
+func NewState(g *Genesis) (*State, error) {
+	if err := g.Validate(); err != nil {
+		return nil, err
+	}
+	s := &State{g: g, gh: g.Hash(), params: g.Params(), supply: g.Supply(),
+		accounts: make(map[peer.ID]Account, len(g.Balances)),
+		regs:     make(map[string]Registration), paid: make(map[pod.Key]uint64)}
+	s.lastHash = s.gh
+	for _, a := range g.Balances {
+		s.accounts[a.Account] = Account{Balance: a.Amount}
+	}
+	s.hash = s.computeHash()
+	return s, nil
+}
+
+// Genesis returns the network's genesis.
+func (s *State) Genesis() *Genesis { return s.g }
+
+// Height is the height of the last applied block (0 at genesis).
+func (s *State) Height() uint64 { return s.height }
+
+// LastHash is the hash of the last applied block (the genesis hash at 0).
+func (s *State) LastHash() [32]byte { return s.lastHash }
+
+// Epoch is the epoch of the last applied block.
+func (s *State) Epoch() uint64 { return s.epoch }
+
+// Supply is the fixed total supply: the sum of every balance and escrow.
+func (s *State) Supply() uint64 { return s.supply }
+
+// Account returns id's account (zero if the ledger does not know it).
+func (s *State) Account(id peer.ID) Account { return s.accounts[id] }
+
+// Balance is id's spendable balance.
+func (s *State) Balance(id peer.ID) uint64 { return s.accounts[id].Balance }
+
+// Escrow is id's deposit that pays for its content.
+func (s *State) Escrow(id peer.ID) uint64 { return s.accounts[id].Escrow }
+
+// Nonce is id's last used nonce; its next transaction carries Nonce+1.
+func (s *State) Nonce(id peer.ID) uint64 { return s.accounts[id].Nonce }
+
+// Accounts lists the known accounts, sorted.
+func (s *State) Accounts() []peer.ID { return slices.Sorted(maps.Keys(s.accounts)) }
+
+// Registration returns the registration of a content root.
+func (s *State) Registration(root cid.Cid) (Registration, bool) {
+	if !root.Defined() {
+		return Registration{}, false
+	}
+	r, ok := s.regs[string(root.Bytes())]
+	return r, ok
+}
+
+// Paid is how many bytes of (S, C, R, E) were already accounted for: a
+// receipt pays only for bytes beyond it. Keys of epochs more than MaxSkew
+// before the state's epoch are forgotten (their receipts are refused).
+func (s *State) Paid(k pod.Key) uint64 { return s.paid[k] }
+
+const stateDomain = "ore/ledger/v1/state\x00"
+
+// Hash is SHA-256 over the canonical encoding of the state: genesis hash,
+// height, epoch, then accounts, registrations and paid entries sorted by
+// key. It leaves out the last block hash (which covers this hash).
+func (s *State) Hash() [32]byte { return s.hash }
+
+func (s *State) computeHash() [32]byte {
+	h := sha256.New()
+	b := make([]byte, 0, 64<<10)
+	flush := func() {
+		if len(b) > 60<<10 {
+			h.Write(b)
+			b = b[:0]
+		}
+	}
+	b = append(b, stateDomain...)
+	b = append(b, s.gh[:]...)
+	b = binary.AppendUvarint(b, s.height)
+	b = binary.AppendUvarint(b, s.epoch)
+	b = binary.AppendUvarint(b, uint64(len(s.accounts)))
+	for _, id := range slices.Sorted(maps.Keys(s.accounts)) {
+		a := s.accounts[id]
+		b = appendBytes(b, []byte(id))
+		b = binary.AppendUvarint(b, a.Balance)
+		b = binary.AppendUvarint(b, a.Escrow)
+		b = binary.AppendUvarint(b, a.Nonce)
+		flush()
+	}
+	b = binary.AppendUvarint(b, uint64(len(s.regs)))
+	for _, root := range slices.Sorted(maps.Keys(s.regs)) {
+		r := s.regs[root]
+		b = appendBytes(b, []byte(root))
+		b = appendBytes(b, []byte(r.Publisher))
+		b = binary.AppendUvarint(b, r.PricePerGiB)
+		flush()
+	}
+	keys := slices.SortedFunc(maps.Keys(s.paid), func(x, y pod.Key) int {
+		return cmp.Or(cmp.Compare(x.Server, y.Server), cmp.Compare(x.Client, y.Client),
+			cmp.Compare(x.Root, y.Root), cmp.Compare(x.Epoch, y.Epoch))
+	})
+	b = binary.AppendUvarint(b, uint64(len(keys)))
+	for _, k := range keys {
+		b = appendBytes(b, []byte(k.Server))
+		b = appendBytes(b, []byte(k.Client))
+		b = appendBytes(b, []byte(k.Root))
+		b = binary.AppendUvarint(b, k.Epoch)
+		b = binary.AppendUvarint(b, s.paid[k])
+		flush()
+	}
+	h.Write(b)
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}
+
+// next copies the state for a block of the given epoch, dropping the paid
+// entries no receipt of that epoch can match any more.
+func (s *State) next(epoch uint64) *State {
+	n := *s
+	n.epoch = epoch
+	n.accounts = maps.Clone(s.accounts)
+	n.regs = maps.Clone(s.regs)
+	n.paid = make(map[pod.Key]uint64, len(s.paid))
+	for k, v := range s.paid {
+		if !tooOld(k.Epoch, epoch, s.params.MaxSkew) {
+			n.paid[k] = v
+		}
+	}
+	return &n
+}
+
+func tooOld(e, now, skew uint64) bool { return e < now && now-e > skew }
+
+func (s *State) put(id peer.ID, a Account) {
+	if a == (Account{}) {
+		delete(s.accounts, id)
+		return
+	}
+	s.accounts[id] = a
+}
+
+// checkHeader checks what a header must follow from the state, before
+// its transactions.
+func (s *State) checkHeader(h *Header) error {
+	switch {
+	case h.Version != Version:
+		return fmt.Errorf("%w: version %d, this build reads %d", ErrBadHeader, h.Version, Version)
+	case h.Height != s.height+1:
+		return fmt.Errorf("%w: height %d after %d", ErrBadHeader, h.Height, s.height)
+	case h.Prev != s.lastHash:
+		return fmt.Errorf("%w: previous hash %x, the last block is %x", ErrBadHeader, h.Prev[:8], s.lastHash[:8])
+	case h.Epoch < s.epoch:
+		return fmt.Errorf("%w: epoch %d before the previous block's %d", ErrBadHeader, h.Epoch, s.epoch)
+	case !s.g.IsMember(h.Proposer):
+		return fmt.Errorf("%w: proposer %s is not on the committee", ErrBadHeader, h.Proposer)
+	}
+	return nil
+}
+
+// Apply checks block b against s and returns the state after it. s is not
+// modified. It fails, wrapping ErrBadHeader or returning a *TxError, if
+// the header does not follow s (height, previous hash, epoch, proposer,
+// TxRoot, StateHash) or if any transaction is invalid. It does not check
+// the committee signatures (see Block.Final).
+func Apply(s *State, b *Block) (*State, error) {
+	h := &b.Header
+	if err := s.checkHeader(h); err != nil {
+		return nil, err
+	}
+	if len(b.Txs) > MaxBlockTxs {
+		return nil, fmt.Errorf("%w: %d transactions, the limit is %d", ErrBadHeader, len(b.Txs), MaxBlockTxs)
+	}
+	if root := MerkleRoot(b.TxIDs()); root != h.TxRoot {
+		return nil, fmt.Errorf("%w: tx root %x, the transactions give %x", ErrBadHeader, h.TxRoot[:8], root[:8])
+	}
+	sigErrs := verifyReceipts(b.Txs)
+	n := s.next(h.Epoch)
+	for i := range b.Txs {
+		if err := n.applyTx(&b.Txs[i], sigErrs[i]); err != nil {
+			return nil, txError(i, &b.Txs[i], err)
+		}
+	}
+	n.height = h.Height
+	n.hash = n.computeHash()
+	if n.hash != h.StateHash {
+		return nil, fmt.Errorf("%w: state hash %x, applying gives %x", ErrBadHeader, h.StateHash[:8], n.hash[:8])
+	}
+	n.lastHash = b.Hash()
+	return n, nil
+}
+
+// Build is the leader's Apply: it applies txs to s one at a time in order,
+// leaves out the invalid ones (reporting each with its reason) and the
+// ones past the block limits, and returns the block (TxRoot and StateHash
+// filled, unsigned) with the state after it. s is not modified. It fails
+// only if the proposer is not on the committee or epoch is before s's.
+func Build(s *State, epoch uint64, proposer peer.ID, timeUnixNano int64, txs []Tx) (*Block, *State, []Rejected, error) {
+	b := &Block{Header: Header{Version: Version, Height: s.height + 1, Prev: s.lastHash, Epoch: epoch,
+		Proposer: proposer, Time: timeUnixNano}}
+	if err := s.checkHeader(&b.Header); err != nil {
+		return nil, nil, nil, err
+	}
+	sigErrs := verifyReceipts(txs)
+	n := s.next(epoch)
+	var rejected []Rejected
+	var ids [][32]byte
+	size := 256
+	for i := range txs {
+		t := &txs[i]
+		enc := t.Marshal()
+		if len(b.Txs) >= MaxBlockTxs || size+len(enc)+binary.MaxVarintLen16 > MaxBlockSize {
+			rejected = append(rejected, Rejected{Index: i, Reason: ReasonBlockFull, Err: errors.New("ledger: block full")})
+			continue
+		}
+		var err error
+		if len(enc) > MaxTxSize {
+			err = refuse(ReasonMalformed, "transaction of %d bytes, the limit is %d", len(enc), MaxTxSize)
+		} else {
+			err = n.applyTx(t, sigErrs[i])
+		}
+		if err != nil {
+			te := txError(i, t, err)
+			rejected = append(rejected, Rejected{Index: i, Reason: te.Reason, Err: te})
+			continue
+		}
+		size += len(enc) + binary.MaxVarintLen16
+		b.Txs = append(b.Txs, *t)
+		h := sha256.New()
+		h.Write([]byte(txIDDomain))
+		h.Write(enc)
+		ids = append(ids, [32]byte(h.Sum(nil)))
+	}
+	b.Header.TxRoot = MerkleRoot(ids)
+	n.height = b.Header.Height
+	n.hash = n.computeHash()
+	b.Header.StateHash = n.hash
+	n.lastHash = b.Hash()
+	return b, n, rejected, nil
+}
+
+// applyTx checks one transaction against n and applies it, or leaves n
+// unchanged and says why not. sigErr is the receipt's signature check.
+func (n *State) applyTx(t *Tx, sigErr error) error {
+	switch t.Kind {
+	case KindReceipt:
+		return n.applyReceipt(t.Receipt, sigErr)
+	case KindDeposit, KindRegister, KindTransfer:
+	default:
+		return refuse(ReasonMalformed, "unknown transaction kind %d", t.Kind)
+	}
+	if err := checkAccount(t.From); err != nil {
+		return refuse(ReasonBadAccount, "from: %w", err)
+	}
+	if err := t.VerifySig(n.params.Network); err != nil {
+		return refuse(ReasonBadSignature, "%w", err)
+	}
+	a := n.accounts[t.From]
+	if a.Nonce == math.MaxUint64 || t.Nonce != a.Nonce+1 {
+		return refuse(ReasonBadNonce, "nonce %d, %s's next is %d", t.Nonce, t.From, a.Nonce+1)
+	}
+	switch t.Kind {
+	case KindDeposit:
+		if err := debit(&a, t.Amount); err != nil {
+			return err
+		}
+		a.Escrow += t.Amount
+	case KindTransfer:
+		if err := checkAccount(t.To); err != nil {
+			return refuse(ReasonBadAccount, "to: %w", err)
+		}
+		if t.To == t.From {
+			return refuse(ReasonSelfTransfer, "transfer from %s to itself", t.From)
+		}
+		if err := debit(&a, t.Amount); err != nil {
+			return err
+		}
+		to := n.accounts[t.To]
+		to.Balance += t.Amount // cannot overflow: the supply fits in a uint64
+		n.put(t.To, to)
+	case KindRegister:
+		if !t.Root.Defined() || len(t.Root.Bytes()) > maxCIDLen {
+			return refuse(ReasonMalformed, "registration without a valid root CID")
+		}
+		key := string(t.Root.Bytes())
+		if r, ok := n.regs[key]; ok && r.Publisher != t.From {
+			return refuse(ReasonNotOwner, "%s is registered by %s", t.Root, r.Publisher)
+		}
+		price := t.Price
+		if price == 0 {
+			price = n.g.PricePerGiB
+		}
+		n.regs[key] = Registration{Root: t.Root, Publisher: t.From, PricePerGiB: price}
+	}
+	a.Nonce++
+	n.put(t.From, a)
+	return nil
+}
+
+func debit(a *Account, amount uint64) error {
+	if amount == 0 {
+		return refuse(ReasonZeroAmount, "amount is zero")
+	}
+	if amount > a.Balance {
+		return refuse(ReasonInsufficientFunds, "amount %d, balance %d", amount, a.Balance)
+	}
+	a.Balance -= amount
+	return nil
+}
+
+// applyReceipt pays a receipt's server for the bytes not paid yet, at the
+// registered price, from the publisher's escrow (at most all of it).
+func (n *State) applyReceipt(r *pod.Receipt, sigErr error) error {
+	if r == nil {
+		return refuse(ReasonMalformed, "receipt transaction without a receipt")
+	}
+	if err := checkReceipt(n.params, r, n.epoch); err != nil {
+		return err
+	}
+	if sigErr != nil {
+		return sigErr
+	}
+	k := r.Key()
+	prev := n.paid[k]
+	if r.Bytes <= prev {
+		return nil // a duplicate or an older receipt: nothing more to pay
+	}
+	n.paid[k] = r.Bytes
+	reg, ok := n.regs[k.Root]
+	if !ok {
+		return nil // unregistered content earns nothing
+	}
+	due := owed(r.Bytes, reg.PricePerGiB) - owed(prev, reg.PricePerGiB)
+	pub := n.accounts[reg.Publisher]
+	due = min(due, pub.Escrow)
+	if due == 0 {
+		return nil
+	}
+	pub.Escrow -= due
+	n.put(reg.Publisher, pub)
+	srv := n.accounts[r.Server]
+	srv.Balance += due
+	n.put(r.Server, srv)
+	return nil
+}
+
+// owed is floor(bytes*price / 2^30) with a 128-bit product, saturating at
+// MaxUint64 (more than any escrow can hold). Paying owed(new)-owed(old)
+// makes cumulative payments exact: rounding never drifts.
+func owed(bytes, price uint64) uint64 {
+	hi, lo := bits.Mul64(bytes, price)
+	if hi >= 1<<30 {
+		return math.MaxUint64
+	}
+	return hi<<34 | lo>>30
+}
+
+// checkReceipt applies pod's stateless rules (as pod.Params.Check, without
+// the signatures, which verifyReceipts checks in batches) at the block's
+// epoch, and refuses receipts of later epochs.
+func checkReceipt(p pod.Params, r *pod.Receipt, epoch uint64) error {
+	rej := func(reason pod.Reason, format string, args ...any) error {
+		return &pod.RejectError{Reason: reason, Err: fmt.Errorf(format, args...)}
+	}
+	switch {
+	case r.Version != pod.Version:
+		return rej(pod.ReasonUnknownVersion, "version %d", r.Version)
+	case r.Network != p.Network:
+		return rej(pod.ReasonWrongNetwork, "network %q, this is %q", r.Network, p.Network)
+	case r.Epoch > epoch || epoch-r.Epoch > p.MaxSkew:
+		return rej(pod.ReasonEpochOutOfRange, "epoch %d in a block of epoch %d (up to %d before)", r.Epoch, epoch, p.MaxSkew)
+	case r.Server == r.Client:
+		return rej(pod.ReasonSelfDealing, "server and client are both %s", r.Server)
+	case r.Blocks == 0:
+		return rej(pod.ReasonMalformed, "no blocks")
+	case r.Bytes > math.MaxUint64-pod.MaxBlockSize || (r.Bytes+pod.MaxBlockSize-1)/pod.MaxBlockSize > r.Blocks:
+		return rej(pod.ReasonOversized, "%d bytes in %d blocks", r.Bytes, r.Blocks)
+	case !r.Root.Defined():
+		return rej(pod.ReasonMalformed, "no root CID")
+	}
+	return nil
+}

@@ -1,0 +1,431 @@
+package ledger
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hdevalence/ed25519consensus"
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/orecdn/ore/pod"
+)
+
+// Version is the encoding version of transactions and blocks.
+const Version = 1
+
+// Encoding limits of a transaction.
+const (
+	MaxTxSize     = 2048
+	maxPeerIDLen  = pod.MaxPeerIDLen
+	maxCIDLen     = pod.MaxCIDLen
+	maxSigLen     = pod.MaxSigLen
+	minTxEncoding = 3 // version, kind, one length byte
+)
+
+// Kind is a transaction type.
+type Kind uint8
+
+// Transaction kinds.
+const (
+	KindReceipt  Kind = 1 // a two-signed pod.Receipt: pays its server
+	KindDeposit  Kind = 2 // From's balance -> From's escrow
+	KindRegister Kind = 3 // From registers (or reprices) a content root
+	KindTransfer Kind = 4 // From's balance -> To's balance
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindReceipt:
+		return "receipt"
+	case KindDeposit:
+		return "deposit"
+	case KindRegister:
+		return "register"
+	case KindTransfer:
+		return "transfer"
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// Tx is one transaction. Only the fields of its Kind are encoded:
+//
+//	KindReceipt:  Receipt
+//	KindDeposit:  From, Nonce, Amount, Sig
+//	KindRegister: From, Nonce, Root, Price, Sig
+//	KindTransfer: From, Nonce, To, Amount, Sig
+//
+// Account transactions are signed by From (Sign) and carry From's next
+// nonce (State.Nonce(From)+1). Receipts are signed by their client and
+// server and need no nonce: the state pays each (server, client, root,
+// epoch) only for bytes it has not paid yet.
+type Tx struct {
+	Kind    Kind
+	Receipt *pod.Receipt
+	From    peer.ID
+	Nonce   uint64
+	To      peer.ID
+	Amount  uint64
+	Root    cid.Cid
+	Price   uint64 // per GiB, in base units; 0 takes the genesis price
+	Sig     []byte
+}
+
+// NewReceiptTx wraps a receipt signed by both sides.
+func NewReceiptTx(r *pod.Receipt) Tx { return Tx{Kind: KindReceipt, Receipt: r} }
+
+// NewDeposit moves amount of from's balance into its escrow.
+func NewDeposit(from peer.ID, nonce, amount uint64) Tx {
+	return Tx{Kind: KindDeposit, From: from, Nonce: nonce, Amount: amount}
+}
+
+// NewRegister registers root for publisher from at price per GiB (0: the
+// genesis price); registering again changes the price.
+func NewRegister(from peer.ID, nonce uint64, root cid.Cid, price uint64) Tx {
+	return Tx{Kind: KindRegister, From: from, Nonce: nonce, Root: root, Price: price}
+}
+
+// NewTransfer moves amount of from's balance to to.
+func NewTransfer(from, to peer.ID, nonce, amount uint64) Tx {
+	return Tx{Kind: KindTransfer, From: from, To: to, Nonce: nonce, Amount: amount}
+}
+
+// ErrMalformed wraps every decoding failure.
+var ErrMalformed = errors.New("ledger: malformed")
+
+const (
+	txSigDomain = "ore/ledger/v1/tx\x00"
+	txIDDomain  = "ore/ledger/v1/txid\x00"
+)
+
+// appendUnsigned appends the encoding without the signature.
+func (t *Tx) appendUnsigned(b []byte) []byte {
+	b = append(b, Version, byte(t.Kind))
+	switch t.Kind {
+	case KindReceipt:
+		var r []byte
+		if t.Receipt != nil {
+			r = t.Receipt.Marshal()
+		}
+		return appendBytes(b, r)
+	case KindDeposit:
+		b = appendBytes(b, []byte(t.From))
+		b = binary.AppendUvarint(b, t.Nonce)
+		return binary.AppendUvarint(b, t.Amount)
+	case KindRegister:
+		b = appendBytes(b, []byte(t.From))
+		b = binary.AppendUvarint(b, t.Nonce)
+		var root []byte
+		if t.Root.Defined() {
+			root = t.Root.Bytes()
+		}
+		b = appendBytes(b, root)
+		return binary.AppendUvarint(b, t.Price)
+	case KindTransfer:
+		b = appendBytes(b, []byte(t.From))
+		b = binary.AppendUvarint(b, t.Nonce)
+		b = appendBytes(b, []byte(t.To))
+		return binary.AppendUvarint(b, t.Amount)
+	}
+	return b
+}
+
+// Marshal encodes the transaction.
+func (t *Tx) Marshal() []byte {
+	b := t.appendUnsigned(make([]byte, 0, 512))
+	if t.Kind != KindReceipt {
+		b = appendBytes(b, t.Sig)
+	}
+	return b
+}
+
+// ID is the transaction's hash: SHA-256 over a domain prefix and Marshal.
+// The block's TxRoot is the Merkle root of its transactions' IDs.
+func (t *Tx) ID() [32]byte {
+	h := sha256.New()
+	h.Write([]byte(txIDDomain))
+	h.Write(t.Marshal())
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}
+
+// SigPayload is what From signs: a domain prefix, the network ID and the
+// unsigned encoding, so a transaction is valid on one network only.
+func (t *Tx) SigPayload(network string) []byte {
+	b := append(make([]byte, 0, 256), txSigDomain...)
+	b = appendBytes(b, []byte(network))
+	return t.appendUnsigned(b)
+}
+
+// Sign signs an account transaction with From's key.
+func (t *Tx) Sign(network string, k crypto.PrivKey) error {
+	if t.Kind == KindReceipt {
+		return errors.New("ledger: receipts are signed by their client and server, not as transactions")
+	}
+	id, err := peer.IDFromPrivateKey(k)
+	if err != nil {
+		return fmt.Errorf("ledger: sign: %w", err)
+	}
+	if id != t.From {
+		return fmt.Errorf("ledger: sign: key of %s signing for %s", id, t.From)
+	}
+	sig, err := k.Sign(t.SigPayload(network))
+	if err != nil {
+		return fmt.Errorf("ledger: sign: %w", err)
+	}
+	t.Sig = sig
+	return nil
+}
+
+// ErrBadSignature is a transaction or block signature that does not verify.
+var ErrBadSignature = errors.New("ledger: bad signature")
+
+// VerifySig checks From's signature of an account transaction.
+func (t *Tx) VerifySig(network string) error {
+	if len(t.Sig) == 0 {
+		return fmt.Errorf("%w: unsigned %s", ErrBadSignature, t.Kind)
+	}
+	pk, err := t.From.ExtractPublicKey()
+	if err != nil || pk.Type() != crypto.Ed25519 {
+		return fmt.Errorf("%w: %s is not an Ed25519 account", ErrBadSignature, t.From)
+	}
+	ok, err := pk.Verify(t.SigPayload(network), t.Sig)
+	if err != nil || !ok {
+		return fmt.Errorf("%w: %s by %s", ErrBadSignature, t.Kind, t.From)
+	}
+	return nil
+}
+
+// UnmarshalTx decodes a transaction. It accepts only the canonical
+// encoding of a known version and kind within MaxTxSize; it checks that
+// peer IDs and CIDs parse, not signatures or state rules.
+func UnmarshalTx(data []byte) (*Tx, error) {
+	if len(data) > MaxTxSize {
+		return nil, fmt.Errorf("%w: transaction of %d bytes, the limit is %d", ErrMalformed, len(data), MaxTxSize)
+	}
+	d := decoder{b: data}
+	if v := d.byte("version"); d.err == nil && v != Version {
+		return nil, fmt.Errorf("%w: transaction version %d, this build reads %d", ErrMalformed, v, Version)
+	}
+	t := &Tx{Kind: Kind(d.byte("kind"))}
+	switch t.Kind {
+	case KindReceipt:
+		raw := d.bytes(pod.MaxEncoded, "receipt")
+		if d.err == nil {
+			r, err := pod.Unmarshal(raw)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+			}
+			t.Receipt = r
+		}
+	case KindDeposit, KindTransfer, KindRegister:
+		t.From = d.peerID("from")
+		t.Nonce = d.uvarint("nonce")
+		switch t.Kind {
+		case KindDeposit:
+			t.Amount = d.uvarint("amount")
+		case KindTransfer:
+			t.To = d.peerID("to")
+			t.Amount = d.uvarint("amount")
+		case KindRegister:
+			t.Root = d.cid("root")
+			t.Price = d.uvarint("price")
+		}
+		t.Sig = d.bytes(maxSigLen, "signature")
+		if len(t.Sig) == 0 {
+			t.Sig = nil
+		}
+	default:
+		if d.err == nil {
+			return nil, fmt.Errorf("%w: unknown transaction kind %d", ErrMalformed, t.Kind)
+		}
+	}
+	if d.err != nil {
+		return nil, d.err
+	}
+	if len(d.b) != 0 {
+		return nil, fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(d.b))
+	}
+	if !bytes.Equal(t.Marshal(), data) {
+		return nil, fmt.Errorf("%w: transaction not in canonical form", ErrMalformed)
+	}
+	return t, nil
+}
+
+// Reason names why a transaction was refused; metrics count by it.
+type Reason string
+
+// Refusal reasons. Receipt reasons are pod's (pod.Reason) under the same
+// names.
+const (
+	ReasonMalformed         Reason = "malformed"
+	ReasonBadSignature      Reason = "bad_signature"
+	ReasonMissingSignature  Reason = Reason(pod.ReasonMissingSig)
+	ReasonBadAccount        Reason = "bad_account"
+	ReasonBadNonce          Reason = "bad_nonce"
+	ReasonZeroAmount        Reason = "zero_amount"
+	ReasonInsufficientFunds Reason = "insufficient_funds"
+	ReasonSelfTransfer      Reason = "self_transfer"
+	ReasonNotOwner          Reason = "not_owner"
+	ReasonBlockFull         Reason = "block_full"
+	ReasonUnknownVersion    Reason = Reason(pod.ReasonUnknownVersion)
+	ReasonWrongNetwork      Reason = Reason(pod.ReasonWrongNetwork)
+	ReasonEpochOutOfRange   Reason = Reason(pod.ReasonEpochOutOfRange)
+	ReasonSelfDealing       Reason = Reason(pod.ReasonSelfDealing)
+	ReasonOversized         Reason = Reason(pod.ReasonOversized)
+)
+
+// Reasons lists every reason, for metrics that start at zero.
+var Reasons = []Reason{ReasonMalformed, ReasonBadSignature, ReasonMissingSignature, ReasonBadAccount,
+	ReasonBadNonce, ReasonZeroAmount, ReasonInsufficientFunds, ReasonSelfTransfer, ReasonNotOwner,
+	ReasonBlockFull, ReasonUnknownVersion, ReasonWrongNetwork, ReasonEpochOutOfRange, ReasonSelfDealing,
+	ReasonOversized}
+
+// ErrInvalidTx is wrapped by every TxError.
+var ErrInvalidTx = errors.New("ledger: invalid transaction")
+
+// TxError is a transaction that broke a rule: Apply returns it for the
+// first bad transaction of a block.
+type TxError struct {
+	Index  int // in the block (Apply) or in the candidates (Build)
+	Kind   Kind
+	Reason Reason
+	Err    error
+}
+
+func (e *TxError) Error() string {
+	return fmt.Sprintf("ledger: transaction %d (%s) refused (%s): %v", e.Index, e.Kind, e.Reason, e.Err)
+}
+
+// Unwrap returns both ErrInvalidTx and the cause.
+func (e *TxError) Unwrap() []error { return []error{ErrInvalidTx, e.Err} }
+
+// Rejected is a candidate transaction Build left out, and why.
+type Rejected struct {
+	Index  int // in Build's txs argument
+	Reason Reason
+	Err    error
+}
+
+// ReasonOf returns the reason of a TxError or pod rejection ("" if err is
+// neither).
+func ReasonOf(err error) Reason {
+	var te *TxError
+	if errors.As(err, &te) {
+		return te.Reason
+	}
+	if r := pod.ReasonOf(err); r != "" {
+		return Reason(r)
+	}
+	return ""
+}
+
+// reason is an internal error with its reason, turned into a TxError by
+// the caller that knows the index.
+type reason struct {
+	r   Reason
+	err error
+}
+
+func (e *reason) Error() string { return string(e.r) + ": " + e.err.Error() }
+func (e *reason) Unwrap() error { return e.err }
+
+func refuse(r Reason, format string, args ...any) error {
+	return &reason{r: r, err: fmt.Errorf(format, args...)}
+}
+
+func txError(i int, t *Tx, err error) *TxError {
+	te := &TxError{Index: i, Kind: t.Kind, Err: err}
+	var re *reason
+	if errors.As(err, &re) {
+		te.Reason, te.Err = re.r, re.err
+	} else {
+		te.Reason = Reason(pod.ReasonOf(err))
+	}
+	if te.Reason == "" {
+		te.Reason = ReasonMalformed
+	}
+	return te
+}
+
+// receiptBatch is how many receipts one Ed25519 batch verification covers.
+// Chunks are fixed by position, whatever the number of cores.
+const receiptBatch = 256
+
+// verifyReceipts checks both signatures of every receipt in txs with
+// pod.BatchVerify, chunks in parallel on all cores, and one by one only in
+// a chunk that fails. It returns the error of each transaction's
+// signatures (nil for valid ones and for other kinds). The one-by-one
+// check uses the same ZIP-215 rules as the batch, so a signature's
+// validity never depends on the receipts around it.
+func verifyReceipts(txs []Tx) []error {
+	errs := make([]error, len(txs))
+	var idx []int
+	for i := range txs {
+		if txs[i].Kind == KindReceipt && txs[i].Receipt != nil {
+			idx = append(idx, i)
+		}
+	}
+	chunks := (len(idx) + receiptBatch - 1) / receiptBatch
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), chunks) {
+		wg.Go(func() {
+			rs := make([]*pod.Receipt, 0, receiptBatch)
+			for {
+				c := int(next.Add(1)) - 1
+				if c >= chunks {
+					return
+				}
+				part := idx[c*receiptBatch : min((c+1)*receiptBatch, len(idx))]
+				rs = rs[:0]
+				for _, i := range part {
+					rs = append(rs, txs[i].Receipt)
+				}
+				if ok, err := pod.BatchVerify(rs); ok && err == nil {
+					continue
+				}
+				for _, i := range part {
+					errs[i] = verifyReceiptSigs(txs[i].Receipt)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return errs
+}
+
+// verifyReceiptSigs checks a receipt's two signatures alone.
+func verifyReceiptSigs(r *pod.Receipt) error {
+	for _, s := range []struct {
+		role    string
+		id      peer.ID
+		payload []byte
+		sig     []byte
+	}{{"client", r.Client, r.ClientPayload(), r.ClientSig}, {"server", r.Server, r.ServerPayload(), r.ServerSig}} {
+		if len(s.sig) == 0 {
+			return &pod.RejectError{Reason: pod.ReasonMissingSig, Err: fmt.Errorf("%w: no %s signature", pod.ErrMissingSignature, s.role)}
+		}
+		bad := &pod.RejectError{Reason: pod.ReasonBadSig, Err: fmt.Errorf("%w: %s signature does not verify", pod.ErrBadSignature, s.role)}
+		pk, err := s.id.ExtractPublicKey()
+		if err != nil || pk.Type() != crypto.Ed25519 {
+			return bad
+		}
+		raw, err := pk.Raw()
+		if err != nil || len(raw) != ed25519.PublicKeySize || len(s.sig) != ed25519.SignatureSize {
+			return bad
+		}
+		if !ed25519consensus.Verify(ed25519.PublicKey(raw), s.payload, s.sig) {
+			return bad
+		}
+	}
+	return nil
+}
