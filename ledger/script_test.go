@@ -1,0 +1,165 @@
+package ledger
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/orecdn/ore/pod"
+)
+
+var update = flag.Bool("update", false, "rewrite the expected output of testdata/*.txt")
+
+// TestScripts runs testdata/*.txt, in the style of etcd raft's data-driven
+// tests: each case is a command, "----", and its expected output up to a
+// blank line. Parties are pub0-1, srv0-2, cli0-2 (pubs start with
+// 1,000,000); roots are names. Commands:
+//
+//	deposit ACC AMOUNT | transfer FROM TO AMOUNT | register ACC ROOT PRICE
+//	    queue a signed transaction with the account's next nonce
+//	    (add "nonce=N" to force one)
+//	receipt SRV CLI ROOT EPOCH BYTES [forge] [network=N] [blocks=N]
+//	block EPOCH      build the queued transactions, apply, print refusals
+//	show ACC...      print accounts
+//	paid SRV CLI ROOT EPOCH
+func TestScripts(t *testing.T) {
+	files, _ := filepath.Glob("testdata/*.txt")
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) { runScript(t, file) })
+	}
+}
+
+func runScript(t *testing.T, file string) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, 2, 3, 3, 1_000_000)
+	names := map[string]party{}
+	for i, p := range f.pubs {
+		names[fmt.Sprintf("pub%d", i)] = p
+	}
+	for i := range f.srvs {
+		names[fmt.Sprintf("srv%d", i)], names[fmt.Sprintf("cli%d", i)] = f.srvs[i], f.clis[i]
+	}
+	var queue []Tx
+	next := map[peer.ID]uint64{}
+	nonce := func(id peer.ID, opts map[string]string) uint64 {
+		if v, ok := opts["nonce"]; ok {
+			n, _ := strconv.ParseUint(v, 10, 64)
+			return n
+		}
+		if _, ok := next[id]; !ok {
+			next[id] = f.s.Nonce(id)
+		}
+		next[id]++
+		return next[id]
+	}
+	num := func(s string) uint64 {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("bad number %q", s)
+		}
+		return n
+	}
+	run := func(cmd string) string {
+		var args []string
+		opts := map[string]string{}
+		for _, w := range strings.Fields(cmd) {
+			if k, v, ok := strings.Cut(w, "="); ok {
+				opts[k] = v
+			} else {
+				args = append(args, w)
+			}
+		}
+		var out strings.Builder
+		switch args[0] {
+		case "deposit":
+			p := names[args[1]]
+			queue = append(queue, f.signed(t, f.s, NewDeposit(p.id, nonce(p.id, opts), num(args[2]))))
+		case "transfer":
+			p := names[args[1]]
+			queue = append(queue, f.signed(t, f.s, NewTransfer(p.id, names[args[2]].id, nonce(p.id, opts), num(args[3]))))
+		case "register":
+			p := names[args[1]]
+			queue = append(queue, f.signed(t, f.s, NewRegister(p.id, nonce(p.id, opts), testRoot(t, args[2]), num(args[3]))))
+		case "receipt":
+			r := receipt(t, names[args[1]], names[args[2]], testRoot(t, args[3]), num(args[4]), num(args[5]), func(r *pod.Receipt) {
+				if n, ok := opts["network"]; ok {
+					r.Network = n
+				}
+				if n, ok := opts["blocks"]; ok {
+					r.Blocks = num(n)
+				}
+			})
+			if len(args) > 6 && args[6] == "forge" {
+				r.Bytes++
+			}
+			queue = append(queue, NewReceiptTx(r))
+		case "block":
+			b, n, rej, err := Build(f.s, num(args[1]), f.com[0].id, 0, queue)
+			if err != nil {
+				fmt.Fprintf(&out, "error: %v\n", err)
+				break
+			}
+			if _, err := Apply(f.s, b); err != nil {
+				t.Fatalf("Apply refuses what Build built: %v", err)
+			}
+			checkSupply(t, n)
+			fmt.Fprintf(&out, "height %d epoch %d: %d txs\n", b.Header.Height, b.Header.Epoch, len(b.Txs))
+			for _, r := range rej {
+				fmt.Fprintf(&out, "refused #%d %s: %s\n", r.Index, queue[r.Index].Kind, r.Reason)
+			}
+			f.s, queue = n, nil
+			clear(next)
+		case "show":
+			for _, name := range args[1:] {
+				a := f.s.Account(names[name].id)
+				fmt.Fprintf(&out, "%s balance=%d escrow=%d nonce=%d\n", name, a.Balance, a.Escrow, a.Nonce)
+			}
+		case "paid":
+			k := pod.Key{Server: names[args[1]].id, Client: names[args[2]].id, Root: string(testRoot(t, args[3]).Bytes()), Epoch: num(args[4])}
+			fmt.Fprintf(&out, "%d\n", f.s.Paid(k))
+		default:
+			t.Fatalf("unknown command %q", cmd)
+		}
+		return out.String()
+	}
+
+	// Parse and run: command, "----", expected output up to a blank line.
+	var rewritten bytes.Buffer
+	lines := strings.Split(string(data), "\n")
+	for i := 0; i < len(lines); i++ {
+		line := lines[i]
+		if strings.TrimSpace(line) == "" || strings.HasPrefix(line, "#") {
+			rewritten.WriteString(line + "\n")
+			continue
+		}
+		if i+1 >= len(lines) || lines[i+1] != "----" {
+			t.Fatalf("%s:%d: command without ----", file, i+1)
+		}
+		var want strings.Builder
+		j := i + 2
+		for ; j < len(lines) && lines[j] != ""; j++ {
+			want.WriteString(lines[j] + "\n")
+		}
+		got := run(line)
+		if got != want.String() && !*update {
+			t.Errorf("%s:%d: %s\ngot:\n%swant:\n%s", file, i+1, line, got, want.String())
+		}
+		rewritten.WriteString(line + "\n----\n" + got)
+		i = j - 1
+	}
+	if *update {
+		out := strings.TrimRight(rewritten.String(), "\n") + "\n"
+		if err := os.WriteFile(file, []byte(out), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
