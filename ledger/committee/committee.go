@@ -1,0 +1,328 @@
+package committee
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/orecdn/ore/ledger"
+	"github.com/orecdn/ore/ledger/intake"
+	"github.com/orecdn/ore/ledger/raftp2p"
+)
+
+// Timing. Elections take a few heartbeats: with these a new leader is in
+// place well within 3 s of the old one's death on loopback or a LAN.
+const (
+	heartbeatTimeout = 500 * time.Millisecond
+	electionTimeout  = 500 * time.Millisecond
+	leaderLease      = 250 * time.Millisecond
+	applyTimeout     = 10 * time.Second
+	// closeDelay lets the last receipts of an epoch arrive before the
+	// leader closes it.
+	closeDelay = 300 * time.Millisecond
+)
+
+// Config is what a coordinator needs.
+type Config struct {
+	Genesis  *ledger.Genesis
+	Host     host.Host
+	Key      crypto.PrivKey
+	PubSub   *pubsub.PubSub // with intake.MessageID as message ID function
+	Pool     *intake.Pool   // receipts gossiped to this member
+	Dir      string         // Raft log, snapshots and the chain
+	Logger   *slog.Logger
+	Registry prometheus.Registerer
+	Clock    func() time.Time // default time.Now
+}
+
+// Committee is one coordinator.
+type Committee struct {
+	cfg   Config
+	self  peer.ID
+	log   *slog.Logger
+	fsm   *fsm
+	chain *chain
+	raft  *raft.Raft
+	layer *raftp2p.Layer
+	store *raftboltdb.BoltStore
+	trans *raft.NetworkTransport
+
+	blocks *pubsub.Topic
+	txs    *pubsub.Topic
+	subs   []*pubsub.Subscription
+
+	mu      sync.Mutex
+	pending map[uint64][]ledger.Signature // signatures for blocks not applied yet
+	final   chan uint64                   // heights that became final (buffered, lossy)
+	txpool  map[[32]byte]ledger.Tx
+
+	metrics struct {
+		blocks, finals, rejected prometheus.Counter
+		refused                  *prometheus.CounterVec
+	}
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New starts a coordinator. Every member of the genesis committee runs one;
+// the first start of each bootstraps the same Raft configuration.
+func New(ctx context.Context, cfg Config) (*Committee, error) {
+	if cfg.Genesis == nil || cfg.Host == nil || cfg.Key == nil || cfg.PubSub == nil || cfg.Pool == nil || cfg.Dir == "" {
+		return nil, errors.New("committee: Genesis, Host, Key, PubSub, Pool and Dir are required")
+	}
+	if !cfg.Genesis.IsMember(cfg.Host.ID()) {
+		return nil, fmt.Errorf("committee: %s is not in the genesis committee", cfg.Host.ID())
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("committee: %w", err)
+	}
+	c := &Committee{cfg: cfg, self: cfg.Host.ID(), log: cfg.Logger.With("part", "committee"),
+		pending: make(map[uint64][]ledger.Signature), final: make(chan uint64, 64), txpool: make(map[[32]byte]ledger.Tx)}
+	c.initMetrics()
+	ok := false
+	defer func() {
+		if !ok {
+			c.Close()
+		}
+	}()
+	var err error
+	if c.chain, err = openChain(filepath.Join(cfg.Dir, "chain.db")); err != nil {
+		return nil, err
+	}
+	state, err := c.chain.replay(cfg.Genesis)
+	if err != nil {
+		return nil, err
+	}
+	c.fsm = &fsm{g: cfg.Genesis, chain: c.chain, state: state, applied: c.signApplied}
+
+	for _, m := range cfg.Genesis.Committee {
+		if ai, err := m.AddrInfo(); err == nil && ai.ID != c.self {
+			cfg.Host.Peerstore().AddAddrs(ai.ID, ai.Addrs, peerstore.PermanentAddrTTL)
+		}
+	}
+	if c.blocks, err = cfg.PubSub.Join(BlocksTopic); err != nil {
+		return nil, fmt.Errorf("committee: join %s: %w", BlocksTopic, err)
+	}
+	if c.txs, err = cfg.PubSub.Join(TxsTopic); err != nil {
+		return nil, fmt.Errorf("committee: join %s: %w", TxsTopic, err)
+	}
+	if err := c.startRaft(); err != nil {
+		return nil, err
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	for _, t := range []*pubsub.Topic{c.blocks, c.txs} {
+		sub, err := t.Subscribe()
+		if err != nil {
+			return nil, fmt.Errorf("committee: subscribe: %w", err)
+		}
+		c.subs = append(c.subs, sub)
+	}
+	c.wg.Add(3)
+	go c.readSigs(rctx, c.subs[0])
+	go c.readTxs(rctx, c.subs[1])
+	go c.leaderLoop(rctx)
+	ok = true
+	c.log.Info("coordinator started", "height", state.Height())
+	return c, nil
+}
+
+func (c *Committee) startRaft() error {
+	conf := raft.DefaultConfig()
+	conf.LocalID = raft.ServerID(c.self.String())
+	conf.HeartbeatTimeout = heartbeatTimeout
+	conf.ElectionTimeout = electionTimeout
+	conf.LeaderLeaseTimeout = leaderLease
+	conf.LogOutput = io.Discard
+	conf.SnapshotThreshold = 1024
+	var err error
+	if c.store, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(c.cfg.Dir, "raft.db")}); err != nil {
+		return fmt.Errorf("committee: raft log: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStore(c.cfg.Dir, 2, io.Discard)
+	if err != nil {
+		return fmt.Errorf("committee: raft snapshots: %w", err)
+	}
+	c.layer = raftp2p.New(c.cfg.Host)
+	c.trans = raft.NewNetworkTransport(c.layer, 3, 10*time.Second, io.Discard)
+	exists, err := raft.HasExistingState(c.store, c.store, snaps)
+	if err != nil {
+		return fmt.Errorf("committee: raft state: %w", err)
+	}
+	if c.raft, err = raft.NewRaft(conf, c.fsm, c.store, c.store, snaps, c.trans); err != nil {
+		return fmt.Errorf("committee: start raft: %w", err)
+	}
+	if !exists {
+		var servers []raft.Server
+		for _, m := range c.cfg.Genesis.Committee {
+			id := raft.ServerID(m.ID.String())
+			servers = append(servers, raft.Server{ID: id, Address: raft.ServerAddress(id)})
+		}
+		if err := c.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			return fmt.Errorf("committee: bootstrap raft: %w", err)
+		}
+	}
+	return nil
+}
+
+func (c *Committee) initMetrics() {
+	c.metrics.blocks = prometheus.NewCounter(prometheus.CounterOpts{Name: "ore_ledger_blocks_applied_total", Help: "Blocks this coordinator applied."})
+	c.metrics.finals = prometheus.NewCounter(prometheus.CounterOpts{Name: "ore_ledger_blocks_final_total", Help: "Blocks that gathered a committee majority."})
+	c.metrics.rejected = prometheus.NewCounter(prometheus.CounterOpts{Name: "ore_ledger_blocks_rejected_total", Help: "Proposed blocks the state machine refused."})
+	c.metrics.refused = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ore_ledger_txs_refused_total", Help: "Transactions the leader left out of a block, by reason."}, []string{"reason"})
+	if c.cfg.Registry != nil {
+		for _, m := range []prometheus.Collector{c.metrics.blocks, c.metrics.finals, c.metrics.rejected, c.metrics.refused} {
+			_ = c.cfg.Registry.Register(m)
+		}
+	}
+}
+
+// State is the ledger state after the last block this member applied.
+func (c *Committee) State() *ledger.State { return c.fsm.current() }
+
+// Block returns a stored block with the signatures gathered so far.
+func (c *Committee) Block(height uint64) (*ledger.Block, bool) {
+	b, err := c.chain.get(height)
+	if err != nil {
+		return nil, false
+	}
+	return b, true
+}
+
+// Leader reports whether this member leads the committee now.
+func (c *Committee) Leader() bool { return c.raft.State() == raft.Leader }
+
+// LeaderID is the current leader as this member knows it ("" if none).
+func (c *Committee) LeaderID() peer.ID {
+	_, id := c.raft.LeaderWithID()
+	p, _ := peer.Decode(string(id))
+	return p
+}
+
+// Finalized is signalled with each height that becomes final on this
+// member. It is lossy when nobody reads: use it to wake up, then ask Block.
+func (c *Committee) Finalized() <-chan uint64 { return c.final }
+
+// Close stops the coordinator; its disk keeps the chain and the Raft log.
+func (c *Committee) Close() error {
+	if c.cancel != nil {
+		c.cancel()
+	}
+	for _, s := range c.subs {
+		s.Cancel()
+	}
+	var errs []error
+	if c.raft != nil {
+		errs = append(errs, c.raft.Shutdown().Error())
+	}
+	c.wg.Wait()
+	if c.trans != nil {
+		errs = append(errs, c.trans.Close())
+	}
+	if c.layer != nil {
+		errs = append(errs, c.layer.Close())
+	}
+	if c.store != nil {
+		errs = append(errs, c.store.Close())
+	}
+	for _, t := range []*pubsub.Topic{c.blocks, c.txs} {
+		if t != nil {
+			_ = t.Close()
+		}
+	}
+	if c.chain != nil {
+		errs = append(errs, c.chain.close())
+	}
+	return errors.Join(errs...)
+}
+
+// leaderLoop closes each epoch shortly after it ends, when this member leads.
+func (c *Committee) leaderLoop(ctx context.Context) {
+	defer c.wg.Done()
+	params := c.cfg.Genesis.Params()
+	for {
+		now := c.cfg.Clock()
+		next := params.GenesisTime.Add(time.Duration(params.EpochAt(now)+1) * params.EpochLength).Add(closeDelay)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(next.Sub(now)):
+		}
+		if c.raft.State() != raft.Leader {
+			continue
+		}
+		closed := params.EpochAt(c.cfg.Clock()) - 1
+		if err := c.propose(closed); err != nil && ctx.Err() == nil {
+			c.log.Warn("closing epoch failed", "epoch", closed, "err", err)
+		}
+	}
+}
+
+// propose builds the block that closes epoch and applies it through Raft.
+func (c *Committee) propose(epoch uint64) error {
+	// Apply everything committed before building on the state.
+	if err := c.raft.Barrier(applyTimeout).Error(); err != nil {
+		return fmt.Errorf("barrier: %w", err)
+	}
+	s := c.fsm.current()
+	if epoch < s.Epoch() {
+		epoch = s.Epoch()
+	}
+	receipts := c.cfg.Pool.Pending(epoch)
+	txs := make([]ledger.Tx, 0, len(receipts))
+	for _, r := range receipts {
+		txs = append(txs, ledger.NewReceiptTx(r))
+	}
+	accountTxs := c.takeTxs()
+	txs = append(txs, accountTxs...)
+	if len(txs) == 0 {
+		return nil
+	}
+	b, _, rejected, err := ledger.Build(s, epoch, c.self, c.cfg.Clock().UnixNano(), txs)
+	if err != nil {
+		return fmt.Errorf("build: %w", err)
+	}
+	for _, r := range rejected {
+		c.metrics.refused.WithLabelValues(string(r.Reason)).Inc()
+		c.log.Debug("transaction left out", "reason", r.Reason, "err", r.Err)
+	}
+	if len(b.Txs) == 0 {
+		c.cfg.Pool.Done(receipts)
+		return nil
+	}
+	f := c.raft.Apply(b.Marshal(), applyTimeout)
+	if err := f.Error(); err != nil {
+		c.requeue(accountTxs)
+		return fmt.Errorf("raft apply: %w", err)
+	}
+	if res, ok := f.Response().(applyResult); ok && res.err != nil {
+		c.metrics.rejected.Inc()
+		c.requeue(accountTxs)
+		return fmt.Errorf("the state machine refused block %d: %w", b.Header.Height, res.err)
+	}
+	c.cfg.Pool.Done(receipts)
+	c.log.Info("block committed", "height", b.Header.Height, "epoch", epoch, "txs", len(b.Txs), "left_out", len(rejected))
+	return nil
+}

@@ -1,0 +1,264 @@
+package committee
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	mh "github.com/multiformats/go-multihash"
+
+	"github.com/orecdn/ore/ledger"
+	"github.com/orecdn/ore/ledger/intake"
+	"github.com/orecdn/ore/pod"
+)
+
+type account struct {
+	key crypto.PrivKey
+	id  peer.ID
+}
+
+func newAccount(t *testing.T) account {
+	k, _, _ := crypto.GenerateEd25519Key(nil)
+	id, _ := peer.IDFromPrivateKey(k)
+	return account{k, id}
+}
+
+type member struct {
+	h    host.Host
+	key  crypto.PrivKey
+	ps   *pubsub.PubSub
+	in   *intake.Intake
+	pool *intake.Pool
+	c    *Committee
+	dir  string
+}
+
+type cluster struct {
+	g       *ledger.Genesis
+	members []*member
+	pub     account
+}
+
+func newCluster(t *testing.T) *cluster {
+	t.Helper()
+	cl := &cluster{pub: newAccount(t)}
+	var committee []ledger.Member
+	for i := 0; i < 3; i++ {
+		k, _, _ := crypto.GenerateEd25519Key(nil)
+		h, err := libp2p.New(libp2p.Identity(k), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := &member{h: h, key: k, dir: t.TempDir()}
+		cl.members = append(cl.members, m)
+		var addrs []string
+		for _, a := range h.Addrs() {
+			addrs = append(addrs, a.String())
+		}
+		committee = append(committee, ledger.Member{ID: h.ID(), Addrs: addrs})
+	}
+	g, err := ledger.NewGenesis("ore-test", time.Now().Add(-time.Hour).Truncate(time.Second), committee,
+		map[peer.ID]uint64{cl.pub.id: 1_000_000_000_000}, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.EpochLength = time.Second
+	cl.g = g
+	for _, m := range cl.members {
+		cl.start(t, m)
+	}
+	for _, a := range cl.members {
+		for _, b := range cl.members {
+			if a != b {
+				_ = a.h.Connect(context.Background(), peer.AddrInfo{ID: b.h.ID(), Addrs: b.h.Addrs()})
+			}
+		}
+	}
+	t.Cleanup(func() {
+		for _, m := range cl.members {
+			m.stop()
+		}
+	})
+	return cl
+}
+
+func (cl *cluster) start(t *testing.T, m *member) {
+	t.Helper()
+	var err error
+	if m.h == nil {
+		if m.h, err = libp2p.New(libp2p.Identity(m.key), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m.ps, err = pubsub.NewGossipSub(context.Background(), m.h, pubsub.WithMessageIdFn(intake.MessageID)); err != nil {
+		t.Fatal(err)
+	}
+	m.pool = intake.NewPool()
+	if m.in, err = intake.New(m.ps, cl.g.Params(), intake.WithPool(m.pool)); err != nil {
+		t.Fatal(err)
+	}
+	if m.c, err = New(context.Background(), Config{Genesis: cl.g, Host: m.h, Key: m.key, PubSub: m.ps, Pool: m.pool, Dir: m.dir}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (m *member) stop() {
+	if m.c == nil {
+		return
+	}
+	_ = m.c.Close()
+	_ = m.in.Close()
+	_ = m.h.Close()
+	m.c, m.h = nil, nil
+}
+
+func (cl *cluster) leader(t *testing.T, d time.Duration) *member {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		for _, m := range cl.members {
+			if m.c != nil && m.c.Leader() {
+				return m
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no leader within %s", d)
+	return nil
+}
+
+func (cl *cluster) submit(t *testing.T, tx ledger.Tx) {
+	t.Helper()
+	if err := tx.Sign(cl.g.Network, cl.pub.key); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range cl.members {
+		if m.c != nil {
+			if err := m.c.Submit(context.Background(), tx); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+	}
+}
+
+func testRoot(s string) cid.Cid {
+	h, _ := mh.Sum([]byte(s), mh.SHA2_256, -1)
+	return cid.NewCidV1(cid.DagProtobuf, h)
+}
+
+func (cl *cluster) receipt(t *testing.T, srv, cli account, root cid.Cid, seq uint64) *pod.Receipt {
+	r := &pod.Receipt{Version: pod.Version, Network: cl.g.Network, Epoch: cl.g.Params().EpochAt(time.Now()),
+		Server: srv.id, Client: cli.id, Root: root, Seq: seq, Bytes: seq << 20, Blocks: seq * 4}
+	if err := r.SignClient(cli.key); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.SignServer(srv.key); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+func TestCommitteePaysReceiptsAndSurvivesLeaderDeath(t *testing.T) {
+	cl := newCluster(t)
+	first := cl.leader(t, 10*time.Second)
+	root := testRoot("video")
+	cl.submit(t, ledger.NewDeposit(cl.pub.id, 1, 500_000_000_000))
+	cl.submit(t, ledger.NewRegister(cl.pub.id, 2, root, 0))
+	waitFor(t, 15*time.Second, "deposit and registration in a block", func() bool {
+		_, ok := first.c.State().Registration(root)
+		return ok
+	})
+
+	srv, cli := newAccount(t), newAccount(t)
+	// A stream of cumulative receipts: only the last one's bytes count.
+	var last *pod.Receipt
+	for seq := uint64(1); seq <= 5; seq++ {
+		last = cl.receipt(t, srv, cli, root, seq)
+		if err := first.in.Publish(context.Background(), last); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := last.Bytes // price 2^30 base units per GiB: one unit per byte
+	waitFor(t, 15*time.Second, "the receipts paid", func() bool { return first.c.State().Balance(srv.id) == want })
+
+	// Kill the leader while a new receipt streams in.
+	start := time.Now()
+	first.stop()
+	next := cl.leader(t, 10*time.Second)
+	failover := time.Since(start)
+	// The 3 s goal is measured where timing belongs (the ledger benchmark);
+	// here a new leader must simply come (cl.leader's deadline).
+	t.Logf("new leader after %s", failover)
+	more := cl.receipt(t, srv, cli, root, 9)
+	if err := next.in.Publish(context.Background(), more); err != nil {
+		t.Fatal(err)
+	}
+	// The old receipt again, and replayed: pays nothing more.
+	_ = next.in.Publish(context.Background(), last)
+	// Cumulative per (server, client, root, epoch): a receipt of a later
+	// epoch pays its own bytes.
+	want = last.Bytes + more.Bytes
+	if more.Epoch == last.Epoch {
+		want = more.Bytes
+	}
+	waitFor(t, 15*time.Second, "the new receipt paid", func() bool { return next.c.State().Balance(srv.id) == want })
+
+	// Bring the old leader back from its disk: it catches up, one history.
+	cl.start(t, first)
+	for _, m := range cl.members {
+		if m != first {
+			_ = first.h.Connect(context.Background(), peer.AddrInfo{ID: m.h.ID(), Addrs: m.h.Addrs()})
+		}
+	}
+	waitFor(t, 15*time.Second, "the restarted member catching up", func() bool {
+		return first.c.State().Height() == next.c.State().Height()
+	})
+	var hashes [][32]byte
+	for _, m := range cl.members {
+		s := m.c.State()
+		hashes = append(hashes, s.Hash())
+		if s.Balance(srv.id) != want {
+			t.Errorf("member pays the server %d, want %d", s.Balance(srv.id), want)
+		}
+		var total uint64
+		for _, a := range s.Accounts() {
+			total += s.Balance(a) + s.Escrow(a)
+		}
+		if total != s.Supply() {
+			t.Errorf("supply not conserved: %d != %d", total, s.Supply())
+		}
+	}
+	if hashes[0] != hashes[1] || hashes[1] != hashes[2] {
+		t.Fatalf("state hashes differ: %x", hashes)
+	}
+	// Every block is final (a majority signed it) on the new leader.
+	h := next.c.State().Height()
+	waitFor(t, 10*time.Second, "blocks final", func() bool {
+		for i := uint64(1); i <= h; i++ {
+			b, ok := next.c.Block(i)
+			if !ok || !b.Final(cl.g) {
+				return false
+			}
+		}
+		return true
+	})
+}

@@ -1,0 +1,101 @@
+package committee
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/orecdn/ore/ledger"
+)
+
+// fsm applies the blocks of the Raft log to the ledger state. Its state is
+// the chain store: a snapshot is only the height it covers, a restore
+// replays the stored blocks.
+type fsm struct {
+	g       *ledger.Genesis
+	chain   *chain
+	applied func(*ledger.Block) // after a block is stored: sign it
+
+	mu    sync.RWMutex
+	state *ledger.State
+}
+
+// applyResult is what Raft's Apply future returns for one entry.
+type applyResult struct {
+	height uint64
+	err    error
+}
+
+func (f *fsm) Apply(l *raft.Log) any {
+	b, err := ledger.UnmarshalBlock(l.Data)
+	if err != nil {
+		return applyResult{err: fmt.Errorf("committee: log entry %d is not a block: %w", l.Index, err)}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if b.Header.Height <= f.state.Height() {
+		return applyResult{height: b.Header.Height} // replayed entry, already in the chain
+	}
+	next, err := ledger.Apply(f.state, b)
+	if err != nil {
+		// Every member reaches the same verdict: the block is skipped by all.
+		return applyResult{err: err}
+	}
+	b.Sigs = nil
+	if err := f.chain.put(b); err != nil {
+		// The disk failed under a committed entry: this member cannot go on
+		// without diverging, which is a broken invariant, not an input error.
+		panic(fmt.Sprintf("committee: store block %d: %v", b.Header.Height, err))
+	}
+	f.state = next
+	if f.applied != nil {
+		f.applied(b)
+	}
+	return applyResult{height: b.Header.Height}
+}
+
+func (f *fsm) current() *ledger.State {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.state
+}
+
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	return heightSnapshot(f.current().Height()), nil
+}
+
+// Restore brings the state to the snapshot's height from the chain store.
+func (f *fsm) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	var buf [8]byte
+	if _, err := io.ReadFull(rc, buf[:]); err != nil {
+		return fmt.Errorf("committee: read snapshot: %w", err)
+	}
+	h := binary.BigEndian.Uint64(buf[:])
+	s, err := f.chain.replay(f.g)
+	if err != nil {
+		return err
+	}
+	if s.Height() < h {
+		return fmt.Errorf("committee: snapshot covers height %d but this member stores blocks up to %d: sync the chain first", h, s.Height())
+	}
+	f.mu.Lock()
+	f.state = s
+	f.mu.Unlock()
+	return nil
+}
+
+type heightSnapshot uint64
+
+func (s heightSnapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := sink.Write(binary.BigEndian.AppendUint64(nil, uint64(s))); err != nil {
+		_ = sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (heightSnapshot) Release() {}

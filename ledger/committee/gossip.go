@@ -1,0 +1,228 @@
+package committee
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sort"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/orecdn/ore/ledger"
+)
+
+// Gossip topics of the ledger.
+const (
+	// BlocksTopic carries committee signatures over block hashes.
+	BlocksTopic = "/ore/blocks/1"
+	// TxsTopic carries signed account transactions (deposit, register,
+	// transfer) to the coordinators.
+	TxsTopic = "/ore/txs/1"
+)
+
+const msgSignature = 1
+
+// sigMsg is a member's signature over the hash of the block at height.
+type sigMsg struct {
+	height uint64
+	hash   [32]byte
+	sig    ledger.Signature
+}
+
+func (m *sigMsg) marshal() []byte {
+	b := []byte{msgSignature}
+	b = binary.BigEndian.AppendUint64(b, m.height)
+	b = append(b, m.hash[:]...)
+	b = binary.AppendUvarint(b, uint64(len(m.sig.Signer)))
+	b = append(b, m.sig.Signer...)
+	b = binary.AppendUvarint(b, uint64(len(m.sig.Sig)))
+	return append(b, m.sig.Sig...)
+}
+
+func unmarshalSig(data []byte) (*sigMsg, error) {
+	bad := errors.New("committee: malformed signature message")
+	if len(data) < 1+8+32 || data[0] != msgSignature {
+		return nil, bad
+	}
+	m := &sigMsg{height: binary.BigEndian.Uint64(data[1:9])}
+	copy(m.hash[:], data[9:41])
+	rest := data[41:]
+	n, k := binary.Uvarint(rest)
+	if k <= 0 || n > 64 || uint64(len(rest)-k) < n {
+		return nil, bad
+	}
+	id, err := peer.IDFromBytes(rest[k : k+int(n)])
+	if err != nil {
+		return nil, bad
+	}
+	rest = rest[k+int(n):]
+	n, k = binary.Uvarint(rest)
+	if k <= 0 || n > 128 || uint64(len(rest)-k) != n {
+		return nil, bad
+	}
+	m.sig = ledger.Signature{Signer: id, Sig: append([]byte(nil), rest[k:]...)}
+	if !bytes.Equal(m.marshal(), data) {
+		return nil, bad
+	}
+	return m, nil
+}
+
+// verify checks that the signer is a member and the signature is its.
+func (m *sigMsg) verify(g *ledger.Genesis) error {
+	if !g.IsMember(m.sig.Signer) {
+		return fmt.Errorf("committee: %s is not a member", m.sig.Signer)
+	}
+	pk, err := m.sig.Signer.ExtractPublicKey()
+	if err != nil {
+		return err
+	}
+	ok, err := pk.Verify(ledger.SigPayload(m.hash), m.sig.Sig)
+	if err != nil || !ok {
+		return errors.New("committee: bad block signature")
+	}
+	return nil
+}
+
+// signApplied runs in the FSM after a block is stored: sign it, add the
+// signatures that arrived early, gossip ours.
+func (c *Committee) signApplied(b *ledger.Block) {
+	c.metrics.blocks.Inc()
+	hash := b.Hash()
+	own := &ledger.Block{Header: b.Header} // the signature covers the header hash only
+	if err := own.Sign(c.cfg.Key); err != nil {
+		c.log.Error("sign block", "height", b.Header.Height, "err", err)
+		return
+	}
+	var mine ledger.Signature
+	for _, s := range own.Sigs {
+		if s.Signer == c.self {
+			mine = s
+		}
+	}
+	c.mu.Lock()
+	early := c.pending[b.Header.Height]
+	delete(c.pending, b.Header.Height)
+	c.mu.Unlock()
+	for _, s := range append(early, mine) {
+		c.addSig(&sigMsg{height: b.Header.Height, hash: hash, sig: s})
+	}
+	msg := (&sigMsg{height: b.Header.Height, hash: hash, sig: mine}).marshal()
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		if err := c.blocks.Publish(context.Background(), msg); err != nil {
+			c.log.Debug("gossip block signature", "err", err)
+		}
+	}()
+}
+
+// addSig records a verified signature on the stored block it names.
+func (c *Committee) addSig(m *sigMsg) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b, err := c.chain.get(m.height)
+	if errors.Is(err, errNoBlock) {
+		if len(c.pending[m.height]) < len(c.cfg.Genesis.Committee) {
+			c.pending[m.height] = append(c.pending[m.height], m.sig)
+		}
+		return
+	}
+	if err != nil {
+		c.log.Warn("read block for signature", "height", m.height, "err", err)
+		return
+	}
+	if b.Hash() != m.hash {
+		c.log.Warn("signature for another block at this height", "height", m.height, "signer", m.sig.Signer)
+		return
+	}
+	wasFinal := b.Final(c.cfg.Genesis)
+	if err := b.AddSignature(m.sig); err != nil {
+		return
+	}
+	if err := c.chain.put(b); err != nil {
+		c.log.Warn("store block signatures", "height", m.height, "err", err)
+		return
+	}
+	if !wasFinal && b.Final(c.cfg.Genesis) {
+		c.metrics.finals.Inc()
+		select {
+		case c.final <- m.height:
+		default:
+		}
+	}
+}
+
+func (c *Committee) readSigs(ctx context.Context, sub *pubsub.Subscription) {
+	defer c.wg.Done()
+	for {
+		msg, err := sub.Next(ctx)
+		if err != nil {
+			return
+		}
+		m, err := unmarshalSig(msg.Data)
+		if err != nil || m.verify(c.cfg.Genesis) != nil {
+			continue
+		}
+		c.addSig(m)
+	}
+}
+
+// Submit gossips a signed account transaction to the coordinators.
+func (c *Committee) Submit(ctx context.Context, tx ledger.Tx) error {
+	if err := tx.VerifySig(c.cfg.Genesis.Network); err != nil {
+		return err
+	}
+	return c.txs.Publish(ctx, tx.Marshal())
+}
+
+func (c *Committee) readTxs(ctx context.Context, sub *pubsub.Subscription) {
+	defer c.wg.Done()
+	for {
+		msg, err := sub.Next(ctx)
+		if err != nil {
+			return
+		}
+		tx, err := ledger.UnmarshalTx(msg.Data)
+		if err != nil || tx.Kind == ledger.KindReceipt || tx.VerifySig(c.cfg.Genesis.Network) != nil {
+			continue
+		}
+		c.mu.Lock()
+		if len(c.txpool) < maxTxPool {
+			c.txpool[tx.ID()] = *tx
+		}
+		c.mu.Unlock()
+	}
+}
+
+// maxTxPool bounds the account transactions waiting for a block.
+const maxTxPool = 100_000
+
+// takeTxs empties the pool, in (account, nonce) order.
+func (c *Committee) takeTxs() []ledger.Tx {
+	c.mu.Lock()
+	out := make([]ledger.Tx, 0, len(c.txpool))
+	for _, tx := range c.txpool {
+		out = append(out, tx)
+	}
+	c.txpool = make(map[[32]byte]ledger.Tx)
+	c.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].From != out[j].From {
+			return out[i].From < out[j].From
+		}
+		return out[i].Nonce < out[j].Nonce
+	})
+	return out
+}
+
+// requeue puts back transactions of a block that did not commit.
+func (c *Committee) requeue(txs []ledger.Tx) {
+	c.mu.Lock()
+	for _, tx := range txs {
+		c.txpool[tx.ID()] = tx
+	}
+	c.mu.Unlock()
+}
