@@ -49,7 +49,7 @@ func DefaultFileConfig() FileConfig {
 		Bootstrap: []string{},
 		Quota:     "10 GiB",
 		DHTMode:   "auto",
-		Profile:   "default",
+		Profile:   string(ProfileAuto),
 	}
 }
 
@@ -145,13 +145,11 @@ func (fc FileConfig) Options() ([]Option, error) {
 		}
 		opts = append(opts, WithQuota(int64(q)))
 	}
-	switch fc.Profile {
-	case "", "default":
-	case "small":
-		opts = append(opts, WithSmallMemory(true))
-	default:
-		return nil, fmt.Errorf("node: unknown profile %q: use default or small", fc.Profile)
+	profile, err := ParseProfile(fc.Profile)
+	if err != nil {
+		return nil, err
 	}
+	opts = append(opts, WithProfile(profile))
 	return opts, nil
 }
 

@@ -13,7 +13,7 @@ import (
 
 func cmdBench(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprintln(e.stderr, "usage: ore bench transfer|gateway [flags] [--json]\n\n  transfer  one box fetches a file from another over loopback, against a raw libp2p stream\n  gateway   TTFB and throughput of cached objects through the gateway, next to http.FileServer")
+		fmt.Fprintln(e.stderr, "usage: ore bench transfer|memory|gateway [flags] [--json]\n\n  transfer  one box fetches a file from another over loopback, against a raw libp2p stream\n  memory    RSS of a box (its own process): idle, serving and fetching a file\n  gateway   TTFB and throughput of cached objects through the gateway, next to http.FileServer")
 		if len(args) == 0 {
 			return fmt.Errorf("%w: name a benchmark", errUsage)
 		}
@@ -22,10 +22,12 @@ func cmdBench(ctx context.Context, e *env, args []string) error {
 	switch args[0] {
 	case "transfer":
 		return benchTransfer(ctx, e, args[1:])
+	case "memory":
+		return benchMemory(ctx, e, args[1:])
 	case "gateway":
 		return benchGateway(ctx, e, args[1:])
 	}
-	return fmt.Errorf("%w: unknown benchmark %q (there are: transfer, gateway)", errUsage, args[0])
+	return fmt.Errorf("%w: unknown benchmark %q (there are: transfer, memory, gateway)", errUsage, args[0])
 }
 
 func benchTransfer(ctx context.Context, e *env, args []string) error {

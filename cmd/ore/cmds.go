@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -25,7 +26,7 @@ func cmdInit(ctx context.Context, e *env, args []string) error {
 	repo := repoFlag(e, fs)
 	bootstrap := fs.String("bootstrap", "", "comma-separated multiaddrs (with /p2p/ID) of boxes to join")
 	quota := fs.String("quota", "10 GiB", "storage quota for blocks")
-	profile := fs.String("profile", "default", "default, or small for boxes with about 1 GiB of RAM")
+	profile := fs.String("profile", "auto", "auto (small under 2 GiB of RAM), default, or small for boxes with about 1 GiB of RAM")
 	dhtMode := fs.String("dht", "auto", "DHT mode: auto, server or client")
 	listen := fs.String("listen", strings.Join(node.DefaultListenAddrs, ","), "comma-separated listen multiaddrs")
 	api := fs.String("api", "127.0.0.1:4501", "control API address (loopback only)")
@@ -88,6 +89,7 @@ func runDaemon(ctx context.Context, e *env, name string, args []string, gatewayR
 	if err != nil {
 		return err
 	}
+	applyRuntimeProfile(fc, log)
 	opts, err := fc.Options()
 	if err != nil {
 		return err
@@ -109,7 +111,8 @@ func runDaemon(ctx context.Context, e *env, name string, args []string, gatewayR
 	}
 	defer n.Close()
 
-	srv := &http.Server{Handler: (&apiServer{n: n}).handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: (&apiServer{n: n}).handler(), ReadHeaderTimeout: 10 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return ctx }} // SIGTERM cancels adds and gets in flight
 	apiURL := "http://" + l.Addr().String()
 	if err := node.WriteAPIFile(*repo, apiURL); err != nil {
 		return err
@@ -133,9 +136,13 @@ func runDaemon(ctx context.Context, e *env, name string, args []string, gatewayR
 	case err := <-serveErr:
 		return fmt.Errorf("control API stopped: %w", err)
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// Requests in flight were cancelled with ctx; one still reading its body
+	// (an add) gets a second, then its connection is cut.
+	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	_ = srv.Shutdown(sctx)
+	if err := srv.Shutdown(sctx); err != nil {
+		_ = srv.Close()
+	}
 	return n.Close()
 }
 
@@ -183,7 +190,7 @@ func cmdAdd(ctx context.Context, e *env, args []string) error {
 	defer resp.Body.Close()
 	line, err := readStream(resp.Body, nil)
 	if err != nil {
-		return err
+		return withHint(*repo, err)
 	}
 	res := line.Added
 	if res == nil {
@@ -257,7 +264,7 @@ func cmdGet(ctx context.Context, e *env, args []string) error {
 	})
 	resp.Body.Close()
 	if err != nil {
-		return err
+		return withHint(*repo, err)
 	}
 	res := line.Fetched
 	if res == nil {
