@@ -29,9 +29,16 @@ func WithGate(g Gate) Option {
 	}
 }
 
-// maxHeldPerPeer bounds the CIDs held back for one peer; older ones are
+// maxHeldPerPeer bounds the blocks held back for one peer; older ones are
 // dropped (the peer asks again after its rebroadcast interval).
 const maxHeldPerPeer = 8192
+
+// maxHeldBytesPerPeer bounds the bytes of held blocks kept in memory for one
+// peer; beyond it only CIDs are kept and the bytes are read again on
+// release. The bitswap server queues at most DefaultMaxOutstandingBytesPerPeer
+// for a peer, so an honest client's held blocks stay in memory and are not
+// read twice.
+const maxHeldBytesPerPeer = 4 * DefaultMaxOutstandingBytesPerPeer
 
 // releaseMessageSize is the size of the messages that carry released blocks.
 const releaseMessageSize = 1 << 20
@@ -52,7 +59,15 @@ type gatedNetwork struct {
 
 type heldBlocks struct {
 	release sync.Mutex // one release at a time per peer keeps order
-	cids    []cid.Cid
+	items   []held
+	bytes   int // of the blocks kept in memory
+}
+
+// held is a block held back: its bytes while they fit the per-peer budget,
+// its CID only otherwise.
+type held struct {
+	c cid.Cid
+	b blocks.Block
 }
 
 func newGatedNetwork(n network.BitSwapNetwork, g Gate, sent func(peer.ID, blocks.Block), bs blockstore.Blockstore) *gatedNetwork {
@@ -64,13 +79,12 @@ func (g *gatedNetwork) SendMessage(ctx context.Context, p peer.ID, msg bsmsg.Bit
 	if g.gate == nil || len(blks) == 0 {
 		return g.send(ctx, p, msg, blks)
 	}
-	var allowed []blocks.Block
-	var hold []cid.Cid
+	var allowed, hold []blocks.Block
 	for _, b := range blks {
 		if g.gate.Allow(p, len(b.RawData())) {
 			allowed = append(allowed, b)
 		} else {
-			hold = append(hold, b.Cid())
+			hold = append(hold, b)
 		}
 	}
 	if len(hold) == 0 {
@@ -103,7 +117,15 @@ func (g *gatedNetwork) send(ctx context.Context, p peer.ID, msg bsmsg.BitSwapMes
 	return nil
 }
 
-func (g *gatedNetwork) hold(p peer.ID, cids []cid.Cid) {
+func (g *gatedNetwork) hold(p peer.ID, blks []blocks.Block) {
+	items := make([]held, len(blks))
+	for i, b := range blks {
+		items[i] = held{c: b.Cid(), b: b}
+	}
+	g.holdItems(p, items)
+}
+
+func (g *gatedNetwork) holdItems(p peer.ID, items []held) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	h := g.held[p]
@@ -111,9 +133,23 @@ func (g *gatedNetwork) hold(p peer.ID, cids []cid.Cid) {
 		h = &heldBlocks{}
 		g.held[p] = h
 	}
-	h.cids = append(h.cids, cids...)
-	if over := len(h.cids) - maxHeldPerPeer; over > 0 {
-		h.cids = append(h.cids[:0], h.cids[over:]...)
+	for _, it := range items {
+		if it.b != nil {
+			if h.bytes+len(it.b.RawData()) > maxHeldBytesPerPeer {
+				it.b = nil // keep the CID, read the bytes again on release
+			} else {
+				h.bytes += len(it.b.RawData())
+			}
+		}
+		h.items = append(h.items, it)
+	}
+	if over := len(h.items) - maxHeldPerPeer; over > 0 {
+		for _, it := range h.items[:over] {
+			if it.b != nil {
+				h.bytes -= len(it.b.RawData())
+			}
+		}
+		h.items = append(h.items[:0], h.items[over:]...)
 	}
 }
 
@@ -128,8 +164,8 @@ func (g *gatedNetwork) release(ctx context.Context, p peer.ID) {
 	h.release.Lock()
 	defer h.release.Unlock()
 	g.mu.Lock()
-	cids := h.cids
-	h.cids = nil
+	items := h.items
+	h.items, h.bytes = nil, 0
 	g.mu.Unlock()
 
 	msg := bsmsg.New(false)
@@ -143,13 +179,17 @@ func (g *gatedNetwork) release(ctx context.Context, p peer.ID) {
 		msg, batch, size = bsmsg.New(false), nil, 0
 		return err == nil
 	}
-	for i, c := range cids {
-		b, err := g.store.Get(ctx, c)
-		if err != nil {
-			continue // deleted meanwhile: the peer asks again
+	for i, it := range items {
+		b := it.b
+		if b == nil {
+			var err error
+			if b, err = g.store.Get(ctx, it.c); err != nil {
+				continue // deleted meanwhile: the peer asks again
+			}
 		}
 		if !g.gate.Allow(p, len(b.RawData())) {
-			g.hold(p, cids[i:])
+			items[i].b = b
+			g.holdItems(p, items[i:])
 			break
 		}
 		msg.AddBlock(b)

@@ -13,6 +13,8 @@ import (
 	"github.com/ipfs/boxo/ipld/merkledag"
 	blocks "github.com/ipfs/go-block-format"
 	ipld "github.com/ipfs/go-ipld-format"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -23,6 +25,8 @@ import (
 	"github.com/orecdn/ore/bitswap"
 	"github.com/orecdn/ore/dht"
 	"github.com/orecdn/ore/gateway"
+	"github.com/orecdn/ore/ledger/committee"
+	"github.com/orecdn/ore/ledger/intake"
 	"github.com/orecdn/ore/pod"
 	"github.com/orecdn/ore/store"
 )
@@ -44,6 +48,14 @@ type Node struct {
 	metrics *metrics
 	traffic *traffic
 	pod     *podService
+
+	key         crypto.PrivKey
+	pubsub      *pubsub.PubSub
+	intake      *intake.Intake
+	receiptPool *intake.Pool
+	committee   *committee.Committee
+	txMu        sync.Mutex
+	txs         *pubsub.Topic
 
 	gateway     *gateway.Gateway
 	gatewaySrv  *http.Server
@@ -81,7 +93,7 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 		}
 	}
 
-	n := &Node{cfg: cfg, log: cfg.Logger, reg: prometheus.NewRegistry(), traffic: newTraffic()}
+	n := &Node{cfg: cfg, log: cfg.Logger, reg: prometheus.NewRegistry(), traffic: newTraffic(), key: key}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	var closers []func() error
 	defer func() {
@@ -132,6 +144,7 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 		}
 		bopts = append(bopts, bitswap.WithGate(n.pod))
 	}
+	bopts = append(bopts, cfg.profileBitswapOptions()...)
 	n.ex, err = bitswap.New(n.ctx, n.host, n.router, n.store, append(bopts, bitswap.WithHooks(hooks))...)
 	if err != nil {
 		return nil, err
@@ -143,6 +156,16 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 		return nil, err
 	}
 
+	if err := n.startGossip(); err != nil {
+		return nil, err
+	}
+	closers = append(closers, n.intake.Close)
+	if cfg.Role == RoleCoordinator {
+		if err := n.startCommittee(ctx); err != nil {
+			return nil, err
+		}
+		closers = append(closers, n.committee.Close)
+	}
 	if cfg.Role == RoleGateway {
 		if err := n.startGateway(); err != nil {
 			return nil, err
@@ -220,16 +243,24 @@ func (n *Node) Close() error {
 		n.bgMu.Lock()
 		n.closing = true
 		n.bgMu.Unlock()
-		gwErr := n.stopGateway()
-		n.cancel()
-		n.wg.Wait()
 		var errs []error
 		add := func(what string, err error) {
 			if err != nil {
 				errs = append(errs, fmt.Errorf("close %s: %w", what, err))
 			}
 		}
-		add("gateway", gwErr)
+		add("gateway", n.stopGateway())
+		// The ledger's parts leave their topics while gossipsub still runs
+		// (it stops with n.ctx).
+		if n.committee != nil {
+			add("committee", n.committee.Close())
+		}
+		if n.txs != nil {
+			_ = n.txs.Close()
+		}
+		add("intake", n.intake.Close())
+		n.cancel()
+		n.wg.Wait()
 		add("bitswap", n.ex.Close())
 		add("dht", n.router.Close())
 		add("host", n.host.Close())

@@ -15,6 +15,7 @@ import (
 
 	"github.com/orecdn/ore/dht"
 	"github.com/orecdn/ore/gateway"
+	"github.com/orecdn/ore/ledger"
 	"github.com/orecdn/ore/pod"
 )
 
@@ -27,6 +28,9 @@ const (
 	RoleBox Role = "box"
 	// RoleGateway is a box that also serves content over HTTP to apps.
 	RoleGateway Role = "gateway"
+	// RoleCoordinator is a box that is also a member of the ledger's
+	// committee (named in the genesis).
+	RoleCoordinator Role = "coordinator"
 )
 
 // ParseRole reads a role as written in a config file.
@@ -34,10 +38,10 @@ func ParseRole(s string) (Role, error) {
 	switch Role(s) {
 	case "", RoleBox:
 		return RoleBox, nil
-	case RoleGateway:
-		return RoleGateway, nil
+	case RoleGateway, RoleCoordinator:
+		return Role(s), nil
 	}
-	return "", fmt.Errorf("node: unknown role %q: the roles are %q and %q", s, RoleBox, RoleGateway)
+	return "", fmt.Errorf("node: unknown role %q: the roles are %q, %q and %q", s, RoleBox, RoleGateway, RoleCoordinator)
 }
 
 // Defaults of a box.
@@ -73,6 +77,7 @@ type Config struct {
 	SmallMemory       bool
 	Logger            *slog.Logger
 	Network           pod.Params // network ID, genesis time, epoch length
+	Genesis           *ledger.Genesis
 	CreditWindow      int64
 	ReceiptEvery      int64
 
@@ -300,6 +305,22 @@ func WithNetwork(p pod.Params) Option {
 			return err
 		}
 		c.Network = p
+		return nil
+	}
+}
+
+// WithGenesis joins the ledger network the genesis describes: its network
+// ID, genesis time and epoch length replace WithNetwork's.
+func WithGenesis(g *ledger.Genesis) Option {
+	return func(c *Config) error {
+		if g == nil {
+			return errors.New("node: nil genesis")
+		}
+		if err := g.Validate(); err != nil {
+			return err
+		}
+		c.Genesis = g
+		c.Network = g.Params()
 		return nil
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -239,6 +240,7 @@ func (s *podService) countersign(from peer.ID, r *pod.Receipt) error {
 	}
 	s.countered.Inc()
 	s.credit(from, int64(r.Bytes-prevBytes))
+	s.n.publishReceipt(r)
 	return nil
 }
 
@@ -276,6 +278,7 @@ func (s *podService) received(from peer.ID, b blocks.Block) {
 	d := s.deliveries[k]
 	if d == nil {
 		d = &delivery{server: from, root: w.root, epoch: e}
+		s.resumeLocked(d)
 		s.deliveries[k] = d
 		// The previous epoch's receipt for this server and root is final now.
 		pk := k
@@ -292,6 +295,20 @@ func (s *podService) received(from peer.ID, b blocks.Block) {
 	if d.unsent >= s.every || d.final {
 		s.markLocked(k, d)
 	}
+}
+
+// resumeLocked continues a delivery from the countersigned receipt this box
+// kept before it restarted, so its next receipt supersedes the server's.
+func (s *podService) resumeLocked(d *delivery) {
+	b, ok, err := s.n.store.GetMeta(s.n.ctx, podKey(podReceivedPrefix, d.epoch, d.server, d.root))
+	if err != nil || !ok {
+		return
+	}
+	r, err := pod.Unmarshal(b)
+	if err != nil {
+		return
+	}
+	d.seq, d.bytes, d.blocks, d.digest, d.acked = r.Seq, r.Bytes, r.Blocks, r.Digest, r.Bytes
 }
 
 // markLocked queues a delivery's receipt for its server's sender.
@@ -340,7 +357,14 @@ func (s *podService) runSender(ctx context.Context, server peer.ID, sd *sender) 
 				s.log.Warn("receipt not countersigned", "server", server, "root", r.Root, "epoch", r.Epoch, "err", err)
 				s.mu.Lock()
 				if d := s.deliveries[r.Key()]; d != nil && errors.Is(err, pod.ErrRefused) {
-					d.failing = true
+					if strings.Contains(err.Error(), string(pod.ReasonStaleSeq)) {
+						// The server holds a newer receipt than this box
+						// remembers (it restarted between the two writes):
+						// jump ahead; later bytes make it supersede again.
+						d.seq += 1 << 16
+					} else {
+						d.failing = true
+					}
 				}
 				s.mu.Unlock()
 			}

@@ -241,3 +241,45 @@ func TestServerRefusesCraftedReceipts(t *testing.T) {
 		t.Fatalf("rejections counted: %v, want %d", rejected, len(cases)+1)
 	}
 }
+
+func TestRestartedClientKeepsReceiptingTheSameServer(t *testing.T) {
+	nw := newNet(t, 2, node.WithCreditWindow(2<<20), node.WithReceiptEvery(512<<10), node.WithStallTimeout(5*time.Second))
+	ctx := testCtx(t)
+	srv := nw.Nodes[0]
+	src, _ := randomFile(t, 8<<20)
+	res, err := srv.AddPath(ctx, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nw.Nodes[1].Fetch(ctx, res.Root, nil); err != nil {
+		t.Fatal(err)
+	}
+	cli, err := nw.Restart(ctx, 1, node.WithCreditWindow(2<<20), node.WithReceiptEvery(512<<10), node.WithStallTimeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Lose the leaves, as a box whose disk was wiped of them would, and
+	// fetch again: the new receipts must supersede the old ones, or the
+	// server's credit window would stop the transfer.
+	var leaves int
+	ch, _ := cli.Store().AllKeysChan(ctx)
+	for c := range ch {
+		if sz, _ := cli.Store().GetSize(ctx, c); sz == 256<<10 {
+			_ = cli.Store().DeleteBlock(ctx, c)
+			leaves++
+		}
+	}
+	if leaves < 16 {
+		t.Fatalf("deleted %d leaves", leaves)
+	}
+	if err := cli.Connect(ctx, srv.AddrInfo()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Fetch(ctx, res.Root, nil); err != nil {
+		t.Fatalf("refetch after restart: %v", err)
+	}
+	root := res.Root.String()
+	if !waitUntil(t, 10*time.Second, func() bool { return servedTo(t, srv, cli.ID(), root) == sentTo(srv, cli.ID()) }) {
+		t.Fatalf("receipts cover %d bytes, the server sent %d", servedTo(t, srv, cli.ID(), root), sentTo(srv, cli.ID()))
+	}
+}

@@ -22,10 +22,15 @@ type verifyReq struct {
 }
 
 type batcher struct {
-	reqs chan verifyReq
+	reqs    chan verifyReq
+	stopped chan struct{} // closed when run returns: no answer will come
 }
 
-func newBatcher() *batcher { return &batcher{reqs: make(chan verifyReq, batchMax*4)} }
+func newBatcher() *batcher {
+	return &batcher{reqs: make(chan verifyReq, batchMax*4), stopped: make(chan struct{})}
+}
+
+var errStopped = errors.New("intake: closed")
 
 func (b *batcher) verify(ctx context.Context, r *pod.Receipt) error {
 	req := verifyReq{r: r, resp: make(chan error, 1)}
@@ -33,16 +38,21 @@ func (b *batcher) verify(ctx context.Context, r *pod.Receipt) error {
 	case b.reqs <- req:
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-b.stopped:
+		return errStopped
 	}
 	select {
 	case err := <-req.resp:
 		return err
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-b.stopped:
+		return errStopped
 	}
 }
 
 func (b *batcher) run(ctx context.Context) {
+	defer close(b.stopped)
 	for {
 		var batch []verifyReq
 		select {

@@ -139,7 +139,7 @@ func (in *Intake) validate(ctx context.Context, from peer.ID, m *pubsub.Message)
 		err = in.batch.verify(ctx, r)
 	}
 	if err != nil {
-		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errStopped) {
 			return pubsub.ValidationIgnore
 		}
 		in.rejected.WithLabelValues(string(pod.ReasonOf(err))).Inc()

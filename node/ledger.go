@@ -1,0 +1,100 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+
+	"github.com/orecdn/ore/ledger"
+	"github.com/orecdn/ore/ledger/committee"
+	"github.com/orecdn/ore/ledger/intake"
+	"github.com/orecdn/ore/pod"
+)
+
+// startGossip starts gossipsub and the receipts intake: every box validates
+// and forwards receipts; a server publishes each receipt it countersigns.
+func (n *Node) startGossip() error {
+	ps, err := pubsub.NewGossipSub(n.ctx, n.host, pubsub.WithMessageIdFn(intake.MessageID))
+	if err != nil {
+		return fmt.Errorf("node: gossipsub: %w", err)
+	}
+	n.pubsub = ps
+	opts := []intake.Option{intake.WithRegistry(n.reg)}
+	if n.cfg.Role == RoleCoordinator {
+		n.receiptPool = intake.NewPool()
+		opts = append(opts, intake.WithPool(n.receiptPool))
+	}
+	if n.intake, err = intake.New(ps, n.cfg.Network, opts...); err != nil {
+		return err
+	}
+	return nil
+}
+
+// startCommittee makes this box a coordinator of the genesis committee.
+func (n *Node) startCommittee(ctx context.Context) error {
+	if n.cfg.Genesis == nil {
+		return fmt.Errorf("node: the coordinator role needs the network's genesis (WithGenesis, or `ore init --genesis FILE`)")
+	}
+	c, err := committee.New(ctx, committee.Config{
+		Genesis: n.cfg.Genesis, Host: n.host, Key: n.key, PubSub: n.pubsub, Pool: n.receiptPool,
+		Dir: filepath.Join(n.cfg.RepoDir, "ledger"), Logger: n.log, Registry: n.reg,
+	})
+	if err != nil {
+		return err
+	}
+	n.committee = c
+	return nil
+}
+
+// publishReceipt gossips a receipt this box countersigned, for the ledger.
+func (n *Node) publishReceipt(r *pod.Receipt) {
+	if n.intake == nil {
+		return
+	}
+	n.spawn(func(ctx context.Context) {
+		if err := n.intake.Publish(ctx, r); err != nil && ctx.Err() == nil {
+			n.log.Debug("gossip receipt", "err", err)
+		}
+	})
+}
+
+// Committee is the box's coordinator (nil unless its role is coordinator).
+func (n *Node) Committee() *committee.Committee { return n.committee }
+
+// Genesis is the network's genesis (nil on a network without a ledger).
+func (n *Node) Genesis() *ledger.Genesis { return n.cfg.Genesis }
+
+// SubmitTx gossips a signed account transaction (deposit, register,
+// transfer) to the coordinators.
+func (n *Node) SubmitTx(ctx context.Context, tx ledger.Tx) error {
+	if n.cfg.Genesis == nil {
+		return fmt.Errorf("node: this box has no ledger network (no genesis)")
+	}
+	if err := tx.VerifySig(n.cfg.Genesis.Network); err != nil {
+		return err
+	}
+	t, err := n.txTopic()
+	if err != nil {
+		return err
+	}
+	return t.Publish(ctx, tx.Marshal())
+}
+
+// txTopic joins /ore/txs/1 once (a coordinator's committee has joined it).
+func (n *Node) txTopic() (*pubsub.Topic, error) {
+	n.txMu.Lock()
+	defer n.txMu.Unlock()
+	if n.committee != nil {
+		return nil, fmt.Errorf("node: submit through the committee")
+	}
+	if n.txs == nil {
+		t, err := n.pubsub.Join(committee.TxsTopic)
+		if err != nil {
+			return nil, fmt.Errorf("node: join %s: %w", committee.TxsTopic, err)
+		}
+		n.txs = t
+	}
+	return n.txs, nil
+}
