@@ -10,13 +10,15 @@ import (
 	"sync"
 
 	"github.com/orecdn/ore/dht"
+	"github.com/orecdn/ore/ledger"
 	"github.com/orecdn/ore/node"
 )
 
 // Network is a set of boxes on loopback.
 type Network struct {
-	Nodes []*node.Node
-	Dirs  []string // each box's repo
+	Nodes   []*node.Node
+	Dirs    []string        // each box's repo
+	Genesis *ledger.Genesis // with WithLedger
 
 	root    string
 	ownRoot bool
@@ -26,7 +28,9 @@ type config struct {
 	dir      string
 	nodeOpts []node.Option
 	boxOpts  map[int][]node.Option
+	listen   map[int][]string
 	log      *slog.Logger
+	ledger   *LedgerSpec
 }
 
 // Option configures a Network.
@@ -76,6 +80,18 @@ func New(ctx context.Context, n int, opts ...Option) (_ *Network, err error) {
 		}
 	}()
 	for i := 0; i < n; i++ {
+		dir := filepath.Join(nw.root, fmt.Sprintf("box%02d", i))
+		if _, err := node.Init(dir, node.DefaultFileConfig()); err != nil {
+			return nil, fmt.Errorf("testnet: box %d: %w", i, err)
+		}
+		nw.Dirs = append(nw.Dirs, dir)
+	}
+	if cfg.ledger != nil {
+		if err := nw.makeGenesis(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	for i := 0; i < n; i++ {
 		if err := nw.start(ctx, i, &cfg); err != nil {
 			return nil, err
 		}
@@ -99,13 +115,14 @@ func New(ctx context.Context, n int, opts ...Option) (_ *Network, err error) {
 }
 
 func (nw *Network) start(ctx context.Context, i int, cfg *config) error {
-	dir := filepath.Join(nw.root, fmt.Sprintf("box%02d", i))
-	if _, err := node.Init(dir, node.DefaultFileConfig()); err != nil {
-		return fmt.Errorf("testnet: box %d: %w", i, err)
+	dir := nw.Dirs[i]
+	listen := []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
+	if a, ok := cfg.listen[i]; ok {
+		listen = a
 	}
 	opts := []node.Option{
 		node.WithRepo(dir),
-		node.WithListenAddrs("/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"),
+		node.WithListenAddrs(listen...),
 		node.WithDHTMode(dht.ModeServer),
 		node.WithQuota(1 << 40),
 	}
@@ -122,7 +139,6 @@ func (nw *Network) start(ctx context.Context, i int, cfg *config) error {
 		return fmt.Errorf("testnet: box %d: %w", i, err)
 	}
 	nw.Nodes = append(nw.Nodes, nd)
-	nw.Dirs = append(nw.Dirs, dir)
 	return nil
 }
 

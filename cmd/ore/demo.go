@@ -18,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/orecdn/ore/ledger"
 	"github.com/orecdn/ore/node"
 	"github.com/orecdn/ore/pod"
 	"github.com/orecdn/ore/testnet"
@@ -32,6 +33,10 @@ type demo struct {
 
 	publisher, getter int
 	gateway           int
+	coordinators      []int
+	leader            int
+	replica           int
+	registered        *ledger.State // when the content was registered
 	srcPath, outPath  string
 	srcHash           [32]byte
 	added             node.AddResult
@@ -49,11 +54,14 @@ func demoSteps() []demoStep {
 	return []demoStep{
 		{"start an ore network on loopback", (*demo).start},
 		{"publish a generated file", (*demo).publish},
+		{"deposit and register the content on the ledger", (*demo).register},
+		{"a second box caches a replica", (*demo).replicate},
 		{"find the publisher through the DHT", (*demo).findProviders},
 		{"fetch the file on a box with no link to the publisher", (*demo).fetch},
 		{"check the bytes", (*demo).verify},
 		{"show the proof-of-delivery receipts of the fetch", (*demo).receipts},
 		{"fetch the file again through the HTTP gateway", (*demo).viaGateway},
+		{"wait for the block that pays the serving boxes, verify the chain", (*demo).settle},
 	}
 }
 
@@ -69,8 +77,8 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 	if err := wantArgs(pos, 0, "no arguments"); err != nil {
 		return err
 	}
-	if *boxes < 3 {
-		return fmt.Errorf("%w: --boxes must be at least 3", errUsage)
+	if *boxes < 6 {
+		return fmt.Errorf("%w: --boxes must be at least 6 (3 of them coordinate the ledger)", errUsage)
 	}
 	size, err := humanize.ParseBytes(*sizeFlag)
 	if err != nil || size == 0 {
@@ -113,15 +121,27 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 func (d *demo) start(ctx context.Context) (string, error) {
 	sctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	d.gateway = 2
+	d.gateway, d.publisher, d.getter = 2, 1, d.boxes-1
+	d.coordinators = []int{0, 3, 4}
 	nw, err := testnet.New(sctx, d.boxes, testnet.WithDir(filepath.Join(d.dir, "boxes")),
 		testnet.WithNodeOptions(node.WithStallTimeout(20*time.Second)),
-		testnet.WithBoxOptions(d.gateway, node.WithRole(node.RoleGateway), node.WithGatewayListen("127.0.0.1:0")))
+		testnet.WithBoxOptions(d.gateway, node.WithRole(node.RoleGateway), node.WithGatewayListen("127.0.0.1:0")),
+		testnet.WithLedger(testnet.LedgerSpec{
+			Coordinators: d.coordinators,
+			Balances:     map[int]uint64{d.publisher: 1000 * oreUnit},
+			EpochLength:  demoEpoch,
+			Network:      "ore-demo",
+		}))
 	if err != nil {
 		return "", err
 	}
 	d.net = nw
-	d.publisher, d.getter = 1, d.boxes-1
+	leader, err := nw.Leader(sctx)
+	if err != nil {
+		return "", err
+	}
+	d.leader = leader
+	d.replica = d.boxes - 2
 	var b strings.Builder
 	for i, n := range nw.Nodes {
 		fmt.Fprintf(&b, "box %d  %s  DHT peers %d", i, n.ID(), n.DHT().RoutingTableSize())
@@ -130,7 +150,9 @@ func (d *demo) start(ctx context.Context) (string, error) {
 		}
 		b.WriteString("\n")
 	}
-	b.WriteString("box 0 is the bootstrap peer; every box speaks /ore/kad/1.0.0 and bitswap")
+	b.WriteString("box 0 is the bootstrap peer; every box speaks /ore/kad/1.0.0 and bitswap\n")
+	fmt.Fprintf(&b, "ledger %q: committee boxes %v (Raft leader: box %d), epochs of %s, publisher box %d holds %s",
+		nw.Genesis.Network, d.coordinators, leader, demoEpoch, d.publisher, formatOre(1000*oreUnit))
 	return b.String(), nil
 }
 
@@ -294,6 +316,145 @@ func (d *demo) receipts(ctx context.Context) (string, error) {
 	if total < uint64(d.fetched.Fetched) {
 		return "", errors.New(b.String())
 	}
+	return b.String(), nil
+}
+
+func (d *demo) replicate(ctx context.Context) (string, error) {
+	res, err := d.net.Nodes[d.replica].Fetch(ctx, d.added.Root, nil)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("box %d fetched the %d blocks and announces itself as a provider too (heat scheduling will place such replicas)",
+		d.replica, res.Blocks), nil
+}
+
+// oreUnit is one ore in base units; demoEpoch keeps the demo's waits short.
+const (
+	oreUnit   = 1_000_000_000
+	demoEpoch = 2 * time.Second
+)
+
+func formatOre(v uint64) string { return fmt.Sprintf("%d.%09d ore", v/oreUnit, v%oreUnit) }
+
+// ledgerState is the state of the committee member that leads now.
+func (d *demo) ledgerState(ctx context.Context) (*ledger.State, error) {
+	i, err := d.net.Leader(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return d.net.Nodes[i].Committee().State(), nil
+}
+
+func (d *demo) register(ctx context.Context) (string, error) {
+	pub := d.net.Nodes[d.publisher]
+	key, err := node.LoadIdentity(d.net.Dirs[d.publisher])
+	if err != nil {
+		return "", err
+	}
+	g := d.net.Genesis
+	deposit := ledger.NewDeposit(pub.ID(), 1, 100*oreUnit)
+	register := ledger.NewRegister(pub.ID(), 2, d.added.Root, 0)
+	for _, tx := range []*ledger.Tx{&deposit, &register} {
+		if err := tx.Sign(g.Network, key); err != nil {
+			return "", err
+		}
+		if err := pub.SubmitTx(ctx, *tx); err != nil {
+			return "", err
+		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*demoEpoch)
+	defer cancel()
+	for {
+		s, err := d.ledgerState(wctx)
+		if err != nil {
+			return "", err
+		}
+		if reg, ok := s.Registration(d.added.Root); ok {
+			d.registered = s
+			return fmt.Sprintf("box %d deposited %s into escrow and registered %s at %s per GiB\nin block %d (epoch %d); escrow %s, balance %s",
+				d.publisher, formatOre(100*oreUnit), d.added.Root.String()[:16]+"…", formatOre(reg.PricePerGiB), s.Height(), s.Epoch(),
+				formatOre(s.Escrow(pub.ID())), formatOre(s.Balance(pub.ID()))), nil
+		}
+		select {
+		case <-wctx.Done():
+			return "", fmt.Errorf("the registration is in no block after %s", 10*demoEpoch)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (d *demo) settle(ctx context.Context) (string, error) {
+	wctx, cancel := context.WithTimeout(ctx, 15*demoEpoch)
+	defer cancel()
+	var s *ledger.State
+	for {
+		var err error
+		if s, err = d.ledgerState(wctx); err != nil {
+			return "", err
+		}
+		paid := true
+		for _, r := range d.fetched.Receipts {
+			if s.Paid(r.Key()) < r.Bytes {
+				paid = false
+			}
+		}
+		if paid {
+			break
+		}
+		select {
+		case <-wctx.Done():
+			return "", fmt.Errorf("the fetch's receipts are in no block after %s", 15*demoEpoch)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "block %d (epoch %d) pays the receipts of the fetch\n", s.Height(), s.Epoch())
+	servers := map[peer.ID]bool{}
+	for _, r := range d.fetched.Receipts {
+		servers[r.Server] = true
+	}
+	for id := range servers {
+		fmt.Fprintf(&b, "%s earned %s (balance %s)\n", d.boxName(id), formatOre(s.Balance(id)-d.registered.Balance(id)), formatOre(s.Balance(id)))
+	}
+	pub := d.net.Nodes[d.publisher].ID()
+	fmt.Fprintf(&b, "publisher box %d: escrow left %s, balance %s\n", d.publisher, formatOre(s.Escrow(pub)), formatOre(s.Balance(pub)))
+	// Wait for the committee's signatures on that block.
+	lc := d.net.Nodes[d.leader].Committee()
+	for {
+		if b, ok := lc.Block(s.Height()); ok && b.Final(d.net.Genesis) {
+			break
+		}
+		select {
+		case <-wctx.Done():
+			return "", fmt.Errorf("block %d gathered no majority of signatures", s.Height())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	// Any peer can replay the chain from genesis: every block final, every
+	// receipt checked, the same state hash.
+	blocks, err := lc.Blocks(1)
+	if err != nil {
+		return "", err
+	}
+	// The last block may still be gathering signatures: verify the final prefix.
+	for len(blocks) > 0 && !blocks[len(blocks)-1].Final(d.net.Genesis) {
+		blocks = blocks[:len(blocks)-1]
+	}
+	v, err := ledger.Verify(d.net.Genesis, blocks)
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprintf(&b, "verify from genesis: %d final blocks, state hash %x", len(blocks), v.Hash())
+	for _, i := range d.coordinators {
+		c := d.net.Nodes[i].Committee()
+		if c == nil {
+			continue
+		}
+		if cs := c.State(); cs.Height() == v.Height() && cs.Hash() != v.Hash() {
+			return "", fmt.Errorf("box %d's state hash %x differs from the replay", i, cs.Hash())
+		}
+	}
+	b.WriteString(", equal on every coordinator at that height")
 	return b.String(), nil
 }
 

@@ -251,11 +251,11 @@ func TestInitRefusesExistingRepo(t *testing.T) {
 }
 
 func TestDemo(t *testing.T) {
-	code, out, errs := ore(t, "demo", "--boxes", "4", "--size", "2MiB")
+	code, out, errs := ore(t, "demo", "--boxes", "6", "--size", "2MiB")
 	if code != 0 {
 		t.Fatalf("demo exit %d: %s\n%s", code, out, errs)
 	}
-	for _, want := range []string{"provider found", "matches the published file", "demo passed"} {
+	for _, want := range []string{"provider found", "matches the published file", "pays the receipts", "verify from genesis", "demo passed"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}

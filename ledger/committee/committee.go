@@ -211,6 +211,22 @@ func (c *Committee) Block(height uint64) (*ledger.Block, bool) {
 	return b, true
 }
 
+// Blocks returns the stored blocks from height from on, in order.
+func (c *Committee) Blocks(from uint64) ([]*ledger.Block, error) {
+	if from == 0 {
+		from = 1
+	}
+	var out []*ledger.Block
+	for h := from; h <= c.chain.height(); h++ {
+		b, err := c.chain.get(h)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
 // Leader reports whether this member leads the committee now.
 func (c *Committee) Leader() bool { return c.raft.State() == raft.Leader }
 

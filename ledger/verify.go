@@ -1,0 +1,24 @@
+package ledger
+
+import "fmt"
+
+// Verify replays a chain from genesis, as any peer can: every block must be
+// final (signed by a majority of the committee) and must apply to the state
+// the blocks before it left (which checks its hash chain, transaction root,
+// every transaction and receipt signature, and its state hash). It returns
+// the final state; its Hash is what every honest peer gets.
+func Verify(g *Genesis, blocks []*Block) (*State, error) {
+	s, err := NewState(g)
+	if err != nil {
+		return nil, err
+	}
+	for i, b := range blocks {
+		if n := b.VerifySignatures(g); n < g.Quorum() {
+			return nil, fmt.Errorf("ledger: block %d (height %d) has %d valid committee signatures, needs %d", i+1, b.Header.Height, n, g.Quorum())
+		}
+		if s, err = Apply(s, b); err != nil {
+			return nil, fmt.Errorf("ledger: block at height %d: %w", b.Header.Height, err)
+		}
+	}
+	return s, nil
+}

@@ -1,0 +1,112 @@
+package testnet
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/orecdn/ore/ledger"
+	"github.com/orecdn/ore/node"
+)
+
+// LedgerSpec describes the ledger of a test network.
+type LedgerSpec struct {
+	Coordinators []int          // boxes that form the committee (3 or 5)
+	Balances     map[int]uint64 // initial balances of boxes (publishers)
+	EpochLength  time.Duration  // default 10 s
+	PricePerGiB  uint64         // default 1 ore (1e9 base units) per GiB
+	Network      string         // default "ore-testnet"
+}
+
+// WithLedger gives the network a genesis: the coordinators get the
+// coordinator role, every box joins the ledger network.
+func WithLedger(spec LedgerSpec) Option { return func(c *config) { c.ledger = &spec } }
+
+// makeGenesis writes the genesis from the boxes' identities, with fixed
+// loopback ports for the coordinators (their addresses are in the genesis).
+func (nw *Network) makeGenesis(cfg *config) error {
+	spec := cfg.ledger
+	if spec.EpochLength == 0 {
+		spec.EpochLength = 10 * time.Second
+	}
+	if spec.PricePerGiB == 0 {
+		spec.PricePerGiB = 1_000_000_000
+	}
+	if spec.Network == "" {
+		spec.Network = "ore-testnet"
+	}
+	ids := make([]peer.ID, len(nw.Dirs))
+	for i, dir := range nw.Dirs {
+		k, err := node.LoadIdentity(dir)
+		if err != nil {
+			return err
+		}
+		if ids[i], err = peer.IDFromPrivateKey(k); err != nil {
+			return err
+		}
+	}
+	if cfg.listen == nil {
+		cfg.listen = make(map[int][]string)
+	}
+	var committee []ledger.Member
+	for _, i := range spec.Coordinators {
+		if i < 0 || i >= len(ids) {
+			return fmt.Errorf("testnet: no box %d to be a coordinator", i)
+		}
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		addr := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", port)
+		cfg.listen[i] = []string{addr, "/ip4/127.0.0.1/udp/0/quic-v1"}
+		committee = append(committee, ledger.Member{ID: ids[i], Addrs: []string{addr}})
+		WithBoxOptions(i, node.WithRole(node.RoleCoordinator))(cfg)
+	}
+	balances := make(map[peer.ID]uint64)
+	for i, amount := range spec.Balances {
+		if i < 0 || i >= len(ids) {
+			return fmt.Errorf("testnet: no box %d to hold a balance", i)
+		}
+		balances[ids[i]] = amount
+	}
+	g, err := ledger.NewGenesis(spec.Network, time.Now().Truncate(time.Second), committee, balances, spec.PricePerGiB)
+	if err != nil {
+		return fmt.Errorf("testnet: genesis: %w", err)
+	}
+	g.EpochLength = spec.EpochLength
+	if err := g.Validate(); err != nil {
+		return fmt.Errorf("testnet: genesis: %w", err)
+	}
+	nw.Genesis = g
+	cfg.nodeOpts = append([]node.Option{node.WithGenesis(g)}, cfg.nodeOpts...)
+	return nil
+}
+
+// freePort asks the kernel for a free loopback TCP port.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("testnet: free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Leader waits until a coordinator leads the committee and returns its box.
+func (nw *Network) Leader(ctx context.Context) (int, error) {
+	for {
+		for i, n := range nw.Nodes {
+			if c := n.Committee(); c != nil && c.Leader() {
+				return i, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return -1, fmt.Errorf("testnet: no committee leader: %w", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
