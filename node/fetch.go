@@ -121,6 +121,7 @@ func (n *Node) fetch(ctx context.Context, root cid.Cid, progress func(FetchProgr
 		res.Receipts = n.pod.flush(parent, root)
 	}
 	n.metrics.fetchSeconds.Observe(res.Duration.Seconds())
+	n.markComplete(root)
 	n.provideAsync(root)
 	n.log.Info("fetched", "root", root, "blocks", res.Blocks, "bytes", res.Bytes, "from_network", res.Fetched, "took", res.Duration)
 	return res, nil
@@ -473,6 +474,32 @@ func (n *Node) Get(ctx context.Context, root cid.Cid, path string, progress func
 		return res, fmt.Errorf("node: write %s to %s: %w", root, path, err)
 	}
 	return res, nil
+}
+
+// maxComplete bounds the roots remembered as wholly local.
+const maxComplete = 4096
+
+// markComplete remembers that root's whole DAG is local.
+func (n *Node) markComplete(root cid.Cid) {
+	n.completeMu.Lock()
+	defer n.completeMu.Unlock()
+	if n.complete == nil || len(n.complete) >= maxComplete {
+		n.complete = make(map[cid.Cid]struct{})
+	}
+	n.complete[root] = struct{}{}
+}
+
+// isComplete reports whether root's whole DAG is known to be local: it was
+// fetched or added (pinned) by this box.
+func (n *Node) isComplete(ctx context.Context, root cid.Cid) bool {
+	n.completeMu.Lock()
+	_, ok := n.complete[root]
+	n.completeMu.Unlock()
+	if ok {
+		return true
+	}
+	pinned, err := n.store.IsPinned(ctx, root)
+	return err == nil && pinned
 }
 
 // ParseCID reads a CID as a user typed it, with an error that says what is

@@ -53,6 +53,9 @@ func (b *gatewayBackend) Locate(ctx context.Context, root cid.Cid) error {
 
 // Prefetch fetches root's DAG while the request lasts.
 func (b *gatewayBackend) Prefetch(ctx context.Context, root cid.Cid) {
+	if b.n.isComplete(ctx, root) {
+		return // nothing to fill: every block is local
+	}
 	if _, err := b.n.fetch(ctx, root, nil, false); err != nil && ctx.Err() == nil {
 		b.n.log.Debug("gateway prefetch", "root", root, "err", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/ipfs/boxo/blockservice"
 	"github.com/ipfs/boxo/ipld/merkledag"
 	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -56,6 +57,9 @@ type Node struct {
 	committee   *committee.Committee
 	txMu        sync.Mutex
 	txs         *pubsub.Topic
+
+	completeMu sync.Mutex
+	complete   map[cid.Cid]struct{} // roots whose whole DAG is local
 
 	gateway     *gateway.Gateway
 	gatewaySrv  *http.Server

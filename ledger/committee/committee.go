@@ -131,6 +131,7 @@ func New(ctx context.Context, cfg Config) (*Committee, error) {
 	if err := c.startRaft(); err != nil {
 		return nil, err
 	}
+	cfg.Host.SetStreamHandler(ChainProtocol, c.serveChain)
 	rctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
 	for _, t := range []*pubsub.Topic{c.blocks, c.txs} {
@@ -260,6 +261,7 @@ func (c *Committee) Close() error {
 	if c.layer != nil {
 		errs = append(errs, c.layer.Close())
 	}
+	c.cfg.Host.RemoveStreamHandler(ChainProtocol)
 	if c.store != nil {
 		errs = append(errs, c.store.Close())
 	}

@@ -261,4 +261,20 @@ func TestCommitteePaysReceiptsAndSurvivesLeaderDeath(t *testing.T) {
 		}
 		return true
 	})
+
+	// Any other peer syncs the chain over /ore/chain/1.0.0 and verifies it
+	// from genesis to the same state.
+	outsider, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outsider.Close()
+	_ = outsider.Connect(context.Background(), peer.AddrInfo{ID: next.h.ID(), Addrs: next.h.Addrs()})
+	st, blocks, err := SyncChain(context.Background(), outsider, cl.g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uint64(len(blocks)) != h || st.Hash() != next.c.State().Hash() {
+		t.Fatalf("synced %d blocks to state %x, the committee is at %d with %x", len(blocks), st.Hash(), h, next.c.State().Hash())
+	}
 }

@@ -1,0 +1,137 @@
+package committee
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/orecdn/ore/ledger"
+)
+
+// ChainProtocol serves final blocks to any peer: the request is the first
+// height wanted (uvarint); the answer is length-prefixed blocks, with their
+// signatures, ending with an empty frame.
+const ChainProtocol = protocol.ID("/ore/chain/1.0.0")
+
+const (
+	syncBatch   = 1000 // blocks per answer; ask again from the next height
+	syncTimeout = 30 * time.Second
+)
+
+// serveChain answers chain sync requests with final blocks.
+func (c *Committee) serveChain(s network.Stream) {
+	defer s.Close()
+	_ = s.SetDeadline(time.Now().Add(syncTimeout))
+	from, err := binary.ReadUvarint(bufio.NewReader(io.LimitReader(s, binary.MaxVarintLen64)))
+	if err != nil || from == 0 {
+		_ = s.Reset()
+		return
+	}
+	w := bufio.NewWriter(s)
+	for h := from; h < from+syncBatch; h++ {
+		b, err := c.chain.get(h)
+		if err != nil || !b.Final(c.cfg.Genesis) {
+			break
+		}
+		data := b.Marshal()
+		if _, err := w.Write(binary.AppendUvarint(nil, uint64(len(data)))); err != nil {
+			return
+		}
+		if _, err := w.Write(data); err != nil {
+			return
+		}
+	}
+	_, _ = w.Write([]byte{0})
+	_ = w.Flush()
+}
+
+// SyncChain fetches the final blocks from the committee members (trying
+// each in turn) and verifies them from genesis, as any peer can. It returns
+// the state after the last final block and the blocks.
+func SyncChain(ctx context.Context, h host.Host, g *ledger.Genesis) (*ledger.State, []*ledger.Block, error) {
+	var errs []error
+	for _, m := range g.Committee {
+		if m.ID == h.ID() {
+			continue
+		}
+		if ai, err := m.AddrInfo(); err == nil {
+			h.Peerstore().AddAddrs(ai.ID, ai.Addrs, time.Hour)
+		}
+		blocks, err := fetchChain(ctx, h, m.ID, g)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", m.ID, err))
+			continue
+		}
+		s, err := ledger.Verify(g, blocks)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s served a chain that does not verify: %w", m.ID, err))
+			continue
+		}
+		return s, blocks, nil
+	}
+	return nil, nil, fmt.Errorf("committee: no coordinator served a valid chain (are they running?): %w", errors.Join(errs...))
+}
+
+func fetchChain(ctx context.Context, h host.Host, p peer.ID, g *ledger.Genesis) ([]*ledger.Block, error) {
+	var blocks []*ledger.Block
+	for {
+		got, err := fetchBatch(ctx, h, p, uint64(len(blocks))+1)
+		if err != nil {
+			return nil, err
+		}
+		blocks = append(blocks, got...)
+		if len(got) < syncBatch {
+			return blocks, nil
+		}
+	}
+}
+
+func fetchBatch(ctx context.Context, h host.Host, p peer.ID, from uint64) ([]*ledger.Block, error) {
+	ctx, cancel := context.WithTimeout(ctx, syncTimeout)
+	defer cancel()
+	s, err := h.NewStream(ctx, p, ChainProtocol)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	_ = s.SetDeadline(time.Now().Add(syncTimeout))
+	if _, err := s.Write(binary.AppendUvarint(nil, from)); err != nil {
+		return nil, err
+	}
+	_ = s.CloseWrite()
+	r := bufio.NewReader(s)
+	var out []*ledger.Block
+	for {
+		n, err := binary.ReadUvarint(r)
+		if err != nil {
+			return nil, fmt.Errorf("chain sync: %w", err)
+		}
+		if n == 0 {
+			return out, nil
+		}
+		if n > ledger.MaxBlockSize || len(out) >= syncBatch {
+			return nil, fmt.Errorf("chain sync: frame of %d bytes", n)
+		}
+		data := make([]byte, n)
+		if _, err := io.ReadFull(r, data); err != nil {
+			return nil, fmt.Errorf("chain sync: %w", err)
+		}
+		b, err := ledger.UnmarshalBlock(data)
+		if err != nil {
+			return nil, err
+		}
+		if b.Header.Height != from+uint64(len(out)) {
+			return nil, fmt.Errorf("chain sync: got height %d, want %d", b.Header.Height, from+uint64(len(out)))
+		}
+		out = append(out, b)
+	}
+}
