@@ -75,26 +75,42 @@ func (n *Node) SubmitTx(ctx context.Context, tx ledger.Tx) error {
 	if err := tx.VerifySig(n.cfg.Genesis.Network); err != nil {
 		return err
 	}
-	t, err := n.txTopic()
-	if err != nil {
-		return err
+	if n.committee != nil {
+		n.committee.Keep(tx)
+		return n.committee.Submit(ctx, tx)
 	}
-	return t.Publish(ctx, tx.Marshal())
+	return committee.SubmitTx(ctx, n.host, n.cfg.Genesis, tx)
 }
 
-// txTopic joins /ore/txs/1 once (a coordinator's committee has joined it).
-func (n *Node) txTopic() (*pubsub.Topic, error) {
-	n.txMu.Lock()
-	defer n.txMu.Unlock()
+// LedgerView returns the ledger as this box sees it: a coordinator's own
+// state and chain, or, on any other box, the chain synced from the
+// coordinators and verified from genesis.
+func (n *Node) LedgerView(ctx context.Context) (*ledger.State, []*ledger.Block, error) {
+	if n.cfg.Genesis == nil {
+		return nil, nil, fmt.Errorf("node: this box has no ledger network (start it with a genesis: `ore init --genesis FILE`)")
+	}
 	if n.committee != nil {
-		return nil, fmt.Errorf("node: submit through the committee")
-	}
-	if n.txs == nil {
-		t, err := n.pubsub.Join(committee.TxsTopic)
+		blocks, err := n.committee.Blocks(1)
 		if err != nil {
-			return nil, fmt.Errorf("node: join %s: %w", committee.TxsTopic, err)
+			return nil, nil, err
 		}
-		n.txs = t
+		return n.committee.State(), blocks, nil
 	}
-	return n.txs, nil
+	return committee.SyncChain(ctx, n.host, n.cfg.Genesis)
+}
+
+// SignAndSubmit signs an account transaction as this box (its key is the
+// account), with the next nonce the ledger expects, and submits it. It
+// returns the transaction as submitted.
+func (n *Node) SignAndSubmit(ctx context.Context, tx ledger.Tx) (ledger.Tx, error) {
+	st, _, err := n.LedgerView(ctx)
+	if err != nil {
+		return tx, err
+	}
+	tx.From = n.ID()
+	tx.Nonce = st.Nonce(n.ID()) + 1
+	if err := tx.Sign(n.cfg.Genesis.Network, n.key); err != nil {
+		return tx, err
+	}
+	return tx, n.SubmitTx(ctx, tx)
 }

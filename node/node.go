@@ -55,8 +55,6 @@ type Node struct {
 	intake      *intake.Intake
 	receiptPool *intake.Pool
 	committee   *committee.Committee
-	txMu        sync.Mutex
-	txs         *pubsub.Topic
 
 	completeMu sync.Mutex
 	complete   map[cid.Cid]struct{} // roots whose whole DAG is local
@@ -258,9 +256,6 @@ func (n *Node) Close() error {
 		// (it stops with n.ctx).
 		if n.committee != nil {
 			add("committee", n.committee.Close())
-		}
-		if n.txs != nil {
-			_ = n.txs.Close()
 		}
 		add("intake", n.intake.Close())
 		n.cancel()

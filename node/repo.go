@@ -22,6 +22,7 @@ const (
 	IdentityFile = "identity.key" // the Ed25519 key, mode 0600
 	BlocksDir    = "blocks"       // the badger block store
 	APIFile      = "api"          // written by a running daemon: its control API URL
+	GenesisFile  = "genesis.json" // the ledger network's genesis, when the box joined one
 )
 
 // ErrNoRepo says a repo directory has not been initialised.
@@ -38,6 +39,7 @@ type FileConfig struct {
 	DHTMode   string   `json:"dht_mode"`
 	Profile   string   `json:"profile"`
 	Gateway   string   `json:"gateway,omitempty"` // HTTP address when the role is gateway
+	Genesis   string   `json:"genesis,omitempty"` // the ledger network's genesis file, relative to the repo
 }
 
 // DefaultFileConfig is what `ore init` writes.

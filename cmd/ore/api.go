@@ -46,6 +46,7 @@ func (s *apiServer) handler() http.Handler {
 	mux.HandleFunc("GET "+apiStatus, s.status)
 	mux.HandleFunc("POST "+apiDagImport, s.dagImport)
 	mux.HandleFunc("GET "+apiDagExport, s.dagExport)
+	s.ledgerRoutes(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.n.Metrics(), promhttp.HandlerOpts{}))
 	return rejectBrowsers(mux)
 }

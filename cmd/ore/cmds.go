@@ -18,6 +18,7 @@ import (
 	"github.com/ipfs/boxo/files"
 	"github.com/ipfs/boxo/tar"
 
+	"github.com/orecdn/ore/ledger"
 	"github.com/orecdn/ore/node"
 )
 
@@ -30,6 +31,8 @@ func cmdInit(ctx context.Context, e *env, args []string) error {
 	dhtMode := fs.String("dht", "auto", "DHT mode: auto, server or client")
 	listen := fs.String("listen", strings.Join(node.DefaultListenAddrs, ","), "comma-separated listen multiaddrs")
 	api := fs.String("api", "127.0.0.1:4501", "control API address (loopback only)")
+	genesis := fs.String("genesis", "", "genesis file of the ledger network to join (copied into the repo)")
+	role := fs.String("role", "box", "box, gateway or coordinator (a member of the genesis committee)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -41,9 +44,25 @@ func cmdInit(ctx context.Context, e *env, args []string) error {
 	cfg.Quota, cfg.Profile, cfg.DHTMode, cfg.API = *quota, *profile, *dhtMode, *api
 	cfg.Listen = splitList(*listen)
 	cfg.Bootstrap = splitList(*bootstrap)
+	cfg.Role = *role
+	var g *ledger.Genesis
+	if *genesis != "" {
+		if g, err = ledger.LoadGenesis(*genesis); err != nil {
+			return err
+		}
+		cfg.Genesis = node.GenesisFile
+	}
 	id, err := node.Init(*repo, cfg)
 	if err != nil {
 		return err
+	}
+	if g != nil {
+		if err := g.Save(filepath.Join(*repo, node.GenesisFile)); err != nil {
+			return err
+		}
+		if node.Role(*role) == node.RoleCoordinator && !g.IsMember(id) {
+			fmt.Fprintf(e.stderr, "warning: %s is not in the genesis committee; as a coordinator it will not start\n", id)
+		}
 	}
 	fmt.Fprintf(e.stdout, "initialised ore repo %s\npeer ID %s\nnext: `ore daemon --repo %s`\n", *repo, id, *repo)
 	return nil
@@ -93,6 +112,21 @@ func runDaemon(ctx context.Context, e *env, name string, args []string, gatewayR
 	opts, err := fc.Options()
 	if err != nil {
 		return err
+	}
+	if fc.Genesis != "" {
+		g, err := ledger.LoadGenesis(filepath.Join(*repo, fc.Genesis))
+		if err != nil {
+			return err
+		}
+		opts = append(opts, node.WithGenesis(g))
+		if len(fc.Bootstrap) == 0 {
+			// The committee's addresses are in the genesis: join through them.
+			for _, m := range g.Committee {
+				if ai, err := m.AddrInfo(); err == nil {
+					opts = append(opts, node.WithBootstrapPeers(ai))
+				}
+			}
+		}
 	}
 	if gatewayRole {
 		opts = append(opts, node.WithRole(node.RoleGateway))

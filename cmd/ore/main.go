@@ -48,6 +48,7 @@ func commands() map[string]command {
 		"bench":   {"measure ore (bench transfer)", cmdBench},
 		"gateway": {"run the box with its HTTP gateway (GET /ipfs/{cid}[/path])", cmdGateway},
 		"dag":     {"import a CAR file, or export content as one", cmdDag},
+		"ledger":  {"balances, blocks and verification of the ledger; deposit, register, transfer", cmdLedger},
 	}
 }
 

@@ -132,6 +132,7 @@ func New(ctx context.Context, cfg Config) (*Committee, error) {
 		return nil, err
 	}
 	cfg.Host.SetStreamHandler(ChainProtocol, c.serveChain)
+	cfg.Host.SetStreamHandler(SubmitProtocol, c.serveSubmit)
 	rctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
 	for _, t := range []*pubsub.Topic{c.blocks, c.txs} {
@@ -262,6 +263,7 @@ func (c *Committee) Close() error {
 		errs = append(errs, c.layer.Close())
 	}
 	c.cfg.Host.RemoveStreamHandler(ChainProtocol)
+	c.cfg.Host.RemoveStreamHandler(SubmitProtocol)
 	if c.store != nil {
 		errs = append(errs, c.store.Close())
 	}

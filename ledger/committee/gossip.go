@@ -189,12 +189,17 @@ func (c *Committee) readTxs(ctx context.Context, sub *pubsub.Subscription) {
 		if err != nil || tx.Kind == ledger.KindReceipt || tx.VerifySig(c.cfg.Genesis.Network) != nil {
 			continue
 		}
-		c.mu.Lock()
-		if len(c.txpool) < maxTxPool {
-			c.txpool[tx.ID()] = *tx
-		}
-		c.mu.Unlock()
+		c.keepTx(*tx)
 	}
+}
+
+// keepTx adds a verified transaction to the pool of the next block.
+func (c *Committee) keepTx(tx ledger.Tx) {
+	c.mu.Lock()
+	if len(c.txpool) < maxTxPool {
+		c.txpool[tx.ID()] = tx
+	}
+	c.mu.Unlock()
 }
 
 // maxTxPool bounds the account transactions waiting for a block.
@@ -226,3 +231,7 @@ func (c *Committee) requeue(txs []ledger.Tx) {
 	}
 	c.mu.Unlock()
 }
+
+// Keep adds a transaction submitted on this member to its own pool (gossip
+// does not deliver a member's own messages to itself twice).
+func (c *Committee) Keep(tx ledger.Tx) { c.keepTx(tx) }

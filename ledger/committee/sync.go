@@ -135,3 +135,89 @@ func fetchBatch(ctx context.Context, h host.Host, p peer.ID, from uint64) ([]*le
 		out = append(out, b)
 	}
 }
+
+// SubmitProtocol takes a signed account transaction from any peer: the
+// coordinator checks its signature, keeps it and gossips it to the rest of
+// the committee. The request is a length-prefixed transaction; the answer
+// is an empty frame, or a frame with the reason of a refusal.
+const SubmitProtocol = protocol.ID("/ore/submit/1.0.0")
+
+const maxTxFrame = 4 << 10
+
+func (c *Committee) serveSubmit(s network.Stream) {
+	defer s.Close()
+	_ = s.SetDeadline(time.Now().Add(syncTimeout))
+	r := bufio.NewReader(s)
+	n, err := binary.ReadUvarint(r)
+	if err != nil || n == 0 || n > maxTxFrame {
+		_ = s.Reset()
+		return
+	}
+	data := make([]byte, n)
+	if _, err := io.ReadFull(r, data); err != nil {
+		_ = s.Reset()
+		return
+	}
+	answer := ""
+	tx, err := ledger.UnmarshalTx(data)
+	if err == nil && tx.Kind == ledger.KindReceipt {
+		err = errors.New("receipts travel on " + "/ore/receipts/1")
+	}
+	if err == nil {
+		err = c.Submit(context.Background(), *tx)
+	}
+	if err == nil {
+		c.keepTx(*tx)
+	} else {
+		answer = err.Error()
+	}
+	_, _ = s.Write(append(binary.AppendUvarint(nil, uint64(len(answer))), answer...))
+}
+
+// SubmitTx hands a signed account transaction to a coordinator (trying each
+// member in turn) and returns once one accepted it.
+func SubmitTx(ctx context.Context, h host.Host, g *ledger.Genesis, tx ledger.Tx) error {
+	data := tx.Marshal()
+	var errs []error
+	for _, m := range g.Committee {
+		if ai, err := m.AddrInfo(); err == nil {
+			h.Peerstore().AddAddrs(ai.ID, ai.Addrs, time.Hour)
+		}
+		err := func() error {
+			ctx, cancel := context.WithTimeout(ctx, syncTimeout)
+			defer cancel()
+			s, err := h.NewStream(ctx, m.ID, SubmitProtocol)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			_ = s.SetDeadline(time.Now().Add(syncTimeout))
+			if _, err := s.Write(append(binary.AppendUvarint(nil, uint64(len(data))), data...)); err != nil {
+				return err
+			}
+			_ = s.CloseWrite()
+			r := bufio.NewReader(s)
+			n, err := binary.ReadUvarint(r)
+			if err != nil || n > 1024 {
+				return fmt.Errorf("bad answer: %v", err)
+			}
+			if n == 0 {
+				return nil
+			}
+			msg := make([]byte, n)
+			_, _ = io.ReadFull(r, msg)
+			return fmt.Errorf("%w: %s", ErrRefused, msg)
+		}()
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, ErrRefused) {
+			return err
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", m.ID, err))
+	}
+	return fmt.Errorf("committee: no coordinator took the transaction (are they running?): %w", errors.Join(errs...))
+}
+
+// ErrRefused is a coordinator's refusal of a transaction.
+var ErrRefused = errors.New("committee: transaction refused")

@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 )
 
 // ProtocolID is the Raft protocol between coordinators.
@@ -68,6 +69,11 @@ func (l *Layer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Con
 	pid, err := peer.Decode(string(address))
 	if err != nil {
 		return nil, fmt.Errorf("raftp2p: address %q is not a peer ID: %w", address, err)
+	}
+	// A coordinator that started after this one left a dial backoff behind:
+	// Raft retries on its own schedule, so forget the backoff and dial.
+	if b, ok := l.h.Network().(interface{ Backoff() *swarm.DialBackoff }); ok {
+		b.Backoff().Clear(pid)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()

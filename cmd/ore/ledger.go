@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/orecdn/ore/node"
+)
+
+func cmdLedger(ctx context.Context, e *env, args []string) error {
+	usageText := `usage: ore ledger COMMAND [flags]
+
+  balance [PEER]            balance, escrow and nonce of this box (or PEER)
+  blocks [--from H]         the chain's blocks
+  verify                    replay the chain from genesis, print the state hash
+  deposit AMOUNT            move AMOUNT ore from this box's balance into its escrow
+  register ROOT [--price P] register content this box publishes, P ore per GiB
+  transfer PEER AMOUNT      pay PEER AMOUNT ore`
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprintln(e.stderr, usageText)
+		if len(args) == 0 {
+			return fmt.Errorf("%w: name a ledger command", errUsage)
+		}
+		return nil
+	}
+	sub, args := args[0], args[1:]
+	fs := newFlags(e, "ledger "+sub, "[flags]")
+	repo := repoFlag(e, fs)
+	from := fs.Uint64("from", 1, "first block height (blocks)")
+	price := fs.String("price", "", "price per GiB in ore (register; default: the network's)")
+	wait := fs.Bool("wait", true, "wait until a block takes the transaction")
+	asJSON := fs.Bool("json", false, "print JSON")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	c, err := newClient(*repo)
+	if err != nil {
+		return err
+	}
+	out := func(v any, text func()) error {
+		if *asJSON {
+			return json.NewEncoder(e.stdout).Encode(v)
+		}
+		text()
+		return nil
+	}
+	switch sub {
+	case "balance":
+		if len(pos) > 1 {
+			return fmt.Errorf("%w: balance takes at most one PEER", errUsage)
+		}
+		q := url.Values{}
+		if len(pos) == 1 {
+			q.Set("account", pos[0])
+		}
+		var st ledgerStateInfo
+		if err := c.getJSON(ctx, apiLedgerState+"?"+q.Encode(), &st); err != nil {
+			return err
+		}
+		return out(st, func() {
+			fmt.Fprintf(e.stdout, "account  %s\nbalance  %s\nescrow   %s\nnonce    %d\nledger   %s at height %d, epoch %d\n",
+				st.Account, formatOre(st.Balance), formatOre(st.Escrow), st.Nonce, st.Network, st.Height, st.Epoch)
+		})
+	case "blocks":
+		var bs []blockInfo
+		if err := c.getJSON(ctx, apiLedgerBlocks+"?from="+strconv.FormatUint(*from, 10), &bs); err != nil {
+			return err
+		}
+		return out(bs, func() {
+			if len(bs) == 0 {
+				fmt.Fprintln(e.stdout, "no blocks yet")
+			}
+			for _, b := range bs {
+				final := "final"
+				if !b.Final {
+					final = "signing"
+				}
+				fmt.Fprintf(e.stdout, "%6d  epoch %-8d %s…  %4d txs (%d receipts)  %d sigs %s  %s\n",
+					b.Height, b.Epoch, b.Hash[:16], b.Txs, b.Receipts, b.Sigs, final, b.Time)
+			}
+		})
+	case "verify":
+		var v verifyInfo
+		if err := c.getJSON(ctx, apiLedgerVerify, &v); err != nil {
+			return err
+		}
+		return out(v, func() {
+			fmt.Fprintf(e.stdout, "verified %d final blocks from genesis: every hash, signature and receipt\nheight %d, supply %s\nstate hash %s\n",
+				v.Blocks, v.Height, formatOre(v.Supply), v.StateHash)
+		})
+	case "deposit", "register", "transfer":
+		q := url.Values{"kind": {sub}}
+		switch sub {
+		case "deposit":
+			if err := wantArgs(pos, 1, "AMOUNT (in ore)"); err != nil {
+				return err
+			}
+			a, err := parseOre(pos[0])
+			if err != nil {
+				return err
+			}
+			q.Set("amount", strconv.FormatUint(a, 10))
+		case "register":
+			if err := wantArgs(pos, 1, "ROOT"); err != nil {
+				return err
+			}
+			if _, err := node.ParseCID(pos[0]); err != nil {
+				return err
+			}
+			q.Set("root", pos[0])
+			if *price != "" {
+				p, err := parseOre(*price)
+				if err != nil {
+					return err
+				}
+				q.Set("price", strconv.FormatUint(p, 10))
+			}
+		case "transfer":
+			if err := wantArgs(pos, 2, "PEER AMOUNT"); err != nil {
+				return err
+			}
+			a, err := parseOre(pos[1])
+			if err != nil {
+				return err
+			}
+			q.Set("to", pos[0])
+			q.Set("amount", strconv.FormatUint(a, 10))
+		}
+		if *wait {
+			q.Set("wait", "1")
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+apiLedgerTx+"?"+q.Encode(), nil)
+		if err != nil {
+			return err
+		}
+		resp, err := c.do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var info txInfo
+		if err := json.NewDecoder(resp.Body).Decode(&info); err != nil {
+			return err
+		}
+		return out(info, func() {
+			if info.Height > 0 {
+				fmt.Fprintf(e.stdout, "%s (nonce %d) is in block %d\n", info.Kind, info.Nonce, info.Height)
+			} else {
+				fmt.Fprintf(e.stdout, "%s (nonce %d) submitted: %s\n", info.Kind, info.Nonce, info.ID)
+			}
+		})
+	}
+	fmt.Fprintln(e.stderr, usageText)
+	return fmt.Errorf("%w: unknown ledger command %q", errUsage, sub)
+}
+
+// parseOre reads an amount of ore ("12", "0.5", "0.000000001") into base
+// units (1 ore = 10^9).
+func parseOre(s string) (uint64, error) {
+	bad := fmt.Errorf("%w: %q is not an amount of ore (like 12 or 0.5)", errUsage, s)
+	whole, frac, _ := strings.Cut(strings.TrimSpace(s), ".")
+	if whole == "" && frac == "" || len(frac) > 9 {
+		return 0, bad
+	}
+	w := uint64(0)
+	if whole != "" {
+		v, err := strconv.ParseUint(whole, 10, 64)
+		if err != nil || v > (1<<64-1)/oreUnit {
+			return 0, bad
+		}
+		w = v
+	}
+	f := uint64(0)
+	if frac != "" {
+		v, err := strconv.ParseUint(frac+strings.Repeat("0", 9-len(frac)), 10, 64)
+		if err != nil {
+			return 0, bad
+		}
+		f = v
+	}
+	total := w*oreUnit + f
+	if total == 0 {
+		return 0, errors.Join(bad, errors.New("the amount must be positive"))
+	}
+	return total, nil
+}

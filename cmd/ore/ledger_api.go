@@ -1,0 +1,216 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/orecdn/ore/ledger"
+	"github.com/orecdn/ore/node"
+)
+
+const (
+	apiLedgerState  = "/api/v0/ledger/state"
+	apiLedgerBlocks = "/api/v0/ledger/blocks"
+	apiLedgerVerify = "/api/v0/ledger/verify"
+	apiLedgerTx     = "/api/v0/ledger/tx"
+)
+
+func (s *apiServer) ledgerRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET "+apiLedgerState, s.ledgerState)
+	mux.HandleFunc("GET "+apiLedgerBlocks, s.ledgerBlocks)
+	mux.HandleFunc("GET "+apiLedgerVerify, s.ledgerVerify)
+	mux.HandleFunc("POST "+apiLedgerTx, s.ledgerTx)
+}
+
+type ledgerStateInfo struct {
+	Network   string `json:"network"`
+	Height    uint64 `json:"height"`
+	Epoch     uint64 `json:"epoch"`
+	StateHash string `json:"state_hash"`
+	Account   string `json:"account"`
+	Balance   uint64 `json:"balance"`
+	Escrow    uint64 `json:"escrow"`
+	Nonce     uint64 `json:"nonce"`
+	Supply    uint64 `json:"supply"`
+}
+
+func (s *apiServer) ledgerState(w http.ResponseWriter, r *http.Request) {
+	st, _, err := s.n.LedgerView(r.Context())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	account := s.n.ID()
+	if a := r.URL.Query().Get("account"); a != "" {
+		if account, err = peer.Decode(a); err != nil {
+			http.Error(w, fmt.Sprintf("%q is not a peer ID: %v", a, err), http.StatusBadRequest)
+			return
+		}
+	}
+	h := st.Hash()
+	writeJSON(w, ledgerStateInfo{Network: s.n.Genesis().Network, Height: st.Height(), Epoch: st.Epoch(),
+		StateHash: hex.EncodeToString(h[:]), Account: account.String(), Balance: st.Balance(account),
+		Escrow: st.Escrow(account), Nonce: st.Nonce(account), Supply: st.Supply()})
+}
+
+type blockInfo struct {
+	Height   uint64 `json:"height"`
+	Epoch    uint64 `json:"epoch"`
+	Hash     string `json:"hash"`
+	Prev     string `json:"prev"`
+	Proposer string `json:"proposer"`
+	Time     string `json:"time"`
+	Txs      int    `json:"txs"`
+	Receipts int    `json:"receipts"`
+	Sigs     int    `json:"signatures"`
+	Final    bool   `json:"final"`
+}
+
+func (s *apiServer) ledgerBlocks(w http.ResponseWriter, r *http.Request) {
+	from := uint64(1)
+	if f := r.URL.Query().Get("from"); f != "" {
+		v, err := strconv.ParseUint(f, 10, 64)
+		if err != nil {
+			http.Error(w, "bad from height "+f, http.StatusBadRequest)
+			return
+		}
+		from = v
+	}
+	_, blocks, err := s.n.LedgerView(r.Context())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	g := s.n.Genesis()
+	out := []blockInfo{}
+	for _, b := range blocks {
+		if b.Header.Height < from {
+			continue
+		}
+		h := b.Hash()
+		bi := blockInfo{Height: b.Header.Height, Epoch: b.Header.Epoch, Hash: hex.EncodeToString(h[:]),
+			Prev: hex.EncodeToString(b.Header.Prev[:]), Proposer: b.Header.Proposer.String(),
+			Time: time.Unix(0, b.Header.Time).UTC().Format(time.RFC3339Nano), Txs: len(b.Txs),
+			Sigs: b.VerifySignatures(g), Final: b.Final(g)}
+		for _, tx := range b.Txs {
+			if tx.Kind == ledger.KindReceipt {
+				bi.Receipts++
+			}
+		}
+		out = append(out, bi)
+	}
+	writeJSON(w, out)
+}
+
+type verifyInfo struct {
+	Blocks    int    `json:"blocks"`
+	Height    uint64 `json:"height"`
+	StateHash string `json:"state_hash"`
+	Supply    uint64 `json:"supply"`
+}
+
+// ledgerVerify replays the final chain from genesis.
+func (s *apiServer) ledgerVerify(w http.ResponseWriter, r *http.Request) {
+	_, blocks, err := s.n.LedgerView(r.Context())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	g := s.n.Genesis()
+	for len(blocks) > 0 && !blocks[len(blocks)-1].Final(g) {
+		blocks = blocks[:len(blocks)-1] // still gathering signatures
+	}
+	st, err := ledger.Verify(g, blocks)
+	if err != nil {
+		http.Error(w, "the chain does not verify: "+err.Error(), http.StatusConflict)
+		return
+	}
+	h := st.Hash()
+	writeJSON(w, verifyInfo{Blocks: len(blocks), Height: st.Height(), StateHash: hex.EncodeToString(h[:]), Supply: st.Supply()})
+}
+
+type txInfo struct {
+	ID     string `json:"id"`
+	Kind   string `json:"kind"`
+	Nonce  uint64 `json:"nonce"`
+	Height uint64 `json:"height,omitempty"` // the block that took it, with wait
+}
+
+// ledgerTx signs an account transaction as this box and submits it:
+// kind=deposit&amount=N, kind=register&root=CID[&price=P],
+// kind=transfer&to=ID&amount=N (amounts in base units); wait=1 waits until
+// a block takes it.
+func (s *apiServer) ledgerTx(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	amount := func() (uint64, error) { return strconv.ParseUint(q.Get("amount"), 10, 64) }
+	var tx ledger.Tx
+	switch q.Get("kind") {
+	case "deposit":
+		a, err := amount()
+		if err != nil || a == 0 {
+			http.Error(w, "deposit needs a positive amount", http.StatusBadRequest)
+			return
+		}
+		tx = ledger.NewDeposit("", 0, a)
+	case "register":
+		root, err := node.ParseCID(q.Get("root"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		var price uint64
+		if p := q.Get("price"); p != "" {
+			if price, err = strconv.ParseUint(p, 10, 64); err != nil {
+				http.Error(w, "bad price "+p, http.StatusBadRequest)
+				return
+			}
+		}
+		tx = ledger.NewRegister("", 0, root, price)
+	case "transfer":
+		to, err := peer.Decode(q.Get("to"))
+		if err != nil {
+			http.Error(w, "transfer needs a peer ID to pay", http.StatusBadRequest)
+			return
+		}
+		a, err := amount()
+		if err != nil || a == 0 {
+			http.Error(w, "transfer needs a positive amount", http.StatusBadRequest)
+			return
+		}
+		tx = ledger.NewTransfer("", to, 0, a)
+	default:
+		http.Error(w, "kind must be deposit, register or transfer", http.StatusBadRequest)
+		return
+	}
+	tx, err := s.n.SignAndSubmit(r.Context(), tx)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	id := tx.ID()
+	info := txInfo{ID: hex.EncodeToString(id[:]), Kind: tx.Kind.String(), Nonce: tx.Nonce}
+	if q.Get("wait") != "" {
+		ctx, cancel := context.WithTimeout(r.Context(), 12*s.n.Genesis().EpochLength)
+		defer cancel()
+		for {
+			st, _, err := s.n.LedgerView(ctx)
+			if err == nil && st.Nonce(s.n.ID()) >= tx.Nonce {
+				info.Height = st.Height()
+				break
+			}
+			select {
+			case <-ctx.Done():
+				http.Error(w, fmt.Sprintf("submitted (nonce %d) but in no block after %s: it may have been refused; check `ore ledger balance`", tx.Nonce, 12*s.n.Genesis().EpochLength), http.StatusGatewayTimeout)
+				return
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+	}
+	writeJSON(w, info)
+}
