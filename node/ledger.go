@@ -16,7 +16,10 @@ import (
 // startGossip starts gossipsub and the receipts intake: every box validates
 // and forwards receipts; a server publishes each receipt it countersigns.
 func (n *Node) startGossip() error {
-	ps, err := pubsub.NewGossipSub(n.ctx, n.host, pubsub.WithMessageIdFn(intake.MessageID))
+	// Receipts arrive by the thousand per second on coordinators: the
+	// default queues (32 messages per peer) would drop them.
+	ps, err := pubsub.NewGossipSub(n.ctx, n.host, pubsub.WithMessageIdFn(intake.MessageID),
+		pubsub.WithPeerOutboundQueueSize(4096), pubsub.WithValidateQueueSize(8192))
 	if err != nil {
 		return fmt.Errorf("node: gossipsub: %w", err)
 	}
@@ -58,6 +61,13 @@ func (n *Node) publishReceipt(r *pod.Receipt) {
 			n.log.Debug("gossip receipt", "err", err)
 		}
 	})
+}
+
+// GossipReceipt publishes a countersigned receipt on /ore/receipts/1 (servers
+// do it for every receipt they countersign; benchmarks feed the ledger
+// with it).
+func (n *Node) GossipReceipt(ctx context.Context, r *pod.Receipt) error {
+	return n.intake.Publish(ctx, r)
 }
 
 // Committee is the box's coordinator (nil unless its role is coordinator).

@@ -44,3 +44,19 @@ func BenchmarkGateway(b *testing.B) {
 		b.ReportMetric(figs[1].ThroughputRat, "thru-256MiB-ore/file")
 	}
 }
+
+// BenchmarkLedger is `ore bench ledger`.
+//
+//	go test -run XXX -bench Ledger -benchtime 1x ./testnet/
+func BenchmarkLedger(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		f, err := testnet.BenchLedger(ctx, 5000, 2*time.Second, testnet.WithDir(b.TempDir()))
+		cancel()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(f.ReceiptsPerSec, "receipts/s")
+		b.ReportMetric(f.P99Epochs, "p99-epochs")
+	}
+}

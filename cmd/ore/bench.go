@@ -13,7 +13,7 @@ import (
 
 func cmdBench(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprintln(e.stderr, "usage: ore bench transfer|memory|gateway [flags] [--json]\n\n  transfer  one box fetches a file from another over loopback, against a raw libp2p stream\n  memory    RSS of a box (its own process): idle, serving and fetching a file\n  gateway   TTFB and throughput of cached objects through the gateway, next to http.FileServer")
+		fmt.Fprintln(e.stderr, "usage: ore bench transfer|memory|gateway|ledger [flags] [--json]\n\n  transfer  one box fetches a file from another over loopback, against a raw libp2p stream\n  memory    RSS of a box (its own process): idle, serving and fetching a file\n  gateway   TTFB and throughput of cached objects through the gateway, next to http.FileServer\n  ledger    receipts/s finalized by a 3-coordinator committee, and their latency")
 		if len(args) == 0 {
 			return fmt.Errorf("%w: name a benchmark", errUsage)
 		}
@@ -26,8 +26,10 @@ func cmdBench(ctx context.Context, e *env, args []string) error {
 		return benchMemory(ctx, e, args[1:])
 	case "gateway":
 		return benchGateway(ctx, e, args[1:])
+	case "ledger":
+		return benchLedger(ctx, e, args[1:])
 	}
-	return fmt.Errorf("%w: unknown benchmark %q (there are: transfer, memory, gateway)", errUsage, args[0])
+	return fmt.Errorf("%w: unknown benchmark %q (there are: transfer, memory, gateway, ledger)", errUsage, args[0])
 }
 
 func benchTransfer(ctx context.Context, e *env, args []string) error {

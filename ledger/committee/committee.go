@@ -136,7 +136,7 @@ func New(ctx context.Context, cfg Config) (*Committee, error) {
 	rctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
 	for _, t := range []*pubsub.Topic{c.blocks, c.txs} {
-		sub, err := t.Subscribe()
+		sub, err := t.Subscribe(pubsub.WithBufferSize(4096))
 		if err != nil {
 			return nil, fmt.Errorf("committee: subscribe: %w", err)
 		}

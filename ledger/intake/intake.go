@@ -98,7 +98,9 @@ func New(ps *pubsub.PubSub, params pod.Params, opts ...Option) (*Intake, error) 
 	in.wg.Add(1)
 	go func() { defer in.wg.Done(); in.batch.run(ctx) }()
 	if in.pool != nil {
-		if in.sub, err = t.Subscribe(); err != nil {
+		// A slow reader loses messages in pubsub: the pool keeps up with
+		// bursts through a deep buffer.
+		if in.sub, err = t.Subscribe(pubsub.WithBufferSize(1 << 16)); err != nil {
 			in.Close()
 			return nil, fmt.Errorf("intake: subscribe: %w", err)
 		}
