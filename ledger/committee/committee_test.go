@@ -229,8 +229,15 @@ func TestCommitteePaysReceiptsAndSurvivesLeaderDeath(t *testing.T) {
 			_ = first.h.Connect(context.Background(), peer.AddrInfo{ID: m.h.ID(), Addrs: m.h.Addrs()})
 		}
 	}
+	// Every member at the same height, the same state hash: one history.
 	waitFor(t, 15*time.Second, "the restarted member catching up", func() bool {
-		return first.c.State().Height() == next.c.State().Height()
+		h := next.c.State().Height()
+		for _, m := range cl.members {
+			if s := m.c.State(); s.Height() != h || s.Hash() != next.c.State().Hash() {
+				return false
+			}
+		}
+		return true
 	})
 	var hashes [][32]byte
 	for _, m := range cl.members {

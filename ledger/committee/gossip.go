@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/orecdn/ore/ledger"
+	"github.com/orecdn/ore/pod"
 )
 
 // Gossip topics of the ledger.
@@ -90,6 +91,15 @@ func (m *sigMsg) verify(g *ledger.Genesis) error {
 // signatures that arrived early, gossip ours.
 func (c *Committee) signApplied(b *ledger.Block) {
 	c.metrics.blocks.Inc()
+	// Every member drops what the block took from its pool, so a new
+	// leader does not propose it again.
+	var included []*pod.Receipt
+	for i := range b.Txs {
+		if b.Txs[i].Kind == ledger.KindReceipt {
+			included = append(included, b.Txs[i].Receipt)
+		}
+	}
+	c.cfg.Pool.Done(included)
 	hash := b.Hash()
 	own := &ledger.Block{Header: b.Header} // the signature covers the header hash only
 	if err := own.Sign(c.cfg.Key); err != nil {
