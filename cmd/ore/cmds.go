@@ -326,14 +326,7 @@ func cmdGet(ctx context.Context, e *env, args []string) error {
 func cmdPeers(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "peers", "[flags]")
 	repo := repoFlag(e, fs)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := wantArgs(pos, 0, "no arguments"); err != nil {
-		return err
-	}
-	c, err := newClient(*repo)
+	_, c, err := daemonArgs(fs, repo, args, 0, "no arguments")
 	if err != nil {
 		return err
 	}
@@ -357,14 +350,7 @@ func cmdPeers(ctx context.Context, e *env, args []string) error {
 func cmdStatus(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "status", "[flags]")
 	repo := repoFlag(e, fs)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := wantArgs(pos, 0, "no arguments"); err != nil {
-		return err
-	}
-	c, err := newClient(*repo)
+	_, c, err := daemonArgs(fs, repo, args, 0, "no arguments")
 	if err != nil {
 		return err
 	}

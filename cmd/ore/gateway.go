@@ -84,18 +84,11 @@ func dagImport(ctx context.Context, e *env, args []string) error {
 func dagExport(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "dag export", "[flags] CID > FILE.car")
 	repo := repoFlag(e, fs)
-	pos, err := parse(fs, args)
+	pos, c, err := daemonArgs(fs, repo, args, 1, "one CID")
 	if err != nil {
-		return err
-	}
-	if err := wantArgs(pos, 1, "one CID"); err != nil {
 		return err
 	}
 	root, err := node.ParseCID(pos[0])
-	if err != nil {
-		return err
-	}
-	c, err := newClient(*repo)
 	if err != nil {
 		return err
 	}

@@ -147,6 +147,24 @@ func repoFlag(e *env, fs *flag.FlagSet) *string {
 	return fs.String("repo", def, "repo directory (env ORE_PATH)")
 }
 
+// daemonArgs finishes the parsing of a command that talks to the running
+// daemon: flags anywhere on the line, exactly n positional arguments, and
+// a client for the daemon of --repo.
+func daemonArgs(fs *flag.FlagSet, repo *string, args []string, n int, what string) ([]string, *client, error) {
+	pos, err := parse(fs, args)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := wantArgs(pos, n, what); err != nil {
+		return nil, nil, err
+	}
+	c, err := newClient(*repo)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pos, c, nil
+}
+
 func wantArgs(pos []string, n int, what string) error {
 	if len(pos) != n {
 		return fmt.Errorf("%w: expected %s, got %q", errUsage, what, strings.Join(pos, " "))
