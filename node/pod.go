@@ -467,7 +467,18 @@ func (s *podService) finalize(root cid.Cid) {
 
 // kept returns the countersigned receipts this box holds as client for root.
 func (s *podService) kept(root cid.Cid) []*pod.Receipt {
-	rs, err := s.n.receipts(context.Background(), podReceivedPrefix, 0)
+	// Only the epochs this root was delivered in: the store holds every
+	// receipt the box ever kept, keyed by epoch first.
+	rk := string(root.Bytes())
+	since := s.epoch()
+	s.mu.Lock()
+	for k := range s.deliveries {
+		if k.Root == rk && k.Epoch < since {
+			since = k.Epoch
+		}
+	}
+	s.mu.Unlock()
+	rs, err := s.n.receipts(context.Background(), podReceivedPrefix, since)
 	if err != nil {
 		s.log.Warn("read receipts", "err", err)
 		return nil

@@ -290,10 +290,15 @@ func (c *Committee) leaderLoop(ctx context.Context) {
 			return
 		case <-time.After(next.Sub(now)):
 		}
+		closed := params.EpochAt(c.cfg.Clock()) - 1
+		// No block may take receipts older than MaxSkew epochs: every
+		// member forgets them, whether or not it leads.
+		if closed > params.MaxSkew {
+			c.cfg.Pool.Forget(closed - params.MaxSkew)
+		}
 		if c.raft.State() != raft.Leader {
 			continue
 		}
-		closed := params.EpochAt(c.cfg.Clock()) - 1
 		if err := c.propose(closed); err != nil && ctx.Err() == nil {
 			c.log.Warn("closing epoch failed", "epoch", closed, "err", err)
 		}
