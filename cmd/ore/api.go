@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -258,6 +259,19 @@ type statusInfo struct {
 	ServedBytes      uint64 `json:"served_receipt_bytes"`
 	ReceivedReceipts int    `json:"received_receipts"`
 	ReceivedBytes    uint64 `json:"received_receipt_bytes"`
+	// Ledger is the box's view of the ledger, when it joined one.
+	Ledger *statusLedger `json:"ledger,omitempty"`
+}
+
+// statusLedger is the ledger part of a box's status.
+type statusLedger struct {
+	Height    uint64 `json:"height"`
+	StateHash string `json:"state_hash"`
+	Balance   uint64 `json:"balance"`
+	Escrow    uint64 `json:"escrow"`
+	Leader    string `json:"leader,omitempty"` // the Raft leader, as a coordinator knows it
+	IsLeader  bool   `json:"is_leader,omitempty"`
+	Error     string `json:"error,omitempty"` // why the ledger could not be read
 }
 
 func (s *apiServer) status(w http.ResponseWriter, r *http.Request) {
@@ -308,7 +322,31 @@ func (s *apiServer) status(w http.ResponseWriter, r *http.Request) {
 	if bs, err := s.n.Exchange().Stats(); err == nil {
 		st.BytesSent, st.BytesRecvd, st.BlocksSent, st.BlocksRecvd = bs.DataSent, bs.DataReceived, bs.BlocksSent, bs.BlocksReceived
 	}
+	if s.n.Genesis() != nil {
+		st.Ledger = s.ledgerStatus(r.Context())
+	}
 	writeJSON(w, st)
+}
+
+func (s *apiServer) ledgerStatus(ctx context.Context) *statusLedger {
+	out := &statusLedger{}
+	if c := s.n.Committee(); c != nil {
+		if id := c.LeaderID(); id != "" {
+			out.Leader = id.String()
+		}
+		out.IsLeader = c.Leader()
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	ls, _, err := s.n.LedgerView(ctx)
+	if err != nil {
+		out.Error = err.Error()
+		return out
+	}
+	h := ls.Hash()
+	out.Height, out.StateHash = ls.Height(), hex.EncodeToString(h[:])
+	out.Balance, out.Escrow = ls.Balance(s.n.ID()), ls.Escrow(s.n.ID())
+	return out
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -350,6 +351,7 @@ func cmdPeers(ctx context.Context, e *env, args []string) error {
 func cmdStatus(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "status", "[flags]")
 	repo := repoFlag(e, fs)
+	asJSON := fs.Bool("json", false, "print JSON")
 	_, c, err := daemonArgs(fs, repo, args, 0, "no arguments")
 	if err != nil {
 		return err
@@ -359,6 +361,9 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	w := e.stdout
+	if *asJSON {
+		return json.NewEncoder(w).Encode(st)
+	}
 	fmt.Fprintf(w, "peer      %s (%s)\n", st.Peer, st.Role)
 	for _, a := range st.Addrs {
 		fmt.Fprintf(w, "address   %s\n", a)
@@ -369,6 +374,19 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 		humanize.IBytes(st.BytesSent), st.BlocksSent, humanize.IBytes(st.BytesRecvd), st.BlocksRecvd)
 	fmt.Fprintf(w, "receipts  network %s, epoch %d; last hour: %d countersigned as server (%s), %d held as client (%s)\n",
 		st.Network, st.Epoch, st.ServedReceipts, humanize.IBytes(st.ServedBytes), st.ReceivedReceipts, humanize.IBytes(st.ReceivedBytes))
+	if l := st.Ledger; l != nil {
+		switch {
+		case l.Error != "":
+			fmt.Fprintf(w, "ledger    unavailable: %s\n", l.Error)
+		default:
+			fmt.Fprintf(w, "ledger    height %d, balance %s, escrow %s, state %s…\n", l.Height, formatOre(l.Balance), formatOre(l.Escrow), l.StateHash[:16])
+		}
+		if l.IsLeader {
+			fmt.Fprintln(w, "          this coordinator leads the committee")
+		} else if l.Leader != "" {
+			fmt.Fprintf(w, "          committee leader %s\n", l.Leader)
+		}
+	}
 	fmt.Fprintf(w, "pinned    %d roots\n", len(st.Pins))
 	for _, p := range st.Pins {
 		fmt.Fprintf(w, "          %s\n", p)

@@ -7,6 +7,7 @@
 //	ore get CID [-o OUT]      fetch content and write it out
 //	ore peers | ore status    look at a running box
 //	ore bench transfer        measure ore against a raw libp2p stream
+//	ore testnet up|status|down   a multi-node network in docker containers
 package main
 
 import (
@@ -49,6 +50,7 @@ func commands() map[string]command {
 		"gateway": {"run the box with its HTTP gateway (GET /ipfs/{cid}[/path])", cmdGateway},
 		"dag":     {"import a CAR file, or export content as one", cmdDag},
 		"ledger":  {"balances, blocks and verification of the ledger; deposit, register, transfer", cmdLedger},
+		"testnet": {"a multi-node network in docker containers: up, status, down, kill, partition, heal", cmdTestnet},
 	}
 }
 

@@ -142,10 +142,11 @@ func New(ctx context.Context, cfg Config) (*Committee, error) {
 		}
 		c.subs = append(c.subs, sub)
 	}
-	c.wg.Add(3)
+	c.wg.Add(4)
 	go c.readSigs(rctx, c.subs[0])
 	go c.readTxs(rctx, c.subs[1])
 	go c.leaderLoop(rctx)
+	go c.repairLoop(rctx)
 	ok = true
 	c.log.Info("coordinator started", "height", state.Height())
 	return c, nil
