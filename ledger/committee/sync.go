@@ -25,6 +25,7 @@ const ChainProtocol = protocol.ID("/ore/chain/1.0.0")
 const (
 	syncBatch   = 1000 // blocks per answer; ask again from the next height
 	syncTimeout = 30 * time.Second
+	syncGrace   = 300 * time.Millisecond // how long SyncChain waits for a longer chain after the first
 )
 
 // serveChain answers chain sync requests with final blocks.
@@ -54,11 +55,22 @@ func (c *Committee) serveChain(s network.Stream) {
 	_ = w.Flush()
 }
 
-// SyncChain fetches the final blocks from the committee members (trying
-// each in turn) and verifies them from genesis, as any peer can. It returns
-// the state after the last final block and the blocks.
+// SyncChain fetches the final blocks from the committee members, all at
+// once, and verifies them from genesis, as any peer can. It returns the
+// state after the last final block and the blocks: the longest chain that
+// verifies among the members that answer within syncGrace of the first
+// good answer, so one member that is down (its dial timing out) or behind
+// costs nothing.
 func SyncChain(ctx context.Context, h host.Host, g *ledger.Genesis) (*ledger.State, []*ledger.Block, error) {
-	var errs []error
+	type result struct {
+		st     *ledger.State
+		blocks []*ledger.Block
+		err    error
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make(chan result, len(g.Committee))
+	asked := 0
 	for _, m := range g.Committee {
 		if m.ID == h.ID() {
 			continue
@@ -66,17 +78,48 @@ func SyncChain(ctx context.Context, h host.Host, g *ledger.Genesis) (*ledger.Sta
 		if ai, err := m.AddrInfo(); err == nil {
 			h.Peerstore().AddAddrs(ai.ID, ai.Addrs, time.Hour)
 		}
-		blocks, err := fetchChain(ctx, h, m.ID, g)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", m.ID, err))
+		asked++
+		go func() {
+			blocks, err := fetchChain(ctx, h, m.ID, g)
+			if err != nil {
+				results <- result{err: fmt.Errorf("%s: %w", m.ID, err)}
+				return
+			}
+			s, err := ledger.Verify(g, blocks)
+			if err != nil {
+				results <- result{err: fmt.Errorf("%s served a chain that does not verify: %w", m.ID, err)}
+				return
+			}
+			results <- result{st: s, blocks: blocks}
+		}()
+	}
+	var best *result
+	var errs []error
+	var grace <-chan time.Time
+	for i := 0; i < asked; i++ {
+		select {
+		case r := <-results:
+			if r.err != nil {
+				errs = append(errs, r.err)
+				continue
+			}
+			if best == nil {
+				grace = time.After(syncGrace)
+			}
+			if best == nil || len(r.blocks) > len(best.blocks) {
+				best = &r
+			}
 			continue
+		case <-grace:
+		case <-ctx.Done():
 		}
-		s, err := ledger.Verify(g, blocks)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s served a chain that does not verify: %w", m.ID, err))
-			continue
-		}
-		return s, blocks, nil
+		break
+	}
+	if best != nil {
+		return best.st, best.blocks, nil
+	}
+	if len(errs) == 0 && ctx.Err() != nil {
+		errs = append(errs, ctx.Err())
 	}
 	return nil, nil, fmt.Errorf("committee: no coordinator served a valid chain (are they running?): %w", errors.Join(errs...))
 }
