@@ -220,46 +220,68 @@ func (c *Committee) serveSubmit(s network.Stream) {
 // SubmitTx hands a signed account transaction to a coordinator (trying each
 // member in turn) and returns once one accepted it.
 func SubmitTx(ctx context.Context, h host.Host, g *ledger.Genesis, tx ledger.Tx) error {
+	// Every member at once: the first that takes it gossips it to the
+	// others (a member keeps a transaction once, by ID), and a member that
+	// is down or unreachable costs no dial timeout.
 	data := tx.Marshal()
-	var errs []error
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, len(g.Committee))
 	for _, m := range g.Committee {
 		if ai, err := m.AddrInfo(); err == nil {
 			h.Peerstore().AddAddrs(ai.ID, ai.Addrs, time.Hour)
 		}
-		err := func() error {
-			ctx, cancel := context.WithTimeout(ctx, syncTimeout)
-			defer cancel()
-			s, err := h.NewStream(ctx, m.ID, SubmitProtocol)
-			if err != nil {
-				return err
+		go func() {
+			err := submitTo(ctx, h, m.ID, data)
+			if err != nil && !errors.Is(err, ErrRefused) {
+				err = fmt.Errorf("%s: %w", m.ID, err)
 			}
-			defer s.Close()
-			_ = s.SetDeadline(time.Now().Add(syncTimeout))
-			if _, err := s.Write(append(binary.AppendUvarint(nil, uint64(len(data))), data...)); err != nil {
-				return err
-			}
-			_ = s.CloseWrite()
-			r := bufio.NewReader(s)
-			n, err := binary.ReadUvarint(r)
-			if err != nil || n > 1024 {
-				return fmt.Errorf("bad answer: %v", err)
-			}
-			if n == 0 {
-				return nil
-			}
-			msg := make([]byte, n)
-			_, _ = io.ReadFull(r, msg)
-			return fmt.Errorf("%w: %s", ErrRefused, msg)
+			errc <- err
 		}()
+	}
+	var errs []error
+	var refused error
+	for range g.Committee {
+		err := <-errc
 		if err == nil {
 			return nil
 		}
-		if errors.Is(err, ErrRefused) {
-			return err
+		if errors.Is(err, ErrRefused) && refused == nil {
+			refused = err
 		}
-		errs = append(errs, fmt.Errorf("%s: %w", m.ID, err))
+		errs = append(errs, err)
+	}
+	if refused != nil {
+		return refused
 	}
 	return fmt.Errorf("committee: no coordinator took the transaction (are they running?): %w", errors.Join(errs...))
+}
+
+// submitTo offers a marshalled transaction to one member.
+func submitTo(ctx context.Context, h host.Host, p peer.ID, data []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, syncTimeout)
+	defer cancel()
+	s, err := h.NewStream(ctx, p, SubmitProtocol)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	_ = s.SetDeadline(time.Now().Add(syncTimeout))
+	if _, err := s.Write(append(binary.AppendUvarint(nil, uint64(len(data))), data...)); err != nil {
+		return err
+	}
+	_ = s.CloseWrite()
+	r := bufio.NewReader(s)
+	n, err := binary.ReadUvarint(r)
+	if err != nil || n > 1024 {
+		return fmt.Errorf("bad answer: %v", err)
+	}
+	if n == 0 {
+		return nil
+	}
+	msg := make([]byte, n)
+	_, _ = io.ReadFull(r, msg)
+	return fmt.Errorf("%w: %s", ErrRefused, msg)
 }
 
 // ErrRefused is a coordinator's refusal of a transaction.
