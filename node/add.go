@@ -59,6 +59,9 @@ func AddNoProvide() AddOption {
 	return func(c *addConfig) error { c.provide = false; return nil }
 }
 
+// addProvideWait bounds how long Add waits for the root's announcement.
+const addProvideWait = 5 * time.Second
+
 // AddResult says what Add stored.
 type AddResult struct {
 	Root       cid.Cid `json:"root"`
@@ -95,13 +98,34 @@ func (n *Node) Add(ctx context.Context, f files.Node, opts ...AddOption) (AddRes
 	n.metrics.addBytes.Add(float64(a.read.Load()))
 	res := AddResult{Root: root, Bytes: a.read.Load()}
 	if cfg.provide {
-		pctx, cancel := context.WithTimeout(ctx, DefaultProvideTimeout)
-		defer cancel()
-		if err := n.router.Provide(pctx, root); err != nil {
-			res.ProvideErr = err.Error()
-			n.log.Warn("announce failed; the reprovider will retry", "root", root, "err", err)
-		} else {
-			res.Provided = true
+		// The announcement runs for the box, not for the caller: Add waits
+		// for it at most addProvideWait (a DHT lookup that meets a dead
+		// peer waits out its dial), then it goes on in the background.
+		done := make(chan error, 1)
+		n.spawn(func(ctx context.Context) {
+			pctx, cancel := context.WithTimeout(ctx, DefaultProvideTimeout)
+			defer cancel()
+			err := n.router.Provide(pctx, root)
+			if err != nil {
+				n.log.Warn("announce failed; the reprovider will retry", "root", root, "err", err)
+			} else {
+				n.log.Debug("announced", "root", root)
+			}
+			done <- err
+		})
+		wait := time.NewTimer(addProvideWait)
+		defer wait.Stop()
+		select {
+		case err := <-done:
+			if err != nil {
+				res.ProvideErr = err.Error()
+			} else {
+				res.Provided = true
+			}
+		case <-wait.C:
+			res.ProvideErr = fmt.Sprintf("still announcing after %s; it goes on in the background", addProvideWait)
+		case <-ctx.Done():
+			res.ProvideErr = "still announcing; it goes on in the background"
 		}
 	}
 	n.log.Info("added", "root", root, "bytes", res.Bytes, "provided", res.Provided)
