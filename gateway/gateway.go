@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/golang-lru/v2"
 	"github.com/ipfs/boxo/blockservice"
 	boxogw "github.com/ipfs/boxo/gateway"
 	"github.com/ipfs/go-cid"
@@ -66,6 +67,7 @@ type Config struct {
 	RatePerClient        rate.Limit    // requests per second per client IP; beyond: 429 (default 100)
 	BurstPerClient       int           // (default 200)
 	HeatHalfLife         time.Duration // (default 10 min)
+	NoLocalFastPath      bool          // serve wholly local files through boxo's handler too
 	Registry             prometheus.Registerer
 	Gatherer             prometheus.Gatherer // served at /metrics
 	Logger               *slog.Logger
@@ -113,8 +115,11 @@ type Gateway struct {
 	limMu    sync.Mutex
 	limiters map[string]*rate.Limiter
 
+	ctypes *lru.Cache[cid.Cid, string] // sniffed types of roots served on the fast path
+
 	responses *prometheus.CounterVec
 	bytes     prometheus.Counter
+	local     prometheus.Counter
 }
 
 // New builds a gateway over backend.
@@ -124,15 +129,22 @@ func New(cfg Config, backend Backend) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: backend: %w", err)
 	}
+	ctypes, err := lru.New[cid.Cid, string](1 << 16)
+	if err != nil {
+		return nil, err
+	}
 	g := &Gateway{
-		cfg: cfg, backend: backend, heat: NewHeat(cfg.HeatHalfLife, 100_000),
+		ctypes: ctypes,
+		cfg:    cfg, backend: backend, heat: NewHeat(cfg.HeatHalfLife, 100_000),
 		slots: make(chan struct{}, cfg.MaxConcurrentFetches), limiters: make(map[string]*rate.Limiter),
 		responses: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ore_gateway_responses_total", Help: "Gateway responses by status code."}, []string{"code"}),
 		bytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ore_gateway_sent_bytes_total", Help: "Body bytes the gateway sent."}),
+		local: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ore_gateway_local_responses_total", Help: "Responses served on the local fast path (a wholly local UnixFS file)."}),
 	}
-	for _, c := range []prometheus.Collector{g.responses, g.bytes} {
+	for _, c := range []prometheus.Collector{g.responses, g.bytes, g.local} {
 		if err := cfg.Registry.Register(c); err != nil {
 			return nil, fmt.Errorf("gateway: register metrics: %w", err)
 		}
@@ -204,6 +216,14 @@ func (g *Gateway) serveContent(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, http.StatusServiceUnavailable, fmt.Sprintf("the gateway is serving %d requests, its limit; retry shortly", g.cfg.MaxConcurrentFetches))
 		return
 	}
+	cw := w.(*countingWriter)
+	start := cw.n
+	if lf, ok := g.backend.(LocalFiles); ok && !g.cfg.NoLocalFastPath && localEligible(r, rest) {
+		if f, err := lf.OpenLocal(r.Context(), root); err == nil && g.serveLocal(w, r, root, f) {
+			g.heat.Record(root, cw.n-start, time.Now())
+			return
+		}
+	}
 	lctx, cancel := context.WithTimeout(r.Context(), g.cfg.NotFoundTimeout)
 	err = g.backend.Locate(lctx, root)
 	cancel()
@@ -231,8 +251,6 @@ func (g *Gateway) serveContent(w http.ResponseWriter, r *http.Request) {
 	if wantsWholeDAG(r, rest) {
 		go g.backend.Prefetch(ctx, root)
 	}
-	cw := w.(*countingWriter)
-	start := cw.n
 	g.inner.ServeHTTP(w, r.WithContext(ctx))
 	g.heat.Record(root, cw.n-start, time.Now())
 }

@@ -57,6 +57,19 @@ func (c *blockCache) Get(ctx context.Context, k cid.Cid) (blocks.Block, error) {
 	return b, nil
 }
 
+// peek returns a cached block's bytes (read-only) without going to the
+// store.
+func (c *blockCache) peek(k cid.Cid) ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[string(k.Hash())]
+	if !ok {
+		return nil, false
+	}
+	c.ll.MoveToFront(e)
+	return e.Value.(*cacheEntry).b.RawData(), true
+}
+
 func (c *blockCache) add(key string, b blocks.Block) {
 	n := int64(len(b.RawData()))
 	if n > c.max/8 {

@@ -22,8 +22,10 @@ const DefaultGatewayListen = "127.0.0.1:8080"
 
 // gatewayBackend is the gateway's view of the box.
 type gatewayBackend struct {
-	n  *Node
-	bs blockservice.BlockService
+	n       *Node
+	bs      blockservice.BlockService
+	cache   *blockCache // hot blocks, in front of the store
+	indexes *indexCache // leaf lists of wholly local files (the fast path)
 }
 
 var _ gateway.Backend = (*gatewayBackend)(nil)
@@ -116,7 +118,9 @@ func (s receiptSession) GetBlocks(ctx context.Context, cs []cid.Cid) (<-chan blo
 
 // startGateway serves the HTTP gateway when the box has the gateway role.
 func (n *Node) startGateway() error {
-	b := &gatewayBackend{n: n, bs: blockservice.New(newBlockCache(n.store, DefaultBlockCache), receiptExchange{n})}
+	cache := newBlockCache(n.store, DefaultBlockCache)
+	b := &gatewayBackend{n: n, bs: blockservice.New(cache, receiptExchange{n}), cache: cache,
+		indexes: newIndexCache(defaultIndexLeaves)}
 	gc := n.cfg.Gateway
 	if gc.NotFoundTimeout == 0 {
 		gc.NotFoundTimeout = n.cfg.StallTimeout

@@ -339,3 +339,135 @@ func TestCARExportImportRoundTrip(t *testing.T) {
 		t.Fatal("corrupt CAR accepted")
 	}
 }
+
+// The local fast path answers exactly as boxo's handler does: every
+// request is asked of the gateway with the fast path, then of the same box
+// restarted without it, and the statuses, headers and bodies compared.
+func TestGatewayLocalFastPathMatchesBoxo(t *testing.T) {
+	nw, _, base := gatewayNet(t, gateway.Config{})
+	ctx := testCtx(t)
+	dir := t.TempDir()
+	big := make([]byte, 3<<20+17) // 13 leaves under one inner node
+	_, _ = rand.Read(big)
+	files := map[string][]byte{
+		"page.html": []byte("<!doctype html><html><body>ore</body></html>"),
+		"notes.txt": []byte("plain notes\n"),
+		"empty":     {},
+		"one":       {'x'},
+		"big.bin":   big,
+	}
+	var roots []string
+	for name, data := range files {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		res, err := nw.Nodes[0].AddPath(ctx, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		roots = append(roots, res.Root.String())
+		// A first request fills the gateway's store (through boxo).
+		if resp, body := httpGet(t, base+"/ipfs/"+res.Root.String()); resp.StatusCode != 200 || !bytes.Equal(body, data) {
+			t.Fatalf("%s: %d, %d bytes", name, resp.StatusCode, len(body))
+		}
+	}
+	type answer struct {
+		status int
+		header http.Header
+		body   []byte
+	}
+	ask := func(base string) map[string]answer {
+		out := map[string]answer{}
+		for _, root := range roots {
+			etag := `"` + root + `"`
+			for _, hdr := range [][]string{
+				nil,
+				{"Range", "bytes=0-0"},
+				{"Range", "bytes=5-"},
+				{"Range", "bytes=-7"},
+				{"Range", "bytes=1000000-1000999"},
+				{"Range", "bytes=99999999-"},
+				{"If-None-Match", etag},
+				{"If-None-Match", "W/" + etag},
+				{"If-None-Match", `"something-else"`},
+				{"Accept", "*/*"},
+				{"Accept", "text/html,application/xhtml+xml,*/*;q=0.8"},
+			} {
+				for _, method := range []string{"GET", "HEAD"} {
+					req, _ := http.NewRequest(method, base+"/ipfs/"+root, nil)
+					if hdr != nil {
+						req.Header.Set(hdr[0], hdr[1])
+					}
+					resp, err := http.DefaultClient.Do(req)
+					if err != nil {
+						t.Fatal(err)
+					}
+					body, err := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if err != nil {
+						t.Fatal(err)
+					}
+					resp.Header.Del("Date")
+					out[fmt.Sprintf("%s %s %v", method, root, hdr)] = answer{resp.StatusCode, resp.Header, body}
+				}
+			}
+		}
+		return out
+	}
+	before := metricValue(t, base, "ore_gateway_local_responses_total")
+	local := ask(base)
+	// All but the If-None-Match with a foreign validator (boxo also knows
+	// directory-listing and DAG-index validators) take the fast path.
+	if want, got := len(local)-2*len(roots), metricValue(t, base, "ore_gateway_local_responses_total")-before; got != want {
+		t.Errorf("the fast path answered %d requests, want %d", got, want)
+	}
+	gw, err := nw.Restart(ctx, 2, node.WithRole(node.RoleGateway), node.WithGatewayListen("127.0.0.1:0"),
+		node.WithGateway(gateway.Config{NoLocalFastPath: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	boxo := ask("http://" + gw.GatewayAddr())
+	for k, want := range boxo {
+		got := local[k]
+		if want.status >= 500 {
+			// boxo fails some suffix ranges of tiny files (bytes=-7 of a
+			// 1-byte file); the fast path answers them as RFC 9110 says.
+			if got.status != 200 && got.status != 206 {
+				t.Errorf("%s: fast path %d, boxo %d", k, got.status, want.status)
+			}
+			continue
+		}
+		if got.status != want.status || !bytes.Equal(got.body, want.body) {
+			t.Errorf("%s: fast path %d with %d bytes, boxo %d with %d bytes", k, got.status, len(got.body), want.status, len(want.body))
+			continue
+		}
+		for h := range want.header {
+			if got.header.Get(h) != want.header.Get(h) {
+				t.Errorf("%s: %s is %q on the fast path, %q from boxo", k, h, got.header.Get(h), want.header.Get(h))
+			}
+		}
+		for h := range got.header {
+			if want.header.Get(h) == "" {
+				t.Errorf("%s: the fast path sends %s: %q, boxo does not", k, h, got.header.Get(h))
+			}
+		}
+	}
+}
+
+// metricValue reads an unlabelled counter from a gateway's /metrics.
+func metricValue(t *testing.T, base, m string) int {
+	t.Helper()
+	_, body := httpGet(t, base+"/metrics")
+	for _, l := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(l, m+" "); ok {
+			var n int
+			if _, err := fmt.Sscan(v, &n); err != nil {
+				t.Fatalf("metric %s: %q", m, l)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no metric %s", m)
+	return 0
+}

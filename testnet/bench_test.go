@@ -35,7 +35,7 @@ func BenchmarkTransfer(b *testing.B) {
 func BenchmarkGateway(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		figs, err := testnet.BenchGateway(ctx, []int64{1 << 20, 256 << 20}, []int{200, 3}, testnet.WithDir(b.TempDir()))
+		figs, err := testnet.BenchGateway(ctx, []int64{1 << 20, 256 << 20}, []int{200, 10}, testnet.WithDir(b.TempDir()))
 		cancel()
 		if err != nil {
 			b.Fatal(err)

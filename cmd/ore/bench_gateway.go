@@ -14,7 +14,7 @@ func benchGateway(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "bench gateway", "[flags]")
 	asJSON := fs.Bool("json", false, "print the figures as one JSON object")
 	small := fs.Int("requests", 200, "requests for the 1 MiB object")
-	big := fs.Int("big-requests", 3, "requests for the 256 MiB object")
+	big := fs.Int("big-requests", 10, "requests for the 256 MiB object")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
