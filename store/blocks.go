@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	badger "github.com/dgraph-io/badger/v4"
 	blocks "github.com/ipfs/go-block-format"
@@ -38,32 +39,50 @@ func (s *Store) put(c cid.Cid, data []byte) error {
 	mu.Lock()
 	defer mu.Unlock()
 
-	n := int64(len(data))
-	reserved := false
-	err := s.db.Update(func(txn *badger.Txn) error {
+	err := s.db.View(func(txn *badger.Txn) error {
 		_, err := txn.Get(sk)
-		if err == nil {
-			return nil // already stored
-		}
-		if !errors.Is(err, badger.ErrKeyNotFound) {
-			return err
-		}
-		if err := s.reserve(n, "block needs"); err != nil {
-			return err
-		}
-		reserved = true
-		if err := txn.Set(sk, encodeSize(n)); err != nil {
-			return err
-		}
-		return txn.Set(makeKey(prefixData, h), data)
+		return err
 	})
+	if err == nil {
+		return nil // already stored
+	}
+	if !errors.Is(err, badger.ErrKeyNotFound) {
+		return wrapIOErr(fmt.Sprintf("put %s", c), err)
+	}
+	n := int64(len(data))
+	if err := s.reserve(n, "block needs"); err != nil {
+		return err
+	}
+	value, meta, err := s.pack(h, data)
+	if err == nil && s.syncWrites {
+		err = s.packs.sync()
+	}
+	if err == nil {
+		err = s.db.Update(func(txn *badger.Txn) error {
+			if err := txn.Set(sk, encodeSize(n)); err != nil {
+				return err
+			}
+			return txn.SetEntry(badger.NewEntry(makeKey(prefixData, h), value).WithMeta(meta))
+		})
+	}
 	if err != nil {
-		if reserved {
-			s.used.Add(-n)
-		}
+		s.used.Add(-n)
 		return wrapIOErr(fmt.Sprintf("put %s", c), err)
 	}
 	return nil
+}
+
+// pack writes a block of packMin bytes or more to a pack file and returns
+// the pointer to store in its place; a smaller block is its own value.
+func (s *Store) pack(h, data []byte) (value []byte, meta byte, err error) {
+	if len(data) < packMin {
+		return data, 0, nil
+	}
+	ptr, err := s.packs.append(h, data)
+	if err != nil {
+		return nil, 0, err
+	}
+	return ptr.encode(), metaPacked, nil
 }
 
 // PutMany stores the blocks in one write batch, skipping those already
@@ -134,13 +153,27 @@ func (s *Store) PutMany(ctx context.Context, bs []blocks.Block) error {
 		return err
 	}
 
+	values := make([][]byte, len(todo))
+	metas := make([]byte, len(todo))
+	for i, e := range todo {
+		if values[i], metas[i], err = s.pack(e.h, e.data); err != nil {
+			break
+		}
+	}
+	if err == nil && s.syncWrites {
+		err = s.packs.sync()
+	}
+	if err != nil {
+		s.used.Add(-total)
+		return wrapIOErr(fmt.Sprintf("put many (%d blocks)", len(todo)), err)
+	}
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
-	for _, e := range todo {
+	for i, e := range todo {
 		if err = wb.Set(makeKey(prefixSize, e.h), encodeSize(int64(len(e.data)))); err != nil {
 			break
 		}
-		if err = wb.Set(makeKey(prefixData, e.h), e.data); err != nil {
+		if err = wb.SetEntry(badger.NewEntry(makeKey(prefixData, e.h), values[i]).WithMeta(metas[i])); err != nil {
 			break
 		}
 	}
@@ -177,11 +210,16 @@ func (s *Store) recount(bs []pendingBlock) {
 }
 
 // Get returns the block for c's multihash, with c as its CID. A missing
-// block yields ipld.ErrNotFound.
+// block yields ipld.ErrNotFound; one damaged on disk an error wrapping
+// ErrCorrupt.
 func (s *Store) Get(ctx context.Context, c cid.Cid) (blocks.Block, error) {
 	var data []byte
-	err := s.View(ctx, c, func(v []byte) error {
-		data = append(make([]byte, 0, len(v)), v...)
+	err := s.view(ctx, c, nil, func(v []byte, owned bool) error {
+		if owned {
+			data = v
+		} else {
+			data = append(make([]byte, 0, len(v)), v...)
+		}
 		return nil
 	})
 	if err != nil {
@@ -190,9 +228,21 @@ func (s *Store) Get(ctx context.Context, c cid.Cid) (blocks.Block, error) {
 	return blocks.NewBlockWithCid(data, c)
 }
 
-// View calls fn with the block bytes without copying them. fn must not keep
-// or modify the slice: it is only valid during the call.
+// View calls fn with the block bytes. fn must not keep or modify the slice:
+// it is only valid during the call.
 func (s *Store) View(ctx context.Context, c cid.Cid, fn func([]byte) error) error {
+	bp := readBufs.Get().(*[]byte)
+	defer readBufs.Put(bp)
+	return s.view(ctx, c, bp, func(v []byte, _ bool) error { return fn(v) })
+}
+
+// readBufs are View's buffers for packed blocks.
+var readBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256<<10+128); return &b }}
+
+// view finds c's block: an inline one is handed to fn inside the badger
+// transaction (owned false); a packed one is read into *buf (nil: a new
+// buffer, then owned is true) after it.
+func (s *Store) view(ctx context.Context, c cid.Cid, buf *[]byte, fn func(v []byte, owned bool) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -203,12 +253,22 @@ func (s *Store) View(ctx context.Context, c cid.Cid, fn func([]byte) error) erro
 		return err
 	}
 	defer s.mu.RUnlock()
+	h := []byte(c.Hash())
+	var ptr pointer
+	packed := false
 	err := s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(makeKey(prefixData, c.Hash()))
+		item, err := txn.Get(makeKey(prefixData, h))
 		if err != nil {
 			return err
 		}
-		return item.Value(fn)
+		if item.UserMeta()&metaPacked == 0 {
+			return item.Value(func(v []byte) error { return fn(v, false) })
+		}
+		packed = true
+		return item.Value(func(v []byte) error {
+			ptr, err = decodePointer(v)
+			return err
+		})
 	})
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return ipld.ErrNotFound{Cid: c}
@@ -216,7 +276,21 @@ func (s *Store) View(ctx context.Context, c cid.Cid, fn func([]byte) error) erro
 	if err != nil {
 		return wrapIOErr(fmt.Sprintf("get %s", c), err)
 	}
-	return nil
+	if !packed {
+		return nil
+	}
+	var into []byte
+	if buf != nil {
+		if int64(cap(*buf)) < ptr.recordSize() {
+			*buf = make([]byte, 0, ptr.recordSize()) // kept for the next View
+		}
+		into = *buf
+	}
+	data, err := s.packs.read(ptr, h, into)
+	if err != nil {
+		return fmt.Errorf("store: get %s: %w", c, err)
+	}
+	return fn(data, buf == nil)
 }
 
 // GetSize returns the size of the block for c's multihash, or -1 and

@@ -24,11 +24,20 @@
 //
 // Keys (all in one badger DB):
 //
-//	b/<multihash>  block bytes; 1 KiB and larger go to the value log, so
-//	               LSM compaction never rewrites block data
+//	b/<multihash>  a block under 1 KiB itself; a larger one is a pointer
+//	               (UserMeta metaPacked) to a record in a pack file
 //	s/<multihash>  uvarint block size, inline in the LSM tree
 //	p/<CID bytes>  pin (empty value)
-//	m/version      key layout version
+//	m/version      key layout version (2; a version-1 store, with every
+//	               block in badger, is read and upgraded in place)
+//
+// Block bytes of 1 KiB and more live in append-only pack files under
+// packs/ (256 MiB each, 64 MiB with the small profile), written with
+// pwrite and read with pread, each record checked by CRC-32C and key on
+// every read. They are never memory-mapped: the resident memory of a box
+// serving or fetching gigabytes stays that of its heap. Each Open starts a
+// new pack; CollectGarbage removes packs with no live block and compacts
+// those less than half live.
 //
 // # Invariants
 //
@@ -49,10 +58,13 @@
 //     write, so concurrent Puts can neither overshoot the quota nor count a
 //     block twice. A Put or PutMany refused for quota writes nothing.
 //   - A Put that returned survives the process being killed (SIGKILL): the
-//     write is in badger's memory-mapped WAL and value log, i.e. in the page
-//     cache. Surviving a power loss needs WithSyncWrites or Sync. Pin syncs.
-//   - Deleting lowers Used at once; the value-log space comes back only when
-//     CollectGarbage rewrites the log.
+//     pack record and badger's WAL are in the page cache. A pack record is
+//     written before its pointer is committed, so a pointer never names
+//     unwritten bytes. Surviving a power loss needs WithSyncWrites or Sync;
+//     Pin syncs the packs, then badger; packs are also fsynced every second.
+//     A record damaged on disk reads as an error wrapping ErrCorrupt.
+//   - Deleting lowers Used at once; the disk space comes back only when
+//     CollectGarbage compacts the packs and rewrites the value log.
 //   - Badger memory-maps its log files as sparse files. Keep the quota well
 //     below the free space on the device: a write into a mapping on a full
 //     disk is fatal to the process, before badger can return an error. Disk

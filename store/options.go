@@ -17,6 +17,7 @@ type config struct {
 	logger      *slog.Logger
 	syncWrites  bool
 	smallMemory bool
+	packSize    int64 // tests: a small pack size makes many packs
 }
 
 // WithQuota caps the bytes of block data the store may hold (sum of block

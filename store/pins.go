@@ -27,11 +27,15 @@ func (s *Store) Pin(ctx context.Context, c cid.Cid) error {
 		return err
 	}
 	defer s.mu.RUnlock()
-	err := s.db.Update(func(txn *badger.Txn) error {
-		return txn.Set(makeKey(prefixPin, c.Bytes()), nil)
-	})
+	// The pinned DAG's pack bytes are on disk before the pin is.
+	err := s.packs.sync()
 	if err == nil {
-		err = s.db.Sync()
+		err = s.db.Update(func(txn *badger.Txn) error {
+			return txn.Set(makeKey(prefixPin, c.Bytes()), nil)
+		})
+	}
+	if err == nil {
+		err = s.syncAll()
 	}
 	if err != nil {
 		return wrapIOErr(fmt.Sprintf("pin %s", c), err)

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
 	"github.com/ipfs/boxo/blockstore"
@@ -36,11 +37,14 @@ var (
 
 // Key layout. Prefixes are two bytes so they never collide with each other.
 var (
-	prefixData    = []byte("b/") // + multihash  -> block bytes (value log)
+	prefixData    = []byte("b/") // + multihash  -> block bytes, or a pointer into a pack (UserMeta metaPacked)
 	prefixSize    = []byte("s/") // + multihash  -> uvarint block size (inline in the LSM)
 	prefixPin     = []byte("p/") // + CID bytes  -> empty
 	keyVersion    = []byte("m/version")
-	layoutVersion = []byte("1")
+	layoutVersion = []byte("2") // 2: blocks of packMin bytes or more in pack files
+	// layoutUpgradable are versions Open upgrades in place: version 1 kept
+	// every block in badger, which version 2 still reads.
+	layoutUpgradable = [][]byte{[]byte("1")}
 )
 
 // numStripes is the number of key-striped write locks. Writes to the same
@@ -52,10 +56,12 @@ const numStripes = 256
 // Store is a badger-backed block store with a quota and a pin set. It is safe
 // for concurrent use. See the package documentation.
 type Store struct {
-	db    *badger.DB
-	dir   string
-	quota int64
-	used  atomic.Int64
+	db         *badger.DB
+	packs      *packs
+	dir        string
+	quota      int64
+	used       atomic.Int64
+	syncWrites bool
 
 	stripes [numStripes]sync.Mutex
 
@@ -64,6 +70,26 @@ type Store struct {
 	closed    bool
 	closing   chan struct{} // closed at the start of Close, stops iterators
 	closeOnce sync.Once
+	bg        sync.WaitGroup
+}
+
+// packSyncEvery is how often written pack data is fsynced in the
+// background, so that badger (which syncs its own files now and then)
+// rarely holds a pointer to pack bytes not yet on disk.
+const packSyncEvery = time.Second
+
+func (s *Store) syncLoop() {
+	defer s.bg.Done()
+	t := time.NewTicker(packSyncEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.closing:
+			return
+		case <-t.C:
+			_ = s.packs.sync()
+		}
+	}
 }
 
 // Open opens (creating if needed) the store in dir. It fails with an error
@@ -88,17 +114,31 @@ func Open(dir string, opts ...Option) (*Store, error) {
 		}
 		return nil, wrapIOErr("open "+dir, err)
 	}
-	s := &Store{db: db, dir: dir, quota: cfg.quota, closing: make(chan struct{})}
+	s := &Store{db: db, dir: dir, quota: cfg.quota, syncWrites: cfg.syncWrites, closing: make(chan struct{})}
 	if err := s.checkLayout(); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	packSize := int64(256 << 20)
+	if cfg.smallMemory {
+		packSize = 64 << 20
+	}
+	if cfg.packSize > 0 {
+		packSize = cfg.packSize
+	}
+	if s.packs, err = openPacks(dir, packSize); err != nil {
 		_ = db.Close()
 		return nil, err
 	}
 	used, err := s.scanUsed()
 	if err != nil {
+		_ = s.packs.close()
 		_ = db.Close()
 		return nil, err
 	}
 	s.used.Store(used)
+	s.bg.Add(1)
+	go s.syncLoop()
 	return s, nil
 }
 
@@ -112,8 +152,13 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	s.bg.Wait()
+	perr := s.packs.close()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("store: close %s: %w", s.dir, err)
+	}
+	if perr != nil {
+		return fmt.Errorf("store: close %s: %w", s.dir, perr)
 	}
 	return nil
 }
@@ -134,21 +179,35 @@ func (s *Store) Sync() error {
 		return err
 	}
 	defer s.mu.RUnlock()
+	return s.syncAll()
+}
+
+// syncAll fsyncs the packs, then badger: a pointer on disk never names
+// pack bytes that are not.
+func (s *Store) syncAll() error {
+	if err := s.packs.sync(); err != nil {
+		return err
+	}
 	if err := s.db.Sync(); err != nil {
 		return wrapIOErr("sync", err)
 	}
 	return nil
 }
 
-// CollectGarbage reclaims value-log space left by deleted blocks. Deletes
-// lower Used at once, but the disk space only comes back when the value log
-// is rewritten; call this periodically (it is I/O heavy) from whatever
-// evicts blocks. It returns when there is nothing more worth rewriting.
+// CollectGarbage reclaims the disk space of deleted blocks: pack files
+// more than half dead are compacted, and badger's value log (blocks stored
+// before packs, and small ones) is rewritten. Deletes lower Used at once,
+// but the space only comes back here; call this periodically (it is I/O
+// heavy) from whatever evicts blocks. It returns when there is nothing more
+// worth rewriting.
 func (s *Store) CollectGarbage(ctx context.Context) error {
 	if err := s.acquire(); err != nil {
 		return err
 	}
 	defer s.mu.RUnlock()
+	if err := s.collectPacks(ctx); err != nil {
+		return err
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -190,12 +249,23 @@ func (s *Store) checkLayout() error {
 		if err != nil {
 			return wrapIOErr("read layout version", err)
 		}
-		return item.Value(func(v []byte) error {
-			if !bytes.Equal(v, layoutVersion) {
-				return fmt.Errorf("store: %s has key layout version %q, this build reads %q", s.dir, v, layoutVersion)
+		var upgrade bool
+		err = item.Value(func(v []byte) error {
+			if bytes.Equal(v, layoutVersion) {
+				return nil
 			}
-			return nil
+			for _, old := range layoutUpgradable {
+				if bytes.Equal(v, old) {
+					upgrade = true
+					return nil
+				}
+			}
+			return fmt.Errorf("store: %s has key layout version %q, this build reads %q: use the ore release that wrote it", s.dir, v, layoutVersion)
 		})
+		if err != nil || !upgrade {
+			return err
+		}
+		return txn.Set(keyVersion, layoutVersion)
 	})
 }
 
