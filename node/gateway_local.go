@@ -35,7 +35,7 @@ func (b *gatewayBackend) OpenLocal(ctx context.Context, root cid.Cid) (gateway.L
 	// A DAG known to be whole (added, pinned, fetched) is listed from its
 	// inner nodes alone; a raw block is whole when it is there.
 	if ix, ok := b.indexes.get(root); ok {
-		return &localFile{ctx: ctx, n: b.n, cache: b.cache, leaves: ix.leaves, size: ix.size}, nil
+		return &localFile{ctx: ctx, n: b.n, cache: b.cache, leaves: ix.leaves, size: ix.size, bufLeaf: -1}, nil
 	}
 	complete := b.n.isComplete(ctx, root)
 	if !complete && root.Prefix().Codec != cid.Raw {
@@ -44,7 +44,7 @@ func (b *gatewayBackend) OpenLocal(ctx context.Context, root cid.Cid) (gateway.L
 		// fetch completed it (or it was added or pinned).
 		return nil, gateway.ErrNotLocal
 	}
-	f := &localFile{ctx: ctx, n: b.n, cache: b.cache, check: !complete}
+	f := &localFile{ctx: ctx, n: b.n, cache: b.cache, check: !complete, bufLeaf: -1}
 	if err := f.index(ctx, root, -1, 0); err != nil {
 		return nil, err
 	}
@@ -71,6 +71,9 @@ type localFile struct {
 	size   int64
 	off    int64
 	check  bool // look every leaf up while indexing (the DAG may be partial)
+
+	buf     []byte // the leaf bufLeaf, for large files
+	bufLeaf int
 }
 
 func (f *localFile) Size() int64 { return f.size }
@@ -166,16 +169,23 @@ func (f *localFile) Read(p []byte) (int, error) {
 			n = copy(p, b[within:])
 		}
 	} else {
-		err := f.n.store.View(f.ctx, l.c, func(b []byte) error {
-			if int64(len(b)) != l.size {
-				return fmt.Errorf("node: block %s changed size in the store", l.c)
+		// A large file's leaf is read once, whole, then served from the
+		// buffer: the store reads and checks whole blocks.
+		if f.bufLeaf != i || f.buf == nil {
+			f.bufLeaf = -1
+			err := f.n.store.View(f.ctx, l.c, func(b []byte) error {
+				if int64(len(b)) != l.size {
+					return fmt.Errorf("node: block %s changed size in the store", l.c)
+				}
+				f.buf = append(f.buf[:0], b...)
+				return nil
+			})
+			if err != nil {
+				return 0, err
 			}
-			n = copy(p, b[within:])
-			return nil
-		})
-		if err != nil {
-			return 0, err
+			f.bufLeaf = i
 		}
+		n = copy(p, f.buf[within:])
 	}
 	f.off += int64(n)
 	return n, nil

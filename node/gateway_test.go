@@ -347,9 +347,12 @@ func TestGatewayLocalFastPathMatchesBoxo(t *testing.T) {
 	nw, _, base := gatewayNet(t, gateway.Config{})
 	ctx := testCtx(t)
 	dir := t.TempDir()
-	big := make([]byte, 3<<20+17) // 13 leaves under one inner node
+	big := make([]byte, 3<<20+17) // 13 leaves under one inner node: through the block cache
 	_, _ = rand.Read(big)
+	huge := make([]byte, 9<<20+5) // read leaf by leaf from the store
+	_, _ = rand.Read(huge)
 	files := map[string][]byte{
+		"huge.bin":  huge,
 		"page.html": []byte("<!doctype html><html><body>ore</body></html>"),
 		"notes.txt": []byte("plain notes\n"),
 		"empty":     {},
