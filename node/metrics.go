@@ -45,6 +45,8 @@ func newMetrics(n *Node) (*metrics, error) {
 		m.addBytes, m.fetchBytes, m.fetchBlocks, m.fetchErrors, m.fetchSeconds,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ore_store_used_bytes", Help: "Bytes of blocks stored."},
 			func() float64 { return float64(n.store.Used()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ore_store_disk_bytes", Help: "Bytes the store takes on disk (packs, dead blocks not yet collected, badger)."},
+			func() float64 { return float64(n.store.DiskUsage()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ore_store_quota_bytes", Help: "Storage quota."},
 			func() float64 { return float64(n.store.Quota()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ore_peers", Help: "Connected peers."},

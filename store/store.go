@@ -170,6 +170,18 @@ func (s *Store) Used() int64 { return s.used.Load() }
 // Quota returns the configured quota in bytes; 0 means unlimited.
 func (s *Store) Quota() int64 { return s.quota }
 
+// DiskUsage returns the bytes the store takes on disk: pack files (live
+// blocks and the dead ones CollectGarbage has not reclaimed yet) and
+// badger's tables and logs.
+func (s *Store) DiskUsage() int64 {
+	if err := s.acquire(); err != nil {
+		return 0
+	}
+	defer s.mu.RUnlock()
+	lsm, vlog := s.db.Size()
+	return s.packs.diskSize() + lsm + vlog
+}
+
 // Dir returns the directory the store was opened on.
 func (s *Store) Dir() string { return s.dir }
 
