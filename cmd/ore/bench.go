@@ -12,24 +12,21 @@ import (
 )
 
 func cmdBench(ctx context.Context, e *env, args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprintln(e.stderr, "usage: ore bench transfer|memory|gateway|ledger [flags] [--json]\n\n  transfer  one box fetches a file from another over loopback, against a raw libp2p stream\n  memory    RSS of a box (its own process): idle, serving and fetching a file\n  gateway   TTFB and throughput of cached objects through the gateway, next to http.FileServer\n  ledger    receipts/s finalized by a 3-coordinator committee, and their latency")
-		if len(args) == 0 {
-			return fmt.Errorf("%w: name a benchmark", errUsage)
-		}
-		return nil
+	sub, rest, done, err := subcommand(e, "usage: ore bench transfer|memory|gateway|ledger [flags] [--json]\n\n  transfer  one box fetches a file from another over loopback, against a raw libp2p stream\n  memory    RSS of a box (its own process): idle, serving and fetching a file\n  gateway   TTFB and throughput of cached objects through the gateway, next to http.FileServer\n  ledger    receipts/s finalized by a 3-coordinator committee, and their latency", "a benchmark", args)
+	if done {
+		return err
 	}
-	switch args[0] {
+	switch sub {
 	case "transfer":
-		return benchTransfer(ctx, e, args[1:])
+		return benchTransfer(ctx, e, rest)
 	case "memory":
-		return benchMemory(ctx, e, args[1:])
+		return benchMemory(ctx, e, rest)
 	case "gateway":
-		return benchGateway(ctx, e, args[1:])
+		return benchGateway(ctx, e, rest)
 	case "ledger":
-		return benchLedger(ctx, e, args[1:])
+		return benchLedger(ctx, e, rest)
 	}
-	return fmt.Errorf("%w: unknown benchmark %q (there are: transfer, memory, gateway, ledger)", errUsage, args[0])
+	return fmt.Errorf("%w: unknown benchmark %q (there are: transfer, memory, gateway, ledger)", errUsage, sub)
 }
 
 func benchTransfer(ctx context.Context, e *env, args []string) error {

@@ -19,20 +19,17 @@ func cmdGateway(ctx context.Context, e *env, args []string) error {
 }
 
 func cmdDag(ctx context.Context, e *env, args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprintln(e.stderr, "usage: ore dag import FILE.car | ore dag export CID > FILE.car")
-		if len(args) == 0 {
-			return fmt.Errorf("%w: import or export", errUsage)
-		}
-		return nil
+	sub, rest, done, err := subcommand(e, "usage: ore dag import FILE.car | ore dag export CID > FILE.car", "import or export", args)
+	if done {
+		return err
 	}
-	switch args[0] {
+	switch sub {
 	case "import":
-		return dagImport(ctx, e, args[1:])
+		return dagImport(ctx, e, rest)
 	case "export":
-		return dagExport(ctx, e, args[1:])
+		return dagExport(ctx, e, rest)
 	}
-	return fmt.Errorf("%w: unknown dag command %q (import or export)", errUsage, args[0])
+	return fmt.Errorf("%w: unknown dag command %q (import or export)", errUsage, sub)
 }
 
 func dagImport(ctx context.Context, e *env, args []string) error {

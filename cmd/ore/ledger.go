@@ -22,14 +22,10 @@ func cmdLedger(ctx context.Context, e *env, args []string) error {
   deposit AMOUNT            move AMOUNT ore from this box's balance into its escrow
   register ROOT [--price P] register content this box publishes, P ore per GiB
   transfer PEER AMOUNT      pay PEER AMOUNT ore`
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprintln(e.stderr, usageText)
-		if len(args) == 0 {
-			return fmt.Errorf("%w: name a ledger command", errUsage)
-		}
-		return nil
+	sub, args, done, err := subcommand(e, usageText, "a ledger command", args)
+	if done {
+		return err
 	}
-	sub, args := args[0], args[1:]
 	fs := newFlags(e, "ledger "+sub, "[flags]")
 	repo := repoFlag(e, fs)
 	from := fs.Uint64("from", 1, "first block height (blocks)")

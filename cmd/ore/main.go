@@ -167,6 +167,21 @@ func daemonArgs(fs *flag.FlagSet, repo *string, args []string, n int, what strin
 	return pos, c, nil
 }
 
+// subcommand splits a command group's line (`ore ledger balance ...`) into
+// the subcommand and its arguments. With no subcommand, or -h, it prints
+// usage and done is true: the caller returns err (a usage error when the
+// subcommand is missing, nil for -h).
+func subcommand(e *env, usage, what string, args []string) (sub string, rest []string, done bool, err error) {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprintln(e.stderr, usage)
+		if len(args) == 0 {
+			return "", nil, true, fmt.Errorf("%w: name %s", errUsage, what)
+		}
+		return "", nil, true, nil
+	}
+	return args[0], args[1:], false, nil
+}
+
 func wantArgs(pos []string, n int, what string) error {
 	if len(pos) != n {
 		return fmt.Errorf("%w: expected %s, got %q", errUsage, what, strings.Join(pos, " "))

@@ -48,14 +48,10 @@ deployed. Needs a Docker engine; ` + "`ore demo`" + ` runs the same in one proce
 Every command takes --dir (default $ORE_TESTNET or ./ore-testnet).`
 
 func cmdTestnet(ctx context.Context, e *env, args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprintln(e.stderr, testnetUsage)
-		if len(args) == 0 {
-			return fmt.Errorf("%w: name a testnet command", errUsage)
-		}
-		return nil
+	sub, args, done, err := subcommand(e, testnetUsage, "a testnet command", args)
+	if done {
+		return err
 	}
-	sub, args := args[0], args[1:]
 	fs := newFlags(e, "testnet "+sub, "[flags]")
 	defDir := e.getenv("ORE_TESTNET")
 	if defDir == "" {
@@ -88,32 +84,37 @@ func cmdTestnet(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	one := func(what string, f func(context.Context, *testnet.Compose, string) error, done string) error {
+	switch sub {
+	case "status", "down", "kill", "stop", "start", "partition", "heal", "leader", "url", "verify", "logs":
+	default:
+		fmt.Fprintln(e.stderr, testnetUsage)
+		return fmt.Errorf("%w: unknown testnet command %q", errUsage, sub)
+	}
+	if err := t.open(ctx, *dir); err != nil {
+		return err
+	}
+	node := func() (string, error) {
 		if err := wantArgs(pos, 1, "NODE"); err != nil {
+			return "", err
+		}
+		_, err := t.c.Node(pos[0])
+		return pos[0], err
+	}
+	one := func(what string, f func(context.Context, *testnet.Compose, string) error, done string) error {
+		name, err := node()
+		if err != nil {
 			return err
 		}
-		if err := t.open(ctx, *dir); err != nil {
-			return err
+		if err := f(ctx, t.c, name); err != nil {
+			return fmt.Errorf("%s %s: %w", what, name, err)
 		}
-		if _, err := t.c.Node(pos[0]); err != nil {
-			return err
-		}
-		if err := f(ctx, t.c, pos[0]); err != nil {
-			return fmt.Errorf("%s %s: %w", what, pos[0], err)
-		}
-		fmt.Fprintf(e.stdout, "%s %s\n", pos[0], done)
+		fmt.Fprintf(e.stdout, "%s %s\n", name, done)
 		return nil
 	}
 	switch sub {
 	case "status":
-		if err := t.open(ctx, *dir); err != nil {
-			return err
-		}
 		return t.status(ctx, *asJSON)
 	case "down":
-		if err := t.open(ctx, *dir); err != nil {
-			return err
-		}
 		return t.down(ctx)
 	case "kill":
 		return one("kill", t.d.Kill, "killed (SIGKILL); `ore testnet start` brings it back on its repo")
@@ -126,9 +127,6 @@ func cmdTestnet(ctx context.Context, e *env, args []string) error {
 	case "heal":
 		return one("heal", t.d.Heal, "is back on the network")
 	case "leader":
-		if err := t.open(ctx, *dir); err != nil {
-			return err
-		}
 		name, err := t.leader(ctx)
 		if err != nil {
 			return err
@@ -136,9 +134,6 @@ func cmdTestnet(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintln(e.stdout, name)
 		return nil
 	case "url":
-		if err := t.open(ctx, *dir); err != nil {
-			return err
-		}
 		u, err := t.d.GatewayURL(ctx, t.c)
 		if err != nil {
 			return err
@@ -146,26 +141,16 @@ func cmdTestnet(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintln(e.stdout, u)
 		return nil
 	case "verify":
-		if err := t.open(ctx, *dir); err != nil {
-			return err
-		}
 		return t.verify(ctx)
-	case "logs":
-		if err := wantArgs(pos, 1, "NODE"); err != nil {
+	default: // logs
+		name, err := node()
+		if err != nil {
 			return err
 		}
-		if err := t.open(ctx, *dir); err != nil {
-			return err
-		}
-		if _, err := t.c.Node(pos[0]); err != nil {
-			return err
-		}
-		out, err := t.d.Logs(ctx, t.c, pos[0], *tail)
+		out, err := t.d.Logs(ctx, t.c, name, *tail)
 		e.stdout.Write(out)
 		return err
 	}
-	fmt.Fprintln(e.stderr, testnetUsage)
-	return fmt.Errorf("%w: unknown testnet command %q", errUsage, sub)
 }
 
 type testnetCmd struct {
