@@ -38,6 +38,7 @@ type config struct {
 	filter              RequestFilter
 	gate                Gate
 	maxOutstandingBytes int
+	uploadLimit         int64
 }
 
 // Option configures an Exchange.
@@ -115,6 +116,7 @@ func New(ctx context.Context, h host.Host, finder routing.ContentDiscovery, bsto
 		cd = finder
 	}
 	e := &Exchange{net: newGatedNetwork(bsnet.NewFromIpfsHost(h), cfg.gate, cfg.hooks.BlockSent, bstore)}
+	e.net.up = newUplink(cfg.uploadLimit)
 	e.ctx, e.cancel = context.WithCancel(ctx)
 	e.bs = bs.New(ctx, e.net, cd, bstore, bopts...)
 	return e, nil

@@ -52,6 +52,7 @@ type gatedNetwork struct {
 	gate  Gate
 	sent  func(peer.ID, blocks.Block)
 	store blockstore.Blockstore
+	up    *uplink // nil: no upload limit
 
 	mu   sync.Mutex
 	held map[peer.ID]*heldBlocks
@@ -106,6 +107,15 @@ func (g *gatedNetwork) SendMessage(ctx context.Context, p peer.ID, msg bsmsg.Bit
 }
 
 func (g *gatedNetwork) send(ctx context.Context, p peer.ID, msg bsmsg.BitSwapMessage, blks []blocks.Block) error {
+	if g.up != nil {
+		n := 0
+		for _, b := range blks {
+			n += len(b.RawData())
+		}
+		if err := g.up.wait(ctx, n); err != nil {
+			return err
+		}
+	}
 	if err := g.BitSwapNetwork.SendMessage(ctx, p, msg); err != nil {
 		return err
 	}

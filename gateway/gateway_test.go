@@ -76,7 +76,7 @@ func TestRawBlockAndHeat(t *testing.T) {
 	if !strings.Contains(rec.Header().Get("Cache-Control"), "immutable") {
 		t.Errorf("Cache-Control %q", rec.Header().Get("Cache-Control"))
 	}
-	h := gw.Heat().Of(b.Cid(), time.Now())
+	h := gw.Heat().Get(b.Cid(), time.Now())
 	if h.Requests < 0.99 || h.Requests > 1 || h.Bytes < 0.99*float64(len(b.RawData())) {
 		t.Errorf("heat %+v", h)
 	}
@@ -170,7 +170,7 @@ func TestHeatDecays(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	h.Record(c, 1000, t0)
 	h.Record(c, 1000, t0)
-	e := h.Of(c, t0.Add(time.Minute))
+	e := h.Get(c, t0.Add(time.Minute))
 	if e.Requests < 0.99 || e.Requests > 1.01 || e.Bytes < 999 || e.Bytes > 1001 {
 		t.Fatalf("after one half-life: %+v", e)
 	}

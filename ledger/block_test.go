@@ -20,7 +20,8 @@ func sampleBlock(t testing.TB) (*fixture, *Block) {
 		f.signed(t, f.s, NewDeposit(f.pubs[0].id, 0, 100)),
 		f.signed(t, f.s, NewRegister(f.pubs[0].id, 2, root, 0)),
 		f.signed(t, f.s, NewTransfer(f.pubs[1].id, f.srvs[0].id, 0, 7)),
-		NewReceiptTx(receipt(t, f.srvs[0], f.clis[0], root, 1, 1<<20, nil)))
+		NewReceiptTx(receipt(t, f.srvs[0], f.clis[0], root, 1, 1<<20, nil)),
+		f.signed(t, f.s, NewPrewarm(f.pubs[0].id, 3, root, 8, 100)))
 	for _, m := range f.com[:2] {
 		if err := b.Sign(m.key); err != nil {
 			t.Fatal(err)
@@ -36,7 +37,7 @@ func TestBlockRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(got.Marshal(), enc) || got.Hash() != b.Hash() || len(got.Txs) != 4 || len(got.Sigs) != 2 {
+	if !bytes.Equal(got.Marshal(), enc) || got.Hash() != b.Hash() || len(got.Txs) != 5 || len(got.Sigs) != 2 {
 		t.Fatal("round trip changed the block")
 	}
 	for i := range b.Txs {

@@ -19,6 +19,12 @@
 //   - Register: a publisher registers a content root with a price per GiB
 //     (0 takes the genesis price); only that publisher may reprice it.
 //   - Transfer: balance -> another account's balance.
+//   - Prewarm: a publisher asks that Replicas boxes (1 to
+//     MaxPrewarmReplicas) pre-store a root it registered, up to and
+//     including epoch Until (after the block's epoch, at most
+//     MaxPrewarmEpochs after it). A new pre-warm of the root replaces the
+//     old one. No money moves: the replication traffic is paid by receipts
+//     like any delivery. The coordinators' scheduler reads State.Prewarms.
 //   - Receipt: a pod.Receipt signed by client and server. It pays the
 //     server floor(bytes*price/2^30) cumulatively for the (server, client,
 //     root, epoch): only the bytes beyond those already accounted, from
@@ -70,6 +76,9 @@
 //     floor(highest receipt bytes * price / 2^30) at the current price:
 //     a duplicate or older receipt pays zero. Paid entries older than
 //     the block epoch minus MaxSkew are dropped (their receipts are refused).
+//   - Every pre-warm in a state is of a root registered by its publisher
+//     and has Until at or after the state's epoch: ended ones are dropped
+//     when the next block is applied. The state hash covers them.
 //   - Apply does not check signatures of the committee (use Final) nor
 //     that the block's epoch matches a clock: callers that have a clock
 //     refuse blocks from the future themselves.

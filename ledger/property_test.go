@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/ipfs/go-cid"
@@ -13,6 +14,7 @@ import (
 // block, then replays the encoded blocks from genesis on a fresh state and
 // checks every state hash.
 func TestRandomChains(t *testing.T) {
+	prewarmsSeen := false
 	for seed := uint64(1); seed <= 4; seed++ {
 		f := newFixture(t, 4, 5, 5, 1_000_000_000)
 		rng := rand.New(rand.NewPCG(seed, 42))
@@ -42,7 +44,7 @@ func TestRandomChains(t *testing.T) {
 			var txs []Tx
 			for range 5 + rng.IntN(25) {
 				var tx Tx
-				switch rng.IntN(6) {
+				switch rng.IntN(7) {
 				case 0:
 					p := pick(f.pubs)
 					tx = NewDeposit(p.id, acct(p.id), rng.Uint64N(f.s.Balance(p.id)/2+2))
@@ -52,6 +54,11 @@ func TestRandomChains(t *testing.T) {
 				case 2:
 					p := pick(f.pubs)
 					tx = NewRegister(p.id, acct(p.id), roots[rng.IntN(len(roots))], rng.Uint64N(1<<40))
+				case 3:
+					// Sometimes someone else's root, out-of-range replicas or Until.
+					p := pick(f.pubs)
+					tx = NewPrewarm(p.id, acct(p.id), roots[rng.IntN(len(roots))], uint32(rng.IntN(MaxPrewarmReplicas+4)),
+						epoch+uint64(rng.IntN(8))-1)
 				default:
 					srv, cli := pick(f.srvs), pick(f.clis)
 					if rng.IntN(15) == 0 {
@@ -103,6 +110,10 @@ func TestRandomChains(t *testing.T) {
 		if s.LastHash() != f.s.LastHash() || s.Height() != 30 {
 			t.Fatal("replay ends elsewhere")
 		}
+		if !slices.Equal(s.Prewarms(), f.s.Prewarms()) {
+			t.Fatalf("seed %d: replay ends with other pre-warms", seed)
+		}
+		prewarmsSeen = prewarmsSeen || len(s.Prewarms()) > 0
 		var paidAny bool
 		for _, p := range f.srvs {
 			paidAny = paidAny || s.Balance(p.id) > 0
@@ -110,5 +121,8 @@ func TestRandomChains(t *testing.T) {
 		if !paidAny {
 			t.Fatalf("seed %d: no server was ever paid", seed)
 		}
+	}
+	if !prewarmsSeen {
+		t.Fatal("no chain ended with an active pre-warm")
 	}
 }

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/orecdn/ore/pod"
 )
@@ -21,13 +23,15 @@ var update = flag.Bool("update", false, "rewrite the expected output of testdata
 // blank line. Parties are pub0-1, srv0-2, cli0-2 (pubs start with
 // 1,000,000); roots are names. Commands:
 //
-//	deposit ACC AMOUNT | transfer FROM TO AMOUNT | register ACC ROOT PRICE
+//	deposit ACC AMOUNT | transfer FROM TO AMOUNT | register ACC ROOT PRICE |
+//	prewarm ACC ROOT REPLICAS UNTIL
 //	    queue a signed transaction with the account's next nonce
-//	    (add "nonce=N" to force one)
+//	    (add "nonce=N" to force one, "forge" to spoil the signature)
 //	receipt SRV CLI ROOT EPOCH BYTES [forge] [network=N] [blocks=N]
 //	block EPOCH      build the queued transactions, apply, print refusals
 //	show ACC...      print accounts
 //	paid SRV CLI ROOT EPOCH
+//	prewarms         print the active pre-warms
 func TestScripts(t *testing.T) {
 	files, _ := filepath.Glob("testdata/*.txt")
 	for _, file := range files {
@@ -61,6 +65,20 @@ func runScript(t *testing.T, file string) {
 		next[id]++
 		return next[id]
 	}
+	rootNames := map[string]string{}
+	root := func(name string) cid.Cid {
+		c := testRoot(t, name)
+		rootNames[c.KeyString()] = name
+		return c
+	}
+	partyName := func(id peer.ID) string {
+		for n, p := range names {
+			if p.id == id {
+				return n
+			}
+		}
+		return id.String()
+	}
 	num := func(s string) uint64 {
 		n, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
@@ -79,16 +97,28 @@ func runScript(t *testing.T, file string) {
 			}
 		}
 		var out strings.Builder
+		// account signs tx; "forge" flips a bit of the signature.
+		account := func(tx Tx) Tx {
+			tx = f.signed(t, f.s, tx)
+			if slices.Contains(args, "forge") {
+				tx.Sig = slices.Clone(tx.Sig)
+				tx.Sig[0] ^= 1
+			}
+			return tx
+		}
 		switch args[0] {
 		case "deposit":
 			p := names[args[1]]
-			queue = append(queue, f.signed(t, f.s, NewDeposit(p.id, nonce(p.id, opts), num(args[2]))))
+			queue = append(queue, account(NewDeposit(p.id, nonce(p.id, opts), num(args[2]))))
 		case "transfer":
 			p := names[args[1]]
-			queue = append(queue, f.signed(t, f.s, NewTransfer(p.id, names[args[2]].id, nonce(p.id, opts), num(args[3]))))
+			queue = append(queue, account(NewTransfer(p.id, names[args[2]].id, nonce(p.id, opts), num(args[3]))))
 		case "register":
 			p := names[args[1]]
-			queue = append(queue, f.signed(t, f.s, NewRegister(p.id, nonce(p.id, opts), testRoot(t, args[2]), num(args[3]))))
+			queue = append(queue, account(NewRegister(p.id, nonce(p.id, opts), root(args[2]), num(args[3]))))
+		case "prewarm":
+			p := names[args[1]]
+			queue = append(queue, account(NewPrewarm(p.id, nonce(p.id, opts), root(args[2]), uint32(num(args[3])), num(args[4]))))
 		case "receipt":
 			r := receipt(t, names[args[1]], names[args[2]], testRoot(t, args[3]), num(args[4]), num(args[5]), func(r *pod.Receipt) {
 				if n, ok := opts["network"]; ok {
@@ -126,6 +156,13 @@ func runScript(t *testing.T, file string) {
 		case "paid":
 			k := pod.Key{Server: names[args[1]].id, Client: names[args[2]].id, Root: string(testRoot(t, args[3]).Bytes()), Epoch: num(args[4])}
 			fmt.Fprintf(&out, "%d\n", f.s.Paid(k))
+		case "prewarms":
+			for _, p := range f.s.Prewarms() {
+				fmt.Fprintf(&out, "%s by %s: %d replicas until %d\n", rootNames[p.Root.KeyString()], partyName(p.Publisher), p.Replicas, p.Until)
+			}
+			if len(f.s.Prewarms()) == 0 {
+				out.WriteString("none\n")
+			}
 		default:
 			t.Fatalf("unknown command %q", cmd)
 		}

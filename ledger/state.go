@@ -33,10 +33,20 @@ type Registration struct {
 	PricePerGiB uint64
 }
 
+// Prewarm is a publisher's standing request that Replicas boxes hold its
+// registered Root up to and including epoch Until. The coordinators'
+// scheduler reads the active ones (State.Prewarms) and assigns boxes.
+type Prewarm struct {
+	Root      cid.Cid
+	Publisher peer.ID
+	Replicas  uint32
+	Until     uint64 // the last epoch of the pre-warm
+}
+
 // State is the ledger after some block: balances, escrows, nonces,
-// registrations and what receipts were already paid. A State is immutable:
-// Apply and Build return a new one, so any State may be read from many
-// goroutines and kept as a snapshot.
+// registrations, active pre-warms and what receipts were already paid. A
+// State is immutable: Apply and Build return a new one, so any State may
+// be read from many goroutines and kept as a snapshot.
 type State struct {
 	g        *Genesis
 	gh       [32]byte
@@ -47,6 +57,7 @@ type State struct {
 	epoch    uint64
 	accounts map[peer.ID]Account     // no zero Account is stored
 	regs     map[string]Registration // by CID bytes
+	prewarms map[string]Prewarm      // by CID bytes; none with Until before epoch
 	paid     map[pod.Key]uint64      // bytes accounted per (S, C, R, E)
 	hash     [32]byte                // Hash, computed once the state is complete
 }
@@ -58,7 +69,8 @@ func NewState(g *Genesis) (*State, error) {
 	}
 	s := &State{g: g, gh: g.Hash(), params: g.Params(), supply: g.Supply(),
 		accounts: make(map[peer.ID]Account, len(g.Balances)),
-		regs:     make(map[string]Registration), paid: make(map[pod.Key]uint64)}
+		regs:     make(map[string]Registration), prewarms: make(map[string]Prewarm),
+		paid: make(map[pod.Key]uint64)}
 	s.lastHash = s.gh
 	for _, a := range g.Balances {
 		s.accounts[a.Account] = Account{Balance: a.Amount}
@@ -106,6 +118,25 @@ func (s *State) Registration(root cid.Cid) (Registration, bool) {
 	return r, ok
 }
 
+// Prewarm returns the active pre-warm of a content root.
+func (s *State) Prewarm(root cid.Cid) (Prewarm, bool) {
+	if !root.Defined() {
+		return Prewarm{}, false
+	}
+	p, ok := s.prewarms[string(root.Bytes())]
+	return p, ok
+}
+
+// Prewarms lists the active pre-warms (Until at or after the state's
+// epoch), sorted by root (its CID bytes).
+func (s *State) Prewarms() []Prewarm {
+	out := make([]Prewarm, 0, len(s.prewarms))
+	for _, k := range slices.Sorted(maps.Keys(s.prewarms)) {
+		out = append(out, s.prewarms[k])
+	}
+	return out
+}
+
 // Paid is how many bytes of (S, C, R, E) were already accounted for: a
 // receipt pays only for bytes beyond it. Keys of epochs more than MaxSkew
 // before the state's epoch are forgotten (their receipts are refused).
@@ -115,7 +146,10 @@ const stateDomain = "ore/ledger/v1/state\x00"
 
 // Hash is SHA-256 over the canonical encoding of the state: genesis hash,
 // height, epoch, then accounts, registrations and paid entries sorted by
-// key. It leaves out the last block hash (which covers this hash).
+// key, then, only if there are any, the active pre-warms sorted by root
+// (so a state without pre-warms hashes as it did before pre-warms
+// existed, and chains written then still verify). It leaves out the last
+// block hash (which covers this hash).
 func (s *State) Hash() [32]byte { return s.hash }
 
 func (s *State) computeHash() [32]byte {
@@ -161,6 +195,19 @@ func (s *State) computeHash() [32]byte {
 		b = binary.AppendUvarint(b, s.paid[k])
 		flush()
 	}
+	// The paid entries are counted, so a section after them is unambiguous:
+	// it is absent or starts with a count of at least 1.
+	if len(s.prewarms) > 0 {
+		b = binary.AppendUvarint(b, uint64(len(s.prewarms)))
+		for _, root := range slices.Sorted(maps.Keys(s.prewarms)) {
+			p := s.prewarms[root]
+			b = appendBytes(b, []byte(root))
+			b = appendBytes(b, []byte(p.Publisher))
+			b = binary.AppendUvarint(b, uint64(p.Replicas))
+			b = binary.AppendUvarint(b, p.Until)
+			flush()
+		}
+	}
 	h.Write(b)
 	var out [32]byte
 	h.Sum(out[:0])
@@ -168,12 +215,19 @@ func (s *State) computeHash() [32]byte {
 }
 
 // next copies the state for a block of the given epoch, dropping the paid
-// entries no receipt of that epoch can match any more.
+// entries no receipt of that epoch can match any more and the pre-warms
+// that ended before it.
 func (s *State) next(epoch uint64) *State {
 	n := *s
 	n.epoch = epoch
 	n.accounts = maps.Clone(s.accounts)
 	n.regs = maps.Clone(s.regs)
+	n.prewarms = make(map[string]Prewarm, len(s.prewarms))
+	for k, p := range s.prewarms {
+		if p.Until >= epoch {
+			n.prewarms[k] = p
+		}
+	}
 	n.paid = make(map[pod.Key]uint64, len(s.paid))
 	for k, v := range s.paid {
 		if !tooOld(k.Epoch, epoch, s.params.MaxSkew) {
@@ -298,7 +352,7 @@ func (n *State) applyTx(t *Tx, sigErr error) error {
 	switch t.Kind {
 	case KindReceipt:
 		return n.applyReceipt(t.Receipt, sigErr)
-	case KindDeposit, KindRegister, KindTransfer:
+	case KindDeposit, KindRegister, KindTransfer, KindPrewarm:
 	default:
 		return refuse(ReasonMalformed, "unknown transaction kind %d", t.Kind)
 	}
@@ -344,9 +398,39 @@ func (n *State) applyTx(t *Tx, sigErr error) error {
 			price = n.g.PricePerGiB
 		}
 		n.regs[key] = Registration{Root: t.Root, Publisher: t.From, PricePerGiB: price}
+	case KindPrewarm:
+		if err := n.checkPrewarm(t); err != nil {
+			return err
+		}
+		// No money moves: the boxes that pre-store the root fetch it like any
+		// client, and that traffic is paid by receipts, from the escrow, at
+		// the registered price.
+		n.prewarms[string(t.Root.Bytes())] = Prewarm{Root: t.Root, Publisher: t.From, Replicas: t.Replicas, Until: t.Until}
 	}
 	a.Nonce++
 	n.put(t.From, a)
+	return nil
+}
+
+// checkPrewarm applies the rules of a pre-warm at the block's epoch: a root
+// From registered, 1 to MaxPrewarmReplicas replicas, and an Until after
+// the block's epoch and at most MaxPrewarmEpochs after it.
+func (n *State) checkPrewarm(t *Tx) error {
+	if !t.Root.Defined() || len(t.Root.Bytes()) > maxCIDLen {
+		return refuse(ReasonMalformed, "pre-warm without a valid root CID")
+	}
+	r, ok := n.regs[string(t.Root.Bytes())]
+	switch {
+	case !ok:
+		return refuse(ReasonNotRegistered, "%s is not registered: register it before pre-warming it", t.Root)
+	case r.Publisher != t.From:
+		return refuse(ReasonNotOwner, "%s is registered by %s", t.Root, r.Publisher)
+	case t.Replicas == 0 || t.Replicas > MaxPrewarmReplicas:
+		return refuse(ReasonReplicasOutOfRange, "%d replicas, 1 to %d allowed", t.Replicas, MaxPrewarmReplicas)
+	case t.Until <= n.epoch || t.Until-n.epoch > MaxPrewarmEpochs:
+		return refuse(ReasonUntilOutOfRange, "until epoch %d in a block of epoch %d (after it, at most %d epochs)",
+			t.Until, n.epoch, MaxPrewarmEpochs)
+	}
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -39,6 +40,19 @@ const (
 	KindDeposit  Kind = 2 // From's balance -> From's escrow
 	KindRegister Kind = 3 // From registers (or reprices) a content root
 	KindTransfer Kind = 4 // From's balance -> To's balance
+	KindPrewarm  Kind = 5 // From asks Replicas boxes to pre-store its registered Root until epoch Until
+)
+
+// Pre-warm limits (State rules of KindPrewarm).
+const (
+	// MaxPrewarmReplicas is the most boxes one pre-warm may ask for.
+	MaxPrewarmReplicas = 64
+	// MaxPrewarmEpochs is how far after the block's epoch a pre-warm's
+	// Until may lie: 60,480 epochs are 7 days at the default 10 s epoch
+	// (longer on a network with longer epochs). A publisher that wants
+	// more renews the pre-warm before it ends. Counting in epochs keeps
+	// the rule a function of the chain alone.
+	MaxPrewarmEpochs = 60_480
 )
 
 func (k Kind) String() string {
@@ -51,6 +65,8 @@ func (k Kind) String() string {
 		return "register"
 	case KindTransfer:
 		return "transfer"
+	case KindPrewarm:
+		return "prewarm"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -61,6 +77,7 @@ func (k Kind) String() string {
 //	KindDeposit:  From, Nonce, Amount, Sig
 //	KindRegister: From, Nonce, Root, Price, Sig
 //	KindTransfer: From, Nonce, To, Amount, Sig
+//	KindPrewarm:  From, Nonce, Root, Replicas, Until, Sig
 //
 // Account transactions are signed by From (Sign) and carry From's next
 // nonce (State.Nonce(From)+1). Receipts are signed by their client and
@@ -75,7 +92,11 @@ type Tx struct {
 	Amount  uint64
 	Root    cid.Cid
 	Price   uint64 // per GiB, in base units; 0 takes the genesis price
-	Sig     []byte
+	// Replicas and Until are a pre-warm's: how many boxes should hold Root,
+	// and the last epoch they should hold it (inclusive).
+	Replicas uint32
+	Until    uint64
+	Sig      []byte
 }
 
 // NewReceiptTx wraps a receipt signed by both sides.
@@ -95,6 +116,14 @@ func NewRegister(from peer.ID, nonce uint64, root cid.Cid, price uint64) Tx {
 // NewTransfer moves amount of from's balance to to.
 func NewTransfer(from, to peer.ID, nonce, amount uint64) Tx {
 	return Tx{Kind: KindTransfer, From: from, To: to, Nonce: nonce, Amount: amount}
+}
+
+// NewPrewarm asks that replicas boxes pre-store root, which from must have
+// registered, up to and including epoch until. A new pre-warm of the same
+// root replaces the previous one. It moves no money: the replication
+// traffic is paid by receipts like any delivery.
+func NewPrewarm(from peer.ID, nonce uint64, root cid.Cid, replicas uint32, until uint64) Tx {
+	return Tx{Kind: KindPrewarm, From: from, Nonce: nonce, Root: root, Replicas: replicas, Until: until}
 }
 
 // ErrMalformed wraps every decoding failure.
@@ -122,12 +151,14 @@ func (t *Tx) appendUnsigned(b []byte) []byte {
 	case KindRegister:
 		b = appendBytes(b, []byte(t.From))
 		b = binary.AppendUvarint(b, t.Nonce)
-		var root []byte
-		if t.Root.Defined() {
-			root = t.Root.Bytes()
-		}
-		b = appendBytes(b, root)
+		b = appendRoot(b, t.Root)
 		return binary.AppendUvarint(b, t.Price)
+	case KindPrewarm:
+		b = appendBytes(b, []byte(t.From))
+		b = binary.AppendUvarint(b, t.Nonce)
+		b = appendRoot(b, t.Root)
+		b = binary.AppendUvarint(b, uint64(t.Replicas))
+		return binary.AppendUvarint(b, t.Until)
 	case KindTransfer:
 		b = appendBytes(b, []byte(t.From))
 		b = binary.AppendUvarint(b, t.Nonce)
@@ -135,6 +166,14 @@ func (t *Tx) appendUnsigned(b []byte) []byte {
 		return binary.AppendUvarint(b, t.Amount)
 	}
 	return b
+}
+
+// appendRoot appends a root CID's bytes (none for an undefined CID).
+func appendRoot(b []byte, root cid.Cid) []byte {
+	if !root.Defined() {
+		return appendBytes(b, nil)
+	}
+	return appendBytes(b, root.Bytes())
 }
 
 // Marshal encodes the transaction.
@@ -226,7 +265,7 @@ func UnmarshalTx(data []byte) (*Tx, error) {
 			}
 			t.Receipt = r
 		}
-	case KindDeposit, KindTransfer, KindRegister:
+	case KindDeposit, KindTransfer, KindRegister, KindPrewarm:
 		t.From = d.peerID("from")
 		t.Nonce = d.uvarint("nonce")
 		switch t.Kind {
@@ -238,6 +277,14 @@ func UnmarshalTx(data []byte) (*Tx, error) {
 		case KindRegister:
 			t.Root = d.cid("root")
 			t.Price = d.uvarint("price")
+		case KindPrewarm:
+			t.Root = d.cid("root")
+			if r := d.uvarint("replicas"); r > math.MaxUint32 {
+				d.err = fmt.Errorf("%w: %d replicas do not fit 32 bits", ErrMalformed, r)
+			} else {
+				t.Replicas = uint32(r)
+			}
+			t.Until = d.uvarint("until")
 		}
 		t.Sig = d.bytes(maxSigLen, "signature")
 		if len(t.Sig) == 0 {
@@ -266,28 +313,31 @@ type Reason string
 // Refusal reasons. Receipt reasons are pod's (pod.Reason) under the same
 // names.
 const (
-	ReasonMalformed         Reason = "malformed"
-	ReasonBadSignature      Reason = "bad_signature"
-	ReasonMissingSignature  Reason = Reason(pod.ReasonMissingSig)
-	ReasonBadAccount        Reason = "bad_account"
-	ReasonBadNonce          Reason = "bad_nonce"
-	ReasonZeroAmount        Reason = "zero_amount"
-	ReasonInsufficientFunds Reason = "insufficient_funds"
-	ReasonSelfTransfer      Reason = "self_transfer"
-	ReasonNotOwner          Reason = "not_owner"
-	ReasonBlockFull         Reason = "block_full"
-	ReasonUnknownVersion    Reason = Reason(pod.ReasonUnknownVersion)
-	ReasonWrongNetwork      Reason = Reason(pod.ReasonWrongNetwork)
-	ReasonEpochOutOfRange   Reason = Reason(pod.ReasonEpochOutOfRange)
-	ReasonSelfDealing       Reason = Reason(pod.ReasonSelfDealing)
-	ReasonOversized         Reason = Reason(pod.ReasonOversized)
+	ReasonMalformed          Reason = "malformed"
+	ReasonBadSignature       Reason = "bad_signature"
+	ReasonMissingSignature   Reason = Reason(pod.ReasonMissingSig)
+	ReasonBadAccount         Reason = "bad_account"
+	ReasonBadNonce           Reason = "bad_nonce"
+	ReasonZeroAmount         Reason = "zero_amount"
+	ReasonInsufficientFunds  Reason = "insufficient_funds"
+	ReasonSelfTransfer       Reason = "self_transfer"
+	ReasonNotOwner           Reason = "not_owner"
+	ReasonNotRegistered      Reason = "not_registered"
+	ReasonReplicasOutOfRange Reason = "replicas_out_of_range"
+	ReasonUntilOutOfRange    Reason = "until_out_of_range"
+	ReasonBlockFull          Reason = "block_full"
+	ReasonUnknownVersion     Reason = Reason(pod.ReasonUnknownVersion)
+	ReasonWrongNetwork       Reason = Reason(pod.ReasonWrongNetwork)
+	ReasonEpochOutOfRange    Reason = Reason(pod.ReasonEpochOutOfRange)
+	ReasonSelfDealing        Reason = Reason(pod.ReasonSelfDealing)
+	ReasonOversized          Reason = Reason(pod.ReasonOversized)
 )
 
 // Reasons lists every reason, for metrics that start at zero.
 var Reasons = []Reason{ReasonMalformed, ReasonBadSignature, ReasonMissingSignature, ReasonBadAccount,
 	ReasonBadNonce, ReasonZeroAmount, ReasonInsufficientFunds, ReasonSelfTransfer, ReasonNotOwner,
-	ReasonBlockFull, ReasonUnknownVersion, ReasonWrongNetwork, ReasonEpochOutOfRange, ReasonSelfDealing,
-	ReasonOversized}
+	ReasonNotRegistered, ReasonReplicasOutOfRange, ReasonUntilOutOfRange, ReasonBlockFull,
+	ReasonUnknownVersion, ReasonWrongNetwork, ReasonEpochOutOfRange, ReasonSelfDealing, ReasonOversized}
 
 // ErrInvalidTx is wrapped by every TxError.
 var ErrInvalidTx = errors.New("ledger: invalid transaction")

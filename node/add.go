@@ -97,6 +97,7 @@ func (n *Node) Add(ctx context.Context, f files.Node, opts ...AddOption) (AddRes
 	}
 	n.metrics.addBytes.Add(float64(a.read.Load()))
 	res := AddResult{Root: root, Bytes: a.read.Load()}
+	n.recordRoot(ctx, root, res.Bytes)
 	if cfg.provide {
 		// The announcement runs for the box, not for the caller: Add waits
 		// for it at most addProvideWait (a DHT lookup that meets a dead

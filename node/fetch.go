@@ -34,6 +34,7 @@ const (
 	fetchParallel    = 4
 	fetchBatchBytes  = 8 << 20
 	fetchProviders   = 20
+	providerRefresh  = 2 * time.Second
 	progressInterval = 100 * time.Millisecond
 )
 
@@ -66,7 +67,11 @@ type FetchResult struct {
 // timeout, ErrStalled when a started transfer stops for that long, and an
 // error wrapping ErrQuotaFull when the store is full. progress may be nil.
 func (n *Node) Fetch(ctx context.Context, root cid.Cid, progress func(FetchProgress)) (FetchResult, error) {
-	return n.fetch(ctx, root, progress, false)
+	res, err := n.fetch(ctx, root, progress, false)
+	if err == nil {
+		n.sched.requested(root, res.Bytes)
+	}
+	return res, err
 }
 
 // fetch is Fetch; rootOnly stops after the root's own block and leaves
@@ -79,6 +84,8 @@ func (n *Node) fetch(ctx context.Context, root cid.Cid, progress func(FetchProgr
 		return FetchResult{}, err
 	}
 	start := time.Now()
+	n.fetchStarted(root)
+	defer n.fetchEnded(root)
 	parent := ctx
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -90,12 +97,13 @@ func (n *Node) fetch(ctx context.Context, root cid.Cid, progress func(FetchProgr
 	defer cancel(nil)
 	if has, _ := n.store.Has(ctx, root); !has {
 		wg.Add(1)
-		go func() { defer wg.Done(); f.findProviders(root) }()
+		go func() { defer wg.Done(); f.findProviders(root, !rootOnly) }()
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); f.watch(cancel, progress) }()
 
 	level := []cid.Cid{root}
+	announced := false
 	for len(level) > 0 {
 		next, err := f.level(level)
 		if err != nil {
@@ -105,6 +113,13 @@ func (n *Node) fetch(ctx context.Context, root cid.Cid, progress func(FetchProgr
 		level = next
 		if rootOnly {
 			break
+		}
+		if !announced && len(next) > 0 {
+			// A box that fetches content serves its blocks to others as
+			// they arrive: announce it now, so a crowd fetching the same
+			// root finds its peers in the DHT, not just the origin.
+			announced = true
+			n.provideAsync(root)
 		}
 	}
 	cancel(nil)
@@ -122,7 +137,12 @@ func (n *Node) fetch(ctx context.Context, root cid.Cid, progress func(FetchProgr
 	}
 	n.metrics.fetchSeconds.Observe(res.Duration.Seconds())
 	n.markComplete(root)
-	n.provideAsync(root)
+	if !n.hasRootRecord(parent, root) {
+		n.recordRoot(parent, root, res.Bytes)
+	}
+	if !announced {
+		n.provideAsync(root)
+	}
 	n.log.Info("fetched", "root", root, "blocks", res.Blocks, "bytes", res.Bytes, "from_network", res.Fetched, "took", res.Duration)
 	return res, nil
 }
@@ -181,25 +201,39 @@ func (f *fetch) providerIDs() []peer.ID {
 }
 
 // findProviders asks the DHT for boxes holding root and connects to them,
-// so the session's wants reach them at once.
-func (f *fetch) findProviders(root cid.Cid) {
+// so the session's wants reach them at once. With again, it asks again
+// every providerRefresh while the fetch runs: boxes fetching the same root
+// announce themselves as they start, and bitswap asks every connected box.
+func (f *fetch) findProviders(root cid.Cid, again bool) {
 	var wg sync.WaitGroup
-	for p := range f.n.router.FindProvidersAsync(f.ctx, root, fetchProviders) {
-		if p.ID == f.n.ID() {
-			continue
-		}
-		f.mu.Lock()
-		f.providers = append(f.providers, p.ID)
-		f.mu.Unlock()
-		wg.Add(1)
-		go func(p peer.AddrInfo) {
-			defer wg.Done()
-			if err := f.n.host.Connect(f.ctx, p); err != nil {
-				f.n.log.Debug("provider unreachable", "peer", p.ID, "err", err)
+	defer wg.Wait()
+	known := map[peer.ID]bool{f.n.ID(): true}
+	for {
+		for p := range f.n.router.FindProvidersAsync(f.ctx, root, fetchProviders) {
+			if known[p.ID] {
+				continue
 			}
-		}(p)
+			known[p.ID] = true
+			f.mu.Lock()
+			f.providers = append(f.providers, p.ID)
+			f.mu.Unlock()
+			wg.Add(1)
+			go func(p peer.AddrInfo) {
+				defer wg.Done()
+				if err := f.n.host.Connect(f.ctx, p); err != nil {
+					f.n.log.Debug("provider unreachable", "peer", p.ID, "err", err)
+				}
+			}(p)
+		}
+		if !again {
+			return
+		}
+		select {
+		case <-f.ctx.Done():
+			return
+		case <-time.After(providerRefresh):
+		}
 	}
-	wg.Wait()
 }
 
 // watch cancels the fetch when no block arrived for the stall timeout and
@@ -339,7 +373,16 @@ func (f *fetch) chunk(cids []cid.Cid) ([]cid.Cid, error) {
 			return nil
 		}
 		if err := f.n.store.PutMany(f.ctx, batch); err != nil {
-			return err
+			if !errors.Is(err, ErrQuotaFull) {
+				return err
+			}
+			// Make room from cold content, once, then give up.
+			if res, eerr := f.n.Evict(f.ctx, int64(batchBytes)); eerr != nil || res.Freed < int64(batchBytes) {
+				return err
+			}
+			if err := f.n.store.PutMany(f.ctx, batch); err != nil {
+				return err
+			}
 		}
 		if err := f.n.ex.NotifyNewBlocks(f.ctx, batch...); err != nil {
 			f.n.log.Debug("notify bitswap of new blocks", "err", err)
@@ -498,8 +541,41 @@ func (n *Node) isComplete(ctx context.Context, root cid.Cid) bool {
 	if ok {
 		return true
 	}
-	pinned, err := n.store.IsPinned(ctx, root)
-	return err == nil && pinned
+	if pinned, err := n.store.IsPinned(ctx, root); err == nil && pinned {
+		return true
+	}
+	return n.hasRootRecord(ctx, root)
+}
+
+// forgetComplete drops root from the roots known to be whole (evicted).
+func (n *Node) forgetComplete(root cid.Cid) {
+	n.completeMu.Lock()
+	delete(n.complete, root)
+	n.completeMu.Unlock()
+}
+
+func (n *Node) fetchStarted(root cid.Cid) {
+	n.completeMu.Lock()
+	if n.fetches == nil {
+		n.fetches = make(map[cid.Cid]int)
+	}
+	n.fetches[root]++
+	n.completeMu.Unlock()
+}
+
+func (n *Node) fetchEnded(root cid.Cid) {
+	n.completeMu.Lock()
+	if n.fetches[root]--; n.fetches[root] <= 0 {
+		delete(n.fetches, root)
+	}
+	n.completeMu.Unlock()
+}
+
+// fetching reports whether a fetch of root runs now.
+func (n *Node) fetching(root cid.Cid) bool {
+	n.completeMu.Lock()
+	defer n.completeMu.Unlock()
+	return n.fetches[root] > 0
 }
 
 // ParseCID reads a CID as a user typed it, with an error that says what is

@@ -141,7 +141,7 @@ func TestGatewayServesContent(t *testing.T) {
 		}
 	}
 	// Heat was recorded for the root.
-	if h := gw.Gateway().Heat().Of(res.Root, time.Now()); h.Requests < 5 {
+	if h := gw.Gateway().Heat().Get(res.Root, time.Now()); h.Requests < 5 {
 		t.Errorf("heat of root: %+v", h)
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 
+	"github.com/orecdn/ore/heat"
 	"github.com/orecdn/ore/ledger"
 	"github.com/orecdn/ore/ledger/committee"
 	"github.com/orecdn/ore/ledger/intake"
@@ -40,10 +41,14 @@ func (n *Node) startCommittee(ctx context.Context) error {
 	if n.cfg.Genesis == nil {
 		return fmt.Errorf("node: the coordinator role needs the network's genesis (WithGenesis, or `ore init --genesis FILE`)")
 	}
-	c, err := committee.New(ctx, committee.Config{
+	cfg := committee.Config{
 		Genesis: n.cfg.Genesis, Host: n.host, Key: n.key, PubSub: n.pubsub, Pool: n.receiptPool,
 		Dir: filepath.Join(n.cfg.RepoDir, "ledger"), Logger: n.log, Registry: n.reg,
-	})
+	}
+	if !n.cfg.SchedulingOff {
+		cfg.Schedule = &committee.Scheduler{Params: n.cfg.Schedule, Reports: n.sched.latestReports, Publish: n.sched.publishOrder}
+	}
+	c, err := committee.New(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -123,4 +128,14 @@ func (n *Node) SignAndSubmit(ctx context.Context, tx ledger.Tx) (ledger.Tx, erro
 		return tx, err
 	}
 	return tx, n.SubmitTx(ctx, tx)
+}
+
+// ReplicaTargets is the committee's latest replica plan, as this
+// coordinator made it when it last led (an epoch of 0: it has not).
+func (n *Node) ReplicaTargets() (uint64, []heat.Target, error) {
+	if n.committee == nil {
+		return 0, nil, fmt.Errorf("node: replica targets live on the coordinators; this box is a %s", n.cfg.Role)
+	}
+	e, t := n.committee.Targets()
+	return e, t, nil
 }

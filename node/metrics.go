@@ -16,6 +16,8 @@ type metrics struct {
 	fetchBlocks  prometheus.Counter
 	fetchErrors  *prometheus.CounterVec
 	fetchSeconds prometheus.Histogram
+	evicted      prometheus.Counter
+	evictedBytes prometheus.Counter
 }
 
 func newMetrics(n *Node) (*metrics, error) {
@@ -31,6 +33,10 @@ func newMetrics(n *Node) (*metrics, error) {
 		fetchSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "ore_fetch_seconds", Help: "Duration of successful fetches.",
 			Buckets: prometheus.ExponentialBuckets(0.01, 2, 16)}),
+		evicted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ore_evicted_roots_total", Help: "Cold roots evicted under the quota."}),
+		evictedBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ore_evicted_bytes_total", Help: "Block bytes freed by eviction."}),
 	}
 	stat := func(f func(s bitswap.Stats) float64) func() float64 {
 		return func() float64 {
@@ -42,7 +48,7 @@ func newMetrics(n *Node) (*metrics, error) {
 		}
 	}
 	cs := []prometheus.Collector{
-		m.addBytes, m.fetchBytes, m.fetchBlocks, m.fetchErrors, m.fetchSeconds,
+		m.addBytes, m.fetchBytes, m.fetchBlocks, m.fetchErrors, m.fetchSeconds, m.evicted, m.evictedBytes,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ore_store_used_bytes", Help: "Bytes of blocks stored."},
 			func() float64 { return float64(n.store.Used()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ore_store_disk_bytes", Help: "Bytes the store takes on disk (packs, dead blocks not yet collected, badger)."},

@@ -58,6 +58,10 @@ type Node struct {
 
 	completeMu sync.Mutex
 	complete   map[cid.Cid]struct{} // roots whose whole DAG is local
+	fetches    map[cid.Cid]int      // fetches running per root (guarded by completeMu)
+
+	sched   *sched     // heat, reports, replication orders
+	evictMu sync.Mutex // one eviction at a time
 
 	gateway     *gateway.Gateway
 	gatewaySrv  *http.Server
@@ -147,6 +151,10 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 		bopts = append(bopts, bitswap.WithGate(n.pod))
 	}
 	bopts = append(bopts, cfg.profileBitswapOptions()...)
+	if cfg.UploadLimit > 0 {
+		bopts = append(bopts, bitswap.WithUploadLimit(cfg.UploadLimit))
+	}
+
 	n.ex, err = bitswap.New(n.ctx, n.host, n.router, n.store, append(bopts, bitswap.WithHooks(hooks))...)
 	if err != nil {
 		return nil, err
@@ -157,11 +165,16 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 	if n.metrics, err = newMetrics(n); err != nil {
 		return nil, err
 	}
+	n.sched = newSched(n)
 
 	if err := n.startGossip(); err != nil {
 		return nil, err
 	}
 	closers = append(closers, n.intake.Close)
+	if err := n.sched.start(); err != nil {
+		return nil, err
+	}
+	closers = append(closers, func() error { n.sched.close(); return nil })
 	if cfg.Role == RoleCoordinator {
 		if err := n.startCommittee(ctx); err != nil {
 			return nil, err
@@ -175,6 +188,7 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 		closers = append(closers, n.stopGateway)
 	}
 
+	n.spawn(n.evictLoop)
 	n.log.Info("box started", "peer", n.host.ID(), "addrs", n.host.Addrs(), "role", cfg.Role, "dht", cfg.DHTMode)
 	if len(cfg.Bootstrap) > 0 {
 		n.spawn(func(ctx context.Context) {
@@ -257,6 +271,7 @@ func (n *Node) Close() error {
 		if n.committee != nil {
 			add("committee", n.committee.Close())
 		}
+		n.sched.close()
 		add("intake", n.intake.Close())
 		n.cancel()
 		n.wg.Wait()

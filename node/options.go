@@ -15,6 +15,7 @@ import (
 
 	"github.com/orecdn/ore/dht"
 	"github.com/orecdn/ore/gateway"
+	"github.com/orecdn/ore/heat"
 	"github.com/orecdn/ore/ledger"
 	"github.com/orecdn/ore/pod"
 )
@@ -81,6 +82,11 @@ type Config struct {
 	CreditWindow      int64
 	ReceiptEvery      int64
 
+	UploadLimit   int64         // bytes per second bitswap serves, all peers together (0: no limit)
+	HeatHalfLife  time.Duration // half-life of request heat
+	SchedulingOff bool          // no heat reports, no replication orders
+	Schedule      heat.Params   // the committee's planner (coordinators)
+
 	ReceiptsOff   bool           // no proof of delivery at all: no gate, no signing
 	GatewayListen string         // HTTP address of the gateway role
 	Gateway       gateway.Config // limits and timeouts of the gateway role
@@ -108,6 +114,8 @@ func defaults() (*Config, error) {
 		CreditWindow:      DefaultCreditWindow,
 		ReceiptEvery:      DefaultReceiptEvery,
 		GatewayListen:     DefaultGatewayListen,
+		HeatHalfLife:      DefaultHeatHalfLife,
+		Schedule:          heat.DefaultParams(),
 	}
 	addrs, err := parseAddrs(DefaultListenAddrs)
 	if err != nil {
@@ -413,4 +421,49 @@ func ParsePeerAddrs(addrs []string) ([]peer.AddrInfo, error) {
 		return nil, fmt.Errorf("node: peer addresses must end in /p2p/PEERID: %w", err)
 	}
 	return peers, nil
+}
+
+// WithUploadLimit caps the bytes per second the box serves to other boxes,
+// all together (0: no limit): a box lends idle bandwidth, not its uplink.
+func WithUploadLimit(bytesPerSecond int64) Option {
+	return func(c *Config) error {
+		if bytesPerSecond < 0 {
+			return fmt.Errorf("node: upload limit must not be negative, got %d", bytesPerSecond)
+		}
+		c.UploadLimit = bytesPerSecond
+		return nil
+	}
+}
+
+// WithHeatHalfLife sets the half-life of the box's request heat (default
+// 10 min): the shorter, the sooner a burst cools down.
+func WithHeatHalfLife(d time.Duration) Option {
+	return func(c *Config) error {
+		if d <= 0 {
+			return errors.New("node: heat half-life must be positive")
+		}
+		c.HeatHalfLife = d
+		return nil
+	}
+}
+
+// WithScheduling turns heat scheduling on (the default on a ledger
+// network) or off: off, the box neither reports heat nor executes
+// replication orders, and a coordinator issues none.
+func WithScheduling(on bool) Option {
+	return func(c *Config) error {
+		c.SchedulingOff = !on
+		return nil
+	}
+}
+
+// WithSchedule sets the committee's planner parameters (coordinators).
+func WithSchedule(p heat.Params) Option {
+	return func(c *Config) error {
+		if err := p.Validate(); err != nil {
+			return fmt.Errorf("node: schedule: %w", err)
+		}
+		c.Schedule = p
+		return nil
+	}
 }

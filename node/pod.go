@@ -220,6 +220,7 @@ func (s *podService) countersign(from peer.ID, r *pod.Receipt) error {
 	ctx := s.n.ctx
 	key := podKey(podServedPrefix, r.Epoch, r.Client, r.Root)
 	var prevBytes uint64
+	first := true
 	if b, ok, err := s.n.store.GetMeta(ctx, key); err != nil {
 		return err
 	} else if ok {
@@ -230,7 +231,7 @@ func (s *podService) countersign(from peer.ID, r *pod.Receipt) error {
 		if r.Seq <= prev.Seq || r.Bytes < prev.Bytes || r.Blocks < prev.Blocks {
 			return reject(pod.ReasonStaleSeq, fmt.Errorf("sequence %d (%d bytes) does not supersede %d (%d bytes)", r.Seq, r.Bytes, prev.Seq, prev.Bytes))
 		}
-		prevBytes = prev.Bytes
+		prevBytes, first = prev.Bytes, false
 	}
 	if err := r.SignServer(s.key); err != nil {
 		return err
@@ -239,6 +240,7 @@ func (s *podService) countersign(from peer.ID, r *pod.Receipt) error {
 		return fmt.Errorf("node: keep receipt: %w", err)
 	}
 	s.countered.Inc()
+	s.n.sched.delivered(r.Root, int64(r.Bytes-prevBytes), first)
 	s.credit(from, int64(r.Bytes-prevBytes))
 	s.n.publishReceipt(r)
 	return nil

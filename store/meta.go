@@ -92,3 +92,21 @@ func (s *Store) ScanMeta(ctx context.Context, prefix []byte, fn func(key, value 
 	}
 	return err
 }
+
+// DeleteMeta removes the record under key; a missing record is not an
+// error.
+func (s *Store) DeleteMeta(ctx context.Context, key []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := s.acquire(); err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	if err := s.db.Update(func(txn *badger.Txn) error {
+		return txn.Delete(makeKey(prefixMeta, key))
+	}); err != nil {
+		return wrapIOErr("delete meta", err)
+	}
+	return nil
+}

@@ -49,4 +49,13 @@ func TestMetaRoundTripAndScan(t *testing.T) {
 	if len(keys) != 5 || keys[0] != "pod/s/0" || keys[4] != "pod/s/4" {
 		t.Fatalf("scan keys %v", keys)
 	}
+	if err := s.DeleteMeta(ctx, []byte("pod/s/3")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteMeta(ctx, []byte("pod/s/3")); err != nil {
+		t.Fatalf("deleting a missing record: %v", err)
+	}
+	if _, ok, err := s.GetMeta(ctx, []byte("pod/s/3")); ok || err != nil {
+		t.Fatalf("deleted record still there: ok=%v err=%v", ok, err)
+	}
 }

@@ -9,7 +9,9 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/orecdn/ore/ledger"
 	"github.com/orecdn/ore/node"
 )
 
@@ -21,6 +23,9 @@ func cmdLedger(ctx context.Context, e *env, args []string) error {
   verify                    replay the chain from genesis, print the state hash
   deposit AMOUNT            move AMOUNT ore from this box's balance into its escrow
   register ROOT [--price P] register content this box publishes, P ore per GiB
+  prewarm ROOT [--replicas N] [--for D]
+                            ask N boxes to pre-store ROOT (registered by this
+                            box) for D, e.g. before a release
   transfer PEER AMOUNT      pay PEER AMOUNT ore`
 	sub, args, done, err := subcommand(e, usageText, "a ledger command", args)
 	if done {
@@ -30,6 +35,8 @@ func cmdLedger(ctx context.Context, e *env, args []string) error {
 	repo := repoFlag(e, fs)
 	from := fs.Uint64("from", 1, "first block height (blocks)")
 	price := fs.String("price", "", "price per GiB in ore (register; default: the network's)")
+	replicas := fs.Uint("replicas", 8, fmt.Sprintf("how many boxes pre-store the content (prewarm; 1 to %d)", ledger.MaxPrewarmReplicas))
+	prewarmFor := fs.Duration("for", time.Hour, fmt.Sprintf("how long the boxes keep it, rounded up to whole epochs (prewarm; at most %d epochs)", ledger.MaxPrewarmEpochs))
 	wait := fs.Bool("wait", true, "wait until a block takes the transaction")
 	asJSON := fs.Bool("json", false, "print JSON")
 	pos, err := parse(fs, args)
@@ -63,6 +70,9 @@ func cmdLedger(ctx context.Context, e *env, args []string) error {
 		return out(st, func() {
 			fmt.Fprintf(e.stdout, "account  %s\nbalance  %s\nescrow   %s\nnonce    %d\nledger   %s at height %d, epoch %d\n",
 				st.Account, formatOre(st.Balance), formatOre(st.Escrow), st.Nonce, st.Network, st.Height, st.Epoch)
+			for _, p := range st.Prewarms {
+				fmt.Fprintf(e.stdout, "prewarm  %s on %d boxes until epoch %d\n", p.Root, p.Replicas, p.Until)
+			}
 		})
 	case "blocks":
 		var bs []blockInfo
@@ -91,7 +101,7 @@ func cmdLedger(ctx context.Context, e *env, args []string) error {
 			fmt.Fprintf(e.stdout, "verified %d final blocks from genesis: every hash, signature and receipt\nheight %d, supply %s\nstate hash %s\n",
 				v.Blocks, v.Height, formatOre(v.Supply), v.StateHash)
 		})
-	case "deposit", "register", "transfer":
+	case "deposit", "register", "transfer", "prewarm":
 		q := url.Values{"kind": {sub}}
 		switch sub {
 		case "deposit":
@@ -118,6 +128,22 @@ func cmdLedger(ctx context.Context, e *env, args []string) error {
 				}
 				q.Set("price", strconv.FormatUint(p, 10))
 			}
+		case "prewarm":
+			if err := wantArgs(pos, 1, "ROOT"); err != nil {
+				return err
+			}
+			if _, err := node.ParseCID(pos[0]); err != nil {
+				return err
+			}
+			if *replicas < 1 || *replicas > ledger.MaxPrewarmReplicas {
+				return fmt.Errorf("%w: --replicas %d: ask for 1 to %d boxes", errUsage, *replicas, ledger.MaxPrewarmReplicas)
+			}
+			if *prewarmFor <= 0 {
+				return fmt.Errorf("%w: --for %s: give a positive duration, like 1h or 30m", errUsage, *prewarmFor)
+			}
+			q.Set("root", pos[0])
+			q.Set("replicas", strconv.FormatUint(uint64(*replicas), 10))
+			q.Set("for", prewarmFor.String())
 		case "transfer":
 			if err := wantArgs(pos, 2, "PEER AMOUNT"); err != nil {
 				return err
@@ -146,10 +172,14 @@ func cmdLedger(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		return out(info, func() {
+			what := info.Kind
+			if info.Kind == ledger.KindPrewarm.String() {
+				what = fmt.Sprintf("prewarm of %s on %d boxes until epoch %d (ends %s)", info.Root, info.Replicas, info.Until, info.Ends)
+			}
 			if info.Height > 0 {
-				fmt.Fprintf(e.stdout, "%s (nonce %d) is in block %d\n", info.Kind, info.Nonce, info.Height)
+				fmt.Fprintf(e.stdout, "%s (nonce %d) is in block %d\n", what, info.Nonce, info.Height)
 			} else {
-				fmt.Fprintf(e.stdout, "%s (nonce %d) submitted: %s\n", info.Kind, info.Nonce, info.ID)
+				fmt.Fprintf(e.stdout, "%s (nonce %d) submitted: %s\n", what, info.Nonce, info.ID)
 			}
 		})
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -38,6 +39,14 @@ type ledgerStateInfo struct {
 	Escrow    uint64 `json:"escrow"`
 	Nonce     uint64 `json:"nonce"`
 	Supply    uint64 `json:"supply"`
+	// Prewarms are the account's active pre-warms.
+	Prewarms []prewarmInfo `json:"prewarms,omitempty"`
+}
+
+type prewarmInfo struct {
+	Root     string `json:"root"`
+	Replicas uint32 `json:"replicas"`
+	Until    uint64 `json:"until"` // the last epoch
 }
 
 func (s *apiServer) ledgerState(w http.ResponseWriter, r *http.Request) {
@@ -54,9 +63,15 @@ func (s *apiServer) ledgerState(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	h := st.Hash()
-	writeJSON(w, ledgerStateInfo{Network: s.n.Genesis().Network, Height: st.Height(), Epoch: st.Epoch(),
+	info := ledgerStateInfo{Network: s.n.Genesis().Network, Height: st.Height(), Epoch: st.Epoch(),
 		StateHash: hex.EncodeToString(h[:]), Account: account.String(), Balance: st.Balance(account),
-		Escrow: st.Escrow(account), Nonce: st.Nonce(account), Supply: st.Supply()})
+		Escrow: st.Escrow(account), Nonce: st.Nonce(account), Supply: st.Supply()}
+	for _, p := range st.Prewarms() {
+		if p.Publisher == account {
+			info.Prewarms = append(info.Prewarms, prewarmInfo{Root: p.Root.String(), Replicas: p.Replicas, Until: p.Until})
+		}
+	}
+	writeJSON(w, info)
 }
 
 type blockInfo struct {
@@ -140,12 +155,18 @@ type txInfo struct {
 	Kind   string `json:"kind"`
 	Nonce  uint64 `json:"nonce"`
 	Height uint64 `json:"height,omitempty"` // the block that took it, with wait
+	// A pre-warm's root, replicas, last epoch and when that epoch ends.
+	Root     string `json:"root,omitempty"`
+	Replicas uint32 `json:"replicas,omitempty"`
+	Until    uint64 `json:"until,omitempty"`
+	Ends     string `json:"ends,omitempty"`
 }
 
 // ledgerTx signs an account transaction as this box and submits it:
 // kind=deposit&amount=N, kind=register&root=CID[&price=P],
-// kind=transfer&to=ID&amount=N (amounts in base units); wait=1 waits until
-// a block takes it.
+// kind=transfer&to=ID&amount=N (amounts in base units),
+// kind=prewarm&root=CID&replicas=N&for=DURATION; wait=1 waits until a
+// block takes it.
 func (s *apiServer) ledgerTx(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	amount := func() (uint64, error) { return strconv.ParseUint(q.Get("amount"), 10, 64) }
@@ -184,8 +205,15 @@ func (s *apiServer) ledgerTx(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		tx = ledger.NewTransfer("", to, 0, a)
+	case "prewarm":
+		pw, status, err := s.prewarmTx(r.Context(), q)
+		if err != nil {
+			http.Error(w, err.Error(), status)
+			return
+		}
+		tx = pw
 	default:
-		http.Error(w, "kind must be deposit, register or transfer", http.StatusBadRequest)
+		http.Error(w, "kind must be deposit, register, transfer or prewarm", http.StatusBadRequest)
 		return
 	}
 	tx, err := s.n.SignAndSubmit(r.Context(), tx)
@@ -195,6 +223,12 @@ func (s *apiServer) ledgerTx(w http.ResponseWriter, r *http.Request) {
 	}
 	id := tx.ID()
 	info := txInfo{ID: hex.EncodeToString(id[:]), Kind: tx.Kind.String(), Nonce: tx.Nonce}
+	if tx.Kind == ledger.KindPrewarm {
+		p := s.n.Network()
+		end := p.GenesisTime.Add(time.Duration(tx.Until+1) * p.EpochLength)
+		info.Root, info.Replicas, info.Until = tx.Root.String(), tx.Replicas, tx.Until
+		info.Ends = end.UTC().Format(time.RFC3339)
+	}
 	if q.Get("wait") != "" {
 		ctx, cancel := context.WithTimeout(r.Context(), 12*s.n.Genesis().EpochLength)
 		defer cancel()
@@ -213,4 +247,47 @@ func (s *apiServer) ledgerTx(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, info)
+}
+
+// prewarmTx reads a pre-warm request (root, replicas, for) and turns its
+// duration into an Until epoch: the current epoch as this box sees it (its
+// clock through the network's parameters, or the ledger's last block if
+// that is later) plus the duration in whole epochs, rounded up. A request
+// of exactly MaxPrewarmEpochs is cut by one epoch, so it still holds if the
+// block that takes it closes the epoch before this box's clock. It checks
+// that this box registered the root, so a refusal comes now rather than as
+// a timeout. The status goes with the error.
+func (s *apiServer) prewarmTx(ctx context.Context, q url.Values) (ledger.Tx, int, error) {
+	root, err := node.ParseCID(q.Get("root"))
+	if err != nil {
+		return ledger.Tx{}, http.StatusBadRequest, err
+	}
+	replicas, err := strconv.ParseUint(q.Get("replicas"), 10, 32)
+	if err != nil || replicas < 1 || replicas > ledger.MaxPrewarmReplicas {
+		return ledger.Tx{}, http.StatusBadRequest, fmt.Errorf("prewarm: replicas %q: ask for 1 to %d boxes", q.Get("replicas"), ledger.MaxPrewarmReplicas)
+	}
+	d, err := time.ParseDuration(q.Get("for"))
+	if err != nil || d <= 0 {
+		return ledger.Tx{}, http.StatusBadRequest, fmt.Errorf("prewarm: duration %q: give a positive duration, like 1h or 30m", q.Get("for"))
+	}
+	p := s.n.Network()
+	epochs := uint64((d + p.EpochLength - 1) / p.EpochLength)
+	if epochs > ledger.MaxPrewarmEpochs {
+		return ledger.Tx{}, http.StatusBadRequest, fmt.Errorf("prewarm: %s is %d epochs of %s; the ledger keeps a pre-warm at most %d epochs (%s): ask for less and renew it before it ends",
+			d, epochs, p.EpochLength, ledger.MaxPrewarmEpochs, ledger.MaxPrewarmEpochs*p.EpochLength)
+	}
+	st, _, err := s.n.LedgerView(ctx)
+	if err != nil {
+		return ledger.Tx{}, http.StatusServiceUnavailable, fmt.Errorf("prewarm: reading the ledger: %w", err)
+	}
+	reg, ok := st.Registration(root)
+	switch {
+	case !ok:
+		return ledger.Tx{}, http.StatusConflict, fmt.Errorf("prewarm: %s is not registered on the ledger: register it first with `ore ledger register %s`", root, root)
+	case reg.Publisher != s.n.ID():
+		return ledger.Tx{}, http.StatusConflict, fmt.Errorf("prewarm: %s is registered by %s, not by this box (%s): only its publisher may pre-warm it", root, reg.Publisher, s.n.ID())
+	}
+	now := max(p.EpochAt(time.Now()), st.Epoch())
+	until := now + min(epochs, ledger.MaxPrewarmEpochs-1)
+	return ledger.NewPrewarm("", 0, root, uint32(replicas), until), 0, nil
 }

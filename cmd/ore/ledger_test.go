@@ -108,8 +108,38 @@ func TestCLILedger(t *testing.T) {
 	if code, out, errs := ore(t, "ledger", "register", "--repo", pub, root, "--price", "2"); code != 0 || !strings.Contains(out, "is in block") {
 		t.Fatalf("register: %d %s %s", code, out, errs)
 	}
+	// Pre-warm: 1m of 2s epochs is 30 epochs after the current one.
+	code, out, errs = ore(t, "ledger", "prewarm", "--repo", pub, root, "--replicas", "3", "--for", "1m")
+	if code != 0 || !strings.Contains(out, "prewarm of "+root+" on 3 boxes until epoch") || !strings.Contains(out, "is in block") {
+		t.Fatalf("prewarm: %d %s %s", code, out, errs)
+	}
+	code, out, errs = ore(t, "ledger", "balance", "--repo", pub)
+	if code != 0 || !strings.Contains(out, "prewarm  "+root+" on 3 boxes until epoch") {
+		t.Fatalf("balance after prewarm: %d %s %s", code, out, errs)
+	}
+	_ = os.WriteFile(src, []byte("unregistered content"), 0o644)
+	code, out, _ = ore(t, "add", "-q", "--repo", pub, src)
+	if code != 0 {
+		t.Fatal("add")
+	}
+	other := strings.TrimSpace(out)
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{other}, 1, "register it first with `ore ledger register " + other + "`"},
+		{[]string{root, "--replicas", "0"}, 2, "ask for 1 to 64 boxes"},
+		{[]string{root, "--for", "0s"}, 2, "positive duration"},
+		{[]string{root, "--for", "200h"}, 1, "at most 60480 epochs"},
+	} {
+		code, _, errs := ore(t, append([]string{"ledger", "prewarm", "--repo", pub}, c.args...)...)
+		if code != c.code || !strings.Contains(errs, c.want) {
+			t.Errorf("prewarm %v: %d %s, want %d and %q", c.args, code, errs, c.code, c.want)
+		}
+	}
 	code, out, _ = ore(t, "ledger", "blocks", "--repo", pub)
-	if code != 0 || strings.Count(out, "final")+strings.Count(out, "signing") < 2 {
+	if code != 0 || strings.Count(out, "final")+strings.Count(out, "signing") < 3 {
 		t.Fatalf("blocks: %s", out)
 	}
 	hashRe := regexp.MustCompile(`state hash ([0-9a-f]{64})`)

@@ -48,6 +48,7 @@ type Config struct {
 	Logger   *slog.Logger
 	Registry prometheus.Registerer
 	Clock    func() time.Time // default time.Now
+	Schedule *Scheduler       // heat scheduling by the leader (nil: none)
 }
 
 // Committee is one coordinator.
@@ -70,9 +71,10 @@ type Committee struct {
 	pending map[uint64][]ledger.Signature // signatures for blocks not applied yet
 	final   chan uint64                   // heights that became final (buffered, lossy)
 	txpool  map[[32]byte]ledger.Tx
+	targets targets
 
 	metrics struct {
-		blocks, finals, rejected prometheus.Counter
+		blocks, finals, rejected, orders prometheus.Counter
 		refused                  *prometheus.CounterVec
 	}
 
@@ -194,9 +196,10 @@ func (c *Committee) initMetrics() {
 	c.metrics.blocks = prometheus.NewCounter(prometheus.CounterOpts{Name: "ore_ledger_blocks_applied_total", Help: "Blocks this coordinator applied."})
 	c.metrics.finals = prometheus.NewCounter(prometheus.CounterOpts{Name: "ore_ledger_blocks_final_total", Help: "Blocks that gathered a committee majority."})
 	c.metrics.rejected = prometheus.NewCounter(prometheus.CounterOpts{Name: "ore_ledger_blocks_rejected_total", Help: "Proposed blocks the state machine refused."})
+	c.metrics.orders = prometheus.NewCounter(prometheus.CounterOpts{Name: "ore_sched_orders_issued_total", Help: "Replication orders this coordinator issued as leader."})
 	c.metrics.refused = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ore_ledger_txs_refused_total", Help: "Transactions the leader left out of a block, by reason."}, []string{"reason"})
 	if c.cfg.Registry != nil {
-		for _, m := range []prometheus.Collector{c.metrics.blocks, c.metrics.finals, c.metrics.rejected, c.metrics.refused} {
+		for _, m := range []prometheus.Collector{c.metrics.blocks, c.metrics.finals, c.metrics.rejected, c.metrics.refused, c.metrics.orders} {
 			_ = c.cfg.Registry.Register(m)
 		}
 	}
@@ -299,6 +302,9 @@ func (c *Committee) leaderLoop(ctx context.Context) {
 		}
 		if c.raft.State() != raft.Leader {
 			continue
+		}
+		if err := c.schedule(ctx, closed+1); err != nil && ctx.Err() == nil {
+			c.log.Warn("scheduling replicas failed", "epoch", closed+1, "err", err)
 		}
 		if err := c.propose(closed); err != nil && ctx.Err() == nil {
 			c.log.Warn("closing epoch failed", "epoch", closed, "err", err)

@@ -1,0 +1,77 @@
+// Package heat decides which content is replicated where: it measures
+// request heat per root CID, carries it between boxes and the committee,
+// and turns it into replication orders.
+//
+// It has four parts:
+//
+//   - Counter: request and byte counts per root CID with exponential decay
+//     and a bound on its size. The gateway counts every request in one.
+//   - Report: what a box (or gateway) gossips once per epoch on ReportTopic
+//     (/ore/heat/1), signed by its Ed25519 peer key: the heat it saw (the
+//     MaxHeat hottest roots), the roots it holds whole, its quota and usage,
+//     and the state of the orders it executes.
+//   - Order: what the committee's leader gossips on OrderTopic
+//     (/ore/orders/1), signed by its key: "these boxes fetch root R whole
+//     and hold it through epoch Until", for heat or for a publisher's
+//     pre-warm request.
+//   - Plan: the pure planner that turns the latest reports (and pre-warm
+//     requests) into a replica target per root and the boxes that should
+//     take the missing replicas, ranked by capacity-weighted rendezvous
+//     hashing, so every coordinator computes the same assignment and a box
+//     joining or leaving moves only its own share.
+//
+// Why its own package: the gateway (counting), node (reporting, executing
+// orders) and ledger/committee (planning) all use it, and none of them
+// should depend on another for it. Heat, reports and orders are soft
+// state: they are never ledger state, a lost report or order costs one
+// epoch, and a box reconstructs everything from the next round of gossip.
+//
+// The package is pure: no networking and no clock. Callers pass now (for
+// the counter) and epochs (for the rules and the planner).
+//
+// Usage:
+//
+//	// gateway: count requests
+//	c := heat.NewCounter(10*time.Minute, 100_000)
+//	c.Record(root, n, time.Now())
+//
+//	// box: report once per epoch
+//	r := &heat.Report{Epoch: e, Quota: q, Used: u, Heat: heat.Top(c.Snapshot(now)), Held: held, Orders: states}
+//	err := r.Sign(network, key)
+//	publish(heat.ReportTopic, r.Marshal())
+//
+//	// committee leader: plan and order
+//	r, err := heat.UnmarshalReport(msg)
+//	err = heat.CheckReport(r, network, e, 1)
+//	for _, t := range heat.Plan(heat.DefaultParams(), e, latest, prewarms) {
+//		if len(t.Boxes) == 0 {
+//			continue
+//		}
+//		o := t.Order(network, self, e)
+//		err = o.Sign(network, key)
+//		publish(heat.OrderTopic, o.Marshal())
+//	}
+//
+//	// box: execute orders that name it
+//	o, err := heat.UnmarshalOrder(msg)
+//	err = heat.CheckOrder(o, network, genesis.IsMember, e, 1)
+//	if err == nil && o.Names(self) { fetch and pin o.Root until o.Until }
+//
+// Invariants:
+//
+//   - Reports and orders have one canonical, versioned binary encoding;
+//     the decoders refuse oversized input before decoding it, trailing
+//     bytes, over-long lists, duplicate roots, unsorted or repeated boxes,
+//     unparseable CIDs and peer IDs, and unknown versions, states and
+//     reasons. Fuzz tests check that every accepted input re-encodes to
+//     itself.
+//   - Signatures are Ed25519 over a domain-separated payload that includes
+//     the network, by the key embedded in the reporter's or issuer's peer
+//     ID; CheckOrder also requires the issuer to be a committee member.
+//   - Plan is deterministic: the same reports and pre-warms, in any order,
+//     give the same targets. Replica targets stay within [Floor, Ceiling]
+//     for hot roots and never exceed Ceiling; a box is never assigned more
+//     bytes than the free space it reported, counted across one Plan call.
+//   - Every error of the decoders and of CheckReport and CheckOrder wraps
+//     one of the package's named errors.
+package heat

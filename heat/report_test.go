@@ -1,0 +1,305 @@
+package heat
+
+import (
+	"bytes"
+	"errors"
+	"math"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+func sampleReport(t testing.TB) *Report {
+	return &Report{
+		Epoch: 42,
+		Quota: 10 << 30,
+		Used:  3 << 30,
+		Heat: []RootHeat{
+			{Root: root(t, "hot"), Requests: 90, Bytes: 9 << 20},
+			{Root: root(t, "warm"), Requests: 12, Bytes: 1 << 20},
+		},
+		Held: []Holding{{Root: root(t, "hot"), Size: 5 << 20}, {Root: root(t, "other"), Size: 1}},
+		Orders: []OrderStatus{
+			{Root: root(t, "hot"), State: OrderHeld},
+			{Root: root(t, "big"), State: OrderDeclined, Reason: "quota full"},
+		},
+	}
+}
+
+func signedReport(t testing.TB, p party, edit func(*Report)) *Report {
+	t.Helper()
+	r := sampleReport(t)
+	if edit != nil {
+		edit(r)
+	}
+	if err := r.Sign(testNetwork, p.key); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestReportRoundTrip(t *testing.T) {
+	p := newParty(t)
+	for name, edit := range map[string]func(*Report){
+		"full":  nil,
+		"empty": func(r *Report) { *r = Report{Epoch: 1} },
+		"limits": func(r *Report) {
+			r.Heat, r.Held, r.Orders = nil, nil, nil
+			for i := range MaxHeat {
+				r.Heat = append(r.Heat, RootHeat{Root: root(t, i), Requests: math.MaxUint64, Bytes: math.MaxUint64})
+			}
+			for i := range MaxHeld {
+				r.Held = append(r.Held, Holding{Root: root(t, i), Size: math.MaxUint64})
+			}
+			for i := range MaxOrders {
+				r.Orders = append(r.Orders, OrderStatus{Root: root(t, i), State: OrderFailed, Reason: strings.Repeat("x", MaxStatusReason)})
+			}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := signedReport(t, p, edit)
+			if r.Reporter != p.id || r.Network != testNetwork {
+				t.Fatalf("Sign set reporter %s, network %q", r.Reporter, r.Network)
+			}
+			b := r.Marshal()
+			got, err := UnmarshalReport(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, r) {
+				t.Fatalf("round trip:\n got %+v\nwant %+v", got, r)
+			}
+			if err := CheckReport(got, testNetwork, r.Epoch, 0); err != nil {
+				t.Fatalf("check: %v", err)
+			}
+		})
+	}
+}
+
+func TestReportForged(t *testing.T) {
+	p, q := newParty(t), newParty(t)
+	secp, _, err := crypto.GenerateSecp256k1Key(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secpID, err := peer.IDFromPrivateKey(secp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := signedReport(t, q, nil)
+	for _, tc := range []struct {
+		name string
+		edit func(*Report)
+	}{
+		{"epoch altered", func(r *Report) { r.Epoch++ }},
+		{"used altered", func(r *Report) { r.Used = 0 }},
+		{"heat altered", func(r *Report) { r.Heat[0].Requests *= 10 }},
+		{"holding added", func(r *Report) { r.Held = append(r.Held, Holding{Root: root(t, "x"), Size: 1}) }},
+		{"order state altered", func(r *Report) { r.Orders[1].State = OrderHeld }},
+		{"network altered", func(r *Report) { r.Network = "other" }},
+		{"reporter swapped", func(r *Report) { r.Reporter = q.id }},
+		{"signature of another report", func(r *Report) { r.Sig = other.Sig }},
+		{"unsigned", func(r *Report) { r.Sig = nil }},
+		{"reporter without Ed25519 key", func(r *Report) {
+			r.Reporter = secpID
+			sig, err := secp.Sign(r.SigPayload())
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.Sig = sig
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := signedReport(t, p, nil)
+			tc.edit(r)
+			err := r.Verify(r.Network)
+			if !errors.Is(err, ErrBadSignature) {
+				t.Fatalf("Verify: %v, want ErrBadSignature", err)
+			}
+			// Through the wire too.
+			if d, err := UnmarshalReport(r.Marshal()); err == nil {
+				if err := CheckReport(d, d.Network, d.Epoch, 0); !errors.Is(err, ErrBadSignature) {
+					t.Fatalf("CheckReport: %v, want ErrBadSignature", err)
+				}
+			}
+		})
+	}
+	if err := new(Report).Sign(testNetwork, secp); err == nil {
+		t.Error("signed a report with a secp256k1 key")
+	}
+}
+
+func TestCheckReport(t *testing.T) {
+	p := newParty(t)
+	r := signedReport(t, p, nil) // epoch 42
+	for _, tc := range []struct {
+		name    string
+		network string
+		now     uint64
+		skew    uint64
+		want    error
+	}{
+		{"current", testNetwork, 42, 0, nil},
+		{"within skew behind", testNetwork, 44, 2, nil},
+		{"within skew ahead", testNetwork, 40, 2, nil},
+		{"stale", testNetwork, 45, 2, ErrStale},
+		{"from the future", testNetwork, 39, 2, ErrStale},
+		{"wrong network", "ore-main", 42, 0, ErrWrongNetwork},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := CheckReport(r, tc.network, tc.now, tc.skew)
+			if !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+		})
+	}
+	if err := CheckReport(nil, testNetwork, 0, 0); !errors.Is(err, ErrMalformed) {
+		t.Errorf("nil report: %v", err)
+	}
+}
+
+func TestUnmarshalReportRejects(t *testing.T) {
+	p := newParty(t)
+	good := signedReport(t, p, nil).Marshal()
+	// marshal encodes r as it is, unchecked, signed or not.
+	marshal := func(edit func(*Report)) []byte {
+		r := sampleReport(t)
+		r.Network, r.Reporter = testNetwork, p.id
+		edit(r)
+		return r.Marshal()
+	}
+	var long []RootHeat
+	for i := range MaxHeat + 1 {
+		long = append(long, RootHeat{Root: root(t, i), Requests: 1})
+	}
+	for _, tc := range []struct {
+		name string
+		data []byte
+		want error
+	}{
+		{"empty", nil, ErrMalformed},
+		{"over the size limit", make([]byte, MaxReportSize+1), ErrTooLarge},
+		{"unknown version", append([]byte{2}, good[1:]...), ErrMalformed},
+		{"trailing byte", append(append([]byte(nil), good...), 0), ErrMalformed},
+		{"truncated", good[:len(good)-1], ErrMalformed},
+		{"over-long heat list", marshal(func(r *Report) { r.Heat = long }), ErrMalformed},
+		{"duplicate heat root", marshal(func(r *Report) { r.Heat = append(r.Heat, r.Heat[0]) }), ErrMalformed},
+		{"duplicate held root", marshal(func(r *Report) { r.Held = append(r.Held, r.Held[1]) }), ErrMalformed},
+		{"duplicate order root", marshal(func(r *Report) { r.Orders = append(r.Orders, r.Orders[0]) }), ErrMalformed},
+		{"unknown state", marshal(func(r *Report) { r.Orders[0].State = 5 }), ErrMalformed},
+		{"zero state", marshal(func(r *Report) { r.Orders[0].State = 0 }), ErrMalformed},
+		{"long reason", marshal(func(r *Report) { r.Orders[0].Reason = strings.Repeat("x", MaxStatusReason+1) }), ErrMalformed},
+		{"no reporter", marshal(func(r *Report) { r.Reporter = "" }), ErrMalformed},
+		{"bad reporter", marshal(func(r *Report) { r.Reporter = "garbage" }), ErrMalformed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := UnmarshalReport(tc.data); !errors.Is(err, tc.want) {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+		})
+	}
+	t.Run("bad CID", func(t *testing.T) {
+		// The first heat root follows the fixed fields; spoil its first byte.
+		r := sampleReport(t)
+		r.Network, r.Reporter = testNetwork, p.id
+		b := r.Marshal()
+		at := bytes.Index(b, r.Heat[0].Root.Bytes())
+		b[at] = 0xff
+		if _, err := UnmarshalReport(b); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("padded varint", func(t *testing.T) {
+		r := &Report{Network: testNetwork, Reporter: p.id, Epoch: 1}
+		b := r.Marshal()
+		at := 1 + 1 + len(testNetwork) + 1 + len(p.id) // version, network, reporter
+		if b[at] != 1 {
+			t.Fatalf("layout: epoch byte is %d", b[at])
+		}
+		b = append(b[:at:at], append([]byte{0x81, 0x00}, b[at+1:]...)...)
+		if _, err := UnmarshalReport(b); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("got %v", err)
+		}
+	})
+}
+
+func TestSignReportRefuses(t *testing.T) {
+	p := newParty(t)
+	r := sampleReport(t)
+	r.Held = append(r.Held, r.Held[0])
+	if err := r.Sign(testNetwork, p.key); !errors.Is(err, ErrMalformed) {
+		t.Errorf("duplicate holding: %v", err)
+	}
+	// The largest CIDs in every list overflow MaxReportSize.
+	r = &Report{}
+	for i := range MaxHeat {
+		r.Heat = append(r.Heat, RootHeat{Root: longRoot(t, i), Requests: 1})
+	}
+	for i := range MaxHeld {
+		r.Held = append(r.Held, Holding{Root: longRoot(t, i), Size: 1})
+	}
+	err := r.Sign(testNetwork, p.key)
+	if !errors.Is(err, ErrTooLarge) || r.Sig != nil {
+		t.Fatalf("oversized report: %v", err)
+	}
+	if _, err := UnmarshalReport(r.Marshal()); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("decoding an oversized report: %v", err)
+	}
+	if err := r.Sign(testNetwork, nil); err == nil {
+		t.Error("signed without a key")
+	}
+}
+
+func TestReportFree(t *testing.T) {
+	for _, tc := range []struct{ quota, used, want uint64 }{
+		{0, 5, math.MaxUint64},
+		{10, 3, 7},
+		{10, 10, 0},
+		{10, 12, 0},
+	} {
+		if got := (&Report{Quota: tc.quota, Used: tc.used}).Free(); got != tc.want {
+			t.Errorf("Free(quota %d, used %d) = %d, want %d", tc.quota, tc.used, got, tc.want)
+		}
+	}
+}
+
+func TestStrings(t *testing.T) {
+	for v, want := range map[interface{ String() string }]string{
+		OrderFetching: "fetching", OrderHeld: "held", OrderDeclined: "declined", OrderFailed: "failed",
+		State(9): "state(9)", ReasonHeat: "heat", ReasonPrewarm: "prewarm", Reason(0): "reason(0)",
+	} {
+		if v.String() != want {
+			t.Errorf("%v, want %s", v, want)
+		}
+	}
+}
+
+func FuzzUnmarshalReport(f *testing.F) {
+	p := newParty(f)
+	f.Add(signedReport(f, p, nil).Marshal())
+	f.Add(signedReport(f, p, func(r *Report) { *r = Report{} }).Marshal())
+	f.Add([]byte{Version})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := UnmarshalReport(b)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrTooLarge) {
+				t.Fatalf("error wraps neither ErrMalformed nor ErrTooLarge: %v", err)
+			}
+			return
+		}
+		out := r.Marshal()
+		if !bytes.Equal(out, b) {
+			t.Fatal("accepted a non-canonical encoding")
+		}
+		again, err := UnmarshalReport(out)
+		if err != nil || !reflect.DeepEqual(again, r) {
+			t.Fatalf("re-decoding: %v", err)
+		}
+		_ = CheckReport(r, r.Network, r.Epoch, 0)
+		_ = r.Free()
+	})
+}

@@ -1,0 +1,252 @@
+package ledger
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"math"
+	"slices"
+	"testing"
+
+	"github.com/ipfs/go-cid"
+)
+
+func TestPrewarmEncoding(t *testing.T) {
+	f := newFixture(t, 1, 0, 0, 1000)
+	tx := f.signed(t, f.s, NewPrewarm(f.pubs[0].id, 7, testRoot(t, "r"), math.MaxUint32, math.MaxUint64))
+	enc := tx.Marshal()
+	got, err := UnmarshalTx(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Kind != KindPrewarm || got.From != tx.From || got.Nonce != 7 || !got.Root.Equals(tx.Root) ||
+		got.Replicas != math.MaxUint32 || got.Until != math.MaxUint64 || !bytes.Equal(got.Sig, tx.Sig) {
+		t.Fatalf("round trip: %+v", got)
+	}
+	if got.VerifySig(testNetwork) != nil || got.ID() != tx.ID() || KindPrewarm.String() != "prewarm" {
+		t.Fatal("decoded pre-warm lost its signature or ID")
+	}
+	// The signature covers every field.
+	for name, m := range map[string]func(*Tx){
+		"replicas": func(x *Tx) { x.Replicas-- },
+		"until":    func(x *Tx) { x.Until-- },
+		"root":     func(x *Tx) { x.Root = testRoot(t, "other") },
+	} {
+		c := *got
+		m(&c)
+		if !errors.Is(c.VerifySig(testNetwork), ErrBadSignature) {
+			t.Errorf("%s changed, signature still verifies", name)
+		}
+	}
+	// Replicas past 32 bits do not decode.
+	wide := NewPrewarm(f.pubs[0].id, 7, testRoot(t, "r"), 0, 9)
+	b := wide.appendUnsigned(nil)
+	b = b[:len(b)-2] // replicas 0 and until 9, one byte each
+	b = binary.AppendUvarint(b, math.MaxUint32+1)
+	b = binary.AppendUvarint(b, 9)
+	b = appendBytes(b, []byte{1})
+	if _, err := UnmarshalTx(b); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("33-bit replicas: %v", err)
+	}
+	// Without a root it decodes to an error, and the state refuses it.
+	noRoot := f.signed(t, f.s, NewPrewarm(f.pubs[0].id, 1, cid.Undef, 1, 9))
+	if _, err := UnmarshalTx(noRoot.Marshal()); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("no root: %v", err)
+	}
+}
+
+func TestPrewarmRules(t *testing.T) {
+	f := newFixture(t, 2, 0, 0, 1000)
+	a, b := f.pubs[0], f.pubs[1]
+	r, s := testRoot(t, "r"), testRoot(t, "s")
+	f.advance(t, 10, f.signed(t, f.s, NewRegister(a.id, 0, r, 0)), f.signed(t, f.s, NewRegister(b.id, 0, s, 0)))
+	pw := func(from party, root cid.Cid, replicas uint32, until uint64) Tx {
+		return f.signed(t, f.s, NewPrewarm(from.id, 0, root, replicas, until))
+	}
+	unsigned := NewPrewarm(a.id, 2, r, 1, 20)
+	forged := pw(a, r, 1, 20)
+	forged.Replicas = 2
+	cases := []struct {
+		name string
+		tx   Tx
+		want Reason
+	}{
+		{"not registered", pw(a, testRoot(t, "nobody"), 1, 20), ReasonNotRegistered},
+		{"someone else's root", pw(a, s, 1, 20), ReasonNotOwner},
+		{"zero replicas", pw(a, r, 0, 20), ReasonReplicasOutOfRange},
+		{"too many replicas", pw(a, r, MaxPrewarmReplicas+1, 20), ReasonReplicasOutOfRange},
+		{"until the block's epoch", pw(a, r, 1, 10), ReasonUntilOutOfRange},
+		{"until in the past", pw(a, r, 1, 3), ReasonUntilOutOfRange},
+		{"until too far", pw(a, r, 1, 10+MaxPrewarmEpochs+1), ReasonUntilOutOfRange},
+		{"until overflowing", pw(a, r, 1, math.MaxUint64), ReasonUntilOutOfRange},
+		{"no root", pw(a, cid.Undef, 1, 20), ReasonMalformed},
+		{"replayed nonce", f.signed(t, f.s, NewPrewarm(a.id, 1, r, 1, 20)), ReasonBadNonce},
+		{"nonce gap", f.signed(t, f.s, NewPrewarm(a.id, 3, r, 1, 20)), ReasonBadNonce},
+		{"unsigned", unsigned, ReasonBadSignature},
+		{"forged", forged, ReasonBadSignature},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) { f.wantReason(t, f.s, 10, c.tx, c.want) })
+	}
+
+	// Accepted at the limits; no money moves; the nonce does.
+	before := f.s.Account(a.id)
+	f.advance(t, 10, pw(a, r, MaxPrewarmReplicas, 10+MaxPrewarmEpochs))
+	if after := f.s.Account(a.id); after.Balance != before.Balance || after.Escrow != before.Escrow || after.Nonce != before.Nonce+1 {
+		t.Fatalf("account %+v after a pre-warm, was %+v", after, before)
+	}
+	want := Prewarm{Root: r, Publisher: a.id, Replicas: MaxPrewarmReplicas, Until: 10 + MaxPrewarmEpochs}
+	if got, ok := f.s.Prewarm(r); !ok || got != want {
+		t.Fatalf("Prewarm(r) = %+v %v", got, ok)
+	}
+	// A new one replaces it; ended ones go when a later block applies.
+	f.advance(t, 11, pw(a, r, 2, 15), pw(b, s, 1, 12))
+	if got := f.s.Prewarms(); len(got) != 2 || !slices.IsSortedFunc(got, func(x, y Prewarm) int {
+		return bytes.Compare(x.Root.Bytes(), y.Root.Bytes())
+	}) {
+		t.Fatalf("Prewarms() = %+v", got)
+	}
+	if got, _ := f.s.Prewarm(r); got.Replicas != 2 || got.Until != 15 {
+		t.Fatalf("not replaced: %+v", got)
+	}
+	f.advance(t, 12)
+	if len(f.s.Prewarms()) != 2 {
+		t.Fatal("a pre-warm ended before its Until epoch")
+	}
+	f.advance(t, 13)
+	if got := f.s.Prewarms(); len(got) != 1 || !got[0].Root.Equals(r) {
+		t.Fatalf("after s's Until: %+v", got)
+	}
+	if _, ok := f.s.Prewarm(s); ok {
+		t.Fatal("an ended pre-warm is still found")
+	}
+	f.advance(t, 100)
+	if len(f.s.Prewarms()) != 0 || len(f.s.prewarms) != 0 {
+		t.Fatal("pre-warms kept past Until")
+	}
+}
+
+// TestPrewarmStateHash: the state hash covers the active pre-warms, and
+// once they end the state hashes as if there had been none.
+func TestPrewarmStateHash(t *testing.T) {
+	chain := func(prewarm bool) *fixture {
+		f := newFixture(t, 1, 0, 0, 1000)
+		a, r := f.pubs[0], testRoot(t, "r")
+		f.advance(t, 10, f.signed(t, f.s, NewRegister(a.id, 0, r, 5)))
+		second := NewRegister(a.id, 0, r, 5) // the same registration again: only the nonce moves
+		if prewarm {
+			second = NewPrewarm(a.id, 0, r, 4, 20)
+		}
+		f.advance(t, 10, f.signed(t, f.s, second))
+		return f
+	}
+	with, without := chain(true), chain(false)
+	if with.s.Hash() == without.s.Hash() {
+		t.Fatal("a pre-warm does not change the state hash")
+	}
+	// Every field of a pre-warm is covered.
+	base := with.s.Prewarms()[0]
+	for name, m := range map[string]func(*Prewarm){
+		"replicas":  func(p *Prewarm) { p.Replicas++ },
+		"until":     func(p *Prewarm) { p.Until++ },
+		"publisher": func(p *Prewarm) { p.Publisher = with.com[0].id },
+		"root":      func(p *Prewarm) { p.Root = testRoot(t, "s") },
+	} {
+		p := base
+		m(&p)
+		n := with.s.next(with.s.epoch)
+		clear(n.prewarms)
+		n.prewarms[string(p.Root.Bytes())] = p
+		if n.computeHash() == with.s.Hash() {
+			t.Errorf("%s is not covered by the state hash", name)
+		}
+	}
+	// Until 20 holds through epoch 20; at 21 both states agree again.
+	with.advance(t, 20)
+	without.advance(t, 20)
+	if with.s.Hash() == without.s.Hash() {
+		t.Fatal("the pre-warm ended before its Until epoch")
+	}
+	with.advance(t, 21)
+	without.advance(t, 21)
+	if with.s.Hash() != without.s.Hash() {
+		t.Fatal("an ended pre-warm still changes the state hash")
+	}
+}
+
+// TestVerifyWithPrewarms replays, from genesis and from their encodings,
+// final blocks that carry, replace and expire pre-warms.
+func TestVerifyWithPrewarms(t *testing.T) {
+	f := newFixture(t, 2, 1, 1, 1_000_000)
+	a, b := f.pubs[0], f.pubs[1]
+	r, s := testRoot(t, "r"), testRoot(t, "s")
+	steps := []struct {
+		epoch uint64
+		txs   func() []Tx
+	}{
+		{1, func() []Tx {
+			return []Tx{f.signed(t, f.s, NewDeposit(a.id, 0, 1000)), f.signed(t, f.s, NewRegister(a.id, 2, r, 0)),
+				f.signed(t, f.s, NewRegister(b.id, 0, s, 0)), f.signed(t, f.s, NewPrewarm(a.id, 3, r, 8, 50))}
+		}},
+		{2, func() []Tx {
+			return []Tx{f.signed(t, f.s, NewPrewarm(b.id, 0, s, 3, 4)),
+				NewReceiptTx(receipt(t, f.srvs[0], f.clis[0], r, 2, GiB, nil))}
+		}},
+		{3, func() []Tx { return []Tx{f.signed(t, f.s, NewPrewarm(a.id, 0, r, 16, 60))} }},
+		{5, nil}, // s ends
+		{6, func() []Tx { return []Tx{f.signed(t, f.s, NewPrewarm(b.id, 0, s, 1, 9))} }},
+	}
+	var encoded [][]byte
+	for _, st := range steps {
+		var txs []Tx
+		if st.txs != nil {
+			txs = st.txs()
+		}
+		blk, n := f.build(t, f.s, st.epoch, txs...)
+		for _, m := range f.com[1:] {
+			if err := blk.Sign(m.key); err != nil {
+				t.Fatal(err)
+			}
+		}
+		f.s = n
+		encoded = append(encoded, blk.Marshal())
+	}
+	var blocks []*Block
+	for _, enc := range encoded {
+		blk, err := UnmarshalBlock(enc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blocks = append(blocks, blk)
+	}
+	got, err := Verify(f.g, blocks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Hash() != f.s.Hash() || got.Height() != uint64(len(steps)) || !slices.Equal(got.Prewarms(), f.s.Prewarms()) {
+		t.Fatal("the replay from genesis ends in another state")
+	}
+	want := []Prewarm{{Root: r, Publisher: a.id, Replicas: 16, Until: 60}, {Root: s, Publisher: b.id, Replicas: 1, Until: 9}}
+	slices.SortFunc(want, func(x, y Prewarm) int { return bytes.Compare(x.Root.Bytes(), y.Root.Bytes()) })
+	if !slices.Equal(got.Prewarms(), want) {
+		t.Fatalf("pre-warms %+v, want %+v", got.Prewarms(), want)
+	}
+	checkSupply(t, got)
+}
+
+// TestStateHashWithoutPrewarms pins the hash of a state without pre-warms
+// to what this chain gave before pre-warms existed: chains written then
+// must still verify. If you change the state encoding on purpose, every
+// existing chain stops verifying; update the value only then.
+func TestStateHashWithoutPrewarms(t *testing.T) {
+	f := newFixture(t, 2, 2, 2, 1_000_000)
+	r := testRoot(t, "r")
+	f.advance(t, 3, f.signed(t, f.s, NewDeposit(f.pubs[0].id, 0, 1000)), f.signed(t, f.s, NewRegister(f.pubs[0].id, 2, r, 7)))
+	f.advance(t, 4, NewReceiptTx(receipt(t, f.srvs[0], f.clis[1], r, 4, GiB, nil)),
+		f.signed(t, f.s, NewTransfer(f.pubs[1].id, f.srvs[1].id, 0, 5)))
+	const want = "ab8ac3f4e21e180f3a2d5d4471df93c2f9cdbddc5511fc3f10a53f96b632a222"
+	if h := f.s.Hash(); hex.EncodeToString(h[:]) != want {
+		t.Fatalf("state hash %x, chains before pre-warms give %s", h, want)
+	}
+}

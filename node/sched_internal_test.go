@@ -1,0 +1,116 @@
+package node
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/orecdn/ore/heat"
+	"github.com/orecdn/ore/ledger"
+)
+
+func testKey(t *testing.T) (crypto.PrivKey, peer.ID) {
+	t.Helper()
+	k, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := peer.IDFromPrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k, id
+}
+
+func gossip(from peer.ID, data []byte) *pubsub.Message {
+	return &pubsub.Message{Message: &pb.Message{Data: data, From: []byte(from)}}
+}
+
+// TestGossipValidatorsRefuseForgeries: heat reports and orders are checked
+// before they are forwarded: an order signed by a box outside the
+// committee, a report or order published by someone else than its signer,
+// a tampered one, and one of another network are refused and counted; a
+// coordinator's order and a box's own report pass.
+func TestGossipValidatorsRefuseForgeries(t *testing.T) {
+	memberKey, member := testKey(t)
+	committee := []ledger.Member{{ID: member, Addrs: []string{"/ip4/127.0.0.1/tcp/1"}}}
+	for i := 0; i < 2; i++ {
+		_, id := testKey(t)
+		committee = append(committee, ledger.Member{ID: id, Addrs: []string{"/ip4/127.0.0.1/tcp/1"}})
+	}
+	g, err := ledger.NewGenesis("ore-test", time.Now().Add(-time.Minute), committee, nil, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	box := newTestBox(t, WithGenesis(g))
+	s := box.sched
+	epoch := s.epoch()
+	root := addBytes(t, box, randomBytes(t, 1000))
+
+	order := func(k crypto.PrivKey, network string) *heat.Order {
+		o := &heat.Order{Epoch: epoch, Root: root, Until: epoch + 5, Reason: heat.ReasonHeat, Boxes: []peer.ID{box.ID()}}
+		if err := o.Sign(network, k); err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	strangerKey, stranger := testKey(t)
+	good := order(memberKey, "ore-test")
+	if r := s.validateOrder(context.Background(), member, gossip(member, good.Marshal())); r != pubsub.ValidationAccept {
+		t.Fatalf("the committee's order was refused: %v", r)
+	}
+	tampered := order(memberKey, "ore-test")
+	tampered.Until += 100
+	for name, tc := range map[string]struct {
+		from peer.ID
+		data []byte
+		want string
+	}{
+		"signed by a box outside the committee": {stranger, order(strangerKey, "ore-test").Marshal(), "not_committee"},
+		"published by someone else":             {stranger, good.Marshal(), "bad_signature"},
+		"tampered after signing":                {member, tampered.Marshal(), "bad_signature"},
+		"another network":                       {member, order(memberKey, "other").Marshal(), "wrong_network"},
+		"garbage":                               {member, []byte("not an order"), "malformed"},
+	} {
+		before := testutil.ToFloat64(s.metrics.orders.WithLabelValues(tc.want))
+		if r := s.validateOrder(context.Background(), tc.from, gossip(tc.from, tc.data)); r != pubsub.ValidationReject {
+			t.Errorf("%s: order not rejected (%v)", name, r)
+		}
+		if after := testutil.ToFloat64(s.metrics.orders.WithLabelValues(tc.want)); after != before+1 {
+			t.Errorf("%s: %s counted %v -> %v", name, tc.want, before, after)
+		}
+	}
+
+	r, err := s.report(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Held) != 1 || r.Held[0].Root != root {
+		t.Fatalf("the report does not list the box's content: %+v", r.Held)
+	}
+	if v := s.validateReport(context.Background(), box.ID(), gossip(box.ID(), r.Marshal())); v != pubsub.ValidationAccept {
+		t.Fatalf("the box's own report was refused: %v", v)
+	}
+	if v := s.validateReport(context.Background(), stranger, gossip(stranger, r.Marshal())); v != pubsub.ValidationReject {
+		t.Fatalf("a report relayed as someone else's was accepted: %v", v)
+	}
+	forged := *r
+	forged.Used = 0
+	if v := s.validateReport(context.Background(), box.ID(), gossip(box.ID(), forged.Marshal())); v != pubsub.ValidationReject {
+		t.Fatalf("a tampered report was accepted: %v", v)
+	}
+	stale := *r
+	stale.Epoch = epoch + 10
+	if err := stale.Sign("ore-test", box.key); err != nil {
+		t.Fatal(err)
+	}
+	if v := s.validateReport(context.Background(), box.ID(), gossip(box.ID(), stale.Marshal())); v == pubsub.ValidationAccept {
+		t.Fatal("a report from a future epoch was accepted")
+	}
+}
