@@ -261,6 +261,24 @@ type statusInfo struct {
 	ReceivedBytes    uint64 `json:"received_receipt_bytes"`
 	// Ledger is the box's view of the ledger, when it joined one.
 	Ledger *statusLedger `json:"ledger,omitempty"`
+	// Roots is the content stored whole on the box, hottest first, with
+	// the replication orders that hold it.
+	Roots []node.RootInfo `json:"roots"`
+	// Targets is the committee's replica plan (coordinators: the last one
+	// this member made as leader).
+	Targets     []statusTarget `json:"replica_targets,omitempty"`
+	TargetEpoch uint64         `json:"replica_targets_epoch,omitempty"`
+}
+
+// statusTarget is one root of the committee's replica plan.
+type statusTarget struct {
+	Root     string  `json:"root"`
+	Reason   string  `json:"reason"`
+	Requests float64 `json:"requests"`
+	Replicas int     `json:"replicas"`
+	Holders  int     `json:"holders"`
+	Ordered  int     `json:"ordered"`
+	Until    uint64  `json:"until_epoch"`
 }
 
 // statusLedger is the ledger part of a box's status.
@@ -324,6 +342,18 @@ func (s *apiServer) status(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.n.Genesis() != nil {
 		st.Ledger = s.ledgerStatus(r.Context())
+	}
+	if st.Roots, err = s.n.Roots(r.Context()); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	if s.n.Committee() != nil {
+		e, targets, _ := s.n.ReplicaTargets()
+		st.TargetEpoch = e
+		for _, t := range targets {
+			st.Targets = append(st.Targets, statusTarget{Root: t.Root.String(), Reason: t.Reason.String(), Requests: t.Requests,
+				Replicas: t.Replicas, Holders: len(t.Holders), Ordered: len(t.Boxes), Until: t.Until})
+		}
 	}
 	writeJSON(w, st)
 }

@@ -12,7 +12,7 @@ import (
 )
 
 func cmdBench(ctx context.Context, e *env, args []string) error {
-	sub, rest, done, err := subcommand(e, "usage: ore bench transfer|memory|gateway|ledger [flags] [--json]\n\n  transfer  one box fetches a file from another over loopback, against a raw libp2p stream\n  memory    RSS of a box (its own process): idle, serving and fetching a file\n  gateway   TTFB and throughput of cached objects through the gateway, next to http.FileServer\n  ledger    receipts/s finalized by a 3-coordinator committee, and their latency", "a benchmark", args)
+	sub, rest, done, err := subcommand(e, "usage: ore bench transfer|memory|gateway|ledger|swarm [flags] [--json]\n\n  transfer  one box fetches a file from another over loopback, against a raw libp2p stream\n  memory    RSS of a box (its own process): idle, serving and fetching a file\n  gateway   TTFB and throughput of cached objects through the gateway, next to http.FileServer\n  ledger    receipts/s finalized by a 3-coordinator committee, and their latency\n  swarm     a flash crowd of boxes fetches one file: origin upload, completion time, replicas; scheduling off and on", "a benchmark", args)
 	if done {
 		return err
 	}
@@ -25,8 +25,10 @@ func cmdBench(ctx context.Context, e *env, args []string) error {
 		return benchGateway(ctx, e, rest)
 	case "ledger":
 		return benchLedger(ctx, e, rest)
+	case "swarm":
+		return benchSwarm(ctx, e, rest)
 	}
-	return fmt.Errorf("%w: unknown benchmark %q (there are: transfer, memory, gateway, ledger)", errUsage, sub)
+	return fmt.Errorf("%w: unknown benchmark %q (there are: transfer, memory, gateway, ledger, swarm)", errUsage, sub)
 }
 
 func benchTransfer(ctx context.Context, e *env, args []string) error {

@@ -391,5 +391,23 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 	for _, p := range st.Pins {
 		fmt.Fprintf(w, "          %s\n", p)
 	}
+	fmt.Fprintf(w, "stored    %d roots whole or under order (heat: requests through this box and bytes it served, decayed)\n", len(st.Roots))
+	for _, r := range st.Roots {
+		line := fmt.Sprintf("          %s  %9s  %6.1f req  %9s served", r.Root, humanize.IBytes(uint64(r.Size)), r.Requests, humanize.IBytes(uint64(r.Served)))
+		if r.Pinned {
+			line += "  pinned"
+		}
+		if r.Order != "" {
+			line += fmt.Sprintf("  order %s until epoch %d", r.Order, r.Until)
+		}
+		fmt.Fprintln(w, line)
+	}
+	if len(st.Targets) > 0 || st.TargetEpoch > 0 {
+		fmt.Fprintf(w, "replicas  the committee's targets (planned in epoch %d): %d roots\n", st.TargetEpoch, len(st.Targets))
+		for _, t := range st.Targets {
+			fmt.Fprintf(w, "          %s  %s  %.1f req  target %d, %d hold it, %d ordered, until epoch %d\n",
+				t.Root, t.Reason, t.Requests, t.Replicas, t.Holders, t.Ordered, t.Until)
+		}
+	}
 	return nil
 }

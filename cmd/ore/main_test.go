@@ -182,6 +182,11 @@ func TestCLIAddGetStatusPeers(t *testing.T) {
 	if !strings.Contains(out, "receipts") || strings.Contains(out, "0 countersigned as server") {
 		t.Errorf("status shows no countersigned receipts after serving a get:\n%s", out)
 	}
+	// b stores the root it fetched, with the request it made.
+	code, out, _ = ore(t, "status", "--repo", b.repo)
+	if code != 0 || !strings.Contains(out, "stored    1 roots") || !strings.Contains(out, root+"  ") || !strings.Contains(out, "1.0 req") {
+		t.Errorf("status of the fetching box does not show the stored root with its request:\n%s", out)
+	}
 	code, out, _ = ore(t, "peers", "--repo", b.repo)
 	if code != 0 || !strings.Contains(out, "/p2p/") {
 		t.Errorf("peers exit %d: %s", code, out)
