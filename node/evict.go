@@ -253,6 +253,23 @@ func (n *Node) walkBlocks(ctx context.Context, root cid.Cid, fn func(cid.Cid)) e
 	return nil
 }
 
+// localSize is the bytes of root's local blocks.
+func (n *Node) localSize(ctx context.Context, root cid.Cid) (int64, error) {
+	var total int64
+	var ferr error
+	err := n.walkBlocks(ctx, root, func(c cid.Cid) {
+		if sz, err := n.store.GetSize(ctx, c); err == nil {
+			total += int64(sz)
+		} else if ferr == nil {
+			ferr = err
+		}
+	})
+	if err == nil {
+		err = ferr
+	}
+	return total, err
+}
+
 // RootInfo is a stored root as `ore status` shows it.
 type RootInfo struct {
 	Root     cid.Cid `json:"root"`

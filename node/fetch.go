@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -137,8 +138,10 @@ func (n *Node) fetch(ctx context.Context, root cid.Cid, progress func(FetchProgr
 	}
 	n.metrics.fetchSeconds.Observe(res.Duration.Seconds())
 	n.markComplete(root)
-	if !n.hasRootRecord(parent, root) {
-		n.recordRoot(parent, root, res.Bytes)
+	// The record outlives the caller's context (a gateway request that
+	// ended as the fill completed).
+	if !n.hasRootRecord(n.ctx, root) {
+		n.recordRoot(n.ctx, root, res.Bytes)
 	}
 	if !announced {
 		n.provideAsync(root)
@@ -358,6 +361,11 @@ func (f *fetch) chunk(cids []cid.Cid) ([]cid.Cid, error) {
 	if len(missing) == 0 {
 		return kids, nil
 	}
+	// Each box asks in its own random order: a crowd fetching the same
+	// content at once then holds different blocks at any moment and can
+	// trade them, instead of all waiting on the origin for the same next
+	// block (BitTorrent's random first piece, for every piece).
+	rand.Shuffle(len(missing), func(i, j int) { missing[i], missing[j] = missing[j], missing[i] })
 	f.n.pod.want(f.root, missing)
 	ch, err := f.ses.GetBlocks(f.ctx, missing)
 	if err != nil {

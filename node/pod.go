@@ -81,8 +81,10 @@ type podService struct {
 	wanted     map[cid.Cid]wantEntry
 	deliveries map[pod.Key]*delivery
 	senders    map[peer.ID]*sender
-	acked      chan struct{} // closed and replaced whenever a receipt is acknowledged
+	finalRoots map[string]uint64 // roots whose fetch ended, by CID bytes: the epoch it ended
+	acked      chan struct{}     // closed and replaced whenever a receipt is acknowledged
 	lastGC     uint64
+	lastEpoch  uint64 // of the last block received
 }
 
 type debt struct {
@@ -122,7 +124,7 @@ func newPodService(n *Node, key crypto.PrivKey) (*podService, error) {
 		window: n.cfg.CreditWindow, every: n.cfg.ReceiptEvery, noSign: n.cfg.noReceipts || n.cfg.ReceiptsOff, now: time.Now,
 		debt: make(map[peer.ID]*debt), wanted: make(map[cid.Cid]wantEntry),
 		deliveries: make(map[pod.Key]*delivery), senders: make(map[peer.ID]*sender),
-		acked: make(chan struct{}),
+		finalRoots: make(map[string]uint64), acked: make(chan struct{}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ore_pod_receipts_rejected_total", Help: "Receipts refused, by the rule they broke."}, []string{"reason"}),
 		signed: prometheus.NewCounter(prometheus.CounterOpts{
@@ -256,6 +258,7 @@ func (s *podService) want(root cid.Cid, cids []cid.Cid) {
 	}
 	e := s.epoch()
 	s.mu.Lock()
+	delete(s.finalRoots, string(root.Bytes()))
 	for _, c := range cids {
 		s.wanted[c] = wantEntry{root: root, epoch: e}
 	}
@@ -276,11 +279,26 @@ func (s *podService) received(from peer.ID, b blocks.Block) {
 	if !ok {
 		return // not asked for: not paid for
 	}
+	if e != s.lastEpoch {
+		// A new epoch: the receipts of earlier ones are final. Send them
+		// now, not when (if ever) their server sends more: a receipt
+		// more than MaxSkew epochs old is refused, and its bytes unpaid.
+		s.lastEpoch = e
+		for k, d := range s.deliveries {
+			if k.Epoch < e && d.bytes > d.acked {
+				s.markLocked(k, d)
+			}
+		}
+	}
 	k := pod.Key{Server: from, Client: s.self, Root: string(w.root.Bytes()), Epoch: e}
 	d := s.deliveries[k]
 	if d == nil {
 		d = &delivery{server: from, root: w.root, epoch: e}
 		s.resumeLocked(d)
+		// A block that arrives after its fetch ended (a duplicate from a
+		// second server that also had the want) is receipted at once: no
+		// later block would trigger its receipt, and flush waits for it.
+		_, d.final = s.finalRoots[k.Root]
 		s.deliveries[k] = d
 		// The previous epoch's receipt for this server and root is final now.
 		pk := k
@@ -457,6 +475,7 @@ func (s *podService) finalize(root cid.Cid) {
 	rk := string(root.Bytes())
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.finalRoots[rk] = s.epoch()
 	for k, d := range s.deliveries {
 		if k.Root == rk {
 			d.final = true
@@ -513,6 +532,11 @@ func (s *podService) gcLocked(e uint64) {
 	for k, d := range s.deliveries {
 		if k.Epoch+horizon < e && d.bytes == d.acked {
 			delete(s.deliveries, k)
+		}
+	}
+	for r, fe := range s.finalRoots {
+		if fe+horizon < e {
+			delete(s.finalRoots, r)
 		}
 	}
 }

@@ -502,6 +502,11 @@ func (s *sched) execute(ctx context.Context, st *orderState) {
 		return
 	}
 	if s.n.isComplete(ctx, root) {
+		if !s.n.hasRootRecord(ctx, root) { // whole, but never recorded (pinned, or fetched before)
+			if size, err := s.n.localSize(ctx, root); err == nil {
+				s.n.recordRoot(ctx, root, size)
+			}
+		}
 		s.finish(ctx, st, heat.OrderHeld, "")
 		s.n.provideAsync(root)
 		return

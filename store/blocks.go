@@ -69,6 +69,7 @@ func (s *Store) put(c cid.Cid, data []byte) error {
 		s.used.Add(-n)
 		return wrapIOErr(fmt.Sprintf("put %s", c), err)
 	}
+	s.sizes.add(h, n)
 	return nil
 }
 
@@ -189,6 +190,9 @@ func (s *Store) PutMany(ctx context.Context, bs []blocks.Block) error {
 		s.recount(todo)
 		return wrapIOErr(fmt.Sprintf("put many (%d blocks)", len(todo)), err)
 	}
+	for _, e := range todo {
+		s.sizes.add(e.h, int64(len(e.data)))
+	}
 	return nil
 }
 
@@ -306,9 +310,27 @@ func (s *Store) GetSize(ctx context.Context, c cid.Cid) (int, error) {
 		return -1, err
 	}
 	defer s.mu.RUnlock()
+	n, ok, err := s.size(c.Hash())
+	if err != nil {
+		return -1, wrapIOErr(fmt.Sprintf("get size %s", c), err)
+	}
+	if !ok {
+		return -1, ipld.ErrNotFound{Cid: c}
+	}
+	return int(n), nil
+}
+
+// size looks a block's size up, in the cache first.
+func (s *Store) size(h []byte) (int64, bool, error) {
+	if n, ok := s.sizes.get(h); ok {
+		return n, true, nil
+	}
+	mu := s.stripe(h)
+	mu.Lock()
+	defer mu.Unlock()
 	var n int64
 	err := s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(makeKey(prefixSize, c.Hash()))
+		item, err := txn.Get(makeKey(prefixSize, h))
 		if err != nil {
 			return err
 		}
@@ -316,12 +338,13 @@ func (s *Store) GetSize(ctx context.Context, c cid.Cid) (int, error) {
 		return err
 	})
 	if errors.Is(err, badger.ErrKeyNotFound) {
-		return -1, ipld.ErrNotFound{Cid: c}
+		return -1, false, nil
 	}
 	if err != nil {
-		return -1, wrapIOErr(fmt.Sprintf("get size %s", c), err)
+		return -1, false, err
 	}
-	return int(n), nil
+	s.sizes.add(h, n)
+	return n, true, nil
 }
 
 // Has reports whether the block for c's multihash is stored.
@@ -336,17 +359,11 @@ func (s *Store) Has(ctx context.Context, c cid.Cid) (bool, error) {
 		return false, err
 	}
 	defer s.mu.RUnlock()
-	err := s.db.View(func(txn *badger.Txn) error {
-		_, err := txn.Get(makeKey(prefixSize, c.Hash()))
-		return err
-	})
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return false, nil
-	}
+	_, ok, err := s.size(c.Hash())
 	if err != nil {
 		return false, wrapIOErr(fmt.Sprintf("has %s", c), err)
 	}
-	return true, nil
+	return ok, nil
 }
 
 // DeleteBlock removes the block for c's multihash and lowers Used. Deleting
@@ -386,6 +403,7 @@ func (s *Store) DeleteBlock(ctx context.Context, c cid.Cid) error {
 		freed = n
 		return txn.Delete(makeKey(prefixData, h))
 	})
+	s.sizes.remove(h)
 	if err != nil {
 		return wrapIOErr(fmt.Sprintf("delete %s", c), err)
 	}

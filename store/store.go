@@ -62,6 +62,7 @@ type Store struct {
 	quota      int64
 	used       atomic.Int64
 	syncWrites bool
+	sizes      sizeCache // sizes of blocks known to be present
 
 	stripes [numStripes]sync.Mutex
 

@@ -1,0 +1,81 @@
+package node
+
+import (
+	"testing"
+	"time"
+
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/orecdn/ore/pod"
+)
+
+func rawBlock(t *testing.T, data []byte) blocks.Block {
+	t.Helper()
+	c, err := cid.Prefix{Version: 1, Codec: cid.Raw, MhType: 0x12, MhLength: -1}.Sum(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := blocks.NewBlockWithCid(data, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// queued reports whether a receipt for k was queued for its server (it
+// may already be on its way: then the sender exists and k is not dirty).
+func queued(s *podService, server peer.ID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.senders[server] != nil
+}
+
+// TestLateBlockIsReceiptedAtOnce: a block that arrives after its fetch
+// ended (a duplicate from a second server) is receipted at once, not left
+// pending for the flush of the next fetch to wait on.
+func TestLateBlockIsReceiptedAtOnce(t *testing.T) {
+	n := newTestBox(t)
+	s := n.pod
+	_, server := testKey(t)
+	b := rawBlock(t, []byte("late duplicate"))
+	root := b.Cid()
+	s.want(root, []cid.Cid{b.Cid()})
+	s.finalize(root)
+	s.received(server, b)
+	if !queued(s, server) {
+		t.Fatal("a block received after the fetch ended was not receipted")
+	}
+	s.mu.Lock()
+	d := s.deliveries[pod.Key{Server: server, Client: s.self, Root: string(root.Bytes()), Epoch: s.epoch()}]
+	s.mu.Unlock()
+	if d == nil || !d.final {
+		t.Fatalf("the late delivery is not final: %+v", d)
+	}
+}
+
+// TestEpochChangeSendsEarlierReceipts: bytes a server delivered in an
+// epoch are receipted when the next epoch starts, even if that server
+// sends nothing more: a receipt older than the skew would be refused.
+func TestEpochChangeSendsEarlierReceipts(t *testing.T) {
+	n := newTestBox(t)
+	s := n.pod
+	now := time.Now()
+	s.mu.Lock()
+	s.now = func() time.Time { return now }
+	s.mu.Unlock()
+	_, quiet := testKey(t)
+	_, busy := testKey(t)
+	a, b := rawBlock(t, []byte("from the quiet server")), rawBlock(t, []byte("from the busy server"))
+	s.want(a.Cid(), []cid.Cid{a.Cid(), b.Cid()})
+	s.received(quiet, a) // far under the receipt interval: not sent yet
+	if queued(s, quiet) {
+		t.Fatal("a receipt was queued before the interval or the epoch's end")
+	}
+	now = now.Add(s.params.EpochLength)
+	s.received(busy, b) // the next epoch starts
+	if !queued(s, quiet) {
+		t.Fatal("the quiet server's receipt of the previous epoch was not sent when the epoch changed")
+	}
+}
