@@ -13,6 +13,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/orecdn/ore/heat"
+	"github.com/orecdn/ore/ledger"
 	"github.com/orecdn/ore/node"
 )
 
@@ -20,13 +21,23 @@ import (
 type SwarmConfig struct {
 	Boxes       int           // the crowd (default 50)
 	Size        int64         // bytes of the published file (default 64 MiB)
-	UploadLimit int64         // bytes/s every box serves at most (default 16 MiB/s)
+	UploadLimit int64         // bytes/s every box serves at most (default 16 MiB/s; negative: none)
 	Epoch       time.Duration // ledger epoch: scheduling acts once per epoch (default 1 s)
 	Ramp        time.Duration // the crowd's requests arrive evenly over this (default 5 s)
 	Scheduling  bool
-	Params      heat.Params // the committee's planner (default heat.DefaultParams)
-	Progress    func(string)
-	Logger      *slog.Logger
+	// Prewarm, with scheduling on, has the publisher order this many
+	// replicas on the ledger before the release (a pre-warm), and the crowd
+	// comes once they hold it; the pre-warm's traffic from the origin
+	// counts. 0: no pre-warm, the crowd meets cold content.
+	Prewarm int
+	// QUIC lets the boxes listen on QUIC besides TCP. Off by default: dozens
+	// of QUIC hosts in one process overflow loopback's UDP buffers and
+	// congestion control throttles them (measured: the crowd's bytes took
+	// twice as long), which would measure the test rig, not ore.
+	QUIC     bool
+	Params   heat.Params // the committee's planner (default heat.DefaultParams)
+	Progress func(string)
+	Logger   *slog.Logger
 }
 
 // SwarmResult is what one flash crowd measured.
@@ -43,6 +54,8 @@ type SwarmResult struct {
 	ReplicasBefore int     `json:"replicas_before"`
 	ReplicasAfter  int     `json:"replicas_after"`
 	Ordered        int     `json:"replicas_ordered"` // boxes that hold it under a committee order
+	Prewarmed      int     `json:"prewarmed"`        // replicas the pre-warm placed before the crowd
+	PrewarmSeconds float64 `json:"prewarm_seconds"`  // from the pre-warm order to its replicas held
 	Failed         int     `json:"failed"`
 }
 
@@ -86,10 +99,14 @@ func BenchSwarm(ctx context.Context, cfg SwarmConfig) (res SwarmResult, err erro
 	say("starting %d boxes (3 coordinators, an origin, a probe, a crowd of %d; upload limit %d MiB/s each; scheduling %v)",
 		total, cfg.Boxes, cfg.UploadLimit>>20, cfg.Scheduling)
 	opts := []Option{
-		WithNodeOptions(node.WithUploadLimit(cfg.UploadLimit), node.WithScheduling(cfg.Scheduling),
-			node.WithSchedule(cfg.Params), node.WithSmallMemory(true), node.WithStallTimeout(60*time.Second),
+		WithNodeOptions(node.WithUploadLimit(max(cfg.UploadLimit, 0)), node.WithScheduling(cfg.Scheduling),
+			node.WithSchedule(cfg.Params), node.WithStallTimeout(60*time.Second),
 			node.WithConnLimits(256, 512)),
-		WithLedger(LedgerSpec{Coordinators: []int{0, 1, 2}, EpochLength: cfg.Epoch, Network: "ore-swarm"}),
+		WithLedger(LedgerSpec{Coordinators: []int{0, 1, 2}, EpochLength: cfg.Epoch, Network: "ore-swarm",
+			Balances: map[int]uint64{swarmOrigin: 1_000_000 * 1_000_000_000}}),
+	}
+	if !cfg.QUIC {
+		opts = append(opts, WithTCPOnly())
 	}
 	if cfg.Logger != nil {
 		opts = append(opts, WithLogger(cfg.Logger))
@@ -132,6 +149,15 @@ func BenchSwarm(ctx context.Context, cfg SwarmConfig) (res SwarmResult, err erro
 	before, err := origin.Exchange().Stats()
 	if err != nil {
 		return res, err
+	}
+	if cfg.Scheduling && cfg.Prewarm > 0 {
+		t0 := time.Now()
+		if err := prewarm(ctx, nw, root, cfg.Prewarm, cfg.Epoch); err != nil {
+			return res, err
+		}
+		res.PrewarmSeconds = time.Since(t0).Seconds()
+		res.Prewarmed = ordered(ctx, nw, root)
+		say("the pre-warm placed %d replicas in %.1f s", res.Prewarmed, res.PrewarmSeconds)
 	}
 	crowd := nw.Nodes[swarmFirst:]
 	var (
@@ -231,4 +257,37 @@ func ordered(ctx context.Context, nw *Network, root cid.Cid) int {
 		}
 	}
 	return n
+}
+
+// prewarm has the origin deposit, register root and order a pre-warm of
+// n replicas, and waits until n boxes hold it.
+func prewarm(ctx context.Context, nw *Network, root cid.Cid, n int, epoch time.Duration) error {
+	pub := nw.Nodes[swarmOrigin]
+	key, err := node.LoadIdentity(nw.Dirs[swarmOrigin])
+	if err != nil {
+		return err
+	}
+	until := pub.Network().EpochAt(time.Now()) + 3600
+	for i, tx := range []ledger.Tx{
+		ledger.NewDeposit(pub.ID(), 1, 1000*1_000_000_000),
+		ledger.NewRegister(pub.ID(), 2, root, 0),
+		ledger.NewPrewarm(pub.ID(), 3, root, uint32(n), until),
+	} {
+		if err := tx.Sign(nw.Genesis.Network, key); err != nil {
+			return err
+		}
+		if err := pub.SubmitTx(ctx, tx); err != nil {
+			return fmt.Errorf("testnet: pre-warm transaction %d: %w", i+1, err)
+		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, 60*epoch+2*time.Minute)
+	defer cancel()
+	for replicas(wctx, nw, root) < n {
+		select {
+		case <-wctx.Done():
+			return fmt.Errorf("testnet: the pre-warm placed %d of %d replicas in time", replicas(ctx, nw, root), n)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return nil
 }

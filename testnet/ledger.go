@@ -61,7 +61,10 @@ func (nw *Network) makeGenesis(cfg *config) error {
 			return err
 		}
 		addr := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", port)
-		cfg.listen[i] = []string{addr, "/ip4/127.0.0.1/udp/0/quic-v1"}
+		cfg.listen[i] = []string{addr}
+		if !cfg.tcpOnly {
+			cfg.listen[i] = append(cfg.listen[i], "/ip4/127.0.0.1/udp/0/quic-v1")
+		}
 		committee = append(committee, ledger.Member{ID: ids[i], Addrs: []string{addr}})
 		WithBoxOptions(i, node.WithRole(node.RoleCoordinator))(cfg)
 	}

@@ -31,6 +31,21 @@ type config struct {
 	listen   map[int][]string
 	log      *slog.Logger
 	ledger   *LedgerSpec
+	tcpOnly  bool
+}
+
+// WithTCPOnly makes every box listen on TCP alone (default: TCP and QUIC).
+// Many QUIC hosts in one process overflow loopback's UDP buffers, and
+// QUIC's congestion control then throttles them: large in-process networks
+// measure ore, not that.
+func WithTCPOnly() Option { return func(c *config) { c.tcpOnly = true } }
+
+// listenAddrs are box i's default listen addresses.
+func (c *config) listenAddrs() []string {
+	if c.tcpOnly {
+		return []string{"/ip4/127.0.0.1/tcp/0"}
+	}
+	return []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
 }
 
 // Option configures a Network.
@@ -116,7 +131,7 @@ func New(ctx context.Context, n int, opts ...Option) (_ *Network, err error) {
 
 func (nw *Network) start(ctx context.Context, i int, cfg *config) error {
 	dir := nw.Dirs[i]
-	listen := []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
+	listen := cfg.listenAddrs()
 	if a, ok := cfg.listen[i]; ok {
 		listen = a
 	}

@@ -27,6 +27,8 @@ func benchSwarm(ctx context.Context, e *env, args []string) error {
 	ramp := fs.Duration("ramp", 5*time.Second, "the crowd's requests arrive evenly over this")
 	epoch := fs.Duration("epoch", time.Second, "ledger epoch (the committee plans once per epoch)")
 	only := fs.String("scheduling", "both", "run with scheduling off, on, or both")
+	prewarm := fs.Int("prewarm", 0, "with scheduling on, the publisher pre-warms this many replicas before the crowd (0: none)")
+	quic := fs.Bool("quic", false, "boxes listen on QUIC too (default TCP: many QUIC hosts in one process throttle each other)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -58,7 +60,7 @@ func benchSwarm(ctx context.Context, e *env, args []string) error {
 	}
 	var rep swarmReport
 	for _, on := range modes {
-		cfg := testnet.SwarmConfig{Boxes: *boxes, Size: int64(size), UploadLimit: int64(up), Ramp: *ramp, Epoch: *epoch, Scheduling: on}
+		cfg := testnet.SwarmConfig{Boxes: *boxes, Size: int64(size), UploadLimit: int64(up), Ramp: *ramp, Epoch: *epoch, Scheduling: on, QUIC: *quic, Prewarm: *prewarm}
 		if !*asJSON {
 			cfg.Progress = func(s string) { fmt.Fprintf(e.stderr, "bench swarm: %s\n", s) }
 		}
@@ -92,6 +94,12 @@ func benchSwarm(ctx context.Context, e *env, args []string) error {
 		return fmt.Sprintf("%d → %d", r.ReplicasBefore, r.ReplicasAfter)
 	})
 	row("of them under committee orders", func(r testnet.SwarmResult) string { return fmt.Sprintf("%d", r.Ordered) })
+	row("pre-warmed before the crowd", func(r testnet.SwarmResult) string {
+		if r.Prewarmed == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%d in %.1fs", r.Prewarmed, r.PrewarmSeconds)
+	})
 	fmt.Fprintln(e.stdout, "goals: origin ≤ 1.5× the size (≥ 97 % offload), crowd ≤ 3× one box")
 	return nil
 }
