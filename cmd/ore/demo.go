@@ -15,9 +15,11 @@ import (
 	"time"
 
 	"github.com/dustin/go-humanize"
+	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/orecdn/ore/heat"
 	"github.com/orecdn/ore/ledger"
 	"github.com/orecdn/ore/node"
 	"github.com/orecdn/ore/pod"
@@ -62,6 +64,7 @@ func demoSteps() []demoStep {
 		{"show the proof-of-delivery receipts of the fetch", (*demo).receipts},
 		{"fetch the file again through the HTTP gateway", (*demo).viaGateway},
 		{"wait for the block that pays the serving boxes, verify the chain", (*demo).settle},
+		{"make the file hot: a burst of requests, the committee orders replicas", (*demo).heatUp},
 	}
 }
 
@@ -124,7 +127,7 @@ func (d *demo) start(ctx context.Context) (string, error) {
 	d.gateway, d.publisher, d.getter = 2, 1, d.boxes-1
 	d.coordinators = []int{0, 3, 4}
 	nw, err := testnet.New(sctx, d.boxes, testnet.WithDir(filepath.Join(d.dir, "boxes")),
-		testnet.WithNodeOptions(node.WithStallTimeout(20*time.Second)),
+		testnet.WithNodeOptions(node.WithStallTimeout(20*time.Second), node.WithSchedule(demoSchedule())),
 		testnet.WithBoxOptions(d.gateway, node.WithRole(node.RoleGateway), node.WithGatewayListen("127.0.0.1:0")),
 		testnet.WithLedger(testnet.LedgerSpec{
 			Coordinators: d.coordinators,
@@ -324,7 +327,7 @@ func (d *demo) replicate(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("box %d fetched the %d blocks and announces itself as a provider too (heat scheduling will place such replicas)",
+	return fmt.Sprintf("box %d fetched the %d blocks and announces itself as a provider too (the last step has the committee place replicas)",
 		d.replica, res.Blocks), nil
 }
 
@@ -471,4 +474,216 @@ func hashFile(p string) ([32]byte, error) {
 	}
 	copy(out[:], h.Sum(nil))
 	return out, nil
+}
+
+// demoSchedule is the planner of the demo's committee. The defaults
+// (heat.DefaultParams: hot at 8 requests, a replica per 4, up to 16) want
+// more requests than a burst on a few boxes makes; here a root is hot at 6
+// requests and wants a replica per 2, up to 6: more than the 3 boxes that
+// hold the file whole after the earlier steps (the publisher, the replica
+// and the getter; the gateway too if its fill completed), whose 3 requests
+// (the replica's, the getter's and the gateway's) keep it below hot.
+func demoSchedule() heat.Params {
+	p := heat.DefaultParams()
+	p.HotRequests, p.RequestsPerReplica, p.Ceiling = 6, 2, 6
+	return p
+}
+
+// demoBurst is how many times each requester asks for the file in the
+// burst: the gateway's HTTP clients, the replica box and the getter box,
+// 12 requests in all, enough for the ceiling on their own.
+const demoBurst = 4
+
+// heatUp makes the published file hot with a burst of requests and waits
+// until the committee's leader has a replica target for it and the boxes
+// it ordered hold it.
+func (d *demo) heatUp(ctx context.Context) (string, error) {
+	root := d.added.Root
+	var b strings.Builder
+	before, _, err := d.holders(ctx, root)
+	if err != nil {
+		return "", err
+	}
+	p := demoSchedule()
+	fmt.Fprintf(&b, "before: %d boxes hold it (%s); the committee plans hot at %.0f requests, a replica per %.0f, %d to %d replicas\n",
+		len(before), joinBoxes(before), p.HotRequests, p.RequestsPerReplica, p.Floor, p.Ceiling)
+	if _, ok, err := d.leaderTarget(ctx, root); err != nil {
+		return "", err
+	} else if ok {
+		return "", errors.New("the file is hot before the burst: the demo's planner parameters are off")
+	}
+
+	// The burst: apps through the gateway, and the two boxes that fetched
+	// it before ask again (a box counts a request even when it has the
+	// content).
+	params := d.net.Nodes[0].Network()
+	hot := time.Now()
+	burstEpoch := params.EpochAt(hot)
+	url := "http://" + d.net.Nodes[d.gateway].GatewayAddr() + "/ipfs/" + root.String()
+	for range demoBurst {
+		if err := d.httpGet(ctx, url); err != nil {
+			return "", err
+		}
+	}
+	for _, i := range []int{d.replica, d.getter} {
+		for range demoBurst {
+			if _, err := d.net.Nodes[i].Fetch(ctx, root, nil); err != nil {
+				return "", fmt.Errorf("box %d: %w", i, err)
+			}
+		}
+	}
+	fmt.Fprintf(&b, "burst in epoch %d: %d HTTP GETs through the gateway (box %d), %d fetches each on boxes %d and %d\n",
+		burstEpoch, demoBurst, d.gateway, demoBurst, d.replica, d.getter)
+
+	// Wait: the boxes report their heat once an epoch, the leader plans
+	// when an epoch closes, the ordered boxes fetch and hold the file. An
+	// ordered fetch waits up to 10 s for its receipts' countersignatures,
+	// and a failed one is reassigned the next epoch: the deadline is ample.
+	wait := 30 * demoEpoch
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	var (
+		tg           heat.Target
+		found        bool
+		first        heat.Target // the first target seen for the root
+		firstEpoch   uint64      // the epoch of the plan that made it
+		firstLeader  int         // the box that planned it
+		all, ordered []int
+		leader       int
+	)
+	for {
+		tick := time.After(100 * time.Millisecond)
+		var e uint64
+		var targets []heat.Target
+		if leader, err = d.net.Leader(wctx); err == nil {
+			e, targets, err = d.net.Nodes[leader].ReplicaTargets()
+		}
+		if err != nil && wctx.Err() == nil {
+			return "", err
+		}
+		if i := slices.IndexFunc(targets, func(t heat.Target) bool { return t.Root == root }); i >= 0 {
+			if !found {
+				first, firstEpoch, firstLeader = targets[i], e, leader
+			}
+			tg, found = targets[i], true
+		}
+		if all, ordered, err = d.holders(ctx, root); err != nil {
+			return "", err
+		}
+		if found && len(all) >= tg.Replicas && len(all) > len(before) && len(ordered) > 0 &&
+			slices.Equal(d.indexes(tg.Boxes), ordered) {
+			break
+		}
+		select {
+		case <-wctx.Done():
+			if !found {
+				return "", fmt.Errorf("after %s (%d epochs) the committee's leader has no replica target for %s; boxes %s hold it",
+					wait, wait/demoEpoch, root, joinBoxes(all))
+			}
+			return "", fmt.Errorf("after %s (%d epochs) the leader's target for %s is %d replicas, ordering boxes %s; boxes %s hold it (%s under an order)",
+				wait, wait/demoEpoch, root, tg.Replicas, joinBoxes(d.indexes(tg.Boxes)), joinBoxes(all), joinBoxes(ordered))
+		case <-tick:
+		}
+	}
+	done := time.Now()
+	fmt.Fprintf(&b, "epoch %d: the leader (box %d) counts %.0f requests in the boxes' heat reports → target %d replicas (⌈%.0f/%.0f⌉ within [%d, %d])\n",
+		firstEpoch, firstLeader, first.Requests, first.Replicas, first.Requests, p.RequestsPerReplica, p.Floor, p.Ceiling)
+	fmt.Fprintf(&b, "its signed orders (gossiped on %s) name boxes %s: they fetch it and hold it through epoch %d (renewed while it stays hot)\n",
+		node.OrdersTopic, joinBoxes(ordered), tg.Until)
+	doneEpoch := params.EpochAt(done)
+	epochs := "epochs"
+	if doneEpoch-burstEpoch == 1 {
+		epochs = "epoch"
+	}
+	fmt.Fprintf(&b, "after: %d boxes hold it (%s): replicas %d → %d by epoch %d, %d %s after the burst (%s, %.1f epochs of %s)",
+		len(all), joinBoxes(all), len(before), len(all), doneEpoch, doneEpoch-burstEpoch, epochs,
+		done.Sub(hot).Round(100*time.Millisecond), done.Sub(hot).Seconds()/demoEpoch.Seconds(), demoEpoch)
+	return b.String(), nil
+}
+
+// holders lists the boxes that hold root whole, and those of them that hold
+// it under a replication order.
+func (d *demo) holders(ctx context.Context, root cid.Cid) (all, ordered []int, err error) {
+	for i, n := range d.net.Nodes {
+		roots, err := n.Roots(ctx)
+		if err != nil {
+			return nil, nil, fmt.Errorf("box %d: %w", i, err)
+		}
+		for _, r := range roots {
+			// A box holds it whole when it recorded the whole DAG
+			// (after an add or a complete fetch) or an order holds it
+			// (held: every block is local), as the planner counts.
+			held := r.Order == heat.OrderHeld.String()
+			if r.Root != root || r.Size == 0 && !held {
+				continue
+			}
+			all = append(all, i)
+			if held {
+				ordered = append(ordered, i)
+			}
+		}
+	}
+	return all, ordered, nil
+}
+
+// leaderTarget is the current leader's latest replica target for root.
+func (d *demo) leaderTarget(ctx context.Context, root cid.Cid) (heat.Target, bool, error) {
+	i, err := d.net.Leader(ctx)
+	if err != nil {
+		return heat.Target{}, false, err
+	}
+	_, targets, err := d.net.Nodes[i].ReplicaTargets()
+	if err != nil {
+		return heat.Target{}, false, err
+	}
+	for _, t := range targets {
+		if t.Root == root {
+			return t, true, nil
+		}
+	}
+	return heat.Target{}, false, nil
+}
+
+// indexes are the box numbers of ids, in order.
+func (d *demo) indexes(ids []peer.ID) []int {
+	var out []int
+	for i, n := range d.net.Nodes {
+		if slices.Contains(ids, n.ID()) {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+func joinBoxes(is []int) string {
+	if len(is) == 0 {
+		return "none"
+	}
+	s := make([]string, len(is))
+	for i, v := range is {
+		s[i] = fmt.Sprint(v)
+	}
+	return strings.Join(s, ", ")
+}
+
+// httpGet reads url whole and checks that it serves the published file's
+// size.
+func (d *demo) httpGet(ctx context.Context, url string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(io.Discard, resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK || n != d.size {
+		return fmt.Errorf("GET %s: %s, %d bytes of %d", url, resp.Status, n, d.size)
+	}
+	return nil
 }
