@@ -40,6 +40,9 @@ type FileConfig struct {
 	Profile   string   `json:"profile"`
 	Gateway   string   `json:"gateway,omitempty"` // HTTP address when the role is gateway
 	Genesis   string   `json:"genesis,omitempty"` // the ledger network's genesis file, relative to the repo
+	// UploadLimit caps the bytes per second the box serves ("2 MiB"; empty:
+	// no limit).
+	UploadLimit string `json:"upload_limit,omitempty"`
 }
 
 // DefaultFileConfig is what `ore init` writes.
@@ -146,6 +149,13 @@ func (fc FileConfig) Options() ([]Option, error) {
 			return nil, fmt.Errorf("node: config quota %q is not a size like \"10 GiB\"", fc.Quota)
 		}
 		opts = append(opts, WithQuota(int64(q)))
+	}
+	if fc.UploadLimit != "" {
+		u, err := humanize.ParseBytes(fc.UploadLimit)
+		if err != nil || u > 1<<40 {
+			return nil, fmt.Errorf("node: config upload_limit %q is not a rate like \"2 MiB\" (bytes per second)", fc.UploadLimit)
+		}
+		opts = append(opts, WithUploadLimit(int64(u)))
 	}
 	profile, err := ParseProfile(fc.Profile)
 	if err != nil {

@@ -28,6 +28,7 @@ func cmdInit(ctx context.Context, e *env, args []string) error {
 	repo := repoFlag(e, fs)
 	bootstrap := fs.String("bootstrap", "", "comma-separated multiaddrs (with /p2p/ID) of boxes to join")
 	quota := fs.String("quota", "10 GiB", "storage quota for blocks")
+	upload := fs.String("upload-limit", "", "bytes per second the box serves to others, e.g. 2MiB (default: no limit)")
 	profile := fs.String("profile", "auto", "auto (small under 2 GiB of RAM), default, or small for boxes with about 1 GiB of RAM")
 	dhtMode := fs.String("dht", "auto", "DHT mode: auto, server or client")
 	listen := fs.String("listen", strings.Join(node.DefaultListenAddrs, ","), "comma-separated listen multiaddrs")
@@ -42,7 +43,7 @@ func cmdInit(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	cfg := node.DefaultFileConfig()
-	cfg.Quota, cfg.Profile, cfg.DHTMode, cfg.API = *quota, *profile, *dhtMode, *api
+	cfg.Quota, cfg.Profile, cfg.DHTMode, cfg.API, cfg.UploadLimit = *quota, *profile, *dhtMode, *api, *upload
 	cfg.Listen = splitList(*listen)
 	cfg.Bootstrap = splitList(*bootstrap)
 	cfg.Role = *role

@@ -222,6 +222,7 @@ func TestCLIAddGetStatusPeers(t *testing.T) {
 		{[]string{"get", "--repo", b.repo, "-o", dst, root}, "already exists"},
 		{[]string{"status", "--repo", t.TempDir()}, "no ore daemon is running"},
 		{[]string{"add"}, "expected one PATH"},
+		{[]string{"init", "--repo", filepath.Join(t.TempDir(), "r"), "--upload-limit", "fast"}, "not a rate"},
 		{[]string{"frobnicate"}, "unknown command"},
 	} {
 		code, _, errs := ore(t, tc.args...)
