@@ -9,6 +9,7 @@ import (
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/orecdn/ore/internal/wire"
 )
 
 // Limits of an order; UnmarshalOrder refuses anything larger before it
@@ -62,16 +63,16 @@ func (o *Order) Names(p peer.ID) bool {
 
 func (o *Order) appendUnsigned(b []byte) []byte {
 	b = append(b, Version)
-	b = appendBytes(b, []byte(o.Network))
-	b = appendBytes(b, []byte(o.Issuer))
+	b = wire.AppendBytes(b, []byte(o.Network))
+	b = wire.AppendPeer(b, o.Issuer)
 	b = binary.AppendUvarint(b, o.Epoch)
-	b = appendCID(b, o.Root)
+	b = wire.AppendCID(b, o.Root)
 	b = binary.AppendUvarint(b, o.Size)
 	b = binary.AppendUvarint(b, o.Until)
 	b = append(b, byte(o.Reason))
 	b = binary.AppendUvarint(b, uint64(len(o.Boxes)))
 	for _, p := range o.Boxes {
-		b = appendBytes(b, []byte(p))
+		b = wire.AppendPeer(b, p)
 	}
 	return b
 }
@@ -79,7 +80,7 @@ func (o *Order) appendUnsigned(b []byte) []byte {
 // Marshal encodes the order, signature included.
 func (o *Order) Marshal() []byte {
 	b := o.appendUnsigned(make([]byte, 0, 256+40*len(o.Boxes)))
-	return appendBytes(b, o.Sig)
+	return wire.AppendBytes(b, o.Sig)
 }
 
 // SigPayload is what the issuer signs: a domain prefix and the unsigned
@@ -187,30 +188,27 @@ func UnmarshalOrder(data []byte) (*Order, error) {
 	if len(data) > MaxOrderSize {
 		return nil, fmt.Errorf("%w: order of %d bytes, the limit is %d", ErrTooLarge, len(data), MaxOrderSize)
 	}
-	d := decoder{b: data}
-	if v := d.byte("version"); d.err == nil && v != Version {
+	d := wire.NewDecoder(data, ErrMalformed)
+	if v := d.Byte("version"); d.Err() == nil && v != Version {
 		return nil, fmt.Errorf("%w: order version %d, this build reads %d", ErrMalformed, v, Version)
 	}
 	o := &Order{}
-	o.Network = string(d.bytes(MaxNetworkLen, "network"))
-	o.Issuer = d.peer("issuer")
-	o.Epoch = d.uvarint("epoch")
-	o.Root = d.cid("root")
-	o.Size = d.uvarint("size")
-	o.Until = d.uvarint("until")
-	o.Reason = Reason(d.byte("reason"))
-	if n := d.count(MaxOrderBoxes, "boxes"); n > 0 {
+	o.Network = string(d.Bytes(MaxNetworkLen, "network"))
+	o.Issuer = d.Peer(MaxPeerIDLen, "issuer")
+	o.Epoch = d.Uvarint("epoch")
+	o.Root = d.CID(MaxCIDLen, "root")
+	o.Size = d.Uvarint("size")
+	o.Until = d.Uvarint("until")
+	o.Reason = Reason(d.Byte("reason"))
+	if n := d.Count(MaxOrderBoxes, "boxes"); n > 0 {
 		o.Boxes = make([]peer.ID, n)
 		for i := range o.Boxes {
-			o.Boxes[i] = d.peer("box")
+			o.Boxes[i] = d.Peer(MaxPeerIDLen, "box")
 		}
 	}
-	if o.Sig = d.bytes(MaxSigLen, "signature"); len(o.Sig) == 0 {
-		o.Sig = nil
-	}
-	d.end()
-	if d.err != nil {
-		return nil, d.err
+	o.Sig = d.Bytes(MaxSigLen, "signature") // nil when unsigned
+	if err := d.End(); err != nil {
+		return nil, err
 	}
 	if err := o.check(); err != nil {
 		return nil, err

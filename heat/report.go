@@ -9,6 +9,7 @@ import (
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/orecdn/ore/internal/wire"
 )
 
 // Limits of a report; UnmarshalReport refuses anything larger before it
@@ -99,27 +100,27 @@ func (r *Report) Free() uint64 {
 
 func (r *Report) appendUnsigned(b []byte) []byte {
 	b = append(b, Version)
-	b = appendBytes(b, []byte(r.Network))
-	b = appendBytes(b, []byte(r.Reporter))
+	b = wire.AppendBytes(b, []byte(r.Network))
+	b = wire.AppendPeer(b, r.Reporter)
 	b = binary.AppendUvarint(b, r.Epoch)
 	b = binary.AppendUvarint(b, r.Quota)
 	b = binary.AppendUvarint(b, r.Used)
 	b = binary.AppendUvarint(b, uint64(len(r.Heat)))
 	for _, h := range r.Heat {
-		b = appendCID(b, h.Root)
+		b = wire.AppendCID(b, h.Root)
 		b = binary.AppendUvarint(b, h.Requests)
 		b = binary.AppendUvarint(b, h.Bytes)
 	}
 	b = binary.AppendUvarint(b, uint64(len(r.Held)))
 	for _, h := range r.Held {
-		b = appendCID(b, h.Root)
+		b = wire.AppendCID(b, h.Root)
 		b = binary.AppendUvarint(b, h.Size)
 	}
 	b = binary.AppendUvarint(b, uint64(len(r.Orders)))
 	for _, o := range r.Orders {
-		b = appendCID(b, o.Root)
+		b = wire.AppendCID(b, o.Root)
 		b = append(b, byte(o.State))
-		b = appendBytes(b, []byte(o.Reason))
+		b = wire.AppendBytes(b, []byte(o.Reason))
 	}
 	return b
 }
@@ -127,7 +128,7 @@ func (r *Report) appendUnsigned(b []byte) []byte {
 // Marshal encodes the report, signature included.
 func (r *Report) Marshal() []byte {
 	b := r.appendUnsigned(make([]byte, 0, 256+48*(len(r.Heat)+len(r.Held)+len(r.Orders))))
-	return appendBytes(b, r.Sig)
+	return wire.AppendBytes(b, r.Sig)
 }
 
 // SigPayload is what the reporter signs: a domain prefix and the unsigned
@@ -251,48 +252,45 @@ func UnmarshalReport(data []byte) (*Report, error) {
 	if len(data) > MaxReportSize {
 		return nil, fmt.Errorf("%w: report of %d bytes, the limit is %d", ErrTooLarge, len(data), MaxReportSize)
 	}
-	d := decoder{b: data}
-	if v := d.byte("version"); d.err == nil && v != Version {
+	d := wire.NewDecoder(data, ErrMalformed)
+	if v := d.Byte("version"); d.Err() == nil && v != Version {
 		return nil, fmt.Errorf("%w: report version %d, this build reads %d", ErrMalformed, v, Version)
 	}
 	r := &Report{}
-	r.Network = string(d.bytes(MaxNetworkLen, "network"))
-	r.Reporter = d.peer("reporter")
-	r.Epoch = d.uvarint("epoch")
-	r.Quota = d.uvarint("quota")
-	r.Used = d.uvarint("used")
-	if n := d.count(MaxHeat, "heat entries"); n > 0 {
+	r.Network = string(d.Bytes(MaxNetworkLen, "network"))
+	r.Reporter = d.Peer(MaxPeerIDLen, "reporter")
+	r.Epoch = d.Uvarint("epoch")
+	r.Quota = d.Uvarint("quota")
+	r.Used = d.Uvarint("used")
+	if n := d.Count(MaxHeat, "heat entries"); n > 0 {
 		r.Heat = make([]RootHeat, n)
 		for i := range r.Heat {
 			h := &r.Heat[i]
-			h.Root = d.cid("heat root")
-			h.Requests = d.uvarint("heat requests")
-			h.Bytes = d.uvarint("heat bytes")
+			h.Root = d.CID(MaxCIDLen, "heat root")
+			h.Requests = d.Uvarint("heat requests")
+			h.Bytes = d.Uvarint("heat bytes")
 		}
 	}
-	if n := d.count(MaxHeld, "holdings"); n > 0 {
+	if n := d.Count(MaxHeld, "holdings"); n > 0 {
 		r.Held = make([]Holding, n)
 		for i := range r.Held {
 			h := &r.Held[i]
-			h.Root = d.cid("held root")
-			h.Size = d.uvarint("held size")
+			h.Root = d.CID(MaxCIDLen, "held root")
+			h.Size = d.Uvarint("held size")
 		}
 	}
-	if n := d.count(MaxOrders, "order states"); n > 0 {
+	if n := d.Count(MaxOrders, "order states"); n > 0 {
 		r.Orders = make([]OrderStatus, n)
 		for i := range r.Orders {
 			o := &r.Orders[i]
-			o.Root = d.cid("order root")
-			o.State = State(d.byte("order state"))
-			o.Reason = string(d.bytes(MaxStatusReason, "order reason"))
+			o.Root = d.CID(MaxCIDLen, "order root")
+			o.State = State(d.Byte("order state"))
+			o.Reason = string(d.Bytes(MaxStatusReason, "order reason"))
 		}
 	}
-	if r.Sig = d.bytes(MaxSigLen, "signature"); len(r.Sig) == 0 {
-		r.Sig = nil
-	}
-	d.end()
-	if d.err != nil {
-		return nil, d.err
+	r.Sig = d.Bytes(MaxSigLen, "signature") // nil when unsigned
+	if err := d.End(); err != nil {
+		return nil, err
 	}
 	if err := r.check(); err != nil {
 		return nil, err

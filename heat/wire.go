@@ -1,11 +1,9 @@
 package heat
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 
-	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -37,119 +35,6 @@ var (
 	ErrNotCommittee  = errors.New("heat: issuer not in the committee")
 	ErrInvalidParams = errors.New("heat: invalid params")
 )
-
-func appendBytes(b, v []byte) []byte {
-	b = binary.AppendUvarint(b, uint64(len(v)))
-	return append(b, v...)
-}
-
-func appendCID(b []byte, c cid.Cid) []byte {
-	var v []byte
-	if c.Defined() {
-		v = c.Bytes()
-	}
-	return appendBytes(b, v)
-}
-
-// decoder reads the canonical encoding; the first failure sticks.
-type decoder struct {
-	b   []byte
-	err error
-}
-
-func (d *decoder) fail(what string) {
-	if d.err == nil {
-		d.err = fmt.Errorf("%w: bad or truncated %s", ErrMalformed, what)
-	}
-}
-
-func (d *decoder) byte(what string) uint8 {
-	if d.err != nil || len(d.b) < 1 {
-		d.fail(what)
-		return 0
-	}
-	v := d.b[0]
-	d.b = d.b[1:]
-	return v
-}
-
-func (d *decoder) uvarint(what string) uint64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail(what)
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-// count reads a list length and refuses one over max before anything is
-// allocated for it.
-func (d *decoder) count(max int, what string) int {
-	n := d.uvarint(what + " count")
-	if d.err != nil {
-		return 0
-	}
-	if n > uint64(max) {
-		d.err = fmt.Errorf("%w: %d %s, the limit is %d", ErrMalformed, n, what, max)
-		return 0
-	}
-	return int(n)
-}
-
-func (d *decoder) bytes(max int, what string) []byte {
-	n := d.uvarint(what)
-	if d.err != nil {
-		return nil
-	}
-	if n > uint64(max) {
-		d.err = fmt.Errorf("%w: %s is %d bytes, the limit is %d", ErrMalformed, what, n, max)
-		return nil
-	}
-	if uint64(len(d.b)) < n {
-		d.fail(what)
-		return nil
-	}
-	v := append([]byte(nil), d.b[:n]...)
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) cid(what string) cid.Cid {
-	raw := d.bytes(MaxCIDLen, what)
-	if d.err != nil {
-		return cid.Undef
-	}
-	c, err := cid.Cast(raw)
-	if err != nil {
-		d.err = fmt.Errorf("%w: %s: %v", ErrMalformed, what, err)
-		return cid.Undef
-	}
-	return c
-}
-
-func (d *decoder) peer(what string) peer.ID {
-	raw := d.bytes(MaxPeerIDLen, what)
-	if d.err != nil {
-		return ""
-	}
-	id, err := peer.IDFromBytes(raw)
-	if err != nil {
-		d.err = fmt.Errorf("%w: %s: %v", ErrMalformed, what, err)
-		return ""
-	}
-	return id
-}
-
-// end fails on trailing bytes.
-func (d *decoder) end() {
-	if d.err == nil && len(d.b) != 0 {
-		d.err = fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(d.b))
-	}
-}
 
 // signer returns the peer ID of k, which must be an Ed25519 key.
 func signer(k crypto.PrivKey, what string) (peer.ID, error) {

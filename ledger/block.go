@@ -8,9 +8,9 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/orecdn/ore/internal/wire"
 )
 
 // Block limits. A leader cuts blocks of at most MaxBlockTxs transactions;
@@ -57,7 +57,7 @@ func (h *Header) appendTo(b []byte) []byte {
 	b = binary.AppendUvarint(b, h.Height)
 	b = append(b, h.Prev[:]...)
 	b = binary.AppendUvarint(b, h.Epoch)
-	b = appendBytes(b, []byte(h.Proposer))
+	b = wire.AppendPeer(b, h.Proposer)
 	b = binary.BigEndian.AppendUint64(b, uint64(h.Time))
 	b = append(b, h.TxRoot[:]...)
 	return append(b, h.StateHash[:]...)
@@ -89,12 +89,12 @@ func (b *Block) Marshal() []byte {
 	out := b.Header.appendTo(make([]byte, 0, 256+len(b.Txs)*400))
 	out = binary.AppendUvarint(out, uint64(len(b.Txs)))
 	for i := range b.Txs {
-		out = appendBytes(out, b.Txs[i].Marshal())
+		out = wire.AppendBytes(out, b.Txs[i].Marshal())
 	}
 	out = binary.AppendUvarint(out, uint64(len(b.Sigs)))
 	for _, s := range b.Sigs {
-		out = appendBytes(out, []byte(s.Signer))
-		out = appendBytes(out, s.Sig)
+		out = wire.AppendPeer(out, s.Signer)
+		out = wire.AppendBytes(out, s.Sig)
 	}
 	return out
 }
@@ -106,30 +106,30 @@ func UnmarshalBlock(data []byte) (*Block, error) {
 	if len(data) > MaxBlockSize {
 		return nil, fmt.Errorf("%w: block of %d bytes, the limit is %d", ErrMalformed, len(data), MaxBlockSize)
 	}
-	d := decoder{b: data}
+	d := wire.NewDecoder(data, ErrMalformed)
 	b := &Block{}
 	h := &b.Header
-	h.Version = d.byte("version")
-	if d.err == nil && h.Version != Version {
+	h.Version = d.Byte("version")
+	if d.Err() == nil && h.Version != Version {
 		return nil, fmt.Errorf("%w: block version %d, this build reads %d", ErrMalformed, h.Version, Version)
 	}
-	h.Height = d.uvarint("height")
-	h.Prev = d.hash("previous hash")
-	h.Epoch = d.uvarint("epoch")
-	h.Proposer = d.peerID("proposer")
-	h.Time = int64(d.uint64("time"))
-	h.TxRoot = d.hash("tx root")
-	h.StateHash = d.hash("state hash")
-	n := d.uvarint("transaction count")
-	if d.err == nil && (n > MaxBlockTxs || n > uint64(len(d.b)/minTxEncoding)) {
-		return nil, fmt.Errorf("%w: %d transactions (limit %d, %d bytes left)", ErrMalformed, n, MaxBlockTxs, len(d.b))
+	h.Height = d.Uvarint("height")
+	h.Prev = d.Hash("previous hash")
+	h.Epoch = d.Uvarint("epoch")
+	h.Proposer = d.Peer(maxPeerIDLen, "proposer")
+	h.Time = int64(d.Uint64("time"))
+	h.TxRoot = d.Hash("tx root")
+	h.StateHash = d.Hash("state hash")
+	n := d.Uvarint("transaction count")
+	if d.Err() == nil && (n > MaxBlockTxs || n > uint64(d.Len()/minTxEncoding)) {
+		return nil, fmt.Errorf("%w: %d transactions (limit %d, %d bytes left)", ErrMalformed, n, MaxBlockTxs, d.Len())
 	}
-	if d.err == nil && n > 0 {
+	if d.Err() == nil && n > 0 {
 		b.Txs = make([]Tx, 0, n)
 	}
-	for i := uint64(0); i < n && d.err == nil; i++ {
-		raw := d.bytes(MaxTxSize, "transaction")
-		if d.err != nil {
+	for i := uint64(0); i < n && d.Err() == nil; i++ {
+		raw := d.Bytes(MaxTxSize, "transaction")
+		if d.Err() != nil {
 			break
 		}
 		t, err := UnmarshalTx(raw)
@@ -138,22 +138,16 @@ func UnmarshalBlock(data []byte) (*Block, error) {
 		}
 		b.Txs = append(b.Txs, *t)
 	}
-	ns := d.uvarint("signature count")
-	if d.err == nil && ns > MaxBlockSigs {
-		return nil, fmt.Errorf("%w: %d signatures, the limit is %d", ErrMalformed, ns, MaxBlockSigs)
-	}
-	for i := uint64(0); i < ns && d.err == nil; i++ {
-		s := Signature{Signer: d.peerID("signer"), Sig: d.bytes(maxSigLen, "signature")}
-		if d.err == nil && i > 0 && b.Sigs[i-1].Signer >= s.Signer {
+	ns := d.Count(MaxBlockSigs, "signatures")
+	for i := 0; i < ns && d.Err() == nil; i++ {
+		s := Signature{Signer: d.Peer(maxPeerIDLen, "signer"), Sig: d.Bytes(maxSigLen, "signature")}
+		if d.Err() == nil && i > 0 && b.Sigs[i-1].Signer >= s.Signer {
 			return nil, fmt.Errorf("%w: signatures not sorted by distinct signer", ErrMalformed)
 		}
 		b.Sigs = append(b.Sigs, s)
 	}
-	if d.err != nil {
-		return nil, d.err
-	}
-	if len(d.b) != 0 {
-		return nil, fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(d.b))
+	if err := d.End(); err != nil {
+		return nil, err
 	}
 	if !bytes.Equal(b.Marshal(), data) {
 		return nil, fmt.Errorf("%w: block not in canonical form", ErrMalformed)
@@ -227,104 +221,3 @@ func (b *Block) VerifySignatures(g *Genesis) int {
 // Final reports whether a majority of the committee signed the block (2
 // of 3, 3 of 5). A follower applies a block once it is final.
 func (b *Block) Final(g *Genesis) bool { return b.VerifySignatures(g) >= g.Quorum() }
-
-func appendBytes(b, v []byte) []byte {
-	b = binary.AppendUvarint(b, uint64(len(v)))
-	return append(b, v...)
-}
-
-// decoder reads the length-prefixed encodings; the first error sticks.
-type decoder struct {
-	b   []byte
-	err error
-}
-
-func (d *decoder) fail(what string) {
-	if d.err == nil {
-		d.err = fmt.Errorf("%w: bad or truncated %s", ErrMalformed, what)
-	}
-}
-
-func (d *decoder) byte(what string) uint8 {
-	if d.err != nil || len(d.b) < 1 {
-		d.fail(what)
-		return 0
-	}
-	v := d.b[0]
-	d.b = d.b[1:]
-	return v
-}
-
-func (d *decoder) uvarint(what string) uint64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail(what)
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) fixed(n int, what string) []byte {
-	if d.err != nil || n < 0 || len(d.b) < n {
-		d.fail(what)
-		return nil
-	}
-	v := d.b[:n:n]
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) uint64(what string) uint64 {
-	v := d.fixed(8, what)
-	if v == nil {
-		return 0
-	}
-	return binary.BigEndian.Uint64(v)
-}
-
-func (d *decoder) hash(what string) (h [32]byte) {
-	copy(h[:], d.fixed(32, what))
-	return h
-}
-
-func (d *decoder) bytes(max int, what string) []byte {
-	n := d.uvarint(what)
-	if d.err != nil {
-		return nil
-	}
-	if n > uint64(max) {
-		d.err = fmt.Errorf("%w: %s is %d bytes, the limit is %d", ErrMalformed, what, n, max)
-		return nil
-	}
-	return append([]byte(nil), d.fixed(int(n), what)...)
-}
-
-func (d *decoder) peerID(what string) peer.ID {
-	raw := d.bytes(maxPeerIDLen, what)
-	if d.err != nil {
-		return ""
-	}
-	id, err := peer.IDFromBytes(raw)
-	if err != nil {
-		d.err = fmt.Errorf("%w: %s peer ID: %w", ErrMalformed, what, err)
-		return ""
-	}
-	return id
-}
-
-func (d *decoder) cid(what string) cid.Cid {
-	raw := d.bytes(maxCIDLen, what)
-	if d.err != nil {
-		return cid.Undef
-	}
-	c, err := cid.Cast(raw)
-	if err != nil {
-		d.err = fmt.Errorf("%w: %s CID: %w", ErrMalformed, what, err)
-		return cid.Undef
-	}
-	return c
-}

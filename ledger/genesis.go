@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+	"github.com/orecdn/ore/internal/wire"
 	"github.com/orecdn/ore/pod"
 )
 
@@ -267,7 +268,7 @@ const genesisDomain = "ore/ledger/v1/genesis\x00"
 // nanoseconds. It is the previous-block hash of block 1.
 func (g *Genesis) Hash() [32]byte {
 	b := append([]byte(nil), genesisDomain...)
-	b = appendBytes(b, []byte(g.Network))
+	b = wire.AppendBytes(b, []byte(g.Network))
 	b = binary.BigEndian.AppendUint64(b, uint64(g.Time.UnixNano()))
 	b = binary.BigEndian.AppendUint64(b, uint64(g.EpochLength))
 	b = binary.AppendUvarint(b, g.PricePerGiB)
@@ -275,17 +276,17 @@ func (g *Genesis) Hash() [32]byte {
 	slices.SortFunc(com, func(a, b Member) int { return cmp.Compare(a.ID, b.ID) })
 	b = binary.AppendUvarint(b, uint64(len(com)))
 	for _, m := range com {
-		b = appendBytes(b, []byte(m.ID))
+		b = wire.AppendPeer(b, m.ID)
 		b = binary.AppendUvarint(b, uint64(len(m.Addrs)))
 		for _, a := range m.Addrs {
-			b = appendBytes(b, []byte(a))
+			b = wire.AppendBytes(b, []byte(a))
 		}
 	}
 	bal := slices.Clone(g.Balances)
 	slices.SortFunc(bal, func(a, b Allocation) int { return cmp.Compare(a.Account, b.Account) })
 	b = binary.AppendUvarint(b, uint64(len(bal)))
 	for _, a := range bal {
-		b = appendBytes(b, []byte(a.Account))
+		b = wire.AppendPeer(b, a.Account)
 		b = binary.AppendUvarint(b, a.Amount)
 	}
 	return sha256.Sum256(b)

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/ipfs/go-cid"
+	"github.com/orecdn/ore/internal/wire"
 )
 
 func TestPrewarmEncoding(t *testing.T) {
@@ -45,7 +46,7 @@ func TestPrewarmEncoding(t *testing.T) {
 	b = b[:len(b)-2] // replicas 0 and until 9, one byte each
 	b = binary.AppendUvarint(b, math.MaxUint32+1)
 	b = binary.AppendUvarint(b, 9)
-	b = appendBytes(b, []byte{1})
+	b = wire.AppendBytes(b, []byte{1})
 	if _, err := UnmarshalTx(b); !errors.Is(err, ErrMalformed) {
 		t.Fatalf("33-bit replicas: %v", err)
 	}

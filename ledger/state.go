@@ -13,6 +13,7 @@ import (
 
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/orecdn/ore/internal/wire"
 	"github.com/orecdn/ore/pod"
 )
 
@@ -168,7 +169,7 @@ func (s *State) computeHash() [32]byte {
 	b = binary.AppendUvarint(b, uint64(len(s.accounts)))
 	for _, id := range slices.Sorted(maps.Keys(s.accounts)) {
 		a := s.accounts[id]
-		b = appendBytes(b, []byte(id))
+		b = wire.AppendPeer(b, id)
 		b = binary.AppendUvarint(b, a.Balance)
 		b = binary.AppendUvarint(b, a.Escrow)
 		b = binary.AppendUvarint(b, a.Nonce)
@@ -177,8 +178,8 @@ func (s *State) computeHash() [32]byte {
 	b = binary.AppendUvarint(b, uint64(len(s.regs)))
 	for _, root := range slices.Sorted(maps.Keys(s.regs)) {
 		r := s.regs[root]
-		b = appendBytes(b, []byte(root))
-		b = appendBytes(b, []byte(r.Publisher))
+		b = wire.AppendBytes(b, []byte(root))
+		b = wire.AppendPeer(b, r.Publisher)
 		b = binary.AppendUvarint(b, r.PricePerGiB)
 		flush()
 	}
@@ -188,9 +189,9 @@ func (s *State) computeHash() [32]byte {
 	})
 	b = binary.AppendUvarint(b, uint64(len(keys)))
 	for _, k := range keys {
-		b = appendBytes(b, []byte(k.Server))
-		b = appendBytes(b, []byte(k.Client))
-		b = appendBytes(b, []byte(k.Root))
+		b = wire.AppendPeer(b, k.Server)
+		b = wire.AppendPeer(b, k.Client)
+		b = wire.AppendBytes(b, []byte(k.Root))
 		b = binary.AppendUvarint(b, k.Epoch)
 		b = binary.AppendUvarint(b, s.paid[k])
 		flush()
@@ -201,8 +202,8 @@ func (s *State) computeHash() [32]byte {
 		b = binary.AppendUvarint(b, uint64(len(s.prewarms)))
 		for _, root := range slices.Sorted(maps.Keys(s.prewarms)) {
 			p := s.prewarms[root]
-			b = appendBytes(b, []byte(root))
-			b = appendBytes(b, []byte(p.Publisher))
+			b = wire.AppendBytes(b, []byte(root))
+			b = wire.AppendPeer(b, p.Publisher)
 			b = binary.AppendUvarint(b, uint64(p.Replicas))
 			b = binary.AppendUvarint(b, p.Until)
 			flush()

@@ -16,6 +16,7 @@ import (
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/orecdn/ore/internal/wire"
 	"github.com/orecdn/ore/pod"
 )
 
@@ -143,44 +144,36 @@ func (t *Tx) appendUnsigned(b []byte) []byte {
 		if t.Receipt != nil {
 			r = t.Receipt.Marshal()
 		}
-		return appendBytes(b, r)
+		return wire.AppendBytes(b, r)
 	case KindDeposit:
-		b = appendBytes(b, []byte(t.From))
+		b = wire.AppendPeer(b, t.From)
 		b = binary.AppendUvarint(b, t.Nonce)
 		return binary.AppendUvarint(b, t.Amount)
 	case KindRegister:
-		b = appendBytes(b, []byte(t.From))
+		b = wire.AppendPeer(b, t.From)
 		b = binary.AppendUvarint(b, t.Nonce)
-		b = appendRoot(b, t.Root)
+		b = wire.AppendCID(b, t.Root)
 		return binary.AppendUvarint(b, t.Price)
 	case KindPrewarm:
-		b = appendBytes(b, []byte(t.From))
+		b = wire.AppendPeer(b, t.From)
 		b = binary.AppendUvarint(b, t.Nonce)
-		b = appendRoot(b, t.Root)
+		b = wire.AppendCID(b, t.Root)
 		b = binary.AppendUvarint(b, uint64(t.Replicas))
 		return binary.AppendUvarint(b, t.Until)
 	case KindTransfer:
-		b = appendBytes(b, []byte(t.From))
+		b = wire.AppendPeer(b, t.From)
 		b = binary.AppendUvarint(b, t.Nonce)
-		b = appendBytes(b, []byte(t.To))
+		b = wire.AppendPeer(b, t.To)
 		return binary.AppendUvarint(b, t.Amount)
 	}
 	return b
-}
-
-// appendRoot appends a root CID's bytes (none for an undefined CID).
-func appendRoot(b []byte, root cid.Cid) []byte {
-	if !root.Defined() {
-		return appendBytes(b, nil)
-	}
-	return appendBytes(b, root.Bytes())
 }
 
 // Marshal encodes the transaction.
 func (t *Tx) Marshal() []byte {
 	b := t.appendUnsigned(make([]byte, 0, 512))
 	if t.Kind != KindReceipt {
-		b = appendBytes(b, t.Sig)
+		b = wire.AppendBytes(b, t.Sig)
 	}
 	return b
 }
@@ -200,7 +193,7 @@ func (t *Tx) ID() [32]byte {
 // unsigned encoding, so a transaction is valid on one network only.
 func (t *Tx) SigPayload(network string) []byte {
 	b := append(make([]byte, 0, 256), txSigDomain...)
-	b = appendBytes(b, []byte(network))
+	b = wire.AppendBytes(b, []byte(network))
 	return t.appendUnsigned(b)
 }
 
@@ -250,15 +243,15 @@ func UnmarshalTx(data []byte) (*Tx, error) {
 	if len(data) > MaxTxSize {
 		return nil, fmt.Errorf("%w: transaction of %d bytes, the limit is %d", ErrMalformed, len(data), MaxTxSize)
 	}
-	d := decoder{b: data}
-	if v := d.byte("version"); d.err == nil && v != Version {
+	d := wire.NewDecoder(data, ErrMalformed)
+	if v := d.Byte("version"); d.Err() == nil && v != Version {
 		return nil, fmt.Errorf("%w: transaction version %d, this build reads %d", ErrMalformed, v, Version)
 	}
-	t := &Tx{Kind: Kind(d.byte("kind"))}
+	t := &Tx{Kind: Kind(d.Byte("kind"))}
 	switch t.Kind {
 	case KindReceipt:
-		raw := d.bytes(pod.MaxEncoded, "receipt")
-		if d.err == nil {
+		raw := d.Bytes(pod.MaxEncoded, "receipt")
+		if d.Err() == nil {
 			r, err := pod.Unmarshal(raw)
 			if err != nil {
 				return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
@@ -266,40 +259,34 @@ func UnmarshalTx(data []byte) (*Tx, error) {
 			t.Receipt = r
 		}
 	case KindDeposit, KindTransfer, KindRegister, KindPrewarm:
-		t.From = d.peerID("from")
-		t.Nonce = d.uvarint("nonce")
+		t.From = d.Peer(maxPeerIDLen, "from")
+		t.Nonce = d.Uvarint("nonce")
 		switch t.Kind {
 		case KindDeposit:
-			t.Amount = d.uvarint("amount")
+			t.Amount = d.Uvarint("amount")
 		case KindTransfer:
-			t.To = d.peerID("to")
-			t.Amount = d.uvarint("amount")
+			t.To = d.Peer(maxPeerIDLen, "to")
+			t.Amount = d.Uvarint("amount")
 		case KindRegister:
-			t.Root = d.cid("root")
-			t.Price = d.uvarint("price")
+			t.Root = d.CID(maxCIDLen, "root")
+			t.Price = d.Uvarint("price")
 		case KindPrewarm:
-			t.Root = d.cid("root")
-			if r := d.uvarint("replicas"); r > math.MaxUint32 {
-				d.err = fmt.Errorf("%w: %d replicas do not fit 32 bits", ErrMalformed, r)
+			t.Root = d.CID(maxCIDLen, "root")
+			if r := d.Uvarint("replicas"); r > math.MaxUint32 {
+				d.Failf("%d replicas do not fit 32 bits", r)
 			} else {
 				t.Replicas = uint32(r)
 			}
-			t.Until = d.uvarint("until")
+			t.Until = d.Uvarint("until")
 		}
-		t.Sig = d.bytes(maxSigLen, "signature")
-		if len(t.Sig) == 0 {
-			t.Sig = nil
-		}
+		t.Sig = d.Bytes(maxSigLen, "signature")
 	default:
-		if d.err == nil {
+		if d.Err() == nil {
 			return nil, fmt.Errorf("%w: unknown transaction kind %d", ErrMalformed, t.Kind)
 		}
 	}
-	if d.err != nil {
-		return nil, d.err
-	}
-	if len(d.b) != 0 {
-		return nil, fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(d.b))
+	if err := d.End(); err != nil {
+		return nil, err
 	}
 	if !bytes.Equal(t.Marshal(), data) {
 		return nil, fmt.Errorf("%w: transaction not in canonical form", ErrMalformed)

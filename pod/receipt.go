@@ -9,6 +9,7 @@ import (
 
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/orecdn/ore/internal/wire"
 )
 
 // Version is the receipt format this package writes and reads.
@@ -72,15 +73,11 @@ var (
 // appendBody appends the signed part of the receipt.
 func (r *Receipt) appendBody(b []byte) []byte {
 	b = append(b, r.Version)
-	b = appendBytes(b, []byte(r.Network))
+	b = wire.AppendBytes(b, []byte(r.Network))
 	b = binary.AppendUvarint(b, r.Epoch)
-	b = appendBytes(b, []byte(r.Server))
-	b = appendBytes(b, []byte(r.Client))
-	var root []byte
-	if r.Root.Defined() {
-		root = r.Root.Bytes()
-	}
-	b = appendBytes(b, root)
+	b = wire.AppendPeer(b, r.Server)
+	b = wire.AppendPeer(b, r.Client)
+	b = wire.AppendCID(b, r.Root)
 	b = binary.AppendUvarint(b, r.Seq)
 	b = binary.AppendUvarint(b, r.Bytes)
 	b = binary.AppendUvarint(b, r.Blocks)
@@ -93,13 +90,8 @@ func (r *Receipt) Body() []byte { return r.appendBody(make([]byte, 0, 256)) }
 // Marshal encodes the receipt, signatures included.
 func (r *Receipt) Marshal() []byte {
 	b := r.appendBody(make([]byte, 0, 384))
-	b = appendBytes(b, r.ClientSig)
-	return appendBytes(b, r.ServerSig)
-}
-
-func appendBytes(b, v []byte) []byte {
-	b = binary.AppendUvarint(b, uint64(len(v)))
-	return append(b, v...)
+	b = wire.AppendBytes(b, r.ClientSig)
+	return wire.AppendBytes(b, r.ServerSig)
 }
 
 // Unmarshal decodes a receipt. It accepts only the canonical encoding of a
@@ -109,44 +101,25 @@ func Unmarshal(data []byte) (*Receipt, error) {
 	if len(data) > MaxEncoded {
 		return nil, fmt.Errorf("%w: %d bytes, the limit is %d", ErrMalformed, len(data), MaxEncoded)
 	}
-	d := decoder{b: data}
+	d := wire.NewDecoder(data, ErrMalformed)
 	r := &Receipt{}
-	r.Version = d.byte()
-	if d.err == nil && r.Version != Version {
+	r.Version = d.Byte("version")
+	if d.Err() == nil && r.Version != Version {
 		return nil, fmt.Errorf("%w %d (this build reads %d)", ErrUnknownVersion, r.Version, Version)
 	}
-	r.Network = string(d.bytes(MaxNetworkLen, "network"))
-	r.Epoch = d.uvarint("epoch")
-	server := d.bytes(MaxPeerIDLen, "server")
-	client := d.bytes(MaxPeerIDLen, "client")
-	root := d.bytes(MaxCIDLen, "root")
-	r.Seq = d.uvarint("seq")
-	r.Bytes = d.uvarint("bytes")
-	r.Blocks = d.uvarint("blocks")
-	copy(r.Digest[:], d.fixed(32, "digest"))
-	r.ClientSig = d.bytes(MaxSigLen, "client signature")
-	r.ServerSig = d.bytes(MaxSigLen, "server signature")
-	if d.err != nil {
-		return nil, d.err
-	}
-	if len(d.b) != 0 {
-		return nil, fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(d.b))
-	}
-	var err error
-	if r.Server, err = peer.IDFromBytes(server); err != nil {
-		return nil, fmt.Errorf("%w: server peer ID: %v", ErrMalformed, err)
-	}
-	if r.Client, err = peer.IDFromBytes(client); err != nil {
-		return nil, fmt.Errorf("%w: client peer ID: %v", ErrMalformed, err)
-	}
-	if r.Root, err = cid.Cast(root); err != nil {
-		return nil, fmt.Errorf("%w: root CID: %v", ErrMalformed, err)
-	}
-	if len(r.ClientSig) == 0 {
-		r.ClientSig = nil
-	}
-	if len(r.ServerSig) == 0 {
-		r.ServerSig = nil
+	r.Network = string(d.Bytes(MaxNetworkLen, "network"))
+	r.Epoch = d.Uvarint("epoch")
+	r.Server = d.Peer(MaxPeerIDLen, "server")
+	r.Client = d.Peer(MaxPeerIDLen, "client")
+	r.Root = d.CID(MaxCIDLen, "root")
+	r.Seq = d.Uvarint("seq")
+	r.Bytes = d.Uvarint("bytes")
+	r.Blocks = d.Uvarint("blocks")
+	r.Digest = d.Hash("digest")
+	r.ClientSig = d.Bytes(MaxSigLen, "client signature")
+	r.ServerSig = d.Bytes(MaxSigLen, "server signature")
+	if err := d.End(); err != nil {
+		return nil, err
 	}
 	// Canonical form only: one receipt, one encoding (no padded varints,
 	// no alternative CID spellings).
@@ -154,61 +127,4 @@ func Unmarshal(data []byte) (*Receipt, error) {
 		return nil, fmt.Errorf("%w: not in canonical form", ErrMalformed)
 	}
 	return r, nil
-}
-
-type decoder struct {
-	b   []byte
-	err error
-}
-
-func (d *decoder) fail(what string) {
-	if d.err == nil {
-		d.err = fmt.Errorf("%w: bad or truncated %s", ErrMalformed, what)
-	}
-}
-
-func (d *decoder) byte() uint8 {
-	if d.err != nil || len(d.b) < 1 {
-		d.fail("version")
-		return 0
-	}
-	v := d.b[0]
-	d.b = d.b[1:]
-	return v
-}
-
-func (d *decoder) uvarint(what string) uint64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail(what)
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) fixed(n int, what string) []byte {
-	if d.err != nil || len(d.b) < n {
-		d.fail(what)
-		return nil
-	}
-	v := d.b[:n]
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) bytes(max int, what string) []byte {
-	n := d.uvarint(what)
-	if d.err != nil {
-		return nil
-	}
-	if n > uint64(max) {
-		d.err = fmt.Errorf("%w: %s is %d bytes, the limit is %d", ErrMalformed, what, n, max)
-		return nil
-	}
-	v := d.fixed(int(n), what)
-	return append([]byte(nil), v...)
 }

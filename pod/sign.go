@@ -6,6 +6,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/orecdn/ore/internal/wire"
 )
 
 // Domain separation: a signature over a receipt can never be taken for a
@@ -24,7 +25,7 @@ func (r *Receipt) ClientPayload() []byte {
 // signature.
 func (r *Receipt) ServerPayload() []byte {
 	b := r.appendBody(append(make([]byte, 0, 400), serverDomain...))
-	return appendBytes(b, r.ClientSig)
+	return wire.AppendBytes(b, r.ClientSig)
 }
 
 // SignClient signs the receipt as its client. k must be the client's key.
