@@ -156,7 +156,7 @@ func BenchSwarm(ctx context.Context, cfg SwarmConfig) (res SwarmResult, err erro
 			return res, err
 		}
 		res.PrewarmSeconds = time.Since(t0).Seconds()
-		res.Prewarmed = ordered(ctx, nw, root)
+		_, res.Prewarmed = holders(ctx, nw, root)
 		say("the pre-warm placed %d replicas in %.1f s", res.Prewarmed, res.PrewarmSeconds)
 	}
 	crowd := nw.Nodes[swarmFirst:]
@@ -211,18 +211,16 @@ func BenchSwarm(ctx context.Context, cfg SwarmConfig) (res SwarmResult, err erro
 		case <-time.After(2 * cfg.Epoch):
 		}
 	}
-	res.ReplicasAfter = replicas(ctx, nw, root)
-	res.Ordered = ordered(ctx, nw, root)
+	res.ReplicasAfter, res.Ordered = holders(ctx, nw, root)
 	if len(failed) > 0 {
 		return res, fmt.Errorf("testnet: %d of %d crowd fetches failed: %w", len(failed), len(crowd), errors.Join(failed...))
 	}
 	return res, nil
 }
 
-// replicas counts the open boxes that announce root in the DHT and hold
-// it whole.
-func replicas(ctx context.Context, nw *Network, root cid.Cid) int {
-	n := 0
+// holders counts the open boxes that hold root whole, and those of them
+// that hold it under a committee order.
+func holders(ctx context.Context, nw *Network, root cid.Cid) (whole, ordered int) {
 	for i, nd := range nw.Nodes {
 		if i == swarmProbe {
 			continue
@@ -232,30 +230,22 @@ func replicas(ctx context.Context, nw *Network, root cid.Cid) int {
 			continue
 		}
 		for _, r := range roots {
-			if r.Root == root && r.Size > 0 {
-				n++
+			if r.Root != root {
+				continue
+			}
+			if r.Size > 0 {
+				whole++
+			}
+			if r.Order == heat.OrderHeld.String() {
+				ordered++
 			}
 		}
 	}
-	return n
+	return whole, ordered
 }
 
-func ordered(ctx context.Context, nw *Network, root cid.Cid) int {
-	n := 0
-	for i, nd := range nw.Nodes {
-		if i == swarmProbe {
-			continue
-		}
-		roots, err := nd.Roots(ctx)
-		if err != nil {
-			continue
-		}
-		for _, r := range roots {
-			if r.Root == root && r.Order == heat.OrderHeld.String() {
-				n++
-			}
-		}
-	}
+func replicas(ctx context.Context, nw *Network, root cid.Cid) int {
+	n, _ := holders(ctx, nw, root)
 	return n
 }
 
