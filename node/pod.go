@@ -26,6 +26,12 @@ import (
 const (
 	DefaultCreditWindow = 4 << 20 // bytes a server sends a client ahead of its receipts
 	DefaultReceiptEvery = 1 << 20 // bytes a client receives from a server between receipts
+	// receiptAtLeastEvery bounds how long received bytes wait for their
+	// receipt: a server whose credit window holds blocks back for bytes
+	// this client got but has not receipted (under the interval, from a
+	// server that sends no more) would otherwise wait forever, and so
+	// would the client.
+	receiptAtLeastEvery = time.Second
 	DefaultNetwork      = "ore-devnet"
 	podStreamTimeout    = 10 * time.Second
 	podFlushTimeout     = 10 * time.Second
@@ -144,6 +150,9 @@ func newPodService(n *Node, key crypto.PrivKey) (*podService, error) {
 	}
 	if !n.cfg.ReceiptsOff {
 		n.host.SetStreamHandler(protocol.ID(pod.ProtocolID), s.handleStream)
+	}
+	if !s.noSign {
+		n.spawn(s.tick)
 	}
 	return s, nil
 }
@@ -314,6 +323,27 @@ func (s *podService) received(from peer.ID, b blocks.Block) {
 	d.unsent += size
 	if d.unsent >= s.every || d.final {
 		s.markLocked(k, d)
+	}
+}
+
+// tick sends, every receiptAtLeastEvery, the receipts of bytes received
+// since the last receipt, whatever their amount.
+func (s *podService) tick(ctx context.Context) {
+	t := time.NewTicker(receiptAtLeastEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		for k, d := range s.deliveries {
+			if d.unsent > 0 {
+				s.markLocked(k, d)
+			}
+		}
+		s.mu.Unlock()
 	}
 }
 
