@@ -34,10 +34,14 @@ type SwarmConfig struct {
 	// of QUIC hosts in one process overflow loopback's UDP buffers and
 	// congestion control throttles them (measured: the crowd's bytes took
 	// twice as long), which would measure the test rig, not ore.
-	QUIC     bool
-	Params   heat.Params // the committee's planner (default heat.DefaultParams)
-	Progress func(string)
-	Logger   *slog.Logger
+	QUIC bool
+	// SmallMemory gives every box the small-memory profile (badger's
+	// memtables and caches sized for 1 GiB boxes), so that hundreds of
+	// boxes fit in one machine's memory.
+	SmallMemory bool
+	Params      heat.Params // the committee's planner (default heat.DefaultParams)
+	Progress    func(string)
+	Logger      *slog.Logger
 }
 
 // SwarmResult is what one flash crowd measured.
@@ -107,6 +111,9 @@ func BenchSwarm(ctx context.Context, cfg SwarmConfig) (res SwarmResult, err erro
 	}
 	if !cfg.QUIC {
 		opts = append(opts, WithTCPOnly())
+	}
+	if cfg.SmallMemory {
+		opts = append(opts, WithNodeOptions(node.WithSmallMemory(true), node.WithConnLimits(256, 512)))
 	}
 	if cfg.Logger != nil {
 		opts = append(opts, WithLogger(cfg.Logger))

@@ -60,3 +60,27 @@ func BenchmarkLedger(b *testing.B) {
 		b.ReportMetric(f.P99Epochs, "p99-epochs")
 	}
 }
+
+// BenchmarkSwarm is a small `ore bench swarm`: a crowd of 20 boxes fetches
+// a 16 MiB file, with heat scheduling off and on. It reports the origin's
+// upload over the content size and the crowd's time over one box's.
+//
+//	go test -run XXX -bench Swarm -benchtime 1x ./testnet/
+func BenchmarkSwarm(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		for _, on := range []bool{false, true} {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			res, err := testnet.BenchSwarm(ctx, testnet.SwarmConfig{Boxes: 20, Size: 16 << 20, Scheduling: on})
+			cancel()
+			if err != nil {
+				b.Fatal(err)
+			}
+			mode := "off"
+			if on {
+				mode = "on"
+			}
+			b.ReportMetric(res.OriginRatio, "origin/size-"+mode)
+			b.ReportMetric(res.CrowdOverOne, "crowd/one-"+mode)
+		}
+	}
+}

@@ -28,6 +28,7 @@ func benchSwarm(ctx context.Context, e *env, args []string) error {
 	epoch := fs.Duration("epoch", time.Second, "ledger epoch (the committee plans once per epoch)")
 	only := fs.String("scheduling", "both", "run with scheduling off, on, or both")
 	prewarm := fs.Int("prewarm", 0, "with scheduling on, the publisher pre-warms this many replicas before the crowd (0: none)")
+	small := fs.Bool("small-memory", false, "every box with the small-memory profile (for hundreds of boxes)")
 	quic := fs.Bool("quic", false, "boxes listen on QUIC too (default TCP: many QUIC hosts in one process throttle each other)")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -60,7 +61,7 @@ func benchSwarm(ctx context.Context, e *env, args []string) error {
 	}
 	var rep swarmReport
 	for _, on := range modes {
-		cfg := testnet.SwarmConfig{Boxes: *boxes, Size: int64(size), UploadLimit: int64(up), Ramp: *ramp, Epoch: *epoch, Scheduling: on, QUIC: *quic, Prewarm: *prewarm}
+		cfg := testnet.SwarmConfig{Boxes: *boxes, Size: int64(size), UploadLimit: int64(up), Ramp: *ramp, Epoch: *epoch, Scheduling: on, QUIC: *quic, Prewarm: *prewarm, SmallMemory: *small}
 		if !*asJSON {
 			cfg.Progress = func(s string) { fmt.Fprintf(e.stderr, "bench swarm: %s\n", s) }
 		}
