@@ -75,9 +75,10 @@ type Committee struct {
 
 	metrics struct {
 		blocks, finals, rejected, orders prometheus.Counter
-		refused                  *prometheus.CounterVec
+		refused                          *prometheus.CounterVec
 	}
 
+	ctx    context.Context // the coordinator's lifetime: Close cancels it
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -103,6 +104,8 @@ func New(ctx context.Context, cfg Config) (*Committee, error) {
 	c := &Committee{cfg: cfg, self: cfg.Host.ID(), log: cfg.Logger.With("part", "committee"),
 		pending: make(map[uint64][]ledger.Signature), final: make(chan uint64, 64), txpool: make(map[[32]byte]ledger.Tx)}
 	c.initMetrics()
+	// Before Raft starts: the FSM may apply (and gossip) a block at once.
+	c.ctx, c.cancel = context.WithCancel(context.Background())
 	ok := false
 	defer func() {
 		if !ok {
@@ -135,8 +138,7 @@ func New(ctx context.Context, cfg Config) (*Committee, error) {
 	}
 	cfg.Host.SetStreamHandler(ChainProtocol, c.serveChain)
 	cfg.Host.SetStreamHandler(SubmitProtocol, c.serveSubmit)
-	rctx, cancel := context.WithCancel(context.Background())
-	c.cancel = cancel
+	rctx := c.ctx
 	for _, t := range []*pubsub.Topic{c.blocks, c.txs} {
 		sub, err := t.Subscribe(pubsub.WithBufferSize(4096))
 		if err != nil {

@@ -1,7 +1,11 @@
 package committee
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,28 +34,39 @@ func newAccount(t *testing.T) account {
 }
 
 type member struct {
-	h    host.Host
-	key  crypto.PrivKey
-	ps   *pubsub.PubSub
-	in   *intake.Intake
-	pool *intake.Pool
-	c    *Committee
-	dir  string
+	h      host.Host
+	key    crypto.PrivKey
+	ps     *pubsub.PubSub
+	stopPS context.CancelFunc // gossipsub's goroutines outlive the host otherwise
+	in     *intake.Intake
+	pool   *intake.Pool
+	c      *Committee
+	dir    string
 }
 
 type cluster struct {
 	g       *ledger.Genesis
 	members []*member
 	pub     account
+	net     *fabric // every member's connection gater: partitions
+	logs    logBuffer
 }
 
 func newCluster(t *testing.T) *cluster {
 	t.Helper()
-	cl := &cluster{pub: newAccount(t)}
+	return newClusterEpoch(t, time.Second)
+}
+
+// newClusterEpoch starts 3 coordinators with epochs of the given length. A
+// receipt must reach a block within pod.DefaultMaxSkew epochs: longer epochs
+// let receipts outlive elections that a loaded machine drags out.
+func newClusterEpoch(t *testing.T, epoch time.Duration) *cluster {
+	t.Helper()
+	cl := &cluster{pub: newAccount(t), net: newFabric()}
 	var committee []ledger.Member
 	for i := 0; i < 3; i++ {
 		k, _, _ := crypto.GenerateEd25519Key(nil)
-		h, err := libp2p.New(libp2p.Identity(k), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+		h, err := cl.newHost(k)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -68,7 +83,7 @@ func newCluster(t *testing.T) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g.EpochLength = time.Second
+	g.EpochLength = epoch
 	cl.g = g
 	for _, m := range cl.members {
 		cl.start(t, m)
@@ -85,25 +100,92 @@ func newCluster(t *testing.T) *cluster {
 			m.stop()
 		}
 	})
+	t.Cleanup(func() { // before the members stop
+		if t.Failed() {
+			cl.dump(t)
+		}
+	})
 	return cl
+}
+
+// logBuffer keeps the coordinators' logs for a failed test.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// dump logs what each member is up to, and the coordinators' logs.
+func (cl *cluster) dump(t *testing.T) {
+	for _, m := range cl.members {
+		if m.c == nil {
+			id, _ := peer.IDFromPrivateKey(m.key)
+			t.Logf("member %s: stopped", id.ShortString())
+			continue
+		}
+		s := m.c.State()
+		var conns []string
+		for _, o := range cl.members {
+			if o != m && o.h != nil {
+				conns = append(conns, fmt.Sprintf("%s:%d", o.h.ID().ShortString(), len(m.h.Network().ConnsToPeer(o.h.ID()))))
+			}
+		}
+		var gossip []string
+		for _, p := range m.ps.ListPeers(BlocksTopic) {
+			gossip = append(gossip, p.ShortString())
+		}
+		t.Logf("member %s: height %d state %x leader %v (knows %s), pool %d, conns %v, gossip peers %v, raft %v", m.h.ID().ShortString(),
+			s.Height(), s.Hash(), m.c.Leader(), m.c.LeaderID().ShortString(), m.pool.Len(), conns, gossip, m.c.raft.Stats())
+		for h := uint64(1); h <= m.c.chain.height(); h++ {
+			if b, ok := m.c.Block(h); ok {
+				var signers []string
+				for _, sg := range b.Sigs {
+					signers = append(signers, sg.Signer.ShortString())
+				}
+				t.Logf("  block %d %x epoch %d txs %d signed by %v", h, b.Hash(), b.Header.Epoch, len(b.Txs), signers)
+			}
+		}
+	}
+	cl.logs.mu.Lock()
+	defer cl.logs.mu.Unlock()
+	t.Logf("coordinator logs:\n%s", cl.logs.buf.String())
+}
+
+// newHost is a member's host on loopback, behind the cluster's gater.
+func (cl *cluster) newHost(k crypto.PrivKey) (host.Host, error) {
+	id, err := peer.IDFromPrivateKey(k)
+	if err != nil {
+		return nil, err
+	}
+	return libp2p.New(libp2p.Identity(k), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"),
+		libp2p.ConnectionGater(cl.net.gater(id)))
 }
 
 func (cl *cluster) start(t *testing.T, m *member) {
 	t.Helper()
 	var err error
 	if m.h == nil {
-		if m.h, err = libp2p.New(libp2p.Identity(m.key), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0")); err != nil {
+		if m.h, err = cl.newHost(m.key); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if m.ps, err = pubsub.NewGossipSub(context.Background(), m.h, pubsub.WithMessageIdFn(intake.MessageID)); err != nil {
+	logger := slog.New(slog.NewTextHandler(&cl.logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("member", m.h.ID().ShortString())
+	var psCtx context.Context
+	psCtx, m.stopPS = context.WithCancel(context.Background())
+	if m.ps, err = pubsub.NewGossipSub(psCtx, m.h, pubsub.WithMessageIdFn(intake.MessageID),
+		pubsub.WithLogger(logger.With("part", "pubsub")), pubsub.WithRPCLogger(slog.New(slog.DiscardHandler))); err != nil {
 		t.Fatal(err)
 	}
 	m.pool = intake.NewPool()
 	if m.in, err = intake.New(m.ps, cl.g.Params(), intake.WithPool(m.pool)); err != nil {
 		t.Fatal(err)
 	}
-	if m.c, err = New(context.Background(), Config{Genesis: cl.g, Host: m.h, Key: m.key, PubSub: m.ps, Pool: m.pool, Dir: m.dir}); err != nil {
+	if m.c, err = New(context.Background(), Config{Genesis: cl.g, Host: m.h, Key: m.key, PubSub: m.ps, Pool: m.pool, Dir: m.dir, Logger: logger}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -114,6 +196,7 @@ func (m *member) stop() {
 	}
 	_ = m.c.Close()
 	_ = m.in.Close()
+	m.stopPS()
 	_ = m.h.Close()
 	m.c, m.h = nil, nil
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -123,10 +124,49 @@ func (c *Committee) signApplied(b *ledger.Block) {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		if err := c.blocks.Publish(context.Background(), msg); err != nil {
+		if err := c.publish(c.ctx, c.blocks, msg); err != nil {
 			c.log.Debug("gossip block signature", "err", err)
 		}
 	}()
+}
+
+// meshWait bounds how long publish waits for a gossip peer to send to.
+const meshWait = 5 * time.Second
+
+// publish gossips data on t once gossipsub can send it to a peer, or after
+// meshWait in any case. Gossipsub sends a message of this member's own
+// only to its mesh for the topic (flood publishing is off by default), and
+// right after a connection (a partition healed, a restart) there is none:
+// first the peer may be known from its subscriptions but have no send
+// queue yet, then it is not in the mesh until a heartbeat grafts it. What
+// is published then reaches nobody, and gossip does not send it later
+// (gossip goes to peers outside the mesh, and the heartbeat puts them in).
+func (c *Committee) publish(ctx context.Context, t *pubsub.Topic, data []byte) error {
+	wctx, cancel := context.WithTimeout(ctx, meshWait)
+	defer cancel()
+	err := awaitTopicPeer(wctx, t)
+	if err == nil {
+		err = t.Publish(wctx, data, pubsub.WithReadiness(pubsub.MinTopicSize(1)))
+	}
+	if err != nil && ctx.Err() == nil && errors.Is(wctx.Err(), context.DeadlineExceeded) {
+		return t.Publish(ctx, data) // nobody to send to yet: best effort
+	}
+	return err
+}
+
+// awaitTopicPeer waits until gossipsub has a send queue to a peer of the
+// topic.
+func awaitTopicPeer(ctx context.Context, t *pubsub.Topic) error {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for len(t.ListPeers()) == 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+	return nil
 }
 
 // addSig records a verified signature on the stored block it names.
@@ -180,12 +220,13 @@ func (c *Committee) readSigs(ctx context.Context, sub *pubsub.Subscription) {
 	}
 }
 
-// Submit gossips a signed account transaction to the coordinators.
+// Submit gossips a signed account transaction to the coordinators. Right
+// after this member connected it waits, up to meshWait, for a gossip peer.
 func (c *Committee) Submit(ctx context.Context, tx ledger.Tx) error {
 	if err := tx.VerifySig(c.cfg.Genesis.Network); err != nil {
 		return err
 	}
-	return c.txs.Publish(ctx, tx.Marshal())
+	return c.publish(ctx, c.txs, tx.Marshal())
 }
 
 func (c *Committee) readTxs(ctx context.Context, sub *pubsub.Subscription) {
