@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -104,8 +105,7 @@ func BenchSwarm(ctx context.Context, cfg SwarmConfig) (res SwarmResult, err erro
 		total, cfg.Boxes, cfg.UploadLimit>>20, cfg.Scheduling)
 	opts := []Option{
 		WithNodeOptions(node.WithUploadLimit(max(cfg.UploadLimit, 0)), node.WithScheduling(cfg.Scheduling),
-			node.WithSchedule(cfg.Params), node.WithStallTimeout(60*time.Second),
-			node.WithConnLimits(256, 512)),
+			node.WithSchedule(cfg.Params), node.WithStallTimeout(60*time.Second)),
 		WithLedger(LedgerSpec{Coordinators: []int{0, 1, 2}, EpochLength: cfg.Epoch, Network: "ore-swarm",
 			Balances: map[int]uint64{swarmOrigin: 1_000_000 * 1_000_000_000}}),
 	}
@@ -113,7 +113,17 @@ func BenchSwarm(ctx context.Context, cfg SwarmConfig) (res SwarmResult, err erro
 		opts = append(opts, WithTCPOnly())
 	}
 	if cfg.SmallMemory {
-		opts = append(opts, WithNodeOptions(node.WithSmallMemory(true), node.WithConnLimits(256, 512)))
+		opts = append(opts, WithNodeOptions(node.WithSmallMemory(true)))
+	}
+	// Every box's sockets and files come out of this one process's file
+	// descriptors: share them out (badger and the packs keep ~16 open).
+	if fds := fileLimit(); fds > 0 {
+		per := int(float64(fds)*0.9)/total - 16
+		if per < 64 {
+			return res, fmt.Errorf("testnet: %d boxes need more than this process's %d file descriptors (ulimit -n)", total, fds)
+		}
+		per = min(per, 1024)
+		opts = append(opts, WithNodeOptions(node.WithResourceLimits(256<<20, per), node.WithConnLimits(max(per/6, 8), max(per/3, 16))))
 	}
 	if cfg.Logger != nil {
 		opts = append(opts, WithLogger(cfg.Logger))
@@ -287,4 +297,13 @@ func prewarm(ctx context.Context, nw *Network, root cid.Cid, n int, epoch time.D
 		}
 	}
 	return nil
+}
+
+// fileLimit is this process's limit on open files (0: unknown).
+func fileLimit() int {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		return 0
+	}
+	return int(min(l.Cur, 1<<30))
 }

@@ -145,7 +145,7 @@ func (nw *Network) start(ctx context.Context, i int, cfg *config) error {
 		opts = append(opts, node.WithLogger(cfg.log.With("box", i)))
 	}
 	if i > 0 {
-		opts = append(opts, node.WithBootstrapPeers(nw.Nodes[0].AddrInfo()))
+		opts = append(opts, node.WithBootstrapPeers(nw.Nodes[bootstrapOf(i)].AddrInfo()))
 	}
 	opts = append(opts, cfg.nodeOpts...)
 	opts = append(opts, cfg.boxOpts[i]...)
@@ -200,4 +200,15 @@ func (nw *Network) Close() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// bootstrapOf is the box that box i joins through: box 0 for the first
+// boxes, then a tree (box i through box (i-1)/4), so that hundreds of boxes
+// starting at once do not all dial one box (its resource manager refuses
+// them, as a real bootstrap peer's would).
+func bootstrapOf(i int) int {
+	if i <= 16 {
+		return 0
+	}
+	return (i - 1) / 4
 }
