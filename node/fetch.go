@@ -94,6 +94,7 @@ func (n *Node) fetch(ctx context.Context, root cid.Cid, progress func(FetchProgr
 	f.touch()
 
 	var wg sync.WaitGroup
+	defer f.unprotect()
 	defer wg.Wait()
 	defer cancel(nil)
 	if has, _ := n.store.Has(ctx, root); !has {
@@ -104,7 +105,6 @@ func (n *Node) fetch(ctx context.Context, root cid.Cid, progress func(FetchProgr
 	go func() { defer wg.Done(); f.watch(cancel, progress) }()
 
 	level := []cid.Cid{root}
-	announced := false
 	for len(level) > 0 {
 		next, err := f.level(level)
 		if err != nil {
@@ -114,13 +114,6 @@ func (n *Node) fetch(ctx context.Context, root cid.Cid, progress func(FetchProgr
 		level = next
 		if rootOnly {
 			break
-		}
-		if !announced && len(next) > 0 {
-			// A box that fetches content serves its blocks to others as
-			// they arrive: announce it now, so a crowd fetching the same
-			// root finds its peers in the DHT, not just the origin.
-			announced = true
-			n.provideAsync(root)
 		}
 	}
 	cancel(nil)
@@ -143,7 +136,7 @@ func (n *Node) fetch(ctx context.Context, root cid.Cid, progress func(FetchProgr
 	if !n.hasRootRecord(n.ctx, root) {
 		n.recordRoot(n.ctx, root, res.Bytes)
 	}
-	if !announced {
+	if !f.announced.Load() {
 		n.provideAsync(root)
 	}
 	n.log.Info("fetched", "root", root, "blocks", res.Blocks, "bytes", res.Bytes, "from_network", res.Fetched, "took", res.Duration)
@@ -185,6 +178,8 @@ type fetch struct {
 
 	blocks, bytes, fetched, total atomic.Int64
 	lastActive                    atomic.Int64 // unix nanos of the last block
+	announced                     atomic.Bool  // root announced before the fetch ended
+	protected                     []peer.ID    // provider connections kept open while the fetch runs (guarded by mu)
 }
 
 func (f *fetch) touch() { f.lastActive.Store(time.Now().UnixNano()) }
@@ -225,7 +220,14 @@ func (f *fetch) findProviders(root cid.Cid, again bool) {
 				defer wg.Done()
 				if err := f.n.host.Connect(f.ctx, p); err != nil {
 					f.n.log.Debug("provider unreachable", "peer", p.ID, "err", err)
+					return
 				}
+				// The connection manager must not trim a source while the
+				// fetch needs it.
+				f.n.host.ConnManager().Protect(p.ID, f.tag())
+				f.mu.Lock()
+				f.protected = append(f.protected, p.ID)
+				f.mu.Unlock()
 			}(p)
 		}
 		if !again {
@@ -236,6 +238,21 @@ func (f *fetch) findProviders(root cid.Cid, again bool) {
 			return
 		case <-time.After(providerRefresh):
 		}
+	}
+}
+
+// tag names this fetch's protected connections (two fetches of one root
+// each keep their own).
+func (f *fetch) tag() string { return fmt.Sprintf("ore-fetch-%p", f) }
+
+// unprotect releases the provider connections this fetch protected.
+func (f *fetch) unprotect() {
+	f.mu.Lock()
+	ps := f.protected
+	f.protected = nil
+	f.mu.Unlock()
+	for _, p := range ps {
+		f.n.host.ConnManager().Unprotect(p, f.tag())
 	}
 }
 
@@ -396,6 +413,7 @@ func (f *fetch) chunk(cids []cid.Cid) ([]cid.Cid, error) {
 			f.n.log.Debug("notify bitswap of new blocks", "err", err)
 		}
 		batch, batchBytes = batch[:0], 0
+		f.maybeAnnounce()
 		return nil
 	}
 	for b := range ch {
@@ -424,6 +442,18 @@ func (f *fetch) chunk(cids []cid.Cid) ([]cid.Cid, error) {
 		return nil, f.cause(fmt.Errorf("%d of %d blocks did not arrive", len(missing)-got, len(missing)))
 	}
 	return kids, nil
+}
+
+// maybeAnnounce announces the root once half of its bytes are local: a box
+// serves the blocks it has while it fetches the rest, so a crowd fetching
+// the same root finds its peers in the DHT, not just the origin. Earlier,
+// a crowd's provider records would name boxes that hold next to nothing
+// and crowd out the ones that have the content.
+func (f *fetch) maybeAnnounce() {
+	total := f.total.Load()
+	if total > 0 && 2*f.bytes.Load() >= total && f.announced.CompareAndSwap(false, true) {
+		f.n.provideAsync(f.root)
+	}
 }
 
 // isEmptyBlock reports whether c addresses zero bytes.
