@@ -24,7 +24,8 @@ type Counter struct {
 
 type counted struct {
 	requests, bytes float64
-	at              time.Time
+	at              time.Time // decayed to
+	last            time.Time // of the last Record or AddBytes
 }
 
 // Entry is a root's heat at some instant.
@@ -61,6 +62,7 @@ func (c *Counter) Record(root cid.Cid, bytes int64, now time.Time) {
 	e := c.entryLocked(root, now)
 	e.requests++
 	e.bytes += float64(bytes)
+	e.last = now
 }
 
 // AddBytes adds bytes bytes for root at now without counting a request:
@@ -68,7 +70,21 @@ func (c *Counter) Record(root cid.Cid, bytes int64, now time.Time) {
 func (c *Counter) AddBytes(root cid.Cid, bytes int64, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.entryLocked(root, now).bytes += float64(bytes)
+	e := c.entryLocked(root, now)
+	e.bytes += float64(bytes)
+	e.last = now
+}
+
+// Last returns when root was last recorded (false if the counter does not
+// know it).
+func (c *Counter) Last(root cid.Cid) (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.m[root]
+	if e == nil {
+		return time.Time{}, false
+	}
+	return e.last, true
 }
 
 // entryLocked returns root's counts decayed to now, making room for a new

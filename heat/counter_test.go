@@ -123,3 +123,18 @@ func TestTop(t *testing.T) {
 		t.Fatalf("Top's output does not make a valid report: %v", err)
 	}
 }
+
+func TestCounterLast(t *testing.T) {
+	c := NewCounter(time.Minute, 8)
+	r := root(t, "a")
+	if _, ok := c.Last(r); ok {
+		t.Fatal("an unknown root has a last record")
+	}
+	t0 := time.Unix(1000, 0)
+	c.Record(r, 10, t0)
+	c.AddBytes(r, 10, t0.Add(time.Second))
+	c.Get(r, t0.Add(time.Hour)) // reading decays, but records nothing
+	if last, ok := c.Last(r); !ok || !last.Equal(t0.Add(time.Second)) {
+		t.Fatalf("last record %v %v, want %v", last, ok, t0.Add(time.Second))
+	}
+}
