@@ -176,7 +176,7 @@ func (n *Node) protected(ctx context.Context, root cid.Cid) bool {
 	if pinned, err := n.store.IsPinned(ctx, root); err != nil || pinned {
 		return true // when in doubt, keep
 	}
-	if _, _, ok := n.sched.held(root); ok {
+	if st, _, ok := n.sched.orderOf(root); ok && (st == heat.OrderHeld || st == heat.OrderFetching) {
 		return true
 	}
 	if _, ok, err := n.store.GetMeta(ctx, append(append([]byte(nil), holdPrefix...), root.Bytes()...)); err != nil || ok {
@@ -188,22 +188,6 @@ func (n *Node) protected(ctx context.Context, root cid.Cid) bool {
 // evictInterval is how often a box checks its store against the
 // watermark.
 const evictInterval = 10 * time.Second
-
-// evictLoop keeps the store under the high watermark.
-func (n *Node) evictLoop(ctx context.Context) {
-	t := time.NewTicker(evictInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if err := n.evictOverWatermark(ctx); err != nil && ctx.Err() == nil {
-			n.log.Warn("eviction failed", "err", err)
-		}
-	}
-}
 
 // evictOverWatermark evicts cold content when the store is above the high
 // watermark of its quota.

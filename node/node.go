@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/ipfs/boxo/blockservice"
 	"github.com/ipfs/boxo/ipld/merkledag"
@@ -188,7 +189,11 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 		closers = append(closers, n.stopGateway)
 	}
 
-	n.spawn(n.evictLoop)
+	n.every(evictInterval, func(ctx context.Context) {
+		if err := n.evictOverWatermark(ctx); err != nil && ctx.Err() == nil {
+			n.log.Warn("eviction failed", "err", err)
+		}
+	})
 	n.log.Info("box started", "peer", n.host.ID(), "addrs", n.host.Addrs(), "role", cfg.Role, "dht", cfg.DHTMode)
 	if len(cfg.Bootstrap) > 0 {
 		n.spawn(func(ctx context.Context) {
@@ -284,6 +289,22 @@ func (n *Node) Close() error {
 		n.log.Info("box stopped", "peer", n.host.ID())
 	})
 	return n.closeErr
+}
+
+// every runs f every interval until the node closes.
+func (n *Node) every(interval time.Duration, f func(ctx context.Context)) {
+	n.spawn(func(ctx context.Context) {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				f(ctx)
+			}
+		}
+	})
 }
 
 // spawn runs f in the background until the node closes; Close waits for it.

@@ -66,8 +66,6 @@ type sched struct {
 	mu      sync.Mutex
 	orders  map[cid.Cid]*orderState
 	reports map[peer.ID]*heat.Report // coordinators: latest report per box
-	// lastServed is when this box last delivered bytes of a root.
-	lastServed map[cid.Cid]time.Time
 
 	metrics struct {
 		reports, orders *prometheus.CounterVec // rejected, by reason
@@ -89,13 +87,12 @@ type orderState struct {
 
 func newSched(n *Node) *sched {
 	s := &sched{n: n,
-		demand:     heat.NewCounter(n.cfg.HeatHalfLife, maxHeatRoots),
-		served:     heat.NewCounter(n.cfg.HeatHalfLife, maxHeatRoots),
-		sem:        make(chan struct{}, orderFetches),
-		kick:       make(chan struct{}, 1),
-		orders:     make(map[cid.Cid]*orderState),
-		reports:    make(map[peer.ID]*heat.Report),
-		lastServed: make(map[cid.Cid]time.Time),
+		demand:  heat.NewCounter(n.cfg.HeatHalfLife, maxHeatRoots),
+		served:  heat.NewCounter(n.cfg.HeatHalfLife, maxHeatRoots),
+		sem:     make(chan struct{}, orderFetches),
+		kick:    make(chan struct{}, 1),
+		orders:  make(map[cid.Cid]*orderState),
+		reports: make(map[peer.ID]*heat.Report),
 	}
 	s.metrics.reports = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ore_heat_reports_rejected_total", Help: "Gossiped heat reports refused, by reason."}, []string{"reason"})
 	s.metrics.orders = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ore_orders_rejected_total", Help: "Gossiped replication orders refused, by reason."}, []string{"reason"})
@@ -172,30 +169,17 @@ func (s *sched) requested(root cid.Cid, bytes int64) {
 // delivered counts bytes of root this box served; first says the bytes
 // start a new delivery (a request).
 func (s *sched) delivered(root cid.Cid, bytes int64, first bool) {
-	now := time.Now()
 	if first {
-		s.served.Record(root, bytes, now)
+		s.served.Record(root, bytes, time.Now())
 	} else {
-		s.served.AddBytes(root, bytes, now)
+		s.served.AddBytes(root, bytes, time.Now())
 	}
-	s.mu.Lock()
-	s.lastServed[root] = now
-	if len(s.lastServed) > maxHeatRoots {
-		for r, t := range s.lastServed {
-			if now.Sub(t) > 2*s.n.cfg.Network.EpochLength {
-				delete(s.lastServed, r)
-			}
-		}
-	}
-	s.mu.Unlock()
 }
 
 // serving reports whether this box delivered bytes of root in the last two
 // epochs: its blocks may be on their way out.
 func (s *sched) serving(root cid.Cid) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t, ok := s.lastServed[root]
+	t, ok := s.served.Last(root)
 	return ok && time.Since(t) < 2*s.n.cfg.Network.EpochLength
 }
 
@@ -349,14 +333,21 @@ func (s *sched) validateReport(_ context.Context, _ peer.ID, msg *pubsub.Message
 	if err == nil {
 		err = heat.CheckReport(r, s.n.cfg.Network.Network, s.epoch(), heatSkew)
 	}
+	return verdict(msg, r, err, s.metrics.reports)
+}
+
+// verdict is a gossip validator's answer: a stale message is ignored (it
+// may just be late), any other error rejects it (its sender loses peer
+// score) and is counted by reason; a valid one goes on with v attached.
+func verdict(msg *pubsub.Message, v any, err error, refused *prometheus.CounterVec) pubsub.ValidationResult {
 	if err != nil {
-		s.metrics.reports.WithLabelValues(heatReason(err)).Inc()
+		refused.WithLabelValues(heatReason(err)).Inc()
 		if errors.Is(err, heat.ErrStale) {
 			return pubsub.ValidationIgnore
 		}
 		return pubsub.ValidationReject
 	}
-	msg.ValidatorData = r
+	msg.ValidatorData = v
 	return pubsub.ValidationAccept
 }
 
@@ -439,15 +430,7 @@ func (s *sched) validateOrder(_ context.Context, _ peer.ID, msg *pubsub.Message)
 	if err == nil {
 		err = heat.CheckOrder(o, s.n.cfg.Network.Network, s.n.cfg.Genesis.IsMember, s.epoch(), heatSkew)
 	}
-	if err != nil {
-		s.metrics.orders.WithLabelValues(heatReason(err)).Inc()
-		if errors.Is(err, heat.ErrStale) {
-			return pubsub.ValidationIgnore
-		}
-		return pubsub.ValidationReject
-	}
-	msg.ValidatorData = o
-	return pubsub.ValidationAccept
+	return verdict(msg, o, err, s.metrics.orders)
 }
 
 func (s *sched) readOrders(ctx context.Context, sub *pubsub.Subscription) {
@@ -623,17 +606,6 @@ func (s *sched) loadHolds(ctx context.Context) error {
 		s.n.spawn(func(ctx context.Context) { s.execute(ctx, st) })
 	}
 	return nil
-}
-
-// held reports whether an order holds root (fetching or held).
-func (s *sched) held(root cid.Cid) (heat.State, uint64, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	o := s.orders[root]
-	if o == nil {
-		return 0, 0, false
-	}
-	return o.state, o.until, o.state == heat.OrderHeld || o.state == heat.OrderFetching
 }
 
 func (n *Node) putHold(ctx context.Context, root cid.Cid, until uint64, why heat.Reason) error {
