@@ -152,7 +152,7 @@ func newPodService(n *Node, key crypto.PrivKey) (*podService, error) {
 		n.host.SetStreamHandler(protocol.ID(pod.ProtocolID), s.handleStream)
 	}
 	if !s.noSign {
-		n.spawn(s.tick)
+		n.every(receiptAtLeastEvery, s.tick)
 	}
 	return s, nil
 }
@@ -301,20 +301,25 @@ func (s *podService) received(from peer.ID, b blocks.Block) {
 	}
 	k := pod.Key{Server: from, Client: s.self, Root: string(w.root.Bytes()), Epoch: e}
 	d := s.deliveries[k]
+	var prev *pod.Receipt
+	if d == nil {
+		// The store read runs outside the lock: the send gate takes it
+		// for every block this box serves.
+		s.mu.Unlock()
+		prev = s.resumed(from, w.root, e)
+		s.mu.Lock()
+		d = s.deliveries[k]
+	}
 	if d == nil {
 		d = &delivery{server: from, root: w.root, epoch: e}
-		s.resumeLocked(d)
+		if prev != nil {
+			d.seq, d.bytes, d.blocks, d.digest, d.acked = prev.Seq, prev.Bytes, prev.Blocks, prev.Digest, prev.Bytes
+		}
 		// A block that arrives after its fetch ended (a duplicate from a
 		// second server that also had the want) is receipted at once: no
 		// later block would trigger its receipt, and flush waits for it.
 		_, d.final = s.finalRoots[k.Root]
 		s.deliveries[k] = d
-		// The previous epoch's receipt for this server and root is final now.
-		pk := k
-		pk.Epoch = e - 1
-		if pd := s.deliveries[pk]; pd != nil && pd.bytes > pd.acked {
-			s.markLocked(pk, pd)
-		}
 	}
 	size := int64(len(b.RawData()))
 	d.bytes += uint64(size)
@@ -326,39 +331,31 @@ func (s *podService) received(from peer.ID, b blocks.Block) {
 	}
 }
 
-// tick sends, every receiptAtLeastEvery, the receipts of bytes received
+// tick sends (every receiptAtLeastEvery) the receipts of bytes received
 // since the last receipt, whatever their amount.
-func (s *podService) tick(ctx context.Context) {
-	t := time.NewTicker(receiptAtLeastEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+func (s *podService) tick(context.Context) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, d := range s.deliveries {
+		if d.unsent > 0 {
+			s.markLocked(k, d)
 		}
-		s.mu.Lock()
-		for k, d := range s.deliveries {
-			if d.unsent > 0 {
-				s.markLocked(k, d)
-			}
-		}
-		s.mu.Unlock()
 	}
 }
 
-// resumeLocked continues a delivery from the countersigned receipt this box
-// kept before it restarted, so its next receipt supersedes the server's.
-func (s *podService) resumeLocked(d *delivery) {
-	b, ok, err := s.n.store.GetMeta(s.n.ctx, podKey(podReceivedPrefix, d.epoch, d.server, d.root))
+// resumed is the countersigned receipt this box kept, before it
+// restarted, for a delivery it starts anew (nil if none): the delivery
+// continues from it, so its next receipt supersedes the server's.
+func (s *podService) resumed(server peer.ID, root cid.Cid, epoch uint64) *pod.Receipt {
+	b, ok, err := s.n.store.GetMeta(s.n.ctx, podKey(podReceivedPrefix, epoch, server, root))
 	if err != nil || !ok {
-		return
+		return nil
 	}
 	r, err := pod.Unmarshal(b)
 	if err != nil {
-		return
+		return nil
 	}
-	d.seq, d.bytes, d.blocks, d.digest, d.acked = r.Seq, r.Bytes, r.Blocks, r.Digest, r.Bytes
+	return r
 }
 
 // markLocked queues a delivery's receipt for its server's sender.
