@@ -42,9 +42,9 @@ func benchTransfer(ctx context.Context, e *env, args []string) error {
 	if err := wantArgs(pos, 0, "no arguments"); err != nil {
 		return err
 	}
-	size, err := humanize.ParseBytes(*sizeFlag)
-	if err != nil || size == 0 {
-		return fmt.Errorf("%w: --size %q is not a size like 256MiB", errUsage, *sizeFlag)
+	size, err := sizeArg("size", *sizeFlag, "256MiB")
+	if err != nil {
+		return err
 	}
 	if !*asJSON {
 		fmt.Fprintf(e.stderr, "bench transfer: two boxes on loopback, %s of random bytes...\n", humanize.IBytes(size))
@@ -82,4 +82,14 @@ type transferReport struct {
 	OffMBps     float64 `json:"ore_mb_per_s_receipts_off"`
 	OffRatio    float64 `json:"ratio_receipts_off"`
 	ReceiptCost float64 `json:"receipt_cost"` // 1 - ore MB/s with receipts / without, same run
+}
+
+// sizeArg reads a --flag value in bytes, like "256MiB": positive, at most
+// 1 TiB.
+func sizeArg(flag, v, like string) (uint64, error) {
+	n, err := humanize.ParseBytes(v)
+	if err != nil || n == 0 || n > 1<<40 {
+		return 0, fmt.Errorf("%w: --%s %q is not a size like %s", errUsage, flag, v, like)
+	}
+	return n, nil
 }

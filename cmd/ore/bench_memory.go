@@ -67,9 +67,9 @@ func benchMemory(ctx context.Context, e *env, args []string) error {
 	if err := wantArgs(pos, 0, "no arguments"); err != nil {
 		return err
 	}
-	size, err := humanize.ParseBytes(*sizeFlag)
-	if err != nil || size == 0 || size > 1<<40 {
-		return fmt.Errorf("%w: --size %q is not a size like 256MiB", errUsage, *sizeFlag)
+	size, err := sizeArg("size", *sizeFlag, "256MiB")
+	if err != nil {
+		return err
 	}
 	profile, err := node.ParseProfile(*profileFlag)
 	if err != nil {

@@ -37,13 +37,13 @@ func benchSwarm(ctx context.Context, e *env, args []string) error {
 	if err := wantArgs(pos, 0, "no arguments"); err != nil {
 		return err
 	}
-	size, err := humanize.ParseBytes(*sizeFlag)
-	if err != nil || size == 0 {
-		return fmt.Errorf("%w: --size %q is not a size like 64MiB", errUsage, *sizeFlag)
+	size, err := sizeArg("size", *sizeFlag, "64MiB")
+	if err != nil {
+		return err
 	}
-	up, err := humanize.ParseBytes(*upFlag)
-	if err != nil || up == 0 {
-		return fmt.Errorf("%w: --upload %q is not a rate like 16MiB", errUsage, *upFlag)
+	up, err := sizeArg("upload", *upFlag, "16MiB (bytes per second)")
+	if err != nil {
+		return err
 	}
 	if *boxes < 2 || *epoch < 100*time.Millisecond {
 		return fmt.Errorf("%w: need at least 2 boxes and epochs of 100ms or more", errUsage)

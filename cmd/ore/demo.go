@@ -83,9 +83,9 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 	if *boxes < 6 {
 		return fmt.Errorf("%w: --boxes must be at least 6 (3 of them coordinate the ledger)", errUsage)
 	}
-	size, err := humanize.ParseBytes(*sizeFlag)
-	if err != nil || size == 0 {
-		return fmt.Errorf("%w: --size %q is not a size like 16MiB", errUsage, *sizeFlag)
+	size, err := sizeArg("size", *sizeFlag, "16MiB")
+	if err != nil {
+		return err
 	}
 	dir, err := os.MkdirTemp("", "ore-demo-*")
 	if err != nil {
