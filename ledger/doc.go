@@ -59,9 +59,11 @@
 //	if !b.Final(g) { ... wait for signatures ... }
 //	next, err := ledger.Apply(s, b) // s stays valid; keep it as a snapshot if you like
 //
-// Receipt signatures are checked with pod.BatchVerify over chunks of the
-// block's receipts on all cores, one by one only inside a chunk that
-// fails, so a block applies at well over 20,000 receipts/s on 2 cores.
+// Receipt signatures are checked with pod.VerifyReceipts: Ed25519 batches
+// over chunks of the block's receipts on all cores, one by one only inside
+// a chunk that fails, and not at all for receipts this process verified
+// already (at gossip intake, or in the leader's Build). The verdict is a
+// function of the receipt's bytes, so Apply stays pure.
 //
 // # Invariants
 //

@@ -2,17 +2,12 @@ package ledger
 
 import (
 	"bytes"
-	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
-	"runtime"
-	"sync"
-	"sync/atomic"
 
-	"github.com/hdevalence/ed25519consensus"
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -393,76 +388,24 @@ func txError(i int, t *Tx, err error) *TxError {
 	return te
 }
 
-// receiptBatch is how many receipts one Ed25519 batch verification covers.
-// Chunks are fixed by position, whatever the number of cores.
-const receiptBatch = 256
-
 // verifyReceipts checks both signatures of every receipt in txs with
-// pod.BatchVerify, chunks in parallel on all cores, and one by one only in
-// a chunk that fails. It returns the error of each transaction's
-// signatures (nil for valid ones and for other kinds). The one-by-one
-// check uses the same ZIP-215 rules as the batch, so a signature's
-// validity never depends on the receipts around it.
+// pod.VerifyReceipts (Ed25519 batches on all cores, each receipt once per
+// process) and returns each transaction's signature error (nil for valid
+// receipts and for other kinds). The verdicts follow ZIP-215 alone and
+// batch alike, so a signature's validity never depends on the receipts
+// around it, and so the state after a block is a function of its bytes.
 func verifyReceipts(txs []Tx) []error {
 	errs := make([]error, len(txs))
 	var idx []int
+	var rs []*pod.Receipt
 	for i := range txs {
 		if txs[i].Kind == KindReceipt && txs[i].Receipt != nil {
 			idx = append(idx, i)
+			rs = append(rs, txs[i].Receipt)
 		}
 	}
-	chunks := (len(idx) + receiptBatch - 1) / receiptBatch
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), chunks) {
-		wg.Go(func() {
-			rs := make([]*pod.Receipt, 0, receiptBatch)
-			for {
-				c := int(next.Add(1)) - 1
-				if c >= chunks {
-					return
-				}
-				part := idx[c*receiptBatch : min((c+1)*receiptBatch, len(idx))]
-				rs = rs[:0]
-				for _, i := range part {
-					rs = append(rs, txs[i].Receipt)
-				}
-				if ok, err := pod.BatchVerify(rs); ok && err == nil {
-					continue
-				}
-				for _, i := range part {
-					errs[i] = verifyReceiptSigs(txs[i].Receipt)
-				}
-			}
-		})
+	for j, err := range pod.VerifyReceipts(rs) {
+		errs[idx[j]] = err
 	}
-	wg.Wait()
 	return errs
-}
-
-// verifyReceiptSigs checks a receipt's two signatures alone.
-func verifyReceiptSigs(r *pod.Receipt) error {
-	for _, s := range []struct {
-		role    string
-		id      peer.ID
-		payload []byte
-		sig     []byte
-	}{{"client", r.Client, r.ClientPayload(), r.ClientSig}, {"server", r.Server, r.ServerPayload(), r.ServerSig}} {
-		if len(s.sig) == 0 {
-			return &pod.RejectError{Reason: pod.ReasonMissingSig, Err: fmt.Errorf("%w: no %s signature", pod.ErrMissingSignature, s.role)}
-		}
-		bad := &pod.RejectError{Reason: pod.ReasonBadSig, Err: fmt.Errorf("%w: %s signature does not verify", pod.ErrBadSignature, s.role)}
-		pk, err := s.id.ExtractPublicKey()
-		if err != nil || pk.Type() != crypto.Ed25519 {
-			return bad
-		}
-		raw, err := pk.Raw()
-		if err != nil || len(raw) != ed25519.PublicKeySize || len(s.sig) != ed25519.SignatureSize {
-			return bad
-		}
-		if !ed25519consensus.Verify(ed25519.PublicKey(raw), s.payload, s.sig) {
-			return bad
-		}
-	}
-	return nil
 }

@@ -75,6 +75,12 @@ func (n *Node) GossipReceipt(ctx context.Context, r *pod.Receipt) error {
 	return n.intake.Publish(ctx, r)
 }
 
+// GossipReceipts publishes many receipts, MaxBatch to a message; the ones
+// that break the rules are left out and named in the error.
+func (n *Node) GossipReceipts(ctx context.Context, rs []*pod.Receipt) error {
+	return n.intake.PublishBatch(ctx, rs)
+}
+
 // Committee is the box's coordinator (nil unless its role is coordinator).
 func (n *Node) Committee() *committee.Committee { return n.committee }
 

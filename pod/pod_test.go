@@ -249,15 +249,67 @@ func FuzzUnmarshal(f *testing.F) {
 	})
 }
 
-func TestBatchVerify(t *testing.T) {
+func TestVerifyReceipts(t *testing.T) {
 	srv, cli := newParty(t), newParty(t)
-	rs := []*Receipt{signed(t, srv, cli, nil), signed(t, srv, cli, func(r *Receipt) { r.Seq = 2 })}
-	if ok, err := BatchVerify(rs); err != nil || !ok {
-		t.Fatalf("valid batch: %v %v", ok, err)
+	// More than two chunks, so the parallel path runs; three bad receipts
+	// of different kinds at both ends and in the middle.
+	rs := make([]*Receipt, 2*verifyChunk+7)
+	for i := range rs {
+		rs[i] = signed(t, srv, cli, func(r *Receipt) { r.Seq = uint64(i + 1) })
 	}
-	rs[1].Bytes++
-	if ok, _ := BatchVerify(rs); ok {
-		t.Fatal("batch with a forged receipt verified")
+	rs[0].Bytes++                     // breaks both signatures
+	rs[verifyChunk+3].ServerSig = nil // missing
+	rs[len(rs)-1].ServerSig[5] ^= 1   // breaks the server's only
+	errs := VerifyReceipts(rs)
+	for i, err := range errs {
+		var want Reason
+		switch i {
+		case 0, len(rs) - 1:
+			want = ReasonBadSig
+		case verifyChunk + 3:
+			want = ReasonMissingSig
+		}
+		if got := ReasonOf(err); got != want {
+			t.Fatalf("receipt %d: reason %q (%v), want %q", i, got, err, want)
+		}
+	}
+	// A valid receipt is remembered; the same body with a forged
+	// signature is not taken for it.
+	ok := signed(t, srv, cli, func(r *Receipt) { r.Seq = 1000 })
+	if err := ok.VerifySigs(); err != nil {
+		t.Fatal(err)
+	}
+	forged := *ok
+	forged.ServerSig = append([]byte(nil), ok.ServerSig...)
+	forged.ServerSig[0] ^= 1
+	if err := forged.VerifySigs(); ReasonOf(err) != ReasonBadSig {
+		t.Fatalf("forged copy of a verified receipt: %v", err)
+	}
+	if err := ok.VerifySigs(); err != nil {
+		t.Fatalf("verified receipt again: %v", err)
+	}
+}
+
+// A signature's validity must not depend on whether it is checked alone
+// or in a batch: the same verdicts come from VerifyClient/VerifyServer.
+func TestVerifyReceiptsAgreesWithOneByOne(t *testing.T) {
+	srv, cli := newParty(t), newParty(t)
+	for i := range 20 {
+		r := signed(t, srv, cli, func(r *Receipt) { r.Seq = uint64(5000 + i) })
+		if i%3 == 0 {
+			r.ClientSig[i] ^= 1
+		}
+		if i%4 == 0 {
+			r.ServerSig[i] ^= 1
+		}
+		one := r.VerifyClient()
+		if one == nil {
+			one = r.VerifyServer()
+		}
+		batch := VerifyReceipts([]*Receipt{r})[0]
+		if (one == nil) != (batch == nil) {
+			t.Fatalf("receipt %d: one by one %v, batch %v", i, one, batch)
+		}
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	voi "github.com/oasisprotocol/curve25519-voi/primitives/ed25519"
+
 	"github.com/orecdn/ore/internal/wire"
 )
 
@@ -90,15 +92,11 @@ func verifySig(id peer.ID, payload, sig []byte, role string) error {
 	if len(sig) == 0 {
 		return fmt.Errorf("%w: no %s signature", ErrMissingSignature, role)
 	}
-	pk, err := id.ExtractPublicKey()
+	pk, err := expandedKey(id, role)
 	if err != nil {
-		return fmt.Errorf("%w: %s peer ID %s carries no public key: %v", ErrBadSignature, role, id, err)
+		return err
 	}
-	if pk.Type() != crypto.Ed25519 {
-		return fmt.Errorf("%w: %s key is %s, receipts take Ed25519", ErrBadSignature, role, pk.Type())
-	}
-	ok, err := pk.Verify(payload, sig)
-	if err != nil || !ok {
+	if !voi.VerifyExpandedWithOptions(pk, payload, sig, zip215) {
 		return fmt.Errorf("%w: %s signature does not verify", ErrBadSignature, role)
 	}
 	return nil

@@ -5,15 +5,20 @@
 // bandwidth. Coordinators keep what arrives in a Pool, the latest receipt
 // per (server, client, root, epoch), from which the leader builds blocks.
 //
-// Signatures are checked in batches (pod.BatchVerify) across concurrent
-// validations, which is what lets a coordinator take 20,000 receipts/s on
-// two cores.
+// A message carries up to MaxBatch receipts: receipts published at the
+// same time travel together (group commit), so a burst of thousands is a
+// few dozen messages, not thousands that overflow gossipsub's queues. A
+// message with one bad receipt is dropped whole; its sender checked what
+// it published, so only a faulty or hostile sender makes one. Signatures
+// are verified in Ed25519 batches on all cores, once per process
+// (pod.VerifyReceipts).
 //
 // Usage:
 //
 //	in, err := intake.New(ps, params, intake.WithPool(pool))
 //	err = in.Publish(ctx, receipt)      // a server, after countersigning
-//	rs := pool.Take(epoch)              // the leader, closing an epoch
+//	err = in.PublishBatch(ctx, rs)      // many; bad ones are named, the rest go
+//	rs := pool.Pending(epoch)           // the leader, closing an epoch
 //
 // Why its own package: it is networking (libp2p pubsub) and the ledger's
 // state machine must stay pure.

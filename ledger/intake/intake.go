@@ -34,7 +34,7 @@ type Intake struct {
 	topic  *pubsub.Topic
 	sub    *pubsub.Subscription
 	pool   *Pool
-	batch  *batcher
+	out    chan outgoing // receipts waiting for the sender
 
 	rejected *prometheus.CounterVec
 	accepted prometheus.Counter
@@ -68,7 +68,7 @@ func New(ps *pubsub.PubSub, params pod.Params, opts ...Option) (*Intake, error) 
 	for _, o := range opts {
 		o(&cfg)
 	}
-	in := &Intake{params: params, now: cfg.now, pool: cfg.pool, batch: newBatcher(),
+	in := &Intake{params: params, now: cfg.now, pool: cfg.pool, out: make(chan outgoing, 1024),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ore_intake_receipts_rejected_total", Help: "Gossiped receipts dropped by the validator, by rule."}, []string{"reason"}),
 		accepted: prometheus.NewCounter(prometheus.CounterOpts{
@@ -96,7 +96,7 @@ func New(ps *pubsub.PubSub, params pod.Params, opts ...Option) (*Intake, error) 
 	ctx, cancel := context.WithCancel(context.Background())
 	in.cancel = cancel
 	in.wg.Add(1)
-	go func() { defer in.wg.Done(); in.batch.run(ctx) }()
+	go in.send(ctx)
 	if in.pool != nil {
 		// A slow reader loses messages in pubsub: the pool keeps up with
 		// bursts through a deep buffer.
@@ -110,12 +110,119 @@ func New(ps *pubsub.PubSub, params pod.Params, opts ...Option) (*Intake, error) 
 	return in, nil
 }
 
-// Publish gossips a countersigned receipt.
+// Publish gossips a countersigned receipt: it checks r against the
+// receipt rules (an invalid receipt is refused here, not by the peers) and
+// returns once the message that carries it is published. Receipts
+// published concurrently travel together, up to MaxBatch a message.
 func (in *Intake) Publish(ctx context.Context, r *pod.Receipt) error {
-	if err := in.topic.Publish(ctx, r.Marshal()); err != nil {
-		return fmt.Errorf("intake: publish: %w", err)
+	return in.PublishBatch(ctx, []*pod.Receipt{r})
+}
+
+// PublishBatch gossips many receipts, MaxBatch to a message. Receipts that
+// break the rules are left out and named in the error; the others are
+// published all the same.
+func (in *Intake) PublishBatch(ctx context.Context, rs []*pod.Receipt) error {
+	good, bad := in.check(rs)
+	var errs []error
+	for i, err := range bad {
+		if err != nil {
+			errs = append(errs, fmt.Errorf("intake: receipt %d (%s): %w", i, pod.ReasonOf(err), err))
+		}
 	}
-	return nil
+	var dones []chan error
+	for len(good) > 0 {
+		n := min(len(good), MaxBatch)
+		o := outgoing{rs: good[:n], done: make(chan error, 1)}
+		good = good[n:]
+		select {
+		case in.out <- o:
+			dones = append(dones, o.done)
+		case <-ctx.Done():
+			return errors.Join(append(errs, ctx.Err())...)
+		}
+	}
+	for _, done := range dones {
+		select {
+		case err := <-done:
+			if err != nil {
+				errs = append(errs, fmt.Errorf("intake: publish: %w", err))
+			}
+		case <-ctx.Done():
+			return errors.Join(append(errs, ctx.Err())...)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+type outgoing struct {
+	rs   []*pod.Receipt
+	done chan error
+}
+
+// send publishes what waits in in.out: the first receipts that come, and
+// with them every one queued meanwhile (group commit), MaxBatch a message.
+func (in *Intake) send(ctx context.Context) {
+	defer in.wg.Done()
+	var held *outgoing // did not fit in the last message
+	for {
+		var batch []outgoing
+		n := 0
+		if held != nil {
+			batch, n, held = append(batch, *held), len(held.rs), nil
+		} else {
+			select {
+			case o := <-in.out:
+				batch, n = append(batch, o), len(o.rs)
+			case <-ctx.Done():
+				return
+			}
+		}
+	fill:
+		for n < MaxBatch {
+			select {
+			case o := <-in.out:
+				if n+len(o.rs) > MaxBatch {
+					held = &o
+					break fill
+				}
+				batch, n = append(batch, o), n+len(o.rs)
+			default:
+				break fill
+			}
+		}
+		rs := make([]*pod.Receipt, 0, n)
+		for _, o := range batch {
+			rs = append(rs, o.rs...)
+		}
+		err := in.topic.Publish(ctx, encodeBatch(rs))
+		for _, o := range batch {
+			o.done <- err
+		}
+	}
+}
+
+// check applies the receipt rules to rs and returns the valid ones, and
+// each receipt's error (nil for valid ones).
+func (in *Intake) check(rs []*pod.Receipt) (good []*pod.Receipt, errs []error) {
+	now := in.params.EpochAt(in.now())
+	errs = make([]error, len(rs))
+	var idx []int
+	var signed []*pod.Receipt
+	for i, r := range rs {
+		if errs[i] = in.params.CheckUnsigned(r, now); errs[i] == nil {
+			idx = append(idx, i)
+			signed = append(signed, r)
+		}
+	}
+	for j, err := range pod.VerifyReceipts(signed) {
+		errs[idx[j]] = err
+	}
+	for i, r := range rs {
+		if errs[i] == nil {
+			good = append(good, r)
+		}
+	}
+	return good, errs
 }
 
 func (in *Intake) collect(ctx context.Context) {
@@ -125,30 +232,34 @@ func (in *Intake) collect(ctx context.Context) {
 		if err != nil {
 			return
 		}
-		if r, ok := m.ValidatorData.(*pod.Receipt); ok {
-			in.pool.Add(r)
+		if rs, ok := m.ValidatorData.([]*pod.Receipt); ok {
+			for _, r := range rs {
+				in.pool.Add(r)
+			}
 		}
 	}
 }
 
-// validate applies the receipt rules; signatures are checked in batches.
+// validate applies the receipt rules to every receipt of a message; a
+// message with one bad receipt is dropped whole (a correct sender checks
+// what it publishes) and each bad receipt is counted by its reason.
 func (in *Intake) validate(ctx context.Context, from peer.ID, m *pubsub.Message) pubsub.ValidationResult {
-	r, err := pod.Unmarshal(m.Data)
-	if err == nil {
-		err = in.params.CheckUnsigned(r, in.params.EpochAt(in.now()))
-	}
-	if err == nil {
-		err = in.batch.verify(ctx, r)
-	}
+	rs, err := decodeBatch(m.Data)
 	if err != nil {
-		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errStopped) {
-			return pubsub.ValidationIgnore
-		}
-		in.rejected.WithLabelValues(string(pod.ReasonOf(err))).Inc()
+		in.rejected.WithLabelValues(string(pod.ReasonMalformed)).Inc()
 		return pubsub.ValidationReject
 	}
-	in.accepted.Inc()
-	m.ValidatorData = r
+	good, errs := in.check(rs)
+	if len(good) != len(rs) {
+		for _, err := range errs {
+			if err != nil {
+				in.rejected.WithLabelValues(string(pod.ReasonOf(err))).Inc()
+			}
+		}
+		return pubsub.ValidationReject
+	}
+	in.accepted.Add(float64(len(rs)))
+	m.ValidatorData = rs
 	return pubsub.ValidationAccept
 }
 

@@ -1,7 +1,10 @@
 package intake
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -25,13 +28,13 @@ type party struct {
 	id  peer.ID
 }
 
-func newParty(t *testing.T) party {
+func newParty(t testing.TB) party {
 	k, _, _ := crypto.GenerateEd25519Key(nil)
 	id, _ := peer.IDFromPrivateKey(k)
 	return party{k, id}
 }
 
-func receipt(t *testing.T, srv, cli party, seq uint64, mutate func(*pod.Receipt)) *pod.Receipt {
+func receipt(t testing.TB, srv, cli party, seq uint64, mutate func(*pod.Receipt)) *pod.Receipt {
 	h, _ := mh.Sum([]byte("root"), mh.SHA2_256, -1)
 	r := &pod.Receipt{Version: pod.Version, Network: params.Network, Epoch: params.EpochAt(time.Now()), Server: srv.id,
 		Client: cli.id, Root: cid.NewCidV1(cid.DagProtobuf, h), Seq: seq, Bytes: seq << 20, Blocks: seq * 4}
@@ -119,7 +122,7 @@ func TestInvalidReceiptsAreNotForwarded(t *testing.T) {
 			t.Fatal("no receipt crossed the relay")
 		}
 		probe = receipt(t, srv, cli, probe.Seq+1, nil)
-		if err := topicA.Publish(ctx, probe.Marshal()); err != nil {
+		if err := topicA.Publish(ctx, encodeBatch([]*pod.Receipt{probe})); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -135,13 +138,13 @@ func TestInvalidReceiptsAreNotForwarded(t *testing.T) {
 		func() *pod.Receipt { r := receipt(t, srv, cli, 1, nil); r.ServerSig = nil; return r }(),
 	}
 	for _, r := range bad {
-		if err := topicA.Publish(ctx, r.Marshal()); err != nil {
+		if err := topicA.Publish(ctx, encodeBatch([]*pod.Receipt{r})); err != nil {
 			t.Fatal(err)
 		}
 	}
 	_ = topicA.Publish(ctx, []byte("not a receipt"))
 	good := receipt(t, srv, cli, probe.Seq+100, nil)
-	if err := topicA.Publish(ctx, good.Marshal()); err != nil {
+	if err := topicA.Publish(ctx, encodeBatch([]*pod.Receipt{good})); err != nil {
 		t.Fatal(err)
 	}
 	deadline = time.Now().Add(10 * time.Second)
@@ -192,4 +195,117 @@ func TestPoolKeepsLatest(t *testing.T) {
 	if p.Len() != 0 {
 		t.Fatal("Done kept an included receipt")
 	}
+}
+
+// pair connects a sender to a coordinator with a pool and waits until a
+// receipt published by the sender reaches the pool (the mesh formed).
+func pair(t *testing.T) (sender *Intake, raw *pubsub.Topic, pool *Pool) {
+	ha, psa := newPS(t)
+	hc, psc := newPS(t)
+	connect(t, ha, hc)
+	sender, err := New(psa, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sender.Close() })
+	pool = NewPool()
+	coord, err := New(psc, params, WithPool(pool))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { coord.Close() })
+	srv, cli := newParty(t), newParty(t)
+	deadline := time.Now().Add(10 * time.Second)
+	for seq := uint64(1); pool.Len() == 0; seq++ {
+		if time.Now().After(deadline) {
+			t.Fatal("no receipt reached the coordinator")
+		}
+		if err := sender.Publish(context.Background(), receipt(t, srv, cli, seq, nil)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	pool.Done(pool.Pending(^uint64(0)))
+	return sender, sender.topic, pool
+}
+
+func waitLen(t *testing.T, p *Pool, n int) {
+	deadline := time.Now().Add(10 * time.Second)
+	for p.Len() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("pool holds %d receipts, want %d", p.Len(), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestPublishBatchLeavesOutBadReceipts(t *testing.T) {
+	sender, _, pool := pair(t)
+	srv := newParty(t)
+	var rs []*pod.Receipt
+	for range 2*MaxBatch + 10 { // three messages
+		rs = append(rs, receipt(t, srv, newParty(t), 1, nil))
+	}
+	rs[3].Bytes++                                                                          // forged
+	rs[MaxBatch+1] = receipt(t, srv, srv, 1, nil)                                          // self-dealing
+	rs[2*MaxBatch] = receipt(t, srv, newParty(t), 1, func(r *pod.Receipt) { r.Epoch = 1 }) // stale
+	err := sender.PublishBatch(context.Background(), rs)
+	for _, want := range []string{"receipt 3 (bad_signature)", fmt.Sprintf("receipt %d (self_dealing)", MaxBatch+1), fmt.Sprintf("receipt %d (epoch_out_of_range)", 2*MaxBatch)} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("PublishBatch error %v does not name %q", err, want)
+		}
+	}
+	waitLen(t, pool, len(rs)-3)
+	for _, i := range []int{3, MaxBatch + 1, 2 * MaxBatch} {
+		for _, got := range pool.Pending(^uint64(0)) {
+			if got.Key() == rs[i].Key() {
+				t.Fatalf("bad receipt %d reached the pool", i)
+			}
+		}
+	}
+}
+
+func TestMessageWithOneBadReceiptIsDropped(t *testing.T) {
+	_, raw, pool := pair(t)
+	srv := newParty(t)
+	good1, good2, good3 := receipt(t, srv, newParty(t), 1, nil), receipt(t, srv, newParty(t), 1, nil), receipt(t, srv, newParty(t), 1, nil)
+	forged := receipt(t, srv, newParty(t), 1, nil)
+	forged.Bytes++
+	// Published raw, past the sender's own checks (its validator would
+	// refuse the message locally).
+	if err := raw.Publish(context.Background(), encodeBatch([]*pod.Receipt{good1, forged, good2})); err == nil {
+		t.Fatal("the sender's own validator let a bad batch out")
+	}
+	if err := raw.Publish(context.Background(), encodeBatch([]*pod.Receipt{good3})); err != nil {
+		t.Fatal(err)
+	}
+	waitLen(t, pool, 1)
+	if got := pool.Pending(^uint64(0)); len(got) != 1 || got[0].Key() != good3.Key() {
+		t.Fatalf("pool holds %d receipts", len(got))
+	}
+}
+
+func FuzzDecodeBatch(f *testing.F) {
+	srv, cli := newParty(f), newParty(f)
+	f.Add(encodeBatch([]*pod.Receipt{receipt(f, srv, cli, 1, nil), receipt(f, srv, cli, 2, nil)}))
+	f.Add([]byte{0})
+	f.Add([]byte{1, 0})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		rs, err := decodeBatch(data)
+		if err != nil {
+			return
+		}
+		if len(rs) == 0 || len(rs) > MaxBatch {
+			t.Fatalf("decoded %d receipts", len(rs))
+		}
+		again, err := decodeBatch(encodeBatch(rs))
+		if err != nil || len(again) != len(rs) {
+			t.Fatalf("re-encoded batch: %d receipts, %v", len(again), err)
+		}
+		for i := range rs {
+			if !bytes.Equal(again[i].Marshal(), rs[i].Marshal()) {
+				t.Fatalf("receipt %d changed on the way", i)
+			}
+		}
+	})
 }
