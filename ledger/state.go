@@ -60,7 +60,11 @@ type State struct {
 	regs     map[string]Registration // by CID bytes
 	prewarms map[string]Prewarm      // by CID bytes; none with Until before epoch
 	paid     map[pod.Key]uint64      // bytes accounted per (S, C, R, E)
-	hash     [32]byte                // Hash, computed once the state is complete
+	// paidKeys are paid's keys in hash order, but for newKeys, the ones a
+	// block added, which computeHash merges in: a block sorts its own
+	// keys, not the whole set.
+	paidKeys, newKeys []pod.Key
+	hash              [32]byte // Hash, computed once the state is complete
 }
 
 // NewState is the state at height 0: the genesis balances.
@@ -183,10 +187,7 @@ func (s *State) computeHash() [32]byte {
 		b = binary.AppendUvarint(b, r.PricePerGiB)
 		flush()
 	}
-	keys := slices.SortedFunc(maps.Keys(s.paid), func(x, y pod.Key) int {
-		return cmp.Or(cmp.Compare(x.Server, y.Server), cmp.Compare(x.Client, y.Client),
-			cmp.Compare(x.Root, y.Root), cmp.Compare(x.Epoch, y.Epoch))
-	})
+	keys := s.sortedPaid()
 	b = binary.AppendUvarint(b, uint64(len(keys)))
 	for _, k := range keys {
 		b = wire.AppendPeer(b, k.Server)
@@ -215,6 +216,34 @@ func (s *State) computeHash() [32]byte {
 	return out
 }
 
+func comparePaid(x, y pod.Key) int {
+	return cmp.Or(cmp.Compare(x.Server, y.Server), cmp.Compare(x.Client, y.Client),
+		cmp.Compare(x.Root, y.Root), cmp.Compare(x.Epoch, y.Epoch))
+}
+
+// sortedPaid merges the keys added since the last call into paidKeys and
+// returns them: every key of paid, sorted.
+func (s *State) sortedPaid() []pod.Key {
+	if len(s.newKeys) == 0 {
+		return s.paidKeys
+	}
+	slices.SortFunc(s.newKeys, comparePaid)
+	merged := make([]pod.Key, 0, len(s.paidKeys)+len(s.newKeys))
+	i, j := 0, 0
+	for i < len(s.paidKeys) && j < len(s.newKeys) {
+		if comparePaid(s.paidKeys[i], s.newKeys[j]) < 0 {
+			merged = append(merged, s.paidKeys[i])
+			i++
+		} else {
+			merged = append(merged, s.newKeys[j])
+			j++
+		}
+	}
+	merged = append(append(merged, s.paidKeys[i:]...), s.newKeys[j:]...)
+	s.paidKeys, s.newKeys = merged, nil
+	return merged
+}
+
 // next copies the state for a block of the given epoch, dropping the paid
 // entries no receipt of that epoch can match any more and the pre-warms
 // that ended before it.
@@ -230,11 +259,14 @@ func (s *State) next(epoch uint64) *State {
 		}
 	}
 	n.paid = make(map[pod.Key]uint64, len(s.paid))
-	for k, v := range s.paid {
+	n.paidKeys = make([]pod.Key, 0, len(s.paid))
+	for _, k := range s.sortedPaid() {
 		if !tooOld(k.Epoch, epoch, s.params.MaxSkew) {
-			n.paid[k] = v
+			n.paid[k] = s.paid[k]
+			n.paidKeys = append(n.paidKeys, k)
 		}
 	}
+	n.newKeys = nil
 	return &n
 }
 
@@ -459,9 +491,12 @@ func (n *State) applyReceipt(r *pod.Receipt, sigErr error) error {
 		return sigErr
 	}
 	k := r.Key()
-	prev := n.paid[k]
+	prev, seen := n.paid[k]
 	if r.Bytes <= prev {
 		return nil // a duplicate or an older receipt: nothing more to pay
+	}
+	if !seen {
+		n.newKeys = append(n.newKeys, k)
 	}
 	n.paid[k] = r.Bytes
 	reg, ok := n.regs[k.Root]

@@ -11,10 +11,17 @@ import (
 	"github.com/orecdn/ore/ledger"
 )
 
-var bucketBlocks = []byte("blocks")
+// Two buckets by height: "blocks" holds each block as the state machine
+// applied it (header and transactions, written once), "heads" its header
+// with the signatures gathered so far (a few hundred bytes, rewritten as
+// signatures arrive). Stores written before the split hold signatures
+// inside "blocks" and no "heads"; get merges both.
+var (
+	bucketBlocks = []byte("blocks")
+	bucketHeads  = []byte("heads")
+)
 
-// chain is the committee's durable block store: height -> block (with the
-// signatures gathered so far).
+// chain is the committee's durable block store.
 type chain struct {
 	db *bolt.DB
 }
@@ -25,7 +32,10 @@ func openChain(path string) (*chain, error) {
 		return nil, fmt.Errorf("committee: open chain %s (another coordinator running on it?): %w", path, err)
 	}
 	if err := db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(bucketBlocks)
+		if _, err := tx.CreateBucketIfNotExists(bucketBlocks); err != nil {
+			return err
+		}
+		_, err := tx.CreateBucketIfNotExists(bucketHeads)
 		return err
 	}); err != nil {
 		db.Close()
@@ -36,22 +46,42 @@ func openChain(path string) (*chain, error) {
 
 func heightKey(h uint64) []byte { return binary.BigEndian.AppendUint64(nil, h) }
 
-func (c *chain) put(b *ledger.Block) error {
+// put stores block b, whose encoding without signatures is body (nil:
+// encode it here), and its signatures.
+func (c *chain) put(b *ledger.Block, body []byte) error {
+	if body == nil {
+		body = (&ledger.Block{Header: b.Header, Txs: b.Txs}).Marshal()
+	}
+	head := (&ledger.Block{Header: b.Header, Sigs: b.Sigs}).Marshal()
 	return c.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketBlocks).Put(heightKey(b.Header.Height), b.Marshal())
+		k := heightKey(b.Header.Height)
+		if err := tx.Bucket(bucketBlocks).Put(k, body); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketHeads).Put(k, head)
+	})
+}
+
+// putHead stores the signatures of a stored block's header.
+func (c *chain) putHead(h *ledger.Block) error {
+	return c.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketHeads).Put(heightKey(h.Header.Height), (&ledger.Block{Header: h.Header, Sigs: h.Sigs}).Marshal())
 	})
 }
 
 var errNoBlock = errors.New("committee: no such block")
 
+// get returns a stored block with its signatures.
 func (c *chain) get(h uint64) (*ledger.Block, error) {
-	var data []byte
+	var data, head []byte
 	if err := c.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketBlocks).Get(heightKey(h))
+		k := heightKey(h)
+		v := tx.Bucket(bucketBlocks).Get(k)
 		if v == nil {
 			return errNoBlock
 		}
 		data = append([]byte(nil), v...)
+		head = append([]byte(nil), tx.Bucket(bucketHeads).Get(k)...)
 		return nil
 	}); err != nil {
 		return nil, err
@@ -60,7 +90,42 @@ func (c *chain) get(h uint64) (*ledger.Block, error) {
 	if err != nil {
 		return nil, fmt.Errorf("committee: stored block %d is damaged: %w", h, err)
 	}
+	if len(head) > 0 {
+		hb, err := ledger.UnmarshalBlock(head)
+		if err != nil || hb.Hash() != b.Hash() {
+			return nil, fmt.Errorf("committee: stored signatures of block %d are damaged: %v", h, err)
+		}
+		for _, s := range hb.Sigs {
+			if err := b.AddSignature(s); err != nil {
+				return nil, fmt.Errorf("committee: stored signatures of block %d: %w", h, err)
+			}
+		}
+	}
 	return b, nil
+}
+
+// head returns a stored block's header and signatures, without its
+// transactions.
+func (c *chain) head(h uint64) (*ledger.Block, error) {
+	var head []byte
+	if err := c.db.View(func(tx *bolt.Tx) error {
+		head = append([]byte(nil), tx.Bucket(bucketHeads).Get(heightKey(h))...)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	if len(head) == 0 {
+		b, err := c.get(h) // none stored, or a store from before the split
+		if err != nil {
+			return nil, err
+		}
+		return &ledger.Block{Header: b.Header, Sigs: b.Sigs}, nil
+	}
+	hb, err := ledger.UnmarshalBlock(head)
+	if err != nil {
+		return nil, fmt.Errorf("committee: stored signatures of block %d are damaged: %w", h, err)
+	}
+	return hb, nil
 }
 
 // height is the highest stored block (0: none).

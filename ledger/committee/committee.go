@@ -23,6 +23,7 @@ import (
 	"github.com/orecdn/ore/ledger"
 	"github.com/orecdn/ore/ledger/intake"
 	"github.com/orecdn/ore/ledger/raftp2p"
+	"github.com/orecdn/ore/pod"
 )
 
 // Timing. Elections take a few heartbeats: with these a new leader is in
@@ -35,6 +36,8 @@ const (
 	// closeDelay lets the last receipts of an epoch arrive before the
 	// leader closes it.
 	closeDelay = 300 * time.Millisecond
+	// logCache is how many recent Raft entries (blocks) stay in memory.
+	logCache = 16
 )
 
 // Config is what a coordinator needs.
@@ -178,7 +181,15 @@ func (c *Committee) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("committee: raft state: %w", err)
 	}
-	if c.raft, err = raft.NewRaft(conf, c.fsm, c.store, c.store, snaps, c.trans); err != nil {
+	// Raft reads the entry before the ones it sends to a follower, and the
+	// entries themselves, from the log store; an entry is a whole block
+	// (megabytes at thousands of receipts), so the recent ones stay in
+	// memory rather than being decoded from bolt on every append.
+	logs, err := raft.NewLogCache(logCache, c.store)
+	if err != nil {
+		return fmt.Errorf("committee: raft log cache: %w", err)
+	}
+	if c.raft, err = raft.NewRaft(conf, c.fsm, logs, c.store, snaps, c.trans); err != nil {
 		return fmt.Errorf("committee: start raft: %w", err)
 	}
 	if !exists {
@@ -213,6 +224,16 @@ func (c *Committee) State() *ledger.State { return c.fsm.current() }
 // Block returns a stored block with the signatures gathered so far.
 func (c *Committee) Block(height uint64) (*ledger.Block, bool) {
 	b, err := c.chain.get(height)
+	if err != nil {
+		return nil, false
+	}
+	return b, true
+}
+
+// Head returns a stored block's header with the signatures gathered so
+// far, without its transactions: the cheap way to watch for finality.
+func (c *Committee) Head(height uint64) (*ledger.Block, bool) {
+	b, err := c.chain.head(height)
 	if err != nil {
 		return nil, false
 	}
@@ -308,55 +329,88 @@ func (c *Committee) leaderLoop(ctx context.Context) {
 		if err := c.schedule(ctx, closed+1); err != nil && ctx.Err() == nil {
 			c.log.Warn("scheduling replicas failed", "epoch", closed+1, "err", err)
 		}
-		if err := c.propose(closed); err != nil && ctx.Err() == nil {
-			c.log.Warn("closing epoch failed", "epoch", closed, "err", err)
+		for {
+			full, err := c.propose(closed)
+			if err != nil && ctx.Err() == nil {
+				c.log.Warn("closing epoch failed", "epoch", closed, "err", err)
+			}
+			if !full || err != nil || c.raft.State() != raft.Leader {
+				break
+			}
 		}
 	}
 }
 
 // propose builds the block that closes epoch and applies it through Raft.
-func (c *Committee) propose(epoch uint64) error {
+// It reports whether the block was full: what did not fit waits in the
+// pools for the next block, which the caller proposes at once.
+func (c *Committee) propose(epoch uint64) (full bool, err error) {
 	// Apply everything committed before building on the state.
 	if err := c.raft.Barrier(applyTimeout).Error(); err != nil {
-		return fmt.Errorf("barrier: %w", err)
+		return false, fmt.Errorf("barrier: %w", err)
 	}
 	s := c.fsm.current()
 	if epoch < s.Epoch() {
 		epoch = s.Epoch()
 	}
+	// Account transactions first: they are few, and a full block must not
+	// push a deposit behind thousands of receipts.
+	accountTxs := c.takeTxs()
 	receipts := c.cfg.Pool.Pending(epoch)
-	txs := make([]ledger.Tx, 0, len(receipts))
+	txs := make([]ledger.Tx, 0, len(accountTxs)+len(receipts))
+	txs = append(txs, accountTxs...)
 	for _, r := range receipts {
 		txs = append(txs, ledger.NewReceiptTx(r))
 	}
-	accountTxs := c.takeTxs()
-	txs = append(txs, accountTxs...)
 	if len(txs) == 0 {
-		return nil
+		return false, nil
 	}
-	b, _, rejected, err := ledger.Build(s, epoch, c.self, c.cfg.Clock().UnixNano(), txs)
+	b, next, rejected, err := ledger.Build(s, epoch, c.self, c.cfg.Clock().UnixNano(), txs)
 	if err != nil {
-		return fmt.Errorf("build: %w", err)
+		c.requeue(accountTxs)
+		return false, fmt.Errorf("build: %w", err)
 	}
+	var invalid []*pod.Receipt // refused for good: out of the pool
+	var later []ledger.Tx      // account transactions that did not fit
 	for _, r := range rejected {
+		t := txs[r.Index]
+		if r.Reason == ledger.ReasonBlockFull {
+			full = true
+			if t.Kind != ledger.KindReceipt {
+				later = append(later, t)
+			}
+			continue
+		}
 		c.metrics.refused.WithLabelValues(string(r.Reason)).Inc()
 		c.log.Debug("transaction left out", "reason", r.Reason, "err", r.Err)
+		if t.Kind == ledger.KindReceipt {
+			invalid = append(invalid, t.Receipt)
+		}
 	}
+	c.cfg.Pool.Done(invalid)
+	c.requeue(later)
 	if len(b.Txs) == 0 {
-		c.cfg.Pool.Done(receipts)
-		return nil
+		return false, nil
 	}
-	f := c.raft.Apply(b.Marshal(), applyTimeout)
+	var included []ledger.Tx // account transactions in the block
+	for i := range b.Txs {
+		if b.Txs[i].Kind != ledger.KindReceipt {
+			included = append(included, b.Txs[i])
+		}
+	}
+	data := b.Marshal()
+	c.fsm.proposed(&built{data: data, block: b, parent: s, state: next})
+	f := c.raft.Apply(data, applyTimeout)
 	if err := f.Error(); err != nil {
-		c.requeue(accountTxs)
-		return fmt.Errorf("raft apply: %w", err)
+		c.requeue(included)
+		return false, fmt.Errorf("raft apply: %w", err)
 	}
 	if res, ok := f.Response().(applyResult); ok && res.err != nil {
 		c.metrics.rejected.Inc()
-		c.requeue(accountTxs)
-		return fmt.Errorf("the state machine refused block %d: %w", b.Header.Height, res.err)
+		c.requeue(included)
+		return false, fmt.Errorf("the state machine refused block %d: %w", b.Header.Height, res.err)
 	}
-	c.cfg.Pool.Done(receipts)
-	c.log.Info("block committed", "height", b.Header.Height, "epoch", epoch, "txs", len(b.Txs), "left_out", len(rejected))
-	return nil
+	// Applying the block took its receipts out of every member's pool.
+	c.log.Info("block committed", "height", b.Header.Height, "epoch", epoch, "txs", len(b.Txs), "left_out", len(rejected), "full", full)
+	return full, nil
 }

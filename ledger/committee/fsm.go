@@ -1,6 +1,7 @@
 package committee
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -21,6 +22,23 @@ type fsm struct {
 
 	mu    sync.RWMutex
 	state *ledger.State
+	built *built // the leader's last proposal
+}
+
+// built is a block the leader built with ledger.Build, which returned the
+// state after it: Apply(parent, block) is that state, so when the entry
+// comes back from the log on the leader it is not applied a second time.
+type built struct {
+	data          []byte // the log entry
+	block         *ledger.Block
+	parent, state *ledger.State
+}
+
+// proposed records the leader's block before it goes into the log.
+func (f *fsm) proposed(b *built) {
+	f.mu.Lock()
+	f.built = b
+	f.mu.Unlock()
 }
 
 // applyResult is what Raft's Apply future returns for one entry.
@@ -30,22 +48,33 @@ type applyResult struct {
 }
 
 func (f *fsm) Apply(l *raft.Log) any {
-	b, err := ledger.UnmarshalBlock(l.Data)
-	if err != nil {
-		return applyResult{err: fmt.Errorf("committee: log entry %d is not a block: %w", l.Index, err)}
-	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if b.Header.Height <= f.state.Height() {
-		return applyResult{height: b.Header.Height} // replayed entry, already in the chain
+	var b *ledger.Block
+	var next *ledger.State
+	if pb := f.built; pb != nil && pb.parent == f.state && bytes.Equal(pb.data, l.Data) {
+		b, next = pb.block, pb.state
 	}
-	next, err := ledger.Apply(f.state, b)
-	if err != nil {
-		// Every member reaches the same verdict: the block is skipped by all.
-		return applyResult{err: err}
+	f.built = nil
+	if b == nil {
+		var err error
+		if b, err = ledger.UnmarshalBlock(l.Data); err != nil {
+			return applyResult{err: fmt.Errorf("committee: log entry %d is not a block: %w", l.Index, err)}
+		}
+		if b.Header.Height <= f.state.Height() {
+			return applyResult{height: b.Header.Height} // replayed entry, already in the chain
+		}
+		if next, err = ledger.Apply(f.state, b); err != nil {
+			// Every member reaches the same verdict: the block is skipped by all.
+			return applyResult{err: err}
+		}
+	}
+	var body []byte
+	if len(b.Sigs) == 0 {
+		body = l.Data // the leader proposes blocks unsigned: store the entry as it is
 	}
 	b.Sigs = nil
-	if err := f.chain.put(b); err != nil {
+	if err := f.chain.put(b, body); err != nil {
 		// The disk failed under a committed entry: this member cannot go on
 		// without diverging, which is a broken invariant, not an input error.
 		panic(fmt.Sprintf("committee: store block %d: %v", b.Header.Height, err))

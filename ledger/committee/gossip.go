@@ -173,7 +173,7 @@ func awaitTopicPeer(ctx context.Context, t *pubsub.Topic) error {
 func (c *Committee) addSig(m *sigMsg) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	b, err := c.chain.get(m.height)
+	b, err := c.chain.head(m.height)
 	if errors.Is(err, errNoBlock) {
 		if len(c.pending[m.height]) < len(c.cfg.Genesis.Committee) {
 			c.pending[m.height] = append(c.pending[m.height], m.sig)
@@ -192,7 +192,7 @@ func (c *Committee) addSig(m *sigMsg) {
 	if err := b.AddSignature(m.sig); err != nil {
 		return
 	}
-	if err := c.chain.put(b); err != nil {
+	if err := c.chain.putHead(b); err != nil {
 		c.log.Warn("store block signatures", "height", m.height, "err", err)
 		return
 	}

@@ -38,7 +38,7 @@ func (c *Committee) repairLoop(ctx context.Context) {
 func (c *Committee) repair(ctx context.Context, next uint64) uint64 {
 	top := c.chain.height()
 	for ; next <= top; next++ {
-		b, err := c.chain.get(next)
+		b, err := c.chain.head(next)
 		if err != nil {
 			return next
 		}
