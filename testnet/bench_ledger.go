@@ -3,8 +3,11 @@ package testnet
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sort"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -13,19 +16,32 @@ import (
 	mh "github.com/multiformats/go-multihash"
 
 	"github.com/orecdn/ore/ledger"
+	"github.com/orecdn/ore/ledger/intake"
 	"github.com/orecdn/ore/pod"
 )
 
+// LedgerConfig shapes BenchLedger's stream of receipts.
+type LedgerConfig struct {
+	Rate     int           // receipts offered per second
+	Duration time.Duration // how long the stream lasts
+	Epoch    time.Duration // the bench network's epoch length
+}
+
 // LedgerFigures are what BenchLedger measured.
 type LedgerFigures struct {
-	Receipts       int     `json:"receipts"`
-	Seconds        float64 `json:"seconds"`        // first publish to last receipt in a final block
-	ReceiptsPerSec float64 `json:"receipts_per_s"` // finalized
-	P50Seconds     float64 `json:"latency_p50_s"`  // publish to final block
-	P99Seconds     float64 `json:"latency_p99_s"`
-	P99Epochs      float64 `json:"latency_p99_epochs"`
-	Blocks         int     `json:"blocks"`
-	EpochSeconds   float64 `json:"epoch_s"`
+	Receipts     int     `json:"receipts"`
+	OfferedRate  float64 `json:"offered_per_s"`   // the schedule the publisher followed
+	PublishedPer float64 `json:"published_per_s"` // what the publisher box got out (it waits when gossip pushes back)
+	// Finalized: all receipts over the time from the first publish to
+	// the last final block, the wait for the last epoch to close included.
+	FinalizedPerSec float64 `json:"finalized_per_s"`
+	Seconds         float64 `json:"seconds"`
+	P50Seconds      float64 `json:"latency_p50_s"` // publish to final block
+	P99Seconds      float64 `json:"latency_p99_s"`
+	P99Epochs       float64 `json:"latency_p99_epochs"`
+	Blocks          int     `json:"blocks"`
+	EpochSeconds    float64 `json:"epoch_s"`
+	CPUPerReceipt   float64 `json:"cpu_us_per_receipt"` // process CPU time over the stream and its blocks, per receipt
 }
 
 type benchParty struct {
@@ -40,12 +56,20 @@ func newBenchParty() benchParty {
 }
 
 // BenchLedger runs a 3-coordinator committee and a publisher box in this
-// process on loopback, gossips n signed receipts for registered content from
-// the publisher box, and measures how fast they land in final blocks.
-func BenchLedger(ctx context.Context, n int, epoch time.Duration, opts ...Option) (LedgerFigures, error) {
-	figs := LedgerFigures{Receipts: n, EpochSeconds: epoch.Seconds()}
+// process on loopback. The publisher box gossips a paced stream of signed
+// receipts for registered content (cfg.Rate a second for cfg.Duration,
+// every receipt its own (server, client, root, epoch), each carrying the
+// epoch it is published in); the bench measures how fast they land in
+// final blocks and how long each takes. Receipts are signed before the
+// stream starts, so signing does not take the committee's cores.
+func BenchLedger(ctx context.Context, cfg LedgerConfig, opts ...Option) (LedgerFigures, error) {
+	n := int(float64(cfg.Rate) * cfg.Duration.Seconds())
+	figs := LedgerFigures{Receipts: n, OfferedRate: float64(cfg.Rate), EpochSeconds: cfg.Epoch.Seconds()}
+	if n < 1 {
+		return figs, fmt.Errorf("testnet: a stream of %d receipts/s for %s is empty", cfg.Rate, cfg.Duration)
+	}
 	nw, err := New(ctx, 4, append(opts, WithLedger(LedgerSpec{
-		Coordinators: []int{0, 1, 2}, Balances: map[int]uint64{3: 1 << 60}, EpochLength: epoch, Network: "ore-bench"}))...)
+		Coordinators: []int{0, 1, 2}, Balances: map[int]uint64{3: 1 << 60}, EpochLength: cfg.Epoch, Network: "ore-bench"}))...)
 	if err != nil {
 		return figs, err
 	}
@@ -72,8 +96,10 @@ func BenchLedger(ctx context.Context, n int, epoch time.Duration, opts ...Option
 			}
 		}
 	}
-	// Keys first: 64 servers, a new client every 64 receipts, so every
-	// receipt is its own (server, client, root, epoch).
+	// The schedule: receipt i leaves at start + i/Rate, in chunks of one
+	// gossip message; it carries the epoch of that moment. Signing takes
+	// a while, so the stream starts when it is done.
+	params := g.Params()
 	servers := make([]benchParty, 64)
 	for i := range servers {
 		servers[i] = newBenchParty()
@@ -82,93 +108,164 @@ func BenchLedger(ctx context.Context, n int, epoch time.Duration, opts ...Option
 	for i := range clients {
 		clients[i] = newBenchParty()
 	}
-	params := g.Params()
+	// Time a few signatures to plan when signing will be done.
+	probe := &pod.Receipt{Version: pod.Version, Network: g.Network, Server: servers[0].id, Client: clients[0].id, Root: root, Seq: 1, Bytes: 1, Blocks: 1}
+	t0 := time.Now()
+	for range 100 {
+		if err := probe.SignClient(clients[0].k); err != nil {
+			return figs, err
+		}
+		if err := probe.SignServer(servers[0].k); err != nil {
+			return figs, err
+		}
+	}
+	perReceipt := time.Since(t0) / 100
+	signStart := time.Now()
+	start := signStart.Add(perReceipt*time.Duration(n)*3/time.Duration(2*runtime.GOMAXPROCS(0)) + 500*time.Millisecond)
 	rs := make([]*pod.Receipt, n)
-	ep := params.EpochAt(time.Now())
-	for i := range rs {
+	at := func(i int) time.Time {
+		return start.Add(time.Duration(float64(i) / float64(cfg.Rate) * float64(time.Second)))
+	}
+	sign := func(i int) error {
 		srv, cli := servers[i%64], clients[i/64]
-		r := &pod.Receipt{Version: pod.Version, Network: g.Network, Epoch: ep, Server: srv.id, Client: cli.id,
+		r := &pod.Receipt{Version: pod.Version, Network: g.Network, Epoch: params.EpochAt(at(i)), Server: srv.id, Client: cli.id,
 			Root: root, Seq: 1, Bytes: 1 << 20, Blocks: 4}
 		if err := r.SignClient(cli.k); err != nil {
-			return figs, err
+			return err
 		}
 		if err := r.SignServer(srv.k); err != nil {
-			return figs, err
+			return err
 		}
 		rs[i] = r
+		return nil
 	}
-	// Gossip them from the publisher box, many at once, noting when each left.
-	sent := make(map[pod.Key]time.Time, n)
-	var mu sync.Mutex
-	start := time.Now()
-	work := make(chan *pod.Receipt)
+	var next atomic.Int64
 	var wg sync.WaitGroup
+	var signErr error
+	var mu sync.Mutex
+	for range runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+				if err := sign(i); err != nil {
+					mu.Lock()
+					signErr = err
+					mu.Unlock()
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if signErr != nil {
+		return figs, signErr
+	}
+	// Signing took longer than planned: the receipts carry the epochs of
+	// the planned times, which the network accepts up to MaxSkew epochs
+	// late; the stream catches up with its schedule.
+	if late := time.Since(start); late > time.Duration(params.MaxSkew-1)*cfg.Epoch {
+		return figs, fmt.Errorf("testnet: signing %d receipts took %s, past the skew the network accepts: lower the rate or the duration", n, time.Since(signStart).Round(time.Millisecond))
+	}
+	// Stream them from the publisher box, noting when each left.
+	sent := make(map[pod.Key]time.Time, n)
+	var cpu0 = processCPU()
+	first := time.Now()
+	chunks := make(chan int) // index of a chunk's first receipt
 	var pubErr error
-	for w := 0; w < 64; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for r := range work {
+	for range 8 {
+		wg.Go(func() {
+			for i := range chunks {
+				part := rs[i:min(i+intake.MaxBatch, n)]
 				t := time.Now()
-				if err := pub.GossipReceipt(ctx, r); err != nil {
+				if err := pub.GossipReceipts(ctx, part); err != nil {
 					mu.Lock()
 					pubErr = err
 					mu.Unlock()
 					continue
 				}
 				mu.Lock()
-				sent[r.Key()] = t
+				for _, r := range part {
+					sent[r.Key()] = t
+				}
 				mu.Unlock()
 			}
-		}()
+		})
 	}
-	for _, r := range rs {
-		work <- r
+feed:
+	for i := 0; i < n; i += intake.MaxBatch {
+		select {
+		case <-ctx.Done():
+			break feed
+		case <-time.After(time.Until(at(i))):
+		}
+		chunks <- i
 	}
-	close(work)
+	close(chunks)
 	wg.Wait()
+	published := time.Now()
 	if pubErr != nil {
 		return figs, pubErr
 	}
+	if err := ctx.Err(); err != nil {
+		return figs, fmt.Errorf("testnet: the stream ran out of time: %w", err)
+	}
+	figs.PublishedPer = float64(n) / published.Sub(first).Seconds()
 	// Watch the committee's final blocks.
 	var lat []time.Duration
 	seen := 0
-	next := uint64(1)
 	var last time.Time
-	for seen < n {
+	for height := uint64(1); seen < n; {
 		li, err := nw.Leader(ctx)
 		if err != nil {
 			return figs, err
 		}
 		c := nw.Nodes[li].Committee()
-		b, ok := c.Block(next)
-		if !ok || !b.Final(g) {
+		head, ok := c.Head(height)
+		var b *ledger.Block
+		if ok && head.Final(g) {
+			b, ok = c.Block(height)
+		}
+		if !ok || b == nil {
 			select {
 			case <-ctx.Done():
 				return figs, fmt.Errorf("testnet: %d of %d receipts final when the bench ran out of time", seen, n)
-			case <-time.After(5 * time.Millisecond):
+			case <-time.After(2 * time.Millisecond):
 			}
 			continue
 		}
 		now := time.Now()
+		in := 0
 		for _, tx := range b.Txs {
 			if tx.Kind != ledger.KindReceipt {
 				continue
 			}
 			if t, ok := sent[tx.Receipt.Key()]; ok {
 				lat = append(lat, now.Sub(t))
-				seen++
-				last = now
+				in++
 			}
 		}
-		figs.Blocks++
-		next++
+		if in > 0 {
+			seen += in
+			last = now
+			figs.Blocks++
+		}
+		height++
 	}
-	figs.Seconds = last.Sub(start).Seconds()
-	figs.ReceiptsPerSec = float64(n) / figs.Seconds
+	cpu := processCPU() - cpu0
+	figs.Seconds = last.Sub(first).Seconds()
+	figs.FinalizedPerSec = float64(n) / figs.Seconds
+	figs.CPUPerReceipt = cpu.Seconds() * 1e6 / float64(n)
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	figs.P50Seconds = lat[len(lat)/2].Seconds()
 	figs.P99Seconds = lat[(len(lat)*99)/100].Seconds()
-	figs.P99Epochs = figs.P99Seconds / epoch.Seconds()
+	figs.P99Epochs = figs.P99Seconds / cfg.Epoch.Seconds()
 	return figs, nil
+}
+
+// processCPU is the user and system time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

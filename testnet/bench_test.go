@@ -51,12 +51,12 @@ func BenchmarkGateway(b *testing.B) {
 func BenchmarkLedger(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		f, err := testnet.BenchLedger(ctx, 5000, 2*time.Second, testnet.WithDir(b.TempDir()))
+		f, err := testnet.BenchLedger(ctx, testnet.LedgerConfig{Rate: 5000, Duration: 5 * time.Second, Epoch: 2 * time.Second}, testnet.WithDir(b.TempDir()))
 		cancel()
 		if err != nil {
 			b.Fatal(err)
 		}
-		b.ReportMetric(f.ReceiptsPerSec, "receipts/s")
+		b.ReportMetric(f.FinalizedPerSec, "receipts/s")
 		b.ReportMetric(f.P99Epochs, "p99-epochs")
 	}
 }
