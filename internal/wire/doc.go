@@ -34,10 +34,12 @@
 //     changes every one of them, so none may change.
 //   - Every length and count is checked against the caller's limit before
 //     anything is allocated for it; an empty field decodes as nil.
-//   - The Decoder accepts a padded (non-minimal) uvarint and does not
-//     check that a CID is in its shortest spelling: the callers get
-//     canonical form by re-encoding what they decoded and comparing it
-//     with the input, as above.
+//   - The Decoder refuses a padded (non-minimal) uvarint; a CID or a peer
+//     ID keeps the bytes it was read from (go-cid and go-multihash refuse
+//     padded varints too). So a format made only of these fields, and of
+//     nested formats that are canonical themselves, is canonical when it
+//     decodes: ledger's transactions and blocks rely on this and skip the
+//     re-encoding; pod, heat and the leaf formats still compare, as above.
 //
 // It is a package of its own because its three users must not import each
 // other for it: ledger imports pod, so pod cannot hold ledger's helpers,

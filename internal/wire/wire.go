@@ -77,7 +77,8 @@ func (d *Decoder) Byte(what string) uint8 {
 	return v
 }
 
-// Uvarint reads a uvarint (padded ones included; see the package doc).
+// Uvarint reads a uvarint in its shortest form: a padded one (a last
+// byte of zero after others) is a failure, so no value has two encodings.
 func (d *Decoder) Uvarint(what string) uint64 {
 	if d.err != nil {
 		return 0
@@ -85,6 +86,10 @@ func (d *Decoder) Uvarint(what string) uint64 {
 	v, n := binary.Uvarint(d.b)
 	if n <= 0 {
 		d.fail(what)
+		return 0
+	}
+	if n > 1 && d.b[n-1] == 0 {
+		d.Failf("%s: padded uvarint", what)
 		return 0
 	}
 	d.b = d.b[n:]

@@ -239,11 +239,15 @@ func TestFirstFailureSticks(t *testing.T) {
 	}
 }
 
-func TestPaddedUvarintAccepted(t *testing.T) {
-	// Canonical form is the caller's check (re-encode and compare); the
-	// decoder reads a padded uvarint as its value.
-	d := NewDecoder([]byte{0x81, 0x00}, errTest)
-	if v := d.Uvarint("n"); v != 1 || d.End() != nil || d.Len() != 0 {
-		t.Fatalf("got %d, %v", v, d.Err())
+func TestPaddedUvarintRefused(t *testing.T) {
+	for _, in := range [][]byte{{0x81, 0x00}, {0x80, 0x00}, {0xff, 0x80, 0x00}} {
+		d := NewDecoder(in, errTest)
+		if _, err := d.Uvarint("n"), d.End(); !errors.Is(err, errTest) {
+			t.Fatalf("padded uvarint %x: %v", in, err)
+		}
+	}
+	d := NewDecoder([]byte{0x00, 0x81, 0x01}, errTest)
+	if a, b := d.Uvarint("a"), d.Uvarint("b"); a != 0 || b != 129 || d.End() != nil {
+		t.Fatalf("minimal uvarints: %d %d %v", a, b, d.Err())
 	}
 }

@@ -1,0 +1,5 @@
+//go:build !race
+
+package committee
+
+const raceEnabled = false
