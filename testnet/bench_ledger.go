@@ -30,10 +30,12 @@ type LedgerConfig struct {
 // LedgerFigures are what BenchLedger measured.
 type LedgerFigures struct {
 	Receipts     int     `json:"receipts"`
+	Final        int     `json:"final"`           // the others expired: an overloaded committee did not take them within MaxSkew epochs
 	OfferedRate  float64 `json:"offered_per_s"`   // the schedule the publisher followed
 	PublishedPer float64 `json:"published_per_s"` // what the publisher box got out (it waits when gossip pushes back)
-	// Finalized: all receipts over the time from the first publish to
-	// the last final block, the wait for the last epoch to close included.
+	// Finalized: receipts in final blocks over the time from the first
+	// publish to the last final block, the wait for the last epoch to
+	// close included.
 	FinalizedPerSec float64 `json:"finalized_per_s"`
 	Seconds         float64 `json:"seconds"`
 	P50Seconds      float64 `json:"latency_p50_s"` // publish to final block
@@ -165,10 +167,76 @@ func BenchLedger(ctx context.Context, cfg LedgerConfig, opts ...Option) (LedgerF
 	if late := time.Since(start); late > time.Duration(params.MaxSkew-1)*cfg.Epoch {
 		return figs, fmt.Errorf("testnet: signing %d receipts took %s, past the skew the network accepts: lower the rate or the duration", n, time.Since(signStart).Round(time.Millisecond))
 	}
-	// Stream them from the publisher box, noting when each left.
+	// Stream them from the publisher box, noting when each left, while a
+	// watcher notes when each is in a final block.
 	sent := make(map[pod.Key]time.Time, n)
-	var cpu0 = processCPU()
+	if wait := time.Until(start); wait > 0 {
+		time.Sleep(wait)
+	}
+	cpu0 := processCPU()
 	first := time.Now()
+	type watched struct {
+		lat    []time.Duration
+		blocks int
+		last   time.Time
+		err    error
+	}
+	done := make(chan watched, 1)
+	// An overloaded committee lets receipts expire (MaxSkew epochs): the
+	// watcher gives up MaxSkew+2 epochs after the last final block once
+	// the stream is over, and the figures count what was lost.
+	streamed := make(chan struct{})
+	go func() {
+		var w watched
+		seen := 0
+		for height := uint64(1); seen < n; {
+			wctx, cancel := context.WithCancel(ctx)
+			go func() {
+				select {
+				case <-streamed:
+				case <-wctx.Done():
+					return
+				}
+				since := w.last
+				if since.IsZero() {
+					since = time.Now()
+				}
+				select {
+				case <-time.After(time.Until(since.Add(time.Duration(params.MaxSkew+2) * cfg.Epoch))):
+					cancel()
+				case <-wctx.Done():
+				}
+			}()
+			b, err := finalBlock(wctx, nw, height)
+			cancel()
+			if err != nil {
+				if ctx.Err() != nil {
+					w.err = fmt.Errorf("testnet: %d of %d receipts final when the bench ran out of time", seen, n)
+				}
+				break
+			}
+			now := time.Now()
+			in := 0
+			mu.Lock()
+			for _, tx := range b.Txs {
+				if tx.Kind != ledger.KindReceipt {
+					continue
+				}
+				if t, ok := sent[tx.Receipt.Key()]; ok {
+					w.lat = append(w.lat, now.Sub(t))
+					in++
+				}
+			}
+			mu.Unlock()
+			if in > 0 {
+				seen += in
+				w.last = now
+				w.blocks++
+			}
+			height++
+		}
+		done <- w
+	}()
 	chunks := make(chan int) // index of a chunk's first receipt
 	var pubErr error
 	for range 8 {
@@ -176,17 +244,16 @@ func BenchLedger(ctx context.Context, cfg LedgerConfig, opts ...Option) (LedgerF
 			for i := range chunks {
 				part := rs[i:min(i+intake.MaxBatch, n)]
 				t := time.Now()
-				if err := pub.GossipReceipts(ctx, part); err != nil {
-					mu.Lock()
-					pubErr = err
-					mu.Unlock()
-					continue
-				}
 				mu.Lock()
 				for _, r := range part {
 					sent[r.Key()] = t
 				}
 				mu.Unlock()
+				if err := pub.GossipReceipts(ctx, part); err != nil {
+					mu.Lock()
+					pubErr = err
+					mu.Unlock()
+				}
 			}
 		})
 	}
@@ -201,64 +268,52 @@ feed:
 	}
 	close(chunks)
 	wg.Wait()
-	published := time.Now()
+	close(streamed)
+	figs.PublishedPer = float64(n) / time.Since(first).Seconds()
 	if pubErr != nil {
 		return figs, pubErr
 	}
-	if err := ctx.Err(); err != nil {
-		return figs, fmt.Errorf("testnet: the stream ran out of time: %w", err)
+	w := <-done
+	if w.err != nil {
+		return figs, w.err
 	}
-	figs.PublishedPer = float64(n) / published.Sub(first).Seconds()
-	// Watch the committee's final blocks.
-	var lat []time.Duration
-	seen := 0
-	var last time.Time
-	for height := uint64(1); seen < n; {
-		li, err := nw.Leader(ctx)
-		if err != nil {
-			return figs, err
-		}
-		c := nw.Nodes[li].Committee()
-		head, ok := c.Head(height)
-		var b *ledger.Block
-		if ok && head.Final(g) {
-			b, ok = c.Block(height)
-		}
-		if !ok || b == nil {
-			select {
-			case <-ctx.Done():
-				return figs, fmt.Errorf("testnet: %d of %d receipts final when the bench ran out of time", seen, n)
-			case <-time.After(2 * time.Millisecond):
-			}
-			continue
-		}
-		now := time.Now()
-		in := 0
-		for _, tx := range b.Txs {
-			if tx.Kind != ledger.KindReceipt {
-				continue
-			}
-			if t, ok := sent[tx.Receipt.Key()]; ok {
-				lat = append(lat, now.Sub(t))
-				in++
-			}
-		}
-		if in > 0 {
-			seen += in
-			last = now
-			figs.Blocks++
-		}
-		height++
+	lat, last := w.lat, w.last
+	figs.Blocks = w.blocks
+	figs.Final = len(lat)
+	if len(lat) == 0 {
+		return figs, fmt.Errorf("testnet: no receipt of %d reached a final block", n)
 	}
 	cpu := processCPU() - cpu0
 	figs.Seconds = last.Sub(first).Seconds()
-	figs.FinalizedPerSec = float64(n) / figs.Seconds
+	figs.FinalizedPerSec = float64(figs.Final) / figs.Seconds
 	figs.CPUPerReceipt = cpu.Seconds() * 1e6 / float64(n)
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	figs.P50Seconds = lat[len(lat)/2].Seconds()
 	figs.P99Seconds = lat[(len(lat)*99)/100].Seconds()
 	figs.P99Epochs = figs.P99Seconds / cfg.Epoch.Seconds()
 	return figs, nil
+}
+
+// finalBlock waits until the block at height is final on the leader and
+// returns it. It reads block heads until then, not whole blocks.
+func finalBlock(ctx context.Context, nw *Network, height uint64) (*ledger.Block, error) {
+	for {
+		li, err := nw.Leader(ctx)
+		if err != nil {
+			return nil, err
+		}
+		c := nw.Nodes[li].Committee()
+		if head, ok := c.Head(height); ok && head.Final(nw.Genesis) {
+			if b, ok := c.Block(height); ok {
+				return b, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
 }
 
 // processCPU is the user and system time this process has used.

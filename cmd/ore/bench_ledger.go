@@ -12,7 +12,7 @@ import (
 func benchLedger(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "bench ledger", "[flags]")
 	asJSON := fs.Bool("json", false, "print the figures as one JSON object")
-	rate := fs.Int("rate", 25000, "receipts per second the publisher box offers")
+	rate := fs.Int("rate", 20000, "receipts per second the publisher box offers")
 	dur := fs.Duration("for", 20*time.Second, "how long the stream of receipts lasts")
 	epoch := fs.Duration("epoch", 2*time.Second, "epoch length of the bench network (receipts more than 3 epochs old are refused)")
 	pos, err := parse(fs, args)
@@ -39,8 +39,11 @@ func benchLedger(ctx context.Context, e *env, args []string) error {
 		return json.NewEncoder(e.stdout).Encode(f)
 	}
 	fmt.Fprintf(e.stdout, "%d receipts offered at %.0f/s, published at %.0f/s\n", f.Receipts, f.OfferedRate, f.PublishedPer)
-	fmt.Fprintf(e.stdout, "finalized: %.0f receipts/s from the first publish to the last of %d blocks (%.2fs)\n",
-		f.FinalizedPerSec, f.Blocks, f.Seconds)
+	fmt.Fprintf(e.stdout, "finalized: %d of %d, %.0f receipts/s from the first publish to the last of %d blocks (%.2fs)\n",
+		f.Final, f.Receipts, f.FinalizedPerSec, f.Blocks, f.Seconds)
+	if f.Final < f.Receipts {
+		fmt.Fprintf(e.stdout, "overloaded: %d receipts expired (not in a block within 3 epochs); lower --rate to find what the committee sustains\n", f.Receipts-f.Final)
+	}
 	fmt.Fprintf(e.stdout, "latency publish → final block: p50 %.2fs, p99 %.2fs (%.2f epochs of %.0fs)\n", f.P50Seconds, f.P99Seconds, f.P99Epochs, f.EpochSeconds)
 	fmt.Fprintf(e.stdout, "process CPU: %.1f µs per receipt (4 nodes, 2 signatures each)\n", f.CPUPerReceipt)
 	return nil
