@@ -12,6 +12,14 @@ func Verify(g *Genesis, blocks []*Block) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
+	return VerifyFrom(g, s, blocks)
+}
+
+// VerifyFrom goes on from a state that Verify (or VerifyFrom) returned:
+// blocks must follow it, each final and applying to the state before it.
+// A peer that verified the chain up to s checks only what came since.
+func VerifyFrom(g *Genesis, s *State, blocks []*Block) (*State, error) {
+	var err error
 	for i, b := range blocks {
 		if n := b.VerifySignatures(g); n < g.Quorum() {
 			return nil, fmt.Errorf("ledger: block %d (height %d) has %d valid committee signatures, needs %d", i+1, b.Header.Height, n, g.Quorum())

@@ -36,3 +36,38 @@ func TestVerifyReplaysAndChecksFinality(t *testing.T) {
 		t.Fatal("a block with one signature of three verified")
 	}
 }
+
+func TestVerifyFromGoesOnWhereVerifyStopped(t *testing.T) {
+	f := newFixture(t, 1, 1, 1, 1_000_000)
+	s, err := NewState(f.g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blocks []*Block
+	for e := uint64(1); e <= 4; e++ {
+		b, next, _, err := Build(s, e, f.com[0].id, int64(e), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range f.com[:2] {
+			if err := b.Sign(m.key); err != nil {
+				t.Fatal(err)
+			}
+		}
+		blocks, s = append(blocks, b), next
+	}
+	mid, err := Verify(f.g, blocks[:2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := VerifyFrom(f.g, mid, blocks[2:])
+	if err != nil || got.Hash() != s.Hash() || got.Height() != 4 {
+		t.Fatalf("VerifyFrom: %v", err)
+	}
+	if _, err := VerifyFrom(f.g, mid, blocks[3:]); err == nil {
+		t.Fatal("a chain with a gap verified")
+	}
+	if same, err := VerifyFrom(f.g, got, nil); err != nil || same != got {
+		t.Fatalf("nothing new: %v", err)
+	}
+}

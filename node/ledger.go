@@ -120,11 +120,31 @@ func (n *Node) LedgerView(ctx context.Context) (*ledger.State, []*ledger.Block, 
 	return committee.SyncChain(ctx, n.host, n.cfg.Genesis)
 }
 
+// LedgerState is the state after the last final block. A coordinator
+// reads its own; another box syncs the blocks since the state it verified
+// last (from genesis the first time) and verifies only those.
+func (n *Node) LedgerState(ctx context.Context) (*ledger.State, error) {
+	if n.cfg.Genesis == nil {
+		return nil, fmt.Errorf("node: this box has no ledger network (start it with a genesis: `ore init --genesis FILE`)")
+	}
+	if n.committee != nil {
+		return n.committee.State(), nil
+	}
+	n.synced.Lock()
+	defer n.synced.Unlock()
+	st, _, err := committee.SyncFrom(ctx, n.host, n.cfg.Genesis, n.synced.state)
+	if err != nil {
+		return nil, err
+	}
+	n.synced.state = st
+	return st, nil
+}
+
 // SignAndSubmit signs an account transaction as this box (its key is the
 // account), with the next nonce the ledger expects, and submits it. It
 // returns the transaction as submitted.
 func (n *Node) SignAndSubmit(ctx context.Context, tx ledger.Tx) (ledger.Tx, error) {
-	st, _, err := n.LedgerView(ctx)
+	st, err := n.LedgerState(ctx)
 	if err != nil {
 		return tx, err
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/orecdn/ore/bitswap"
 	"github.com/orecdn/ore/dht"
 	"github.com/orecdn/ore/gateway"
+	"github.com/orecdn/ore/ledger"
 	"github.com/orecdn/ore/ledger/committee"
 	"github.com/orecdn/ore/ledger/intake"
 	"github.com/orecdn/ore/pod"
@@ -55,7 +56,11 @@ type Node struct {
 	pubsub      *pubsub.PubSub
 	intake      *intake.Intake
 	receiptPool *intake.Pool
-	committee   *committee.Committee
+	synced      struct { // LedgerState's last verified state (not on coordinators)
+		sync.Mutex
+		state *ledger.State
+	}
+	committee *committee.Committee
 
 	completeMu sync.Mutex
 	complete   map[cid.Cid]struct{} // roots whose whole DAG is local

@@ -87,7 +87,7 @@ func BenchLedger(ctx context.Context, cfg LedgerConfig, opts ...Option) (LedgerF
 		// until this transaction is final.
 		want := uint64(i + 1)
 		for {
-			st, _, err := pub.LedgerView(ctx)
+			st, err := pub.LedgerState(ctx)
 			if err == nil && st.Nonce(pub.ID()) >= want {
 				break
 			}

@@ -368,7 +368,7 @@ func (s *apiServer) ledgerStatus(ctx context.Context) *statusLedger {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	ls, _, err := s.n.LedgerView(ctx)
+	ls, err := s.n.LedgerState(ctx)
 	if err != nil {
 		out.Error = err.Error()
 		return out

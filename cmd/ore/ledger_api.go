@@ -50,7 +50,7 @@ type prewarmInfo struct {
 }
 
 func (s *apiServer) ledgerState(w http.ResponseWriter, r *http.Request) {
-	st, _, err := s.n.LedgerView(r.Context())
+	st, err := s.n.LedgerState(r.Context())
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
@@ -233,7 +233,7 @@ func (s *apiServer) ledgerTx(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 12*s.n.Genesis().EpochLength)
 		defer cancel()
 		for {
-			st, _, err := s.n.LedgerView(ctx)
+			st, err := s.n.LedgerState(ctx)
 			if err == nil && st.Nonce(s.n.ID()) >= tx.Nonce {
 				info.Height = st.Height()
 				break
@@ -276,7 +276,7 @@ func (s *apiServer) prewarmTx(ctx context.Context, q url.Values) (ledger.Tx, int
 		return ledger.Tx{}, http.StatusBadRequest, fmt.Errorf("prewarm: %s is %d epochs of %s; the ledger keeps a pre-warm at most %d epochs (%s): ask for less and renew it before it ends",
 			d, epochs, p.EpochLength, ledger.MaxPrewarmEpochs, ledger.MaxPrewarmEpochs*p.EpochLength)
 	}
-	st, _, err := s.n.LedgerView(ctx)
+	st, err := s.n.LedgerState(ctx)
 	if err != nil {
 		return ledger.Tx{}, http.StatusServiceUnavailable, fmt.Errorf("prewarm: reading the ledger: %w", err)
 	}

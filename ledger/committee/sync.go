@@ -62,6 +62,19 @@ func (c *Committee) serveChain(s network.Stream) {
 // good answer, so one member that is down (its dial timing out) or behind
 // costs nothing.
 func SyncChain(ctx context.Context, h host.Host, g *ledger.Genesis) (*ledger.State, []*ledger.Block, error) {
+	return SyncFrom(ctx, h, g, nil)
+}
+
+// SyncFrom is SyncChain from a verified state on (nil: from genesis): it
+// fetches only the final blocks after base's height and verifies them
+// from base. It returns the new state and those blocks.
+func SyncFrom(ctx context.Context, h host.Host, g *ledger.Genesis, base *ledger.State) (*ledger.State, []*ledger.Block, error) {
+	if base == nil {
+		var err error
+		if base, err = ledger.NewState(g); err != nil {
+			return nil, nil, err
+		}
+	}
 	type result struct {
 		st     *ledger.State
 		blocks []*ledger.Block
@@ -80,12 +93,12 @@ func SyncChain(ctx context.Context, h host.Host, g *ledger.Genesis) (*ledger.Sta
 		}
 		asked++
 		go func() {
-			blocks, err := fetchChain(ctx, h, m.ID, g)
+			blocks, err := fetchChain(ctx, h, m.ID, base.Height()+1)
 			if err != nil {
 				results <- result{err: fmt.Errorf("%s: %w", m.ID, err)}
 				return
 			}
-			s, err := ledger.Verify(g, blocks)
+			s, err := ledger.VerifyFrom(g, base, blocks)
 			if err != nil {
 				results <- result{err: fmt.Errorf("%s served a chain that does not verify: %w", m.ID, err)}
 				return
@@ -124,10 +137,10 @@ func SyncChain(ctx context.Context, h host.Host, g *ledger.Genesis) (*ledger.Sta
 	return nil, nil, fmt.Errorf("committee: no coordinator served a valid chain (are they running?): %w", errors.Join(errs...))
 }
 
-func fetchChain(ctx context.Context, h host.Host, p peer.ID, g *ledger.Genesis) ([]*ledger.Block, error) {
+func fetchChain(ctx context.Context, h host.Host, p peer.ID, from uint64) ([]*ledger.Block, error) {
 	var blocks []*ledger.Block
 	for {
-		got, err := fetchBatch(ctx, h, p, uint64(len(blocks))+1)
+		got, err := fetchBatch(ctx, h, p, from+uint64(len(blocks)))
 		if err != nil {
 			return nil, err
 		}
