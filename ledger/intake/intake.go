@@ -194,11 +194,35 @@ func (in *Intake) send(ctx context.Context) {
 		for _, o := range batch {
 			rs = append(rs, o.rs...)
 		}
-		err := in.topic.Publish(ctx, encodeBatch(rs))
+		err := in.publish(ctx, encodeBatch(rs))
 		for _, o := range batch {
 			o.done <- err
 		}
 	}
+}
+
+// peerWait bounds how long a message waits for a peer to send it to.
+const peerWait = 5 * time.Second
+
+// publish sends data once gossipsub knows a peer of the topic, or after
+// peerWait in any case: a box that just started, or just reconnected,
+// knows none for a moment, and what it publishes then reaches nobody. (A
+// box that does not subscribe has no mesh: it sends to the topic's peers
+// it knows, gossipsub's fanout.)
+func (in *Intake) publish(ctx context.Context, data []byte) error {
+	if len(in.topic.ListPeers()) == 0 {
+		wctx, cancel := context.WithTimeout(ctx, peerWait)
+		tick := time.NewTicker(50 * time.Millisecond)
+		for len(in.topic.ListPeers()) == 0 && wctx.Err() == nil {
+			select {
+			case <-wctx.Done():
+			case <-tick.C:
+			}
+		}
+		tick.Stop()
+		cancel()
+	}
+	return in.topic.Publish(ctx, data)
 }
 
 // check applies the receipt rules to rs and returns the valid ones, and

@@ -309,3 +309,31 @@ func FuzzDecodeBatch(f *testing.F) {
 		}
 	})
 }
+
+// A receipt published before the box knows any peer of the topic (it just
+// started, or just reconnected) waits for one instead of reaching nobody.
+func TestPublishWaitsForAPeer(t *testing.T) {
+	ha, psa := newPS(t)
+	hc, psc := newPS(t)
+	sender, err := New(psa, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sender.Close()
+	pool := NewPool()
+	coord, err := New(psc, params, WithPool(pool))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer coord.Close()
+	srv, cli := newParty(t), newParty(t)
+	r := receipt(t, srv, cli, 1, nil)
+	published := make(chan error, 1)
+	go func() { published <- sender.Publish(context.Background(), r) }()
+	time.Sleep(200 * time.Millisecond) // the publish is waiting: no peer yet
+	connect(t, ha, hc)
+	if err := <-published; err != nil {
+		t.Fatal(err)
+	}
+	waitLen(t, pool, 1)
+}
