@@ -6,24 +6,7 @@ import (
 
 func TestVerifyReplaysAndChecksFinality(t *testing.T) {
 	f := newFixture(t, 1, 1, 1, 1_000_000)
-	s0, err := NewState(f.g)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var blocks []*Block
-	s := s0
-	for e := uint64(1); e <= 3; e++ {
-		b, next, _, err := Build(s, e, f.com[0].id, int64(e), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range f.com[:2] {
-			if err := b.Sign(m.key); err != nil {
-				t.Fatal(err)
-			}
-		}
-		blocks, s = append(blocks, b), next
-	}
+	blocks, s := finalChain(t, f, 3)
 	got, err := Verify(f.g, blocks)
 	if err != nil {
 		t.Fatal(err)
@@ -39,23 +22,7 @@ func TestVerifyReplaysAndChecksFinality(t *testing.T) {
 
 func TestVerifyFromGoesOnWhereVerifyStopped(t *testing.T) {
 	f := newFixture(t, 1, 1, 1, 1_000_000)
-	s, err := NewState(f.g)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var blocks []*Block
-	for e := uint64(1); e <= 4; e++ {
-		b, next, _, err := Build(s, e, f.com[0].id, int64(e), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range f.com[:2] {
-			if err := b.Sign(m.key); err != nil {
-				t.Fatal(err)
-			}
-		}
-		blocks, s = append(blocks, b), next
-	}
+	blocks, s := finalChain(t, f, 4)
 	mid, err := Verify(f.g, blocks[:2])
 	if err != nil {
 		t.Fatal(err)
@@ -70,4 +37,28 @@ func TestVerifyFromGoesOnWhereVerifyStopped(t *testing.T) {
 	if same, err := VerifyFrom(f.g, got, nil); err != nil || same != got {
 		t.Fatalf("nothing new: %v", err)
 	}
+}
+
+// finalChain builds n empty blocks from genesis, each signed by two of the
+// three members, and returns them with the state after the last.
+func finalChain(t *testing.T, f *fixture, n uint64) ([]*Block, *State) {
+	t.Helper()
+	s, err := NewState(f.g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blocks []*Block
+	for e := uint64(1); e <= n; e++ {
+		b, next, _, err := Build(s, e, f.com[0].id, int64(e), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range f.com[:2] {
+			if err := b.Sign(m.key); err != nil {
+				t.Fatal(err)
+			}
+		}
+		blocks, s = append(blocks, b), next
+	}
+	return blocks, s
 }
