@@ -3,8 +3,11 @@ package bitswap
 import (
 	"context"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	bsmsg "github.com/ipfs/boxo/bitswap/message"
+	pb "github.com/ipfs/boxo/bitswap/message/pb"
 	"github.com/ipfs/boxo/bitswap/network"
 	"github.com/ipfs/boxo/blockstore"
 	blocks "github.com/ipfs/go-block-format"
@@ -49,10 +52,15 @@ const releaseMessageSize = 1 << 20
 // held back (by CID, the bytes stay in the store).
 type gatedNetwork struct {
 	network.BitSwapNetwork
-	gate  Gate
-	sent  func(peer.ID, blocks.Block)
-	store blockstore.Blockstore
-	up    *uplink // nil: no upload limit
+	gate   Gate
+	sent   func(peer.ID, blocks.Block)
+	store  blockstore.Blockstore
+	up     *uplink   // nil: no upload limit
+	spread *spreader // nil: no spreading
+
+	// Blocks and bytes that left (boxo counts those it handed to the
+	// network, including the ones the gate or the spreader held back).
+	blocksSent, dataSent atomic.Uint64
 
 	mu   sync.Mutex
 	held map[peer.ID]*heldBlocks
@@ -76,6 +84,51 @@ func newGatedNetwork(n network.BitSwapNetwork, g Gate, sent func(peer.ID, blocks
 }
 
 func (g *gatedNetwork) SendMessage(ctx context.Context, p peer.ID, msg bsmsg.BitSwapMessage) error {
+	if g.spread != nil {
+		blks := msg.Blocks()
+		now := g.spread.filter(p, blks)
+		quiet := false
+		for _, bp := range msg.BlockPresences() {
+			if bp.Type == pb.Message_Have && g.spread.sentRecently(bp.Cid, p) {
+				quiet = true
+				break
+			}
+		}
+		if len(now) < len(blks) || quiet {
+			msg = rebuildWith(msg, now, func(c cid.Cid) bool { return g.spread.sentRecently(c, p) })
+			if msg.Empty() {
+				return nil
+			}
+		}
+	}
+	return g.gated(ctx, p, msg)
+}
+
+// rebuild is msg with only the blocks blks (and all its block presences).
+func rebuild(msg bsmsg.BitSwapMessage, blks []blocks.Block) bsmsg.BitSwapMessage {
+	return rebuildWith(msg, blks, nil)
+}
+
+// rebuildWith is msg with only the blocks blks, and its block presences but
+// the HAVEs for which quiet returns true.
+func rebuildWith(msg bsmsg.BitSwapMessage, blks []blocks.Block, quiet func(cid.Cid) bool) bsmsg.BitSwapMessage {
+	out := bsmsg.New(false)
+	for _, b := range blks {
+		out.AddBlock(b)
+	}
+	for _, bp := range msg.BlockPresences() {
+		if bp.Type == pb.Message_Have && quiet != nil && quiet(bp.Cid) {
+			continue
+		}
+		out.AddBlockPresence(bp.Cid, bp.Type)
+	}
+	out.SetPendingBytes(msg.PendingBytes())
+	return out
+}
+
+// gated sends msg through the gate: the blocks it holds back wait for
+// Release.
+func (g *gatedNetwork) gated(ctx context.Context, p peer.ID, msg bsmsg.BitSwapMessage) error {
 	blks := msg.Blocks()
 	if g.gate == nil || len(blks) == 0 {
 		return g.send(ctx, p, msg, blks)
@@ -92,14 +145,7 @@ func (g *gatedNetwork) SendMessage(ctx context.Context, p peer.ID, msg bsmsg.Bit
 		return g.send(ctx, p, msg, blks)
 	}
 	g.hold(p, hold)
-	out := bsmsg.New(false)
-	for _, b := range allowed {
-		out.AddBlock(b)
-	}
-	for _, bp := range msg.BlockPresences() {
-		out.AddBlockPresence(bp.Cid, bp.Type)
-	}
-	out.SetPendingBytes(msg.PendingBytes())
+	out := rebuild(msg, allowed)
 	if out.Empty() {
 		return nil
 	}
@@ -118,6 +164,10 @@ func (g *gatedNetwork) send(ctx context.Context, p peer.ID, msg bsmsg.BitSwapMes
 	}
 	if err := g.BitSwapNetwork.SendMessage(ctx, p, msg); err != nil {
 		return err
+	}
+	for _, b := range blks {
+		g.blocksSent.Add(1)
+		g.dataSent.Add(uint64(len(b.RawData())))
 	}
 	if g.sent != nil {
 		for _, b := range blks {
@@ -211,6 +261,45 @@ func (g *gatedNetwork) release(ctx context.Context, p peer.ID) {
 	flush()
 }
 
+// cancel drops the blocks held for p that p no longer wants: it got them
+// from another box meanwhile, and sending them on release would only
+// spend the upload on duplicates.
+func (g *gatedNetwork) cancel(p peer.ID, msg bsmsg.BitSwapMessage) {
+	if g.gate == nil {
+		return
+	}
+	var gone map[cid.Cid]bool
+	for _, e := range msg.Wantlist() {
+		if e.Cancel {
+			if gone == nil {
+				gone = make(map[cid.Cid]bool)
+			}
+			gone[e.Cid] = true
+		}
+	}
+	if gone == nil {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	h := g.held[p]
+	if h == nil {
+		return
+	}
+	kept := h.items[:0]
+	for _, it := range h.items {
+		if gone[it.c] {
+			if it.b != nil {
+				h.bytes -= len(it.b.RawData())
+			}
+			continue
+		}
+		kept = append(kept, it)
+	}
+	clear(h.items[len(kept):])
+	h.items = kept
+}
+
 // forget drops what was held for a peer that left.
 func (g *gatedNetwork) forget(p peer.ID) {
 	g.mu.Lock()
@@ -222,17 +311,66 @@ func (g *gatedNetwork) forget(p peer.ID) {
 func (g *gatedNetwork) Start(rs ...network.Receiver) {
 	wrapped := make([]network.Receiver, len(rs))
 	for i, r := range rs {
-		wrapped[i] = disconnectWatcher{Receiver: r, g: g}
+		wrapped[i] = disconnectWatcher{Receiver: r, g: g, first: i == 0}
 	}
 	g.BitSwapNetwork.Start(wrapped...)
 }
 
 type disconnectWatcher struct {
 	network.Receiver
-	g *gatedNetwork
+	g     *gatedNetwork
+	first bool // the one receiver that reports to the spreader
 }
 
 func (d disconnectWatcher) PeerDisconnected(p peer.ID) {
 	d.g.forget(p)
+	if d.first {
+		d.g.spread.forget(p)
+	}
 	d.Receiver.PeerDisconnected(p)
+}
+
+func (d disconnectWatcher) ReceiveMessage(ctx context.Context, p peer.ID, msg bsmsg.BitSwapMessage) {
+	if d.first {
+		d.g.spread.received(p, msg)
+		d.g.cancel(p, msg)
+	}
+	d.Receiver.ReceiveMessage(ctx, p, msg)
+}
+
+// releaseSpread sends, every tick until ctx ends, the held-back wants whose
+// hold has passed.
+func (g *gatedNetwork) releaseSpread(ctx context.Context, tick time.Duration) {
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for p, ws := range g.spread.due() {
+			msg := bsmsg.New(false)
+			size := 0
+			for _, w := range ws {
+				b := w.b
+				if b == nil {
+					var err error
+					if b, err = g.store.Get(ctx, w.c); err != nil {
+						continue // deleted meanwhile: the peer asks again
+					}
+				}
+				msg.AddBlock(b)
+				if size += len(b.RawData()); size >= releaseMessageSize {
+					if err := g.gated(ctx, p, msg); err != nil {
+						break // peer gone
+					}
+					msg, size = bsmsg.New(false), 0
+				}
+			}
+			if !msg.Empty() {
+				_ = g.gated(ctx, p, msg)
+			}
+		}
+	}
 }

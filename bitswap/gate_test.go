@@ -108,3 +108,40 @@ func TestGateHoldsAndReleases(t *testing.T) {
 		t.Fatalf("blocks held for a departed peer were sent")
 	}
 }
+
+func TestGateDropsHeldBlocksThePeerCancels(t *testing.T) {
+	ctx := context.Background()
+	bs := blockstore.NewBlockstore(dssync.MutexWrap(datastore.NewMapDatastore()))
+	var blks []blocks.Block
+	for i := 0; i < 3; i++ {
+		b := blocks.NewBlock(append(make([]byte, 100), byte(i)))
+		blks = append(blks, b)
+		_ = bs.Put(ctx, b)
+	}
+	w := &wire{}
+	g := &budget{left: 0}
+	gn := newGatedNetwork(w, g, nil, bs)
+	p := peer.ID("client")
+	msg := bsmsg.New(false)
+	for _, b := range blks {
+		msg.AddBlock(b)
+	}
+	if err := gn.SendMessage(ctx, p, msg); err != nil {
+		t.Fatal(err)
+	}
+	// The client got block 1 elsewhere and cancels its want.
+	cancel := bsmsg.New(false)
+	cancel.Cancel(blks[1].Cid())
+	gn.cancel(p, cancel)
+	g.mu.Lock()
+	g.left = 1000
+	g.mu.Unlock()
+	gn.release(ctx, p)
+	sent := map[cid.Cid]bool{}
+	for _, c := range w.sent {
+		sent[c] = true
+	}
+	if len(w.sent) != 2 || !sent[blks[0].Cid()] || !sent[blks[2].Cid()] {
+		t.Fatalf("after a cancel the release sent %v, want blocks 0 and 2", w.sent)
+	}
+}
