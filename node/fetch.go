@@ -34,7 +34,9 @@ const (
 	fetchChunk       = 256
 	fetchParallel    = 4
 	fetchBatchBytes  = 8 << 20
-	fetchProviders   = 20
+	fetchProviders   = 64
+	flushInterval    = 100 * time.Millisecond
+	announceAfter    = 1 << 20
 	providerRefresh  = 2 * time.Second
 	progressInterval = 100 * time.Millisecond
 )
@@ -416,7 +418,29 @@ func (f *fetch) chunk(cids []cid.Cid) ([]cid.Cid, error) {
 		f.maybeAnnounce()
 		return nil
 	}
-	for b := range ch {
+	// A batch is stored (and announced to bitswap, which tells the peers
+	// that asked for its blocks) when it is big enough or flushInterval
+	// old, whichever comes first: in a crowd, where each box receives
+	// slowly from many, a box that held its blocks back until 8 MiB
+	// arrived would keep them from the crowd for minutes.
+	tick := time.NewTicker(flushInterval)
+	defer tick.Stop()
+	for {
+		var (
+			b  blocks.Block
+			ok bool
+		)
+		select {
+		case b, ok = <-ch:
+		case <-tick.C:
+			if err := flush(); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if !ok {
+			break
+		}
 		got++
 		size := len(b.RawData())
 		f.blocks.Add(1)
@@ -444,14 +468,16 @@ func (f *fetch) chunk(cids []cid.Cid) ([]cid.Cid, error) {
 	return kids, nil
 }
 
-// maybeAnnounce announces the root once half of its bytes are local: a box
-// serves the blocks it has while it fetches the rest, so a crowd fetching
-// the same root finds its peers in the DHT, not just the origin. Earlier,
-// a crowd's provider records would name boxes that hold next to nothing
-// and crowd out the ones that have the content.
+// maybeAnnounce announces the root once the box stored announceAfter bytes
+// of it from the network: a box serves the blocks it has while it fetches the
+// rest, so a crowd fetching the same root finds its peers in the DHT, not
+// just the origin. A peer found that way that lacks a block keeps the
+// want and says HAVE once the block arrives, so a crowd's boxes trade from
+// their first blocks on. (Provider look-ups
+// ask for fetchProviders boxes, enough for a crowd's partial holders not
+// to crowd out the boxes that hold all of it.)
 func (f *fetch) maybeAnnounce() {
-	total := f.total.Load()
-	if total > 0 && 2*f.bytes.Load() >= total && f.announced.CompareAndSwap(false, true) {
+	if f.fetched.Load() >= announceAfter && f.announced.CompareAndSwap(false, true) {
 		f.n.provideAsync(f.root)
 	}
 }

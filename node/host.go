@@ -7,6 +7,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
@@ -20,7 +21,21 @@ import (
 // newHost builds the box's libp2p host: TCP and QUIC, Noise and TLS, yamux,
 // identify, a resource manager with explicit limits, a connection manager,
 // AutoNAT, hole punching and the relay client.
+//
+// With cfg.Host set it returns that host (and no resource manager), once
+// it checked that the host's identity is key.
 func newHost(cfg *Config, key crypto.PrivKey, reg prometheus.Registerer) (host.Host, network.ResourceManager, error) {
+	if cfg.Host != nil {
+		id, err := peer.IDFromPrivateKey(key)
+		if err != nil {
+			return nil, nil, fmt.Errorf("node: identity: %w", err)
+		}
+		if cfg.Host.ID() != id {
+			cfg.Host.Close() // the box took it over
+			return nil, nil, fmt.Errorf("node: the host given runs as %s, the box's identity is %s", cfg.Host.ID(), id)
+		}
+		return cfg.Host, nil, nil
+	}
 	limits := rcmgr.DefaultLimits
 	libp2p.SetDefaultServiceLimits(&limits)
 	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.Scale(cfg.ResourceMemory, cfg.ResourceFDs)),

@@ -129,7 +129,10 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 		return nil, err
 	}
 	n.rm = rm
-	closers = append(closers, rm.Close, base.Close)
+	if rm != nil {
+		closers = append(closers, rm.Close)
+	}
+	closers = append(closers, base.Close)
 
 	n.router, err = dht.New(base,
 		dht.WithMode(cfg.DHTMode),
@@ -147,10 +150,15 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 	if n.pod, err = newPodService(n, key); err != nil {
 		return nil, err
 	}
-	hooks := bitswap.Hooks{BlockReceived: n.traffic.received, BlockSent: n.traffic.sent}
+	recent := newRecentBlocks()
+	hooks := bitswap.Hooks{BlockSent: n.traffic.sent, BlockReceived: func(p peer.ID, b blocks.Block) {
+		recent.add(b.Cid())
+		n.traffic.received(p, b)
+	}}
 	var bopts []bitswap.Option
 	if !cfg.ReceiptsOff {
 		hooks.BlockReceived = func(p peer.ID, b blocks.Block) {
+			recent.add(b.Cid())
 			n.traffic.received(p, b)
 			n.pod.received(p, b)
 		}
@@ -159,6 +167,9 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 	bopts = append(bopts, cfg.profileBitswapOptions()...)
 	if cfg.UploadLimit > 0 {
 		bopts = append(bopts, bitswap.WithUploadLimit(cfg.UploadLimit))
+	}
+	if cfg.SpreadHold > 0 && (cfg.UploadLimit > 0 || cfg.spreadSet) {
+		bopts = append(bopts, bitswap.WithSpread(min(cfg.SpreadHold, cfg.StallTimeout/2), recent.seeded))
 	}
 
 	n.ex, err = bitswap.New(n.ctx, n.host, n.router, n.store, append(bopts, bitswap.WithHooks(hooks))...)
@@ -288,7 +299,9 @@ func (n *Node) Close() error {
 		add("bitswap", n.ex.Close())
 		add("dht", n.router.Close())
 		add("host", n.host.Close())
-		add("resource manager", n.rm.Close())
+		if n.rm != nil {
+			add("resource manager", n.rm.Close())
+		}
 		add("store", n.store.Close())
 		n.closeErr = errors.Join(errs...)
 		n.log.Info("box stopped", "peer", n.host.ID())

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
@@ -47,14 +48,18 @@ func ParseRole(s string) (Role, error) {
 
 // Defaults of a box.
 const (
-	DefaultQuota            = 10 << 30 // 10 GiB of blocks
-	DefaultChunkSize        = 256 << 10
-	DefaultStallTimeout     = 30 * time.Second
-	DefaultResourceMemory   = 1 << 30 // libp2p resource manager: memory for all streams and connections
-	DefaultResourceFDs      = 1024
-	DefaultConnLow          = 64
-	DefaultConnHigh         = 192
-	DefaultProvideTimeout   = time.Minute
+	DefaultQuota          = 10 << 30 // 10 GiB of blocks
+	DefaultChunkSize      = 256 << 10
+	DefaultStallTimeout   = 30 * time.Second
+	DefaultResourceMemory = 1 << 30 // libp2p resource manager: memory for all streams and connections
+	DefaultResourceFDs    = 1024
+	DefaultConnLow        = 64
+	DefaultConnHigh       = 192
+	DefaultProvideTimeout = time.Minute
+	// DefaultSpreadHold: a block the box seeds (it did not just receive
+	// it) leaves at most once per this while a crowd asks for it, on a
+	// box with an upload limit; see WithSpread.
+	DefaultSpreadHold       = 15 * time.Second
 	defaultBootstrapTimeout = 30 * time.Second
 )
 
@@ -83,6 +88,7 @@ type Config struct {
 	ReceiptEvery      int64
 
 	UploadLimit   int64         // bytes per second bitswap serves, all peers together (0: no limit)
+	SpreadHold    time.Duration // a seeded block leaves at most once per this (0: no spreading)
 	HeatHalfLife  time.Duration // half-life of request heat
 	SchedulingOff bool          // no heat reports, no replication orders
 	Schedule      heat.Params   // the committee's planner (coordinators)
@@ -91,7 +97,13 @@ type Config struct {
 	GatewayListen string         // HTTP address of the gateway role
 	Gateway       gateway.Config // limits and timeouts of the gateway role
 
+	// Host, if set, is the libp2p host the box runs on instead of one it
+	// builds (ListenAddrs, ResourceMemory/FDs and ConnLow/High then do not
+	// apply); the box closes it. See WithHost.
+	Host host.Host
+
 	listenSet  bool
+	spreadSet  bool // WithSpread was given: spread even without an upload limit
 	noReceipts bool // test only: a client that never signs
 }
 
@@ -116,6 +128,7 @@ func defaults() (*Config, error) {
 		GatewayListen:     DefaultGatewayListen,
 		HeatHalfLife:      DefaultHeatHalfLife,
 		Schedule:          heat.DefaultParams(),
+		SpreadHold:        DefaultSpreadHold,
 	}
 	addrs, err := parseAddrs(DefaultListenAddrs)
 	if err != nil {
@@ -141,6 +154,7 @@ func (c *Config) validate() error {
 	if c.StallTimeout <= 0 {
 		return errors.New("node: stall timeout must be positive")
 	}
+
 	if err := c.Network.Validate(); err != nil {
 		return fmt.Errorf("node: network parameters: %w", err)
 	}
@@ -393,6 +407,23 @@ func WithoutReceipts(t testing.TB) Option {
 	}
 }
 
+// WithHost runs the box on h, a host built by the caller, instead of
+// building one: in-memory networks of many boxes in one process
+// (go-libp2p's mocknet, which needs no sockets) use it. The box takes h
+// over and closes it. h's key must be the box's identity.
+func WithHost(h host.Host) Option {
+	return func(c *Config) error {
+		if h == nil {
+			return errors.New("node: nil host")
+		}
+		if c.Host != nil {
+			return errors.New("node: host set twice")
+		}
+		c.Host = h
+		return nil
+	}
+}
+
 func parseAddrs(addrs []string) ([]ma.Multiaddr, error) {
 	out := make([]ma.Multiaddr, 0, len(addrs))
 	for _, s := range addrs {
@@ -431,6 +462,32 @@ func WithUploadLimit(bytesPerSecond int64) Option {
 			return fmt.Errorf("node: upload limit must not be negative, got %d", bytesPerSecond)
 		}
 		c.UploadLimit = bytesPerSecond
+		return nil
+	}
+}
+
+// WithSpread sets how often at most a block the box seeds leaves it while
+// a crowd asks for it (default DefaultSpreadHold; 0: as often as asked). A
+// seeded block is one the box did not receive from another box lately:
+// content it published, or fetched long ago. The box's upload then goes
+// to blocks the crowd does not hold yet, and the crowd trades them among
+// itself (BitTorrent's super-seeding). Wants are never refused: a want
+// for a block sent less than hold ago is answered when the hold has
+// passed, unless the asker got the block elsewhere first. A hold longer
+// than half the stall timeout is cut to that, so that no fetch from this
+// box is taken for stalled.
+//
+// By default a box spreads only when it has an upload limit
+// (WithUploadLimit): a box whose uplink is known to be scarce. Spreading
+// delays a second asker of a seeded block (by up to the hold, or until
+// another box that has it answers), which only pays off when the upload
+// is the bottleneck. WithSpread turns it on (or off) whatever the limit.
+func WithSpread(hold time.Duration) Option {
+	return func(c *Config) error {
+		if hold < 0 {
+			return fmt.Errorf("node: spread hold must not be negative, got %s", hold)
+		}
+		c.SpreadHold, c.spreadSet = hold, true
 		return nil
 	}
 }
