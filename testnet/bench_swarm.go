@@ -4,14 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/ipfs/go-cid"
+	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 
 	"github.com/orecdn/ore/heat"
 	"github.com/orecdn/ore/ledger"
@@ -22,10 +25,12 @@ import (
 type SwarmConfig struct {
 	Boxes       int           // the crowd (default 50)
 	Size        int64         // bytes of the published file (default 64 MiB)
-	UploadLimit int64         // bytes/s every box serves at most (default 16 MiB/s; negative: none)
+	UploadLimit int64         // bytes/s every box serves at most (default 2 MiB/s, a home uplink; negative: none)
 	Epoch       time.Duration // ledger epoch: scheduling acts once per epoch (default 1 s)
+	SpreadHold  time.Duration // every box's node.WithSpread (default node.DefaultSpreadHold; negative: none)
 	Ramp        time.Duration // the crowd's requests arrive evenly over this (default 5 s)
 	Scheduling  bool
+	ReceiptsOff bool // no proof of delivery (to measure what it costs)
 	// Prewarm, with scheduling on, has the publisher order this many
 	// replicas on the ledger before the release (a pre-warm), and the crowd
 	// comes once they hold it; the pre-warm's traffic from the origin
@@ -36,13 +41,22 @@ type SwarmConfig struct {
 	// congestion control throttles them (measured: the crowd's bytes took
 	// twice as long), which would measure the test rig, not ore.
 	QUIC bool
+	// Mocknet runs the boxes on go-libp2p's in-memory mocknet instead of
+	// loopback TCP: no sockets (hundreds of boxes fit in one process's file
+	// descriptors), no kernel TCP and no encryption to pay for on the
+	// machine's cores. Latency is every link's one-way delay there.
+	Mocknet bool
+	Latency time.Duration
 	// SmallMemory gives every box the small-memory profile (badger's
 	// memtables and caches sized for 1 GiB boxes), so that hundreds of
 	// boxes fit in one machine's memory.
 	SmallMemory bool
 	Params      heat.Params // the committee's planner (default heat.DefaultParams)
-	Progress    func(string)
-	Logger      *slog.Logger
+	// CPUProfile, if set, receives a CPU profile of the crowd's fetches
+	// (from the first request to the last completion).
+	CPUProfile io.Writer
+	Progress   func(string)
+	Logger     *slog.Logger
 }
 
 // SwarmResult is what one flash crowd measured.
@@ -62,7 +76,15 @@ type SwarmResult struct {
 	Prewarmed      int     `json:"prewarmed"`        // replicas the pre-warm placed before the crowd
 	PrewarmSeconds float64 `json:"prewarm_seconds"`  // from the pre-warm order to its replicas held
 	Failed         int     `json:"failed"`
+	// Received is the block bytes the crowd received over the bytes it
+	// needed (1: no block came twice).
+	Received float64 `json:"received_over_needed"`
 }
+
+// DefaultSwarmUpload is every box's upload cap in the swarm bench: the
+// upstream of a home line (2-5 MiB/s is typical), so that the crowd is
+// bound by its uplinks as a real one is, not by the test machine's cores.
+const DefaultSwarmUpload = 2 << 20
 
 // minSwarmFDs is the file descriptors a crowd box needs at least.
 const minSwarmFDs = 80
@@ -86,10 +108,13 @@ func BenchSwarm(ctx context.Context, cfg SwarmConfig) (res SwarmResult, err erro
 		cfg.Size = 64 << 20
 	}
 	if cfg.UploadLimit == 0 {
-		cfg.UploadLimit = 16 << 20
+		cfg.UploadLimit = DefaultSwarmUpload
 	}
 	if cfg.Epoch <= 0 {
 		cfg.Epoch = time.Second
+	}
+	if cfg.SpreadHold == 0 {
+		cfg.SpreadHold = node.DefaultSpreadHold
 	}
 	if cfg.Ramp <= 0 {
 		cfg.Ramp = 5 * time.Second
@@ -108,12 +133,19 @@ func BenchSwarm(ctx context.Context, cfg SwarmConfig) (res SwarmResult, err erro
 		total, cfg.Boxes, cfg.UploadLimit>>20, cfg.Scheduling)
 	opts := []Option{
 		WithNodeOptions(node.WithUploadLimit(max(cfg.UploadLimit, 0)), node.WithScheduling(cfg.Scheduling),
-			node.WithSchedule(cfg.Params), node.WithStallTimeout(60*time.Second)),
+			node.WithSchedule(cfg.Params), node.WithStallTimeout(60*time.Second),
+			node.WithSpread(max(cfg.SpreadHold, 0))),
 		WithLedger(LedgerSpec{Coordinators: []int{0, 1, 2}, EpochLength: cfg.Epoch, Network: "ore-swarm",
 			Balances: map[int]uint64{swarmOrigin: 1_000_000 * 1_000_000_000}}),
 	}
-	if !cfg.QUIC {
+	switch {
+	case cfg.Mocknet:
+		opts = append(opts, WithMocknet(mocknet.LinkOptions{Latency: cfg.Latency}))
+	case !cfg.QUIC:
 		opts = append(opts, WithTCPOnly())
+	}
+	if cfg.ReceiptsOff {
+		opts = append(opts, WithNodeOptions(node.WithReceipts(false)))
 	}
 	if cfg.SmallMemory {
 		opts = append(opts, WithNodeOptions(node.WithSmallMemory(true)))
@@ -126,7 +158,7 @@ func BenchSwarm(ctx context.Context, cfg SwarmConfig) (res SwarmResult, err erro
 	// The origin and the coordinators, which every box dials, get a hub's
 	// share: with a crowd's share the origin's connection manager trimmed
 	// all but ~20 of 150 fetchers, which then stalled.
-	if fds := fileLimit(); fds > 0 {
+	if fds := fileLimit(); fds > 0 && !cfg.Mocknet {
 		hub := min(1024, fds/(4*swarmFirst))
 		per := (int(float64(fds)*0.9) - swarmFirst*hub) / cfg.Boxes
 		if per < minSwarmFDs {
@@ -197,6 +229,11 @@ func BenchSwarm(ctx context.Context, cfg SwarmConfig) (res SwarmResult, err erro
 		failed []error
 		done   int
 	)
+	if cfg.CPUProfile != nil {
+		if err := pprof.StartCPUProfile(cfg.CPUProfile); err != nil {
+			return res, fmt.Errorf("testnet: cpu profile: %w", err)
+		}
+	}
 	start = time.Now()
 	for i, n := range crowd {
 		wg.Add(1)
@@ -220,17 +257,35 @@ func BenchSwarm(ctx context.Context, cfg SwarmConfig) (res SwarmResult, err erro
 			}
 		}(i, n)
 	}
+	stop := make(chan struct{})
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		watchCrowd(stop, start, origin, crowd, before.DataSent, cfg.Size, say)
+	}()
 	wg.Wait()
+	close(stop)
+	<-watched
 	res.CrowdSeconds = time.Since(start).Seconds()
+	if cfg.CPUProfile != nil {
+		pprof.StopCPUProfile()
+	}
 	res.Failed = len(failed)
 	after, err := origin.Exchange().Stats()
 	if err != nil {
 		return res, err
 	}
 	res.OriginBytes = after.DataSent - before.DataSent
+	var received uint64
+	for _, n := range crowd {
+		if st, err := n.Exchange().Stats(); err == nil {
+			received += st.DataReceived
+		}
+	}
 	res.OriginRatio = float64(res.OriginBytes) / float64(cfg.Size)
 	if served := float64(cfg.Size) * float64(len(crowd)-len(failed)); served > 0 {
 		res.Offload = 1 - float64(res.OriginBytes)/served
+		res.Received = float64(received) / served
 	}
 	if res.SingleSeconds > 0 {
 		res.CrowdOverOne = res.CrowdSeconds / res.SingleSeconds
@@ -247,6 +302,37 @@ func BenchSwarm(ctx context.Context, cfg SwarmConfig) (res SwarmResult, err erro
 		return res, fmt.Errorf("testnet: %d of %d crowd fetches failed: %w", len(failed), len(crowd), errors.Join(failed...))
 	}
 	return res, nil
+}
+
+// swarmWatchInterval is how often the bench reports the crowd's progress.
+const swarmWatchInterval = 10 * time.Second
+
+// watchCrowd reports, every swarmWatchInterval until stop closes, the share
+// of the crowd's bytes that arrived (duplicates included) and what the
+// origin sent since originBefore.
+func watchCrowd(stop <-chan struct{}, start time.Time, origin *node.Node, crowd []*node.Node, originBefore uint64, size int64, say func(string, ...any)) {
+	t := time.NewTicker(swarmWatchInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		var got, dups uint64
+		for _, n := range crowd {
+			if st, err := n.Exchange().Stats(); err == nil {
+				got += st.DataReceived
+				dups += st.DupBlocks
+			}
+		}
+		sent := uint64(0)
+		if st, err := origin.Exchange().Stats(); err == nil {
+			sent = st.DataSent - originBefore
+		}
+		say("after %.0f s: the crowd received %.0f%% of its bytes (%d duplicate blocks), the origin sent %.2f× the size",
+			time.Since(start).Seconds(), 100*float64(got)/float64(size*int64(len(crowd))), dups, float64(sent)/float64(size))
+	}
 }
 
 // holders counts the open boxes that hold root whole, and those of them

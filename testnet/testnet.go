@@ -9,6 +9,10 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/libp2p/go-libp2p/core/host"
+	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
+	ma "github.com/multiformats/go-multiaddr"
+
 	"github.com/orecdn/ore/dht"
 	"github.com/orecdn/ore/ledger"
 	"github.com/orecdn/ore/node"
@@ -22,6 +26,8 @@ type Network struct {
 
 	root    string
 	ownRoot bool
+	mn      mocknet.Mocknet // with WithMocknet
+	hosts   []host.Host     // with WithMocknet: box i's host, until it starts
 }
 
 type config struct {
@@ -32,6 +38,15 @@ type config struct {
 	log      *slog.Logger
 	ledger   *LedgerSpec
 	tcpOnly  bool
+	mock     *mocknet.LinkOptions
+}
+
+// WithMocknet runs the boxes on go-libp2p's in-memory mocknet instead of
+// loopback sockets: no file descriptors, no kernel TCP, no encryption, so
+// hundreds of boxes fit in one process; every pair of boxes is linked with
+// links (latency, bandwidth per link; zero: none).
+func WithMocknet(links mocknet.LinkOptions) Option {
+	return func(c *config) { c.mock = &links }
 }
 
 // WithTCPOnly makes every box listen on TCP alone (default: TCP and QUIC).
@@ -106,6 +121,11 @@ func New(ctx context.Context, n int, opts ...Option) (_ *Network, err error) {
 			return nil, err
 		}
 	}
+	if cfg.mock != nil {
+		if err := nw.makeMocknet(*cfg.mock); err != nil {
+			return nil, err
+		}
+	}
 	for i := 0; i < n; i++ {
 		if err := nw.start(ctx, i, &cfg); err != nil {
 			return nil, err
@@ -149,6 +169,10 @@ func (nw *Network) start(ctx context.Context, i int, cfg *config) error {
 	}
 	opts = append(opts, cfg.nodeOpts...)
 	opts = append(opts, cfg.boxOpts[i]...)
+	if nw.hosts != nil {
+		opts = append(opts, node.WithHost(nw.hosts[i]))
+		nw.hosts[i] = nil // the box owns it now
+	}
 	nd, err := node.New(ctx, opts...)
 	if err != nil {
 		return fmt.Errorf("testnet: box %d: %w", i, err)
@@ -157,11 +181,40 @@ func (nw *Network) start(ctx context.Context, i int, cfg *config) error {
 	return nil
 }
 
+// makeMocknet builds every box's host on one mocknet, with its identity,
+// and links them all.
+func (nw *Network) makeMocknet(links mocknet.LinkOptions) error {
+	nw.mn = mocknet.New()
+	nw.mn.SetLinkDefaults(links)
+	for i, dir := range nw.Dirs {
+		key, err := node.LoadIdentity(dir)
+		if err != nil {
+			return fmt.Errorf("testnet: box %d: %w", i, err)
+		}
+		addr, err := ma.NewMultiaddr(fmt.Sprintf("/ip4/10.%d.%d.%d/tcp/4601", i>>16&255, i>>8&255, i&255))
+		if err != nil {
+			return err
+		}
+		h, err := nw.mn.AddPeer(key, addr)
+		if err != nil {
+			return fmt.Errorf("testnet: box %d: mocknet host: %w", i, err)
+		}
+		nw.hosts = append(nw.hosts, h)
+	}
+	if err := nw.mn.LinkAll(); err != nil {
+		return fmt.Errorf("testnet: mocknet links: %w", err)
+	}
+	return nil
+}
+
 // Restart closes box i and starts it again on the same repo (same key,
 // same blocks, new ports).
 func (nw *Network) Restart(ctx context.Context, i int, opts ...node.Option) (*node.Node, error) {
 	if i < 0 || i >= len(nw.Nodes) {
 		return nil, fmt.Errorf("testnet: no box %d", i)
+	}
+	if nw.mn != nil {
+		return nil, errors.New("testnet: a box on a mocknet cannot restart (its host closed with it)")
 	}
 	if err := nw.Nodes[i].Close(); err != nil {
 		return nil, fmt.Errorf("testnet: close box %d: %w", i, err)
@@ -192,6 +245,16 @@ func (nw *Network) Close() error {
 	for i, nd := range nw.Nodes {
 		if err := nd.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("box %d: %w", i, err))
+		}
+	}
+	for _, h := range nw.hosts {
+		if h != nil {
+			h.Close()
+		}
+	}
+	if nw.mn != nil {
+		if err := nw.mn.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("mocknet: %w", err))
 		}
 	}
 	if nw.ownRoot {
