@@ -21,7 +21,7 @@ func TestFullBlockLeavesTheRestForTheNext(t *testing.T) {
 	root := testRoot("full")
 	cl.submit(t, ledger.NewDeposit(cl.pub.id, 1, 100_000_000_000))
 	cl.submit(t, ledger.NewRegister(cl.pub.id, 2, root, 0))
-	waitFor(t, 15*time.Second, "deposit and registration in a block", func() bool {
+	waitFor(t, 45*time.Second, "deposit and registration in a block", func() bool {
 		_, ok := lead.c.State().Registration(root)
 		return ok
 	})
