@@ -97,7 +97,6 @@ func (n *Node) SubmitTx(ctx context.Context, tx ledger.Tx) error {
 		return err
 	}
 	if n.committee != nil {
-		n.committee.Keep(tx)
 		return n.committee.Submit(ctx, tx)
 	}
 	return committee.SubmitTx(ctx, n.host, n.cfg.Genesis, tx)

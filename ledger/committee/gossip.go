@@ -220,13 +220,32 @@ func (c *Committee) readSigs(ctx context.Context, sub *pubsub.Subscription) {
 	}
 }
 
-// Submit gossips a signed account transaction to the coordinators. Right
-// after this member connected it waits, up to meshWait, for a gossip peer.
+// Submit keeps a signed account transaction for this member's next block,
+// hands it to the leader and gossips it to the coordinators. Right after
+// this member connected it waits, up to meshWait, for a gossip peer.
 func (c *Committee) Submit(ctx context.Context, tx ledger.Tx) error {
+	return c.submit(ctx, tx, true)
+}
+
+// submit keeps a verified transaction and gossips it; with forward, a
+// member that does not lead also hands it to the leader directly, so that
+// a gossip message lost on a mesh that is still forming (a member that
+// just started or reconnected) loses nothing. What a member receives from
+// another (serveSubmit) is not forwarded again: two members that each
+// take the other for the leader, during an election, would pass it back
+// and forth.
+func (c *Committee) submit(ctx context.Context, tx ledger.Tx, forward bool) error {
 	if err := tx.VerifySig(c.cfg.Genesis.Network); err != nil {
 		return err
 	}
-	return c.publish(ctx, c.txs, tx.Marshal())
+	c.keepTx(tx)
+	data := tx.Marshal()
+	if l := c.LeaderID(); forward && l != "" && l != c.self {
+		if err := submitTo(ctx, c.cfg.Host, l, data); err != nil {
+			c.log.Debug("hand transaction to the leader", "leader", l, "err", err)
+		}
+	}
+	return c.publish(ctx, c.txs, data)
 }
 
 func (c *Committee) readTxs(ctx context.Context, sub *pubsub.Subscription) {

@@ -220,11 +220,9 @@ func (c *Committee) serveSubmit(s network.Stream) {
 		err = errors.New("receipts travel on " + "/ore/receipts/1")
 	}
 	if err == nil {
-		err = c.Submit(context.Background(), *tx)
+		err = c.submit(context.Background(), *tx, false)
 	}
-	if err == nil {
-		c.keepTx(*tx)
-	} else {
+	if err != nil {
 		answer = err.Error()
 	}
 	_, _ = s.Write(append(binary.AppendUvarint(nil, uint64(len(answer))), answer...))
