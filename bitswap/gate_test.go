@@ -51,13 +51,7 @@ func (b *budget) Allow(_ peer.ID, size int) bool {
 
 func TestGateHoldsAndReleases(t *testing.T) {
 	ctx := context.Background()
-	bs := blockstore.NewBlockstore(dssync.MutexWrap(datastore.NewMapDatastore()))
-	var blks []blocks.Block
-	for i := 0; i < 4; i++ {
-		b := blocks.NewBlock(append(make([]byte, 100), byte(i)))
-		blks = append(blks, b)
-		_ = bs.Put(ctx, b)
-	}
+	bs, blks := storedBlocks(t, 4)
 	w := &wire{}
 	g := &budget{left: 202}
 	var reported []cid.Cid
@@ -111,13 +105,7 @@ func TestGateHoldsAndReleases(t *testing.T) {
 
 func TestGateDropsHeldBlocksThePeerCancels(t *testing.T) {
 	ctx := context.Background()
-	bs := blockstore.NewBlockstore(dssync.MutexWrap(datastore.NewMapDatastore()))
-	var blks []blocks.Block
-	for i := 0; i < 3; i++ {
-		b := blocks.NewBlock(append(make([]byte, 100), byte(i)))
-		blks = append(blks, b)
-		_ = bs.Put(ctx, b)
-	}
+	bs, blks := storedBlocks(t, 3)
 	w := &wire{}
 	g := &budget{left: 0}
 	gn := newGatedNetwork(w, g, nil, bs)
@@ -144,4 +132,19 @@ func TestGateDropsHeldBlocksThePeerCancels(t *testing.T) {
 	if len(w.sent) != 2 || !sent[blks[0].Cid()] || !sent[blks[2].Cid()] {
 		t.Fatalf("after a cancel the release sent %v, want blocks 0 and 2", w.sent)
 	}
+}
+
+// storedBlocks puts n distinct 101-byte blocks in a new in-memory store.
+func storedBlocks(t *testing.T, n int) (blockstore.Blockstore, []blocks.Block) {
+	t.Helper()
+	bs := blockstore.NewBlockstore(dssync.MutexWrap(datastore.NewMapDatastore()))
+	var blks []blocks.Block
+	for i := range n {
+		b := blocks.NewBlock(append(make([]byte, 100), byte(i)))
+		if err := bs.Put(context.Background(), b); err != nil {
+			t.Fatal(err)
+		}
+		blks = append(blks, b)
+	}
+	return bs, blks
 }

@@ -248,6 +248,21 @@ func (cl *cluster) receipt(t *testing.T, srv, cli account, root cid.Cid, seq uin
 	return r
 }
 
+// register deposits amount for the publisher and registers root at the
+// default price, and waits until m applied both.
+func (cl *cluster) register(t *testing.T, m *member, root cid.Cid, amount uint64) {
+	t.Helper()
+	cl.submit(t, ledger.NewDeposit(cl.pub.id, 1, amount))
+	cl.submit(t, ledger.NewRegister(cl.pub.id, 2, root, 0))
+	// A deadline, not a duration: under the race detector, with other
+	// packages' tests on the same two cores, the first block has taken
+	// over 15 s in CI.
+	waitFor(t, 45*time.Second, "deposit and registration in a block", func() bool {
+		_, ok := m.c.State().Registration(root)
+		return ok
+	})
+}
+
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
@@ -264,15 +279,7 @@ func TestCommitteePaysReceiptsAndSurvivesLeaderDeath(t *testing.T) {
 	cl := newCluster(t)
 	first := cl.leader(t, 10*time.Second)
 	root := testRoot("video")
-	cl.submit(t, ledger.NewDeposit(cl.pub.id, 1, 500_000_000_000))
-	cl.submit(t, ledger.NewRegister(cl.pub.id, 2, root, 0))
-	// A deadline, not a duration: under the race detector, with other
-	// packages' tests on the same two cores, the first block has taken
-	// over 15 s in CI.
-	waitFor(t, 45*time.Second, "deposit and registration in a block", func() bool {
-		_, ok := first.c.State().Registration(root)
-		return ok
-	})
+	cl.register(t, first, root, 500_000_000_000)
 
 	srv, cli := newAccount(t), newAccount(t)
 	// A stream of cumulative receipts: only the last one's bytes count.

@@ -19,12 +19,7 @@ func TestFullBlockLeavesTheRestForTheNext(t *testing.T) {
 	cl := newClusterEpoch(t, 2*time.Second)
 	lead := cl.leader(t, 10*time.Second)
 	root := testRoot("full")
-	cl.submit(t, ledger.NewDeposit(cl.pub.id, 1, 100_000_000_000))
-	cl.submit(t, ledger.NewRegister(cl.pub.id, 2, root, 0))
-	waitFor(t, 45*time.Second, "deposit and registration in a block", func() bool {
-		_, ok := lead.c.State().Registration(root)
-		return ok
-	})
+	cl.register(t, lead, root, 100_000_000_000)
 	// One (server, client, root, epoch) per receipt: a new client each.
 	srv := newAccount(t)
 	n := ledger.MaxBlockTxs + 500
