@@ -24,6 +24,12 @@
 //	v := pod.NewVerifier(params)
 //	err = v.Verify(r, params.EpochAt(now)) // every rule, counted by reason
 //
+// Signatures follow ZIP-215 (cofactored Ed25519), alone or in batches.
+// VerifyReceipts checks many receipts at once, in batches on all cores,
+// and remembers the ones that verified, so a process pays for a receipt
+// once however many of its parts (gossip validator, block builder, state
+// machines) look at it.
+//
 // Encoding: a versioned, canonical binary form (Marshal/Unmarshal) with
 // domain-separated signature payloads. Unmarshal rejects every malformed,
 // non-canonical or oversized input; a fuzz test checks it never panics.

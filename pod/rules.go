@@ -127,7 +127,7 @@ func (p Params) Check(r *Receipt, now uint64, requireServer bool) error {
 }
 
 // CheckUnsigned applies every stateless rule but the signature checks, for
-// callers that verify signatures in batches (BatchVerify) afterwards.
+// callers that verify signatures in batches (VerifyReceipts) afterwards.
 func (p Params) CheckUnsigned(r *Receipt, now uint64) error {
 	if r.Version != Version {
 		return reject(ReasonUnknownVersion, "version %d, this build reads %d", r.Version, Version)
