@@ -1,8 +1,7 @@
 package node
 
 import (
-	"sync"
-
+	"github.com/hashicorp/golang-lru/v2"
 	"github.com/ipfs/go-cid"
 )
 
@@ -10,41 +9,23 @@ import (
 // lately, so that the blocks it holds from before (it published them, or
 // fetched them long ago) can be told apart: those it seeds, and spreads
 // (bitswap.WithSpread); the ones it just received it trades freely with
-// the crowd it received them with. Two generations of at most
-// maxRecentBlocks each bound the memory (~100 bytes a block); a block
-// forgotten that way counts as seeded, as it is by then.
+// the crowd it received them with. The least recently received are
+// forgotten past maxRecentBlocks (~100 bytes a block); a block forgotten
+// that way counts as seeded, as it is by then.
 type recentBlocks struct {
-	mu       sync.Mutex
-	cur, old map[cid.Cid]struct{}
+	c *lru.Cache[cid.Cid, struct{}]
 }
 
-// maxRecentBlocks is a generation's size: 64 GiB of 256 KiB blocks.
-const maxRecentBlocks = 1 << 18
+// maxRecentBlocks bounds the memory: 128 GiB of 256 KiB blocks.
+const maxRecentBlocks = 1 << 19
 
 func newRecentBlocks() *recentBlocks {
-	return &recentBlocks{cur: make(map[cid.Cid]struct{})}
+	c, _ := lru.New[cid.Cid, struct{}](maxRecentBlocks) // fails only for a size below 1
+	return &recentBlocks{c: c}
 }
 
-func (r *recentBlocks) add(c cid.Cid) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if _, ok := r.cur[c]; ok {
-		return
-	}
-	if len(r.cur) >= maxRecentBlocks {
-		r.old, r.cur = r.cur, make(map[cid.Cid]struct{})
-	}
-	r.cur[c] = struct{}{}
-}
+func (r *recentBlocks) add(c cid.Cid) { r.c.Add(c, struct{}{}) }
 
 // seeded reports whether the box holds c from before: it did not receive
 // it from another box lately.
-func (r *recentBlocks) seeded(c cid.Cid) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if _, ok := r.cur[c]; ok {
-		return false
-	}
-	_, ok := r.old[c]
-	return !ok
-}
+func (r *recentBlocks) seeded(c cid.Cid) bool { return !r.c.Contains(c) }

@@ -16,7 +16,7 @@ func testCID(t *testing.T, i int) cid.Cid {
 	return cid.NewCidV1(cid.Raw, h)
 }
 
-func TestRecentBlocksForgetsOldGenerations(t *testing.T) {
+func TestRecentBlocksForgetsTheOldest(t *testing.T) {
 	r := newRecentBlocks()
 	a := testCID(t, 0)
 	if !r.seeded(a) {
@@ -26,21 +26,19 @@ func TestRecentBlocksForgetsOldGenerations(t *testing.T) {
 	if r.seeded(a) {
 		t.Fatal("a block just received is not seeded")
 	}
-	// One full generation later a is still remembered (old generation),
-	// two later it is forgotten.
-	for i := 1; i <= maxRecentBlocks; i++ {
+	// Remembered while fewer than maxRecentBlocks came after it,
+	// forgotten (seeded) once that many did.
+	for i := 1; i < maxRecentBlocks; i++ {
 		r.add(testCID(t, i))
 	}
 	if r.seeded(a) {
-		t.Fatal("a block one generation old must still count as received")
+		t.Fatal("a block within the bound must still count as received")
 	}
-	for i := maxRecentBlocks + 1; i <= 2*maxRecentBlocks; i++ {
-		r.add(testCID(t, i))
-	}
+	r.add(testCID(t, maxRecentBlocks))
 	if !r.seeded(a) {
-		t.Fatal("a block two generations old counts as seeded")
+		t.Fatal("a block past the bound counts as seeded")
 	}
-	if n := len(r.cur) + len(r.old); n > 2*maxRecentBlocks {
-		t.Fatalf("remembers %d blocks, bound is %d", n, 2*maxRecentBlocks)
+	if n := r.c.Len(); n > maxRecentBlocks {
+		t.Fatalf("remembers %d blocks, bound is %d", n, maxRecentBlocks)
 	}
 }

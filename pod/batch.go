@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	voi "github.com/oasisprotocol/curve25519-voi/primitives/ed25519"
@@ -45,7 +46,7 @@ func VerifyReceipts(rs []*Receipt) []error {
 			continue
 		}
 		keys[i] = verifiedKey(r)
-		if !verified.has(keys[i]) {
+		if !verified.Contains(keys[i]) {
 			todo = append(todo, i)
 		}
 	}
@@ -66,7 +67,7 @@ func VerifyReceipts(rs []*Receipt) []error {
 				verifyPart(rs, part, errs)
 				for _, i := range part {
 					if errs[i] == nil {
-						verified.add(keys[i], struct{}{})
+						verified.Add(keys[i], struct{}{})
 					}
 				}
 			}
@@ -144,7 +145,7 @@ func verifiedKey(r *Receipt) [32]byte {
 
 // expandedKey returns the precomputed form of id's Ed25519 key.
 func expandedKey(id peer.ID, role string) (*voi.ExpandedPublicKey, error) {
-	if k, ok := expanded.get(id); ok {
+	if k, ok := expanded.Get(id); ok {
 		return k, nil
 	}
 	bad := func(why string, args ...any) error {
@@ -165,7 +166,7 @@ func expandedKey(id peer.ID, role string) (*voi.ExpandedPublicKey, error) {
 	if err != nil {
 		return nil, bad("key does not decode: %v", err)
 	}
-	expanded.add(id, k)
+	expanded.Add(id, k)
 	return k, nil
 }
 
@@ -177,44 +178,15 @@ var (
 	// lives from its gossip validation to the state machines that apply
 	// its block an epoch or two later, and 20,000 receipts/s over two
 	// 10 s epochs is 400,000 of them.
-	verified = newRecent[[32]byte, struct{}](1 << 18)
+	verified = mustLRU[[32]byte, struct{}](1 << 19)
 	// expanded holds keys (~1.5 KiB each): servers recur in every batch.
-	expanded = newRecent[peer.ID, *voi.ExpandedPublicKey](1 << 12)
+	expanded = mustLRU[peer.ID, *voi.ExpandedPublicKey](1 << 13)
 )
 
-// recent is a bounded map that forgets the oldest half at a time: new
-// entries go to the current generation; when it holds max, it becomes the
-// previous one and the old previous is dropped. It holds at most 2×max.
-type recent[K comparable, V any] struct {
-	mu        sync.RWMutex
-	cur, prev map[K]V
-	max       int
-}
-
-func newRecent[K comparable, V any](max int) *recent[K, V] {
-	return &recent[K, V]{cur: make(map[K]V), max: max}
-}
-
-func (c *recent[K, V]) get(k K) (V, bool) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	if v, ok := c.cur[k]; ok {
-		return v, true
+func mustLRU[K comparable, V any](size int) *lru.Cache[K, V] {
+	c, err := lru.New[K, V](size)
+	if err != nil {
+		panic(err) // only for a size below 1
 	}
-	v, ok := c.prev[k]
-	return v, ok
-}
-
-func (c *recent[K, V]) has(k K) bool {
-	_, ok := c.get(k)
-	return ok
-}
-
-func (c *recent[K, V]) add(k K, v V) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.cur) >= c.max {
-		c.prev, c.cur = c.cur, make(map[K]V)
-	}
-	c.cur[k] = v
+	return c
 }
