@@ -2,6 +2,7 @@ package testnet
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"sort"
@@ -186,30 +187,23 @@ func BenchLedger(ctx context.Context, cfg LedgerConfig, opts ...Option) (LedgerF
 	// An overloaded committee lets receipts expire (MaxSkew epochs): the
 	// watcher gives up MaxSkew+2 epochs after the last final block once
 	// the stream is over, and the figures count what was lost.
-	streamed := make(chan struct{})
+	var streamed atomic.Bool
+	stall := time.Duration(params.MaxSkew+2) * cfg.Epoch
 	go func() {
 		var w watched
 		seen := 0
 		for height := uint64(1); seen < n; {
-			wctx, cancel := context.WithCancel(ctx)
-			go func() {
-				select {
-				case <-streamed:
-				case <-wctx.Done():
-					return
+			since := w.last
+			giveUp := func() bool {
+				if !streamed.Load() {
+					return false
 				}
-				since := w.last
 				if since.IsZero() {
 					since = time.Now()
 				}
-				select {
-				case <-time.After(time.Until(since.Add(time.Duration(params.MaxSkew+2) * cfg.Epoch))):
-					cancel()
-				case <-wctx.Done():
-				}
-			}()
-			b, err := finalBlock(wctx, nw, height)
-			cancel()
+				return time.Since(since) > stall
+			}
+			b, err := finalBlock(ctx, nw, height, giveUp)
 			if err != nil {
 				if ctx.Err() != nil {
 					w.err = fmt.Errorf("testnet: %d of %d receipts final when the bench ran out of time", seen, n)
@@ -278,7 +272,7 @@ feed:
 	}
 	close(chunks)
 	wg.Wait()
-	close(streamed)
+	streamed.Store(true)
 	figs.PublishedPer = float64(n-figs.Stale) / time.Since(first).Seconds()
 	if pubErr != nil {
 		return figs, pubErr
@@ -305,9 +299,10 @@ feed:
 }
 
 // finalBlock waits until the block at height is final on the leader and
-// returns it. It reads block heads until then, not whole blocks.
-func finalBlock(ctx context.Context, nw *Network, height uint64) (*ledger.Block, error) {
-	for {
+// returns it, or until giveUp says to stop. It reads block heads until
+// then, not whole blocks.
+func finalBlock(ctx context.Context, nw *Network, height uint64, giveUp func() bool) (*ledger.Block, error) {
+	for !giveUp() {
 		li, err := nw.Leader(ctx)
 		if err != nil {
 			return nil, err
@@ -324,7 +319,10 @@ func finalBlock(ctx context.Context, nw *Network, height uint64) (*ledger.Block,
 		case <-time.After(2 * time.Millisecond):
 		}
 	}
+	return nil, errGaveUp
 }
+
+var errGaveUp = errors.New("testnet: no new final block")
 
 // processCPU is the user and system time this process has used.
 func processCPU() time.Duration {
