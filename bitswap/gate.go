@@ -213,6 +213,16 @@ func (g *gatedNetwork) holdItems(p peer.ID, items []held) {
 	}
 }
 
+// load returns a held block: b when its bytes were kept, else c read
+// again from the store (false: it was deleted meanwhile).
+func (g *gatedNetwork) load(ctx context.Context, c cid.Cid, b blocks.Block) (blocks.Block, bool) {
+	if b != nil {
+		return b, true
+	}
+	b, err := g.store.Get(ctx, c)
+	return b, err == nil
+}
+
 // release sends the blocks held for p that the gate now allows.
 func (g *gatedNetwork) release(ctx context.Context, p peer.ID) {
 	g.mu.Lock()
@@ -240,12 +250,9 @@ func (g *gatedNetwork) release(ctx context.Context, p peer.ID) {
 		return err == nil
 	}
 	for i, it := range items {
-		b := it.b
-		if b == nil {
-			var err error
-			if b, err = g.store.Get(ctx, it.c); err != nil {
-				continue // deleted meanwhile: the peer asks again
-			}
+		b, ok := g.load(ctx, it.c, it.b)
+		if !ok {
+			continue // deleted meanwhile: the peer asks again
 		}
 		if !g.gate.Allow(p, len(b.RawData())) {
 			items[i].b = b
@@ -353,12 +360,9 @@ func (g *gatedNetwork) releaseSpread(ctx context.Context, tick time.Duration) {
 			msg := bsmsg.New(false)
 			size := 0
 			for _, w := range ws {
-				b := w.b
-				if b == nil {
-					var err error
-					if b, err = g.store.Get(ctx, w.c); err != nil {
-						continue // deleted meanwhile: the peer asks again
-					}
+				b, ok := g.load(ctx, w.c, w.b)
+				if !ok {
+					continue // deleted meanwhile: the peer asks again
 				}
 				msg.AddBlock(b)
 				if size += len(b.RawData()); size >= releaseMessageSize {
