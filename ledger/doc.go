@@ -81,6 +81,11 @@
 //   - Every pre-warm in a state is of a root registered by its publisher
 //     and has Until at or after the state's epoch: ended ones are dropped
 //     when the next block is applied. The state hash covers them.
+//   - The state hash follows the genesis's rules version (Genesis.Rules):
+//     RulesV2 (new networks) hashes each epoch's paid entries on their
+//     own, so a block costs what it pays, not the whole skew window;
+//     RulesV1 (genesis files without "rules") keeps the first definition
+//     so older chains still verify.
 //   - Apply does not check signatures of the committee (use Final) nor
 //     that the block's epoch matches a clock: callers that have a clock
 //     refuse blocks from the future themselves.

@@ -67,7 +67,21 @@ type Genesis struct {
 	Committee   []Member      // 3 or 5 coordinators
 	Balances    []Allocation  // initial balances, sorted by account
 	PricePerGiB uint64        // the network's price, for registrations that name none
+	// Rules is the version of the state rules: 0 and RulesV1 are the
+	// first (the state hash covers one list of every paid entry); RulesV2
+	// hashes the paid entries of each epoch on their own, so a block
+	// rehashes the epochs it pays, not the whole window. NewGenesis picks
+	// the latest; a genesis file without "rules" keeps RulesV1, so chains
+	// written before RulesV2 still verify.
+	Rules uint8
 }
+
+// The state rules versions (Genesis.Rules).
+const (
+	RulesV1     = 1
+	RulesV2     = 2
+	RulesLatest = RulesV2
+)
 
 type genesisJSON struct {
 	Network     string       `json:"network"`
@@ -76,12 +90,13 @@ type genesisJSON struct {
 	Committee   []Member     `json:"committee"`
 	Balances    []Allocation `json:"balances"`
 	PricePerGiB uint64       `json:"price_per_gib"`
+	Rules       uint8        `json:"rules,omitempty"`
 }
 
 // MarshalJSON writes the human-editable form ("epoch_length": "10s").
 func (g *Genesis) MarshalJSON() ([]byte, error) {
 	return json.Marshal(genesisJSON{Network: g.Network, Time: g.Time.UTC(), EpochLength: g.EpochLength.String(),
-		Committee: g.Committee, Balances: g.Balances, PricePerGiB: g.PricePerGiB})
+		Committee: g.Committee, Balances: g.Balances, PricePerGiB: g.PricePerGiB, Rules: g.Rules})
 }
 
 // UnmarshalJSON reads what MarshalJSON writes; a missing epoch length
@@ -102,7 +117,7 @@ func (g *Genesis) UnmarshalJSON(data []byte) error {
 		el = d
 	}
 	*g = Genesis{Network: j.Network, Time: j.Time, EpochLength: el, Committee: j.Committee,
-		Balances: j.Balances, PricePerGiB: j.PricePerGiB}
+		Balances: j.Balances, PricePerGiB: j.PricePerGiB, Rules: j.Rules}
 	return nil
 }
 
@@ -149,7 +164,7 @@ func (g *Genesis) Save(path string) error {
 // do. The epoch length is the default; balances are sorted by account.
 func NewGenesis(network string, t time.Time, committee []Member, balances map[peer.ID]uint64, pricePerGiB uint64) (*Genesis, error) {
 	g := &Genesis{Network: network, Time: t.UTC(), EpochLength: pod.DefaultEpochLength,
-		Committee: slices.Clone(committee), PricePerGiB: pricePerGiB}
+		Committee: slices.Clone(committee), PricePerGiB: pricePerGiB, Rules: RulesLatest}
 	for id, n := range balances {
 		g.Balances = append(g.Balances, Allocation{Account: id, Amount: n})
 	}
@@ -173,6 +188,9 @@ func (g *Genesis) Validate() error {
 	}
 	if g.EpochLength < time.Second || g.EpochLength > 24*time.Hour {
 		return fmt.Errorf("%w: epoch length %s is not between 1s and 24h", ErrBadGenesis, g.EpochLength)
+	}
+	if g.Rules > RulesLatest {
+		return fmt.Errorf("%w: rules version %d, this build knows up to %d: upgrade ore", ErrBadGenesis, g.Rules, RulesLatest)
 	}
 	if !slices.Contains(CommitteeSizes, len(g.Committee)) {
 		return fmt.Errorf("%w: committee of %d, want 3 or 5", ErrBadGenesis, len(g.Committee))
@@ -288,6 +306,11 @@ func (g *Genesis) Hash() [32]byte {
 	for _, a := range bal {
 		b = wire.AppendPeer(b, a.Account)
 		b = binary.AppendUvarint(b, a.Amount)
+	}
+	// The balances are counted, so what follows is unambiguous; a genesis
+	// of the first rules hashes as it did before Rules existed.
+	if g.Rules >= RulesV2 {
+		b = binary.AppendUvarint(b, uint64(g.Rules))
 	}
 	return sha256.Sum256(b)
 }

@@ -237,17 +237,27 @@ func TestVerifyWithPrewarms(t *testing.T) {
 }
 
 // TestStateHashWithoutPrewarms pins the hash of a state without pre-warms
-// to what this chain gave before pre-warms existed: chains written then
-// must still verify. If you change the state encoding on purpose, every
-// existing chain stops verifying; update the value only then.
+// under each rules version: RulesV1 to what this chain gave before
+// pre-warms existed (chains written then must still verify), RulesV2 to
+// what it gives since. If you change a state encoding on purpose, every
+// existing chain of those rules stops verifying; update a value only then.
 func TestStateHashWithoutPrewarms(t *testing.T) {
-	f := newFixture(t, 2, 2, 2, 1_000_000)
-	r := testRoot(t, "r")
-	f.advance(t, 3, f.signed(t, f.s, NewDeposit(f.pubs[0].id, 0, 1000)), f.signed(t, f.s, NewRegister(f.pubs[0].id, 2, r, 7)))
-	f.advance(t, 4, NewReceiptTx(receipt(t, f.srvs[0], f.clis[1], r, 4, GiB, nil)),
-		f.signed(t, f.s, NewTransfer(f.pubs[1].id, f.srvs[1].id, 0, 5)))
-	const want = "ab8ac3f4e21e180f3a2d5d4471df93c2f9cdbddc5511fc3f10a53f96b632a222"
-	if h := f.s.Hash(); hex.EncodeToString(h[:]) != want {
-		t.Fatalf("state hash %x, chains before pre-warms give %s", h, want)
+	for rules, want := range map[uint8]string{
+		RulesV1: "ab8ac3f4e21e180f3a2d5d4471df93c2f9cdbddc5511fc3f10a53f96b632a222",
+		RulesV2: "ff519049df9493d5efb8d69f28ac44a391cd65fa0cbfa26a0229dc0365ab82a6",
+	} {
+		f := newFixture(t, 2, 2, 2, 1_000_000)
+		f.g.Rules = rules
+		var err error
+		if f.s, err = NewState(f.g); err != nil {
+			t.Fatal(err)
+		}
+		r := testRoot(t, "r")
+		f.advance(t, 3, f.signed(t, f.s, NewDeposit(f.pubs[0].id, 0, 1000)), f.signed(t, f.s, NewRegister(f.pubs[0].id, 2, r, 7)))
+		f.advance(t, 4, NewReceiptTx(receipt(t, f.srvs[0], f.clis[1], r, 4, GiB, nil)),
+			f.signed(t, f.s, NewTransfer(f.pubs[1].id, f.srvs[1].id, 0, 5)))
+		if h := f.s.Hash(); hex.EncodeToString(h[:]) != want {
+			t.Fatalf("rules %d: state hash %x, chains of these rules give %s", rules, h, want)
+		}
 	}
 }

@@ -15,8 +15,15 @@ import (
 // checks every state hash.
 func TestRandomChains(t *testing.T) {
 	prewarmsSeen := false
-	for seed := uint64(1); seed <= 4; seed++ {
+	for seed := uint64(1); seed <= 6; seed++ {
 		f := newFixture(t, 4, 5, 5, 1_000_000_000)
+		if seed%2 == 1 { // the odd seeds run the first rules
+			f.g.Rules = RulesV1
+			var err error
+			if f.s, err = NewState(f.g); err != nil {
+				t.Fatal(err)
+			}
+		}
 		rng := rand.New(rand.NewPCG(seed, 42))
 		roots := []cid.Cid{testRoot(t, "a"), testRoot(t, "b"), testRoot(t, "c")}
 		var all []party

@@ -59,12 +59,25 @@ type State struct {
 	accounts map[peer.ID]Account     // no zero Account is stored
 	regs     map[string]Registration // by CID bytes
 	prewarms map[string]Prewarm      // by CID bytes; none with Until before epoch
-	paid     map[pod.Key]uint64      // bytes accounted per (S, C, R, E)
-	// paidKeys are paid's keys in hash order, but for newKeys, the ones a
-	// block added, which computeHash merges in: a block sorts its own
-	// keys, not the whole set.
-	paidKeys, newKeys []pod.Key
-	hash              [32]byte // Hash, computed once the state is complete
+	// paid holds the bytes accounted per (S, C, R, E), one section per
+	// epoch E: dropping an epoch that fell out of the skew drops its
+	// section, and a block copies only the sections it adds to.
+	paid map[uint64]*paidEpoch
+	hash [32]byte // Hash, computed once the state is complete
+}
+
+// paidEpoch is one epoch's section of the paid entries. A State shares the
+// sections its block did not touch with the state before it; the first
+// write of a block to a section copies it (owner is the State that may
+// write it).
+type paidEpoch struct {
+	owner *State
+	bytes map[pod.Key]uint64
+	// keys are bytes' keys in hash order, but for added, the ones this
+	// section's owner added, which seal merges in: a block sorts its own
+	// keys, not the whole section.
+	keys, added []pod.Key
+	hash        [32]byte // RulesV2's section hash, set by seal
 }
 
 // NewState is the state at height 0: the genesis balances.
@@ -75,7 +88,7 @@ func NewState(g *Genesis) (*State, error) {
 	s := &State{g: g, gh: g.Hash(), params: g.Params(), supply: g.Supply(),
 		accounts: make(map[peer.ID]Account, len(g.Balances)),
 		regs:     make(map[string]Registration), prewarms: make(map[string]Prewarm),
-		paid: make(map[pod.Key]uint64)}
+		paid: make(map[uint64]*paidEpoch)}
 	s.lastHash = s.gh
 	for _, a := range g.Balances {
 		s.accounts[a.Account] = Account{Balance: a.Amount}
@@ -145,9 +158,27 @@ func (s *State) Prewarms() []Prewarm {
 // Paid is how many bytes of (S, C, R, E) were already accounted for: a
 // receipt pays only for bytes beyond it. Keys of epochs more than MaxSkew
 // before the state's epoch are forgotten (their receipts are refused).
-func (s *State) Paid(k pod.Key) uint64 { return s.paid[k] }
+func (s *State) Paid(k pod.Key) uint64 {
+	if p := s.paid[k.Epoch]; p != nil {
+		return p.bytes[k]
+	}
+	return 0
+}
 
-const stateDomain = "ore/ledger/v1/state\x00"
+// paidEntries counts the paid entries the state holds.
+func (s *State) paidEntries() int {
+	n := 0
+	for _, p := range s.paid {
+		n += len(p.bytes)
+	}
+	return n
+}
+
+const (
+	stateDomain   = "ore/ledger/v1/state\x00"
+	stateDomainV2 = "ore/ledger/v2/state\x00"
+	paidDomain    = "ore/ledger/v2/paid\x00"
+)
 
 // Hash is SHA-256 over the canonical encoding of the state: genesis hash,
 // height, epoch, then accounts, registrations and paid entries sorted by
@@ -166,7 +197,11 @@ func (s *State) computeHash() [32]byte {
 			b = b[:0]
 		}
 	}
-	b = append(b, stateDomain...)
+	if s.g.Rules >= RulesV2 {
+		b = append(b, stateDomainV2...)
+	} else {
+		b = append(b, stateDomain...)
+	}
 	b = append(b, s.gh[:]...)
 	b = binary.AppendUvarint(b, s.height)
 	b = binary.AppendUvarint(b, s.epoch)
@@ -187,15 +222,22 @@ func (s *State) computeHash() [32]byte {
 		b = binary.AppendUvarint(b, r.PricePerGiB)
 		flush()
 	}
-	keys := s.sortedPaid()
-	b = binary.AppendUvarint(b, uint64(len(keys)))
-	for _, k := range keys {
-		b = wire.AppendPeer(b, k.Server)
-		b = wire.AppendPeer(b, k.Client)
-		b = wire.AppendBytes(b, []byte(k.Root))
-		b = binary.AppendUvarint(b, k.Epoch)
-		b = binary.AppendUvarint(b, s.paid[k])
-		flush()
+	epochs := s.sealPaid()
+	if s.g.Rules >= RulesV2 {
+		// Each epoch's section is hashed on its own (seal), once per
+		// block that adds to it.
+		b = binary.AppendUvarint(b, uint64(len(epochs)))
+		for _, e := range epochs {
+			b = binary.AppendUvarint(b, e)
+			b = append(b, s.paid[e].hash[:]...)
+		}
+	} else {
+		// RulesV1: one list of every entry, in key order across epochs.
+		b = binary.AppendUvarint(b, uint64(s.paidEntries()))
+		mergePaid(s.paid, epochs, func(k pod.Key, n uint64) {
+			b = appendPaid(b, k, n)
+			flush()
+		})
 	}
 	// The paid entries are counted, so a section after them is unambiguous:
 	// it is absent or starts with a count of at least 1.
@@ -221,27 +263,100 @@ func comparePaid(x, y pod.Key) int {
 		cmp.Compare(x.Root, y.Root), cmp.Compare(x.Epoch, y.Epoch))
 }
 
-// sortedPaid merges the keys added since the last call into paidKeys and
-// returns them: every key of paid, sorted.
-func (s *State) sortedPaid() []pod.Key {
-	if len(s.newKeys) == 0 {
-		return s.paidKeys
+func appendPaid(b []byte, k pod.Key, n uint64) []byte {
+	b = wire.AppendPeer(b, k.Server)
+	b = wire.AppendPeer(b, k.Client)
+	b = wire.AppendBytes(b, []byte(k.Root))
+	b = binary.AppendUvarint(b, k.Epoch)
+	return binary.AppendUvarint(b, n)
+}
+
+// sealPaid merges every section's added keys into its sorted keys and, by
+// RulesV2, hashes the sections this state changed. It returns the epochs
+// in order.
+func (s *State) sealPaid() []uint64 {
+	epochs := slices.Sorted(maps.Keys(s.paid))
+	for _, e := range epochs {
+		p := s.paid[e]
+		if p.owner != s || (len(p.added) == 0 && p.hash != [32]byte{}) {
+			continue
+		}
+		p.merge()
+		if s.g.Rules >= RulesV2 {
+			h := sha256.New()
+			b := make([]byte, 0, 64<<10)
+			b = append(b, paidDomain...)
+			b = binary.AppendUvarint(b, e)
+			b = binary.AppendUvarint(b, uint64(len(p.keys)))
+			for _, k := range p.keys {
+				b = appendPaid(b, k, p.bytes[k])
+				if len(b) > 60<<10 {
+					h.Write(b)
+					b = b[:0]
+				}
+			}
+			h.Write(b)
+			h.Sum(p.hash[:0])
+		}
 	}
-	slices.SortFunc(s.newKeys, comparePaid)
-	merged := make([]pod.Key, 0, len(s.paidKeys)+len(s.newKeys))
+	return epochs
+}
+
+// merge sorts the keys added to the section into its keys.
+func (p *paidEpoch) merge() {
+	if len(p.added) == 0 {
+		return
+	}
+	slices.SortFunc(p.added, comparePaid)
+	merged := make([]pod.Key, 0, len(p.keys)+len(p.added))
 	i, j := 0, 0
-	for i < len(s.paidKeys) && j < len(s.newKeys) {
-		if comparePaid(s.paidKeys[i], s.newKeys[j]) < 0 {
-			merged = append(merged, s.paidKeys[i])
+	for i < len(p.keys) && j < len(p.added) {
+		if comparePaid(p.keys[i], p.added[j]) < 0 {
+			merged = append(merged, p.keys[i])
 			i++
 		} else {
-			merged = append(merged, s.newKeys[j])
+			merged = append(merged, p.added[j])
 			j++
 		}
 	}
-	merged = append(append(merged, s.paidKeys[i:]...), s.newKeys[j:]...)
-	s.paidKeys, s.newKeys = merged, nil
-	return merged
+	p.keys, p.added = append(append(merged, p.keys[i:]...), p.added[j:]...), nil
+}
+
+// mergePaid calls f for every paid entry of the (sealed) sections, in key
+// order across epochs.
+func mergePaid(paid map[uint64]*paidEpoch, epochs []uint64, f func(pod.Key, uint64)) {
+	at := make([]int, len(epochs))
+	for {
+		best := -1
+		for i, e := range epochs {
+			if at[i] < len(paid[e].keys) && (best < 0 || comparePaid(paid[e].keys[at[i]], paid[epochs[best]].keys[at[best]]) < 0) {
+				best = i
+			}
+		}
+		if best < 0 {
+			return
+		}
+		p := paid[epochs[best]]
+		k := p.keys[at[best]]
+		at[best]++
+		f(k, p.bytes[k])
+	}
+}
+
+// section returns the paid section of epoch e for n to write, copying the
+// one n shares with the state before it.
+func (n *State) section(e uint64) *paidEpoch {
+	p := n.paid[e]
+	switch {
+	case p == nil:
+		p = &paidEpoch{owner: n, bytes: make(map[pod.Key]uint64)}
+	case p.owner != n:
+		p = &paidEpoch{owner: n, bytes: maps.Clone(p.bytes), keys: p.keys, added: slices.Clone(p.added)}
+	default:
+		return p
+	}
+	n.paid[e] = p
+	return p
 }
 
 // next copies the state for a block of the given epoch, dropping the paid
@@ -258,15 +373,12 @@ func (s *State) next(epoch uint64) *State {
 			n.prewarms[k] = p
 		}
 	}
-	n.paid = make(map[pod.Key]uint64, len(s.paid))
-	n.paidKeys = make([]pod.Key, 0, len(s.paid))
-	for _, k := range s.sortedPaid() {
-		if !tooOld(k.Epoch, epoch, s.params.MaxSkew) {
-			n.paid[k] = s.paid[k]
-			n.paidKeys = append(n.paidKeys, k)
+	n.paid = make(map[uint64]*paidEpoch, len(s.paid))
+	for e, p := range s.paid {
+		if !tooOld(e, epoch, s.params.MaxSkew) {
+			n.paid[e] = p // shared until n writes to it (section)
 		}
 	}
-	n.newKeys = nil
 	return &n
 }
 
@@ -491,14 +603,18 @@ func (n *State) applyReceipt(r *pod.Receipt, sigErr error) error {
 		return sigErr
 	}
 	k := r.Key()
-	prev, seen := n.paid[k]
+	prev, seen := uint64(0), false
+	if p := n.paid[k.Epoch]; p != nil {
+		prev, seen = p.bytes[k]
+	}
 	if r.Bytes <= prev {
 		return nil // a duplicate or an older receipt: nothing more to pay
 	}
+	p := n.section(k.Epoch)
 	if !seen {
-		n.newKeys = append(n.newKeys, k)
+		p.added = append(p.added, k)
 	}
-	n.paid[k] = r.Bytes
+	p.bytes[k] = r.Bytes
 	reg, ok := n.regs[k.Root]
 	if !ok {
 		return nil // unregistered content earns nothing

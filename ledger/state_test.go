@@ -145,7 +145,7 @@ func TestPaidPruned(t *testing.T) {
 		t.Fatal("paid entry dropped too early")
 	}
 	f.advance(t, 11+pod.DefaultMaxSkew)
-	if f.s.Paid(r.Key()) != 0 || len(f.s.paid) != 0 {
+	if f.s.Paid(r.Key()) != 0 || f.s.paidEntries() != 0 {
 		t.Fatal("paid entry kept past MaxSkew")
 	}
 	f.wantReason(t, f.s, 11+pod.DefaultMaxSkew, NewReceiptTx(r), ReasonEpochOutOfRange)
@@ -243,7 +243,7 @@ func TestApplyLeavesInputAlone(t *testing.T) {
 	before, bal := f.s.Hash(), f.s.Escrow(pub.id)
 	s0 := f.s
 	f.advance(t, 10, NewReceiptTx(receipt(t, srv, cli, testRoot(t, "r"), 10, GiB, nil)))
-	if s0.computeHash() != before || s0.Escrow(pub.id) != bal || s0.Balance(srv.id) != 0 || len(s0.paid) != 0 {
+	if s0.computeHash() != before || s0.Escrow(pub.id) != bal || s0.Balance(srv.id) != 0 || s0.paidEntries() != 0 {
 		t.Fatal("Apply changed its input state")
 	}
 }
