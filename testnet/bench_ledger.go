@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -26,6 +28,9 @@ type LedgerConfig struct {
 	Rate     int           // receipts offered per second
 	Duration time.Duration // how long the stream lasts
 	Epoch    time.Duration // the bench network's epoch length
+	// CPUProfile, when set, receives a CPU profile of the stream and its
+	// blocks.
+	CPUProfile io.Writer
 }
 
 // LedgerFigures are what BenchLedger measured.
@@ -177,6 +182,12 @@ func BenchLedger(ctx context.Context, cfg LedgerConfig, opts ...Option) (LedgerF
 	}
 	cpu0 := processCPU()
 	first := time.Now()
+	if cfg.CPUProfile != nil {
+		if err := pprof.StartCPUProfile(cfg.CPUProfile); err != nil {
+			return figs, fmt.Errorf("testnet: start the CPU profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	type watched struct {
 		lat    []time.Duration
 		blocks int
@@ -278,6 +289,9 @@ feed:
 		return figs, pubErr
 	}
 	w := <-done
+	if cfg.CPUProfile != nil {
+		pprof.StopCPUProfile()
+	}
 	if w.err != nil {
 		return figs, w.err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/orecdn/ore/testnet"
@@ -15,6 +16,7 @@ func benchLedger(ctx context.Context, e *env, args []string) error {
 	rate := fs.Int("rate", 20000, "receipts per second the publisher box offers")
 	dur := fs.Duration("for", 20*time.Second, "how long the stream of receipts lasts")
 	epoch := fs.Duration("epoch", 2*time.Second, "epoch length of the bench network (receipts more than 3 epochs old are refused)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the stream and its blocks to this file")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -31,7 +33,16 @@ func benchLedger(ctx context.Context, e *env, args []string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute+2**dur+10**epoch)
 	defer cancel()
-	f, err := testnet.BenchLedger(ctx, testnet.LedgerConfig{Rate: *rate, Duration: *dur, Epoch: *epoch})
+	cfg := testnet.LedgerConfig{Rate: *rate, Duration: *dur, Epoch: *epoch}
+	if *cpuProfile != "" {
+		pf, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("bench ledger: %w", err)
+		}
+		defer pf.Close()
+		cfg.CPUProfile = pf
+	}
+	f, err := testnet.BenchLedger(ctx, cfg)
 	if err != nil {
 		return err
 	}
