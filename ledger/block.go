@@ -13,10 +13,12 @@ import (
 )
 
 // Block limits. A leader cuts blocks of at most MaxBlockTxs transactions;
-// several blocks may share an epoch.
+// several blocks may share an epoch. MaxBlockSize leaves room for Raft's
+// framing under the 64 MiB a log entry may take in the committee's log
+// (raft-wal).
 const (
 	MaxBlockTxs  = 50_000
-	MaxBlockSize = 64 << 20
+	MaxBlockSize = 60 << 20
 	MaxBlockSigs = 5
 )
 

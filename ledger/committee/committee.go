@@ -7,12 +7,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -63,7 +61,7 @@ type Committee struct {
 	chain *chain
 	raft  *raft.Raft
 	layer *raftp2p.Layer
-	store *raftboltdb.BoltStore
+	store raftStore
 	trans *raft.NetworkTransport
 
 	blocks *pubsub.Topic
@@ -116,7 +114,7 @@ func New(ctx context.Context, cfg Config) (*Committee, error) {
 		}
 	}()
 	var err error
-	if c.chain, err = openChain(filepath.Join(cfg.Dir, "chain.db")); err != nil {
+	if c.chain, err = openChain(cfg.Dir); err != nil {
 		return nil, err
 	}
 	state, err := c.chain.replay(cfg.Genesis)
@@ -168,8 +166,8 @@ func (c *Committee) startRaft() error {
 	conf.LogOutput = io.Discard
 	conf.SnapshotThreshold = 1024
 	var err error
-	if c.store, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(c.cfg.Dir, "raft.db")}); err != nil {
-		return fmt.Errorf("committee: raft log: %w", err)
+	if c.store, err = openRaftStore(c.cfg.Dir); err != nil {
+		return err
 	}
 	snaps, err := raft.NewFileSnapshotStore(c.cfg.Dir, 2, io.Discard)
 	if err != nil {

@@ -23,5 +23,8 @@
 // only the increase per (server, client, root, epoch).
 //
 // Why its own package: it is the ledger's networking and persistence (Raft,
-// gossip, bolt files) around the pure core in package ledger.
+// gossip, the Raft log and the block store) around the pure core in package
+// ledger. On disk, under Config.Dir: raft-wal/ (the Raft log; raft.db in
+// members created before it), chain.dat (block bodies, appended) and
+// chain.db (bolt: where each body is, headers and signatures).
 package committee

@@ -1,0 +1,156 @@
+package committee
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/orecdn/ore/ledger"
+)
+
+var testProposer = func() peer.ID {
+	_, pub, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		panic(err)
+	}
+	id, err := peer.IDFromPublicKey(pub)
+	if err != nil {
+		panic(err)
+	}
+	return id
+}()
+
+func testBlock(h uint64) *ledger.Block {
+	b := &ledger.Block{Header: ledger.Header{Version: ledger.Version, Height: h, Epoch: h, Time: int64(h), Proposer: testProposer}}
+	b.Header.Prev[0] = byte(h)
+	return b
+}
+
+func mustGet(t *testing.T, c *chain, h uint64) {
+	t.Helper()
+	b, err := c.get(h)
+	if err != nil {
+		t.Fatalf("block %d: %v", h, err)
+	}
+	if b.Hash() != testBlock(h).Hash() {
+		t.Fatalf("block %d: another block came back", h)
+	}
+}
+
+// TestChainCutsTheTornTail: a body appended when the process died before
+// bolt recorded it is cut off on open, and the next block takes its place.
+func TestChainCutsTheTornTail(t *testing.T) {
+	dir := t.TempDir()
+	c, err := openChain(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for h := uint64(1); h <= 3; h++ {
+		if err := c.put(testBlock(h), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	end := c.end
+	c.close()
+	f, err := os.OpenFile(filepath.Join(dir, "chain.dat"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte("half a block"))
+	f.Close()
+	if c, err = openChain(dir); err != nil {
+		t.Fatal(err)
+	}
+	defer c.close()
+	if fi, _ := os.Stat(filepath.Join(dir, "chain.dat")); fi.Size() != end || c.height() != 3 {
+		t.Fatalf("chain.dat holds %d bytes (want %d), height %d", fi.Size(), end, c.height())
+	}
+	if err := c.put(testBlock(4), nil); err != nil {
+		t.Fatal(err)
+	}
+	for h := uint64(1); h <= 4; h++ {
+		mustGet(t, c, h)
+	}
+}
+
+// TestChainRefusesDamage: a flipped byte in a body is named, not decoded;
+// a body file shorter than its index refuses to open.
+func TestChainRefusesDamage(t *testing.T) {
+	dir := t.TempDir()
+	c, err := openChain(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for h := uint64(1); h <= 2; h++ {
+		if err := c.put(testBlock(h), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dat := filepath.Join(dir, "chain.dat")
+	data, _ := os.ReadFile(dat)
+	data[len(data)-1] ^= 1
+	if err := os.WriteFile(dat, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustGet(t, c, 1)
+	if _, err := c.get(2); err == nil || !strings.Contains(err.Error(), "damaged") {
+		t.Fatalf("a damaged body read as %v", err)
+	}
+	c.close()
+	if err := os.Truncate(dat, 10); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := openChain(dir); err == nil {
+		c.close()
+		t.Fatal("a chain whose bodies are cut short opened")
+	} else if !strings.Contains(err.Error(), "damaged") {
+		t.Fatalf("unclear error: %v", err)
+	}
+}
+
+// TestChainReadsOlderStores: bodies a store kept in bolt before chain.dat
+// existed still read, and count for the height.
+func TestChainReadsOlderStores(t *testing.T) {
+	dir := t.TempDir()
+	db, err := bolt.Open(filepath.Join(dir, "chain.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		bk, err := tx.CreateBucketIfNotExists(bucketBlocks)
+		if err != nil {
+			return err
+		}
+		for h := uint64(1); h <= 2; h++ {
+			if err := bk.Put(heightKey(h), testBlock(h).Marshal()); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	c, err := openChain(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.close()
+	if c.height() != 2 {
+		t.Fatalf("height %d, want 2", c.height())
+	}
+	if err := c.put(testBlock(3), nil); err != nil {
+		t.Fatal(err)
+	}
+	for h := uint64(1); h <= 3; h++ {
+		mustGet(t, c, h)
+	}
+	if hd, err := c.head(1); err != nil || hd.Header.Height != 1 {
+		t.Fatalf("head of an older block: %v", err)
+	}
+}

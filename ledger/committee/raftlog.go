@@ -1,0 +1,61 @@
+package committee
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	wal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
+)
+
+// raftStore is a member's durable Raft log and stable store.
+type raftStore interface {
+	raft.LogStore
+	raft.StableStore
+	io.Closer
+}
+
+// openRaftStore opens the Raft log in dir: raft-wal's segment files under
+// dir/raft-wal, which append an entry (a whole block, megabytes) to a file
+// instead of copying it into bolt's B+tree pages (about 5× less time per
+// block on this project's machines). A member created before keeps its
+// raft.db (raft-boltdb): its log is not migrated.
+func openRaftStore(dir string) (raftStore, error) {
+	legacy := filepath.Join(dir, "raft.db")
+	if _, err := os.Stat(legacy); err == nil {
+		s, err := raftboltdb.New(raftboltdb.Options{Path: legacy})
+		if err != nil {
+			return nil, fmt.Errorf("committee: raft log %s: %w", legacy, err)
+		}
+		return s, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("committee: raft log: %w", err)
+	}
+	wdir := filepath.Join(dir, "raft-wal")
+	if err := os.MkdirAll(wdir, 0o700); err != nil {
+		return nil, fmt.Errorf("committee: raft log: %w", err)
+	}
+	meta := &metadb.BoltMetaDB{}
+	w, err := wal.Open(wdir, wal.WithMetaStore(meta))
+	if err != nil {
+		_ = meta.Close()
+		return nil, fmt.Errorf("committee: raft log %s (another coordinator running on it, or damaged?): %w", wdir, err)
+	}
+	return walStore{w, meta}, nil
+}
+
+// walStore closes the WAL's metadata database with it: WAL.Close leaves
+// it open, and its file lock would stop this process from opening the
+// log again (a coordinator restarted in the same process).
+type walStore struct {
+	*wal.WAL
+	meta *metadb.BoltMetaDB
+}
+
+func (s walStore) Close() error { return errors.Join(s.WAL.Close(), s.meta.Close()) }
