@@ -89,8 +89,10 @@ func (b *Block) TxIDs() [][32]byte {
 func (b *Block) Marshal() []byte {
 	out := b.Header.appendTo(make([]byte, 0, 256+len(b.Txs)*400))
 	out = binary.AppendUvarint(out, uint64(len(b.Txs)))
+	var tx []byte
 	for i := range b.Txs {
-		out = wire.AppendBytes(out, b.Txs[i].Marshal())
+		tx = b.Txs[i].appendTo(tx[:0])
+		out = wire.AppendBytes(out, tx)
 	}
 	out = binary.AppendUvarint(out, uint64(len(b.Sigs)))
 	for _, s := range b.Sigs {
@@ -129,7 +131,7 @@ func UnmarshalBlock(data []byte) (*Block, error) {
 		b.Txs = make([]Tx, 0, n)
 	}
 	for i := uint64(0); i < n && d.Err() == nil; i++ {
-		raw := d.Bytes(MaxTxSize, "transaction")
+		raw := d.View(MaxTxSize, "transaction") // UnmarshalTx copies what it keeps
 		if d.Err() != nil {
 			break
 		}

@@ -458,9 +458,11 @@ func Build(s *State, epoch uint64, proposer peer.ID, timeUnixNano int64, txs []T
 	var rejected []Rejected
 	var ids [][32]byte
 	size := 256
+	var scratch []byte // txIDDomain, then the transaction's encoding
 	for i := range txs {
 		t := &txs[i]
-		enc := t.Marshal()
+		scratch = t.appendTo(append(scratch[:0], txIDDomain...))
+		enc := scratch[len(txIDDomain):]
 		if len(b.Txs) >= MaxBlockTxs || size+len(enc)+binary.MaxVarintLen16 > MaxBlockSize {
 			rejected = append(rejected, Rejected{Index: i, Reason: ReasonBlockFull, Err: errors.New("ledger: block full")})
 			continue
@@ -478,10 +480,7 @@ func Build(s *State, epoch uint64, proposer peer.ID, timeUnixNano int64, txs []T
 		}
 		size += len(enc) + binary.MaxVarintLen16
 		b.Txs = append(b.Txs, *t)
-		h := sha256.New()
-		h.Write([]byte(txIDDomain))
-		h.Write(enc)
-		ids = append(ids, [32]byte(h.Sum(nil)))
+		ids = append(ids, sha256.Sum256(scratch))
 	}
 	b.Header.TxRoot = MerkleRoot(ids)
 	n.height = b.Header.Height

@@ -134,11 +134,24 @@ func (t *Tx) appendUnsigned(b []byte) []byte {
 	b = append(b, Version, byte(t.Kind))
 	switch t.Kind {
 	case KindReceipt:
-		var r []byte
-		if t.Receipt != nil {
-			r = t.Receipt.Marshal()
+		if t.Receipt == nil {
+			return wire.AppendBytes(b, nil)
 		}
-		return wire.AppendBytes(b, r)
+		// The receipt's encoding goes in after its length, which takes
+		// one uvarint byte up to 127 bytes and two up to MaxTxSize:
+		// reserve two, move it if it takes one.
+		at := len(b)
+		b = t.Receipt.AppendMarshal(append(b, 0, 0))
+		n := len(b) - at - 2
+		if n < 1<<7 {
+			b[at] = byte(n)
+			return append(b[:at+1], b[at+2:]...)
+		}
+		if n >= 1<<14 {
+			return wire.AppendBytes(b[:at], t.Receipt.Marshal())
+		}
+		b[at], b[at+1] = byte(n)|0x80, byte(n>>7)
+		return b
 	case KindDeposit:
 		b = wire.AppendPeer(b, t.From)
 		b = binary.AppendUvarint(b, t.Nonce)
@@ -164,8 +177,10 @@ func (t *Tx) appendUnsigned(b []byte) []byte {
 }
 
 // Marshal encodes the transaction.
-func (t *Tx) Marshal() []byte {
-	b := t.appendUnsigned(make([]byte, 0, 512))
+func (t *Tx) Marshal() []byte { return t.appendTo(make([]byte, 0, 512)) }
+
+func (t *Tx) appendTo(b []byte) []byte {
+	b = t.appendUnsigned(b)
 	if t.Kind != KindReceipt {
 		b = wire.AppendBytes(b, t.Sig)
 	}
@@ -175,12 +190,8 @@ func (t *Tx) Marshal() []byte {
 // ID is the transaction's hash: SHA-256 over a domain prefix and Marshal.
 // The block's TxRoot is the Merkle root of its transactions' IDs.
 func (t *Tx) ID() [32]byte {
-	h := sha256.New()
-	h.Write([]byte(txIDDomain))
-	h.Write(t.Marshal())
-	var out [32]byte
-	h.Sum(out[:0])
-	return out
+	var buf [1024]byte // on the stack for the usual transaction
+	return sha256.Sum256(t.appendTo(append(buf[:0], txIDDomain...)))
 }
 
 // SigPayload is what From signs: a domain prefix, the network ID and the
@@ -244,7 +255,7 @@ func UnmarshalTx(data []byte) (*Tx, error) {
 	t := &Tx{Kind: Kind(d.Byte("kind"))}
 	switch t.Kind {
 	case KindReceipt:
-		raw := d.Bytes(pod.MaxEncoded, "receipt")
+		raw := d.View(pod.MaxEncoded, "receipt") // Unmarshal copies what it keeps
 		if d.Err() == nil {
 			r, err := pod.Unmarshal(raw)
 			if err != nil {

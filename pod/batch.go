@@ -85,6 +85,14 @@ func (r *Receipt) VerifySigs() error { return VerifyReceipts([]*Receipt{r})[0] }
 func verifyPart(rs []*Receipt, part []int, errs []error) {
 	bv := voi.NewBatchVerifierWithCapacity(2 * len(part))
 	var entries []int // receipt index of each batch entry
+	// The messages live in one buffer: the verifier keeps them until
+	// Verify. (A reallocation leaves earlier messages where they were.)
+	msgs := make([]byte, 0, 800*len(part))
+	msg := func(appendTo func([]byte) []byte) []byte {
+		at := len(msgs)
+		msgs = appendTo(msgs)
+		return msgs[at:len(msgs):len(msgs)]
+	}
 	for _, i := range part {
 		r := rs[i]
 		cpk, err := expandedKey(r.Client, "client")
@@ -97,8 +105,8 @@ func verifyPart(rs []*Receipt, part []int, errs []error) {
 			errs[i] = err
 			continue
 		}
-		bv.AddExpandedWithOptions(cpk, r.ClientPayload(), r.ClientSig, zip215)
-		bv.AddExpandedWithOptions(spk, r.ServerPayload(), r.ServerSig, zip215)
+		bv.AddExpandedWithOptions(cpk, msg(r.appendClientPayload), r.ClientSig, zip215)
+		bv.AddExpandedWithOptions(spk, msg(r.appendServerPayload), r.ServerSig, zip215)
 		entries = append(entries, i, i)
 	}
 	if len(entries) == 0 {
@@ -135,12 +143,9 @@ func sigsPresent(r *Receipt) error {
 // verifiedKey names a receipt with both its signatures: the server's
 // payload covers the body and the client's signature.
 func verifiedKey(r *Receipt) [32]byte {
-	h := sha256.New()
-	h.Write(r.ServerPayload())
-	h.Write(r.ServerSig)
-	var k [32]byte
-	h.Sum(k[:0])
-	return k
+	var buf [640]byte // on the stack for any receipt within MaxEncoded
+	b := r.appendServerPayload(buf[:0])
+	return sha256.Sum256(append(b, r.ServerSig...))
 }
 
 // expandedKey returns the precomputed form of id's Ed25519 key.

@@ -88,8 +88,11 @@ func (r *Receipt) appendBody(b []byte) []byte {
 func (r *Receipt) Body() []byte { return r.appendBody(make([]byte, 0, 256)) }
 
 // Marshal encodes the receipt, signatures included.
-func (r *Receipt) Marshal() []byte {
-	b := r.appendBody(make([]byte, 0, 384))
+func (r *Receipt) Marshal() []byte { return r.AppendMarshal(make([]byte, 0, 384)) }
+
+// AppendMarshal appends the encoding Marshal returns to b.
+func (r *Receipt) AppendMarshal(b []byte) []byte {
+	b = r.appendBody(b)
 	b = wire.AppendBytes(b, r.ClientSig)
 	return wire.AppendBytes(b, r.ServerSig)
 }
@@ -107,7 +110,7 @@ func Unmarshal(data []byte) (*Receipt, error) {
 	if d.Err() == nil && r.Version != Version {
 		return nil, fmt.Errorf("%w %d (this build reads %d)", ErrUnknownVersion, r.Version, Version)
 	}
-	r.Network = string(d.Bytes(MaxNetworkLen, "network"))
+	r.Network = d.String(MaxNetworkLen, "network")
 	r.Epoch = d.Uvarint("epoch")
 	r.Server = d.Peer(MaxPeerIDLen, "server")
 	r.Client = d.Peer(MaxPeerIDLen, "client")
@@ -123,7 +126,8 @@ func Unmarshal(data []byte) (*Receipt, error) {
 	}
 	// Canonical form only: one receipt, one encoding (no padded varints,
 	// no alternative CID spellings).
-	if !bytes.Equal(r.Marshal(), data) {
+	var buf [MaxEncoded]byte
+	if !bytes.Equal(r.AppendMarshal(buf[:0]), data) {
 		return nil, fmt.Errorf("%w: not in canonical form", ErrMalformed)
 	}
 	return r, nil

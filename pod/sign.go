@@ -19,14 +19,18 @@ const (
 )
 
 // ClientPayload is what the client signs.
-func (r *Receipt) ClientPayload() []byte {
-	return r.appendBody(append(make([]byte, 0, 320), clientDomain...))
+func (r *Receipt) ClientPayload() []byte { return r.appendClientPayload(make([]byte, 0, 320)) }
+
+func (r *Receipt) appendClientPayload(b []byte) []byte {
+	return r.appendBody(append(b, clientDomain...))
 }
 
 // ServerPayload is what the server signs: the body and the client's
 // signature.
-func (r *Receipt) ServerPayload() []byte {
-	b := r.appendBody(append(make([]byte, 0, 400), serverDomain...))
+func (r *Receipt) ServerPayload() []byte { return r.appendServerPayload(make([]byte, 0, 400)) }
+
+func (r *Receipt) appendServerPayload(b []byte) []byte {
+	b = r.appendBody(append(b, serverDomain...))
 	return wire.AppendBytes(b, r.ClientSig)
 }
 

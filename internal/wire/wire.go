@@ -139,6 +139,21 @@ func (d *Decoder) Uint64(what string) uint64 {
 // Bytes reads a length-prefixed run of at most max bytes and returns a
 // copy of it (nil when it is empty).
 func (d *Decoder) Bytes(max int, what string) []byte {
+	if v := d.view(max, what); v != nil {
+		return append([]byte(nil), v...)
+	}
+	return nil
+}
+
+// String reads a length-prefixed string of at most max bytes.
+func (d *Decoder) String(max int, what string) string { return string(d.view(max, what)) }
+
+// View reads a length-prefixed byte string of at most max bytes and
+// returns it in place, not copied: for a nested encoding the caller
+// decodes at once and does not keep.
+func (d *Decoder) View(max int, what string) []byte { return d.view(max, what) }
+
+func (d *Decoder) view(max int, what string) []byte {
 	n := d.Uvarint(what)
 	if d.err != nil {
 		return nil
@@ -147,13 +162,13 @@ func (d *Decoder) Bytes(max int, what string) []byte {
 		d.Failf("%s is %d bytes, the limit is %d", what, n, max)
 		return nil
 	}
-	return append([]byte(nil), d.fixed(int(n), what)...)
+	return d.fixed(int(n), what)
 }
 
 // CID reads a length-prefixed CID of at most max bytes; an empty or
 // unparsable one is a failure.
 func (d *Decoder) CID(max int, what string) cid.Cid {
-	raw := d.Bytes(max, what)
+	raw := d.view(max, what) // Cast copies it
 	if d.err != nil {
 		return cid.Undef
 	}
@@ -168,7 +183,7 @@ func (d *Decoder) CID(max int, what string) cid.Cid {
 // Peer reads a length-prefixed peer ID of at most max bytes; an empty or
 // unparsable one is a failure.
 func (d *Decoder) Peer(max int, what string) peer.ID {
-	raw := d.Bytes(max, what)
+	raw := d.view(max, what) // IDFromBytes copies it
 	if d.err != nil {
 		return ""
 	}

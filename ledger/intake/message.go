@@ -37,7 +37,7 @@ func decodeBatch(data []byte) ([]*pod.Receipt, error) {
 	}
 	rs := make([]*pod.Receipt, 0, n)
 	for i := 0; i < n && d.Err() == nil; i++ {
-		raw := d.Bytes(pod.MaxEncoded, "receipt")
+		raw := d.View(pod.MaxEncoded, "receipt") // Unmarshal copies what it keeps
 		if d.Err() != nil {
 			break
 		}
