@@ -19,8 +19,8 @@ import (
 func (n *Node) startGossip() error {
 	// Receipts arrive by the thousand per second on coordinators: the
 	// default queues (32 messages per peer) would drop them.
-	ps, err := pubsub.NewGossipSub(n.ctx, n.host, pubsub.WithMessageIdFn(intake.MessageID),
-		pubsub.WithPeerOutboundQueueSize(4096), pubsub.WithValidateQueueSize(8192))
+	ps, err := pubsub.NewGossipSub(n.ctx, n.host, append(intake.GossipOptions(),
+		pubsub.WithPeerOutboundQueueSize(4096), pubsub.WithValidateQueueSize(8192))...)
 	if err != nil {
 		return fmt.Errorf("node: gossipsub: %w", err)
 	}

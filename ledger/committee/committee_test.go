@@ -177,8 +177,8 @@ func (cl *cluster) start(t *testing.T, m *member) {
 	logger := slog.New(slog.NewTextHandler(&cl.logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("member", m.h.ID().ShortString())
 	var psCtx context.Context
 	psCtx, m.stopPS = context.WithCancel(context.Background())
-	if m.ps, err = pubsub.NewGossipSub(psCtx, m.h, pubsub.WithMessageIdFn(intake.MessageID),
-		pubsub.WithLogger(logger.With("part", "pubsub")), pubsub.WithRPCLogger(slog.New(slog.DiscardHandler))); err != nil {
+	if m.ps, err = pubsub.NewGossipSub(psCtx, m.h, append(intake.GossipOptions(),
+		pubsub.WithLogger(logger.With("part", "pubsub")), pubsub.WithRPCLogger(slog.New(slog.DiscardHandler)))...); err != nil {
 		t.Fatal(err)
 	}
 	m.pool = intake.NewPool()

@@ -19,9 +19,21 @@ import (
 // ReceiptsTopic is the gossip topic of countersigned receipts.
 const ReceiptsTopic = "/ore/receipts/1"
 
+// GossipOptions are the gossipsub options every ore peer creates its
+// PubSub with. A message's ID is the hash of its bytes (MessageID), and
+// messages carry no author, sequence number or signature: every ore
+// payload (receipts, transactions, block signatures, heat reports, orders)
+// is signed by its own author and checked by its topic's validator, so a
+// pubsub signature would only cost one more Ed25519 signature and a
+// SHA-512 over the whole message at every peer, for nothing a validator
+// uses. Peers with other options do not exchange messages with these.
+func GossipOptions() []pubsub.Option {
+	return []pubsub.Option{pubsub.WithMessageIdFn(MessageID), pubsub.WithNoAuthor(),
+		pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign)}
+}
+
 // MessageID makes a message's ID the hash of its bytes, so the same receipt
-// published by several peers (or twice) travels once. Pass it to gossipsub
-// with pubsub.WithMessageIdFn when creating the PubSub.
+// published by several peers (or twice) travels once (see GossipOptions).
 func MessageID(m *pb.Message) string {
 	h := sha256.Sum256(m.Data)
 	return string(h[:])

@@ -56,7 +56,7 @@ func newPS(t *testing.T) (host.Host, *pubsub.PubSub) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.Close() })
-	ps, err := pubsub.NewGossipSub(context.Background(), h, pubsub.WithMessageIdFn(MessageID))
+	ps, err := pubsub.NewGossipSub(context.Background(), h, GossipOptions()...)
 	if err != nil {
 		t.Fatal(err)
 	}
