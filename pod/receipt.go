@@ -49,7 +49,7 @@ type Key struct {
 
 // Key returns the receipt's (S, C, R, E).
 func (r *Receipt) Key() Key {
-	return Key{Server: r.Server, Client: r.Client, Root: string(r.Root.Bytes()), Epoch: r.Epoch}
+	return Key{Server: r.Server, Client: r.Client, Root: r.Root.KeyString(), Epoch: r.Epoch} // KeyString: the CID bytes, not copied
 }
 
 // Chain extends a delivery digest with one more CID: d' = SHA-256(d || cid).
