@@ -57,7 +57,9 @@ func BenchmarkLedger(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.ReportMetric(f.FinalizedPerSec, "receipts/s")
+		b.ReportMetric(f.SteadyPerSec, "steady-receipts/s")
 		b.ReportMetric(f.P99Epochs, "p99-epochs")
+		b.ReportMetric(f.CPUPerReceipt, "cpu-µs/receipt")
 	}
 }
 
