@@ -158,11 +158,71 @@ func TestSpreadCancelAndFullWantlistDropHeldWants(t *testing.T) {
 	if got := cids(s.due()[b]); len(got) != 1 || !got[blks[2].Cid()] {
 		t.Fatalf("released %v, want block 2 only", got)
 	}
+	// b asks again for block 0 (sent to a a hold ago): a repeat, held.
 	s.filter(b, blks[:1])
-	s.filter(a, blks[:1])
-	s.forget(a)
+	if n := s.heldCount(); n != 1 {
+		t.Fatalf("held %d, want b's repeat", n)
+	}
+	s.forget(b)
 	if n := s.heldCount(); n != 0 {
 		t.Fatalf("a peer that left keeps %d held wants", n)
+	}
+}
+
+// A repeat after the hold waits while blocks nobody got yet leave; once
+// none did for firstSendQuiet, it leaves; and it never waits past
+// maxWaitHolds holds.
+func TestSpreadSendsEveryBlockOnceBeforeAnyTwice(t *testing.T) {
+	s, clk := newTestSpreader(10*time.Second, nil)
+	a, b := peer.ID("a"), peer.ID("b")
+	blks := testBlocks(20)
+	s.filter(a, blks[:1])
+	clk.t = clk.t.Add(10 * time.Second) // block 0's hold passed
+	if got := s.filter(b, blks[:1]); len(got) != 0 {
+		t.Fatal("a repeat after the hold must wait")
+	}
+	asked := clk.t
+	// First sends keep leaving, two a second: the repeat waits.
+	for i := 1; clk.t.Sub(asked) < 5*time.Second; i++ {
+		if got := s.filter(a, blks[i:i+1]); len(got) != 1 {
+			t.Fatalf("first send of block %d held back", i)
+		}
+		clk.t = clk.t.Add(firstSendQuiet / 2)
+		if d := s.due(); len(d) != 0 {
+			t.Fatalf("a repeat left %s after it was asked while first sends flow", clk.t.Sub(asked))
+		}
+	}
+	clk.t = clk.t.Add(firstSendQuiet)
+	if got := cids(s.due()[b]); len(got) != 1 || !got[blks[0].Cid()] {
+		t.Fatalf("once first sends stop the repeat must leave, got %v", got)
+	}
+	// With first sends flowing for ever, a repeat still leaves after
+	// maxWaitHolds holds.
+	clk.t = clk.t.Add(10 * time.Second)
+	s.filter(b, blks[2:3]) // sent to a 15 s ago: a repeat
+	start := clk.t
+	for clk.t.Sub(start) < s.maxWait() {
+		s.lastFirst = clk.t // a first send just left
+		if d := s.due(); len(d[b]) != 0 {
+			t.Fatalf("repeat left after %s while first sends flow", clk.t.Sub(start))
+		}
+		clk.t = clk.t.Add(time.Second)
+	}
+	s.lastFirst = clk.t
+	if got := cids(s.due()[b]); len(got) != 1 || !got[blks[2].Cid()] {
+		t.Fatalf("after %s the repeat must leave anyway, got %v", s.maxWait(), got)
+	}
+}
+
+// A block last sent to a peer that left is not held: nobody passes it on.
+func TestSpreadForgetsTheSendsToAPeerThatLeft(t *testing.T) {
+	s, _ := newTestSpreader(time.Minute, nil)
+	blks := testBlocks(2)
+	s.filter("a", blks[:1])
+	s.filter("b", blks[1:])
+	s.forget("a")
+	if got := s.filter("c", blks); len(got) != 1 || got[0].Cid() != blks[0].Cid() {
+		t.Fatalf("block 0 went to a peer that left and must leave again, block 1 is held; got %d blocks", len(got))
 	}
 }
 
