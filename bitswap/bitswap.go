@@ -195,6 +195,9 @@ type Stats struct {
 	DupBlocks      uint64
 	BlocksSent     uint64 // blocks that left (not those held back)
 	DataSent       uint64 // bytes of those blocks
+	// LateCancelled is blocks the server had packed for a peer that
+	// cancelled them before their turn at the uplink came (not sent).
+	LateCancelled uint64
 }
 
 // Stats returns the exchange's counters.
@@ -211,6 +214,7 @@ func (e *Exchange) Stats() (Stats, error) {
 		DupBlocks:      s.DupBlksReceived,
 		BlocksSent:     e.net.blocksSent.Load(),
 		DataSent:       e.net.dataSent.Load(),
+		LateCancelled:  e.net.lateDropped.Load(),
 	}, nil
 }
 

@@ -8,6 +8,12 @@
 // RequestFilter can refuse to serve a peer (the proof-of-delivery credit
 // window plugs in there). The package knows nothing of receipts.
 //
+// Under boxo's server sits one network layer (gate.go) that every block
+// sent passes: it applies the upload limit (limit.go), the send gate
+// (gate.go), the seed's spreading of its blocks (spread.go), and drops a
+// block whose asker cancelled the want while the block waited for its turn
+// at the uplink (latecancel.go).
+//
 // Usage:
 //
 //	ex := bitswap.New(ctx, host, router, blockstore,

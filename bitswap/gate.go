@@ -24,6 +24,13 @@ type Gate interface {
 	Allow(p peer.ID, size int) bool
 }
 
+// GateRefunder is a Gate that takes back what Allow counted for a block
+// that then did not leave (its asker cancelled it while it waited for the
+// uplink); a Gate without it keeps such bytes counted.
+type GateRefunder interface {
+	Refund(p peer.ID, size int)
+}
+
 // WithGate sets the server's send gate (the proof-of-delivery credit window).
 func WithGate(g Gate) Option {
 	return func(c *config) error {
@@ -57,10 +64,12 @@ type gatedNetwork struct {
 	store  blockstore.Blockstore
 	up     *uplink   // nil: no upload limit
 	spread *spreader // nil: no spreading
+	late   *lateCancels
 
 	// Blocks and bytes that left (boxo counts those it handed to the
-	// network, including the ones the gate or the spreader held back).
-	blocksSent, dataSent atomic.Uint64
+	// network, including the ones the gate or the spreader held back),
+	// and blocks dropped because the peer cancelled them before they left.
+	blocksSent, dataSent, lateDropped atomic.Uint64
 
 	mu   sync.Mutex
 	held map[peer.ID]*heldBlocks
@@ -80,7 +89,7 @@ type held struct {
 }
 
 func newGatedNetwork(n network.BitSwapNetwork, g Gate, sent func(peer.ID, blocks.Block), bs blockstore.Blockstore) *gatedNetwork {
-	return &gatedNetwork{BitSwapNetwork: n, gate: g, sent: sent, store: bs, held: make(map[peer.ID]*heldBlocks)}
+	return &gatedNetwork{BitSwapNetwork: n, gate: g, sent: sent, store: bs, late: newLateCancels(), held: make(map[peer.ID]*heldBlocks)}
 }
 
 func (g *gatedNetwork) SendMessage(ctx context.Context, p peer.ID, msg bsmsg.BitSwapMessage) error {
@@ -153,28 +162,53 @@ func (g *gatedNetwork) gated(ctx context.Context, p peer.ID, msg bsmsg.BitSwapMe
 }
 
 func (g *gatedNetwork) send(ctx context.Context, p peer.ID, msg bsmsg.BitSwapMessage, blks []blocks.Block) error {
-	if g.up != nil {
-		n := 0
-		for _, b := range blks {
-			n += len(b.RawData())
+	// A block leaves for good when its turn at the uplink comes (with an
+	// upload limit, seconds after boxo packed it): one the peer cancelled
+	// by then (it got it elsewhere) is dropped, and the time it waited for
+	// goes to the next block.
+	kept := make([]blocks.Block, 0, len(blks))
+	for _, b := range blks {
+		if g.late.cancelled(p, b.Cid()) {
+			g.unsent(p, b)
+			continue
 		}
-		if err := g.up.wait(ctx, n); err != nil {
+		if err := g.up.wait(ctx, len(b.RawData())); err != nil {
 			return err
+		}
+		if g.up != nil && g.late.cancelled(p, b.Cid()) {
+			g.up.refund(len(b.RawData()))
+			g.unsent(p, b)
+			continue
+		}
+		kept = append(kept, b)
+	}
+	if len(kept) < len(blks) {
+		if msg = rebuild(msg, kept); msg.Empty() {
+			return nil
 		}
 	}
 	if err := g.BitSwapNetwork.SendMessage(ctx, p, msg); err != nil {
 		return err
 	}
-	for _, b := range blks {
+	for _, b := range kept {
 		g.blocksSent.Add(1)
 		g.dataSent.Add(uint64(len(b.RawData())))
 	}
 	if g.sent != nil {
-		for _, b := range blks {
+		for _, b := range kept {
 			g.sent(p, b)
 		}
 	}
 	return nil
+}
+
+// unsent counts a block dropped in send, and gives the gate back what it
+// counted for it (every path to send asked the gate first).
+func (g *gatedNetwork) unsent(p peer.ID, b blocks.Block) {
+	g.lateDropped.Add(1)
+	if r, ok := g.gate.(GateRefunder); ok {
+		r.Refund(p, len(b.RawData()))
+	}
 }
 
 func (g *gatedNetwork) hold(p peer.ID, blks []blocks.Block) {
@@ -333,6 +367,7 @@ func (d disconnectWatcher) PeerDisconnected(p peer.ID) {
 	d.g.forget(p)
 	if d.first {
 		d.g.spread.forget(p)
+		d.g.late.forget(p)
 	}
 	d.Receiver.PeerDisconnected(p)
 }
@@ -341,6 +376,7 @@ func (d disconnectWatcher) ReceiveMessage(ctx context.Context, p peer.ID, msg bs
 	if d.first {
 		d.g.spread.received(p, msg)
 		d.g.cancel(p, msg)
+		d.g.late.received(p, msg)
 	}
 	d.Receiver.ReceiveMessage(ctx, p, msg)
 }

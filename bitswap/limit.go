@@ -3,6 +3,7 @@ package bitswap
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"golang.org/x/time/rate"
 )
@@ -26,7 +27,12 @@ func WithUploadLimit(bytesPerSecond int64) Option {
 const uploadBurst = DefaultTargetMessageSize + 512<<10
 
 // uplink meters outgoing block bytes with a token bucket.
-type uplink struct{ l *rate.Limiter }
+type uplink struct {
+	l *rate.Limiter
+
+	mu     sync.Mutex
+	credit int // bytes waited for but not sent (see refund)
+}
 
 func newUplink(bytesPerSecond int64) *uplink {
 	if bytesPerSecond <= 0 {
@@ -40,6 +46,11 @@ func (u *uplink) wait(ctx context.Context, n int) error {
 	if u == nil {
 		return nil
 	}
+	u.mu.Lock()
+	used := min(u.credit, n)
+	u.credit -= used
+	u.mu.Unlock()
+	n -= used
 	for n > 0 {
 		k := min(n, uploadBurst)
 		if err := u.l.WaitN(ctx, k); err != nil {
@@ -48,4 +59,16 @@ func (u *uplink) wait(ctx context.Context, n int) error {
 		n -= k
 	}
 	return nil
+}
+
+// refund gives back n bytes a sender waited for and then did not send (the
+// block was cancelled meanwhile): the next sender uses them without
+// waiting, so the upload's time is not lost. At most a burst is kept.
+func (u *uplink) refund(n int) {
+	if u == nil {
+		return
+	}
+	u.mu.Lock()
+	u.credit = min(u.credit+n, uploadBurst)
+	u.mu.Unlock()
 }

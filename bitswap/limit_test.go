@@ -27,6 +27,28 @@ func TestUplinkWaitsForTokens(t *testing.T) {
 	}
 }
 
+// Bytes waited for and refunded let the next sender through without
+// waiting again.
+func TestUplinkRefundIsSpentFirst(t *testing.T) {
+	u := newUplink(1 << 10) // 1 KiB/s: nothing past the burst within the test
+	if err := u.wait(context.Background(), uploadBurst); err != nil {
+		t.Fatal(err)
+	}
+	u.refund(256 << 10)
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := u.wait(done, 256<<10); err != nil {
+		t.Fatalf("a refunded 256 KiB must pass without waiting: %v", err)
+	}
+	if err := u.wait(done, 1); err == nil {
+		t.Fatal("the refund was spent; the next byte must wait")
+	}
+	u.refund(4 * uploadBurst)
+	if u.credit != uploadBurst {
+		t.Fatalf("credit %d, want at most a burst (%d)", u.credit, uploadBurst)
+	}
+}
+
 func TestUploadLimitOption(t *testing.T) {
 	var c config
 	if err := WithUploadLimit(-1)(&c); err == nil {

@@ -319,19 +319,21 @@ func watchCrowd(stop <-chan struct{}, start time.Time, origin *node.Node, crowd 
 			return
 		case <-t.C:
 		}
-		var got, dups uint64
+		var got, dups, late uint64
 		for _, n := range crowd {
 			if st, err := n.Exchange().Stats(); err == nil {
 				got += st.DataReceived
 				dups += st.DupBlocks
+				late += st.LateCancelled
 			}
 		}
 		sent := uint64(0)
 		if st, err := origin.Exchange().Stats(); err == nil {
 			sent = st.DataSent - originBefore
+			late += st.LateCancelled
 		}
-		say("after %.0f s: the crowd received %.0f%% of its bytes (%d duplicate blocks), the origin sent %.2f× the size",
-			time.Since(start).Seconds(), 100*float64(got)/float64(size*int64(len(crowd))), dups, float64(sent)/float64(size))
+		say("after %.0f s: the crowd received %.0f%% of its bytes (%d duplicate blocks; %d blocks cancelled before they left), the origin sent %.2f× the size",
+			time.Since(start).Seconds(), 100*float64(got)/float64(size*int64(len(crowd))), dups, late, float64(sent)/float64(size))
 	}
 }
 
