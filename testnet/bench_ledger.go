@@ -44,10 +44,11 @@ type LedgerFigures struct {
 	// publish to the last final block, the wait for the last epoch to
 	// close included.
 	FinalizedPerSec float64 `json:"finalized_per_s"`
-	// Steady: receipts in the final blocks after the first one, over the
-	// time from the first final block to the last: the rate the committee
-	// finalizes at once the stream is under way, without the wait for the
-	// first epoch to close and for the last one.
+	// Steady: the rate of the blocks between the first and the last (each
+	// closes a whole epoch of the stream; the first and the last close
+	// epochs the stream covered in part): their receipts over the time
+	// from the first final block to the one before the last. It leaves out
+	// the wait for the first epoch to close and the last one's tail.
 	SteadyPerSec  float64 `json:"finalized_steady_per_s"`
 	Seconds       float64 `json:"seconds"`
 	P50Seconds    float64 `json:"latency_p50_s"` // publish to final block
@@ -194,11 +195,12 @@ func BenchLedger(ctx context.Context, cfg LedgerConfig, opts ...Option) (LedgerF
 		defer pprof.StopCPUProfile()
 	}
 	type watched struct {
-		lat         []time.Duration
-		blocks      int
-		first, last time.Time // when the first and the last block with bench receipts were final
-		inFirst     int       // receipts in the first
-		err         error
+		lat    []time.Duration
+		blocks int
+		finals []time.Time // when each block with bench receipts was final
+		counts []int       // and how many it held
+		last   time.Time
+		err    error
 	}
 	done := make(chan watched, 1)
 	// An overloaded committee lets receipts expire (MaxSkew epochs): the
@@ -241,9 +243,7 @@ func BenchLedger(ctx context.Context, cfg LedgerConfig, opts ...Option) (LedgerF
 			}
 			mu.Unlock()
 			if in > 0 {
-				if w.blocks == 0 {
-					w.first, w.inFirst = now, in
-				}
+				w.finals, w.counts = append(w.finals, now), append(w.counts, in)
 				seen += in
 				w.last = now
 				w.blocks++
@@ -313,8 +313,12 @@ feed:
 	cpu := processCPU() - cpu0
 	figs.Seconds = last.Sub(first).Seconds()
 	figs.FinalizedPerSec = float64(figs.Final) / figs.Seconds
-	if w.blocks > 1 {
-		figs.SteadyPerSec = float64(figs.Final-w.inFirst) / last.Sub(w.first).Seconds()
+	if n := len(w.finals); n > 2 {
+		mid := 0
+		for _, c := range w.counts[1 : n-1] {
+			mid += c
+		}
+		figs.SteadyPerSec = float64(mid) / w.finals[n-2].Sub(w.finals[0]).Seconds()
 	}
 	figs.CPUPerReceipt = cpu.Seconds() * 1e6 / float64(n)
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })

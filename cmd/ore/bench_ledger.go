@@ -53,7 +53,7 @@ func benchLedger(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "finalized: %d of %d, %.0f receipts/s from the first publish to the last of %d blocks (%.2fs)\n",
 		f.Final, f.Receipts, f.FinalizedPerSec, f.Blocks, f.Seconds)
 	if f.SteadyPerSec > 0 {
-		fmt.Fprintf(e.stdout, "steady: %.0f receipts/s finalized from the first final block to the last\n", f.SteadyPerSec)
+		fmt.Fprintf(e.stdout, "steady: %.0f receipts/s finalized by the blocks of whole epochs (all but the first and the last)\n", f.SteadyPerSec)
 	}
 	if f.Final < f.Receipts {
 		fmt.Fprintf(e.stdout, "overloaded: %d receipts not final, %d of them never published (the publisher fell 3 epochs behind); lower --rate to find what the process sustains\n", f.Receipts-f.Final, f.Stale)
