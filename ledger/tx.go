@@ -137,21 +137,8 @@ func (t *Tx) appendUnsigned(b []byte) []byte {
 		if t.Receipt == nil {
 			return wire.AppendBytes(b, nil)
 		}
-		// The receipt's encoding goes in after its length, which takes
-		// one uvarint byte up to 127 bytes and two up to MaxTxSize:
-		// reserve two, move it if it takes one.
-		at := len(b)
-		b = t.Receipt.AppendMarshal(append(b, 0, 0))
-		n := len(b) - at - 2
-		if n < 1<<7 {
-			b[at] = byte(n)
-			return append(b[:at+1], b[at+2:]...)
-		}
-		if n >= 1<<14 {
-			return wire.AppendBytes(b[:at], t.Receipt.Marshal())
-		}
-		b[at], b[at+1] = byte(n)|0x80, byte(n>>7)
-		return b
+		var buf [pod.MaxEncoded]byte // on the stack for any decodable receipt
+		return wire.AppendBytes(b, t.Receipt.AppendMarshal(buf[:0]))
 	case KindDeposit:
 		b = wire.AppendPeer(b, t.From)
 		b = binary.AppendUvarint(b, t.Nonce)
