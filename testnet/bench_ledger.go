@@ -196,10 +196,8 @@ func BenchLedger(ctx context.Context, cfg LedgerConfig, opts ...Option) (LedgerF
 	}
 	type watched struct {
 		lat    []time.Duration
-		blocks int
 		finals []time.Time // when each block with bench receipts was final
 		counts []int       // and how many it held
-		last   time.Time
 		err    error
 	}
 	done := make(chan watched, 1)
@@ -212,7 +210,10 @@ func BenchLedger(ctx context.Context, cfg LedgerConfig, opts ...Option) (LedgerF
 		var w watched
 		seen := 0
 		for height := uint64(1); seen < n; {
-			since := w.last
+			var since time.Time // the last final block's
+			if len(w.finals) > 0 {
+				since = w.finals[len(w.finals)-1]
+			}
 			giveUp := func() bool {
 				if !streamed.Load() {
 					return false
@@ -245,8 +246,6 @@ func BenchLedger(ctx context.Context, cfg LedgerConfig, opts ...Option) (LedgerF
 			if in > 0 {
 				w.finals, w.counts = append(w.finals, now), append(w.counts, in)
 				seen += in
-				w.last = now
-				w.blocks++
 			}
 			height++
 		}
@@ -304,12 +303,13 @@ feed:
 	if w.err != nil {
 		return figs, w.err
 	}
-	lat, last := w.lat, w.last
-	figs.Blocks = w.blocks
+	lat := w.lat
+	figs.Blocks = len(w.finals)
 	figs.Final = len(lat)
 	if len(lat) == 0 {
 		return figs, fmt.Errorf("testnet: no receipt of %d reached a final block", n)
 	}
+	last := w.finals[len(w.finals)-1]
 	cpu := processCPU() - cpu0
 	figs.Seconds = last.Sub(first).Seconds()
 	figs.FinalizedPerSec = float64(figs.Final) / figs.Seconds
