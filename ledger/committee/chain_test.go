@@ -42,19 +42,26 @@ func mustGet(t *testing.T, c *chain, h uint64) {
 	}
 }
 
-// TestChainCutsTheTornTail: a body appended when the process died before
-// bolt recorded it is cut off on open, and the next block takes its place.
-func TestChainCutsTheTornTail(t *testing.T) {
-	dir := t.TempDir()
+// chainWith opens a chain in dir and stores blocks 1 to n in it.
+func chainWith(t *testing.T, dir string, n uint64) *chain {
+	t.Helper()
 	c, err := openChain(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for h := uint64(1); h <= 3; h++ {
+	for h := uint64(1); h <= n; h++ {
 		if err := c.put(testBlock(h), nil); err != nil {
 			t.Fatal(err)
 		}
 	}
+	return c
+}
+
+// TestChainCutsTheTornTail: a body appended when the process died before
+// bolt recorded it is cut off on open, and the next block takes its place.
+func TestChainCutsTheTornTail(t *testing.T) {
+	dir := t.TempDir()
+	c := chainWith(t, dir, 3)
 	end := c.end
 	c.close()
 	f, err := os.OpenFile(filepath.Join(dir, "chain.dat"), os.O_APPEND|os.O_WRONLY, 0)
@@ -82,15 +89,7 @@ func TestChainCutsTheTornTail(t *testing.T) {
 // a body file shorter than its index refuses to open.
 func TestChainRefusesDamage(t *testing.T) {
 	dir := t.TempDir()
-	c, err := openChain(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for h := uint64(1); h <= 2; h++ {
-		if err := c.put(testBlock(h), nil); err != nil {
-			t.Fatal(err)
-		}
-	}
+	c := chainWith(t, dir, 2)
 	dat := filepath.Join(dir, "chain.dat")
 	data, _ := os.ReadFile(dat)
 	data[len(data)-1] ^= 1
