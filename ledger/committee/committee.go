@@ -60,9 +60,8 @@ type Committee struct {
 	fsm   *fsm
 	chain *chain
 	raft  *raft.Raft
-	layer *raftp2p.Layer
 	store raftStore
-	trans *raft.NetworkTransport
+	trans *raftp2p.Transport
 
 	blocks *pubsub.Topic
 	txs    *pubsub.Topic
@@ -173,8 +172,7 @@ func (c *Committee) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("committee: raft snapshots: %w", err)
 	}
-	c.layer = raftp2p.New(c.cfg.Host)
-	c.trans = raft.NewNetworkTransport(c.layer, 3, 10*time.Second, io.Discard)
+	c.trans = raftp2p.NewTransport(c.cfg.Host, raftp2p.WithAllow(c.cfg.Genesis.IsMember), raftp2p.WithLogger(c.log))
 	exists, err := raft.HasExistingState(c.store, c.store, snaps)
 	if err != nil {
 		return fmt.Errorf("committee: raft state: %w", err)
@@ -283,9 +281,6 @@ func (c *Committee) Close() error {
 	c.wg.Wait()
 	if c.trans != nil {
 		errs = append(errs, c.trans.Close())
-	}
-	if c.layer != nil {
-		errs = append(errs, c.layer.Close())
 	}
 	c.cfg.Host.RemoveStreamHandler(ChainProtocol)
 	c.cfg.Host.RemoveStreamHandler(SubmitProtocol)

@@ -4,12 +4,14 @@
 // box's host (with its encryption, NAT traversal and resource limits) does
 // the rest.
 //
-// It is a raft.StreamLayer: a net.Listener that accepts one net.Conn per
-// incoming stream, and a Dial that opens a stream to a peer ID. Wrap it with
-// raft.NewNetworkTransport:
+// Transport is a whole raft.Transport, not a stream layer under Raft's
+// NetworkTransport: that one decodes a log entry with msgpack in 256 KiB
+// steps, copying what it has read at every step, which for the committee's
+// entries (a block each, megabytes at thousands of receipts) costs copies
+// that grow with the square of the block. Here an entry's data travels raw
+// after a small frame and is read once into a buffer of its size.
 //
-//	layer := raftp2p.New(host)
-//	trans := raft.NewNetworkTransport(layer, 3, 10*time.Second, logOut)
+//	trans := raftp2p.NewTransport(host, raftp2p.WithAllow(isMember))
 //	r, err := raft.NewRaft(conf, fsm, logs, stable, snaps, trans)
 //	// servers are raft.Server{ID: raft.ServerID(pid.String()), Address: raft.ServerAddress(pid.String())}
 //

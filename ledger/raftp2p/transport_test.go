@@ -73,7 +73,7 @@ func startCluster(t *testing.T, n int) []*member {
 		conf.ElectionTimeout = 300 * time.Millisecond
 		conf.LeaderLeaseTimeout = 150 * time.Millisecond
 		conf.LogOutput = io.Discard
-		trans := raft.NewNetworkTransport(New(m.h), 3, 5*time.Second, io.Discard)
+		trans := NewTransport(m.h, WithTimeout(5*time.Second))
 		store := raft.NewInmemStore()
 		r, err := raft.NewRaft(conf, m.fsm, store, store, raft.NewInmemSnapshotStore(), trans)
 		if err != nil {
