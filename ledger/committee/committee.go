@@ -302,15 +302,17 @@ func (c *Committee) Close() error {
 func (c *Committee) leaderLoop(ctx context.Context) {
 	defer c.wg.Done()
 	params := c.cfg.Genesis.Params()
+	closing := params.EpochAt(c.cfg.Clock()) // the epoch whose end the loop waits for
 	for {
 		now := c.cfg.Clock()
-		next := params.GenesisTime.Add(time.Duration(params.EpochAt(now)+1) * params.EpochLength).Add(closeDelay)
+		next := closeAt(params, closing, now)
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(next.Sub(now)):
 		}
 		closed := params.EpochAt(c.cfg.Clock()) - 1
+		closing = closed + 1
 		// No block may take receipts older than MaxSkew epochs: every
 		// member forgets them, whether or not it leads.
 		if closed > params.MaxSkew {
@@ -332,6 +334,18 @@ func (c *Committee) leaderLoop(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// closeAt is when the leader closes epoch closing: closeDelay after its
+// end. closing is the epoch after the last one closed, so when closing an
+// epoch took longer than the next one lasted, that one ended already and
+// is closed at once, not an epoch later together with the one after it
+// (a block of twice the size, which takes longer still).
+func closeAt(p pod.Params, closing uint64, now time.Time) time.Time {
+	if cur := p.EpochAt(now); closing > cur {
+		closing = cur // the clock went back
+	}
+	return p.GenesisTime.Add(time.Duration(closing+1) * p.EpochLength).Add(closeDelay)
 }
 
 // propose builds the block that closes epoch and applies it through Raft.
