@@ -92,15 +92,6 @@ func (m *sigMsg) verify(g *ledger.Genesis) error {
 // signatures that arrived early, gossip ours.
 func (c *Committee) signApplied(b *ledger.Block) {
 	c.metrics.blocks.Inc()
-	// Every member drops what the block took from its pool, so a new
-	// leader does not propose it again.
-	var included []*pod.Receipt
-	for i := range b.Txs {
-		if b.Txs[i].Kind == ledger.KindReceipt {
-			included = append(included, b.Txs[i].Receipt)
-		}
-	}
-	c.cfg.Pool.Done(included)
 	hash := b.Hash()
 	own := &ledger.Block{Header: b.Header} // the signature covers the header hash only
 	if err := own.Sign(c.cfg.Key); err != nil {
@@ -113,13 +104,9 @@ func (c *Committee) signApplied(b *ledger.Block) {
 			mine = s
 		}
 	}
-	c.mu.Lock()
-	early := c.pending[b.Header.Height]
-	delete(c.pending, b.Header.Height)
-	c.mu.Unlock()
-	for _, s := range append(early, mine) {
-		c.addSig(&sigMsg{height: b.Header.Height, hash: hash, sig: s})
-	}
+	// The block is final when a majority's signatures meet: send this
+	// member's before the bookkeeping below, which takes a while for a
+	// block of many receipts.
 	msg := (&sigMsg{height: b.Header.Height, hash: hash, sig: mine}).marshal()
 	c.wg.Add(1)
 	go func() {
@@ -128,6 +115,22 @@ func (c *Committee) signApplied(b *ledger.Block) {
 			c.log.Debug("gossip block signature", "err", err)
 		}
 	}()
+	c.mu.Lock()
+	early := c.pending[b.Header.Height]
+	delete(c.pending, b.Header.Height)
+	c.mu.Unlock()
+	for _, s := range append(early, mine) {
+		c.addSig(&sigMsg{height: b.Header.Height, hash: hash, sig: s})
+	}
+	// Every member drops what the block took from its pool, so a new
+	// leader does not propose it again.
+	var included []*pod.Receipt
+	for i := range b.Txs {
+		if b.Txs[i].Kind == ledger.KindReceipt {
+			included = append(included, b.Txs[i].Receipt)
+		}
+	}
+	c.cfg.Pool.Done(included)
 }
 
 // meshWait bounds how long publish waits for a gossip peer to send to.
