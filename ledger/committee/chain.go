@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -31,12 +32,41 @@ var (
 )
 
 // chain is the committee's durable block store.
+//
+// put hands a block to a writer goroutine and returns: a block of tens of
+// thousands of receipts takes a write and two syncs, which the state
+// machine (and so the member's signature, and the block's finality) need
+// not wait for. Until it is written the block is served from memory. This
+// costs no durability: a block is applied only once its Raft log entry is
+// on disk, Raft keeps that entry until a snapshot covers it, and a
+// snapshot is persisted only after every block below it is written
+// (wait). A member that dies with blocks unwritten applies their entries
+// again when it restarts.
 type chain struct {
 	db     *bolt.DB
 	bodies *os.File
-	mu     sync.Mutex // put's append
+	mu     sync.Mutex // store's append
 	end    int64      // chain.dat's length: where the next body goes
+
+	pmu     sync.Mutex
+	pending map[uint64]*unwritten // applied, not written yet
+	written *sync.Cond            // on pmu: a pending block was written
+	failed  error                 // a write that failed: every later put fails with it
+	queue   chan *unwritten
+	done    chan struct{} // the writer stopped
 }
+
+// unwritten is a block put but not written yet.
+type unwritten struct {
+	b    *ledger.Block // header and transactions
+	body []byte
+	sigs []ledger.Signature
+	ver  int // bumped by putHead
+}
+
+// maxUnwritten bounds the blocks put and not yet written: put waits
+// beyond it.
+const maxUnwritten = 16
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -48,7 +78,8 @@ func openChain(dir string) (*chain, error) {
 	if err != nil {
 		return nil, fmt.Errorf("committee: open chain %s (another coordinator running on it?): %w", path, err)
 	}
-	c := &chain{db: db}
+	c := &chain{db: db, pending: make(map[uint64]*unwritten), queue: make(chan *unwritten, maxUnwritten), done: make(chan struct{})}
+	c.written = sync.NewCond(&c.pmu)
 	if err := db.Update(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketBlocks, bucketHeads, bucketIndex} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
@@ -79,9 +110,10 @@ func openChain(dir string) (*chain, error) {
 		err = c.bodies.Truncate(c.end)
 	}
 	if err != nil {
-		c.close()
+		c.closeFiles()
 		return nil, fmt.Errorf("committee: open chain: %w", err)
 	}
+	go c.writer()
 	return c, nil
 }
 
@@ -101,13 +133,71 @@ func decodeIndex(v []byte) (off, n int64, sum uint32, err error) {
 }
 
 // put stores block b, whose encoding without signatures is body (nil:
-// encode it here), and its signatures: the body is appended to chain.dat
-// and synced before bolt records where it is.
+// encode it here), and its signatures. It returns before they are written
+// (see chain); an error is a write of an earlier block that failed, after
+// which the store takes nothing more.
 func (c *chain) put(b *ledger.Block, body []byte) error {
 	if body == nil {
 		body = (&ledger.Block{Header: b.Header, Txs: b.Txs}).Marshal()
 	}
-	head := (&ledger.Block{Header: b.Header, Sigs: b.Sigs}).Marshal()
+	u := &unwritten{b: &ledger.Block{Header: b.Header, Txs: b.Txs}, body: body, sigs: slices.Clone(b.Sigs)}
+	c.pmu.Lock()
+	if err := c.failed; err != nil {
+		c.pmu.Unlock()
+		return err
+	}
+	c.pending[b.Header.Height] = u
+	c.pmu.Unlock()
+	c.queue <- u
+	return nil
+}
+
+// writer writes the blocks put, in order.
+func (c *chain) writer() {
+	defer close(c.done)
+	for u := range c.queue {
+		h := u.b.Header.Height
+		c.pmu.Lock()
+		err, ver, head := c.failed, u.ver, u.head()
+		c.pmu.Unlock()
+		if err == nil {
+			err = c.store(h, u.body, head)
+		}
+		c.pmu.Lock()
+		// Signatures that came while the block was being written.
+		for err == nil && u.ver != ver {
+			ver, head = u.ver, u.head()
+			c.pmu.Unlock()
+			err = c.storeHead(h, head)
+			c.pmu.Lock()
+		}
+		if err != nil && c.failed == nil {
+			c.failed = fmt.Errorf("committee: store block %d: %w", h, err)
+		}
+		delete(c.pending, h)
+		c.written.Broadcast()
+		c.pmu.Unlock()
+	}
+}
+
+// head encodes the block's header with its signatures (pmu held).
+func (u *unwritten) head() []byte {
+	return (&ledger.Block{Header: u.b.Header, Sigs: u.sigs}).Marshal()
+}
+
+// wait returns when every block put so far is written, or a write failed.
+func (c *chain) wait() error {
+	c.pmu.Lock()
+	defer c.pmu.Unlock()
+	for len(c.pending) > 0 && c.failed == nil {
+		c.written.Wait()
+	}
+	return c.failed
+}
+
+// store appends a body to chain.dat and syncs it before bolt records
+// where it is, with the head.
+func (c *chain) store(height uint64, body, head []byte) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	off := c.end
@@ -118,29 +208,59 @@ func (c *chain) put(b *ledger.Block, body []byte) error {
 		return fmt.Errorf("sync block bodies: %w", err)
 	}
 	if err := c.db.Update(func(tx *bolt.Tx) error {
-		k := heightKey(b.Header.Height)
+		k := heightKey(height)
 		if err := tx.Bucket(bucketIndex).Put(k, encodeIndex(off, int64(len(body)), crc32.Checksum(body, castagnoli))); err != nil {
 			return err
 		}
 		return tx.Bucket(bucketHeads).Put(k, head)
 	}); err != nil {
-		return err // the body written past end is overwritten by the next put
+		return err // the body written past end is overwritten by the next store
 	}
 	c.end = off + int64(len(body))
 	return nil
 }
 
+func (c *chain) storeHead(height uint64, head []byte) error {
+	return c.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketHeads).Put(heightKey(height), head)
+	})
+}
+
 // putHead stores the signatures of a stored block's header.
 func (c *chain) putHead(h *ledger.Block) error {
-	return c.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketHeads).Put(heightKey(h.Header.Height), (&ledger.Block{Header: h.Header, Sigs: h.Sigs}).Marshal())
-	})
+	c.pmu.Lock()
+	if u := c.pending[h.Header.Height]; u != nil {
+		u.sigs = slices.Clone(h.Sigs)
+		u.ver++ // the writer stores them
+		c.pmu.Unlock()
+		return nil
+	}
+	c.pmu.Unlock()
+	return c.storeHead(h.Header.Height, (&ledger.Block{Header: h.Header, Sigs: h.Sigs}).Marshal())
+}
+
+// unwrittenBlock returns a pending block with its signatures, or nil.
+func (c *chain) unwrittenBlock(h uint64, txs bool) *ledger.Block {
+	c.pmu.Lock()
+	defer c.pmu.Unlock()
+	u := c.pending[h]
+	if u == nil {
+		return nil
+	}
+	b := &ledger.Block{Header: u.b.Header, Sigs: slices.Clone(u.sigs)}
+	if txs {
+		b.Txs = u.b.Txs
+	}
+	return b
 }
 
 var errNoBlock = errors.New("committee: no such block")
 
 // get returns a stored block with its signatures.
 func (c *chain) get(h uint64) (*ledger.Block, error) {
+	if b := c.unwrittenBlock(h, true); b != nil {
+		return b, nil
+	}
 	var data, head, at []byte
 	if err := c.db.View(func(tx *bolt.Tx) error {
 		k := heightKey(h)
@@ -190,6 +310,9 @@ func (c *chain) get(h uint64) (*ledger.Block, error) {
 // head returns a stored block's header and signatures, without its
 // transactions.
 func (c *chain) head(h uint64) (*ledger.Block, error) {
+	if b := c.unwrittenBlock(h, false); b != nil {
+		return b, nil
+	}
 	var head []byte
 	if err := c.db.View(func(tx *bolt.Tx) error {
 		head = append([]byte(nil), tx.Bucket(bucketHeads).Get(heightKey(h))...)
@@ -222,11 +345,19 @@ func (c *chain) height() uint64 {
 		}
 		return nil
 	})
+	c.pmu.Lock()
+	for ph := range c.pending {
+		h = max(h, ph)
+	}
+	c.pmu.Unlock()
 	return h
 }
 
 // replay rebuilds the state from genesis through every stored block.
 func (c *chain) replay(g *ledger.Genesis) (*ledger.State, error) {
+	if err := c.wait(); err != nil {
+		return nil, err
+	}
 	s, err := ledger.NewState(g)
 	if err != nil {
 		return nil, err
@@ -244,7 +375,17 @@ func (c *chain) replay(g *ledger.Genesis) (*ledger.State, error) {
 	return s, nil
 }
 
+// close writes the blocks put and closes the files.
 func (c *chain) close() error {
+	close(c.queue)
+	<-c.done
+	c.pmu.Lock()
+	err := c.failed
+	c.pmu.Unlock()
+	return errors.Join(err, c.closeFiles())
+}
+
+func (c *chain) closeFiles() error {
 	var errs []error
 	if c.bodies != nil {
 		errs = append(errs, c.bodies.Close())

@@ -54,6 +54,9 @@ func chainWith(t *testing.T, dir string, n uint64) *chain {
 			t.Fatal(err)
 		}
 	}
+	if err := c.wait(); err != nil {
+		t.Fatal(err)
+	}
 	return c
 }
 
@@ -153,3 +156,121 @@ func TestChainReadsOlderStores(t *testing.T) {
 		t.Fatalf("head of an older block: %v", err)
 	}
 }
+
+// stored reports whether bolt indexes block h (written, not pending).
+func stored(t *testing.T, c *chain, h uint64) bool {
+	t.Helper()
+	var ok bool
+	if err := c.db.View(func(tx *bolt.Tx) error {
+		ok = tx.Bucket(bucketIndex).Get(heightKey(h)) != nil
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return ok
+}
+
+// TestChainWritesBehind: blocks put are read at once, signatures added
+// while a block waits to be written are written with it, a snapshot is
+// persisted only after every block put is written, and close writes what
+// is left.
+func TestChainWritesBehind(t *testing.T) {
+	dir := t.TempDir()
+	c, err := openChain(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, _, _ := crypto.GenerateEd25519Key(nil)
+	const n = 40
+	for h := uint64(1); h <= n; h++ {
+		if err := c.put(testBlock(h), nil); err != nil {
+			t.Fatal(err)
+		}
+		mustGet(t, c, h)
+		if c.height() != h {
+			t.Fatalf("height %d after putting %d", c.height(), h)
+		}
+		hd, err := c.head(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := hd.Sign(k); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.putHead(hd); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snap := heightSnapshot{height: n, chain: c}
+	sink := &memSink{}
+	if err := snap.Persist(sink); err != nil || !sink.closed {
+		t.Fatalf("persist: %v", err)
+	}
+	for h := uint64(1); h <= n; h++ {
+		if !stored(t, c, h) {
+			t.Fatalf("snapshot persisted before block %d was written", h)
+		}
+	}
+	if err := c.put(testBlock(n+1), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.close(); err != nil {
+		t.Fatal(err)
+	}
+	if c, err = openChain(dir); err != nil {
+		t.Fatal(err)
+	}
+	defer c.close()
+	if c.height() != n+1 {
+		t.Fatalf("height %d after reopening, want %d", c.height(), n+1)
+	}
+	for h := uint64(1); h <= n+1; h++ {
+		mustGet(t, c, h)
+		hd, err := c.head(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := 1 // signed while it waited to be written
+		if h > n {
+			want = 0
+		}
+		if len(hd.Sigs) != want {
+			t.Fatalf("block %d has %d signatures, want %d", h, len(hd.Sigs), want)
+		}
+	}
+}
+
+// TestChainWriteFailureSticks: once a write fails, put refuses every later
+// block with that error, and a snapshot is not persisted.
+func TestChainWriteFailureSticks(t *testing.T) {
+	c, err := openChain(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.bodies.Close() // every write now fails
+	if err := c.put(testBlock(1), nil); err != nil {
+		t.Fatal(err) // the write happens later
+	}
+	if err := c.wait(); err == nil || !strings.Contains(err.Error(), "store block 1") {
+		t.Fatalf("wait after a failed write: %v", err)
+	}
+	if err := c.put(testBlock(2), nil); err == nil {
+		t.Fatal("put took a block after a failed write")
+	}
+	sink := &memSink{}
+	if err := (heightSnapshot{height: 1, chain: c}).Persist(sink); err == nil || !sink.cancelled {
+		t.Fatalf("a snapshot over an unwritten block persisted: %v", err)
+	}
+	_ = c.close()
+}
+
+// memSink is a raft.SnapshotSink in memory.
+type memSink struct {
+	data              []byte
+	closed, cancelled bool
+}
+
+func (s *memSink) Write(p []byte) (int, error) { s.data = append(s.data, p...); return len(p), nil }
+func (s *memSink) Close() error                { s.closed = true; return nil }
+func (s *memSink) ID() string                  { return "mem" }
+func (s *memSink) Cancel() error               { s.cancelled = true; return nil }

@@ -77,7 +77,7 @@ func (f *fsm) Apply(l *raft.Log) any {
 	if err := f.chain.put(b, body); err != nil {
 		// The disk failed under a committed entry: this member cannot go on
 		// without diverging, which is a broken invariant, not an input error.
-		panic(fmt.Sprintf("committee: store block %d: %v", b.Header.Height, err))
+		panic(fmt.Sprintf("committee: at block %d: %v", b.Header.Height, err))
 	}
 	f.state = next
 	if f.applied != nil {
@@ -93,7 +93,7 @@ func (f *fsm) current() *ledger.State {
 }
 
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
-	return heightSnapshot(f.current().Height()), nil
+	return heightSnapshot{height: f.current().Height(), chain: f.chain}, nil
 }
 
 // Restore brings the state to the snapshot's height from the chain store.
@@ -117,10 +117,20 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	return nil
 }
 
-type heightSnapshot uint64
+// heightSnapshot is a snapshot: the chain store holds the blocks, the
+// snapshot their height. Raft drops the log entries a snapshot covers, so
+// it is persisted only once the store has written every block put.
+type heightSnapshot struct {
+	height uint64
+	chain  *chain
+}
 
 func (s heightSnapshot) Persist(sink raft.SnapshotSink) error {
-	if _, err := sink.Write(binary.BigEndian.AppendUint64(nil, uint64(s))); err != nil {
+	if err := s.chain.wait(); err != nil {
+		_ = sink.Cancel()
+		return err
+	}
+	if _, err := sink.Write(binary.BigEndian.AppendUint64(nil, s.height)); err != nil {
 		_ = sink.Cancel()
 		return err
 	}
