@@ -26,5 +26,8 @@
 // gossip, the Raft log and the block store) around the pure core in package
 // ledger. On disk, under Config.Dir: raft-wal/ (the Raft log; raft.db in
 // members created before it), chain.dat (block bodies, appended) and
-// chain.db (bolt: where each body is, headers and signatures).
+// chain.db (bolt: where each body is, headers and signatures). Blocks are
+// written to chain.dat and chain.db behind the FSM, which does not wait for
+// the disk; the Raft log keeps a block's entry until a snapshot covers it,
+// and a snapshot is persisted only once the blocks below it are written.
 package committee
