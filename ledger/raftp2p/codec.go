@@ -249,16 +249,26 @@ func readPreVoteRequest(d *wire.Decoder) *raft.RequestPreVoteRequest {
 	}
 }
 
+// A pre-vote's answer and a snapshot's are the same on the wire: a
+// header, a term and whether it was granted (or installed).
+func appendTermAnswer(b []byte, h raft.RPCHeader, term uint64, ok bool) []byte {
+	b = appendRPCHeader(b, h)
+	b = binary.AppendUvarint(b, term)
+	return appendBool(b, ok)
+}
+
+func readTermAnswer(d *wire.Decoder, what string) (raft.RPCHeader, uint64, bool) {
+	h := readRPCHeader(d)
+	term := d.Uvarint("term")
+	return h, term, readBool(d, what)
+}
+
 func appendPreVoteResponse(b []byte, r *raft.RequestPreVoteResponse) []byte {
-	b = appendRPCHeader(b, r.RPCHeader)
-	b = binary.AppendUvarint(b, r.Term)
-	return appendBool(b, r.Granted)
+	return appendTermAnswer(b, r.RPCHeader, r.Term, r.Granted)
 }
 
 func readPreVoteResponse(d *wire.Decoder, r *raft.RequestPreVoteResponse) {
-	r.RPCHeader = readRPCHeader(d)
-	r.Term = d.Uvarint("term")
-	r.Granted = readBool(d, "granted")
+	r.RPCHeader, r.Term, r.Granted = readTermAnswer(d, "granted")
 }
 
 func appendSnapshotRequest(b []byte, r *raft.InstallSnapshotRequest) []byte {
@@ -296,15 +306,11 @@ func readSnapshotRequest(d *wire.Decoder) *raft.InstallSnapshotRequest {
 }
 
 func appendSnapshotResponse(b []byte, r *raft.InstallSnapshotResponse) []byte {
-	b = appendRPCHeader(b, r.RPCHeader)
-	b = binary.AppendUvarint(b, r.Term)
-	return appendBool(b, r.Success)
+	return appendTermAnswer(b, r.RPCHeader, r.Term, r.Success)
 }
 
 func readSnapshotResponse(d *wire.Decoder, r *raft.InstallSnapshotResponse) {
-	r.RPCHeader = readRPCHeader(d)
-	r.Term = d.Uvarint("term")
-	r.Success = readBool(d, "success")
+	r.RPCHeader, r.Term, r.Success = readTermAnswer(d, "success")
 }
 
 func appendTimeoutNowRequest(b []byte, r *raft.TimeoutNowRequest) []byte {
