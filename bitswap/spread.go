@@ -13,23 +13,29 @@ import (
 
 // WithSpread makes the server spend its upload on distinct blocks when it
 // seeds content to a crowd (BitTorrent's super-seeding, without refusals).
-// A want for a block for which seed returns true (nil: every block), sent
-// to another peer less than hold ago, is not refused (boxo forgets a want
-// answered DONT_HAVE, and the asker would stall): the block is held back
-// and leaves when hold has passed since that send, unless the peer cancels
-// the want first, which it does as soon as another box delivered the
-// block. Meanwhile the seed does not answer HAVE for the block, so the
+// A want for a block for which seed returns true (nil: every block) that
+// the seed already sent to another peer (a repeat; sends are remembered
+// spreadMemory) is not refused (boxo forgets a want answered DONT_HAVE,
+// and the asker would stall): it is held back, and leaves once hold has
+// passed since the want came and since the block last left, unless the
+// peer cancels the want first, which it does as soon as another box
+// delivered the block. The crowd holds every block the seed sent, so a
+// repeat is the crowd's to serve: measured with `ore bench swarm` (50
+// boxes, 2 MiB/s uplinks), when a repeat asked for after the block's hold
+// left at once, the origin's uplink stayed busy with repeats to the end
+// (1.71× the content size for a 58 s crowd); waiting a hold from the ask
+// (30 s) it sent 1.02-1.05× the size in five runs, idle for the crowd's
+// last 15-20 s (the code before this, with a 30 s hold: 1.57×).
+// While it holds a block, the seed does not answer HAVE for it, so the
 // asker's bitswap times the want out and moves it to the boxes that
-// announced the block, and the seed's upload goes to blocks the crowd does
-// not have yet. Of the wants held for one block, one leaves per hold; a
-// repeat (a want for a block sent to another peer before, within
-// spreadMemory) waits while blocks nobody got yet are leaving, so the seed
-// puts every block into the crowd once before it sends any twice
-// (measured with `ore bench swarm`: without it the last block first left
-// the origin 70 s into a crowd that one box alone fetches in 32 s); none
-// waits longer than 1.5 holds. Blocks under spreadMinSize always leave at
-// once: they cost the seed little, and a crowd needs a DAG's inner nodes
-// at once to ask for the rest.
+// announced the block. Of the wants held for one block, one leaves per
+// hold; a repeat also waits while blocks nobody got yet are leaving, so
+// the seed puts every block into the crowd once before it sends any twice
+// (measured: without it the last block first left the origin 70 s into a
+// crowd that one box alone fetches in 32 s); none waits longer than 1.5
+// holds. Blocks under spreadMinSize always leave at once: they cost the
+// seed little, and a crowd needs a DAG's inner nodes at once to ask for
+// the rest.
 //
 // hold 0 turns spreading off.
 func WithSpread(hold time.Duration, seed func(cid.Cid) bool) Option {
@@ -125,13 +131,11 @@ func (s *spreader) filter(p peer.ID, blks []blocks.Block) []blocks.Block {
 		case l.to == p:
 			// A peer asking again for a block it was just sent (it lost
 			// it, or restarted) is no crowd: it gets it at once.
-		case now.Sub(l.at) < s.hold:
-			s.holdLocked(p, b, l.at.Add(s.hold))
-			continue
 		default:
-			// A repeat after the hold waits while blocks nobody got yet
-			// leave (see due).
-			s.holdLocked(p, b, now)
+			// A repeat waits a hold from its ask, time for the crowd
+			// (which holds the block since its last send) to deliver
+			// it, and then while blocks nobody got yet leave (see due).
+			s.holdLocked(p, b, now.Add(s.hold))
 			continue
 		}
 		s.last[c] = lastSend{at: now, to: p}

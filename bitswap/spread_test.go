@@ -61,17 +61,22 @@ func TestSpreadHoldsRepeatsUntilTheHoldPasses(t *testing.T) {
 	if got := s.filter(c, fresh); len(got) != 1 {
 		t.Fatal("a block not sent before must leave at once")
 	}
+	// The seed keeps quiet about a block it just sent, to others than
+	// the peer it sent it to.
+	if !s.sentRecently(fresh[0].Cid(), a) || s.sentRecently(fresh[0].Cid(), c) {
+		t.Fatal("HAVE must be kept from other askers only")
+	}
 	if n := s.heldCount(); n != 2 {
 		t.Fatalf("held %d wants, want 2", n)
 	}
-	clk.t = clk.t.Add(5 * time.Second)
+	clk.t = clk.t.Add(9 * time.Second) // 10 s after the first send
 	if d := s.due(); len(d) != 0 {
-		t.Fatalf("released before the hold passed: %v", d)
+		t.Fatalf("released before a hold passed since the ask: %v", d)
 	}
-	clk.t = clk.t.Add(4 * time.Second) // 10 s after the first send
+	clk.t = clk.t.Add(time.Second) // a hold after b asked
 	d := s.due()
 	if got := cids(d[b]); len(got) != 2 || !got[blks[0].Cid()] || !got[blks[1].Cid()] {
-		t.Fatalf("after the hold, b's two wants must leave, got %v", d)
+		t.Fatalf("a hold after the ask, b's two wants must leave, got %v", d)
 	}
 	for _, w := range d[b] {
 		if w.b == nil {
@@ -84,11 +89,6 @@ func TestSpreadHoldsRepeatsUntilTheHoldPasses(t *testing.T) {
 	// A release counts as a send: a third asker waits for the next hold.
 	if got := s.filter(c, blks[:1]); len(got) != 0 {
 		t.Fatal("a block just released must be held for the next asker")
-	}
-	// The seed keeps quiet about a block it just sent, to others than
-	// the peer it sent it to.
-	if !s.sentRecently(fresh[0].Cid(), a) || s.sentRecently(fresh[0].Cid(), c) {
-		t.Fatal("HAVE must be kept from other askers only")
 	}
 	// A peer asking again for what it was just sent is no crowd.
 	if got := s.filter(c, fresh); len(got) != 1 {
@@ -106,25 +106,30 @@ func TestSpreadOneReleasePerHoldAndBoundedWait(t *testing.T) {
 	s, clk := newTestSpreader(10*time.Second, nil)
 	blk := testBlocks(1)
 	s.filter("a", blk)
-	// Three more askers, 2 s apart: held until 10 s after the first send.
+	// Three more askers, 2 s apart: each held a hold from its ask.
 	for i, p := range []peer.ID{"b", "c", "d"} {
 		clk.t = clk.t.Add(2 * time.Second)
 		if got := s.filter(p, blk); len(got) != 0 {
-			t.Fatalf("asker %d: repeat within the hold left at once", i)
+			t.Fatalf("asker %d: repeat left at once", i)
 		}
 	}
-	clk.t = clk.t.Add(4 * time.Second) // t = 10 s
-	if d := s.due(); len(d) != 1 {
-		t.Fatalf("one hold after the first send %d askers got the block, want 1", len(d))
+	clk.t = clk.t.Add(5 * time.Second) // t = 11 s
+	if d := s.due(); len(d) != 0 {
+		t.Fatalf("%d askers got the block before a hold since their ask", len(d))
 	}
-	// Before the next hold, nobody else: the crowd may deliver meanwhile.
-	clk.t = clk.t.Add(5 * time.Second) // t = 15 s
+	clk.t = clk.t.Add(time.Second) // t = 12 s: b asked a hold ago
+	if d := s.due(); len(d) != 1 || len(d["b"]) != 1 {
+		t.Fatalf("a hold after the first repeat's ask %v got the block, want b alone", d)
+	}
+	// Before the next hold since that send, nobody else: the crowd may
+	// deliver meanwhile.
+	clk.t = clk.t.Add(6 * time.Second) // t = 18 s
 	if d := s.due(); len(d) != 0 {
 		t.Fatalf("%d askers left before the next hold", len(d))
 	}
-	// The last asker was held at 6 s: by 21 s everyone waited 1.5 holds
-	// at most and got the block.
-	clk.t = clk.t.Add(6 * time.Second) // t = 21 s
+	// The last asker asked at 6 s: by 21 s everyone waited 1.5 holds at
+	// most and got the block.
+	clk.t = clk.t.Add(3 * time.Second) // t = 21 s
 	s.due()
 	if n := s.heldCount(); n != 0 {
 		t.Fatalf("%d askers still held 1.5 holds after they asked", n)
@@ -175,15 +180,16 @@ func TestSpreadCancelAndFullWantlistDropHeldWants(t *testing.T) {
 func TestSpreadSendsEveryBlockOnceBeforeAnyTwice(t *testing.T) {
 	s, clk := newTestSpreader(10*time.Second, nil)
 	a, b := peer.ID("a"), peer.ID("b")
-	blks := testBlocks(20)
+	blks := testBlocks(40)
 	s.filter(a, blks[:1])
 	clk.t = clk.t.Add(10 * time.Second) // block 0's hold passed
 	if got := s.filter(b, blks[:1]); len(got) != 0 {
 		t.Fatal("a repeat after the hold must wait")
 	}
 	asked := clk.t
-	// First sends keep leaving, two a second: the repeat waits.
-	for i := 1; clk.t.Sub(asked) < 5*time.Second; i++ {
+	// First sends keep leaving, two a second, past the repeat's hold: it
+	// waits.
+	for i := 1; clk.t.Sub(asked) < 13*time.Second; i++ {
 		if got := s.filter(a, blks[i:i+1]); len(got) != 1 {
 			t.Fatalf("first send of block %d held back", i)
 		}

@@ -57,9 +57,13 @@ const (
 	DefaultConnHigh       = 192
 	DefaultProvideTimeout = time.Minute
 	// DefaultSpreadHold: a block the box seeds (it did not just receive
-	// it) leaves at most once per this while a crowd asks for it, on a
-	// box with an upload limit; see WithSpread.
-	DefaultSpreadHold       = 15 * time.Second
+	// it) leaves at most once per this while a crowd asks for it, and a
+	// repeat waits this long for the crowd to deliver it, on a box with
+	// an upload limit; see WithSpread (which cuts it to half the stall
+	// timeout: 15 s with DefaultStallTimeout). `ore bench swarm` (stall
+	// timeout 60 s, 50 boxes): 30 s, origin 1.02-1.05× the size in five
+	// runs; 15 s, 1.71× (one run).
+	DefaultSpreadHold       = 30 * time.Second
 	defaultBootstrapTimeout = 30 * time.Second
 )
 
@@ -472,8 +476,9 @@ func WithUploadLimit(bytesPerSecond int64) Option {
 // content it published, or fetched long ago. The box's upload then goes
 // to blocks the crowd does not hold yet, and the crowd trades them among
 // itself (BitTorrent's super-seeding). Wants are never refused: a want
-// for a block sent less than hold ago is answered when the hold has
-// passed, unless the asker got the block elsewhere first. A hold longer
+// for a block already sent to another box is answered when hold has
+// passed since it came (and since the block's last send), unless the
+// asker got the block elsewhere first. A hold longer
 // than half the stall timeout is cut to that, so that no fetch from this
 // box is taken for stalled.
 //
