@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +16,7 @@ import (
 	unixfile "github.com/ipfs/boxo/ipld/unixfs/file"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/orecdn/ore/pod"
@@ -204,33 +206,39 @@ func (f *fetch) providerIDs() []peer.ID {
 // so the session's wants reach them at once. With again, it asks again
 // every providerRefresh while the fetch runs: boxes fetching the same root
 // announce themselves as they start, and bitswap asks every connected box.
+// A provider found before whose connection closed meanwhile is dialled
+// again: this box protects its sources from its own connection manager,
+// but a source over its own connection limit trims some of its askers (in
+// a crowd of 200 small-memory boxes, limit 96, every box is over it), and
+// a source once lost was never dialled again by the fetch.
 func (f *fetch) findProviders(root cid.Cid, again bool) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	known := map[peer.ID]bool{f.n.ID(): true}
+	dialing := map[peer.ID]*atomic.Bool{}
 	for {
 		for p := range f.n.router.FindProvidersAsync(f.ctx, root, fetchProviders) {
-			if known[p.ID] {
+			if p.ID == f.n.ID() {
 				continue
 			}
-			known[p.ID] = true
-			f.mu.Lock()
-			f.providers = append(f.providers, p.ID)
-			f.mu.Unlock()
-			wg.Add(1)
-			go func(p peer.AddrInfo) {
-				defer wg.Done()
-				if err := f.n.host.Connect(f.ctx, p); err != nil {
-					f.n.log.Debug("provider unreachable", "peer", p.ID, "err", err)
-					return
-				}
-				// The connection manager must not trim a source while the
-				// fetch needs it.
-				f.n.host.ConnManager().Protect(p.ID, f.tag())
+			if !known[p.ID] {
+				known[p.ID] = true
+				dialing[p.ID] = new(atomic.Bool)
 				f.mu.Lock()
-				f.protected = append(f.protected, p.ID)
+				f.providers = append(f.providers, p.ID)
 				f.mu.Unlock()
-			}(p)
+			} else if f.n.host.Network().Connectedness(p.ID) == network.Connected {
+				continue
+			}
+			if !dialing[p.ID].CompareAndSwap(false, true) {
+				continue // a dial of it runs
+			}
+			wg.Add(1)
+			go func(p peer.AddrInfo, busy *atomic.Bool) {
+				defer wg.Done()
+				defer busy.Store(false)
+				f.connect(p)
+			}(p, dialing[p.ID])
 		}
 		if !again {
 			return
@@ -240,6 +248,23 @@ func (f *fetch) findProviders(root cid.Cid, again bool) {
 			return
 		case <-time.After(providerRefresh):
 		}
+	}
+}
+
+// connect dials a provider and protects the connection while the fetch
+// runs.
+func (f *fetch) connect(p peer.AddrInfo) {
+	if err := f.n.host.Connect(f.ctx, p); err != nil {
+		f.n.log.Debug("provider unreachable", "peer", p.ID, "err", err)
+		return
+	}
+	// The connection manager must not trim a source while the fetch
+	// needs it.
+	f.n.host.ConnManager().Protect(p.ID, f.tag())
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !slices.Contains(f.protected, p.ID) {
+		f.protected = append(f.protected, p.ID)
 	}
 }
 
