@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -234,6 +235,7 @@ func BenchSwarm(ctx context.Context, cfg SwarmConfig) (res SwarmResult, err erro
 			return res, fmt.Errorf("testnet: cpu profile: %w", err)
 		}
 	}
+	progress := make([]boxProgress, len(crowd))
 	start = time.Now()
 	for i, n := range crowd {
 		wg.Add(1)
@@ -245,11 +247,14 @@ func BenchSwarm(ctx context.Context, cfg SwarmConfig) (res SwarmResult, err erro
 				return
 			case <-time.After(delay):
 			}
-			_, err := n.Fetch(ctx, root, nil)
+			_, err := n.Fetch(ctx, root, progress[i].update)
+			progress[i].end()
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
-				failed = append(failed, fmt.Errorf("box %d: %w", swarmFirst+i, err))
+				err = fmt.Errorf("box %d: %w", swarmFirst+i, err)
+				failed = append(failed, err)
+				say("%v (after %.1f s)", err, time.Since(start).Seconds())
 				return
 			}
 			if done++; done%10 == 0 || done == len(crowd) {
@@ -261,7 +266,7 @@ func BenchSwarm(ctx context.Context, cfg SwarmConfig) (res SwarmResult, err erro
 	watched := make(chan struct{})
 	go func() {
 		defer close(watched)
-		watchCrowd(stop, start, origin, crowd, before.DataSent, cfg.Size, say)
+		watchCrowd(stop, start, origin, crowd, progress, before.DataSent, cfg.Size, say)
 	}()
 	wg.Wait()
 	close(stop)
@@ -309,8 +314,9 @@ const swarmWatchInterval = 10 * time.Second
 
 // watchCrowd reports, every swarmWatchInterval until stop closes, the share
 // of the crowd's bytes that arrived (duplicates included) and what the
-// origin sent since originBefore.
-func watchCrowd(stop <-chan struct{}, start time.Time, origin *node.Node, crowd []*node.Node, originBefore uint64, size int64, say func(string, ...any)) {
+// origin sent since originBefore; once swarmShowLeft boxes or fewer are
+// still fetching, where each of them is and how long it got no block.
+func watchCrowd(stop <-chan struct{}, start time.Time, origin *node.Node, crowd []*node.Node, progress []boxProgress, originBefore uint64, size int64, say func(string, ...any)) {
 	t := time.NewTicker(swarmWatchInterval)
 	defer t.Stop()
 	for {
@@ -334,6 +340,26 @@ func watchCrowd(stop <-chan struct{}, start time.Time, origin *node.Node, crowd 
 		}
 		say("after %.0f s: the crowd received %.0f%% of its bytes (%d duplicate blocks; %d blocks cancelled before they left), the origin sent %.2f× the size",
 			time.Since(start).Seconds(), 100*float64(got)/float64(size*int64(len(crowd))), dups, late, float64(sent)/float64(size))
+		var left []int
+		for i := range progress {
+			if !progress[i].done.Load() {
+				left = append(left, i)
+			}
+		}
+		if len(left) == 0 || len(left) > swarmShowLeft {
+			continue
+		}
+		for _, i := range left {
+			p := progress[i].last.Load()
+			idle := time.Since(time.Unix(0, progress[i].changed.Load()))
+			st, _ := crowd[i].Exchange().Stats()
+			if p == nil {
+				say("  box %d: not started", swarmFirst+i)
+				continue
+			}
+			say("  box %d: %d of %d bytes, %d blocks, %d providers, %d bitswap peers, %d wants, no new block for %.0f s",
+				swarmFirst+i, p.Bytes, p.Total, p.Blocks, p.Providers, st.Peers, st.WantlistLen, idle.Seconds())
+		}
 	}
 }
 
@@ -409,3 +435,23 @@ func fileLimit() int {
 	}
 	return int(min(l.Cur, 1<<30))
 }
+
+// swarmShowLeft is the most unfinished boxes the bench describes one by
+// one in its progress reports (a crowd's tail).
+const swarmShowLeft = 12
+
+// boxProgress is one crowd box's last fetch progress.
+type boxProgress struct {
+	last    atomic.Pointer[node.FetchProgress]
+	changed atomic.Int64 // unix nanos of the last change of Blocks
+	done    atomic.Bool
+}
+
+func (b *boxProgress) update(p node.FetchProgress) {
+	if old := b.last.Load(); old == nil || old.Blocks != p.Blocks {
+		b.changed.Store(time.Now().UnixNano())
+	}
+	b.last.Store(&p)
+}
+
+func (b *boxProgress) end() { b.done.Store(true) }
