@@ -273,3 +273,31 @@ func TestTransportClose(t *testing.T) {
 		t.Fatalf("pipeline after close: got %v", err)
 	}
 }
+
+// A call still waiting for its answer when its own transport closes fails
+// then, not at its deadline: Raft waits for its calls when it shuts down.
+func TestTransportCloseEndsCallsInFlight(t *testing.T) {
+	a, b, _, hb := pair(t)
+	target := raft.ServerAddress(hb.ID().String())
+	a.timeout = time.Minute
+	errc := make(chan error, 1)
+	go func() {
+		errc <- a.RequestVote("b", target, &raft.RequestVoteRequest{Term: 1}, &raft.RequestVoteResponse{})
+	}()
+	select {
+	case <-b.Consumer(): // b's Raft never answers
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request did not arrive")
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-errc:
+		if err == nil {
+			t.Fatal("an unanswered request succeeded")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call waited on after its transport closed")
+	}
+}

@@ -71,7 +71,8 @@ type Transport struct {
 	hb       func(raft.RPC)
 
 	mu       sync.Mutex
-	pool     map[peer.ID][]*stream
+	pool     map[peer.ID][]*stream // idle outgoing streams
+	out      map[*stream]struct{}  // every outgoing stream, idle or busy
 	inbound  map[network.Stream]struct{}
 	closed   bool
 	shutdown chan struct{}
@@ -92,6 +93,7 @@ func NewTransport(h host.Host, opts ...Option) *Transport {
 		log:      slog.Default(),
 		consumer: make(chan raft.RPC),
 		pool:     make(map[peer.ID][]*stream),
+		out:      make(map[*stream]struct{}),
 		inbound:  make(map[network.Stream]struct{}),
 		shutdown: make(chan struct{}),
 	}
@@ -132,14 +134,14 @@ func (t *Transport) Close() error {
 	}
 	t.closed = true
 	close(t.shutdown)
-	pool, inbound := t.pool, t.inbound
-	t.pool, t.inbound = nil, nil
+	out, inbound := t.out, t.inbound
+	t.pool, t.out, t.inbound = nil, nil, nil
 	t.mu.Unlock()
 	t.h.RemoveStreamHandler(ProtocolID)
-	for _, ss := range pool {
-		for _, s := range ss {
-			_ = s.s.Reset()
-		}
+	// Calls and pipelines still waiting on their streams fail now, not at
+	// their deadlines: Raft waits for them when it shuts down.
+	for s := range out {
+		_ = s.s.Reset()
 	}
 	for s := range inbound {
 		_ = s.Reset()
@@ -213,14 +215,14 @@ func (t *Transport) call(target raft.ServerAddress, what string, timeout time.Du
 			_ = s.s.SetDeadline(time.Time{})
 			t.release(s)
 		} else {
-			_ = s.s.Close()
+			t.drop(s, false)
 		}
 		if err != nil {
 			return fmt.Errorf("raftp2p: %s to %s: %w", what, target, err)
 		}
 		return nil
 	default:
-		_ = s.s.Reset()
+		t.drop(s, true)
 		return fmt.Errorf("raftp2p: %s to %s: %w", what, target, err)
 	}
 }
@@ -262,11 +264,33 @@ func (t *Transport) open(pid peer.ID) (*stream, error) {
 		case <-ctx.Done():
 		}
 	}()
-	s, err := t.h.NewStream(ctx, pid, ProtocolID)
+	ns, err := t.h.NewStream(ctx, pid, ProtocolID)
 	if err != nil {
 		return nil, fmt.Errorf("raftp2p: dial %s: %w", pid, err)
 	}
-	return newStream(s), nil
+	s := newStream(ns)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		_ = ns.Reset()
+		return nil, raft.ErrTransportShutdown
+	}
+	t.out[s] = struct{}{}
+	return s, nil
+}
+
+// drop ends an outgoing stream: closed, or reset after a failure.
+func (t *Transport) drop(s *stream, reset bool) {
+	t.mu.Lock()
+	if t.out != nil {
+		delete(t.out, s)
+	}
+	t.mu.Unlock()
+	if reset {
+		_ = s.s.Reset()
+	} else {
+		_ = s.s.Close()
+	}
 }
 
 // release puts an idle stream back into its peer's pool, or closes it if
@@ -280,7 +304,7 @@ func (t *Transport) release(s *stream) {
 		return
 	}
 	t.mu.Unlock()
-	_ = s.s.Close()
+	t.drop(s, false)
 }
 
 // handle serves one incoming Raft stream until it ends.
@@ -548,7 +572,7 @@ func (p *pipeline) Consumer() <-chan raft.AppendFuture { return p.done }
 func (p *pipeline) Close() error {
 	p.once.Do(func() {
 		close(p.stop)
-		_ = p.s.s.Reset()
+		p.t.drop(p.s, true)
 	})
 	return nil
 }
