@@ -243,26 +243,7 @@ func TestTransportClose(t *testing.T) {
 	a, b, _, hb := pair(t)
 	target := raft.ServerAddress(hb.ID().String())
 	// A request b's Raft never answers fails when b closes.
-	errc := make(chan error, 1)
-	go func() {
-		errc <- a.RequestVote("b", target, &raft.RequestVoteRequest{Term: 1}, &raft.RequestVoteResponse{})
-	}()
-	select {
-	case <-b.Consumer():
-	case <-time.After(10 * time.Second):
-		t.Fatal("the request did not arrive")
-	}
-	if err := b.Close(); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-errc:
-		if err == nil {
-			t.Fatal("an unanswered request succeeded")
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the request did not fail when its server closed")
-	}
+	failsOnClose(t, a, b, target, b)
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -280,16 +261,23 @@ func TestTransportCloseEndsCallsInFlight(t *testing.T) {
 	a, b, _, hb := pair(t)
 	target := raft.ServerAddress(hb.ID().String())
 	a.timeout = time.Minute
+	failsOnClose(t, a, b, target, a)
+}
+
+// failsOnClose sends a vote request from a that b's Raft never answers,
+// closes closing, and wants the request to fail within 10 s.
+func failsOnClose(t *testing.T, a, b *Transport, target raft.ServerAddress, closing *Transport) {
+	t.Helper()
 	errc := make(chan error, 1)
 	go func() {
 		errc <- a.RequestVote("b", target, &raft.RequestVoteRequest{Term: 1}, &raft.RequestVoteResponse{})
 	}()
 	select {
-	case <-b.Consumer(): // b's Raft never answers
+	case <-b.Consumer():
 	case <-time.After(10 * time.Second):
 		t.Fatal("the request did not arrive")
 	}
-	if err := a.Close(); err != nil {
+	if err := closing.Close(); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -298,6 +286,6 @@ func TestTransportCloseEndsCallsInFlight(t *testing.T) {
 			t.Fatal("an unanswered request succeeded")
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("the call waited on after its transport closed")
+		t.Fatal("the request waited on after a transport closed")
 	}
 }
