@@ -70,12 +70,13 @@ type Transport struct {
 	hbMu     sync.Mutex
 	hb       func(raft.RPC)
 
-	mu       sync.Mutex
-	pool     map[peer.ID][]*stream // idle outgoing streams
-	out      map[*stream]struct{}  // every outgoing stream, idle or busy
-	inbound  map[network.Stream]struct{}
-	closed   bool
-	shutdown chan struct{}
+	mu      sync.Mutex
+	pool    map[peer.ID][]*stream // idle outgoing streams
+	out     map[*stream]struct{}  // every outgoing stream, idle or busy
+	inbound map[network.Stream]struct{}
+	closed  bool
+	ctx     context.Context // cancelled by Close
+	cancel  context.CancelFunc
 }
 
 var (
@@ -95,11 +96,11 @@ func NewTransport(h host.Host, opts ...Option) *Transport {
 		pool:     make(map[peer.ID][]*stream),
 		out:      make(map[*stream]struct{}),
 		inbound:  make(map[network.Stream]struct{}),
-		shutdown: make(chan struct{}),
 	}
 	for _, o := range opts {
 		o(t)
 	}
+	t.ctx, t.cancel = context.WithCancel(context.Background())
 	h.SetStreamHandler(ProtocolID, t.handle)
 	return t
 }
@@ -133,7 +134,7 @@ func (t *Transport) Close() error {
 		return nil
 	}
 	t.closed = true
-	close(t.shutdown)
+	t.cancel()
 	out, inbound := t.out, t.inbound
 	t.pool, t.out, t.inbound = nil, nil, nil
 	t.mu.Unlock()
@@ -255,15 +256,11 @@ func (t *Transport) open(pid peer.ID) (*stream, error) {
 	if b, ok := t.h.Network().(interface{ Backoff() *swarm.DialBackoff }); ok {
 		b.Backoff().Clear(pid)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), t.timeout)
+	if t.ctx.Err() != nil {
+		return nil, raft.ErrTransportShutdown
+	}
+	ctx, cancel := context.WithTimeout(t.ctx, t.timeout)
 	defer cancel()
-	go func() {
-		select {
-		case <-t.shutdown:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	ns, err := t.h.NewStream(ctx, pid, ProtocolID)
 	if err != nil {
 		return nil, fmt.Errorf("raftp2p: dial %s: %w", pid, err)
@@ -409,14 +406,14 @@ func (t *Transport) serveOne(s *stream) (keep bool, err error) {
 	if !dispatched {
 		select {
 		case t.consumer <- rpc:
-		case <-t.shutdown:
+		case <-t.ctx.Done():
 			return false, raft.ErrTransportShutdown
 		}
 	}
 	var resp raft.RPCResponse
 	select {
 	case resp = <-respCh:
-	case <-t.shutdown:
+	case <-t.ctx.Done():
 		return false, raft.ErrTransportShutdown
 	}
 	out, err := appendResponse(s.wbuf[:0], resp)
@@ -513,9 +510,6 @@ func (t *Transport) AppendEntriesPipeline(_ raft.ServerID, target raft.ServerAdd
 	if err != nil {
 		return nil, fmt.Errorf("raftp2p: address %q is not a peer ID: %w", target, err)
 	}
-	if t.isClosed() {
-		return nil, raft.ErrTransportShutdown
-	}
 	s, err := t.open(pid)
 	if err != nil {
 		return nil, err
@@ -529,12 +523,6 @@ func (t *Transport) AppendEntriesPipeline(_ raft.ServerID, target raft.ServerAdd
 	}
 	go p.decode()
 	return p, nil
-}
-
-func (t *Transport) isClosed() bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.closed
 }
 
 // pipeline is one follower's append stream.
