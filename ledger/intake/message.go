@@ -9,10 +9,13 @@ import (
 	"github.com/orecdn/ore/pod"
 )
 
-// MaxBatch is the most receipts one gossip message carries: 256 receipts
-// of at most pod.MaxEncoded bytes stay well inside gossipsub's 1 MiB
-// message limit.
-const MaxBatch = 256
+// MaxBatch is the most receipts one gossip message carries: 512 receipts
+// of at most pod.MaxEncoded bytes stay inside gossipsub's 1 MiB message
+// limit, and a full message is one Ed25519 batch of 1,024 signatures,
+// which costs ~20 % less per signature than batches of 256
+// (pod.BenchmarkVerifyReceipts). Peers built with a smaller MaxBatch
+// refuse the larger messages.
+const MaxBatch = 512
 
 // ErrMalformed is a gossip message that is not a well-formed batch.
 var ErrMalformed = errors.New("intake: malformed receipts message")
