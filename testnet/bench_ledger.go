@@ -57,6 +57,19 @@ type LedgerFigures struct {
 	Blocks        int     `json:"blocks"`
 	EpochSeconds  float64 `json:"epoch_s"`
 	CPUPerReceipt float64 `json:"cpu_us_per_receipt"` // process CPU time over the stream and its blocks, per receipt
+	// PerBlock times every final block that held bench receipts against
+	// the end of its epoch: where the latency goes.
+	PerBlock []BlockTiming `json:"blocks_timed"`
+}
+
+// BlockTiming is one final block of BenchLedger, its times measured from
+// the end of the epoch it closes.
+type BlockTiming struct {
+	Height   uint64  `json:"height"`
+	Epoch    uint64  `json:"epoch"`
+	Receipts int     `json:"receipts"` // bench receipts in it
+	Built    float64 `json:"built_s"`  // the leader's time in the header
+	Final    float64 `json:"final_s"`  // when the bench saw a majority's signatures
 }
 
 type benchParty struct {
@@ -198,6 +211,7 @@ func BenchLedger(ctx context.Context, cfg LedgerConfig, opts ...Option) (LedgerF
 		lat    []time.Duration
 		finals []time.Time // when each block with bench receipts was final
 		counts []int       // and how many it held
+		timed  []BlockTiming
 		err    error
 	}
 	done := make(chan watched, 1)
@@ -244,6 +258,9 @@ func BenchLedger(ctx context.Context, cfg LedgerConfig, opts ...Option) (LedgerF
 			}
 			mu.Unlock()
 			if in > 0 {
+				end := params.GenesisTime.Add(time.Duration(b.Header.Epoch+1) * params.EpochLength)
+				w.timed = append(w.timed, BlockTiming{Height: b.Header.Height, Epoch: b.Header.Epoch, Receipts: in,
+					Built: time.Unix(0, b.Header.Time).Sub(end).Seconds(), Final: now.Sub(end).Seconds()})
 				w.finals, w.counts = append(w.finals, now), append(w.counts, in)
 				seen += in
 			}
@@ -305,6 +322,7 @@ feed:
 	}
 	lat := w.lat
 	figs.Blocks = len(w.finals)
+	figs.PerBlock = w.timed
 	figs.Final = len(lat)
 	if len(lat) == 0 {
 		return figs, fmt.Errorf("testnet: no receipt of %d reached a final block", n)

@@ -45,13 +45,13 @@ func BenchmarkGateway(b *testing.B) {
 	}
 }
 
-// BenchmarkLedger is `ore bench ledger`.
+// BenchmarkLedger is a short `ore bench ledger` (TCP, as its default).
 //
 //	go test -run XXX -bench Ledger -benchtime 1x ./testnet/
 func BenchmarkLedger(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		f, err := testnet.BenchLedger(ctx, testnet.LedgerConfig{Rate: 5000, Duration: 5 * time.Second, Epoch: 2 * time.Second}, testnet.WithDir(b.TempDir()))
+		f, err := testnet.BenchLedger(ctx, testnet.LedgerConfig{Rate: 5000, Duration: 5 * time.Second, Epoch: 2 * time.Second}, testnet.WithDir(b.TempDir()), testnet.WithTCPOnly())
 		cancel()
 		if err != nil {
 			b.Fatal(err)
