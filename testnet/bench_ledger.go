@@ -237,14 +237,13 @@ func BenchLedger(ctx context.Context, cfg LedgerConfig, opts ...Option) (LedgerF
 				}
 				return time.Since(since) > stall
 			}
-			b, err := finalBlock(ctx, nw, height, giveUp)
+			b, now, err := finalBlock(ctx, nw, height, giveUp)
 			if err != nil {
 				if ctx.Err() != nil {
 					w.err = fmt.Errorf("testnet: %d of %d receipts final when the bench ran out of time", seen, n)
 				}
 				break
 			}
-			now := time.Now()
 			in := 0
 			mu.Lock()
 			for _, tx := range b.Txs {
@@ -347,27 +346,28 @@ feed:
 }
 
 // finalBlock waits until the block at height is final on the leader and
-// returns it, or until giveUp says to stop. It reads block heads until
-// then, not whole blocks.
-func finalBlock(ctx context.Context, nw *Network, height uint64, giveUp func() bool) (*ledger.Block, error) {
+// returns it with the time it saw it final, or until giveUp says to stop.
+// It reads block heads until then, not whole blocks.
+func finalBlock(ctx context.Context, nw *Network, height uint64, giveUp func() bool) (*ledger.Block, time.Time, error) {
 	for !giveUp() {
 		li, err := nw.Leader(ctx)
 		if err != nil {
-			return nil, err
+			return nil, time.Time{}, err
 		}
 		c := nw.Nodes[li].Committee()
 		if head, ok := c.Head(height); ok && head.Final(nw.Genesis) {
+			at := time.Now() // before reading the whole block, which takes a while
 			if b, ok := c.Block(height); ok {
-				return b, nil
+				return b, at, nil
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, time.Time{}, ctx.Err()
 		case <-time.After(2 * time.Millisecond):
 		}
 	}
-	return nil, errGaveUp
+	return nil, time.Time{}, errGaveUp
 }
 
 var errGaveUp = errors.New("testnet: no new final block")

@@ -181,7 +181,7 @@ func (c *Committee) startRaft() error {
 	// entries themselves, from the log store; an entry is a whole block
 	// (megabytes at thousands of receipts), so the recent ones stay in
 	// memory rather than being decoded from bolt on every append.
-	logs, err := raft.NewLogCache(logCache, c.store)
+	logs, err := raft.NewLogCache(logCache, preparingStore{c.store, c.fsm.prepare})
 	if err != nil {
 		return fmt.Errorf("committee: raft log cache: %w", err)
 	}

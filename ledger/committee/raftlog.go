@@ -59,3 +59,28 @@ type walStore struct {
 }
 
 func (s walStore) Close() error { return errors.Join(s.WAL.Close(), s.meta.Close()) }
+
+// preparingStore tells the FSM of every command entry a follower stores,
+// before it answers the leader, so the FSM can apply the last one early
+// (fsm.prepare).
+type preparingStore struct {
+	raft.LogStore
+	prepare func(data []byte)
+}
+
+func (s preparingStore) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Log{l}) }
+
+func (s preparingStore) StoreLogs(logs []*raft.Log) error {
+	if err := s.LogStore.StoreLogs(logs); err != nil {
+		return err
+	}
+	// Only the last command: the ones before it in a batch (a follower
+	// catching up) would be applied to states that are not theirs.
+	for i := len(logs) - 1; i >= 0; i-- {
+		if logs[i].Type == raft.LogCommand {
+			s.prepare(logs[i].Data)
+			break
+		}
+	}
+	return nil
+}
