@@ -38,6 +38,21 @@ const (
 	logCache = 16
 )
 
+// The Raft log's size on disk. An entry is a whole block, ~12 MB at
+// 20,000 receipts/s in 2 s epochs, so Raft's defaults (a snapshot every
+// 8,192 entries, 10,240 kept behind it) would keep up to ~200 GB of log.
+// Here a snapshot (the height of the stored chain, see fsm) comes every
+// snapshotEvery entries and trailingLogs stay behind it, for a member
+// that falls behind; one further behind installs the snapshot and
+// fetches the blocks it lacks from the members' chains (fsm.Restore).
+// At most about (snapshotEvery + trailingLogs) blocks stay in the log.
+// Variables, for tests.
+var (
+	snapshotEvery    uint64 = 64
+	trailingLogs     uint64 = 64
+	snapshotInterval        = 10 * time.Second // how often Raft checks snapshotEvery
+)
+
 // Config is what a coordinator needs.
 type Config struct {
 	Genesis  *ledger.Genesis
@@ -120,7 +135,12 @@ func New(ctx context.Context, cfg Config) (*Committee, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.fsm = &fsm{g: cfg.Genesis, chain: c.chain, state: state, applied: c.signApplied}
+	c.fsm = &fsm{g: cfg.Genesis, chain: c.chain, state: state, applied: c.signApplied,
+		catchUp: func(base *ledger.State) (*ledger.State, []*ledger.Block, error) {
+			ctx, cancel := context.WithTimeout(c.ctx, syncTimeout)
+			defer cancel()
+			return SyncFrom(ctx, cfg.Host, cfg.Genesis, base)
+		}}
 
 	for _, m := range cfg.Genesis.Committee {
 		if ai, err := m.AddrInfo(); err == nil && ai.ID != c.self {
@@ -163,7 +183,9 @@ func (c *Committee) startRaft() error {
 	conf.ElectionTimeout = electionTimeout
 	conf.LeaderLeaseTimeout = leaderLease
 	conf.LogOutput = io.Discard
-	conf.SnapshotThreshold = 1024
+	conf.SnapshotThreshold = snapshotEvery
+	conf.TrailingLogs = trailingLogs
+	conf.SnapshotInterval = snapshotInterval
 	var err error
 	if c.store, err = openRaftStore(c.cfg.Dir); err != nil {
 		return err

@@ -30,4 +30,8 @@
 // written to chain.dat and chain.db behind the FSM, which does not wait for
 // the disk; the Raft log keeps a block's entry until a snapshot covers it,
 // and a snapshot is persisted only once the blocks below it are written.
+// The log holds about the last 128 blocks (snapshotEvery + trailingLogs);
+// a member further behind installs a snapshot, which is only a height, and
+// fetches the blocks it lacks from the others' chains (ChainProtocol),
+// verifying them as any peer does.
 package committee

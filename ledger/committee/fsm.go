@@ -19,6 +19,10 @@ type fsm struct {
 	g       *ledger.Genesis
 	chain   *chain
 	applied func(*ledger.Block) // after a block is stored: sign it
+	// catchUp fetches the final blocks after base from the other members
+	// and verifies them (SyncFrom): a snapshot from the leader may cover
+	// blocks this member never had (see Restore).
+	catchUp func(base *ledger.State) (*ledger.State, []*ledger.Block, error)
 
 	mu    sync.RWMutex
 	state *ledger.State
@@ -166,10 +170,38 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		return err
 	}
 	if s.Height() < h {
-		return fmt.Errorf("committee: snapshot covers height %d but this member stores blocks up to %d: sync the chain first", h, s.Height())
+		// The leader dropped the log entries of blocks this member missed
+		// (it was cut off or down for more than trailingLogs entries): the
+		// blocks come from the members' chains instead.
+		have := s.Height()
+		if f.catchUp == nil {
+			return fmt.Errorf("committee: snapshot covers height %d but this member stores blocks up to %d: sync the chain first", h, have)
+		}
+		next, blocks, err := f.catchUp(s)
+		if err == nil && next.Height() < h {
+			err = fmt.Errorf("the members' final chains end at height %d", next.Height())
+		}
+		if err != nil {
+			return fmt.Errorf("committee: snapshot covers height %d, this member stores blocks up to %d and could not fetch the rest (Raft sends the snapshot again): %w", h, have, err)
+		}
+		for _, b := range blocks {
+			if err := f.chain.put(b, nil); err != nil {
+				return fmt.Errorf("committee: store block %d fetched for a snapshot: %w", b.Header.Height, err)
+			}
+		}
+		s = next
+		f.mu.Lock()
+		f.state, f.built, f.early = s, nil, nil
+		f.mu.Unlock()
+		for _, b := range blocks {
+			if f.applied != nil {
+				f.applied(b) // sign it, as if applied from the log
+			}
+		}
+		return nil
 	}
 	f.mu.Lock()
-	f.state = s
+	f.state, f.built, f.early = s, nil, nil
 	f.mu.Unlock()
 	return nil
 }

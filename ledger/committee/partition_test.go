@@ -2,11 +2,13 @@ package committee
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/control"
@@ -181,16 +183,27 @@ func (bk *book) settled(s *ledger.State) bool {
 // other two (a follower, then the leader) while receipts and transactions
 // flow, and heals it: the two keep finalizing blocks, the cut-off one makes
 // none of its own, and once healed it holds the same chain and state.
+//
+// In "behind a snapshot", the majority snapshots and drops the log entries
+// the cut-off member lacks before the heal: it installs the snapshot and
+// fetches the blocks from the others' chains.
 func TestPartitionedCoordinatorCatchesUp(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		leader bool
-	}{{"follower", false}, {"leader", true}} {
-		t.Run(tc.name, func(t *testing.T) { testPartitionHeal(t, tc.leader) })
+		name            string
+		leader, compact bool
+	}{{"follower", false, false}, {"leader", true, false}, {"behind a snapshot", false, true}} {
+		t.Run(tc.name, func(t *testing.T) { testPartitionHeal(t, tc.leader, tc.compact) })
 	}
 }
 
-func testPartitionHeal(t *testing.T, cutLeader bool) {
+func testPartitionHeal(t *testing.T, cutLeader, compact bool) {
+	if compact {
+		// Truncation drops whole raft-wal segments: small ones, so the
+		// entries the cut-off member lacks are gone from the others' logs.
+		wasTrailing, wasSegment := trailingLogs, walSegmentSize
+		trailingLogs, walSegmentSize = 1, 1<<10
+		t.Cleanup(func() { trailingLogs, walSegmentSize = wasTrailing, wasSegment })
+	}
 	// Epochs of 2 s: receipts stay valid for 6 s without a block, through
 	// the election when the leader is cut off, even on a busy machine.
 	cl := newClusterEpoch(t, 2*time.Second)
@@ -288,6 +301,23 @@ func testPartitionHeal(t *testing.T, cutLeader bool) {
 		}
 	}
 	missed := ms.Height() - cs.Height()
+	if compact {
+		for _, m := range rest {
+			if err := m.c.raft.Snapshot().Error(); err != nil {
+				t.Fatalf("snapshot: %v", err)
+			}
+		}
+		cutLast, err := cut.c.store.LastIndex()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range rest {
+			var l raft.Log
+			if err := m.c.store.GetLog(cutLast+1, &l); !errors.Is(err, raft.ErrLogNotFound) {
+				t.Fatalf("entry %d, the first the cut-off member lacks, still in a member's log (%v): it needs no snapshot", cutLast+1, err)
+			}
+		}
+	}
 
 	// Heal: the member catches up by itself, to one chain and one state.
 	start = time.Now()

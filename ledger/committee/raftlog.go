@@ -42,13 +42,22 @@ func openRaftStore(dir string) (raftStore, error) {
 		return nil, fmt.Errorf("committee: raft log: %w", err)
 	}
 	meta := &metadb.BoltMetaDB{}
-	w, err := wal.Open(wdir, wal.WithMetaStore(meta))
+	segment := wal.WithSegmentSize(64 << 20) // raft-wal's default
+	if walSegmentSize > 0 {
+		segment = wal.WithSegmentSize(walSegmentSize)
+	}
+	w, err := wal.Open(wdir, wal.WithMetaStore(meta), segment)
 	if err != nil {
 		_ = meta.Close()
 		return nil, fmt.Errorf("committee: raft log %s (another coordinator running on it, or damaged?): %w", wdir, err)
 	}
 	return walStore{w, meta}, nil
 }
+
+// walSegmentSize, when set, is the size of raft-wal's segment files (0:
+// its default, 64 MiB). Truncating the log deletes whole segments only, so
+// a test that must see entries gone sets small ones.
+var walSegmentSize int
 
 // walStore closes the WAL's metadata database with it: WAL.Close leaves
 // it open, and its file lock would stop this process from opening the
@@ -59,6 +68,33 @@ type walStore struct {
 }
 
 func (s walStore) Close() error { return errors.Join(s.WAL.Close(), s.meta.Close()) }
+
+// StoreLogs appends logs. A follower that installed a snapshot beyond its
+// last entry appends next after the snapshot, leaving a gap raft-wal
+// refuses ("non-monotonic log entries"), and Raft's own compaction after
+// the install keeps the entries below it: the follower would refuse every
+// append and get the snapshot again, forever. The entries below the gap
+// are covered by the snapshot, so they go first.
+func (s walStore) StoreLogs(logs []*raft.Log) error {
+	if len(logs) > 0 {
+		last, err := s.WAL.LastIndex()
+		if err != nil {
+			return err
+		}
+		if next := logs[0].Index; last > 0 && next > last+1 {
+			first, err := s.WAL.FirstIndex()
+			if err != nil {
+				return err
+			}
+			if err := s.WAL.DeleteRange(first, next-1); err != nil {
+				return fmt.Errorf("committee: drop the Raft log below a snapshot at %d: %w", next-1, err)
+			}
+		}
+	}
+	return s.WAL.StoreLogs(logs)
+}
+
+func (s walStore) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Log{l}) }
 
 // preparingStore tells the FSM of every command entry a follower stores,
 // before it answers the leader, so the FSM can apply the last one early
