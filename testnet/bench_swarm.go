@@ -338,8 +338,12 @@ func watchCrowd(stop <-chan struct{}, start time.Time, origin *node.Node, crowd 
 			sent = st.DataSent - originBefore
 			late += st.LateCancelled
 		}
-		say("after %.0f s: the crowd received %.0f%% of its bytes (%d duplicate blocks; %d blocks cancelled before they left), the origin sent %.2f× the size",
-			time.Since(start).Seconds(), 100*float64(got)/float64(size*int64(len(crowd))), dups, late, float64(sent)/float64(size))
+		conns := 0
+		for _, n := range crowd {
+			conns += len(n.Host().Network().Peers())
+		}
+		say("after %.0f s: the crowd received %.0f%% of its bytes (%d duplicate blocks; %d blocks cancelled before they left), the origin sent %.2f× the size; %.0f connections per box",
+			time.Since(start).Seconds(), 100*float64(got)/float64(size*int64(len(crowd))), dups, late, float64(sent)/float64(size), float64(conns)/float64(len(crowd)))
 		var left []int
 		for i := range progress {
 			if !progress[i].done.Load() {
