@@ -87,6 +87,10 @@ type SwarmResult struct {
 // bound by its uplinks as a real one is, not by the test machine's cores.
 const DefaultSwarmUpload = 2 << 20
 
+// mocknetHubConns is the connection manager's high-water mark of the
+// origin and the coordinators on a mocknet: every crowd box dials them.
+const mocknetHubConns = 512
+
 // minSwarmFDs is the file descriptors a crowd box needs at least.
 const minSwarmFDs = 80
 
@@ -170,6 +174,12 @@ func BenchSwarm(ctx context.Context, cfg SwarmConfig) (res SwarmResult, err erro
 		opts = append(opts, WithNodeOptions(node.WithResourceLimits(256<<20, per), node.WithConnLimits(max(per/6, 8), max(per/3, 16))))
 		for i := 0; i < swarmFirst; i++ {
 			opts = append(opts, WithBoxOptions(i, node.WithResourceLimits(512<<20, hub), node.WithConnLimits(hub/4, hub/2)))
+		}
+	} else if cfg.Mocknet {
+		// No descriptors to share out on a mocknet, but the hubs still
+		// need a hub's connections (the crowd keeps its profile's).
+		for i := 0; i < swarmFirst; i++ {
+			opts = append(opts, WithBoxOptions(i, node.WithConnLimits(mocknetHubConns/2, mocknetHubConns)))
 		}
 	}
 	if cfg.Logger != nil {
