@@ -38,7 +38,8 @@ const (
 	fetchBatchBytes  = 8 << 20
 	fetchProviders   = 64
 	fetchSources     = 24              // providers a fetch dials and keeps at once
-	firstSourceWait  = 2 * time.Second // the most a fetch waits for its first source before it asks
+	firstSources     = 4               // sources a fetch waits for before it asks (fewer if the first look-up finds fewer)
+	firstSourceWait  = 2 * time.Second // the most a fetch waits for them
 	flushInterval    = 100 * time.Millisecond
 	announceAfter    = 1 << 20
 	providerRefresh  = 2 * time.Second
@@ -110,7 +111,10 @@ func (n *Node) fetch(ctx context.Context, root cid.Cid, progress func(FetchProgr
 		// The root's want is the session's first broadcast, and bitswap
 		// broadcasts a want once: to the sources it goes to only if they
 		// are sources by then (a box the box was already connected to
-		// gets no new-connection broadcast when it becomes one).
+		// gets no new-connection broadcast when it becomes one). One
+		// source is not enough: the origin holds back a root it sent
+		// recently (WithSpread), and in a 200-box crowd 2 boxes whose
+		// first source was the origin never got the root within a minute.
 		select {
 		case <-f.sourced:
 		case <-time.After(firstSourceWait):
@@ -196,11 +200,11 @@ type fetch struct {
 	lastActive                    atomic.Int64  // unix nanos of the last block
 	announced                     atomic.Bool   // root announced before the fetch ended
 	protected                     []peer.ID     // provider connections kept open while the fetch runs (guarded by mu)
-	sourced                       chan struct{} // closed once the first source is held, or the first look-up found none
+	sourced                       chan struct{} // closed once firstSources sources are held, or the first look-up's dials ended
 	sourcedOnce                   sync.Once
 }
 
-// markSourced closes f.sourced, once.
+// markSourced closes f.sourced, once: the fetch asks for the root.
 func (f *fetch) markSourced() {
 	if f.sourced != nil {
 		f.sourcedOnce.Do(func() { close(f.sourced) })
@@ -251,14 +255,21 @@ func (f *fetch) findProviders(root cid.Cid, again bool) {
 		sources = map[peer.ID]*atomic.Bool{} // this fetch's sources: true while a dial of it runs
 		net     = f.n.host.Network()
 	)
-	dial := func(p peer.AddrInfo) {
+	var firstDials sync.WaitGroup // the first look-up's dials
+	dial := func(p peer.AddrInfo, first bool) {
 		busy := new(atomic.Bool)
 		busy.Store(true)
 		sources[p.ID] = busy
 		wg.Add(1)
+		if first {
+			firstDials.Add(1)
+		}
 		go func() {
 			defer wg.Done()
 			defer busy.Store(false)
+			if first {
+				defer firstDials.Done()
+			}
 			f.connect(p)
 		}()
 	}
@@ -281,17 +292,20 @@ func (f *fetch) findProviders(root cid.Cid, again bool) {
 				continue
 			}
 			if first && len(sources) < fetchSources {
-				dial(p)
+				dial(p, true)
 				continue
 			}
 			found = append(found, p)
 		}
-		if len(sources) == 0 {
-			f.markSourced() // none found: the fetch waits no longer
+		if first {
+			// The look-up found what it found: the fetch waits for
+			// those dials at most.
+			wg.Add(1)
+			go func() { defer wg.Done(); firstDials.Wait(); f.markSourced() }()
 		}
 		rand.Shuffle(len(found), func(i, j int) { found[i], found[j] = found[j], found[i] })
 		for _, p := range found[:min(len(found), max(fetchSources-len(sources), 0))] {
-			dial(p)
+			dial(p, false)
 		}
 	}
 	for round := 0; ; round++ {
@@ -332,7 +346,9 @@ func (f *fetch) connect(p peer.AddrInfo) {
 		f.protected = append(f.protected, p.ID)
 		f.n.holdSource(p.ID)
 	}
-	f.markSourced()
+	if len(f.protected) >= firstSources {
+		f.markSourced()
+	}
 }
 
 // release stops protecting the connection to p, a source the fetch gave up.
