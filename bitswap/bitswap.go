@@ -118,6 +118,18 @@ func New(ctx context.Context, h host.Host, finder routing.ContentDiscovery, bsto
 		bs.SetSendDontHaves(false),
 		bs.WithClientOption(client.WithDontHaveTimeoutConfig(dontHaveTimeouts())),
 		bs.MaxQueuedWantlistEntriesPerPeer(DefaultMaxWantlistPerPeer),
+		// Broadcast wants (a session's first, and those no session peer
+		// has) go to the peers that sent this box blocks before, to peered
+		// and local peers, and to DefaultBroadcastRandomPeers others, not
+		// to every connected peer: every box that gets a want keeps it and
+		// says HAVE when the block arrives, then gets the session's
+		// want-haves for every later block and answers each. Sent to every
+		// connection, a crowd's control traffic grew with the square of its
+		// size (see DefaultBroadcastRandomPeers). node protects the sources
+		// its fetches dial with boxo's peering tag, so they get the
+		// broadcasts.
+		bs.WithClientOption(client.BroadcastControlEnable(true)),
+		bs.WithClientOption(client.BroadcastControlMaxRandomPeers(DefaultBroadcastRandomPeers)),
 	}
 	if cfg.hooks.BlockReceived != nil {
 		bopts = append(bopts, bs.WithTracer(tracer{cfg.hooks}))

@@ -49,6 +49,12 @@ const (
 	// holds it back (WithSpread) well within the hold.
 	DefaultMinDontHaveTimeout = 3 * time.Second
 
+	// DefaultBroadcastRandomPeers is how many peers that are no broadcast
+	// target (none sent this box a block, none is peered or local) get a
+	// broadcast want anyway, picked at random, so that a box still finds a
+	// block its known peers lack.
+	DefaultBroadcastRandomPeers = 4
+
 	// DefaultMaxWantlistPerPeer bounds the wants kept in memory per peer.
 	DefaultMaxWantlistPerPeer = 4096
 

@@ -37,6 +37,9 @@ const (
 	fetchParallel    = 4
 	fetchBatchBytes  = 8 << 20
 	fetchProviders   = 64
+	fetchSources     = 24              // providers a fetch dials and keeps at once
+	firstSources     = 4               // sources a fetch waits for before it asks (fewer if the first look-up finds fewer)
+	firstSourceWait  = 2 * time.Second // the most a fetch waits for them
 	flushInterval    = 100 * time.Millisecond
 	announceAfter    = 1 << 20
 	providerRefresh  = 2 * time.Second
@@ -102,8 +105,21 @@ func (n *Node) fetch(ctx context.Context, root cid.Cid, progress func(FetchProgr
 	defer wg.Wait()
 	defer cancel(nil)
 	if has, _ := n.store.Has(ctx, root); !has {
+		f.sourced = make(chan struct{})
 		wg.Add(1)
 		go func() { defer wg.Done(); f.findProviders(root, !rootOnly) }()
+		// The root's want is the session's first broadcast, and bitswap
+		// broadcasts a want once: to the sources it goes to only if they
+		// are sources by then (a box the box was already connected to
+		// gets no new-connection broadcast when it becomes one). One
+		// source is not enough: the origin holds back a root it sent
+		// recently (WithSpread), and in a 200-box crowd 2 boxes whose
+		// first source was the origin never got the root within a minute.
+		select {
+		case <-f.sourced:
+		case <-time.After(firstSourceWait):
+		case <-ctx.Done():
+		}
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); f.watch(cancel, progress) }()
@@ -181,9 +197,18 @@ type fetch struct {
 	providers []peer.ID
 
 	blocks, bytes, fetched, total atomic.Int64
-	lastActive                    atomic.Int64 // unix nanos of the last block
-	announced                     atomic.Bool  // root announced before the fetch ended
-	protected                     []peer.ID    // provider connections kept open while the fetch runs (guarded by mu)
+	lastActive                    atomic.Int64  // unix nanos of the last block
+	announced                     atomic.Bool   // root announced before the fetch ended
+	protected                     []peer.ID     // provider connections kept open while the fetch runs (guarded by mu)
+	sourced                       chan struct{} // closed once firstSources sources are held, or the first look-up's dials ended
+	sourcedOnce                   sync.Once
+}
+
+// markSourced closes f.sourced, once: the fetch asks for the root.
+func (f *fetch) markSourced() {
+	if f.sourced != nil {
+		f.sourcedOnce.Do(func() { close(f.sourced) })
+	}
 }
 
 func (f *fetch) touch() { f.lastActive.Store(time.Now().UnixNano()) }
@@ -202,43 +227,98 @@ func (f *fetch) providerIDs() []peer.ID {
 	return append([]peer.ID(nil), f.providers...)
 }
 
-// findProviders asks the DHT for boxes holding root and connects to them,
-// so the session's wants reach them at once. With again, it asks again
-// every providerRefresh while the fetch runs: boxes fetching the same root
-// announce themselves as they start, and bitswap asks every connected box.
-// A provider found before whose connection closed meanwhile is dialled
-// again: this box protects its sources from its own connection manager,
-// but a source over its own connection limit trims some of its askers (in
-// a crowd of 200 small-memory boxes, limit 96, every box is over it), and
-// a source once lost was never dialled again by the fetch.
+// findProviders asks the DHT for boxes holding root and connects to
+// some of them, so the session's wants reach them at once. With again, it
+// asks again every providerRefresh while the fetch runs: boxes fetching
+// the same root announce themselves as they start.
+//
+// A fetch keeps at most fetchSources providers of its own (dialled and
+// protected under sourceTag), picked at random among those found, and
+// picks another in place of one whose connection closed (a source over its
+// connection limit trims some of its askers; the one lost may be picked
+// again); with that many, it does not walk the DHT again. Bitswap sends
+// its broadcast wants to these sources and to the boxes that sent it
+// blocks, not to every connection (see bitswap.New): every box that gets a
+// want keeps it, says HAVE when the block arrives and then gets the
+// session's want-haves for every later block, so a box that broadcast to
+// all its connections (150-165 of 204 in a 200-box crowd) paid, with the
+// whole crowd, a share of control traffic that grew with the square of the
+// crowd. A fetch that dialled every provider the DHT ever returned (~190
+// in that crowd) would make every box a broadcast target again. The random
+// pick also spreads a crowd over its sources, where the DHT's order would
+// send every box to the same first few.
 func (f *fetch) findProviders(root cid.Cid, again bool) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	known := map[peer.ID]bool{f.n.ID(): true}
-	dialing := map[peer.ID]*atomic.Bool{}
-	for {
+	var (
+		known   = map[peer.ID]bool{f.n.ID(): true}
+		sources = map[peer.ID]*atomic.Bool{} // this fetch's sources: true while a dial of it runs
+		net     = f.n.host.Network()
+	)
+	var firstDials sync.WaitGroup // the first look-up's dials
+	dial := func(p peer.AddrInfo, first bool) {
+		busy := new(atomic.Bool)
+		busy.Store(true)
+		sources[p.ID] = busy
+		wg.Add(1)
+		if first {
+			firstDials.Add(1)
+		}
+		go func() {
+			defer wg.Done()
+			defer busy.Store(false)
+			if first {
+				defer firstDials.Done()
+			}
+			f.connect(p)
+		}()
+	}
+	// lookUp asks the DHT and dials sources until the fetch has
+	// fetchSources of them: the first look-up's as they come (a fetch must
+	// not wait for the whole look-up), a later one's at random.
+	lookUp := func(first bool) {
+		var found []peer.AddrInfo
 		for p := range f.n.router.FindProvidersAsync(f.ctx, root, fetchProviders) {
 			if p.ID == f.n.ID() {
 				continue
 			}
 			if !known[p.ID] {
 				known[p.ID] = true
-				dialing[p.ID] = new(atomic.Bool)
 				f.mu.Lock()
 				f.providers = append(f.providers, p.ID)
 				f.mu.Unlock()
-			} else if f.n.host.Network().Connectedness(p.ID) == network.Connected {
+			}
+			if sources[p.ID] != nil {
 				continue
 			}
-			if !dialing[p.ID].CompareAndSwap(false, true) {
-				continue // a dial of it runs
+			if first && len(sources) < fetchSources {
+				dial(p, true)
+				continue
 			}
+			found = append(found, p)
+		}
+		if first {
+			// The look-up found what it found: the fetch waits for
+			// those dials at most.
 			wg.Add(1)
-			go func(p peer.AddrInfo, busy *atomic.Bool) {
-				defer wg.Done()
-				defer busy.Store(false)
-				f.connect(p)
-			}(p, dialing[p.ID])
+			go func() { defer wg.Done(); firstDials.Wait(); f.markSourced() }()
+		}
+		rand.Shuffle(len(found), func(i, j int) { found[i], found[j] = found[j], found[i] })
+		for _, p := range found[:min(len(found), max(fetchSources-len(sources), 0))] {
+			dial(p, false)
+		}
+	}
+	for round := 0; ; round++ {
+		for p, busy := range sources {
+			if !busy.Load() && net.Connectedness(p) != network.Connected {
+				delete(sources, p)
+				f.release(p)
+			}
+		}
+		// With enough sources, no look-up: each one walks the DHT and
+		// leaves connections to the boxes it asked.
+		if round == 0 || len(sources) < fetchSources {
+			lookUp(round == 0)
 		}
 		if !again {
 			return
@@ -260,17 +340,29 @@ func (f *fetch) connect(p peer.AddrInfo) {
 	}
 	// The connection manager must not trim a source while the fetch
 	// needs it.
-	f.n.host.ConnManager().Protect(p.ID, f.tag())
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if !slices.Contains(f.protected, p.ID) {
 		f.protected = append(f.protected, p.ID)
+		f.n.holdSource(p.ID)
+	}
+	if len(f.protected) >= firstSources {
+		f.markSourced()
 	}
 }
 
-// tag names this fetch's protected connections (two fetches of one root
-// each keep their own).
-func (f *fetch) tag() string { return fmt.Sprintf("ore-fetch-%p", f) }
+// release stops protecting the connection to p, a source the fetch gave up.
+func (f *fetch) release(p peer.ID) {
+	f.mu.Lock()
+	i := slices.Index(f.protected, p)
+	if i >= 0 {
+		f.protected = slices.Delete(f.protected, i, i+1)
+	}
+	f.mu.Unlock()
+	if i >= 0 {
+		f.n.dropSource(p)
+	}
+}
 
 // unprotect releases the provider connections this fetch protected.
 func (f *fetch) unprotect() {
@@ -279,7 +371,7 @@ func (f *fetch) unprotect() {
 	f.protected = nil
 	f.mu.Unlock()
 	for _, p := range ps {
-		f.n.host.ConnManager().Unprotect(p, f.tag())
+		f.n.dropSource(p)
 	}
 }
 

@@ -1,9 +1,11 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/libp2p/go-libp2p"
+	coreconnmgr "github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -23,7 +25,8 @@ import (
 // AutoNAT, hole punching and the relay client.
 //
 // With cfg.Host set it returns that host (and no resource manager), once
-// it checked that the host's identity is key.
+// it checked that the host's identity is key; a host without a connection
+// manager gets the box's (see managedHost).
 func newHost(cfg *Config, key crypto.PrivKey, reg prometheus.Registerer) (host.Host, network.ResourceManager, error) {
 	if cfg.Host != nil {
 		id, err := peer.IDFromPrivateKey(key)
@@ -34,7 +37,16 @@ func newHost(cfg *Config, key crypto.PrivKey, reg prometheus.Registerer) (host.H
 			cfg.Host.Close() // the box took it over
 			return nil, nil, fmt.Errorf("node: the host given runs as %s, the box's identity is %s", cfg.Host.ID(), id)
 		}
-		return cfg.Host, nil, nil
+		if _, null := cfg.Host.ConnManager().(*coreconnmgr.NullConnMgr); !null {
+			return cfg.Host, nil, nil
+		}
+		cm, err := connmgr.NewConnManager(cfg.ConnLow, cfg.ConnHigh)
+		if err != nil {
+			cfg.Host.Close()
+			return nil, nil, fmt.Errorf("node: connection manager: %w", err)
+		}
+		cfg.Host.Network().Notify(cm.Notifee())
+		return &managedHost{Host: cfg.Host, cm: cm}, nil, nil
 	}
 	limits := rcmgr.DefaultLimits
 	libp2p.SetDefaultServiceLimits(&limits)
@@ -71,4 +83,24 @@ func newHost(cfg *Config, key crypto.PrivKey, reg prometheus.Registerer) (host.H
 		return nil, nil, fmt.Errorf("node: start libp2p host (is another process on the listen ports %v?): %w", cfg.ListenAddrs, err)
 	}
 	return h, rm, nil
+}
+
+// managedHost is a host given to the box without a connection manager
+// (go-libp2p's mocknet builds its hosts so) with the box's own: without
+// one, a box never trims its connections, and in a crowd every box ends
+// up connected to every other. Each connected peer costs a bitswap
+// message queue and gets every want-have and HAVE the box sends, so the
+// crowd's control traffic grew with the square of its size (measured, 200
+// boxes on a mocknet: 40,852 bitswap message queues, one per pair of
+// boxes, ~450,000 goroutines, and the crowd stalled for minutes), where a
+// box on a host it built itself stays within ConnLow/ConnHigh.
+type managedHost struct {
+	host.Host
+	cm *connmgr.BasicConnMgr
+}
+
+func (h *managedHost) ConnManager() coreconnmgr.ConnManager { return h.cm }
+
+func (h *managedHost) Close() error {
+	return errors.Join(h.cm.Close(), h.Host.Close())
 }

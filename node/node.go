@@ -62,6 +62,8 @@ type Node struct {
 	}
 	committee *committee.Committee
 
+	sources sourceRefs // fetch sources' connection protection
+
 	completeMu sync.Mutex
 	complete   map[cid.Cid]struct{} // roots whose whole DAG is local
 	fetches    map[cid.Cid]int      // fetches running per root (guarded by completeMu)

@@ -102,8 +102,9 @@ type Config struct {
 	Gateway       gateway.Config // limits and timeouts of the gateway role
 
 	// Host, if set, is the libp2p host the box runs on instead of one it
-	// builds (ListenAddrs, ResourceMemory/FDs and ConnLow/High then do not
-	// apply); the box closes it. See WithHost.
+	// builds (ListenAddrs and ResourceMemory/FDs then do not apply, nor
+	// ConnLow/High if the host has a connection manager of its own); the
+	// box closes it. See WithHost.
 	Host host.Host
 
 	listenSet  bool

@@ -87,6 +87,10 @@ type SwarmResult struct {
 // bound by its uplinks as a real one is, not by the test machine's cores.
 const DefaultSwarmUpload = 2 << 20
 
+// mocknetHubConns is the connection manager's high-water mark of the
+// origin and the coordinators on a mocknet: every crowd box dials them.
+const mocknetHubConns = 512
+
 // minSwarmFDs is the file descriptors a crowd box needs at least.
 const minSwarmFDs = 80
 
@@ -170,6 +174,12 @@ func BenchSwarm(ctx context.Context, cfg SwarmConfig) (res SwarmResult, err erro
 		opts = append(opts, WithNodeOptions(node.WithResourceLimits(256<<20, per), node.WithConnLimits(max(per/6, 8), max(per/3, 16))))
 		for i := 0; i < swarmFirst; i++ {
 			opts = append(opts, WithBoxOptions(i, node.WithResourceLimits(512<<20, hub), node.WithConnLimits(hub/4, hub/2)))
+		}
+	} else if cfg.Mocknet {
+		// No descriptors to share out on a mocknet, but the hubs still
+		// need a hub's connections (the crowd keeps its profile's).
+		for i := 0; i < swarmFirst; i++ {
+			opts = append(opts, WithBoxOptions(i, node.WithConnLimits(mocknetHubConns/2, mocknetHubConns)))
 		}
 	}
 	if cfg.Logger != nil {
@@ -338,8 +348,12 @@ func watchCrowd(stop <-chan struct{}, start time.Time, origin *node.Node, crowd 
 			sent = st.DataSent - originBefore
 			late += st.LateCancelled
 		}
-		say("after %.0f s: the crowd received %.0f%% of its bytes (%d duplicate blocks; %d blocks cancelled before they left), the origin sent %.2f× the size",
-			time.Since(start).Seconds(), 100*float64(got)/float64(size*int64(len(crowd))), dups, late, float64(sent)/float64(size))
+		conns := 0
+		for _, n := range crowd {
+			conns += len(n.Host().Network().Peers())
+		}
+		say("after %.0f s: the crowd received %.0f%% of its bytes (%d duplicate blocks; %d blocks cancelled before they left), the origin sent %.2f× the size; %.0f connections per box",
+			time.Since(start).Seconds(), 100*float64(got)/float64(size*int64(len(crowd))), dups, late, float64(sent)/float64(size), float64(conns)/float64(len(crowd)))
 		var left []int
 		for i := range progress {
 			if !progress[i].done.Load() {

@@ -191,7 +191,10 @@ func (nw *Network) makeMocknet(links mocknet.LinkOptions) error {
 		if err != nil {
 			return fmt.Errorf("testnet: box %d: %w", i, err)
 		}
-		addr, err := ma.NewMultiaddr(fmt.Sprintf("/ip4/10.%d.%d.%d/tcp/4601", i>>16&255, i>>8&255, i&255))
+		// Public addresses (RFC 2544's benchmarking range): boxes of a
+		// crowd are on the internet, where bitswap's broadcast control
+		// applies; it always broadcasts to private and loopback peers.
+		addr, err := ma.NewMultiaddr(fmt.Sprintf("/ip4/198.%d.%d.%d/tcp/4601", 18+i>>16&1, i>>8&255, i&255))
 		if err != nil {
 			return err
 		}

@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
+	_ "net/http/pprof" // --pprof
 	"os"
 	"time"
 
@@ -66,6 +69,7 @@ func benchSwarm(ctx context.Context, e *env, args []string) error {
 	mock := fs.Bool("mocknet", false, "run the boxes on go-libp2p's in-memory mocknet (no sockets: for hundreds of boxes) instead of loopback TCP")
 	latency := fs.Duration("latency", 0, "with --mocknet, every link's one-way delay")
 	quic := fs.Bool("quic", false, "boxes listen on QUIC too (default TCP: many QUIC hosts in one process throttle each other)")
+	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this address while the bench runs (goroutine dumps of a stalled crowd: /debug/pprof/goroutine?debug=1)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -83,6 +87,15 @@ func benchSwarm(ctx context.Context, e *env, args []string) error {
 	}
 	if *boxes < 2 || *epoch < 100*time.Millisecond {
 		return fmt.Errorf("%w: need at least 2 boxes and epochs of 100ms or more", errUsage)
+	}
+	if *pprofAddr != "" {
+		ln, err := net.Listen("tcp", *pprofAddr)
+		if err != nil {
+			return fmt.Errorf("bench swarm: --pprof: %w", err)
+		}
+		defer ln.Close()
+		go http.Serve(ln, nil) //nolint:errcheck // ends when ln closes
+		fmt.Fprintf(e.stderr, "bench swarm: pprof on http://%s/debug/pprof/\n", ln.Addr())
 	}
 	var modes []bool
 	switch *only {
