@@ -21,21 +21,11 @@ import (
 func TestFetchRedialsSourceThatClosedTheConnection(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	nw, err := testnet.New(ctx, 2, testnet.WithDir(t.TempDir()),
-		testnet.WithMocknet(mocknet.LinkOptions{}),
-		// A slow source, so that the fetch is still running when the
-		// connection closes; a short stall timeout, so that the fetch
-		// asks again (at a quarter of it) well before the test's deadline.
-		testnet.WithNodeOptions(node.WithReceipts(false), node.WithSpread(0),
-			node.WithUploadLimit(1<<20), node.WithStallTimeout(8*time.Second)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := nw.Close(); err != nil {
-			t.Errorf("close: %v", err)
-		}
-	}()
+	// A slow source, so that the fetch is still running when the
+	// connection closes; a short stall timeout, so that the fetch asks
+	// again (at a quarter of it) well before the test's deadline.
+	nw := mocknetPair(ctx, t, node.WithReceipts(false), node.WithSpread(0),
+		node.WithUploadLimit(1<<20), node.WithStallTimeout(8*time.Second))
 	src, box := nw.Nodes[0], nw.Nodes[1]
 	const size = 3 << 20
 	path, want := randomFile(t, size)
@@ -78,4 +68,21 @@ func TestFetchRedialsSourceThatClosedTheConnection(t *testing.T) {
 	if fileHash(t, out) != want {
 		t.Fatal("the box got different bytes")
 	}
+}
+
+// mocknetPair is a network of two boxes on a mocknet with opts, closed
+// when the test ends.
+func mocknetPair(ctx context.Context, t *testing.T, opts ...node.Option) *testnet.Network {
+	t.Helper()
+	nw, err := testnet.New(ctx, 2, testnet.WithDir(t.TempDir()),
+		testnet.WithMocknet(mocknet.LinkOptions{}), testnet.WithNodeOptions(opts...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := nw.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return nw
 }

@@ -8,10 +8,8 @@ import (
 
 	"github.com/ipfs/boxo/peering"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
-	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 
 	"github.com/orecdn/ore/node"
-	"github.com/orecdn/ore/testnet"
 )
 
 // A box on a mocknet host (which has no connection manager of its own)
@@ -21,17 +19,7 @@ import (
 func TestMocknetBoxManagesConnectionsAndProtectsSources(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	nw, err := testnet.New(ctx, 2, testnet.WithDir(t.TempDir()),
-		testnet.WithMocknet(mocknet.LinkOptions{}),
-		testnet.WithNodeOptions(node.WithReceipts(false), node.WithConnLimits(7, 21)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := nw.Close(); err != nil {
-			t.Errorf("close: %v", err)
-		}
-	}()
+	nw := mocknetPair(ctx, t, node.WithReceipts(false), node.WithConnLimits(7, 21))
 	src, box := nw.Nodes[0], nw.Nodes[1]
 	cm, ok := box.Host().ConnManager().(*connmgr.BasicConnMgr)
 	if !ok {
