@@ -39,8 +39,9 @@ const (
 )
 
 // The Raft log's size on disk. An entry is a whole block, ~12 MB at
-// 20,000 receipts/s in 2 s epochs, so Raft's defaults (a snapshot every
-// 8,192 entries, 10,240 kept behind it) would keep up to ~200 GB of log.
+// 20,000 receipts/s in 2 s epochs, so a snapshot every 1,024 entries with
+// Raft's default of 10,240 kept behind it (this package's settings before)
+// kept up to ~11,000 blocks, ~130 GB.
 // Here a snapshot (the height of the stored chain, see fsm) comes every
 // snapshotEvery entries and trailingLogs stay behind it, for a member
 // that falls behind; one further behind installs the snapshot and

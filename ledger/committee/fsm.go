@@ -48,10 +48,9 @@ type built struct {
 // the result is used only if the state it was applied to is still the
 // current one.
 type early struct {
-	data []byte
-	done chan struct{} // closed when the fields below are set
-	built
-	err error // Apply's verdict on parent
+	built               // data is set at once, the rest once done is closed
+	done  chan struct{} // closed when the fields below are set
+	err   error         // Apply's verdict on parent
 }
 
 // prepare applies data early, in the background, if it is a block that
@@ -63,7 +62,7 @@ func (f *fsm) prepare(data []byte) {
 		f.mu.Unlock()
 		return
 	}
-	e := &early{data: data, done: make(chan struct{})}
+	e := &early{built: built{data: data}, done: make(chan struct{})}
 	f.early = e
 	parent := f.state
 	f.mu.Unlock()
@@ -169,6 +168,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if err != nil {
 		return err
 	}
+	var fetched []*ledger.Block
 	if s.Height() < h {
 		// The leader dropped the log entries of blocks this member missed
 		// (it was cut off or down for more than trailingLogs entries): the
@@ -189,20 +189,16 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 				return fmt.Errorf("committee: store block %d fetched for a snapshot: %w", b.Header.Height, err)
 			}
 		}
-		s = next
-		f.mu.Lock()
-		f.state, f.built, f.early = s, nil, nil
-		f.mu.Unlock()
-		for _, b := range blocks {
-			if f.applied != nil {
-				f.applied(b) // sign it, as if applied from the log
-			}
-		}
-		return nil
+		s, fetched = next, blocks
 	}
 	f.mu.Lock()
 	f.state, f.built, f.early = s, nil, nil
 	f.mu.Unlock()
+	for _, b := range fetched {
+		if f.applied != nil {
+			f.applied(b) // sign it, as if applied from the log
+		}
+	}
 	return nil
 }
 

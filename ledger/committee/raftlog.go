@@ -42,11 +42,7 @@ func openRaftStore(dir string) (raftStore, error) {
 		return nil, fmt.Errorf("committee: raft log: %w", err)
 	}
 	meta := &metadb.BoltMetaDB{}
-	segment := wal.WithSegmentSize(64 << 20) // raft-wal's default
-	if walSegmentSize > 0 {
-		segment = wal.WithSegmentSize(walSegmentSize)
-	}
-	w, err := wal.Open(wdir, wal.WithMetaStore(meta), segment)
+	w, err := wal.Open(wdir, wal.WithMetaStore(meta), wal.WithSegmentSize(walSegmentSize))
 	if err != nil {
 		_ = meta.Close()
 		return nil, fmt.Errorf("committee: raft log %s (another coordinator running on it, or damaged?): %w", wdir, err)
@@ -54,10 +50,10 @@ func openRaftStore(dir string) (raftStore, error) {
 	return walStore{w, meta}, nil
 }
 
-// walSegmentSize, when set, is the size of raft-wal's segment files (0:
-// its default, 64 MiB). Truncating the log deletes whole segments only, so
-// a test that must see entries gone sets small ones.
-var walSegmentSize int
+// walSegmentSize is the size of raft-wal's segment files (its default,
+// 64 MiB). Truncating the log deletes whole segments only, so a test that
+// must see entries gone sets small ones.
+var walSegmentSize = 64 << 20
 
 // walStore closes the WAL's metadata database with it: WAL.Close leaves
 // it open, and its file lock would stop this process from opening the
