@@ -6,10 +6,7 @@ import (
 	"testing"
 	"time"
 
-	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
-
 	"github.com/orecdn/ore/node"
-	"github.com/orecdn/ore/testnet"
 )
 
 // A source that closes its connection to a box in the middle of the box's
@@ -24,7 +21,7 @@ func TestFetchRedialsSourceThatClosedTheConnection(t *testing.T) {
 	// A slow source, so that the fetch is still running when the
 	// connection closes; a short stall timeout, so that the fetch asks
 	// again (at a quarter of it) well before the test's deadline.
-	nw := mocknetPair(ctx, t, node.WithReceipts(false), node.WithSpread(0),
+	nw := newMocknet(t, 2, node.WithReceipts(false), node.WithSpread(0),
 		node.WithUploadLimit(1<<20), node.WithStallTimeout(8*time.Second))
 	src, box := nw.Nodes[0], nw.Nodes[1]
 	const size = 3 << 20
@@ -68,21 +65,4 @@ func TestFetchRedialsSourceThatClosedTheConnection(t *testing.T) {
 	if fileHash(t, out) != want {
 		t.Fatal("the box got different bytes")
 	}
-}
-
-// mocknetPair is a network of two boxes on a mocknet with opts, closed
-// when the test ends.
-func mocknetPair(ctx context.Context, t *testing.T, opts ...node.Option) *testnet.Network {
-	t.Helper()
-	nw, err := testnet.New(ctx, 2, testnet.WithDir(t.TempDir()),
-		testnet.WithMocknet(mocknet.LinkOptions{}), testnet.WithNodeOptions(opts...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := nw.Close(); err != nil {
-			t.Errorf("close: %v", err)
-		}
-	})
-	return nw
 }

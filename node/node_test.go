@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
+	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 
 	"github.com/orecdn/ore/node"
 	"github.com/orecdn/ore/testnet"
@@ -21,9 +22,22 @@ import (
 
 func newNet(t *testing.T, n int, opts ...node.Option) *testnet.Network {
 	t.Helper()
+	return newNetWith(t, n, nil, opts...)
+}
+
+// newMocknet is newNet on go-libp2p's mocknet.
+func newMocknet(t *testing.T, n int, opts ...node.Option) *testnet.Network {
+	t.Helper()
+	return newNetWith(t, n, []testnet.Option{testnet.WithMocknet(mocknet.LinkOptions{})}, opts...)
+}
+
+// newNetWith is a network of n boxes with the network options netOpts and
+// every box's opts, closed when the test ends.
+func newNetWith(t *testing.T, n int, netOpts []testnet.Option, opts ...node.Option) *testnet.Network {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	nw, err := testnet.New(ctx, n, testnet.WithDir(t.TempDir()), testnet.WithNodeOptions(opts...))
+	nw, err := testnet.New(ctx, n, append([]testnet.Option{testnet.WithDir(t.TempDir()), testnet.WithNodeOptions(opts...)}, netOpts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

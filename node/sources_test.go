@@ -19,7 +19,7 @@ import (
 func TestMocknetBoxManagesConnectionsAndProtectsSources(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	nw := mocknetPair(ctx, t, node.WithReceipts(false), node.WithConnLimits(7, 21))
+	nw := newMocknet(t, 2, node.WithReceipts(false), node.WithConnLimits(7, 21))
 	src, box := nw.Nodes[0], nw.Nodes[1]
 	cm, ok := box.Host().ConnManager().(*connmgr.BasicConnMgr)
 	if !ok {
