@@ -383,6 +383,10 @@ func (c *Committee) propose(epoch uint64) (full bool, err error) {
 	if epoch < s.Epoch() {
 		epoch = s.Epoch()
 	}
+	// The block's path (build, log, commit; the followers' apply, see
+	// fsm.prepare) goes before this process's checks of gossiped
+	// receipts, which wait for their epoch's end anyway.
+	defer intake.Prioritize()()
 	// Account transactions first: they are few, and a full block must not
 	// push a deposit behind thousands of receipts.
 	accountTxs := c.takeTxs()

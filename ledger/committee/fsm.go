@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/orecdn/ore/ledger"
+	"github.com/orecdn/ore/ledger/intake"
 )
 
 // fsm applies the blocks of the Raft log to the ledger state. Its state is
@@ -67,6 +68,7 @@ func (f *fsm) prepare(data []byte) {
 	parent := f.state
 	f.mu.Unlock()
 	go func() {
+		defer intake.Prioritize()()
 		defer close(e.done)
 		b, err := ledger.UnmarshalBlock(data)
 		if err != nil || b.Header.Height != parent.Height()+1 {

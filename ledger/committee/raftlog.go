@@ -93,8 +93,8 @@ func (s walStore) StoreLogs(logs []*raft.Log) error {
 func (s walStore) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Log{l}) }
 
 // preparingStore tells the FSM of every command entry a follower stores,
-// before it answers the leader, so the FSM can apply the last one early
-// (fsm.prepare).
+// before it writes it, so the FSM can apply the last one early
+// (fsm.prepare) while the log write and the answer to the leader go on.
 type preparingStore struct {
 	raft.LogStore
 	prepare func(data []byte)
@@ -103,9 +103,6 @@ type preparingStore struct {
 func (s preparingStore) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Log{l}) }
 
 func (s preparingStore) StoreLogs(logs []*raft.Log) error {
-	if err := s.LogStore.StoreLogs(logs); err != nil {
-		return err
-	}
 	// Only the last command: the ones before it in a batch (a follower
 	// catching up) would be applied to states that are not theirs.
 	for i := len(logs) - 1; i >= 0; i-- {
@@ -114,5 +111,5 @@ func (s preparingStore) StoreLogs(logs []*raft.Log) error {
 			break
 		}
 	}
-	return nil
+	return s.LogStore.StoreLogs(logs)
 }

@@ -280,6 +280,9 @@ func (in *Intake) collect(ctx context.Context) {
 // message with one bad receipt is dropped whole (a correct sender checks
 // what it publishes) and each bad receipt is counted by its reason.
 func (in *Intake) validate(ctx context.Context, from peer.ID, m *pubsub.Message) pubsub.ValidationResult {
+	if !m.Local { // this peer's own receipts were checked by PublishBatch
+		prio.wait()
+	}
 	rs, err := decodeBatch(m.Data)
 	if err != nil {
 		in.rejected.WithLabelValues(string(pod.ReasonMalformed)).Inc()
