@@ -15,7 +15,9 @@ const benchLedgerHelp = `usage: ore bench ledger [flags]
 A 3-coordinator committee and a publisher box run in this process on
 loopback. The publisher gossips a paced stream of countersigned receipts;
 the bench measures how fast they land in final blocks (receipts/s) and how
-long each takes from publish to final block (p50, p99, in epochs).
+long each takes from publish to final block (p50, p99, in epochs). A
+receipt's latency starts at its time in the paced schedule, so a publisher
+that falls behind the schedule shows in the figures.
 
 The nodes talk over TCP unless --quic. Four nodes share this machine's
 cores, so their transport's CPU comes out of the committee's: QUIC (in
