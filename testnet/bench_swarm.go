@@ -214,7 +214,7 @@ func BenchSwarm(ctx context.Context, cfg SwarmConfig) (res SwarmResult, err erro
 	if _, err := probe.Evict(ctx, 1<<62); err != nil {
 		return res, err
 	}
-	if err := probe.Close(); err != nil {
+	if err := nw.Leave(swarmProbe); err != nil {
 		return res, err
 	}
 	say("one box alone fetched it in %.2f s", res.SingleSeconds)
