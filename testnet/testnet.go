@@ -253,19 +253,20 @@ func (nw *Network) Leave(i int) error {
 		return fmt.Errorf("testnet: no box %d", i)
 	}
 	nd := nw.Nodes[i]
+	// Unlinked first: a box that dialled it while it closed would keep
+	// that connection.
+	if nw.mn != nil {
+		for _, other := range nw.mn.Peers() {
+			if other == nd.ID() || len(nw.mn.LinksBetweenPeers(nd.ID(), other)) == 0 {
+				continue
+			}
+			if err := nw.mn.UnlinkPeers(nd.ID(), other); err != nil {
+				return fmt.Errorf("testnet: unlink box %d: %w", i, err)
+			}
+		}
+	}
 	if err := nd.Close(); err != nil {
 		return fmt.Errorf("testnet: close box %d: %w", i, err)
-	}
-	if nw.mn == nil {
-		return nil
-	}
-	for _, other := range nw.mn.Peers() {
-		if other == nd.ID() || len(nw.mn.LinksBetweenPeers(nd.ID(), other)) == 0 {
-			continue
-		}
-		if err := nw.mn.UnlinkPeers(nd.ID(), other); err != nil {
-			return fmt.Errorf("testnet: unlink box %d: %w", i, err)
-		}
 	}
 	return nil
 }
