@@ -44,6 +44,8 @@ const (
 	announceAfter    = 1 << 20
 	providerRefresh  = 2 * time.Second
 	progressInterval = 100 * time.Millisecond
+	rewantSettle     = 2 * time.Second       // the most a chunk that asks again waits for its old wants to be cancelled
+	rewantPoll       = 10 * time.Millisecond // how often it looks
 )
 
 // FetchProgress reports a fetch underway.
@@ -523,9 +525,27 @@ func (f *fetch) chunk(cids []cid.Cid) ([]cid.Cid, error) {
 		if !stalled {
 			return nil, f.cause(fmt.Errorf("%d of %d blocks did not arrive", len(left), len(missing)))
 		}
+		f.forget(left)
 		f.rewants.Add(1)
 		f.n.metrics.fetchRewants.Inc()
 		f.n.log.Debug("fetch asks again", "root", f.root, "blocks", len(left), "of", len(missing), "idle", f.rewantAfter())
+	}
+}
+
+// forget waits, at most rewantSettle, until bitswap no longer asks for
+// cids, the wants of a request cancelled for asking again. Bitswap
+// broadcasts a want it already broadcasts to nobody, and cancels a want
+// only once no session wants it: a fresh session that asked while the
+// old request's cancel was still on its way (it leaves after the request's
+// channel closed) neither got the old want cancelled nor sent its own.
+func (f *fetch) forget(cids []cid.Cid) {
+	deadline := time.Now().Add(rewantSettle)
+	for f.n.ex.Wanting(cids) > 0 && time.Now().Before(deadline) {
+		select {
+		case <-f.ctx.Done():
+			return
+		case <-time.After(rewantPoll):
+		}
 	}
 }
 
