@@ -264,3 +264,23 @@ func (t tracer) MessageReceived(p peer.ID, m bsmsg.BitSwapMessage) {
 }
 
 func (t tracer) MessageSent(peer.ID, bsmsg.BitSwapMessage) {}
+
+// Wanting is how many of cs this box's bitswap still asks its peers for
+// (as broadcast wants or from given peers). The wants of a request whose
+// context ended leave after its channel closed, not with it.
+func (e *Exchange) Wanting(cs []cid.Cid) int {
+	if len(cs) == 0 {
+		return 0
+	}
+	want := cid.NewSet()
+	for _, c := range cs {
+		want.Add(c)
+	}
+	n := 0
+	for _, c := range e.bs.GetWantlist() {
+		if want.Has(c) {
+			n++
+		}
+	}
+	return n
+}

@@ -15,6 +15,7 @@ type metrics struct {
 	fetchBytes   prometheus.Counter
 	fetchBlocks  prometheus.Counter
 	fetchErrors  *prometheus.CounterVec
+	fetchRewants prometheus.Counter
 	fetchSeconds prometheus.Histogram
 	evicted      prometheus.Counter
 	evictedBytes prometheus.Counter
@@ -30,6 +31,8 @@ func newMetrics(n *Node) (*metrics, error) {
 			Name: "ore_fetch_blocks_total", Help: "Blocks fetched from other boxes."}),
 		fetchErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ore_fetch_errors_total", Help: "Fetches that failed, by reason."}, []string{"reason"}),
+		fetchRewants: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ore_fetch_rewants_total", Help: "Times a fetch asked again for blocks that did not come (see rewantAfter)."}),
 		fetchSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "ore_fetch_seconds", Help: "Duration of successful fetches.",
 			Buckets: prometheus.ExponentialBuckets(0.01, 2, 16)}),
@@ -48,7 +51,7 @@ func newMetrics(n *Node) (*metrics, error) {
 		}
 	}
 	cs := []prometheus.Collector{
-		m.addBytes, m.fetchBytes, m.fetchBlocks, m.fetchErrors, m.fetchSeconds, m.evicted, m.evictedBytes,
+		m.addBytes, m.fetchBytes, m.fetchBlocks, m.fetchErrors, m.fetchRewants, m.fetchSeconds, m.evicted, m.evictedBytes,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ore_store_used_bytes", Help: "Bytes of blocks stored."},
 			func() float64 { return float64(n.store.Used()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ore_store_disk_bytes", Help: "Bytes the store takes on disk (packs, dead blocks not yet collected, badger)."},

@@ -80,6 +80,9 @@ type SwarmResult struct {
 	// Received is the block bytes the crowd received over the bytes it
 	// needed (1: no block came twice).
 	Received float64 `json:"received_over_needed"`
+	// Rewants is how often the crowd's fetches asked again for blocks
+	// that did not come (node.FetchResult.Rewants), failed fetches aside.
+	Rewants int64 `json:"rewants"`
 }
 
 // DefaultSwarmUpload is every box's upload cap in the swarm bench: the
@@ -214,7 +217,7 @@ func BenchSwarm(ctx context.Context, cfg SwarmConfig) (res SwarmResult, err erro
 	if _, err := probe.Evict(ctx, 1<<62); err != nil {
 		return res, err
 	}
-	if err := probe.Close(); err != nil {
+	if err := nw.Leave(swarmProbe); err != nil {
 		return res, err
 	}
 	say("one box alone fetched it in %.2f s", res.SingleSeconds)
@@ -257,10 +260,11 @@ func BenchSwarm(ctx context.Context, cfg SwarmConfig) (res SwarmResult, err erro
 				return
 			case <-time.After(delay):
 			}
-			_, err := n.Fetch(ctx, root, progress[i].update)
+			fr, err := n.Fetch(ctx, root, progress[i].update)
 			progress[i].end()
 			mu.Lock()
 			defer mu.Unlock()
+			res.Rewants += fr.Rewants
 			if err != nil {
 				err = fmt.Errorf("box %d: %w", swarmFirst+i, err)
 				failed = append(failed, err)
@@ -282,6 +286,7 @@ func BenchSwarm(ctx context.Context, cfg SwarmConfig) (res SwarmResult, err erro
 	close(stop)
 	<-watched
 	res.CrowdSeconds = time.Since(start).Seconds()
+	say("the crowd's fetches asked again %d times", res.Rewants)
 	if cfg.CPUProfile != nil {
 		pprof.StopCPUProfile()
 	}

@@ -242,6 +242,35 @@ func (nw *Network) Restart(ctx context.Context, i int, opts ...node.Option) (*no
 	return nd, nil
 }
 
+// Leave closes box i for good, as a box that left the network: on a
+// mocknet it is unlinked from every other box too, so that dials of it
+// fail as they do of a real box that went away. A closed mocknet host
+// still accepts connections and streams (mocknet never refuses them): the
+// closed box's bitswap took the wants of every box that found its stale
+// provider record and dialled it, and never answered them.
+func (nw *Network) Leave(i int) error {
+	if i < 0 || i >= len(nw.Nodes) {
+		return fmt.Errorf("testnet: no box %d", i)
+	}
+	nd := nw.Nodes[i]
+	// Unlinked first: a box that dialled it while it closed would keep
+	// that connection.
+	if nw.mn != nil {
+		for _, other := range nw.mn.Peers() {
+			if other == nd.ID() || len(nw.mn.LinksBetweenPeers(nd.ID(), other)) == 0 {
+				continue
+			}
+			if err := nw.mn.UnlinkPeers(nd.ID(), other); err != nil {
+				return fmt.Errorf("testnet: unlink box %d: %w", i, err)
+			}
+		}
+	}
+	if err := nd.Close(); err != nil {
+		return fmt.Errorf("testnet: close box %d: %w", i, err)
+	}
+	return nil
+}
+
 // Close stops every box and removes the temporary directory.
 func (nw *Network) Close() error {
 	var errs []error
