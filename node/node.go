@@ -190,6 +190,14 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 		return nil, err
 	}
 	closers = append(closers, n.intake.Close)
+	// The gateway before the scheduler: the scheduler's report loop reads
+	// the gateway's heat (a gateway started after it raced with it).
+	if cfg.Role == RoleGateway {
+		if err := n.startGateway(); err != nil {
+			return nil, err
+		}
+		closers = append(closers, n.stopGateway)
+	}
 	if err := n.sched.start(); err != nil {
 		return nil, err
 	}
@@ -199,12 +207,6 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 			return nil, err
 		}
 		closers = append(closers, n.committee.Close)
-	}
-	if cfg.Role == RoleGateway {
-		if err := n.startGateway(); err != nil {
-			return nil, err
-		}
-		closers = append(closers, n.stopGateway)
 	}
 
 	n.every(evictInterval, func(ctx context.Context) {
