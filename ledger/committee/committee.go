@@ -32,8 +32,12 @@ const (
 	leaderLease      = 250 * time.Millisecond
 	applyTimeout     = 10 * time.Second
 	// closeDelay lets the last receipts of an epoch arrive before the
-	// leader closes it.
+	// leader closes it. If some of them still arrive then (any in the
+	// last quietFor), the leader waits on while they do, at most a
+	// quarter epoch more (see settle): a receipt that misses its epoch's
+	// block waits a whole epoch for the next one.
 	closeDelay = 300 * time.Millisecond
+	quietFor   = 100 * time.Millisecond
 	// logCache is how many recent Raft entries (blocks) stay in memory.
 	logCache = 16
 )
@@ -328,7 +332,7 @@ func (c *Committee) leaderLoop(ctx context.Context) {
 	closing := params.EpochAt(c.cfg.Clock()) // the epoch whose end the loop waits for
 	for {
 		now := c.cfg.Clock()
-		next := closeAt(params, closing, now)
+		next := closeAt(params, closing, now).Add(-quietFor) // settle's first look
 		select {
 		case <-ctx.Done():
 			return
@@ -344,6 +348,10 @@ func (c *Committee) leaderLoop(ctx context.Context) {
 		if c.raft.State() != raft.Leader {
 			continue
 		}
+		end := params.GenesisTime.Add(time.Duration(closed+1) * params.EpochLength)
+		if waited := c.settle(ctx, closed, quietFor, end.Add(closeDelay+params.EpochLength/4)); waited > quietFor {
+			c.log.Debug("receipts of the epoch still arrived: closed it later", "epoch", closed, "after_end", c.cfg.Clock().Sub(end))
+		}
 		if err := c.schedule(ctx, closed+1); err != nil && ctx.Err() == nil {
 			c.log.Warn("scheduling replicas failed", "epoch", closed+1, "err", err)
 		}
@@ -357,6 +365,40 @@ func (c *Committee) leaderLoop(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// settle returns once a window of quiet saw no receipt of epoch enter
+// the pool, or at deadline, and reports how long it waited. A window in
+// which nothing at all arrived, right after one in which receipts of
+// epoch did, does not count as quiet: the intake paused (a collection, a
+// block's early apply ahead of it, see intake.Prioritize), and what it
+// held back is likely of epoch too. The leader calls settle quietFor
+// before closeDelay has passed, so with no late receipts it closes at
+// closeDelay.
+func (c *Committee) settle(ctx context.Context, epoch uint64, quiet time.Duration, deadline time.Time) time.Duration {
+	start := c.cfg.Clock()
+	pool := c.cfg.Pool
+	seen, seenNext := pool.Added(epoch), pool.Added(epoch+1)
+	arriving := false // the last window saw receipts of epoch
+	for {
+		wait := min(quiet, deadline.Sub(c.cfg.Clock()))
+		if wait <= 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return c.cfg.Clock().Sub(start)
+		case <-time.After(wait):
+		}
+		n, next := pool.Added(epoch), pool.Added(epoch+1)
+		paused := n == seen && next == seenNext && arriving
+		if n == seen && !paused {
+			break
+		}
+		arriving = n != seen
+		seen, seenNext = n, next
+	}
+	return c.cfg.Clock().Sub(start)
 }
 
 // closeAt is when the leader closes epoch closing: closeDelay after its

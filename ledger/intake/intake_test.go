@@ -195,6 +195,17 @@ func TestPoolKeepsLatest(t *testing.T) {
 	if p.Len() != 0 {
 		t.Fatal("Done kept an included receipt")
 	}
+	// Added counts what Add kept, whatever left the pool since.
+	if n := p.Added(r1.Epoch); n != 2 {
+		t.Fatalf("added %d receipts of the epoch, want 2 (r1 and r3)", n)
+	}
+	if n := p.Added(r1.Epoch + 1); n != 0 {
+		t.Fatalf("added %d receipts of the next epoch, want 0", n)
+	}
+	p.Forget(r1.Epoch + 1)
+	if n := p.Added(r1.Epoch); n != 0 {
+		t.Fatalf("Forget kept the count of a forgotten epoch (%d)", n)
+	}
 }
 
 // pair connects a sender to a coordinator with a pool and waits until a

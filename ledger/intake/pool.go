@@ -10,12 +10,15 @@ import (
 // Pool keeps the latest (highest sequence) receipt per (server, client,
 // root, epoch). It is safe for concurrent use.
 type Pool struct {
-	mu sync.Mutex
-	m  map[pod.Key]*pod.Receipt
+	mu    sync.Mutex
+	m     map[pod.Key]*pod.Receipt
+	added map[uint64]uint64 // receipts kept so far, per epoch
 }
 
 // NewPool returns an empty pool.
-func NewPool() *Pool { return &Pool{m: make(map[pod.Key]*pod.Receipt)} }
+func NewPool() *Pool {
+	return &Pool{m: make(map[pod.Key]*pod.Receipt), added: make(map[uint64]uint64)}
+}
 
 // Add keeps r if it supersedes what the pool holds for its key and reports
 // whether it did.
@@ -27,7 +30,17 @@ func (p *Pool) Add(r *pod.Receipt) bool {
 		return false
 	}
 	p.m[k] = r
+	p.added[r.Epoch]++
 	return true
+}
+
+// Added counts the receipts of epoch that Add kept so far (those a block
+// took or Done dropped included): a leader that sees it still grow after
+// the epoch's end knows that receipts of the epoch are still arriving.
+func (p *Pool) Added(epoch uint64) uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.added[epoch]
 }
 
 // Pending returns the receipts of epochs up to and including epoch, in a
@@ -76,6 +89,11 @@ func (p *Pool) Forget(before uint64) {
 	for k := range p.m {
 		if k.Epoch < before {
 			delete(p.m, k)
+		}
+	}
+	for e := range p.added {
+		if e < before {
+			delete(p.added, e)
 		}
 	}
 	p.mu.Unlock()
