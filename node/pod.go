@@ -88,7 +88,8 @@ type podService struct {
 	deliveries map[pod.Key]*delivery
 	senders    map[peer.ID]*sender
 	finalRoots map[string]uint64 // roots whose fetch ended, by CID bytes: the epoch it ended
-	acked      chan struct{}     // closed and replaced whenever a receipt is acknowledged
+	settled    chan struct{}     // closed and replaced whenever a receipt exchange ends, countersigned or not
+	flushWait  time.Duration     // the most flush waits (podFlushTimeout)
 	lastGC     uint64
 	lastEpoch  uint64 // of the last block received
 }
@@ -115,6 +116,7 @@ type delivery struct {
 	seq     uint64
 	unsent  int64
 	acked   uint64 // bytes covered by the last countersigned receipt
+	tried   uint64 // bytes covered by the last receipt whose exchange ended, countersigned or not
 	final   bool   // the fetch ended: send every change at once
 	failing bool   // the server refused: stop asking
 }
@@ -130,7 +132,7 @@ func newPodService(n *Node, key crypto.PrivKey) (*podService, error) {
 		window: n.cfg.CreditWindow, every: n.cfg.ReceiptEvery, noSign: n.cfg.noReceipts || n.cfg.ReceiptsOff, now: time.Now,
 		debt: make(map[peer.ID]*debt), wanted: make(map[cid.Cid]wantEntry),
 		deliveries: make(map[pod.Key]*delivery), senders: make(map[peer.ID]*sender),
-		finalRoots: make(map[string]uint64), acked: make(chan struct{}),
+		finalRoots: make(map[string]uint64), settled: make(chan struct{}), flushWait: podFlushTimeout,
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ore_pod_receipts_rejected_total", Help: "Receipts refused, by the rule they broke."}, []string{"reason"}),
 		signed: prometheus.NewCounter(prometheus.CounterOpts{
@@ -400,21 +402,11 @@ func (s *podService) runSender(ctx context.Context, server peer.ID, sd *sender) 
 		}
 		s.mu.Unlock()
 		for _, r := range batch {
-			if err := s.exchange(ctx, r); err != nil && ctx.Err() == nil {
+			err := s.exchange(ctx, r)
+			if err != nil && ctx.Err() == nil {
 				s.log.Warn("receipt not countersigned", "server", server, "root", r.Root, "epoch", r.Epoch, "err", err)
-				s.mu.Lock()
-				if d := s.deliveries[r.Key()]; d != nil && errors.Is(err, pod.ErrRefused) {
-					if strings.Contains(err.Error(), string(pod.ReasonStaleSeq)) {
-						// The server holds a newer receipt than this box
-						// remembers (it restarted between the two writes):
-						// jump ahead; later bytes make it supersede again.
-						d.seq += 1 << 16
-					} else {
-						d.failing = true
-					}
-				}
-				s.mu.Unlock()
 			}
+			s.settle(r, err)
 		}
 	}
 }
@@ -451,35 +443,55 @@ func (s *podService) exchange(ctx context.Context, r *pod.Receipt) error {
 	if err := s.n.store.PutMeta(ctx, podKey(podReceivedPrefix, got.Epoch, got.Server, got.Root), got.Marshal()); err != nil {
 		return fmt.Errorf("keep receipt: %w", err)
 	}
-	s.mu.Lock()
-	if d := s.deliveries[got.Key()]; d != nil && got.Bytes > d.acked {
-		d.acked = got.Bytes
-	}
-	close(s.acked)
-	s.acked = make(chan struct{})
-	s.mu.Unlock()
 	return nil
 }
 
+// settle records how the exchange of r ended (err nil: countersigned) and
+// wakes the flushes that wait on its delivery. A receipt that failed is
+// not sent again until more bytes arrive from its server: a flush waits
+// for an answer to the last receipt, not for a countersignature that may
+// never come (the server left, or refused it).
+func (s *podService) settle(r *pod.Receipt, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if d := s.deliveries[r.Key()]; d != nil {
+		d.tried = max(d.tried, r.Bytes)
+		switch {
+		case err == nil:
+			d.acked = max(d.acked, r.Bytes)
+		case errors.Is(err, pod.ErrRefused) && strings.Contains(err.Error(), string(pod.ReasonStaleSeq)):
+			// The server holds a newer receipt than this box remembers
+			// (it restarted between the two writes): jump ahead; later
+			// bytes make it supersede again.
+			d.seq += 1 << 16
+		case errors.Is(err, pod.ErrRefused):
+			d.failing = true
+		}
+	}
+	close(s.settled)
+	s.settled = make(chan struct{})
+}
+
 // flush sends the final receipts for root to every server and waits until
-// they are countersigned (or the wait times out). It returns the receipts.
+// each server answered the last one, countersigned or not (or until
+// flushWait passed). It returns the receipts.
 func (s *podService) flush(ctx context.Context, root cid.Cid) []*pod.Receipt {
 	if s.noSign {
 		return nil
 	}
 	rk := string(root.Bytes())
 	s.finalize(root)
-	ctx, cancel := context.WithTimeout(ctx, podFlushTimeout)
+	ctx, cancel := context.WithTimeout(ctx, s.flushWait)
 	defer cancel()
 	for {
 		s.mu.Lock()
 		pending := false
 		for k, d := range s.deliveries {
-			if k.Root == rk && d.bytes > d.acked && !d.failing {
+			if k.Root == rk && d.bytes > d.acked && d.bytes > d.tried && !d.failing {
 				pending = true
 			}
 		}
-		ch := s.acked
+		ch := s.settled
 		s.mu.Unlock()
 		if !pending {
 			break
@@ -507,6 +519,9 @@ func (s *podService) finalize(root cid.Cid) {
 		if k.Root == rk {
 			d.final = true
 			if d.bytes > d.acked {
+				// Once more, also after a receipt that failed: flush waits
+				// for this attempt.
+				d.tried = d.acked
 				s.markLocked(k, d)
 			}
 		}
