@@ -156,3 +156,36 @@ func TestFlushEndsWhenTheServerRefuses(t *testing.T) {
 		}
 	}
 }
+
+// TestUnpaidDebtAgesOutWhileTheClientAsks: a client whose receipts cannot
+// pay its debt (refused as too old) but keeps asking is served again once
+// the debt's epochs are beyond what any receipt may name. Every refused
+// send used to renew the debt, so a client that asked at least once an
+// epoch was held back for good.
+func TestUnpaidDebtAgesOutWhileTheClientAsks(t *testing.T) {
+	n := newTestBox(t)
+	s := n.pod
+	now := time.Now()
+	s.mu.Lock()
+	s.now = func() time.Time { return now }
+	s.mu.Unlock()
+	_, client := testKey(t)
+	size := int(s.window)
+	if !s.Allow(client, size) {
+		t.Fatal("the first block of a client without debt was held back")
+	}
+	for i := uint64(0); i <= s.params.MaxSkew; i++ {
+		if s.Allow(client, size) {
+			t.Fatalf("epoch %d: a client a window in debt was served", i)
+		}
+		now = now.Add(s.params.EpochLength)
+	}
+	if !s.Allow(client, size) {
+		t.Fatalf("after %d epochs the debt no receipt can pay any more still holds the client back", s.params.MaxSkew+1)
+	}
+	// A receipt pays the oldest debt first: what it covers frees the window.
+	s.credit(client, int64(size))
+	if !s.Allow(client, size) {
+		t.Fatal("a paid debt still holds the client back")
+	}
+}
