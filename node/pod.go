@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -88,14 +89,64 @@ type podService struct {
 	deliveries map[pod.Key]*delivery
 	senders    map[peer.ID]*sender
 	finalRoots map[string]uint64 // roots whose fetch ended, by CID bytes: the epoch it ended
-	acked      chan struct{}     // closed and replaced whenever a receipt is acknowledged
+	settled    chan struct{}     // closed and replaced whenever a receipt exchange ends, countersigned or not
+	flushWait  time.Duration     // the most flush waits (podFlushTimeout)
 	lastGC     uint64
 	lastEpoch  uint64 // of the last block received
 }
 
+// debt is what a server sent a client and holds no receipt for, by the
+// epoch it was sent in, oldest first.
 type debt struct {
-	bytes int64
+	bytes  int64 // the sum of epochs
+	epochs []epochDebt
+}
+
+type epochDebt struct {
 	epoch uint64
+	bytes int64
+}
+
+// add counts size sent in epoch e.
+func (d *debt) add(e uint64, size int64) {
+	d.bytes += size
+	if n := len(d.epochs); n > 0 && d.epochs[n-1].epoch == e {
+		d.epochs[n-1].bytes += size
+		return
+	}
+	d.epochs = append(d.epochs, epochDebt{epoch: e, bytes: size})
+}
+
+// pay takes bytes off, oldest epoch first (a receipt pays the oldest debt;
+// a refund, fromNewest, the block just counted).
+func (d *debt) pay(bytes int64, fromNewest bool) {
+	for bytes > 0 && len(d.epochs) > 0 {
+		i := 0
+		if fromNewest {
+			i = len(d.epochs) - 1
+		}
+		take := min(bytes, d.epochs[i].bytes)
+		d.epochs[i].bytes -= take
+		d.bytes -= take
+		bytes -= take
+		if d.epochs[i].bytes == 0 {
+			d.epochs = slices.Delete(d.epochs, i, i+1)
+		}
+	}
+}
+
+// age forgives the bytes sent in epochs no receipt can name any more
+// (Params.Check refuses a receipt more than MaxSkew epochs old): the client
+// can no longer pay them, however it tries. It reports whether it forgave
+// any.
+func (d *debt) age(now, maxSkew uint64) bool {
+	i := 0
+	for i < len(d.epochs) && d.epochs[i].epoch+maxSkew < now {
+		d.bytes -= d.epochs[i].bytes
+		i++
+	}
+	d.epochs = d.epochs[i:]
+	return i > 0
 }
 
 type wantEntry struct {
@@ -115,6 +166,7 @@ type delivery struct {
 	seq     uint64
 	unsent  int64
 	acked   uint64 // bytes covered by the last countersigned receipt
+	tried   uint64 // bytes covered by the last receipt whose exchange ended, countersigned or not
 	final   bool   // the fetch ended: send every change at once
 	failing bool   // the server refused: stop asking
 }
@@ -130,7 +182,7 @@ func newPodService(n *Node, key crypto.PrivKey) (*podService, error) {
 		window: n.cfg.CreditWindow, every: n.cfg.ReceiptEvery, noSign: n.cfg.noReceipts || n.cfg.ReceiptsOff, now: time.Now,
 		debt: make(map[peer.ID]*debt), wanted: make(map[cid.Cid]wantEntry),
 		deliveries: make(map[pod.Key]*delivery), senders: make(map[peer.ID]*sender),
-		finalRoots: make(map[string]uint64), acked: make(chan struct{}),
+		finalRoots: make(map[string]uint64), settled: make(chan struct{}), flushWait: podFlushTimeout,
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ore_pod_receipts_rejected_total", Help: "Receipts refused, by the rule they broke."}, []string{"reason"}),
 		signed: prometheus.NewCounter(prometheus.CounterOpts{
@@ -154,6 +206,9 @@ func newPodService(n *Node, key crypto.PrivKey) (*podService, error) {
 	if !s.noSign {
 		n.every(receiptAtLeastEvery, s.tick)
 	}
+	if !n.cfg.ReceiptsOff {
+		n.every(receiptAtLeastEvery, s.ageDebts)
+	}
 	return s, nil
 }
 
@@ -171,28 +226,49 @@ func (s *podService) Allow(p peer.ID, size int) bool {
 		d = &debt{}
 		s.debt[p] = d
 	}
-	if d.epoch+1 < e {
-		d.bytes = 0 // debt older than the previous epoch is forgiven
-	}
-	d.epoch = e
+	d.age(e, s.params.MaxSkew)
 	if d.bytes > 0 && d.bytes+int64(size) > s.window {
 		s.withheld.Inc()
 		return false
 	}
-	d.bytes += int64(size)
+	d.add(e, int64(size))
 	return true
 }
 
 func (s *podService) credit(p peer.ID, bytes int64) {
 	s.mu.Lock()
 	if d := s.debt[p]; d != nil {
-		d.bytes -= bytes
-		if d.bytes < 0 {
-			d.bytes = 0
-		}
+		d.pay(bytes, false)
 	}
 	s.mu.Unlock()
 	s.n.ex.Release(p)
+}
+
+// ageDebts (every receiptAtLeastEvery) forgives the debts no receipt can
+// pay any more and sends what the gate held back for those clients. A
+// held-back client sends no receipt until its blocks come, so nothing else
+// would release them: a receipt the server refused as too old (a client
+// that fell behind, or whose receipt waited in a busy network) left its
+// bytes unpaid for good, and the server held every later block back while
+// the client kept asking. A 200-box mocknet crowd has thousands of such
+// refusals (4,445-7,064 epoch_out_of_range a run), though few of them
+// reach a window (39-43 blocks withheld a run).
+func (s *podService) ageDebts(context.Context) {
+	e := s.epoch()
+	var freed []peer.ID
+	s.mu.Lock()
+	for p, d := range s.debt {
+		if d.age(e, s.params.MaxSkew) {
+			freed = append(freed, p)
+		}
+		if d.bytes == 0 {
+			delete(s.debt, p)
+		}
+	}
+	s.mu.Unlock()
+	for _, p := range freed {
+		s.n.ex.Release(p)
+	}
 }
 
 func (s *podService) handleStream(st network.Stream) {
@@ -400,21 +476,11 @@ func (s *podService) runSender(ctx context.Context, server peer.ID, sd *sender) 
 		}
 		s.mu.Unlock()
 		for _, r := range batch {
-			if err := s.exchange(ctx, r); err != nil && ctx.Err() == nil {
+			err := s.exchange(ctx, r)
+			if err != nil && ctx.Err() == nil {
 				s.log.Warn("receipt not countersigned", "server", server, "root", r.Root, "epoch", r.Epoch, "err", err)
-				s.mu.Lock()
-				if d := s.deliveries[r.Key()]; d != nil && errors.Is(err, pod.ErrRefused) {
-					if strings.Contains(err.Error(), string(pod.ReasonStaleSeq)) {
-						// The server holds a newer receipt than this box
-						// remembers (it restarted between the two writes):
-						// jump ahead; later bytes make it supersede again.
-						d.seq += 1 << 16
-					} else {
-						d.failing = true
-					}
-				}
-				s.mu.Unlock()
 			}
+			s.settle(r, err)
 		}
 	}
 }
@@ -451,35 +517,55 @@ func (s *podService) exchange(ctx context.Context, r *pod.Receipt) error {
 	if err := s.n.store.PutMeta(ctx, podKey(podReceivedPrefix, got.Epoch, got.Server, got.Root), got.Marshal()); err != nil {
 		return fmt.Errorf("keep receipt: %w", err)
 	}
-	s.mu.Lock()
-	if d := s.deliveries[got.Key()]; d != nil && got.Bytes > d.acked {
-		d.acked = got.Bytes
-	}
-	close(s.acked)
-	s.acked = make(chan struct{})
-	s.mu.Unlock()
 	return nil
 }
 
+// settle records how the exchange of r ended (err nil: countersigned) and
+// wakes the flushes that wait on its delivery. A receipt that failed is
+// not sent again until more bytes arrive from its server: a flush waits
+// for an answer to the last receipt, not for a countersignature that may
+// never come (the server left, or refused it).
+func (s *podService) settle(r *pod.Receipt, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if d := s.deliveries[r.Key()]; d != nil {
+		d.tried = max(d.tried, r.Bytes)
+		switch {
+		case err == nil:
+			d.acked = max(d.acked, r.Bytes)
+		case errors.Is(err, pod.ErrRefused) && strings.Contains(err.Error(), string(pod.ReasonStaleSeq)):
+			// The server holds a newer receipt than this box remembers
+			// (it restarted between the two writes): jump ahead; later
+			// bytes make it supersede again.
+			d.seq += 1 << 16
+		case errors.Is(err, pod.ErrRefused):
+			d.failing = true
+		}
+	}
+	close(s.settled)
+	s.settled = make(chan struct{})
+}
+
 // flush sends the final receipts for root to every server and waits until
-// they are countersigned (or the wait times out). It returns the receipts.
+// each server answered the last one, countersigned or not (or until
+// flushWait passed). It returns the receipts.
 func (s *podService) flush(ctx context.Context, root cid.Cid) []*pod.Receipt {
 	if s.noSign {
 		return nil
 	}
 	rk := string(root.Bytes())
 	s.finalize(root)
-	ctx, cancel := context.WithTimeout(ctx, podFlushTimeout)
+	ctx, cancel := context.WithTimeout(ctx, s.flushWait)
 	defer cancel()
 	for {
 		s.mu.Lock()
 		pending := false
 		for k, d := range s.deliveries {
-			if k.Root == rk && d.bytes > d.acked && !d.failing {
+			if k.Root == rk && d.bytes > d.acked && d.bytes > d.tried && !d.failing {
 				pending = true
 			}
 		}
-		ch := s.acked
+		ch := s.settled
 		s.mu.Unlock()
 		if !pending {
 			break
@@ -507,6 +593,9 @@ func (s *podService) finalize(root cid.Cid) {
 		if k.Root == rk {
 			d.final = true
 			if d.bytes > d.acked {
+				// Once more, also after a receipt that failed: flush waits
+				// for this attempt.
+				d.tried = d.acked
 				s.markLocked(k, d)
 			}
 		}

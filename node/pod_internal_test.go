@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -89,5 +90,102 @@ func TestReceiptAtLeastEverySecond(t *testing.T) {
 	s.received(server, b)
 	if !waitFor(t, 10*receiptAtLeastEvery, func() bool { return queued(s, server) }) {
 		t.Fatalf("no receipt within %s for bytes under the interval", 10*receiptAtLeastEvery)
+	}
+}
+
+// flushReturns runs s.flush for root with no timeout of its own and
+// reports whether it returned within d: only the end of the receipt
+// exchanges it waits on can end its wait.
+func flushReturns(t *testing.T, s *podService, root cid.Cid, d time.Duration) bool {
+	t.Helper()
+	s.flushWait = time.Hour
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.flush(context.Background(), root)
+	}()
+	select {
+	case <-done:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
+// TestFlushEndsWhenTheServerIsGone: the receipt of a server that cannot
+// be reached (it left) ends the flush's wait for it; the fetch does not
+// wait out the flush timeout for a countersignature that cannot come.
+func TestFlushEndsWhenTheServerIsGone(t *testing.T) {
+	n := newTestBox(t)
+	s := n.pod
+	_, gone := testKey(t)
+	b := rawBlock(t, []byte("from a server that left"))
+	s.want(b.Cid(), []cid.Cid{b.Cid()})
+	s.received(gone, b)
+	if !flushReturns(t, s, b.Cid(), 30*time.Second) {
+		t.Fatal("flush still waits for the receipt of a server that cannot be reached")
+	}
+}
+
+// TestFlushEndsWhenTheServerRefuses: a receipt the server refused (here
+// one of an epoch too old, as a box that fell behind sends) ends the
+// flush's wait for it.
+func TestFlushEndsWhenTheServerRefuses(t *testing.T) {
+	client, server := newTestBox(t), newTestBox(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := client.host.Connect(ctx, peer.AddrInfo{ID: server.ID(), Addrs: server.host.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	s := client.pod
+	past := time.Now().Add(-time.Duration(10*(s.params.MaxSkew+1)) * s.params.EpochLength)
+	s.mu.Lock()
+	s.now = func() time.Time { return past }
+	s.mu.Unlock()
+	b := rawBlock(t, []byte("receipted too late"))
+	s.want(b.Cid(), []cid.Cid{b.Cid()})
+	s.received(server.ID(), b)
+	if !flushReturns(t, s, b.Cid(), 30*time.Second) {
+		t.Fatal("flush still waits for a receipt the server refused")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, d := range s.deliveries {
+		if !d.failing || d.acked != 0 {
+			t.Fatalf("the refused delivery is not marked failing: %+v", d)
+		}
+	}
+}
+
+// TestUnpaidDebtAgesOutWhileTheClientAsks: a client whose receipts cannot
+// pay its debt (refused as too old) but keeps asking is served again once
+// the debt's epochs are beyond what any receipt may name. Every refused
+// send used to renew the debt, so a client that asked at least once an
+// epoch was held back for good.
+func TestUnpaidDebtAgesOutWhileTheClientAsks(t *testing.T) {
+	n := newTestBox(t)
+	s := n.pod
+	now := time.Now()
+	s.mu.Lock()
+	s.now = func() time.Time { return now }
+	s.mu.Unlock()
+	_, client := testKey(t)
+	size := int(s.window)
+	if !s.Allow(client, size) {
+		t.Fatal("the first block of a client without debt was held back")
+	}
+	for i := uint64(0); i <= s.params.MaxSkew; i++ {
+		if s.Allow(client, size) {
+			t.Fatalf("epoch %d: a client a window in debt was served", i)
+		}
+		now = now.Add(s.params.EpochLength)
+	}
+	if !s.Allow(client, size) {
+		t.Fatalf("after %d epochs the debt no receipt can pay any more still holds the client back", s.params.MaxSkew+1)
+	}
+	// A receipt pays the oldest debt first: what it covers frees the window.
+	s.credit(client, int64(size))
+	if !s.Allow(client, size) {
+		t.Fatal("a paid debt still holds the client back")
 	}
 }

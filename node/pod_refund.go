@@ -11,11 +11,11 @@ var _ bitswap.GateRefunder = (*podService)(nil)
 // Refund takes back bytes Allow counted against p for a block that did not
 // leave after all (p cancelled it while it waited for the uplink): p will
 // never sign for them, and counted they would shrink its credit window
-// until the debt is forgiven an epoch later.
+// until the debt ages out (MaxSkew epochs later).
 func (s *podService) Refund(p peer.ID, size int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if d := s.debt[p]; d != nil {
-		d.bytes = max(d.bytes-int64(size), 0)
+		d.pay(int64(size), true)
 	}
 }

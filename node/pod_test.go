@@ -13,6 +13,7 @@ import (
 
 	"github.com/orecdn/ore/node"
 	"github.com/orecdn/ore/pod"
+	"github.com/orecdn/ore/testnet"
 )
 
 // servedTo sums the bytes of the receipts srv countersigned for client and
@@ -284,5 +285,37 @@ func TestRestartedClientKeepsReceiptingTheSameServer(t *testing.T) {
 	root := res.Root.String()
 	if !waitUntil(t, 10*time.Second, func() bool { return servedTo(t, srv, cli.ID(), root) == sentTo(srv, cli.ID()) }) {
 		t.Fatalf("receipts cover %d bytes, the server sent %d", servedTo(t, srv, cli.ID(), root), sentTo(srv, cli.ID()))
+	}
+}
+
+// TestRefusedReceiptsDoNotStarveTheClient: a client whose receipts the
+// server refuses as too old (here its genesis lags, as the receipts of a box
+// that fell behind do) cannot pay its debt. The debt ages out once no
+// receipt could name its epochs, and the server sends what it held back:
+// the fetch completes instead of stalling at the credit window.
+func TestRefusedReceiptsDoNotStarveTheClient(t *testing.T) {
+	const window = 512 << 10
+	params := pod.Params{Network: "ore-lag", GenesisTime: time.Now().Add(-time.Hour), EpochLength: time.Second, MaxSkew: 1}
+	lagging := params
+	lagging.GenesisTime = params.GenesisTime.Add(10 * params.EpochLength)
+	nw := newNetWith(t, 2, []testnet.Option{testnet.WithBoxOptions(1, node.WithNetwork(lagging))},
+		node.WithNetwork(params), node.WithCreditWindow(window), node.WithReceiptEvery(128<<10),
+		node.WithStallTimeout(20*time.Second))
+	ctx := testCtx(t)
+	srv, client := nw.Nodes[0], nw.Nodes[1]
+	src, sum := randomFile(t, 2<<20)
+	res, err := srv.AddPath(ctx, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := client.Connect(ctx, srv.AddrInfo()); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	if _, err := client.Get(ctx, res.Root, out, nil); err != nil {
+		t.Fatalf("fetch with every receipt refused: %v", err)
+	}
+	if fileHash(t, out) != sum {
+		t.Fatal("the fetched file differs")
 	}
 }
