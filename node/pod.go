@@ -100,6 +100,10 @@ type podService struct {
 type debt struct {
 	bytes  int64 // the sum of epochs
 	epochs []epochDebt
+	// signs: the client sent a receipt it signed, countersigned or not.
+	// Only then does debt no receipt can pay age out: a client that never
+	// signs stays held back while it asks.
+	signs bool
 }
 
 type epochDebt struct {
@@ -226,7 +230,9 @@ func (s *podService) Allow(p peer.ID, size int) bool {
 		d = &debt{}
 		s.debt[p] = d
 	}
-	d.age(e, s.params.MaxSkew)
+	if d.signs {
+		d.age(e, s.params.MaxSkew)
+	}
 	if d.bytes > 0 && d.bytes+int64(size) > s.window {
 		s.withheld.Inc()
 		return false
@@ -244,9 +250,18 @@ func (s *podService) credit(p peer.ID, bytes int64) {
 	s.n.ex.Release(p)
 }
 
-// ageDebts (every receiptAtLeastEvery) forgives the debts no receipt can
-// pay any more and sends what the gate held back for those clients. A
-// held-back client sends no receipt until its blocks come, so nothing else
+// signs notes that client p sent a receipt it signed (see debt.signs).
+func (s *podService) signs(p peer.ID) {
+	s.mu.Lock()
+	if d := s.debt[p]; d != nil {
+		d.signs = true
+	}
+	s.mu.Unlock()
+}
+
+// ageDebts (every receiptAtLeastEvery) forgives the debts of signing
+// clients that no receipt can pay any more, and sends what the gate held
+// back for those clients. A held-back client sends no receipt until its blocks come, so nothing else
 // would release them: a receipt the server refused as too old (a client
 // that fell behind, or whose receipt waited in a busy network) left its
 // bytes unpaid for good, and the server held every later block back while
@@ -258,7 +273,7 @@ func (s *podService) ageDebts(context.Context) {
 	var freed []peer.ID
 	s.mu.Lock()
 	for p, d := range s.debt {
-		if d.age(e, s.params.MaxSkew) {
+		if d.signs && d.age(e, s.params.MaxSkew) {
 			freed = append(freed, p)
 		}
 		if d.bytes == 0 {
@@ -302,8 +317,12 @@ func (s *podService) countersign(from peer.ID, r *pod.Receipt) error {
 	}
 	if err := s.params.Check(r, s.epoch(), false); err != nil {
 		s.rejected.WithLabelValues(string(pod.ReasonOf(err))).Inc()
+		if r.VerifyClient() == nil {
+			s.signs(from) // refused, but signed: it tries to pay
+		}
 		return err
 	}
+	s.signs(from)
 	ctx := s.n.ctx
 	key := podKey(podServedPrefix, r.Epoch, r.Client, r.Root)
 	var prevBytes uint64

@@ -161,31 +161,51 @@ func TestFlushEndsWhenTheServerRefuses(t *testing.T) {
 // pay its debt (refused as too old) but keeps asking is served again once
 // the debt's epochs are beyond what any receipt may name. Every refused
 // send used to renew the debt, so a client that asked at least once an
-// epoch was held back for good.
+// epoch was held back for good. A client that never signs stays held back.
 func TestUnpaidDebtAgesOutWhileTheClientAsks(t *testing.T) {
-	n := newTestBox(t)
-	s := n.pod
-	now := time.Now()
-	s.mu.Lock()
-	s.now = func() time.Time { return now }
-	s.mu.Unlock()
-	_, client := testKey(t)
-	size := int(s.window)
-	if !s.Allow(client, size) {
-		t.Fatal("the first block of a client without debt was held back")
-	}
-	for i := uint64(0); i <= s.params.MaxSkew; i++ {
-		if s.Allow(client, size) {
-			t.Fatalf("epoch %d: a client a window in debt was served", i)
+	for _, signs := range []bool{true, false} {
+		n := newTestBox(t)
+		s := n.pod
+		now := time.Now()
+		s.mu.Lock()
+		s.now = func() time.Time { return now }
+		s.mu.Unlock()
+		ck, client := testKey(t)
+		size := int(s.window)
+		if !s.Allow(client, size) {
+			t.Fatal("the first block of a client without debt was held back")
 		}
-		now = now.Add(s.params.EpochLength)
-	}
-	if !s.Allow(client, size) {
-		t.Fatalf("after %d epochs the debt no receipt can pay any more still holds the client back", s.params.MaxSkew+1)
-	}
-	// A receipt pays the oldest debt first: what it covers frees the window.
-	s.credit(client, int64(size))
-	if !s.Allow(client, size) {
-		t.Fatal("a paid debt still holds the client back")
+		if signs {
+			// A receipt the client signed, refused (its epoch is beyond
+			// the skew): the client tries to pay.
+			r := &pod.Receipt{Version: pod.Version, Network: s.params.Network, Server: n.ID(), Client: client,
+				Root: rawBlock(t, []byte("paid")).Cid(), Epoch: s.epoch() + 10*s.params.MaxSkew, Seq: 1, Bytes: uint64(size), Blocks: 1}
+			if err := r.SignClient(ck); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.countersign(client, r); err == nil {
+				t.Fatal("a receipt of a far epoch was countersigned")
+			}
+		}
+		for i := uint64(0); i <= s.params.MaxSkew; i++ {
+			if s.Allow(client, size) {
+				t.Fatalf("signs %v, epoch %d: a client a window in debt was served", signs, i)
+			}
+			now = now.Add(s.params.EpochLength)
+		}
+		if !signs {
+			if s.Allow(client, size) {
+				t.Fatalf("after %d epochs a client that never signed was served", s.params.MaxSkew+1)
+			}
+			continue
+		}
+		if !s.Allow(client, size) {
+			t.Fatalf("after %d epochs the debt no receipt can pay any more still holds the client back", s.params.MaxSkew+1)
+		}
+		// A receipt pays the oldest debt first: what it covers frees the window.
+		s.credit(client, int64(size))
+		if !s.Allow(client, size) {
+			t.Fatal("a paid debt still holds the client back")
+		}
 	}
 }
