@@ -56,22 +56,29 @@ func TestLateBlockIsReceiptedAtOnce(t *testing.T) {
 	}
 }
 
-// TestEpochChangeSendsEarlierReceipts: bytes a server delivered in an
-// epoch are receipted when the next epoch starts, even if that server
-// sends nothing more: a receipt older than the skew would be refused.
-func TestEpochChangeSendsEarlierReceipts(t *testing.T) {
-	n := newTestBox(t)
-	s := n.pod
+// clockedPod returns a new box's pod service on a clock that moves only
+// when the test moves *now.
+func clockedPod(t *testing.T) (*podService, *time.Time) {
+	t.Helper()
+	s := newTestBox(t).pod
 	now := time.Now()
 	s.mu.Lock()
 	s.now = func() time.Time { return now }
 	s.mu.Unlock()
+	return s, &now
+}
+
+// TestEpochChangeSendsEarlierReceipts: bytes a server delivered in an
+// epoch are receipted when the next epoch starts, even if that server
+// sends nothing more: a receipt older than the skew would be refused.
+func TestEpochChangeSendsEarlierReceipts(t *testing.T) {
+	s, now := clockedPod(t)
 	_, quiet := testKey(t)
 	_, busy := testKey(t)
 	a, b := rawBlock(t, []byte("from the quiet server")), rawBlock(t, []byte("from the busy server"))
 	s.want(a.Cid(), []cid.Cid{a.Cid(), b.Cid()})
 	s.received(quiet, a) // far under the receipt interval
-	now = now.Add(s.params.EpochLength)
+	*now = now.Add(s.params.EpochLength)
 	s.received(busy, b) // the next epoch starts
 	if !queued(s, quiet) {
 		t.Fatal("the quiet server's receipt of the previous epoch was not sent when the epoch changed")
@@ -82,15 +89,22 @@ func TestEpochChangeSendsEarlierReceipts(t *testing.T) {
 // server that sends no more are receipted within receiptAtLeastEvery, so
 // the server's credit window cannot hold the client's next blocks forever.
 func TestReceiptAtLeastEverySecond(t *testing.T) {
-	n := newTestBox(t)
-	s := n.pod
-	_, server := testKey(t)
-	b := rawBlock(t, []byte("a few bytes, then silence"))
-	s.want(b.Cid(), []cid.Cid{b.Cid()})
-	s.received(server, b)
+	s, server, _ := receivedOne(t, "a few bytes, then silence")
 	if !waitFor(t, 10*receiptAtLeastEvery, func() bool { return queued(s, server) }) {
 		t.Fatalf("no receipt within %s for bytes under the interval", 10*receiptAtLeastEvery)
 	}
+}
+
+// receivedOne gives a new box's pod service one wanted block, data, from
+// a server that is not there.
+func receivedOne(t *testing.T, data string) (*podService, peer.ID, blocks.Block) {
+	t.Helper()
+	s := newTestBox(t).pod
+	_, server := testKey(t)
+	b := rawBlock(t, []byte(data))
+	s.want(b.Cid(), []cid.Cid{b.Cid()})
+	s.received(server, b)
+	return s, server, b
 }
 
 // flushReturns runs s.flush for root with no timeout of its own and
@@ -116,12 +130,7 @@ func flushReturns(t *testing.T, s *podService, root cid.Cid, d time.Duration) bo
 // be reached (it left) ends the flush's wait for it; the fetch does not
 // wait out the flush timeout for a countersignature that cannot come.
 func TestFlushEndsWhenTheServerIsGone(t *testing.T) {
-	n := newTestBox(t)
-	s := n.pod
-	_, gone := testKey(t)
-	b := rawBlock(t, []byte("from a server that left"))
-	s.want(b.Cid(), []cid.Cid{b.Cid()})
-	s.received(gone, b)
+	s, _, b := receivedOne(t, "from a server that left")
 	if !flushReturns(t, s, b.Cid(), 30*time.Second) {
 		t.Fatal("flush still waits for the receipt of a server that cannot be reached")
 	}
@@ -164,12 +173,7 @@ func TestFlushEndsWhenTheServerRefuses(t *testing.T) {
 // epoch was held back for good. A client that never signs stays held back.
 func TestUnpaidDebtAgesOutWhileTheClientAsks(t *testing.T) {
 	for _, signs := range []bool{true, false} {
-		n := newTestBox(t)
-		s := n.pod
-		now := time.Now()
-		s.mu.Lock()
-		s.now = func() time.Time { return now }
-		s.mu.Unlock()
+		s, now := clockedPod(t)
 		ck, client := testKey(t)
 		size := int(s.window)
 		if !s.Allow(client, size) {
@@ -178,7 +182,7 @@ func TestUnpaidDebtAgesOutWhileTheClientAsks(t *testing.T) {
 		if signs {
 			// A receipt the client signed, refused (its epoch is beyond
 			// the skew): the client tries to pay.
-			r := &pod.Receipt{Version: pod.Version, Network: s.params.Network, Server: n.ID(), Client: client,
+			r := &pod.Receipt{Version: pod.Version, Network: s.params.Network, Server: s.self, Client: client,
 				Root: rawBlock(t, []byte("paid")).Cid(), Epoch: s.epoch() + 10*s.params.MaxSkew, Seq: 1, Bytes: uint64(size), Blocks: 1}
 			if err := r.SignClient(ck); err != nil {
 				t.Fatal(err)
@@ -191,7 +195,7 @@ func TestUnpaidDebtAgesOutWhileTheClientAsks(t *testing.T) {
 			if s.Allow(client, size) {
 				t.Fatalf("signs %v, epoch %d: a client a window in debt was served", signs, i)
 			}
-			now = now.Add(s.params.EpochLength)
+			*now = now.Add(s.params.EpochLength)
 		}
 		if !signs {
 			if s.Allow(client, size) {
