@@ -62,6 +62,31 @@ type LedgerFigures struct {
 	PerBlock []BlockTiming `json:"blocks_timed"`
 }
 
+// The ledger's throughput goal (issue #4): a committee on this 2-core
+// machine keeps up with GoalRate receipts a second, every one of them final
+// with a p99 latency of at most GoalP99Epochs.
+const (
+	GoalRate      = 20000
+	GoalP99Epochs = 2.0
+)
+
+// Goal says whether the run shows the throughput goal, and why not. A run
+// offered less than GoalRate cannot show it; at GoalRate or more it is met
+// when the committee finalized every receipt offered (so it kept up with
+// the rate) within GoalP99Epochs at the 99th percentile, latency counted
+// from the paced schedule (a publisher that fell behind counts against it).
+func (f LedgerFigures) Goal() (met bool, why string) {
+	switch {
+	case f.OfferedRate < GoalRate:
+		return false, fmt.Sprintf("not tested: %.0f/s offered, the goal is at %d/s (--rate %d)", f.OfferedRate, GoalRate, GoalRate)
+	case f.Final < f.Receipts:
+		return false, fmt.Sprintf("not met: %d of %d receipts not final", f.Receipts-f.Final, f.Receipts)
+	case f.P99Epochs > GoalP99Epochs:
+		return false, fmt.Sprintf("not met: p99 %.2f epochs", f.P99Epochs)
+	}
+	return true, fmt.Sprintf("met: all %d receipts offered at %.0f/s final, p99 %.2f epochs", f.Receipts, f.OfferedRate, f.P99Epochs)
+}
+
 // BlockTiming is one final block of BenchLedger, its times measured from
 // the end of the epoch it closes.
 type BlockTiming struct {

@@ -93,5 +93,7 @@ func benchLedger(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	fmt.Fprintf(e.stdout, "process CPU: %.1f µs per receipt (4 nodes, 2 signatures each)\n", f.CPUPerReceipt)
+	_, why := f.Goal()
+	fmt.Fprintf(e.stdout, "goal (≥ %d receipts/s final, p99 ≤ %.0f epochs): %s\n", testnet.GoalRate, testnet.GoalP99Epochs, why)
 	return nil
 }
