@@ -116,3 +116,41 @@ func TestFetchAsksAgainWhenItsSourceLeft(t *testing.T) {
 	})
 	t.Logf("the fetch asked again %d times", res.Rewants)
 }
+
+// A fetch in its end game (its last blocks) whose source left asks again
+// soon, not at a quarter of the stall timeout: the box that got the content
+// afterwards was connected all along and held none of its wants, as in the
+// tail of a crowd. Asking again at a quarter of the stall timeout, the
+// fetch would end after that at the soonest (bitswap's own provider search
+// may find the late box earlier, so a pass without the end game is
+// possible; a failure is not).
+func TestFetchEndGameAsksAgainSoon(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const stall = 60 * time.Second
+	nw := newMocknet(t, 4, node.WithReceipts(false), node.WithSpread(0),
+		node.WithUploadLimit(1<<20), node.WithStallTimeout(stall))
+	box, src, late := nw.Nodes[1], nw.Nodes[2], nw.Nodes[3]
+	const size = 4 << 20
+	added, path, want := addRandom(ctx, t, src, size)
+	if _, err := late.Host().Network().DialPeer(ctx, box.ID()); err != nil {
+		t.Fatalf("connect the late box: %v", err)
+	}
+	var left time.Time
+	res := fetchThrough(ctx, t, box, added, size, want, size-(1<<20)+1, func() error {
+		left = time.Now()
+		if err := nw.Leave(2); err != nil {
+			return err
+		}
+		_, err := late.AddPath(ctx, path)
+		return err
+	})
+	took := time.Since(left)
+	if took >= stall/4 {
+		t.Fatalf("the fetch ended %.1f s after its source left: it did not ask again in its end game (asked again %d times)", took.Seconds(), res.Rewants)
+	}
+	if res.Rewants == 0 {
+		t.Logf("bitswap found the late box itself (%.1f s)", took.Seconds())
+	}
+	t.Logf("ended %.1f s after the source left, asked again %d times", took.Seconds(), res.Rewants)
+}
