@@ -558,8 +558,8 @@ func (f *fetch) forget(cids []cid.Cid) {
 // The end game: in a 200-box crowd (`ore bench swarm --boxes 200
 // --mocknet`), 190 boxes finished within 0.3-5 s of each other and, in 15
 // of 16 runs, the last 10 took 11-19 s more, each waiting for its last
-// 1-34 blocks while connected to 90-120 boxes that held all of them, of
-// which 0-7 held one of its wants (bitswap had sent the want-block to a
+// 1-34 blocks while connected to 90-150 boxes that held all of them, of
+// which 0-8 held one of its wants (bitswap had sent the want-block to a
 // box busy serving others, and the want-haves to few). With the end game
 // those last 10 took 2.6-8.7 s (6 runs; 13.2-18.7 s without it, by turns).
 // Asking again sooner for every chunk cost more than it saved: with 5 s
