@@ -11,12 +11,36 @@ import (
 )
 
 // slowSourceNet is a mocknet of n boxes whose uploads are slow, so that a
-// fetch is still running when the test disrupts it, with a short stall
-// timeout, so that the fetch asks again (at a quarter of it) well before
-// the test's deadline, and fails if it never does.
-func slowSourceNet(t *testing.T, n int) *testnet.Network {
+// fetch is still running when the test disrupts it, with the given stall
+// timeout: a short one makes the fetch ask again (at a quarter of it) well
+// before the test's deadline, and fail if it never does.
+func slowSourceNet(t *testing.T, n int, stall time.Duration) *testnet.Network {
 	return newMocknet(t, n, node.WithReceipts(false), node.WithSpread(0),
-		node.WithUploadLimit(1<<20), node.WithStallTimeout(8*time.Second))
+		node.WithUploadLimit(1<<20), node.WithStallTimeout(stall))
+}
+
+// fetchWhileSourceLeaves has box 1 of nw (4 boxes) fetch size random bytes
+// that box 2 added; once after bytes arrived, box 2 leaves and box 3, which
+// box 1 was connected to all along (no new connection, so bitswap never
+// sent it the wants that went to box 2), adds the same bytes. It returns
+// the fetch's result and when box 2 left.
+func fetchWhileSourceLeaves(ctx context.Context, t *testing.T, nw *testnet.Network, size int, after int64) (node.FetchResult, time.Time) {
+	t.Helper()
+	box, src, late := nw.Nodes[1], nw.Nodes[2], nw.Nodes[3]
+	added, path, want := addRandom(ctx, t, src, size)
+	if _, err := late.Host().Network().DialPeer(ctx, box.ID()); err != nil {
+		t.Fatalf("connect the late box: %v", err)
+	}
+	var left time.Time
+	res := fetchThrough(ctx, t, box, added, size, want, after, func() error {
+		left = time.Now()
+		if err := nw.Leave(2); err != nil {
+			return err
+		}
+		_, err := late.AddPath(ctx, path)
+		return err
+	})
+	return res, left
 }
 
 // fetchThrough fetches root (size bytes, hashing to want) to box and runs
@@ -79,7 +103,7 @@ func addRandom(ctx context.Context, t *testing.T, n *node.Node, size int) (node.
 func TestFetchRedialsSourceThatClosedTheConnection(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	nw := slowSourceNet(t, 2)
+	nw := slowSourceNet(t, 2, 8*time.Second)
 	src, box := nw.Nodes[0], nw.Nodes[1]
 	const size = 3 << 20
 	added, _, want := addRandom(ctx, t, src, size)
@@ -98,22 +122,7 @@ func TestFetchRedialsSourceThatClosedTheConnection(t *testing.T) {
 func TestFetchAsksAgainWhenItsSourceLeft(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	nw := slowSourceNet(t, 4)
-	box, src, late := nw.Nodes[1], nw.Nodes[2], nw.Nodes[3]
-	const size = 4 << 20
-	added, path, want := addRandom(ctx, t, src, size)
-	if _, err := late.Host().Network().DialPeer(ctx, box.ID()); err != nil {
-		t.Fatalf("connect the late box: %v", err)
-	}
-	res := fetchThrough(ctx, t, box, added, size, want, 1<<20, func() error {
-		if err := nw.Leave(2); err != nil {
-			return err
-		}
-		// The same bytes, added (and announced) by a box the fetcher is
-		// already connected to.
-		_, err := late.AddPath(ctx, path)
-		return err
-	})
+	res, _ := fetchWhileSourceLeaves(ctx, t, slowSourceNet(t, 4, 8*time.Second), 4<<20, 1<<20)
 	t.Logf("the fetch asked again %d times", res.Rewants)
 }
 
@@ -127,24 +136,8 @@ func TestFetchAsksAgainWhenItsSourceLeft(t *testing.T) {
 func TestFetchEndGameAsksAgainSoon(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	const stall = 60 * time.Second
-	nw := newMocknet(t, 4, node.WithReceipts(false), node.WithSpread(0),
-		node.WithUploadLimit(1<<20), node.WithStallTimeout(stall))
-	box, src, late := nw.Nodes[1], nw.Nodes[2], nw.Nodes[3]
-	const size = 4 << 20
-	added, path, want := addRandom(ctx, t, src, size)
-	if _, err := late.Host().Network().DialPeer(ctx, box.ID()); err != nil {
-		t.Fatalf("connect the late box: %v", err)
-	}
-	var left time.Time
-	res := fetchThrough(ctx, t, box, added, size, want, size-(1<<20)+1, func() error {
-		left = time.Now()
-		if err := nw.Leave(2); err != nil {
-			return err
-		}
-		_, err := late.AddPath(ctx, path)
-		return err
-	})
+	const stall, size = 60 * time.Second, 4 << 20
+	res, left := fetchWhileSourceLeaves(ctx, t, slowSourceNet(t, 4, stall), size, size-(1<<20)+1)
 	took := time.Since(left)
 	if took >= stall/4 {
 		t.Fatalf("the fetch ended %.1f s after its source left: it did not ask again in its end game (asked again %d times)", took.Seconds(), res.Rewants)
