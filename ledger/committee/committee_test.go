@@ -15,23 +15,17 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
-	mh "github.com/multiformats/go-multihash"
 
+	"github.com/orecdn/ore/internal/testkit"
 	"github.com/orecdn/ore/ledger"
 	"github.com/orecdn/ore/ledger/intake"
 	"github.com/orecdn/ore/pod"
 )
 
-type account struct {
-	key crypto.PrivKey
-	id  peer.ID
-}
+// account is a party to the ledger: a publisher, a server, a client.
+type account = testkit.Party
 
-func newAccount(t *testing.T) account {
-	k, _, _ := crypto.GenerateEd25519Key(nil)
-	id, _ := peer.IDFromPrivateKey(k)
-	return account{k, id}
-}
+func newAccount(t *testing.T) account { return testkit.NewParty(t) }
 
 type member struct {
 	h      host.Host
@@ -50,6 +44,7 @@ type cluster struct {
 	pub     account
 	net     *fabric // every member's connection gater: partitions
 	logs    logBuffer
+	clock   *testkit.Clock // every member's: a test may freeze it
 }
 
 func newCluster(t *testing.T) *cluster {
@@ -62,7 +57,7 @@ func newCluster(t *testing.T) *cluster {
 // let receipts outlive elections that a loaded machine drags out.
 func newClusterEpoch(t *testing.T, epoch time.Duration) *cluster {
 	t.Helper()
-	cl := &cluster{pub: newAccount(t), net: newFabric()}
+	cl := &cluster{pub: newAccount(t), net: newFabric(), clock: testkit.NewClock()}
 	var committee []ledger.Member
 	for i := 0; i < 3; i++ {
 		k, _, _ := crypto.GenerateEd25519Key(nil)
@@ -79,7 +74,7 @@ func newClusterEpoch(t *testing.T, epoch time.Duration) *cluster {
 		committee = append(committee, ledger.Member{ID: h.ID(), Addrs: addrs})
 	}
 	g, err := ledger.NewGenesis("ore-test", time.Now().Add(-time.Hour).Truncate(time.Second), committee,
-		map[peer.ID]uint64{cl.pub.id: 1_000_000_000_000}, 1<<30)
+		map[peer.ID]uint64{cl.pub.ID: 1_000_000_000_000}, 1<<30)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,10 +177,10 @@ func (cl *cluster) start(t *testing.T, m *member) {
 		t.Fatal(err)
 	}
 	m.pool = intake.NewPool()
-	if m.in, err = intake.New(m.ps, cl.g.Params(), intake.WithPool(m.pool)); err != nil {
+	if m.in, err = intake.New(m.ps, cl.g.Params(), intake.WithPool(m.pool), intake.WithClock(cl.clock.Now)); err != nil {
 		t.Fatal(err)
 	}
-	if m.c, err = New(context.Background(), Config{Genesis: cl.g, Host: m.h, Key: m.key, PubSub: m.ps, Pool: m.pool, Dir: m.dir, Logger: logger}); err != nil {
+	if m.c, err = New(context.Background(), Config{Genesis: cl.g, Host: m.h, Key: m.key, PubSub: m.ps, Pool: m.pool, Dir: m.dir, Logger: logger, Clock: cl.clock.Now}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -218,7 +213,7 @@ func (cl *cluster) leader(t *testing.T, d time.Duration) *member {
 
 func (cl *cluster) submit(t *testing.T, tx ledger.Tx) {
 	t.Helper()
-	if err := tx.Sign(cl.g.Network, cl.pub.key); err != nil {
+	if err := tx.Sign(cl.g.Network, cl.pub.Key); err != nil {
 		t.Fatal(err)
 	}
 	for _, m := range cl.members {
@@ -231,29 +226,19 @@ func (cl *cluster) submit(t *testing.T, tx ledger.Tx) {
 	}
 }
 
-func testRoot(s string) cid.Cid {
-	h, _ := mh.Sum([]byte(s), mh.SHA2_256, -1)
-	return cid.NewCidV1(cid.DagProtobuf, h)
-}
-
+// receipt is srv's receipt to cli for seq MiB of root in the cluster's
+// current epoch.
 func (cl *cluster) receipt(t *testing.T, srv, cli account, root cid.Cid, seq uint64) *pod.Receipt {
-	r := &pod.Receipt{Version: pod.Version, Network: cl.g.Network, Epoch: cl.g.Params().EpochAt(time.Now()),
-		Server: srv.id, Client: cli.id, Root: root, Seq: seq, Bytes: seq << 20, Blocks: seq * 4}
-	if err := r.SignClient(cli.key); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.SignServer(srv.key); err != nil {
-		t.Fatal(err)
-	}
-	return r
+	return testkit.Signed(t, &pod.Receipt{Network: cl.g.Network, Epoch: cl.g.Params().EpochAt(cl.clock.Now()),
+		Root: root, Seq: seq, Bytes: seq << 20, Blocks: seq * 4}, srv, cli)
 }
 
 // register deposits amount for the publisher and registers root at the
 // default price, and waits until m applied both.
 func (cl *cluster) register(t *testing.T, m *member, root cid.Cid, amount uint64) {
 	t.Helper()
-	cl.submit(t, ledger.NewDeposit(cl.pub.id, 1, amount))
-	cl.submit(t, ledger.NewRegister(cl.pub.id, 2, root, 0))
+	cl.submit(t, ledger.NewDeposit(cl.pub.ID, 1, amount))
+	cl.submit(t, ledger.NewRegister(cl.pub.ID, 2, root, 0))
 	// A deadline, not a duration: under the race detector, with other
 	// packages' tests on the same two cores, the first block has taken
 	// over 15 s in CI.
@@ -263,22 +248,13 @@ func (cl *cluster) register(t *testing.T, m *member, root cid.Cid, amount uint64
 	})
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-}
+// waitFor fails t unless cond holds within d.
+var waitFor = testkit.WaitFor
 
 func TestCommitteePaysReceiptsAndSurvivesLeaderDeath(t *testing.T) {
 	cl := newCluster(t)
 	first := cl.leader(t, 10*time.Second)
-	root := testRoot("video")
+	root := testkit.Root(t, "video")
 	cl.register(t, first, root, 500_000_000_000)
 
 	srv, cli := newAccount(t), newAccount(t)
@@ -291,7 +267,7 @@ func TestCommitteePaysReceiptsAndSurvivesLeaderDeath(t *testing.T) {
 		}
 	}
 	want := last.Bytes // price 2^30 base units per GiB: one unit per byte
-	waitFor(t, 15*time.Second, "the receipts paid", func() bool { return first.c.State().Balance(srv.id) == want })
+	waitFor(t, 15*time.Second, "the receipts paid", func() bool { return first.c.State().Balance(srv.ID) == want })
 
 	// Kill the leader while a new receipt streams in.
 	start := time.Now()
@@ -313,14 +289,14 @@ func TestCommitteePaysReceiptsAndSurvivesLeaderDeath(t *testing.T) {
 	if more.Epoch == last.Epoch {
 		want = more.Bytes
 	}
-	waitFor(t, 15*time.Second, "the new receipt paid", func() bool { return next.c.State().Balance(srv.id) == want })
+	waitFor(t, 15*time.Second, "the new receipt paid", func() bool { return next.c.State().Balance(srv.ID) == want })
 
 	// More blocks, final (two of three signed), while the old leader is
 	// down, until gossipsub's message cache (a few heartbeats) no longer
 	// holds their signatures: the old leader never sees them gossiped.
 	for i := uint64(0); i < 6; i++ {
 		before := next.c.State().Height()
-		cl.submit(t, ledger.NewDeposit(cl.pub.id, 3+i, 1))
+		cl.submit(t, ledger.NewDeposit(cl.pub.ID, 3+i, 1))
 		waitFor(t, 10*time.Second, "a block final while the old leader is down", func() bool {
 			b, ok := next.c.Block(before + 1)
 			return ok && b.Final(cl.g)
@@ -348,8 +324,8 @@ func TestCommitteePaysReceiptsAndSurvivesLeaderDeath(t *testing.T) {
 	for _, m := range cl.members {
 		s := m.c.State()
 		hashes = append(hashes, s.Hash())
-		if s.Balance(srv.id) != want {
-			t.Errorf("member pays the server %d, want %d", s.Balance(srv.id), want)
+		if s.Balance(srv.ID) != want {
+			t.Errorf("member pays the server %d, want %d", s.Balance(srv.ID), want)
 		}
 		var total uint64
 		for _, a := range s.Accounts() {

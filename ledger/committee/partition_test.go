@@ -17,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/orecdn/ore/internal/testkit"
 	"github.com/orecdn/ore/ledger"
 	"github.com/orecdn/ore/pod"
 )
@@ -110,7 +111,7 @@ func leaderAmong(t *testing.T, d time.Duration, ms ...*member) *member {
 // submitVia hands a transaction of the publisher to member m.
 func (cl *cluster) submitVia(t *testing.T, m *member, tx ledger.Tx) {
 	t.Helper()
-	if err := tx.Sign(cl.g.Network, cl.pub.key); err != nil {
+	if err := tx.Sign(cl.g.Network, cl.pub.Key); err != nil {
 		t.Fatal(err)
 	}
 	if err := m.c.Submit(context.Background(), tx); err != nil {
@@ -136,7 +137,7 @@ func (bk *book) publish(t *testing.T, m *member, streams int) {
 	t.Helper()
 	for i := 0; i < streams; i++ {
 		srv, cli := newAccount(t), newAccount(t)
-		bk.servers = append(bk.servers, srv.id)
+		bk.servers = append(bk.servers, srv.ID)
 		for seq := uint64(1); seq <= 3; seq++ {
 			r := bk.cl.receipt(t, srv, cli, bk.root, seq)
 			if err := m.in.Publish(context.Background(), r); err != nil {
@@ -176,7 +177,7 @@ func (bk *book) settled(s *ledger.State) bool {
 		}
 		total += bk.owed(id)
 	}
-	return s.Escrow(bk.cl.pub.id) == bk.deposits-total
+	return s.Escrow(bk.cl.pub.ID) == bk.deposits-total
 }
 
 // TestPartitionedCoordinatorCatchesUp cuts one coordinator off from the
@@ -209,11 +210,11 @@ func testPartitionHeal(t *testing.T, cutLeader, compact bool) {
 	cl := newClusterEpoch(t, 2*time.Second)
 	note := slog.New(slog.NewTextHandler(&cl.logs, nil)).With("member", "test").Info
 	lead := cl.leader(t, 10*time.Second)
-	bk := &book{cl: cl, root: testRoot("partition"), due: make(map[pod.Key]uint64), deposits: 500_000_000_000}
+	bk := &book{cl: cl, root: testkit.Root(t, "partition"), due: make(map[pod.Key]uint64), deposits: 500_000_000_000}
 	nonce := uint64(0)
 	next := func() uint64 { nonce++; return nonce }
-	cl.submitVia(t, lead, ledger.NewDeposit(cl.pub.id, next(), bk.deposits))
-	cl.submitVia(t, lead, ledger.NewRegister(cl.pub.id, next(), bk.root, 0))
+	cl.submitVia(t, lead, ledger.NewDeposit(cl.pub.ID, next(), bk.deposits))
+	cl.submitVia(t, lead, ledger.NewRegister(cl.pub.ID, next(), bk.root, 0))
 	all := cl.members
 	waitFor(t, 15*time.Second, "deposit and registration on every member", func() bool {
 		for _, m := range all {
@@ -266,7 +267,7 @@ func testPartitionHeal(t *testing.T, cutLeader, compact bool) {
 	bk.replay(rest[1])
 	for i := 0; i < 3; i++ {
 		before := major.c.State().Height()
-		cl.submitVia(t, rest[i%2], ledger.NewDeposit(cl.pub.id, next(), 1))
+		cl.submitVia(t, rest[i%2], ledger.NewDeposit(cl.pub.ID, next(), 1))
 		bk.deposits++
 		waitFor(t, 15*time.Second, "a block final on the majority", func() bool {
 			for _, m := range rest {
@@ -279,7 +280,7 @@ func testPartitionHeal(t *testing.T, cutLeader, compact bool) {
 	}
 	waitFor(t, 15*time.Second, "the receipts paid by the majority", func() bool {
 		for _, m := range rest {
-			if !bk.settled(m.c.State()) || m.c.State().Nonce(cl.pub.id) != nonce {
+			if !bk.settled(m.c.State()) || m.c.State().Nonce(cl.pub.ID) != nonce {
 				return false
 			}
 		}
@@ -289,8 +290,8 @@ func testPartitionHeal(t *testing.T, cutLeader, compact bool) {
 	// The cut-off member saw none of it, and every block it holds is the
 	// majority's: no block of its own, final or not.
 	cs, ms := cut.c.State(), major.c.State()
-	if cs.Nonce(cl.pub.id) >= firstCutNonce {
-		t.Fatalf("the cut-off member applied a transaction made during the partition (nonce %d)", cs.Nonce(cl.pub.id))
+	if cs.Nonce(cl.pub.ID) >= firstCutNonce {
+		t.Fatalf("the cut-off member applied a transaction made during the partition (nonce %d)", cs.Nonce(cl.pub.ID))
 	}
 	if cs.Height() >= ms.Height() {
 		t.Fatalf("the cut-off member is at height %d, the majority at %d", cs.Height(), ms.Height())
@@ -346,7 +347,7 @@ func testPartitionHeal(t *testing.T, cutLeader, compact bool) {
 	bk.publish(t, cut, 1)
 	bk.replay(cut)
 	before := cut.c.State().Height()
-	cl.submitVia(t, cut, ledger.NewDeposit(cl.pub.id, next(), 1))
+	cl.submitVia(t, cut, ledger.NewDeposit(cl.pub.ID, next(), 1))
 	bk.deposits++
 	waitFor(t, 15*time.Second, "every receipt paid once, in blocks the healed member signed, on every member", func() bool {
 		if !oneChain(cl) {
@@ -354,7 +355,7 @@ func testPartitionHeal(t *testing.T, cutLeader, compact bool) {
 		}
 		for _, m := range all {
 			s := m.c.State()
-			if !bk.settled(s) || s.Nonce(cl.pub.id) != nonce {
+			if !bk.settled(s) || s.Nonce(cl.pub.ID) != nonce {
 				return false
 			}
 			for h := before + 1; h <= s.Height(); h++ {
