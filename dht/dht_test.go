@@ -8,11 +8,11 @@ import (
 
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p"
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	mh "github.com/multiformats/go-multihash"
+	"github.com/orecdn/ore/internal/testkit"
 )
 
 func newHost(t *testing.T) host.Host {
@@ -86,8 +86,7 @@ func TestBootstrapErrors(t *testing.T) {
 	if err := lonely.Provide(ctx, cid.NewCidV1(cid.Raw, h)); !errors.Is(err, ErrNoPeers) {
 		t.Fatalf("provide with no peers: %v", err)
 	}
-	k, _, _ := crypto.GenerateEd25519Key(nil)
-	ghost, _ := peer.IDFromPrivateKey(k)
+	ghost := testkit.NewParty(t).ID
 	addr, _ := ma.NewMultiaddr("/ip4/127.0.0.1/tcp/1")
 	r, err := New(newHost(t), WithBootstrapPeers([]peer.AddrInfo{{ID: ghost, Addrs: []ma.Multiaddr{addr}}}))
 	if err != nil {

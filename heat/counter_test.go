@@ -119,7 +119,7 @@ func TestTop(t *testing.T) {
 		t.Errorf("a root that rounds to zero requests: %+v", got)
 	}
 	r := &Report{Heat: top}
-	if err := r.Sign(testNetwork, newParty(t).key); err != nil {
+	if err := r.Sign(testNetwork, newParty(t).Key); err != nil {
 		t.Fatalf("Top's output does not make a valid report: %v", err)
 	}
 }

@@ -5,31 +5,16 @@ import (
 	"testing"
 
 	"github.com/ipfs/go-cid"
-	"github.com/libp2p/go-libp2p/core/crypto"
-	"github.com/libp2p/go-libp2p/core/peer"
 	mh "github.com/multiformats/go-multihash"
+	"github.com/orecdn/ore/internal/testkit"
 )
 
 const testNetwork = "ore-test"
 
 // party is a real Ed25519 identity.
-type party struct {
-	key crypto.PrivKey
-	id  peer.ID
-}
+type party = testkit.Party
 
-func newParty(t testing.TB) party {
-	t.Helper()
-	k, _, err := crypto.GenerateEd25519Key(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := peer.IDFromPrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return party{k, id}
-}
+var newParty = testkit.NewParty
 
 func newParties(t testing.TB, n int) []party {
 	out := make([]party, n)

@@ -14,7 +14,7 @@ import (
 func sampleOrder(t testing.TB, boxes []party) *Order {
 	o := &Order{Epoch: 100, Root: root(t, "hot"), Size: 5 << 20, Until: 106, Reason: ReasonHeat}
 	for _, b := range boxes {
-		o.Boxes = append(o.Boxes, b.id)
+		o.Boxes = append(o.Boxes, b.ID)
 	}
 	slices.Sort(o.Boxes)
 	return o
@@ -26,7 +26,7 @@ func signedOrder(t testing.TB, issuer party, boxes []party, edit func(*Order)) *
 	if edit != nil {
 		edit(o)
 	}
-	if err := o.Sign(testNetwork, issuer.key); err != nil {
+	if err := o.Sign(testNetwork, issuer.Key); err != nil {
 		t.Fatal(err)
 	}
 	return o
@@ -34,7 +34,7 @@ func signedOrder(t testing.TB, issuer party, boxes []party, edit func(*Order)) *
 
 func members(ps ...party) func(peer.ID) bool {
 	return func(id peer.ID) bool {
-		return slices.ContainsFunc(ps, func(p party) bool { return p.id == id })
+		return slices.ContainsFunc(ps, func(p party) bool { return p.ID == id })
 	}
 }
 
@@ -64,11 +64,11 @@ func TestOrderRoundTrip(t *testing.T) {
 	}
 	o := signedOrder(t, issuer, boxes, nil)
 	for _, b := range boxes {
-		if !o.Names(b.id) {
-			t.Errorf("order does not name its box %s", b.id)
+		if !o.Names(b.ID) {
+			t.Errorf("order does not name its box %s", b.ID)
 		}
 	}
-	if o.Names(issuer.id) {
+	if o.Names(issuer.ID) {
 		t.Error("order names its issuer")
 	}
 }
@@ -80,13 +80,13 @@ func TestOrderForged(t *testing.T) {
 		edit func(*Order)
 	}{
 		{"box added", func(o *Order) {
-			o.Boxes = append(o.Boxes, intruder.id)
+			o.Boxes = append(o.Boxes, intruder.ID)
 			slices.Sort(o.Boxes)
 		}},
 		{"until extended", func(o *Order) { o.Until += 100 }},
 		{"root swapped", func(o *Order) { o.Root = root(t, "other") }},
 		{"reason altered", func(o *Order) { o.Reason = ReasonPrewarm }},
-		{"issuer swapped", func(o *Order) { o.Issuer = intruder.id }},
+		{"issuer swapped", func(o *Order) { o.Issuer = intruder.ID }},
 		{"unsigned", func(o *Order) { o.Sig = nil }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -143,13 +143,13 @@ func TestUnmarshalOrderRejects(t *testing.T) {
 	good := signedOrder(t, issuer, boxes, nil).Marshal()
 	marshal := func(edit func(*Order)) []byte {
 		o := sampleOrder(t, boxes)
-		o.Network, o.Issuer = testNetwork, issuer.id
+		o.Network, o.Issuer = testNetwork, issuer.ID
 		edit(o)
 		return o.Marshal()
 	}
 	var many []peer.ID
 	for range MaxOrderBoxes + 1 {
-		many = append(many, newParty(t).id)
+		many = append(many, newParty(t).ID)
 	}
 	slices.Sort(many)
 	for _, tc := range []struct {
@@ -182,7 +182,7 @@ func TestSignOrderRefuses(t *testing.T) {
 	issuer, boxes := newParty(t), newParties(t, 3)
 	o := sampleOrder(t, boxes)
 	o.Boxes[0], o.Boxes[1] = o.Boxes[1], o.Boxes[0]
-	if err := o.Sign(testNetwork, issuer.key); !errors.Is(err, ErrMalformed) || o.Sig != nil {
+	if err := o.Sign(testNetwork, issuer.Key); !errors.Is(err, ErrMalformed) || o.Sig != nil {
 		t.Errorf("unsorted boxes: %v", err)
 	}
 }

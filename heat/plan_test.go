@@ -23,12 +23,12 @@ type fleet struct {
 func newFleet(t *testing.T, n int, epoch uint64) *fleet {
 	f := &fleet{t: t, boxes: newParties(t, n)}
 	for _, b := range f.boxes {
-		f.reports = append(f.reports, &Report{Network: testNetwork, Reporter: b.id, Epoch: epoch, Quota: 10 * gib, Used: gib})
+		f.reports = append(f.reports, &Report{Network: testNetwork, Reporter: b.ID, Epoch: epoch, Quota: 10 * gib, Used: gib})
 	}
 	return f
 }
 
-func (f *fleet) id(i int) peer.ID { return f.boxes[i].id }
+func (f *fleet) id(i int) peer.ID { return f.boxes[i].ID }
 
 func (f *fleet) ids(is ...int) []peer.ID {
 	out := make([]peer.ID, 0, len(is))
@@ -40,7 +40,7 @@ func (f *fleet) ids(is ...int) []peer.ID {
 }
 
 func (f *fleet) index(id peer.ID) int {
-	return slices.IndexFunc(f.boxes, func(p party) bool { return p.id == id })
+	return slices.IndexFunc(f.boxes, func(p party) bool { return p.ID == id })
 }
 
 func sorted(ids []peer.ID) bool {
@@ -172,7 +172,7 @@ func TestPlanRenewals(t *testing.T) {
 	}
 	o := tg.Order(testNetwork, "", epoch)
 	issuer := newParty(t)
-	if err := o.Sign(testNetwork, issuer.key); err != nil {
+	if err := o.Sign(testNetwork, issuer.Key); err != nil {
 		t.Fatal(err)
 	}
 	if err := CheckOrder(o, testNetwork, members(issuer), epoch, 0); err != nil {
@@ -292,9 +292,9 @@ func TestPlanCapacityWeighted(t *testing.T) {
 	var small, big int
 	for i, b := range f.boxes {
 		if i < 4 {
-			small += count[b.id]
+			small += count[b.ID]
 		} else {
-			big += count[b.id]
+			big += count[b.ID]
 		}
 	}
 	ratio := float64(big) / float64(small)
@@ -318,7 +318,7 @@ func TestScoreBounded(t *testing.T) {
 	f := newFleet(t, 50, 0)
 	for i := range 200 {
 		for _, b := range f.boxes {
-			if s := score(root(t, i), b.id, 1); !(s > 0) || math.IsInf(s, 0) {
+			if s := score(root(t, i), b.ID, 1); !(s > 0) || math.IsInf(s, 0) {
 				t.Fatalf("score %v", s)
 			}
 		}

@@ -35,7 +35,7 @@ func signedReport(t testing.TB, p party, edit func(*Report)) *Report {
 	if edit != nil {
 		edit(r)
 	}
-	if err := r.Sign(testNetwork, p.key); err != nil {
+	if err := r.Sign(testNetwork, p.Key); err != nil {
 		t.Fatal(err)
 	}
 	return r
@@ -61,7 +61,7 @@ func TestReportRoundTrip(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := signedReport(t, p, edit)
-			if r.Reporter != p.id || r.Network != testNetwork {
+			if r.Reporter != p.ID || r.Network != testNetwork {
 				t.Fatalf("Sign set reporter %s, network %q", r.Reporter, r.Network)
 			}
 			b := r.Marshal()
@@ -100,7 +100,7 @@ func TestReportForged(t *testing.T) {
 		{"holding added", func(r *Report) { r.Held = append(r.Held, Holding{Root: root(t, "x"), Size: 1}) }},
 		{"order state altered", func(r *Report) { r.Orders[1].State = OrderHeld }},
 		{"network altered", func(r *Report) { r.Network = "other" }},
-		{"reporter swapped", func(r *Report) { r.Reporter = q.id }},
+		{"reporter swapped", func(r *Report) { r.Reporter = q.ID }},
 		{"signature of another report", func(r *Report) { r.Sig = other.Sig }},
 		{"unsigned", func(r *Report) { r.Sig = nil }},
 		{"reporter without Ed25519 key", func(r *Report) {
@@ -167,7 +167,7 @@ func TestUnmarshalReportRejects(t *testing.T) {
 	// marshal encodes r as it is, unchecked, signed or not.
 	marshal := func(edit func(*Report)) []byte {
 		r := sampleReport(t)
-		r.Network, r.Reporter = testNetwork, p.id
+		r.Network, r.Reporter = testNetwork, p.ID
 		edit(r)
 		return r.Marshal()
 	}
@@ -204,7 +204,7 @@ func TestUnmarshalReportRejects(t *testing.T) {
 	t.Run("bad CID", func(t *testing.T) {
 		// The first heat root follows the fixed fields; spoil its first byte.
 		r := sampleReport(t)
-		r.Network, r.Reporter = testNetwork, p.id
+		r.Network, r.Reporter = testNetwork, p.ID
 		b := r.Marshal()
 		at := bytes.Index(b, r.Heat[0].Root.Bytes())
 		b[at] = 0xff
@@ -213,9 +213,9 @@ func TestUnmarshalReportRejects(t *testing.T) {
 		}
 	})
 	t.Run("padded varint", func(t *testing.T) {
-		r := &Report{Network: testNetwork, Reporter: p.id, Epoch: 1}
+		r := &Report{Network: testNetwork, Reporter: p.ID, Epoch: 1}
 		b := r.Marshal()
-		at := 1 + 1 + len(testNetwork) + 1 + len(p.id) // version, network, reporter
+		at := 1 + 1 + len(testNetwork) + 1 + len(p.ID) // version, network, reporter
 		if b[at] != 1 {
 			t.Fatalf("layout: epoch byte is %d", b[at])
 		}
@@ -230,7 +230,7 @@ func TestSignReportRefuses(t *testing.T) {
 	p := newParty(t)
 	r := sampleReport(t)
 	r.Held = append(r.Held, r.Held[0])
-	if err := r.Sign(testNetwork, p.key); !errors.Is(err, ErrMalformed) {
+	if err := r.Sign(testNetwork, p.Key); !errors.Is(err, ErrMalformed) {
 		t.Errorf("duplicate holding: %v", err)
 	}
 	// The largest CIDs in every list overflow MaxReportSize.
@@ -241,7 +241,7 @@ func TestSignReportRefuses(t *testing.T) {
 	for i := range MaxHeld {
 		r.Held = append(r.Held, Holding{Root: longRoot(t, i), Size: 1})
 	}
-	err := r.Sign(testNetwork, p.key)
+	err := r.Sign(testNetwork, p.Key)
 	if !errors.Is(err, ErrTooLarge) || r.Sig != nil {
 		t.Fatalf("oversized report: %v", err)
 	}

@@ -27,8 +27,8 @@ func benchSetup(b *testing.B) (*fixture, []Tx) {
 	f := newFixture(b, 10, 100, 100, 1<<50)
 	var setup []Tx
 	for i, p := range f.pubs {
-		setup = append(setup, f.signed(b, f.s, NewDeposit(p.id, 0, 1<<49)),
-			f.signed(b, f.s, NewRegister(p.id, 2, testRoot(b, string(rune('a'+i))), 0)))
+		setup = append(setup, f.signed(b, f.s, NewDeposit(p.ID, 0, 1<<49)),
+			f.signed(b, f.s, NewRegister(p.ID, 2, testRoot(b, string(rune('a'+i))), 0)))
 	}
 	f.advance(b, 1, setup...)
 	txs := make([]Tx, benchReceipts)
@@ -42,7 +42,7 @@ func benchSetup(b *testing.B) (*fixture, []Tx) {
 
 func BenchmarkApplyReceipts(b *testing.B) {
 	f, txs := benchSetup(b)
-	blk, _, rej, err := Build(f.s, 2, f.com[0].id, 0, txs)
+	blk, _, rej, err := Build(f.s, 2, f.com[0].ID, 0, txs)
 	if err != nil || len(rej) != 0 {
 		b.Fatal(err, rej)
 	}
@@ -61,7 +61,7 @@ func BenchmarkBuild(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		if _, _, rej, err := Build(f.s, 2, f.com[0].id, 0, txs); err != nil || len(rej) != 0 {
+		if _, _, rej, err := Build(f.s, 2, f.com[0].ID, 0, txs); err != nil || len(rej) != 0 {
 			b.Fatal(err, rej)
 		}
 	}
@@ -70,7 +70,7 @@ func BenchmarkBuild(b *testing.B) {
 
 func BenchmarkUnmarshalBlock(b *testing.B) {
 	f, txs := benchSetup(b)
-	blk, _, _, _ := Build(f.s, 2, f.com[0].id, 0, txs)
+	blk, _, _, _ := Build(f.s, 2, f.com[0].ID, 0, txs)
 	enc := blk.Marshal()
 	b.SetBytes(int64(len(enc)))
 	b.ResetTimer()

@@ -17,13 +17,13 @@ func sampleBlock(t testing.TB) (*fixture, *Block) {
 	f := newFixture(t, 2, 1, 1, 1000)
 	root := testRoot(t, "r")
 	b, _ := f.build(t, f.s, 1,
-		f.signed(t, f.s, NewDeposit(f.pubs[0].id, 0, 100)),
-		f.signed(t, f.s, NewRegister(f.pubs[0].id, 2, root, 0)),
-		f.signed(t, f.s, NewTransfer(f.pubs[1].id, f.srvs[0].id, 0, 7)),
+		f.signed(t, f.s, NewDeposit(f.pubs[0].ID, 0, 100)),
+		f.signed(t, f.s, NewRegister(f.pubs[0].ID, 2, root, 0)),
+		f.signed(t, f.s, NewTransfer(f.pubs[1].ID, f.srvs[0].ID, 0, 7)),
 		NewReceiptTx(receipt(t, f.srvs[0], f.clis[0], root, 1, 1<<20, nil)),
-		f.signed(t, f.s, NewPrewarm(f.pubs[0].id, 3, root, 8, 100)))
+		f.signed(t, f.s, NewPrewarm(f.pubs[0].ID, 3, root, 8, 100)))
 	for _, m := range f.com[:2] {
-		if err := b.Sign(m.key); err != nil {
+		if err := b.Sign(m.Key); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -78,10 +78,10 @@ func TestFinality(t *testing.T) {
 		t.Fatal("1 of 3 is final")
 	}
 	// Signing again replaces; an outsider's signature does not count.
-	if err := one.Sign(f.com[0].key); err != nil {
+	if err := one.Sign(f.com[0].Key); err != nil {
 		t.Fatal(err)
 	}
-	if err := one.Sign(f.pubs[0].key); err != nil {
+	if err := one.Sign(f.pubs[0].Key); err != nil {
 		t.Fatal(err)
 	}
 	if n := one.VerifySignatures(f.g); n != 1 || len(one.Sigs) != 2 {
@@ -165,7 +165,7 @@ func TestGenesis(t *testing.T) {
 	secp, _ := peer.IDFromPrivateKey(k)
 	bad := map[string]func(g *Genesis){
 		"committee of 4": func(g *Genesis) {
-			g.Committee = append(g.Committee, Member{ID: f.pubs[0].id, Addrs: []string{"/ip4/1.2.3.4/tcp/1"}})
+			g.Committee = append(g.Committee, Member{ID: f.pubs[0].ID, Addrs: []string{"/ip4/1.2.3.4/tcp/1"}})
 		},
 		"committee of 2":   func(g *Genesis) { g.Committee = g.Committee[:2] },
 		"duplicate member": func(g *Genesis) { g.Committee[1].ID = g.Committee[0].ID },

@@ -4,44 +4,22 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/ipfs/go-cid"
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	mh "github.com/multiformats/go-multihash"
+	"github.com/orecdn/ore/internal/testkit"
 	"github.com/orecdn/ore/pod"
 )
 
-// party is an account with its key; keys come from a seeded generator so
-// every run is the same.
-type party struct {
-	key crypto.PrivKey
-	id  peer.ID
-}
+// party is an account with its key; keys come from a seed so every run
+// is the same.
+type party = testkit.Party
 
-func newParties(t testing.TB, seed uint64, n int) []party {
-	t.Helper()
-	var s [32]byte
-	s[0], s[1] = byte(seed), byte(seed>>8)
-	src := rand.NewChaCha8(s)
-	ps := make([]party, n)
-	for i := range ps {
-		k, _, err := crypto.GenerateEd25519Key(src)
-		if err != nil {
-			t.Fatal(err)
-		}
-		id, err := peer.IDFromPrivateKey(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ps[i] = party{k, id}
-	}
-	return ps
-}
+func newParties(t testing.TB, seed uint64, n int) []party { return testkit.NewParties(t, seed, n) }
 
 func testRoot(t testing.TB, s string) cid.Cid {
 	h, err := mh.Sum([]byte(s), mh.SHA2_256, -1)
@@ -74,15 +52,15 @@ func newFixture(t testing.TB, nPubs, nSrvs, nClis int, pubBalance uint64) *fixtu
 		clis: newParties(t, 4, nClis), parties: make(map[peer.ID]party)}
 	var members []Member
 	for i, p := range f.com {
-		members = append(members, Member{ID: p.id, Addrs: []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", 4700+i)}})
+		members = append(members, Member{ID: p.ID, Addrs: []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", 4700+i)}})
 	}
 	bal := make(map[peer.ID]uint64)
 	for _, p := range f.pubs {
-		bal[p.id] = pubBalance
+		bal[p.ID] = pubBalance
 	}
 	for _, ps := range [][]party{f.com, f.pubs, f.srvs, f.clis} {
 		for _, p := range ps {
-			f.parties[p.id] = p
+			f.parties[p.ID] = p
 		}
 	}
 	g, err := NewGenesis(testNetwork, testTime, members, bal, testPrice)
@@ -103,7 +81,7 @@ func (f *fixture) signed(t testing.TB, s *State, tx Tx) Tx {
 	if tx.Nonce == 0 {
 		tx.Nonce = s.Nonce(tx.From) + 1
 	}
-	if err := tx.Sign(testNetwork, f.parties[tx.From].key); err != nil {
+	if err := tx.Sign(testNetwork, f.parties[tx.From].Key); err != nil {
 		t.Fatal(err)
 	}
 	return tx
@@ -112,25 +90,19 @@ func (f *fixture) signed(t testing.TB, s *State, tx Tx) Tx {
 // receipt returns a receipt signed by both sides.
 func receipt(t testing.TB, srv, cli party, root cid.Cid, epoch, bytes uint64, mutate func(*pod.Receipt)) *pod.Receipt {
 	t.Helper()
-	r := &pod.Receipt{Version: pod.Version, Network: testNetwork, Epoch: epoch, Server: srv.id, Client: cli.id,
+	r := &pod.Receipt{Version: pod.Version, Network: testNetwork, Epoch: epoch, Server: srv.ID, Client: cli.ID,
 		Root: root, Seq: 1 + bytes/4096, Bytes: bytes, Blocks: max(1, (bytes+pod.MaxBlockSize-1)/pod.MaxBlockSize)}
 	r.Digest = pod.Chain(r.Digest, root)
 	if mutate != nil {
 		mutate(r)
 	}
-	if err := r.SignClient(cli.key); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.SignServer(srv.key); err != nil {
-		t.Fatal(err)
-	}
-	return r
+	return testkit.Signed(t, r, srv, cli)
 }
 
 // build builds a block and fails the test if any transaction is refused.
 func (f *fixture) build(t testing.TB, s *State, epoch uint64, txs ...Tx) (*Block, *State) {
 	t.Helper()
-	b, n, rej, err := Build(s, epoch, f.com[0].id, int64(epoch)*int64(10*time.Second), txs)
+	b, n, rej, err := Build(s, epoch, f.com[0].ID, int64(epoch)*int64(10*time.Second), txs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +173,7 @@ func freshHash(s *State) [32]byte {
 // fails on a block that carries it anyway.
 func (f *fixture) wantReason(t *testing.T, s *State, epoch uint64, tx Tx, want Reason) {
 	t.Helper()
-	_, n, rej, err := Build(s, epoch, f.com[0].id, 0, []Tx{tx})
+	_, n, rej, err := Build(s, epoch, f.com[0].ID, 0, []Tx{tx})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +183,7 @@ func (f *fixture) wantReason(t *testing.T, s *State, epoch uint64, tx Tx, want R
 	if n.Hash() == s.Hash() {
 		t.Fatal("same hash across heights")
 	}
-	_, err = Apply(s, forced(s, f.com[0].id, epoch, tx))
+	_, err = Apply(s, forced(s, f.com[0].ID, epoch, tx))
 	var te *TxError
 	if !errors.As(err, &te) || te.Reason != want || !errors.Is(err, ErrInvalidTx) {
 		t.Fatalf("Apply: %v, want a TxError with reason %s", err, want)

@@ -15,7 +15,7 @@ import (
 
 func TestPrewarmEncoding(t *testing.T) {
 	f := newFixture(t, 1, 0, 0, 1000)
-	tx := f.signed(t, f.s, NewPrewarm(f.pubs[0].id, 7, testRoot(t, "r"), math.MaxUint32, math.MaxUint64))
+	tx := f.signed(t, f.s, NewPrewarm(f.pubs[0].ID, 7, testRoot(t, "r"), math.MaxUint32, math.MaxUint64))
 	enc := tx.Marshal()
 	got, err := UnmarshalTx(enc)
 	if err != nil {
@@ -41,7 +41,7 @@ func TestPrewarmEncoding(t *testing.T) {
 		}
 	}
 	// Replicas past 32 bits do not decode.
-	wide := NewPrewarm(f.pubs[0].id, 7, testRoot(t, "r"), 0, 9)
+	wide := NewPrewarm(f.pubs[0].ID, 7, testRoot(t, "r"), 0, 9)
 	b := wide.appendUnsigned(nil)
 	b = b[:len(b)-2] // replicas 0 and until 9, one byte each
 	b = binary.AppendUvarint(b, math.MaxUint32+1)
@@ -51,7 +51,7 @@ func TestPrewarmEncoding(t *testing.T) {
 		t.Fatalf("33-bit replicas: %v", err)
 	}
 	// Without a root it decodes to an error, and the state refuses it.
-	noRoot := f.signed(t, f.s, NewPrewarm(f.pubs[0].id, 1, cid.Undef, 1, 9))
+	noRoot := f.signed(t, f.s, NewPrewarm(f.pubs[0].ID, 1, cid.Undef, 1, 9))
 	if _, err := UnmarshalTx(noRoot.Marshal()); !errors.Is(err, ErrMalformed) {
 		t.Fatalf("no root: %v", err)
 	}
@@ -61,11 +61,11 @@ func TestPrewarmRules(t *testing.T) {
 	f := newFixture(t, 2, 0, 0, 1000)
 	a, b := f.pubs[0], f.pubs[1]
 	r, s := testRoot(t, "r"), testRoot(t, "s")
-	f.advance(t, 10, f.signed(t, f.s, NewRegister(a.id, 0, r, 0)), f.signed(t, f.s, NewRegister(b.id, 0, s, 0)))
+	f.advance(t, 10, f.signed(t, f.s, NewRegister(a.ID, 0, r, 0)), f.signed(t, f.s, NewRegister(b.ID, 0, s, 0)))
 	pw := func(from party, root cid.Cid, replicas uint32, until uint64) Tx {
-		return f.signed(t, f.s, NewPrewarm(from.id, 0, root, replicas, until))
+		return f.signed(t, f.s, NewPrewarm(from.ID, 0, root, replicas, until))
 	}
-	unsigned := NewPrewarm(a.id, 2, r, 1, 20)
+	unsigned := NewPrewarm(a.ID, 2, r, 1, 20)
 	forged := pw(a, r, 1, 20)
 	forged.Replicas = 2
 	cases := []struct {
@@ -82,8 +82,8 @@ func TestPrewarmRules(t *testing.T) {
 		{"until too far", pw(a, r, 1, 10+MaxPrewarmEpochs+1), ReasonUntilOutOfRange},
 		{"until overflowing", pw(a, r, 1, math.MaxUint64), ReasonUntilOutOfRange},
 		{"no root", pw(a, cid.Undef, 1, 20), ReasonMalformed},
-		{"replayed nonce", f.signed(t, f.s, NewPrewarm(a.id, 1, r, 1, 20)), ReasonBadNonce},
-		{"nonce gap", f.signed(t, f.s, NewPrewarm(a.id, 3, r, 1, 20)), ReasonBadNonce},
+		{"replayed nonce", f.signed(t, f.s, NewPrewarm(a.ID, 1, r, 1, 20)), ReasonBadNonce},
+		{"nonce gap", f.signed(t, f.s, NewPrewarm(a.ID, 3, r, 1, 20)), ReasonBadNonce},
 		{"unsigned", unsigned, ReasonBadSignature},
 		{"forged", forged, ReasonBadSignature},
 	}
@@ -92,12 +92,12 @@ func TestPrewarmRules(t *testing.T) {
 	}
 
 	// Accepted at the limits; no money moves; the nonce does.
-	before := f.s.Account(a.id)
+	before := f.s.Account(a.ID)
 	f.advance(t, 10, pw(a, r, MaxPrewarmReplicas, 10+MaxPrewarmEpochs))
-	if after := f.s.Account(a.id); after.Balance != before.Balance || after.Escrow != before.Escrow || after.Nonce != before.Nonce+1 {
+	if after := f.s.Account(a.ID); after.Balance != before.Balance || after.Escrow != before.Escrow || after.Nonce != before.Nonce+1 {
 		t.Fatalf("account %+v after a pre-warm, was %+v", after, before)
 	}
-	want := Prewarm{Root: r, Publisher: a.id, Replicas: MaxPrewarmReplicas, Until: 10 + MaxPrewarmEpochs}
+	want := Prewarm{Root: r, Publisher: a.ID, Replicas: MaxPrewarmReplicas, Until: 10 + MaxPrewarmEpochs}
 	if got, ok := f.s.Prewarm(r); !ok || got != want {
 		t.Fatalf("Prewarm(r) = %+v %v", got, ok)
 	}
@@ -134,10 +134,10 @@ func TestPrewarmStateHash(t *testing.T) {
 	chain := func(prewarm bool) *fixture {
 		f := newFixture(t, 1, 0, 0, 1000)
 		a, r := f.pubs[0], testRoot(t, "r")
-		f.advance(t, 10, f.signed(t, f.s, NewRegister(a.id, 0, r, 5)))
-		second := NewRegister(a.id, 0, r, 5) // the same registration again: only the nonce moves
+		f.advance(t, 10, f.signed(t, f.s, NewRegister(a.ID, 0, r, 5)))
+		second := NewRegister(a.ID, 0, r, 5) // the same registration again: only the nonce moves
 		if prewarm {
-			second = NewPrewarm(a.id, 0, r, 4, 20)
+			second = NewPrewarm(a.ID, 0, r, 4, 20)
 		}
 		f.advance(t, 10, f.signed(t, f.s, second))
 		return f
@@ -151,7 +151,7 @@ func TestPrewarmStateHash(t *testing.T) {
 	for name, m := range map[string]func(*Prewarm){
 		"replicas":  func(p *Prewarm) { p.Replicas++ },
 		"until":     func(p *Prewarm) { p.Until++ },
-		"publisher": func(p *Prewarm) { p.Publisher = with.com[0].id },
+		"publisher": func(p *Prewarm) { p.Publisher = with.com[0].ID },
 		"root":      func(p *Prewarm) { p.Root = testRoot(t, "s") },
 	} {
 		p := base
@@ -187,16 +187,16 @@ func TestVerifyWithPrewarms(t *testing.T) {
 		txs   func() []Tx
 	}{
 		{1, func() []Tx {
-			return []Tx{f.signed(t, f.s, NewDeposit(a.id, 0, 1000)), f.signed(t, f.s, NewRegister(a.id, 2, r, 0)),
-				f.signed(t, f.s, NewRegister(b.id, 0, s, 0)), f.signed(t, f.s, NewPrewarm(a.id, 3, r, 8, 50))}
+			return []Tx{f.signed(t, f.s, NewDeposit(a.ID, 0, 1000)), f.signed(t, f.s, NewRegister(a.ID, 2, r, 0)),
+				f.signed(t, f.s, NewRegister(b.ID, 0, s, 0)), f.signed(t, f.s, NewPrewarm(a.ID, 3, r, 8, 50))}
 		}},
 		{2, func() []Tx {
-			return []Tx{f.signed(t, f.s, NewPrewarm(b.id, 0, s, 3, 4)),
+			return []Tx{f.signed(t, f.s, NewPrewarm(b.ID, 0, s, 3, 4)),
 				NewReceiptTx(receipt(t, f.srvs[0], f.clis[0], r, 2, GiB, nil))}
 		}},
-		{3, func() []Tx { return []Tx{f.signed(t, f.s, NewPrewarm(a.id, 0, r, 16, 60))} }},
+		{3, func() []Tx { return []Tx{f.signed(t, f.s, NewPrewarm(a.ID, 0, r, 16, 60))} }},
 		{5, nil}, // s ends
-		{6, func() []Tx { return []Tx{f.signed(t, f.s, NewPrewarm(b.id, 0, s, 1, 9))} }},
+		{6, func() []Tx { return []Tx{f.signed(t, f.s, NewPrewarm(b.ID, 0, s, 1, 9))} }},
 	}
 	var encoded [][]byte
 	for _, st := range steps {
@@ -206,7 +206,7 @@ func TestVerifyWithPrewarms(t *testing.T) {
 		}
 		blk, n := f.build(t, f.s, st.epoch, txs...)
 		for _, m := range f.com[1:] {
-			if err := blk.Sign(m.key); err != nil {
+			if err := blk.Sign(m.Key); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -228,7 +228,7 @@ func TestVerifyWithPrewarms(t *testing.T) {
 	if got.Hash() != f.s.Hash() || got.Height() != uint64(len(steps)) || !slices.Equal(got.Prewarms(), f.s.Prewarms()) {
 		t.Fatal("the replay from genesis ends in another state")
 	}
-	want := []Prewarm{{Root: r, Publisher: a.id, Replicas: 16, Until: 60}, {Root: s, Publisher: b.id, Replicas: 1, Until: 9}}
+	want := []Prewarm{{Root: r, Publisher: a.ID, Replicas: 16, Until: 60}, {Root: s, Publisher: b.ID, Replicas: 1, Until: 9}}
 	slices.SortFunc(want, func(x, y Prewarm) int { return bytes.Compare(x.Root.Bytes(), y.Root.Bytes()) })
 	if !slices.Equal(got.Prewarms(), want) {
 		t.Fatalf("pre-warms %+v, want %+v", got.Prewarms(), want)
@@ -253,9 +253,9 @@ func TestStateHashWithoutPrewarms(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := testRoot(t, "r")
-		f.advance(t, 3, f.signed(t, f.s, NewDeposit(f.pubs[0].id, 0, 1000)), f.signed(t, f.s, NewRegister(f.pubs[0].id, 2, r, 7)))
+		f.advance(t, 3, f.signed(t, f.s, NewDeposit(f.pubs[0].ID, 0, 1000)), f.signed(t, f.s, NewRegister(f.pubs[0].ID, 2, r, 7)))
 		f.advance(t, 4, NewReceiptTx(receipt(t, f.srvs[0], f.clis[1], r, 4, GiB, nil)),
-			f.signed(t, f.s, NewTransfer(f.pubs[1].id, f.srvs[1].id, 0, 5)))
+			f.signed(t, f.s, NewTransfer(f.pubs[1].ID, f.srvs[1].ID, 0, 5)))
 		if h := f.s.Hash(); hex.EncodeToString(h[:]) != want {
 			t.Fatalf("rules %d: state hash %x, chains of these rules give %s", rules, h, want)
 		}

@@ -54,17 +54,17 @@ func TestRandomChains(t *testing.T) {
 				switch rng.IntN(7) {
 				case 0:
 					p := pick(f.pubs)
-					tx = NewDeposit(p.id, acct(p.id), rng.Uint64N(f.s.Balance(p.id)/2+2))
+					tx = NewDeposit(p.ID, acct(p.ID), rng.Uint64N(f.s.Balance(p.ID)/2+2))
 				case 1:
 					p, q := pick(all), pick(all)
-					tx = NewTransfer(p.id, q.id, acct(p.id), rng.Uint64N(f.s.Balance(p.id)/3+2))
+					tx = NewTransfer(p.ID, q.ID, acct(p.ID), rng.Uint64N(f.s.Balance(p.ID)/3+2))
 				case 2:
 					p := pick(f.pubs)
-					tx = NewRegister(p.id, acct(p.id), roots[rng.IntN(len(roots))], rng.Uint64N(1<<40))
+					tx = NewRegister(p.ID, acct(p.ID), roots[rng.IntN(len(roots))], rng.Uint64N(1<<40))
 				case 3:
 					// Sometimes someone else's root, out-of-range replicas or Until.
 					p := pick(f.pubs)
-					tx = NewPrewarm(p.id, acct(p.id), roots[rng.IntN(len(roots))], uint32(rng.IntN(MaxPrewarmReplicas+4)),
+					tx = NewPrewarm(p.ID, acct(p.ID), roots[rng.IntN(len(roots))], uint32(rng.IntN(MaxPrewarmReplicas+4)),
 						epoch+uint64(rng.IntN(8))-1)
 				default:
 					srv, cli := pick(f.srvs), pick(f.clis)
@@ -81,7 +81,7 @@ func TestRandomChains(t *testing.T) {
 				}
 				txs = append(txs, f.signed(t, f.s, tx))
 			}
-			b, n, rej, err := Build(f.s, epoch, f.com[rng.IntN(3)].id, int64(epoch), txs)
+			b, n, rej, err := Build(f.s, epoch, f.com[rng.IntN(3)].ID, int64(epoch), txs)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -123,7 +123,7 @@ func TestRandomChains(t *testing.T) {
 		prewarmsSeen = prewarmsSeen || len(s.Prewarms()) > 0
 		var paidAny bool
 		for _, p := range f.srvs {
-			paidAny = paidAny || s.Balance(p.id) > 0
+			paidAny = paidAny || s.Balance(p.ID) > 0
 		}
 		if !paidAny {
 			t.Fatalf("seed %d: no server was ever paid", seed)

@@ -73,7 +73,7 @@ func runScript(t *testing.T, file string) {
 	}
 	partyName := func(id peer.ID) string {
 		for n, p := range names {
-			if p.id == id {
+			if p.ID == id {
 				return n
 			}
 		}
@@ -109,16 +109,16 @@ func runScript(t *testing.T, file string) {
 		switch args[0] {
 		case "deposit":
 			p := names[args[1]]
-			queue = append(queue, account(NewDeposit(p.id, nonce(p.id, opts), num(args[2]))))
+			queue = append(queue, account(NewDeposit(p.ID, nonce(p.ID, opts), num(args[2]))))
 		case "transfer":
 			p := names[args[1]]
-			queue = append(queue, account(NewTransfer(p.id, names[args[2]].id, nonce(p.id, opts), num(args[3]))))
+			queue = append(queue, account(NewTransfer(p.ID, names[args[2]].ID, nonce(p.ID, opts), num(args[3]))))
 		case "register":
 			p := names[args[1]]
-			queue = append(queue, account(NewRegister(p.id, nonce(p.id, opts), root(args[2]), num(args[3]))))
+			queue = append(queue, account(NewRegister(p.ID, nonce(p.ID, opts), root(args[2]), num(args[3]))))
 		case "prewarm":
 			p := names[args[1]]
-			queue = append(queue, account(NewPrewarm(p.id, nonce(p.id, opts), root(args[2]), uint32(num(args[3])), num(args[4]))))
+			queue = append(queue, account(NewPrewarm(p.ID, nonce(p.ID, opts), root(args[2]), uint32(num(args[3])), num(args[4]))))
 		case "receipt":
 			r := receipt(t, names[args[1]], names[args[2]], testRoot(t, args[3]), num(args[4]), num(args[5]), func(r *pod.Receipt) {
 				if n, ok := opts["network"]; ok {
@@ -133,7 +133,7 @@ func runScript(t *testing.T, file string) {
 			}
 			queue = append(queue, NewReceiptTx(r))
 		case "block":
-			b, n, rej, err := Build(f.s, num(args[1]), f.com[0].id, 0, queue)
+			b, n, rej, err := Build(f.s, num(args[1]), f.com[0].ID, 0, queue)
 			if err != nil {
 				fmt.Fprintf(&out, "error: %v\n", err)
 				break
@@ -150,11 +150,11 @@ func runScript(t *testing.T, file string) {
 			clear(next)
 		case "show":
 			for _, name := range args[1:] {
-				a := f.s.Account(names[name].id)
+				a := f.s.Account(names[name].ID)
 				fmt.Fprintf(&out, "%s balance=%d escrow=%d nonce=%d\n", name, a.Balance, a.Escrow, a.Nonce)
 			}
 		case "paid":
-			k := pod.Key{Server: names[args[1]].id, Client: names[args[2]].id, Root: string(testRoot(t, args[3]).Bytes()), Epoch: num(args[4])}
+			k := pod.Key{Server: names[args[1]].ID, Client: names[args[2]].ID, Root: string(testRoot(t, args[3]).Bytes()), Epoch: num(args[4])}
 			fmt.Fprintf(&out, "%d\n", f.s.Paid(k))
 		case "prewarms":
 			for _, p := range f.s.Prewarms() {

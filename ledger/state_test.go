@@ -12,13 +12,13 @@ func paySetup(t *testing.T, escrow, price uint64) (*fixture, party, party, party
 	f := newFixture(t, 1, 2, 2, 1_000_000)
 	pub, srv, cli := f.pubs[0], f.srvs[0], f.clis[0]
 	root := testRoot(t, "r")
-	dep := f.signed(t, f.s, NewDeposit(pub.id, 0, escrow))
-	reg := f.signed(t, f.s, NewRegister(pub.id, 2, root, price))
+	dep := f.signed(t, f.s, NewDeposit(pub.ID, 0, escrow))
+	reg := f.signed(t, f.s, NewRegister(pub.ID, 2, root, price))
 	f.advance(t, 10, dep, reg)
-	if f.s.Escrow(pub.id) != escrow || f.s.Balance(pub.id) != 1_000_000-escrow {
-		t.Fatalf("escrow %d balance %d", f.s.Escrow(pub.id), f.s.Balance(pub.id))
+	if f.s.Escrow(pub.ID) != escrow || f.s.Balance(pub.ID) != 1_000_000-escrow {
+		t.Fatalf("escrow %d balance %d", f.s.Escrow(pub.ID), f.s.Balance(pub.ID))
 	}
-	if r, ok := f.s.Registration(root); !ok || r.Publisher != pub.id || (price != 0 && r.PricePerGiB != price) {
+	if r, ok := f.s.Registration(root); !ok || r.Publisher != pub.ID || (price != 0 && r.PricePerGiB != price) {
 		t.Fatalf("registration %+v %v", r, ok)
 	}
 	return f, pub, srv, cli
@@ -41,11 +41,11 @@ func TestReceiptPayments(t *testing.T) {
 	}
 	for _, st := range steps {
 		f.advance(t, 10, st.tx)
-		if got := f.s.Balance(srv.id); got != st.paid {
+		if got := f.s.Balance(srv.ID); got != st.paid {
 			t.Fatalf("%s: server balance %d, want %d", st.name, got, st.paid)
 		}
-		if f.s.Escrow(pub.id) != 100_000-st.paid {
-			t.Fatalf("%s: escrow %d", st.name, f.s.Escrow(pub.id))
+		if f.s.Escrow(pub.ID) != 100_000-st.paid {
+			t.Fatalf("%s: escrow %d", st.name, f.s.Escrow(pub.ID))
 		}
 	}
 	k := rc(0).Receipt.Key()
@@ -60,7 +60,7 @@ func TestReceiptPayments(t *testing.T) {
 	}
 	f2.advance(t, 10, txs...)
 	want := uint64(1000*(GiB/333)*7) >> 30
-	if got := f2.s.Balance(srv2.id); got != want {
+	if got := f2.s.Balance(srv2.ID); got != want {
 		t.Fatalf("drift: paid %d, want %d", got, want)
 	}
 }
@@ -69,7 +69,7 @@ func TestUnregisteredPaysZero(t *testing.T) {
 	f, _, srv, cli := paySetup(t, 100_000, testPrice)
 	other := testRoot(t, "unregistered")
 	f.advance(t, 10, NewReceiptTx(receipt(t, srv, cli, other, 10, 5*GiB, nil)))
-	if f.s.Balance(srv.id) != 0 {
+	if f.s.Balance(srv.ID) != 0 {
 		t.Fatal("unregistered content paid")
 	}
 	checkSupply(t, f.s)
@@ -79,11 +79,11 @@ func TestPublisherRunsDry(t *testing.T) {
 	f, pub, srv, cli := paySetup(t, 5, 1000)
 	root := testRoot(t, "r")
 	f.advance(t, 10, NewReceiptTx(receipt(t, srv, cli, root, 10, GiB/10, nil))) // owes 100, has 5
-	if f.s.Balance(srv.id) != 5 || f.s.Escrow(pub.id) != 0 {
-		t.Fatalf("balance %d escrow %d", f.s.Balance(srv.id), f.s.Escrow(pub.id))
+	if f.s.Balance(srv.ID) != 5 || f.s.Escrow(pub.ID) != 0 {
+		t.Fatalf("balance %d escrow %d", f.s.Balance(srv.ID), f.s.Escrow(pub.ID))
 	}
 	f.advance(t, 11, NewReceiptTx(receipt(t, srv, f.clis[1], root, 11, GiB, nil)))
-	if f.s.Balance(srv.id) != 5 {
+	if f.s.Balance(srv.ID) != 5 {
 		t.Fatal("a dry publisher paid")
 	}
 	checkSupply(t, f.s)
@@ -127,7 +127,7 @@ func TestBadReceipts(t *testing.T) {
 		txs = append(txs, NewReceiptTx(receipt(t, srv, f.clis[i%2], root, 10, uint64(i+1)*4096, nil)))
 	}
 	txs[300] = NewReceiptTx(forged)
-	_, _, rej, err := Build(f.s, 10, f.com[0].id, 0, txs)
+	_, _, rej, err := Build(f.s, 10, f.com[0].ID, 0, txs)
 	if err != nil || len(rej) != 1 || rej[0].Index != 300 || rej[0].Reason != ReasonBadSignature {
 		t.Fatalf("rejected %+v, %v", rej, err)
 	}
@@ -155,49 +155,49 @@ func TestAccountTxs(t *testing.T) {
 	f := newFixture(t, 2, 0, 0, 1000)
 	a, b := f.pubs[0], f.pubs[1]
 	root := testRoot(t, "x")
-	tr := f.signed(t, f.s, NewTransfer(a.id, b.id, 0, 400))
+	tr := f.signed(t, f.s, NewTransfer(a.ID, b.ID, 0, 400))
 	f.advance(t, 1, tr)
-	if f.s.Balance(a.id) != 600 || f.s.Balance(b.id) != 1400 || f.s.Nonce(a.id) != 1 {
-		t.Fatalf("after transfer: %+v %+v", f.s.Account(a.id), f.s.Account(b.id))
+	if f.s.Balance(a.ID) != 600 || f.s.Balance(b.ID) != 1400 || f.s.Nonce(a.ID) != 1 {
+		t.Fatalf("after transfer: %+v %+v", f.s.Account(a.ID), f.s.Account(b.ID))
 	}
-	wrongNet := NewTransfer(a.id, b.id, 2, 1)
-	if err := wrongNet.Sign("other-net", a.key); err != nil {
+	wrongNet := NewTransfer(a.ID, b.ID, 2, 1)
+	if err := wrongNet.Sign("other-net", a.Key); err != nil {
 		t.Fatal(err)
 	}
-	stolen := NewTransfer(a.id, b.id, 2, 1)
-	if err := stolen.Sign(testNetwork, b.key); err == nil {
+	stolen := NewTransfer(a.ID, b.ID, 2, 1)
+	if err := stolen.Sign(testNetwork, b.Key); err == nil {
 		t.Fatal("signed with someone else's key")
 	}
-	stolen.Sig = f.signed(t, f.s, NewTransfer(b.id, a.id, 0, 1)).Sig
+	stolen.Sig = f.signed(t, f.s, NewTransfer(b.ID, a.ID, 0, 1)).Sig
 	cases := []struct {
 		name string
 		tx   Tx
 		want Reason
 	}{
 		{"replay", tr, ReasonBadNonce},
-		{"nonce gap", f.signed(t, f.s, NewTransfer(a.id, b.id, 3, 1)), ReasonBadNonce},
-		{"overdraw", f.signed(t, f.s, NewTransfer(a.id, b.id, 0, 601)), ReasonInsufficientFunds},
-		{"deposit overdraw", f.signed(t, f.s, NewDeposit(a.id, 0, 601)), ReasonInsufficientFunds},
-		{"zero", f.signed(t, f.s, NewTransfer(a.id, b.id, 0, 0)), ReasonZeroAmount},
-		{"self", f.signed(t, f.s, NewTransfer(a.id, a.id, 0, 1)), ReasonSelfTransfer},
+		{"nonce gap", f.signed(t, f.s, NewTransfer(a.ID, b.ID, 3, 1)), ReasonBadNonce},
+		{"overdraw", f.signed(t, f.s, NewTransfer(a.ID, b.ID, 0, 601)), ReasonInsufficientFunds},
+		{"deposit overdraw", f.signed(t, f.s, NewDeposit(a.ID, 0, 601)), ReasonInsufficientFunds},
+		{"zero", f.signed(t, f.s, NewTransfer(a.ID, b.ID, 0, 0)), ReasonZeroAmount},
+		{"self", f.signed(t, f.s, NewTransfer(a.ID, a.ID, 0, 1)), ReasonSelfTransfer},
 		{"wrong network", wrongNet, ReasonBadSignature},
 		{"stolen signature", stolen, ReasonBadSignature},
-		{"unsigned", NewDeposit(a.id, 2, 1), ReasonBadSignature},
-		{"to a non-account", f.signed(t, f.s, NewTransfer(a.id, "junk", 0, 1)), ReasonBadAccount},
+		{"unsigned", NewDeposit(a.ID, 2, 1), ReasonBadSignature},
+		{"to a non-account", f.signed(t, f.s, NewTransfer(a.ID, "junk", 0, 1)), ReasonBadAccount},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { f.wantReason(t, f.s, 1, c.tx, c.want) })
 	}
 	// Only the registering publisher may change a registration.
-	f.advance(t, 1, f.signed(t, f.s, NewRegister(a.id, 0, root, 5)))
-	f.wantReason(t, f.s, 1, f.signed(t, f.s, NewRegister(b.id, 0, root, 1)), ReasonNotOwner)
-	f.advance(t, 1, f.signed(t, f.s, NewRegister(a.id, 0, root, 9)))
+	f.advance(t, 1, f.signed(t, f.s, NewRegister(a.ID, 0, root, 5)))
+	f.wantReason(t, f.s, 1, f.signed(t, f.s, NewRegister(b.ID, 0, root, 1)), ReasonNotOwner)
+	f.advance(t, 1, f.signed(t, f.s, NewRegister(a.ID, 0, root, 9)))
 	if r, _ := f.s.Registration(root); r.PricePerGiB != 9 {
 		t.Fatal("reprice failed")
 	}
 	// Several transactions of one account in one block, in nonce order.
-	f.advance(t, 2, f.signed(t, f.s, NewDeposit(b.id, 0, 10)), f.signed(t, f.s, NewDeposit(b.id, f.s.Nonce(b.id)+2, 10)))
-	if f.s.Escrow(b.id) != 20 {
+	f.advance(t, 2, f.signed(t, f.s, NewDeposit(b.ID, 0, 10)), f.signed(t, f.s, NewDeposit(b.ID, f.s.Nonce(b.ID)+2, 10)))
+	if f.s.Escrow(b.ID) != 20 {
 		t.Fatal("two deposits in a block")
 	}
 }
@@ -205,7 +205,7 @@ func TestAccountTxs(t *testing.T) {
 func TestHeaderChecks(t *testing.T) {
 	f := newFixture(t, 1, 0, 0, 1000)
 	f.advance(t, 5)
-	good, _ := f.build(t, f.s, 6, f.signed(t, f.s, NewDeposit(f.pubs[0].id, 0, 1)))
+	good, _ := f.build(t, f.s, 6, f.signed(t, f.s, NewDeposit(f.pubs[0].ID, 0, 1)))
 	if _, err := Apply(f.s, good); err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +213,7 @@ func TestHeaderChecks(t *testing.T) {
 		"height":     func(h *Header) { h.Height++ },
 		"prev":       func(h *Header) { h.Prev[0] ^= 1 },
 		"epoch back": func(h *Header) { h.Epoch = 4 },
-		"proposer":   func(h *Header) { h.Proposer = f.pubs[0].id },
+		"proposer":   func(h *Header) { h.Proposer = f.pubs[0].ID },
 		"tx root":    func(h *Header) { h.TxRoot[0] ^= 1 },
 		"state hash": func(h *Header) { h.StateHash[0] ^= 1 },
 		"version":    func(h *Header) { h.Version = 2 },
@@ -225,10 +225,10 @@ func TestHeaderChecks(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
-	if _, _, _, err := Build(f.s, 4, f.com[0].id, 0, nil); !errors.Is(err, ErrBadHeader) {
+	if _, _, _, err := Build(f.s, 4, f.com[0].ID, 0, nil); !errors.Is(err, ErrBadHeader) {
 		t.Error("Build accepted an epoch going back")
 	}
-	if _, _, _, err := Build(f.s, 6, f.pubs[0].id, 0, nil); !errors.Is(err, ErrBadHeader) {
+	if _, _, _, err := Build(f.s, 6, f.pubs[0].ID, 0, nil); !errors.Is(err, ErrBadHeader) {
 		t.Error("Build accepted a proposer off the committee")
 	}
 	// A block of an earlier height does not apply twice.
@@ -240,10 +240,10 @@ func TestHeaderChecks(t *testing.T) {
 
 func TestApplyLeavesInputAlone(t *testing.T) {
 	f, pub, srv, cli := paySetup(t, 100_000, testPrice)
-	before, bal := f.s.Hash(), f.s.Escrow(pub.id)
+	before, bal := f.s.Hash(), f.s.Escrow(pub.ID)
 	s0 := f.s
 	f.advance(t, 10, NewReceiptTx(receipt(t, srv, cli, testRoot(t, "r"), 10, GiB, nil)))
-	if s0.computeHash() != before || s0.Escrow(pub.id) != bal || s0.Balance(srv.id) != 0 || s0.paidEntries() != 0 {
+	if s0.computeHash() != before || s0.Escrow(pub.ID) != bal || s0.Balance(srv.ID) != 0 || s0.paidEntries() != 0 {
 		t.Fatal("Apply changed its input state")
 	}
 }

@@ -49,12 +49,12 @@ func finalChain(t *testing.T, f *fixture, n uint64) ([]*Block, *State) {
 	}
 	var blocks []*Block
 	for e := uint64(1); e <= n; e++ {
-		b, next, _, err := Build(s, e, f.com[0].id, int64(e), nil)
+		b, next, _, err := Build(s, e, f.com[0].ID, int64(e), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, m := range f.com[:2] {
-			if err := b.Sign(m.key); err != nil {
+			if err := b.Sign(m.Key); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -4,50 +4,42 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
-	mh "github.com/multiformats/go-multihash"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/orecdn/ore/internal/testkit"
 	"github.com/orecdn/ore/pod"
 )
 
+// meshDeadline bounds a wait for gossip between hosts on loopback: a
+// mesh forms on gossipsub's heartbeat, within seconds on an idle machine;
+// the deadline is for a hang, sized for a machine that is busy.
+const meshDeadline = time.Minute
+
 var params = pod.Params{Network: "ore-test", GenesisTime: time.Unix(1_700_000_000, 0), EpochLength: 10 * time.Second, MaxSkew: 3}
 
-type party struct {
-	key crypto.PrivKey
-	id  peer.ID
-}
+type party = testkit.Party
 
-func newParty(t testing.TB) party {
-	k, _, _ := crypto.GenerateEd25519Key(nil)
-	id, _ := peer.IDFromPrivateKey(k)
-	return party{k, id}
-}
+var newParty = testkit.NewParty
 
+// receipt is srv's receipt to cli for seq MiB in the current epoch, signed
+// by both after mutate changed it.
 func receipt(t testing.TB, srv, cli party, seq uint64, mutate func(*pod.Receipt)) *pod.Receipt {
-	h, _ := mh.Sum([]byte("root"), mh.SHA2_256, -1)
-	r := &pod.Receipt{Version: pod.Version, Network: params.Network, Epoch: params.EpochAt(time.Now()), Server: srv.id,
-		Client: cli.id, Root: cid.NewCidV1(cid.DagProtobuf, h), Seq: seq, Bytes: seq << 20, Blocks: seq * 4}
+	r := &pod.Receipt{Version: pod.Version, Network: params.Network, Epoch: params.EpochAt(time.Now()), Server: srv.ID,
+		Client: cli.ID, Root: testkit.Root(t, "root"), Seq: seq, Bytes: seq << 20, Blocks: seq * 4}
 	if mutate != nil {
 		mutate(r)
 	}
-	if err := r.SignClient(cli.key); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.SignServer(srv.key); err != nil {
-		t.Fatal(err)
-	}
-	return r
+	return testkit.Signed(t, r, srv, cli)
 }
 
 func newPS(t *testing.T) (host.Host, *pubsub.PubSub) {
@@ -97,21 +89,10 @@ func TestInvalidReceiptsAreNotForwarded(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Wait for the mesh: a→b and b→c.
-	deadline := time.Now().Add(10 * time.Second)
-	hasPeer := func(ps []peer.ID, p peer.ID) bool {
-		for _, x := range ps {
-			if x == p {
-				return true
-			}
-		}
-		return false
-	}
-	for !hasPeer(topicA.ListPeers(), hb.ID()) || !hasPeer(relay.topic.ListPeers(), hc.ID()) {
-		if time.Now().After(deadline) {
-			t.Fatal("gossip mesh did not form")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.WaitFor(t, meshDeadline, "the gossip mesh a→b→c", func() bool {
+		return slices.Contains(topicA.ListPeers(), hb.ID()) && slices.Contains(relay.topic.ListPeers(), hc.ID())
+	})
+	deadline := time.Now().Add(meshDeadline)
 	srv, cli := newParty(t), newParty(t)
 	ctx := context.Background()
 	// The mesh forms on gossipsub's heartbeat: probe with valid receipts
@@ -147,7 +128,7 @@ func TestInvalidReceiptsAreNotForwarded(t *testing.T) {
 	if err := topicA.Publish(ctx, encodeBatch([]*pod.Receipt{good})); err != nil {
 		t.Fatal(err)
 	}
-	deadline = time.Now().Add(10 * time.Second)
+	deadline = time.Now().Add(meshDeadline)
 	for pool.Len() == 0 {
 		if time.Now().After(deadline) {
 			t.Fatalf("the valid receipt never reached the coordinator (coord accepted %v, relay accepted %v, rejected wrong-net %v badsig %v)", testutil.ToFloat64(coord.accepted), testutil.ToFloat64(relay.accepted), testutil.ToFloat64(relay.rejected.WithLabelValues("wrong_network")), testutil.ToFloat64(relay.rejected.WithLabelValues("bad_signature")))
@@ -166,9 +147,7 @@ func TestInvalidReceiptsAreNotForwarded(t *testing.T) {
 		return sum
 	}
 	// Validation runs concurrently: wait for the count to settle.
-	for rejected() < float64(len(bad)+1) && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.WaitFor(t, meshDeadline, "the relay's verdicts on the bad receipts", func() bool { return rejected() >= float64(len(bad)+1) })
 	if testutil.ToFloat64(relay.accepted) != accepted+1 {
 		t.Fatalf("relay accepted %v more receipts, want 1", testutil.ToFloat64(relay.accepted)-accepted)
 	}
@@ -226,7 +205,7 @@ func pair(t *testing.T) (sender *Intake, raw *pubsub.Topic, pool *Pool) {
 	}
 	t.Cleanup(func() { coord.Close() })
 	srv, cli := newParty(t), newParty(t)
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(meshDeadline)
 	for seq := uint64(1); pool.Len() == 0; seq++ {
 		if time.Now().After(deadline) {
 			t.Fatal("no receipt reached the coordinator")
@@ -241,13 +220,8 @@ func pair(t *testing.T) (sender *Intake, raw *pubsub.Topic, pool *Pool) {
 }
 
 func waitLen(t *testing.T, p *Pool, n int) {
-	deadline := time.Now().Add(10 * time.Second)
-	for p.Len() < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("pool holds %d receipts, want %d", p.Len(), n)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	t.Helper()
+	testkit.WaitFor(t, meshDeadline, fmt.Sprintf("%d receipts in the pool", n), func() bool { return p.Len() >= n })
 }
 
 func TestPublishBatchLeavesOutBadReceipts(t *testing.T) {
