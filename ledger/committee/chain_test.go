@@ -10,6 +10,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/orecdn/ore/internal/testkit"
 	"github.com/orecdn/ore/ledger"
 )
 
@@ -180,7 +181,7 @@ func TestChainWritesBehind(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, _, _ := crypto.GenerateEd25519Key(nil)
+	k := testkit.NewParty(t).Key
 	const n = 40
 	for h := uint64(1); h <= n; h++ {
 		if err := c.put(testBlock(h), nil); err != nil {

@@ -5,9 +5,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/orecdn/ore/internal/testkit"
 	"github.com/orecdn/ore/ledger"
 )
 
@@ -17,15 +17,12 @@ func earlyFixture(t *testing.T) (*fsm, []byte, *ledger.State) {
 	t.Helper()
 	var members []ledger.Member
 	for range 3 {
-		k, _, _ := crypto.GenerateEd25519Key(nil)
-		id, _ := peer.IDFromPrivateKey(k)
-		members = append(members, ledger.Member{ID: id, Addrs: []string{"/ip4/127.0.0.1/tcp/4001"}})
+		members = append(members, ledger.Member{ID: testkit.NewParty(t).ID, Addrs: []string{"/ip4/127.0.0.1/tcp/4001"}})
 	}
 	member := members[0].ID
-	pubKey, _, _ := crypto.GenerateEd25519Key(nil)
-	pub, _ := peer.IDFromPrivateKey(pubKey)
+	pub := testkit.NewParty(t)
 	g, err := ledger.NewGenesis("ore-test", time.Now().Add(-time.Hour).Truncate(time.Second),
-		members, map[peer.ID]uint64{pub: 1_000_000}, 1<<30)
+		members, map[peer.ID]uint64{pub.ID: 1_000_000}, 1<<30)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,8 +35,8 @@ func earlyFixture(t *testing.T) (*fsm, []byte, *ledger.State) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tx := ledger.NewDeposit(pub, 1, 500)
-	if err := tx.Sign(g.Network, pubKey); err != nil {
+	tx := ledger.NewDeposit(pub.ID, 1, 500)
+	if err := tx.Sign(g.Network, pub.Key); err != nil {
 		t.Fatal(err)
 	}
 	b, next, rejected, err := ledger.Build(s, 1, member, 1, []ledger.Tx{tx})
