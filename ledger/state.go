@@ -595,7 +595,7 @@ func (n *State) applyReceipt(r *pod.Receipt, sigErr error) error {
 	if r == nil {
 		return refuse(ReasonMalformed, "receipt transaction without a receipt")
 	}
-	if err := checkReceipt(n.params, r, n.epoch); err != nil {
+	if err := n.params.CheckIn(r, n.params.InBlock(n.epoch)); err != nil {
 		return err
 	}
 	if sigErr != nil {
@@ -641,30 +641,4 @@ func owed(bytes, price uint64) uint64 {
 		return math.MaxUint64
 	}
 	return hi<<34 | lo>>30
-}
-
-// checkReceipt applies pod's stateless rules (as pod.Params.Check, without
-// the signatures, which verifyReceipts checks in batches) at the block's
-// epoch, and refuses receipts of later epochs.
-func checkReceipt(p pod.Params, r *pod.Receipt, epoch uint64) error {
-	rej := func(reason pod.Reason, format string, args ...any) error {
-		return &pod.RejectError{Reason: reason, Err: fmt.Errorf(format, args...)}
-	}
-	switch {
-	case r.Version != pod.Version:
-		return rej(pod.ReasonUnknownVersion, "version %d", r.Version)
-	case r.Network != p.Network:
-		return rej(pod.ReasonWrongNetwork, "network %q, this is %q", r.Network, p.Network)
-	case r.Epoch > epoch || epoch-r.Epoch > p.MaxSkew:
-		return rej(pod.ReasonEpochOutOfRange, "epoch %d in a block of epoch %d (up to %d before)", r.Epoch, epoch, p.MaxSkew)
-	case r.Server == r.Client:
-		return rej(pod.ReasonSelfDealing, "server and client are both %s", r.Server)
-	case r.Blocks == 0:
-		return rej(pod.ReasonMalformed, "no blocks")
-	case r.Bytes > math.MaxUint64-pod.MaxBlockSize || (r.Bytes+pod.MaxBlockSize-1)/pod.MaxBlockSize > r.Blocks:
-		return rej(pod.ReasonOversized, "%d bytes in %d blocks", r.Bytes, r.Blocks)
-	case !r.Root.Defined():
-		return rej(pod.ReasonMalformed, "no root CID")
-	}
-	return nil
 }

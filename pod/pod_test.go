@@ -324,3 +324,36 @@ func TestCheckUnsignedLeavesSignaturesOut(t *testing.T) {
 		t.Fatalf("Check: %v", err)
 	}
 }
+
+// The windows at the ends of the epoch range: a window never wraps around.
+func TestWindowsSaturate(t *testing.T) {
+	p := testParams // MaxSkew 3
+	max := ^uint64(0)
+	cases := []struct {
+		name string
+		got  Window
+		want Window
+	}{
+		{"around 0", p.Around(0), Window{0, 3}},
+		{"around 2", p.Around(2), Window{0, 5}},
+		{"around 100", p.Around(100), Window{97, 103}},
+		{"around the last epoch", p.Around(max - 1), Window{max - 4, max}},
+		{"block 0", p.InBlock(0), Window{0, 0}},
+		{"block 100", p.InBlock(100), Window{97, 100}},
+	}
+	for _, c := range cases {
+		if c.got != c.want {
+			t.Errorf("%s: %+v, want %+v", c.name, c.got, c.want)
+		}
+	}
+	srv, cli := newParty(t), newParty(t)
+	for _, e := range []uint64{96, 101, max} {
+		r := signed(t, srv, cli, func(r *Receipt) { r.Epoch = e })
+		if err := p.CheckIn(r, p.InBlock(100)); ReasonOf(err) != ReasonEpochOutOfRange {
+			t.Errorf("epoch %d in a block of epoch 100: %v, want %s", e, err, ReasonEpochOutOfRange)
+		}
+	}
+	if err := p.CheckIn(signed(t, srv, cli, func(r *Receipt) { r.Epoch = 97 }), p.InBlock(100)); err != nil {
+		t.Errorf("epoch 97 in a block of epoch 100: %v", err)
+	}
+}

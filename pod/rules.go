@@ -127,16 +127,47 @@ func (p Params) Check(r *Receipt, now uint64, requireServer bool) error {
 }
 
 // CheckUnsigned applies every stateless rule but the signature checks, for
-// callers that verify signatures in batches (VerifyReceipts) afterwards.
+// callers that verify signatures in batches (VerifyReceipts) afterwards: a
+// peer whose clock reads epoch now accepts receipts within MaxSkew of it,
+// either way, since clocks differ.
 func (p Params) CheckUnsigned(r *Receipt, now uint64) error {
+	return p.CheckIn(r, p.Around(now))
+}
+
+// Window is a range of receipt epochs a checker accepts, both ends
+// included.
+type Window struct{ First, Last uint64 }
+
+// Around is the window of a peer whose clock reads epoch now: MaxSkew
+// epochs either side.
+func (p Params) Around(now uint64) Window {
+	w := Window{First: now - min(now, p.MaxSkew), Last: now + p.MaxSkew}
+	if w.Last < now {
+		w.Last = ^uint64(0)
+	}
+	return w
+}
+
+// InBlock is the window of a block of the given epoch: receipts of that
+// epoch and of the MaxSkew epochs before it. A block never takes a receipt
+// from its future.
+func (p Params) InBlock(epoch uint64) Window {
+	return Window{First: epoch - min(epoch, p.MaxSkew), Last: epoch}
+}
+
+// CheckIn applies every stateless rule but the signature checks, with
+// receipt epochs accepted in w. It is the one definition of the receipt
+// rules: gossip intake, a server countersigning and the ledger's state
+// machine all check through it, each with its own window.
+func (p Params) CheckIn(r *Receipt, w Window) error {
 	if r.Version != Version {
 		return reject(ReasonUnknownVersion, "version %d, this build reads %d", r.Version, Version)
 	}
 	if r.Network != p.Network {
 		return reject(ReasonWrongNetwork, "network %q, this is %q", r.Network, p.Network)
 	}
-	if r.Epoch+p.MaxSkew < now || r.Epoch > now+p.MaxSkew {
-		return reject(ReasonEpochOutOfRange, "epoch %d, now is %d (±%d accepted)", r.Epoch, now, p.MaxSkew)
+	if r.Epoch < w.First || r.Epoch > w.Last {
+		return reject(ReasonEpochOutOfRange, "epoch %d, accepted here are %d to %d", r.Epoch, w.First, w.Last)
 	}
 	if r.Server == r.Client {
 		return reject(ReasonSelfDealing, "server and client are both %s", r.Server)
@@ -144,7 +175,7 @@ func (p Params) CheckUnsigned(r *Receipt, now uint64) error {
 	if r.Blocks == 0 {
 		return reject(ReasonMalformed, "no blocks")
 	}
-	if (r.Bytes+MaxBlockSize-1)/MaxBlockSize > r.Blocks || r.Bytes > ^uint64(0)-MaxBlockSize {
+	if r.Bytes > ^uint64(0)-MaxBlockSize || (r.Bytes+MaxBlockSize-1)/MaxBlockSize > r.Blocks {
 		return reject(ReasonOversized, "%d bytes in %d blocks (at most %d bytes a block)", r.Bytes, r.Blocks, MaxBlockSize)
 	}
 	if !r.Root.Defined() {
