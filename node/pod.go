@@ -334,7 +334,7 @@ func (s *podService) countersign(from peer.ID, r *pod.Receipt) error {
 		if err != nil {
 			return fmt.Errorf("node: stored receipt is damaged: %w", err)
 		}
-		if r.Seq <= prev.Seq || r.Bytes < prev.Bytes || r.Blocks < prev.Blocks {
+		if !r.Supersedes(prev) {
 			return reject(pod.ReasonStaleSeq, fmt.Errorf("sequence %d (%d bytes) does not supersede %d (%d bytes)", r.Seq, r.Bytes, prev.Seq, prev.Bytes))
 		}
 		prevBytes, first = prev.Bytes, false

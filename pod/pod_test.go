@@ -357,3 +357,25 @@ func TestWindowsSaturate(t *testing.T) {
 		t.Errorf("epoch 97 in a block of epoch 100: %v", err)
 	}
 }
+
+func TestSupersedes(t *testing.T) {
+	srv, cli := newParty(t), newParty(t)
+	old := signed(t, srv, cli, func(r *Receipt) { r.Seq, r.Bytes, r.Blocks = 5, 4<<20, 4 })
+	for _, c := range []struct {
+		name             string
+		seq, bytes, blks uint64
+		want             bool
+	}{
+		{"more of everything", 6, 5 << 20, 5, true},
+		{"a later sequence, nothing more", 6, 4 << 20, 4, true},
+		{"the same sequence", 5, 5 << 20, 5, false},
+		{"an earlier sequence", 4, 5 << 20, 5, false},
+		{"fewer bytes", 6, 3 << 20, 5, false},
+		{"fewer blocks", 6, 5 << 20, 3, false},
+	} {
+		r := signed(t, srv, cli, func(r *Receipt) { r.Seq, r.Bytes, r.Blocks = c.seq, c.bytes, c.blks })
+		if got := r.Supersedes(old); got != c.want {
+			t.Errorf("%s: supersedes %v, want %v", c.name, got, c.want)
+		}
+	}
+}

@@ -184,6 +184,18 @@ func (p Params) CheckIn(r *Receipt, w Window) error {
 	return nil
 }
 
+// Supersedes reports whether r replaces old, a receipt for the same (S, C,
+// R, E): a later sequence that takes back none of the bytes or blocks old
+// counted. Receipts are cumulative, so a receipt that does not supersede
+// the one before is stale. It is the one definition of "newer": a server
+// countersigns only receipts that supersede what it signed, pools keep
+// only receipts that supersede what they hold, and the ledger, which pays
+// the bytes beyond those already paid, gains nothing from one that does
+// not.
+func (r *Receipt) Supersedes(old *Receipt) bool {
+	return r.Seq > old.Seq && r.Bytes >= old.Bytes && r.Blocks >= old.Blocks
+}
+
 func sigReject(err error) error {
 	if errors.Is(err, ErrMissingSignature) {
 		return &RejectError{Reason: ReasonMissingSig, Err: err}
@@ -192,21 +204,21 @@ func sigReject(err error) error {
 }
 
 // Verifier applies the rules to a stream of receipts: the stateless ones,
-// both signatures, and a sequence strictly higher than the last receipt it
-// accepted for the same (S, C, R, E). It counts rejections by reason. It is
+// both signatures, and that each supersedes the last receipt it accepted
+// for the same (S, C, R, E). It counts rejections by reason. It is
 // safe for concurrent use. Forget drops the state of old epochs.
 type Verifier struct {
 	params Params
 
 	mu       sync.Mutex
-	last     map[Key]uint64
+	last     map[Key]*Receipt
 	rejected map[Reason]uint64
 	accepted uint64
 }
 
 // NewVerifier returns a verifier for a network.
 func NewVerifier(p Params) *Verifier {
-	return &Verifier{params: p, last: make(map[Key]uint64), rejected: make(map[Reason]uint64)}
+	return &Verifier{params: p, last: make(map[Key]*Receipt), rejected: make(map[Reason]uint64)}
 }
 
 // Verify accepts r (a fully signed receipt) at epoch now, or says why not.
@@ -216,10 +228,10 @@ func (v *Verifier) Verify(r *Receipt, now uint64) error {
 	defer v.mu.Unlock()
 	if err == nil {
 		k := r.Key()
-		if last, ok := v.last[k]; ok && r.Seq <= last {
-			err = reject(ReasonStaleSeq, "sequence %d, already accepted %d", r.Seq, last)
+		if last, ok := v.last[k]; ok && !r.Supersedes(last) {
+			err = reject(ReasonStaleSeq, "sequence %d (%d bytes) does not supersede %d (%d bytes)", r.Seq, r.Bytes, last.Seq, last.Bytes)
 		} else {
-			v.last[k] = r.Seq
+			v.last[k] = r
 		}
 	}
 	if err != nil {

@@ -322,3 +322,18 @@ func TestPublishWaitsForAPeer(t *testing.T) {
 	}
 	waitLen(t, pool, 1)
 }
+
+// A later sequence that takes back bytes does not supersede: the pool
+// keeps the receipt that counts more, whatever the sequence says.
+func TestPoolRefusesAReceiptThatTakesBackBytes(t *testing.T) {
+	srv, cli := newParty(t), newParty(t)
+	p := NewPool()
+	big := receipt(t, srv, cli, 4, nil)
+	shrunk := receipt(t, srv, cli, 5, func(r *pod.Receipt) { r.Bytes, r.Blocks = 1<<20, 4 })
+	if !p.Add(big) || p.Add(shrunk) {
+		t.Fatal("the pool took a later receipt with fewer bytes over an earlier one")
+	}
+	if got := p.Pending(big.Epoch); len(got) != 1 || got[0].Bytes != big.Bytes {
+		t.Fatalf("pending %v, want the 4 MiB receipt", got)
+	}
+}

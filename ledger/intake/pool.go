@@ -26,7 +26,7 @@ func (p *Pool) Add(r *pod.Receipt) bool {
 	k := r.Key()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if old, ok := p.m[k]; ok && old.Seq >= r.Seq {
+	if old, ok := p.m[k]; ok && !r.Supersedes(old) {
 		return false
 	}
 	p.m[k] = r
@@ -76,7 +76,7 @@ func (p *Pool) Done(rs []*pod.Receipt) {
 	p.mu.Lock()
 	for _, r := range rs {
 		k := r.Key()
-		if cur, ok := p.m[k]; ok && cur.Seq <= r.Seq {
+		if cur, ok := p.m[k]; ok && !cur.Supersedes(r) {
 			delete(p.m, k)
 		}
 	}
