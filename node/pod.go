@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -552,7 +551,7 @@ func (s *podService) settle(r *pod.Receipt, err error) {
 		switch {
 		case err == nil:
 			d.acked = max(d.acked, r.Bytes)
-		case errors.Is(err, pod.ErrRefused) && strings.Contains(err.Error(), string(pod.ReasonStaleSeq)):
+		case pod.ReasonOf(err) == pod.ReasonStaleSeq:
 			// The server holds a newer receipt than this box remembers
 			// (it restarted between the two writes): jump ahead; later
 			// bytes make it supersede again.

@@ -3,6 +3,7 @@ package pod
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -227,6 +228,58 @@ func TestWire(t *testing.T) {
 	if _, err := ReadRequest(bytes.NewReader([]byte{0xff, 0xff, 0xff, 0xff, 0x0f})); !errors.Is(err, ErrMalformed) {
 		t.Fatalf("huge frame: %v", err)
 	}
+}
+
+// A refusal carries its reason code on the wire, and a refusal from a
+// build before codes (text alone) still reads.
+func TestRefusalReasonOnTheWire(t *testing.T) {
+	var buf bytes.Buffer
+	_ = WriteResponse(&buf, nil, reject(ReasonStaleSeq, "sequence %d does not supersede %d", 3, 4))
+	_, err := ReadResponse(&buf)
+	if !errors.Is(err, ErrRefused) || ReasonOf(err) != ReasonStaleSeq {
+		t.Fatalf("coded refusal read as %v (reason %q)", err, ReasonOf(err))
+	}
+	if !strings.Contains(err.Error(), "does not supersede") {
+		t.Fatalf("the refusal's text is lost: %v", err)
+	}
+	// The text of a refusal whose reason merely mentions a code is not a
+	// code: only the code the server sent counts.
+	buf.Reset()
+	_ = WriteResponse(&buf, nil, errors.New("disk full, not stale_sequence"))
+	if _, err := ReadResponse(&buf); !errors.Is(err, ErrRefused) || ReasonOf(err) != "" {
+		t.Fatalf("uncoded refusal read as %v (reason %q)", err, ReasonOf(err))
+	}
+	buf.Reset()
+	_ = writeFrame(&buf, []byte("pod: receipt rejected (stale_sequence): an old server")) // as a build before codes wrote it
+	old := append([]byte{statusRejected}, buf.Bytes()...)
+	if _, err := ReadResponse(bytes.NewReader(old)); !errors.Is(err, ErrRefused) || ReasonOf(err) != "" {
+		t.Fatalf("a refusal without a code read as %v (reason %q)", err, ReasonOf(err))
+	}
+	buf.Reset()
+	_ = writeFrame(&buf, []byte{reasonMark, 200, 'x'})
+	if _, err := ReadResponse(bytes.NewReader(append([]byte{statusRejected}, buf.Bytes()...))); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("a code longer than its frame read as %v", err)
+	}
+}
+
+func FuzzReadResponse(f *testing.F) {
+	srv, cli := newParty(f), newParty(f)
+	var ok, refused bytes.Buffer
+	_ = WriteResponse(&ok, signed(f, srv, cli, nil), nil)
+	_ = WriteResponse(&refused, nil, reject(ReasonOversized, "too big"))
+	f.Add(ok.Bytes())
+	f.Add(refused.Bytes())
+	f.Add([]byte{statusRejected, 3, reasonMark, 1, 'x'})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := ReadResponse(bytes.NewReader(b))
+		if err == nil && r == nil {
+			t.Fatal("no receipt and no error")
+		}
+		var rf *RefusedError
+		if errors.As(err, &rf) && len(rf.Reason) > maxReason {
+			t.Fatalf("a reason code of %d bytes", len(rf.Reason))
+		}
+	})
 }
 
 func FuzzUnmarshal(f *testing.F) {

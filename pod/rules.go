@@ -99,6 +99,10 @@ func ReasonOf(err error) Reason {
 	if errors.As(err, &re) {
 		return re.Reason
 	}
+	var rf *RefusedError
+	if errors.As(err, &rf) {
+		return rf.Reason
+	}
 	switch {
 	case errors.Is(err, ErrUnknownVersion):
 		return ReasonUnknownVersion

@@ -17,6 +17,13 @@ const (
 	statusOK       = 0
 	statusRejected = 1
 	maxErrorLen    = 512
+	// reasonMark opens a refusal that carries its reason code: 0, the
+	// code's length (one byte), the code, then the text. Text never
+	// starts with a NUL, so a refusal without the mark (from a build
+	// before codes) still reads, as text with no code; and such a build
+	// reading a coded refusal shows the code in its text.
+	reasonMark = 0
+	maxReason  = 64
 )
 
 // WriteRequest writes a client-signed receipt.
@@ -33,18 +40,23 @@ func ReadRequest(r io.Reader) (*Receipt, error) {
 	return Unmarshal(b)
 }
 
-// WriteResponse writes the countersigned receipt, or the reason it was
-// refused when refusal is not nil.
+// WriteResponse writes the countersigned receipt, or the refusal when
+// refusal is not nil: its reason code (ReasonOf) and its text.
 func WriteResponse(w io.Writer, r *Receipt, refusal error) error {
 	if refusal != nil {
-		msg := refusal.Error()
+		code := string(ReasonOf(refusal))
+		if len(code) > maxReason {
+			code = ""
+		}
+		msg := append([]byte{reasonMark, byte(len(code))}, code...)
+		msg = append(msg, refusal.Error()...)
 		if len(msg) > maxErrorLen {
 			msg = msg[:maxErrorLen]
 		}
 		if _, err := w.Write([]byte{statusRejected}); err != nil {
 			return err
 		}
-		return writeFrame(w, []byte(msg))
+		return writeFrame(w, msg)
 	}
 	if _, err := w.Write([]byte{statusOK}); err != nil {
 		return err
@@ -55,8 +67,25 @@ func WriteResponse(w io.Writer, r *Receipt, refusal error) error {
 // ErrRefused is a server's refusal to countersign.
 var ErrRefused = errors.New("pod: server refused the receipt")
 
+// RefusedError is a server's refusal as a client reads it: the reason
+// code the server sent ("" from a server that sends none) and its text.
+// It wraps ErrRefused, and ReasonOf returns its reason.
+type RefusedError struct {
+	Reason Reason
+	Text   string
+}
+
+func (e *RefusedError) Error() string {
+	if e.Reason == "" {
+		return fmt.Sprintf("%v: %s", ErrRefused, e.Text)
+	}
+	return fmt.Sprintf("%v (%s): %s", ErrRefused, e.Reason, e.Text)
+}
+
+func (e *RefusedError) Unwrap() error { return ErrRefused }
+
 // ReadResponse reads what WriteResponse wrote: the countersigned receipt, or
-// an error wrapping ErrRefused with the server's reason.
+// a *RefusedError.
 func ReadResponse(r io.Reader) (*Receipt, error) {
 	br := bufio.NewReader(r)
 	status, err := br.ReadByte()
@@ -75,9 +104,22 @@ func ReadResponse(r io.Reader) (*Receipt, error) {
 		if err != nil {
 			return nil, err
 		}
-		return nil, fmt.Errorf("%w: %s", ErrRefused, b)
+		return nil, parseRefusal(b)
 	}
 	return nil, fmt.Errorf("%w: response status %d", ErrMalformed, status)
+}
+
+// parseRefusal reads a refusal's frame. A reason code the client does not
+// know is kept as sent: a newer server may have rules this build lacks.
+func parseRefusal(b []byte) error {
+	if len(b) < 2 || b[0] != reasonMark {
+		return &RefusedError{Text: string(b)}
+	}
+	n := int(b[1])
+	if n > maxReason || len(b) < 2+n {
+		return fmt.Errorf("%w: refusal with a reason code of %d bytes in %d", ErrMalformed, n, len(b))
+	}
+	return &RefusedError{Reason: Reason(b[2 : 2+n]), Text: string(b[2+n:])}
 }
 
 func writeFrame(w io.Writer, b []byte) error {
