@@ -25,6 +25,18 @@
 //     MaxPrewarmEpochs after it). A new pre-warm of the root replaces the
 //     old one. No money moves: the replication traffic is paid by receipts
 //     like any delivery. The coordinators' scheduler reads State.Prewarms.
+//   - Withdraw (RulesV3): escrow -> the same account's balance, after a
+//     notice: the amount (at most what is then in escrow) moves with the
+//     first block WithdrawDelay (MaxSkew+1) epochs after the one that took
+//     the request. Receipts of every epoch up to the request can no longer
+//     be paid by then, so every delivery made while the escrow stood
+//     before it is paid from it; a box reads State.Withdrawal to see that
+//     serving later deliveries is at its own risk. A new withdrawal
+//     replaces a pending one and restarts the notice.
+//   - SpendCap (RulesV3): the most an account's escrow pays for receipts
+//     of any one epoch (by the receipt's epoch, whichever block takes it;
+//     0: no cap). Bytes beyond the cap are accounted and never paid, as
+//     bytes beyond an empty escrow are.
 //   - Receipt: a pod.Receipt signed by client and server. It pays the
 //     server floor(bytes*price/2^30) cumulatively for the (server, client,
 //     root, epoch): only the bytes beyond those already accounted, from
@@ -82,10 +94,15 @@
 //     and has Until at or after the state's epoch: ended ones are dropped
 //     when the next block is applied. The state hash covers them.
 //   - The state hash follows the genesis's rules version (Genesis.Rules):
-//     RulesV2 (new networks) hashes each epoch's paid entries on their
-//     own, so a block costs what it pays, not the whole skew window;
+//     RulesV2 hashes each epoch's paid entries on their own, so a block
+//     costs what it pays, not the whole skew window; RulesV3 (new
+//     networks) adds spending caps, what each capped publisher spent per
+//     epoch and pending withdrawals, and refuses nothing V2 accepted;
 //     RulesV1 (genesis files without "rules") keeps the first definition
-//     so older chains still verify.
+//     so older chains still verify. A chain keeps its genesis's rules:
+//     V1 and V2 chains refuse Withdraw and SpendCap (not_in_rules).
+//   - A publisher's escrow pays at most its EpochCap for the receipts of
+//     any one epoch, over every server, client and root.
 //   - Apply does not check signatures of the committee (use Final) nor
 //     that the block's epoch matches a clock: callers that have a clock
 //     refuse blocks from the future themselves.

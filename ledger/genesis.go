@@ -70,9 +70,11 @@ type Genesis struct {
 	// Rules is the version of the state rules: 0 and RulesV1 are the
 	// first (the state hash covers one list of every paid entry); RulesV2
 	// hashes the paid entries of each epoch on their own, so a block
-	// rehashes the epochs it pays, not the whole window. NewGenesis picks
-	// the latest; a genesis file without "rules" keeps RulesV1, so chains
-	// written before RulesV2 still verify.
+	// rehashes the epochs it pays, not the whole window; RulesV3 adds a
+	// publisher's controls over its escrow: a per-epoch spending cap and
+	// withdrawal after a notice. NewGenesis picks the latest; a genesis
+	// file without "rules" keeps RulesV1, so chains written before
+	// RulesV2 still verify, and each chain keeps the rules it began with.
 	Rules uint8
 }
 
@@ -80,7 +82,8 @@ type Genesis struct {
 const (
 	RulesV1     = 1
 	RulesV2     = 2
-	RulesLatest = RulesV2
+	RulesV3     = 3
+	RulesLatest = RulesV3
 )
 
 type genesisJSON struct {

@@ -164,7 +164,7 @@ func freshHash(s *State) [32]byte {
 	c := *s
 	c.paid = make(map[uint64]*paidEpoch, len(s.paid))
 	for e, p := range s.paid {
-		c.paid[e] = &paidEpoch{owner: &c, bytes: maps.Clone(p.bytes), added: slices.Collect(maps.Keys(p.bytes))}
+		c.paid[e] = &paidEpoch{owner: &c, bytes: maps.Clone(p.bytes), added: slices.Collect(maps.Keys(p.bytes)), spent: maps.Clone(p.spent)}
 	}
 	return c.computeHash()
 }

@@ -239,12 +239,13 @@ func TestVerifyWithPrewarms(t *testing.T) {
 // TestStateHashWithoutPrewarms pins the hash of a state without pre-warms
 // under each rules version: RulesV1 to what this chain gave before
 // pre-warms existed (chains written then must still verify), RulesV2 to
-// what it gives since. If you change a state encoding on purpose, every
+// what it gave before RulesV3, RulesV3 to what it gives since. If you change a state encoding on purpose, every
 // existing chain of those rules stops verifying; update a value only then.
 func TestStateHashWithoutPrewarms(t *testing.T) {
 	for rules, want := range map[uint8]string{
 		RulesV1: "ab8ac3f4e21e180f3a2d5d4471df93c2f9cdbddc5511fc3f10a53f96b632a222",
 		RulesV2: "ff519049df9493d5efb8d69f28ac44a391cd65fa0cbfa26a0229dc0365ab82a6",
+		RulesV3: "ff0e6896fd8d7b3d5e704e81d7c45de80af061b9e5df454f0a512698765a7304",
 	} {
 		f := newFixture(t, 2, 2, 2, 1_000_000)
 		f.g.Rules = rules

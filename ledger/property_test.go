@@ -17,8 +17,10 @@ func TestRandomChains(t *testing.T) {
 	prewarmsSeen := false
 	for seed := uint64(1); seed <= 6; seed++ {
 		f := newFixture(t, 4, 5, 5, 1_000_000_000)
-		if seed%2 == 1 { // the odd seeds run the first rules
-			f.g.Rules = RulesV1
+		// Every rules version a chain may have: earlier ones refuse the
+		// kinds they lack.
+		if rules := []uint8{RulesV3, RulesV1, RulesV2}[seed%3]; rules != f.g.Rules {
+			f.g.Rules = rules
 			var err error
 			if f.s, err = NewState(f.g); err != nil {
 				t.Fatal(err)
@@ -51,7 +53,7 @@ func TestRandomChains(t *testing.T) {
 			var txs []Tx
 			for range 5 + rng.IntN(25) {
 				var tx Tx
-				switch rng.IntN(7) {
+				switch rng.IntN(9) {
 				case 0:
 					p := pick(f.pubs)
 					tx = NewDeposit(p.ID, acct(p.ID), rng.Uint64N(f.s.Balance(p.ID)/2+2))
@@ -66,6 +68,13 @@ func TestRandomChains(t *testing.T) {
 					p := pick(f.pubs)
 					tx = NewPrewarm(p.ID, acct(p.ID), roots[rng.IntN(len(roots))], uint32(rng.IntN(MaxPrewarmReplicas+4)),
 						epoch+uint64(rng.IntN(8))-1)
+				case 4:
+					// Sometimes more than the escrow, or nothing.
+					p := pick(f.pubs)
+					tx = NewWithdraw(p.ID, acct(p.ID), rng.Uint64N(f.s.Escrow(p.ID)+2))
+				case 5:
+					p := pick(f.pubs)
+					tx = NewSpendCap(p.ID, acct(p.ID), rng.Uint64N(1<<12))
 				default:
 					srv, cli := pick(f.srvs), pick(f.clis)
 					if rng.IntN(15) == 0 {

@@ -24,7 +24,7 @@ var update = flag.Bool("update", false, "rewrite the expected output of testdata
 // 1,000,000); roots are names. Commands:
 //
 //	deposit ACC AMOUNT | transfer FROM TO AMOUNT | register ACC ROOT PRICE |
-//	prewarm ACC ROOT REPLICAS UNTIL
+//	prewarm ACC ROOT REPLICAS UNTIL | withdraw ACC AMOUNT | cap ACC AMOUNT
 //	    queue a signed transaction with the account's next nonce
 //	    (add "nonce=N" to force one, "forge" to spoil the signature)
 //	receipt SRV CLI ROOT EPOCH BYTES [forge] [network=N] [blocks=N]
@@ -32,6 +32,8 @@ var update = flag.Bool("update", false, "rewrite the expected output of testdata
 //	show ACC...      print accounts
 //	paid SRV CLI ROOT EPOCH
 //	prewarms         print the active pre-warms
+//	escrow ACC EPOCH print ACC's escrow, spending cap, what it spent on
+//	                 receipts of EPOCH and its pending withdrawal
 func TestScripts(t *testing.T) {
 	files, _ := filepath.Glob("testdata/*.txt")
 	for _, file := range files {
@@ -119,6 +121,12 @@ func runScript(t *testing.T, file string) {
 		case "prewarm":
 			p := names[args[1]]
 			queue = append(queue, account(NewPrewarm(p.ID, nonce(p.ID, opts), root(args[2]), uint32(num(args[3])), num(args[4]))))
+		case "withdraw":
+			p := names[args[1]]
+			queue = append(queue, account(NewWithdraw(p.ID, nonce(p.ID, opts), num(args[2]))))
+		case "cap":
+			p := names[args[1]]
+			queue = append(queue, account(NewSpendCap(p.ID, nonce(p.ID, opts), num(args[2]))))
 		case "receipt":
 			r := receipt(t, names[args[1]], names[args[2]], testRoot(t, args[3]), num(args[4]), num(args[5]), func(r *pod.Receipt) {
 				if n, ok := opts["network"]; ok {
@@ -153,6 +161,14 @@ func runScript(t *testing.T, file string) {
 				a := f.s.Account(names[name].ID)
 				fmt.Fprintf(&out, "%s balance=%d escrow=%d nonce=%d\n", name, a.Balance, a.Escrow, a.Nonce)
 			}
+		case "escrow":
+			id := names[args[1]].ID
+			a := f.s.Account(id)
+			fmt.Fprintf(&out, "%s escrow=%d balance=%d cap=%d spent=%d", args[1], a.Escrow, a.Balance, a.EpochCap, f.s.Spent(id, num(args[2])))
+			if w, ok := f.s.Withdrawal(id); ok {
+				fmt.Fprintf(&out, " withdrawing=%d at=%d", w.Amount, w.At)
+			}
+			out.WriteString("\n")
 		case "paid":
 			k := pod.Key{Server: names[args[1]].ID, Client: names[args[2]].ID, Root: string(testRoot(t, args[3]).Bytes()), Epoch: num(args[4])}
 			fmt.Fprintf(&out, "%d\n", f.s.Paid(k))

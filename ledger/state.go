@@ -25,7 +25,26 @@ type Account struct {
 	Balance uint64 // spendable
 	Escrow  uint64 // deposited: pays servers for the account's registered content
 	Nonce   uint64 // of the last account transaction; the next one carries Nonce+1
+	// EpochCap is the most the escrow pays for receipts of any one epoch
+	// (RulesV3; 0: no cap). A publisher bounds its spend per epoch with
+	// it, whatever demand arrives.
+	EpochCap uint64
 }
+
+// Withdrawal is escrow on its way back to the balance: Amount (at most
+// what is then in escrow) moves when the first block of epoch At or later
+// is applied. Until then the escrow pays receipts as before.
+type Withdrawal struct {
+	Amount uint64
+	At     uint64
+}
+
+// WithdrawDelay is how many epochs after the block that takes it a
+// withdrawal moves escrow back: a block takes receipts of its epoch and
+// the MaxSkew before it, so by then no receipt of an epoch before the
+// withdrawal can still be paid, and every delivery made while the escrow
+// stood is paid from it.
+func WithdrawDelay(p pod.Params) uint64 { return p.MaxSkew + 1 }
 
 // Registration is a content root a publisher pays delivery of.
 type Registration struct {
@@ -59,6 +78,8 @@ type State struct {
 	accounts map[peer.ID]Account     // no zero Account is stored
 	regs     map[string]Registration // by CID bytes
 	prewarms map[string]Prewarm      // by CID bytes; none with Until before epoch
+	// withdrawals pending (RulesV3); none with At at or before epoch.
+	withdrawals map[peer.ID]Withdrawal
 	// paid holds the bytes accounted per (S, C, R, E), one section per
 	// epoch E: dropping an epoch that fell out of the skew drops its
 	// section, and a block copies only the sections it adds to.
@@ -77,7 +98,10 @@ type paidEpoch struct {
 	// section's owner added, which seal merges in: a block sorts its own
 	// keys, not the whole section.
 	keys, added []pod.Key
-	hash        [32]byte // RulesV2's section hash, set by seal
+	// spent is what each publisher's escrow paid for receipts of this
+	// epoch, kept under RulesV3 for publishers with an EpochCap.
+	spent map[peer.ID]uint64
+	hash  [32]byte // RulesV2's section hash, set by seal
 }
 
 // NewState is the state at height 0: the genesis balances.
@@ -88,7 +112,7 @@ func NewState(g *Genesis) (*State, error) {
 	s := &State{g: g, gh: g.Hash(), params: g.Params(), supply: g.Supply(),
 		accounts: make(map[peer.ID]Account, len(g.Balances)),
 		regs:     make(map[string]Registration), prewarms: make(map[string]Prewarm),
-		paid: make(map[uint64]*paidEpoch)}
+		withdrawals: make(map[peer.ID]Withdrawal), paid: make(map[uint64]*paidEpoch)}
 	s.lastHash = s.gh
 	for _, a := range g.Balances {
 		s.accounts[a.Account] = Account{Balance: a.Amount}
@@ -155,6 +179,22 @@ func (s *State) Prewarms() []Prewarm {
 	return out
 }
 
+// Withdrawal returns id's pending withdrawal, if any.
+func (s *State) Withdrawal(id peer.ID) (Withdrawal, bool) {
+	w, ok := s.withdrawals[id]
+	return w, ok
+}
+
+// Spent is what publisher's escrow paid for receipts of epoch, as counted
+// against its EpochCap (kept while the epoch's receipts can still be paid,
+// and only for publishers with a cap).
+func (s *State) Spent(publisher peer.ID, epoch uint64) uint64 {
+	if p := s.paid[epoch]; p != nil {
+		return p.spent[publisher]
+	}
+	return 0
+}
+
 // Paid is how many bytes of (S, C, R, E) were already accounted for: a
 // receipt pays only for bytes beyond it. Keys of epochs more than MaxSkew
 // before the state's epoch are forgotten (their receipts are refused).
@@ -177,7 +217,9 @@ func (s *State) paidEntries() int {
 const (
 	stateDomain   = "ore/ledger/v1/state\x00"
 	stateDomainV2 = "ore/ledger/v2/state\x00"
+	stateDomainV3 = "ore/ledger/v3/state\x00"
 	paidDomain    = "ore/ledger/v2/paid\x00"
+	paidDomainV3  = "ore/ledger/v3/paid\x00"
 )
 
 // Hash is SHA-256 over the canonical encoding of the state: genesis hash,
@@ -197,9 +239,13 @@ func (s *State) computeHash() [32]byte {
 			b = b[:0]
 		}
 	}
-	if s.g.Rules >= RulesV2 {
+	v3 := s.g.Rules >= RulesV3
+	switch {
+	case v3:
+		b = append(b, stateDomainV3...)
+	case s.g.Rules >= RulesV2:
 		b = append(b, stateDomainV2...)
-	} else {
+	default:
 		b = append(b, stateDomain...)
 	}
 	b = append(b, s.gh[:]...)
@@ -212,6 +258,9 @@ func (s *State) computeHash() [32]byte {
 		b = binary.AppendUvarint(b, a.Balance)
 		b = binary.AppendUvarint(b, a.Escrow)
 		b = binary.AppendUvarint(b, a.Nonce)
+		if v3 {
+			b = binary.AppendUvarint(b, a.EpochCap)
+		}
 		flush()
 	}
 	b = binary.AppendUvarint(b, uint64(len(s.regs)))
@@ -240,8 +289,9 @@ func (s *State) computeHash() [32]byte {
 		})
 	}
 	// The paid entries are counted, so a section after them is unambiguous:
-	// it is absent or starts with a count of at least 1.
-	if len(s.prewarms) > 0 {
+	// before RulesV3 it is absent or starts with a count of at least 1;
+	// from RulesV3 every section is counted, empty or not.
+	if len(s.prewarms) > 0 || v3 {
 		b = binary.AppendUvarint(b, uint64(len(s.prewarms)))
 		for _, root := range slices.Sorted(maps.Keys(s.prewarms)) {
 			p := s.prewarms[root]
@@ -249,6 +299,16 @@ func (s *State) computeHash() [32]byte {
 			b = wire.AppendPeer(b, p.Publisher)
 			b = binary.AppendUvarint(b, uint64(p.Replicas))
 			b = binary.AppendUvarint(b, p.Until)
+			flush()
+		}
+	}
+	if v3 {
+		b = binary.AppendUvarint(b, uint64(len(s.withdrawals)))
+		for _, id := range slices.Sorted(maps.Keys(s.withdrawals)) {
+			w := s.withdrawals[id]
+			b = wire.AppendPeer(b, id)
+			b = binary.AppendUvarint(b, w.Amount)
+			b = binary.AppendUvarint(b, w.At)
 			flush()
 		}
 	}
@@ -285,7 +345,11 @@ func (s *State) sealPaid() []uint64 {
 		if s.g.Rules >= RulesV2 {
 			h := sha256.New()
 			b := make([]byte, 0, 64<<10)
-			b = append(b, paidDomain...)
+			if s.g.Rules >= RulesV3 {
+				b = append(b, paidDomainV3...)
+			} else {
+				b = append(b, paidDomain...)
+			}
 			b = binary.AppendUvarint(b, e)
 			b = binary.AppendUvarint(b, uint64(len(p.keys)))
 			for _, k := range p.keys {
@@ -293,6 +357,13 @@ func (s *State) sealPaid() []uint64 {
 				if len(b) > 60<<10 {
 					h.Write(b)
 					b = b[:0]
+				}
+			}
+			if s.g.Rules >= RulesV3 {
+				b = binary.AppendUvarint(b, uint64(len(p.spent)))
+				for _, pub := range slices.Sorted(maps.Keys(p.spent)) {
+					b = wire.AppendPeer(b, pub)
+					b = binary.AppendUvarint(b, p.spent[pub])
 				}
 			}
 			h.Write(b)
@@ -351,7 +422,7 @@ func (n *State) section(e uint64) *paidEpoch {
 	case p == nil:
 		p = &paidEpoch{owner: n, bytes: make(map[pod.Key]uint64)}
 	case p.owner != n:
-		p = &paidEpoch{owner: n, bytes: maps.Clone(p.bytes), keys: p.keys, added: slices.Clone(p.added)}
+		p = &paidEpoch{owner: n, bytes: maps.Clone(p.bytes), keys: p.keys, added: slices.Clone(p.added), spent: maps.Clone(p.spent)}
 	default:
 		return p
 	}
@@ -361,11 +432,24 @@ func (n *State) section(e uint64) *paidEpoch {
 
 // next copies the state for a block of the given epoch, dropping the paid
 // entries no receipt of that epoch can match any more and the pre-warms
-// that ended before it.
+// that ended before it, and moving the withdrawals that fell due.
 func (s *State) next(epoch uint64) *State {
 	n := *s
 	n.epoch = epoch
 	n.accounts = maps.Clone(s.accounts)
+	n.withdrawals = make(map[peer.ID]Withdrawal, len(s.withdrawals))
+	for id, w := range s.withdrawals {
+		if w.At > epoch {
+			n.withdrawals[id] = w
+			continue
+		}
+		// At most what is left: receipts paid from the escrow meanwhile.
+		a := n.accounts[id]
+		amount := min(w.Amount, a.Escrow)
+		a.Escrow -= amount
+		a.Balance += amount
+		n.put(id, a)
+	}
 	n.regs = maps.Clone(s.regs)
 	n.prewarms = make(map[string]Prewarm, len(s.prewarms))
 	for k, p := range s.prewarms {
@@ -497,6 +581,10 @@ func (n *State) applyTx(t *Tx, sigErr error) error {
 	case KindReceipt:
 		return n.applyReceipt(t.Receipt, sigErr)
 	case KindDeposit, KindRegister, KindTransfer, KindPrewarm:
+	case KindWithdraw, KindSpendCap:
+		if n.g.Rules < RulesV3 {
+			return refuse(ReasonNotInRules, "%s needs rules version %d, this chain's genesis has %d", t.Kind, RulesV3, n.g.Rules)
+		}
 	default:
 		return refuse(ReasonMalformed, "unknown transaction kind %d", t.Kind)
 	}
@@ -550,6 +638,19 @@ func (n *State) applyTx(t *Tx, sigErr error) error {
 		// client, and that traffic is paid by receipts, from the escrow, at
 		// the registered price.
 		n.prewarms[string(t.Root.Bytes())] = Prewarm{Root: t.Root, Publisher: t.From, Replicas: t.Replicas, Until: t.Until}
+	case KindWithdraw:
+		if t.Amount == 0 {
+			return refuse(ReasonZeroAmount, "amount is zero")
+		}
+		if t.Amount > a.Escrow {
+			return refuse(ReasonInsufficientEscrow, "withdrawal of %d, escrow %d", t.Amount, a.Escrow)
+		}
+		// A new withdrawal replaces a pending one and restarts the notice:
+		// the escrow must stand for every receipt the publisher's content
+		// may have earned before it.
+		n.withdrawals[t.From] = Withdrawal{Amount: t.Amount, At: n.epoch + WithdrawDelay(n.params)}
+	case KindSpendCap:
+		a.EpochCap = t.Amount
 	}
 	a.Nonce++
 	n.put(t.From, a)
@@ -621,6 +722,18 @@ func (n *State) applyReceipt(r *pod.Receipt, sigErr error) error {
 	due := owed(r.Bytes, reg.PricePerGiB) - owed(prev, reg.PricePerGiB)
 	pub := n.accounts[reg.Publisher]
 	due = min(due, pub.Escrow)
+	if pub.EpochCap > 0 && n.g.Rules >= RulesV3 {
+		// The cap counts by the receipt's epoch, the epoch the bytes were
+		// delivered in, whichever block pays them.
+		spent := p.spent[reg.Publisher]
+		due = min(due, pub.EpochCap-min(spent, pub.EpochCap))
+		if due > 0 {
+			if p.spent == nil {
+				p.spent = make(map[peer.ID]uint64)
+			}
+			p.spent[reg.Publisher] = spent + due
+		}
+	}
 	if due == 0 {
 		return nil
 	}

@@ -36,6 +36,12 @@ const (
 	KindRegister Kind = 3 // From registers (or reprices) a content root
 	KindTransfer Kind = 4 // From's balance -> To's balance
 	KindPrewarm  Kind = 5 // From asks Replicas boxes to pre-store its registered Root until epoch Until
+	// KindWithdraw: From asks that Amount of its escrow return to its
+	// balance WithdrawDelay epochs later (RulesV3).
+	KindWithdraw Kind = 6
+	// KindSpendCap: From caps what its escrow pays per epoch at Amount; 0
+	// lifts the cap (RulesV3).
+	KindSpendCap Kind = 7
 )
 
 // Pre-warm limits (State rules of KindPrewarm).
@@ -62,6 +68,10 @@ func (k Kind) String() string {
 		return "transfer"
 	case KindPrewarm:
 		return "prewarm"
+	case KindWithdraw:
+		return "withdraw"
+	case KindSpendCap:
+		return "spend_cap"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -73,6 +83,8 @@ func (k Kind) String() string {
 //	KindRegister: From, Nonce, Root, Price, Sig
 //	KindTransfer: From, Nonce, To, Amount, Sig
 //	KindPrewarm:  From, Nonce, Root, Replicas, Until, Sig
+//	KindWithdraw: From, Nonce, Amount, Sig
+//	KindSpendCap: From, Nonce, Amount, Sig
 //
 // Account transactions are signed by From (Sign) and carry From's next
 // nonce (State.Nonce(From)+1). Receipts are signed by their client and
@@ -121,6 +133,19 @@ func NewPrewarm(from peer.ID, nonce uint64, root cid.Cid, replicas uint32, until
 	return Tx{Kind: KindPrewarm, From: from, Nonce: nonce, Root: root, Replicas: replicas, Until: until}
 }
 
+// NewWithdraw asks that amount of from's escrow return to its balance
+// WithdrawDelay epochs after the block that takes it; a new withdrawal
+// replaces a pending one. Until then the escrow pays receipts as before.
+func NewWithdraw(from peer.ID, nonce, amount uint64) Tx {
+	return Tx{Kind: KindWithdraw, From: from, Nonce: nonce, Amount: amount}
+}
+
+// NewSpendCap caps what from's escrow pays for receipts of any one epoch
+// at amount (0: no cap).
+func NewSpendCap(from peer.ID, nonce, amount uint64) Tx {
+	return Tx{Kind: KindSpendCap, From: from, Nonce: nonce, Amount: amount}
+}
+
 // ErrMalformed wraps every decoding failure.
 var ErrMalformed = errors.New("ledger: malformed")
 
@@ -139,7 +164,7 @@ func (t *Tx) appendUnsigned(b []byte) []byte {
 		}
 		var buf [pod.MaxEncoded]byte // on the stack for any decodable receipt
 		return wire.AppendBytes(b, t.Receipt.AppendMarshal(buf[:0]))
-	case KindDeposit:
+	case KindDeposit, KindWithdraw, KindSpendCap:
 		b = wire.AppendPeer(b, t.From)
 		b = binary.AppendUvarint(b, t.Nonce)
 		return binary.AppendUvarint(b, t.Amount)
@@ -250,11 +275,11 @@ func UnmarshalTx(data []byte) (*Tx, error) {
 			}
 			t.Receipt = r
 		}
-	case KindDeposit, KindTransfer, KindRegister, KindPrewarm:
+	case KindDeposit, KindTransfer, KindRegister, KindPrewarm, KindWithdraw, KindSpendCap:
 		t.From = d.Peer(maxPeerIDLen, "from")
 		t.Nonce = d.Uvarint("nonce")
 		switch t.Kind {
-		case KindDeposit:
+		case KindDeposit, KindWithdraw, KindSpendCap:
 			t.Amount = d.Uvarint("amount")
 		case KindTransfer:
 			t.To = d.Peer(maxPeerIDLen, "to")
@@ -304,6 +329,8 @@ const (
 	ReasonReplicasOutOfRange Reason = "replicas_out_of_range"
 	ReasonUntilOutOfRange    Reason = "until_out_of_range"
 	ReasonBlockFull          Reason = "block_full"
+	ReasonInsufficientEscrow Reason = "insufficient_escrow"
+	ReasonNotInRules         Reason = "not_in_rules" // a kind the chain's rules version does not have
 	ReasonUnknownVersion     Reason = Reason(pod.ReasonUnknownVersion)
 	ReasonWrongNetwork       Reason = Reason(pod.ReasonWrongNetwork)
 	ReasonEpochOutOfRange    Reason = Reason(pod.ReasonEpochOutOfRange)
@@ -315,7 +342,7 @@ const (
 var Reasons = []Reason{ReasonMalformed, ReasonBadSignature, ReasonMissingSignature, ReasonBadAccount,
 	ReasonBadNonce, ReasonZeroAmount, ReasonInsufficientFunds, ReasonSelfTransfer, ReasonNotOwner,
 	ReasonNotRegistered, ReasonReplicasOutOfRange, ReasonUntilOutOfRange, ReasonBlockFull,
-	ReasonUnknownVersion, ReasonWrongNetwork, ReasonEpochOutOfRange, ReasonSelfDealing, ReasonOversized}
+	ReasonInsufficientEscrow, ReasonNotInRules, ReasonUnknownVersion, ReasonWrongNetwork, ReasonEpochOutOfRange, ReasonSelfDealing, ReasonOversized}
 
 // ErrInvalidTx is wrapped by every TxError.
 var ErrInvalidTx = errors.New("ledger: invalid transaction")
