@@ -149,11 +149,12 @@ func TestDaemonCreatesTokenForOldRepo(t *testing.T) {
 // browsers.
 func TestAPIGuard(t *testing.T) {
 	const token = "5e1f"
-	srv := httptest.NewServer(nil)
-	defer srv.Close()
+	srv := httptest.NewUnstartedServer(nil) // its listener's address goes into the guard
 	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
 	g := apiGuard{token: token, tokenPath: "/repo/api.token", hosts: apiHosts(srv.Listener.Addr(), "localhost:4501")}
 	srv.Config.Handler = g.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	srv.Start()
+	defer srv.Close()
 
 	for _, tc := range []struct {
 		name   string
