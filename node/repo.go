@@ -1,6 +1,8 @@
 package node
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +24,7 @@ const (
 	IdentityFile = "identity.key" // the Ed25519 key, mode 0600
 	BlocksDir    = "blocks"       // the badger block store
 	APIFile      = "api"          // written by a running daemon: its control API URL
+	APITokenFile = "api.token"    // the control API's bearer token, mode 0600
 	GenesisFile  = "genesis.json" // the ledger network's genesis, when the box joined one
 )
 
@@ -85,6 +88,9 @@ func Init(dir string, cfg FileConfig) (peer.ID, error) {
 		return "", err
 	}
 	if err := writeFileAtomic(filepath.Join(dir, IdentityFile), raw, 0o600); err != nil {
+		return "", err
+	}
+	if _, _, err := EnsureAPIToken(dir); err != nil {
 		return "", err
 	}
 	if err := WriteConfig(dir, cfg); err != nil {
@@ -207,6 +213,65 @@ func RemoveAPIFile(dir string) error {
 		return nil
 	}
 	return err
+}
+
+// apiTokenBytes is the control API token's entropy: 256 bits, so it cannot
+// be guessed, only read from the repo.
+const apiTokenBytes = 32
+
+// EnsureAPIToken returns the repo's control API token, creating it (mode
+// 0600) when the repo has none: `Init` makes one, and a repo made before the
+// API required a token gets one when its daemon starts, so it keeps working.
+// created says a new token was written.
+func EnsureAPIToken(dir string) (token string, created bool, err error) {
+	path := filepath.Join(dir, APITokenFile)
+	raw := make([]byte, apiTokenBytes)
+	if _, err := rand.Read(raw); err != nil {
+		return "", false, fmt.Errorf("node: generate control API token: %w", err)
+	}
+	tok := hex.EncodeToString(raw)
+	// O_EXCL: never replace a token another process made meanwhile (that
+	// one wins and is read back), since a running daemon holds it.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		existing, err := ReadAPIToken(dir)
+		return existing, false, err
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("node: write %s: %w", path, err)
+	}
+	_, err = f.WriteString(tok + "\n")
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(path)
+		return "", false, fmt.Errorf("node: write %s: %w", path, err)
+	}
+	return tok, true, nil
+}
+
+// ReadAPIToken returns the repo's control API token, with an error that says
+// what to do when it cannot be read.
+func ReadAPIToken(dir string) (string, error) {
+	path := filepath.Join(dir, APITokenFile)
+	b, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "", fmt.Errorf("node: no control API token at %s: the daemon creates it when it starts (`ore daemon --repo %s`)", path, dir)
+	case errors.Is(err, fs.ErrPermission):
+		return "", fmt.Errorf("node: cannot read the control API token %s: run this command as the user the daemon runs as (e.g. `sudo -u ore`): %w", path, err)
+	case err != nil:
+		return "", fmt.Errorf("node: read control API token: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if raw, err := hex.DecodeString(tok); err != nil || len(raw) != apiTokenBytes {
+		return "", fmt.Errorf("node: %s is damaged (want %d hex characters): delete it and restart the daemon, which writes a new one", path, 2*apiTokenBytes)
+	}
+	return tok, nil
 }
 
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {

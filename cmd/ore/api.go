@@ -22,7 +22,10 @@ import (
 
 // The control API: HTTP on loopback, spoken by the CLI to a running daemon.
 // Long operations stream newline-delimited JSON: progress lines, then one
-// line with the result or an error.
+// line with the result or an error. Every request passes apiGuard (no
+// browser, the API's own Host, the repo's token). A route that changes the
+// box (stores, fetches, imports, signs) is POST; a GET only reads what the
+// box holds or knows (a ledger read may sync the chain to answer).
 const (
 	apiAdd    = "/api/v0/add"
 	apiFetch  = "/api/v0/fetch"
@@ -32,36 +35,28 @@ const (
 
 	apiDagImport = "/api/v0/dag/import"
 	apiDagExport = "/api/v0/dag/export"
+	apiMetrics   = "/metrics"
 )
 
 type apiServer struct {
-	n *node.Node
+	n     *node.Node
+	guard apiGuard
 }
 
 func (s *apiServer) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+apiAdd, s.add)
 	mux.HandleFunc("POST "+apiFetch, s.fetch)
-	mux.HandleFunc("GET "+apiCat, s.cat)
+	mux.HandleFunc("GET "+apiCat, s.cat) // local content only: Open never asks the network
 	mux.HandleFunc("GET "+apiPeers, s.peers)
 	mux.HandleFunc("GET "+apiStatus, s.status)
 	mux.HandleFunc("POST "+apiDagImport, s.dagImport)
-	mux.HandleFunc("GET "+apiDagExport, s.dagExport)
+	mux.HandleFunc("POST "+apiDagExport, s.dagExport)
 	s.ledgerRoutes(mux)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.n.Metrics(), promhttp.HandlerOpts{}))
-	return rejectBrowsers(mux)
-}
-
-// rejectBrowsers refuses requests a web page could forge: the API is for
-// the CLI on this machine only.
-func rejectBrowsers(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Origin") != "" || r.Header.Get("Sec-Fetch-Site") != "" {
-			http.Error(w, "the ore control API does not serve browsers", http.StatusForbidden)
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
+	// Metrics need the token too: the counters tell what the box serves and
+	// to whom. Prometheus sends it from a file (README, "Running a box").
+	mux.Handle("GET "+apiMetrics, promhttp.HandlerFor(s.n.Metrics(), promhttp.HandlerOpts{}))
+	return s.guard.wrap(mux)
 }
 
 // stream writes NDJSON lines and flushes each.
@@ -198,7 +193,10 @@ func (s *apiServer) dagImport(w http.ResponseWriter, r *http.Request) {
 
 // dagExport streams a CARv1. The DAG is fetched first, so errors before the
 // first byte are plain HTTP errors; a failure mid-stream cuts the stream and
-// sets the X-Ore-Error trailer.
+// sets the X-Ore-Error trailer. It is POST, not GET: like `ore get`, the
+// export fetches whatever the box lacks, which is network work and stored
+// blocks, and an operator who exports a CID expects the whole DAG rather
+// than a refusal to fetch.
 func (s *apiServer) dagExport(w http.ResponseWriter, r *http.Request) {
 	c, err := node.ParseCID(r.URL.Query().Get("cid"))
 	if err != nil {
@@ -394,7 +392,7 @@ func listenLoopback(addr string) (net.Listener, error) {
 	}
 	ip := net.ParseIP(host)
 	if host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return nil, fmt.Errorf("control API address %q is not loopback: the API has no authentication, so it only listens on 127.0.0.1 or ::1", addr)
+		return nil, fmt.Errorf("control API address %q is not loopback: the API is for this machine only (its token would cross the network in clear), so it listens on 127.0.0.1 or ::1", addr)
 	}
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -405,19 +403,29 @@ func listenLoopback(addr string) (net.Listener, error) {
 
 // client talks to a daemon's control API.
 type client struct {
-	base string
-	http *http.Client
+	base  string
+	token string // sent as a bearer token with every request
+	http  *http.Client
 }
 
+// newClient finds the daemon running on repo: its URL in REPO/api, its
+// token in REPO/api.token.
 func newClient(repo string) (*client, error) {
 	url, err := node.ReadAPIFile(repo)
 	if err != nil {
 		return nil, err
 	}
-	return &client{base: url, http: &http.Client{}}, nil
+	token, err := node.ReadAPIToken(repo)
+	if err != nil {
+		return nil, err
+	}
+	return &client{base: url, token: token, http: &http.Client{}}, nil
 }
 
+// do sends req with the token and turns an answer that is not 2xx into an
+// error carrying the daemon's message.
 func (c *client) do(req *http.Request) (*http.Response, error) {
+	req.Header.Set("Authorization", "Bearer "+c.token)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("no ore daemon answers at %s (it may have stopped; start it with `ore daemon`): %w", c.base, err)

@@ -136,6 +136,17 @@ func runDaemon(ctx context.Context, e *env, name string, args []string, gatewayR
 			opts = append(opts, node.WithGatewayListen(*gwListen))
 		}
 	}
+	token, created, err := node.EnsureAPIToken(*repo)
+	if err != nil {
+		return err
+	}
+	tokenPath := filepath.Join(*repo, node.APITokenFile)
+	if created {
+		log.Info("created the control API token (a repo made before the API required one)", "file", tokenPath)
+	}
+	if fi, err := os.Stat(tokenPath); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		log.Warn("the control API token is readable by other users: whoever reads it controls the box; chmod 600 it", "file", tokenPath, "mode", fi.Mode().Perm())
+	}
 	l, err := listenLoopback(fc.API)
 	if err != nil {
 		return err
@@ -147,7 +158,8 @@ func runDaemon(ctx context.Context, e *env, name string, args []string, gatewayR
 	}
 	defer n.Close()
 
-	srv := &http.Server{Handler: (&apiServer{n: n}).handler(), ReadHeaderTimeout: 10 * time.Second,
+	api := &apiServer{n: n, guard: apiGuard{token: token, tokenPath: tokenPath, hosts: apiHosts(l.Addr(), fc.API)}}
+	srv := &http.Server{Handler: api.handler(), ReadHeaderTimeout: 10 * time.Second,
 		BaseContext: func(net.Listener) context.Context { return ctx }} // SIGTERM cancels adds and gets in flight
 	apiURL := "http://" + l.Addr().String()
 	if err := node.WriteAPIFile(*repo, apiURL); err != nil {
@@ -156,7 +168,7 @@ func runDaemon(ctx context.Context, e *env, name string, args []string, gatewayR
 	defer node.RemoveAPIFile(*repo)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(l) }()
-	log.Info("daemon ready", "api", apiURL, "peer", n.ID(), "addrs", n.P2PAddrs())
+	log.Info("daemon ready", "api", apiURL, "api_token", tokenPath, "peer", n.ID(), "addrs", n.P2PAddrs())
 	fmt.Fprintf(e.stdout, "peer ID %s\nAPI %s\n", n.ID(), apiURL)
 	for _, a := range n.P2PAddrs() {
 		fmt.Fprintf(e.stdout, "listening %s\n", a)

@@ -89,7 +89,7 @@ func dagExport(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+apiDagExport+"?"+url.Values{"cid": {root.String()}}.Encode(), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+apiDagExport+"?"+url.Values{"cid": {root.String()}}.Encode(), nil)
 	if err != nil {
 		return err
 	}

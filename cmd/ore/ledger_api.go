@@ -22,6 +22,10 @@ const (
 	apiLedgerTx     = "/api/v0/ledger/tx"
 )
 
+// ledgerRoutes: state, blocks and verify only read (a box that is no
+// coordinator syncs the chain from the committee to answer, which changes
+// nothing the operator owns); tx signs with the box's key and spends its
+// balance, so it is POST, and like every route it needs the API token.
 func (s *apiServer) ledgerRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+apiLedgerState, s.ledgerState)
 	mux.HandleFunc("GET "+apiLedgerBlocks, s.ledgerBlocks)
