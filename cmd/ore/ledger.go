@@ -26,7 +26,12 @@ func cmdLedger(ctx context.Context, e *env, args []string) error {
   prewarm ROOT [--replicas N] [--for D]
                             ask N boxes to pre-store ROOT (registered by this
                             box) for D, e.g. before a release
-  transfer PEER AMOUNT      pay PEER AMOUNT ore`
+  transfer PEER AMOUNT      pay PEER AMOUNT ore
+  withdraw AMOUNT           move AMOUNT ore of this box's escrow back to its
+                            balance, after a notice of a few epochs (the
+                            escrow pays deliveries made before it)
+  cap AMOUNT                pay at most AMOUNT ore from the escrow for the
+                            deliveries of any one epoch (0: no cap)`
 	sub, args, done, err := subcommand(e, usageText, "a ledger command", args)
 	if done {
 		return err
@@ -70,6 +75,12 @@ func cmdLedger(ctx context.Context, e *env, args []string) error {
 		return out(st, func() {
 			fmt.Fprintf(e.stdout, "account  %s\nbalance  %s\nescrow   %s\nnonce    %d\nledger   %s at height %d, epoch %d\n",
 				st.Account, formatOre(st.Balance), formatOre(st.Escrow), st.Nonce, st.Network, st.Height, st.Epoch)
+			if st.EpochCap > 0 {
+				fmt.Fprintf(e.stdout, "cap      %s an epoch (spent %s on this epoch's deliveries)\n", formatOre(st.EpochCap), formatOre(st.Spent))
+			}
+			if st.Withdrawing > 0 {
+				fmt.Fprintf(e.stdout, "withdraw %s moves from escrow to balance at epoch %d\n", formatOre(st.Withdrawing), st.WithdrawAt)
+			}
 			for _, p := range st.Prewarms {
 				fmt.Fprintf(e.stdout, "prewarm  %s on %d boxes until epoch %d\n", p.Root, p.Replicas, p.Until)
 			}
@@ -101,10 +112,19 @@ func cmdLedger(ctx context.Context, e *env, args []string) error {
 			fmt.Fprintf(e.stdout, "verified %d final blocks from genesis: every hash, signature and receipt\nheight %d, supply %s\nstate hash %s\n",
 				v.Blocks, v.Height, formatOre(v.Supply), v.StateHash)
 		})
-	case "deposit", "register", "transfer", "prewarm":
+	case "deposit", "register", "transfer", "prewarm", "withdraw", "cap":
 		q := url.Values{"kind": {sub}}
 		switch sub {
-		case "deposit":
+		case "cap":
+			if err := wantArgs(pos, 1, "AMOUNT (in ore an epoch; 0 lifts the cap)"); err != nil {
+				return err
+			}
+			a, err := parseOre(pos[0])
+			if err != nil {
+				return err
+			}
+			q.Set("amount", strconv.FormatUint(a, 10))
+		case "deposit", "withdraw":
 			if err := wantArgs(pos, 1, "AMOUNT (in ore)"); err != nil {
 				return err
 			}

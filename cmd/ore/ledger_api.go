@@ -43,6 +43,13 @@ type ledgerStateInfo struct {
 	Escrow    uint64 `json:"escrow"`
 	Nonce     uint64 `json:"nonce"`
 	Supply    uint64 `json:"supply"`
+	// EpochCap is the most the escrow pays for one epoch's deliveries (0:
+	// none); Spent is what it paid for the current epoch's so far.
+	EpochCap uint64 `json:"epoch_cap,omitempty"`
+	Spent    uint64 `json:"spent,omitempty"`
+	// Withdrawing moves from escrow to balance at epoch WithdrawAt.
+	Withdrawing uint64 `json:"withdrawing,omitempty"`
+	WithdrawAt  uint64 `json:"withdraw_at,omitempty"`
 	// Prewarms are the account's active pre-warms.
 	Prewarms []prewarmInfo `json:"prewarms,omitempty"`
 }
@@ -69,7 +76,11 @@ func (s *apiServer) ledgerState(w http.ResponseWriter, r *http.Request) {
 	h := st.Hash()
 	info := ledgerStateInfo{Network: s.n.Genesis().Network, Height: st.Height(), Epoch: st.Epoch(),
 		StateHash: hex.EncodeToString(h[:]), Account: account.String(), Balance: st.Balance(account),
-		Escrow: st.Escrow(account), Nonce: st.Nonce(account), Supply: st.Supply()}
+		Escrow: st.Escrow(account), Nonce: st.Nonce(account), Supply: st.Supply(),
+		EpochCap: st.Account(account).EpochCap, Spent: st.Spent(account, st.Epoch())}
+	if wd, ok := st.Withdrawal(account); ok {
+		info.Withdrawing, info.WithdrawAt = wd.Amount, wd.At
+	}
 	for _, p := range st.Prewarms() {
 		if p.Publisher == account {
 			info.Prewarms = append(info.Prewarms, prewarmInfo{Root: p.Root.String(), Replicas: p.Replicas, Until: p.Until})
@@ -169,8 +180,9 @@ type txInfo struct {
 // ledgerTx signs an account transaction as this box and submits it:
 // kind=deposit&amount=N, kind=register&root=CID[&price=P],
 // kind=transfer&to=ID&amount=N (amounts in base units),
-// kind=prewarm&root=CID&replicas=N&for=DURATION; wait=1 waits until a
-// block takes it.
+// kind=prewarm&root=CID&replicas=N&for=DURATION,
+// kind=withdraw&amount=N, kind=cap&amount=N (0 lifts it); wait=1 waits
+// until a block takes it.
 func (s *apiServer) ledgerTx(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	amount := func() (uint64, error) { return strconv.ParseUint(q.Get("amount"), 10, 64) }
@@ -183,6 +195,20 @@ func (s *apiServer) ledgerTx(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		tx = ledger.NewDeposit("", 0, a)
+	case "withdraw":
+		a, err := amount()
+		if err != nil || a == 0 {
+			http.Error(w, "withdraw needs a positive amount", http.StatusBadRequest)
+			return
+		}
+		tx = ledger.NewWithdraw("", 0, a)
+	case "cap":
+		a, err := amount()
+		if err != nil {
+			http.Error(w, "cap needs an amount (0 lifts the cap)", http.StatusBadRequest)
+			return
+		}
+		tx = ledger.NewSpendCap("", 0, a)
 	case "register":
 		root, err := node.ParseCID(q.Get("root"))
 		if err != nil {
@@ -217,7 +243,7 @@ func (s *apiServer) ledgerTx(w http.ResponseWriter, r *http.Request) {
 		}
 		tx = pw
 	default:
-		http.Error(w, "kind must be deposit, register, transfer or prewarm", http.StatusBadRequest)
+		http.Error(w, "kind must be deposit, register, transfer, prewarm, withdraw or cap", http.StatusBadRequest)
 		return
 	}
 	tx, err := s.n.SignAndSubmit(r.Context(), tx)

@@ -98,6 +98,17 @@ func TestCLILedger(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "escrow   10.000000000 ore") || !strings.Contains(out, "balance  990.000000000 ore") {
 		t.Fatalf("balance: %d %s %s", code, out, errs)
 	}
+	// A spending cap and a withdrawal show in the balance; the withdrawal
+	// waits out its notice, so the escrow is still whole.
+	for _, args := range [][]string{{"cap", "0.5"}, {"withdraw", "4"}} {
+		if code, out, errs := ore(t, append([]string{"ledger"}, append(args, "--repo", pub)...)...); code != 0 || !strings.Contains(out, "is in block") {
+			t.Fatalf("%v: %d %s %s", args, code, out, errs)
+		}
+	}
+	code, out, errs = ore(t, "ledger", "balance", "--repo", pub)
+	if code != 0 || !strings.Contains(out, "cap      0.500000000 ore an epoch") || !strings.Contains(out, "withdraw 4.000000000 ore moves from escrow to balance at epoch") {
+		t.Fatalf("balance after cap and withdraw: %d %s %s", code, out, errs)
+	}
 	src := filepath.Join(t.TempDir(), "f")
 	_ = os.WriteFile(src, []byte("published content"), 0o644)
 	code, out, _ = ore(t, "add", "-q", "--repo", pub, src)
