@@ -180,9 +180,16 @@ func TestPrewarmStoresBeforeFirstRequest(t *testing.T) {
 	}) {
 		t.Fatalf("after the pre-warm, boxes %v hold the root (%v under orders); want 3", all, ordered)
 	}
-	tg, ok := leaderTarget(t, nw, res.Root)
-	if !ok || tg.Reason != heat.ReasonPrewarm || tg.Replicas != 3 {
-		t.Fatalf("leader's target %+v (found %v), want a pre-warm of 3", tg, ok)
+	// The leader's plan holds the pre-warm from the epoch that placed it;
+	// on a loaded machine an election may have made a member leader that
+	// has not planned yet: wait for a leader's plan, not the first answer.
+	var tg heat.Target
+	var ok bool
+	if !waitUntil(t, 30*time.Second, func() bool { tg, ok = leaderTarget(t, nw, res.Root); return ok }) {
+		t.Fatal("no leader's plan names the pre-warmed root")
+	}
+	if tg.Reason != heat.ReasonPrewarm || tg.Replicas != 3 {
+		t.Fatalf("leader's target %+v, want a pre-warm of 3", tg)
 	}
 	if tg.Until != until {
 		t.Fatalf("order until epoch %d, the pre-warm says %d", tg.Until, until)
