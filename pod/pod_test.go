@@ -81,7 +81,7 @@ func TestUnmarshalRejects(t *testing.T) {
 		"truncated": good[:len(good)-1],
 		"trailing":  append(append([]byte(nil), good...), 0),
 		"oversized": make([]byte, MaxEncoded+1),
-		"version":   append([]byte{2}, good[1:]...),
+		"version":   append([]byte{3}, good[1:]...),
 	}
 	// A padded varint (non-canonical) for the epoch: 100 as 0xe4 0x80 0x00.
 	netLen := int(good[1])
@@ -95,7 +95,7 @@ func TestUnmarshalRejects(t *testing.T) {
 			t.Errorf("%s: error %v has no reason", name, err)
 		}
 	}
-	if _, err := Unmarshal(append([]byte{2}, good[1:]...)); ReasonOf(err) != ReasonUnknownVersion {
+	if _, err := Unmarshal(append([]byte{3}, good[1:]...)); ReasonOf(err) != ReasonUnknownVersion {
 		t.Errorf("unknown version: reason %q", ReasonOf(err))
 	}
 }
@@ -285,6 +285,7 @@ func FuzzReadResponse(f *testing.F) {
 func FuzzUnmarshal(f *testing.F) {
 	srv, cli := newParty(f), newParty(f)
 	f.Add(signed(f, srv, cli, nil).Marshal())
+	f.Add(signed(f, srv, cli, func(r *Receipt) { r.Version, r.Ticket = VersionTicket, [32]byte{1} }).Marshal())
 	f.Add([]byte{1})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {

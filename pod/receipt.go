@@ -12,8 +12,13 @@ import (
 	"github.com/orecdn/ore/internal/wire"
 )
 
-// Version is the receipt format this package writes and reads.
-const Version = 1
+// Receipt formats. Version receipts name no ticket; VersionTicket
+// receipts add the ID of the ticket they are paid under (Ticket), on
+// networks whose rules know tickets (Params.MaxReceiptVersion).
+const (
+	Version       = 1
+	VersionTicket = 2
+)
 
 // Limits of the encoding; anything larger is rejected before it is parsed.
 const (
@@ -36,6 +41,9 @@ type Receipt struct {
 	Bytes     uint64
 	Blocks    uint64
 	Digest    [32]byte // hash chain over the CIDs delivered so far, see Chain
+	// Ticket is the ID of the ticket the delivery is paid under (a
+	// VersionTicket receipt; zero: none).
+	Ticket    [32]byte
 	ClientSig []byte
 	ServerSig []byte
 }
@@ -81,7 +89,11 @@ func (r *Receipt) appendBody(b []byte) []byte {
 	b = binary.AppendUvarint(b, r.Seq)
 	b = binary.AppendUvarint(b, r.Bytes)
 	b = binary.AppendUvarint(b, r.Blocks)
-	return append(b, r.Digest[:]...)
+	b = append(b, r.Digest[:]...)
+	if r.Version >= VersionTicket {
+		b = append(b, r.Ticket[:]...)
+	}
+	return b
 }
 
 // Body returns the bytes the client signs (without domain prefix).
@@ -107,8 +119,8 @@ func Unmarshal(data []byte) (*Receipt, error) {
 	d := wire.NewDecoder(data, ErrMalformed)
 	r := &Receipt{}
 	r.Version = d.Byte("version")
-	if d.Err() == nil && r.Version != Version {
-		return nil, fmt.Errorf("%w %d (this build reads %d)", ErrUnknownVersion, r.Version, Version)
+	if d.Err() == nil && r.Version != Version && r.Version != VersionTicket {
+		return nil, fmt.Errorf("%w %d (this build reads %d and %d)", ErrUnknownVersion, r.Version, Version, VersionTicket)
 	}
 	r.Network = d.String(MaxNetworkLen, "network")
 	r.Epoch = d.Uvarint("epoch")
@@ -119,6 +131,9 @@ func Unmarshal(data []byte) (*Receipt, error) {
 	r.Bytes = d.Uvarint("bytes")
 	r.Blocks = d.Uvarint("blocks")
 	r.Digest = d.Hash("digest")
+	if r.Version >= VersionTicket {
+		r.Ticket = d.Hash("ticket")
+	}
 	r.ClientSig = d.Bytes(MaxSigLen, "client signature")
 	r.ServerSig = d.Bytes(MaxSigLen, "server signature")
 	if err := d.End(); err != nil {

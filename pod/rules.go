@@ -14,6 +14,9 @@ type Params struct {
 	GenesisTime time.Time     // epoch 0 starts here
 	EpochLength time.Duration // default 10 s
 	MaxSkew     uint64        // receipts more than this many epochs from now are refused
+	// MaxReceiptVersion is the newest receipt format the network's rules
+	// take (0: Version): VersionTicket once the ledger pays by tickets.
+	MaxReceiptVersion uint8
 }
 
 // Defaults.
@@ -164,8 +167,11 @@ func (p Params) InBlock(epoch uint64) Window {
 // rules: gossip intake, a server countersigning and the ledger's state
 // machine all check through it, each with its own window.
 func (p Params) CheckIn(r *Receipt, w Window) error {
-	if r.Version != Version {
-		return reject(ReasonUnknownVersion, "version %d, this build reads %d", r.Version, Version)
+	if r.Version != Version && (r.Version != VersionTicket || p.MaxReceiptVersion < VersionTicket) {
+		return reject(ReasonUnknownVersion, "version %d, this network takes %d to %d", r.Version, Version, max(Version, p.MaxReceiptVersion))
+	}
+	if r.Version < VersionTicket && r.Ticket != [32]byte{} {
+		return reject(ReasonMalformed, "a version %d receipt cannot name a ticket", r.Version)
 	}
 	if r.Network != p.Network {
 		return reject(ReasonWrongNetwork, "network %q, this is %q", r.Network, p.Network)

@@ -180,6 +180,26 @@ func (d *Decoder) CID(max int, what string) cid.Cid {
 	return c
 }
 
+// OptCID reads what AppendCID wrote of a CID that may be undefined: no
+// bytes are cid.Undef; bytes that do not parse are a failure.
+func (d *Decoder) OptCID(max int, what string) cid.Cid {
+	if d.err == nil && len(d.b) > 0 && d.b[0] == 0 {
+		d.b = d.b[1:]
+		return cid.Undef
+	}
+	return d.CID(max, what)
+}
+
+// OptPeer reads what AppendPeer wrote of a peer ID that may be empty: no
+// bytes are ""; bytes that do not parse are a failure.
+func (d *Decoder) OptPeer(max int, what string) peer.ID {
+	if d.err == nil && len(d.b) > 0 && d.b[0] == 0 {
+		d.b = d.b[1:]
+		return ""
+	}
+	return d.Peer(max, what)
+}
+
 // Peer reads a length-prefixed peer ID of at most max bytes; an empty or
 // unparsable one is a failure.
 func (d *Decoder) Peer(max int, what string) peer.ID {

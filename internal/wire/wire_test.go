@@ -251,3 +251,36 @@ func TestPaddedUvarintRefused(t *testing.T) {
 		t.Fatalf("minimal uvarints: %d %d %v", a, b, d.Err())
 	}
 }
+
+// Optional CIDs and peers: empty reads as absent, present reads back, and
+// bytes that do not parse still fail.
+func TestOptional(t *testing.T) {
+	c, p := testCID(t), testPeer(t)
+	b := AppendCID(nil, cid.Undef)
+	b = AppendPeer(b, "")
+	b = AppendCID(b, c)
+	b = AppendPeer(b, p)
+	d := NewDecoder(b, errTest)
+	if got := d.OptCID(MaxTest, "a"); got.Defined() {
+		t.Fatalf("an empty CID read as %s", got)
+	}
+	if got := d.OptPeer(MaxTest, "b"); got != "" {
+		t.Fatalf("an empty peer read as %s", got)
+	}
+	if got := d.OptCID(MaxTest, "c"); !got.Equals(c) {
+		t.Fatalf("CID read as %s", got)
+	}
+	if got := d.OptPeer(MaxTest, "d"); got != p {
+		t.Fatalf("peer read as %s", got)
+	}
+	if err := d.End(); err != nil {
+		t.Fatal(err)
+	}
+	d = NewDecoder(AppendBytes(nil, []byte{1, 2, 3}), errTest)
+	if d.OptCID(MaxTest, "junk"); !errors.Is(d.Err(), errTest) {
+		t.Fatalf("junk CID: %v", d.Err())
+	}
+}
+
+// MaxTest is a field limit no test field reaches.
+const MaxTest = 256
