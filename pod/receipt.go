@@ -31,16 +31,16 @@ const (
 
 // Receipt is a cumulative, two-sided proof of delivery.
 type Receipt struct {
-	Version   uint8
-	Network   string
-	Epoch     uint64
-	Server    peer.ID
-	Client    peer.ID
-	Root      cid.Cid
-	Seq       uint64
-	Bytes     uint64
-	Blocks    uint64
-	Digest    [32]byte // hash chain over the CIDs delivered so far, see Chain
+	Version uint8
+	Network string
+	Epoch   uint64
+	Server  peer.ID
+	Client  peer.ID
+	Root    cid.Cid
+	Seq     uint64
+	Bytes   uint64
+	Blocks  uint64
+	Digest  [32]byte // hash chain over the CIDs delivered so far, see Chain
 	// Ticket is the ID of the ticket the delivery is paid under (a
 	// VersionTicket receipt; zero: none).
 	Ticket    [32]byte
