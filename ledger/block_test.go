@@ -9,6 +9,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/orecdn/ore/pod"
 )
 
 // sampleBlock is a block with every kind of transaction, signed by two
@@ -199,10 +200,20 @@ func TestGenesis(t *testing.T) {
 }
 
 func FuzzDecodeTx(f *testing.F) {
-	_, b := sampleBlock(f)
+	fx, b := sampleBlock(f)
 	for i := range b.Txs {
 		f.Add(b.Txs[i].Marshal())
 	}
+	// RulesV4's kinds: a registration with its root block, a ticket.
+	root, block := sizedRoot(f, "v4", 1<<30, false)
+	reg := fx.signed(f, fx.s, NewRegisterRoot(fx.pubs[0].ID, 0, root, block, 7, 9))
+	f.Add(reg.Marshal())
+	tk := &pod.Ticket{Version: pod.TicketVersion, Network: testNetwork, Publisher: fx.pubs[0].ID, Client: fx.clis[0].ID, Cap: 1 << 20, Expires: 9}
+	if err := tk.Sign(fx.pubs[0].Key); err != nil {
+		f.Fatal(err)
+	}
+	ttx := NewTicketTx(tk)
+	f.Add(ttx.Marshal())
 	f.Fuzz(func(t *testing.T, data []byte) {
 		tx, err := UnmarshalTx(data)
 		if err != nil {

@@ -37,6 +37,13 @@
 //     of any one epoch (by the receipt's epoch, whichever block takes it;
 //     0: no cap). Bytes beyond the cap are accounted and never paid, as
 //     bytes beyond an empty escrow are.
+//   - RegisterRoot (RulesV4): a publisher's registration of a root with
+//     the root's block, from which the ledger reads the DAG's size; a
+//     price; and Open, what it pays per epoch for receipts under no
+//     ticket (0: tickets only). Registrations are per (publisher, root).
+//   - Ticket (RulesV4): a publisher's signed pod.Ticket, learned once
+//     (its signature checked then) and known by its ID until no receipt
+//     can be paid under it; anyone may hand it over.
 //   - Receipt: a pod.Receipt signed by client and server. It pays the
 //     server floor(bytes*price/2^30) cumulatively for the (server, client,
 //     root, epoch): only the bytes beyond those already accounted, from
@@ -103,6 +110,18 @@
 //     V1 and V2 chains refuse Withdraw and SpendCap (not_in_rules).
 //   - A publisher's escrow pays at most its EpochCap for the receipts of
 //     any one epoch, over every server, client and root.
+//   - RulesV4 (a genesis may name it; NewGenesis does not pick it until
+//     boxes fetch under tickets) pays only demand a publisher authorized:
+//     a receipt under a ticket pays from the ticket's publisher, for at
+//     most the ticket's Cap bytes over every server, client and epoch,
+//     only for receipts the ticket covers (root, client, expiry); one
+//     under a ticket the ledger has not learned, or that does not cover
+//     it, is refused. A receipt under no ticket pays only from a
+//     registration that opened the root, within its Open budget per
+//     epoch. All receipts of one client for one root in one epoch pay for
+//     at most RetryFactor (2) times the root's size. A second registrant
+//     of a root neither blocks the first nor pays for its tickets. See
+//     tickets.go.
 //   - Apply does not check signatures of the committee (use Final) nor
 //     that the block's epoch matches a clock: callers that have a clock
 //     refuse blocks from the future themselves.

@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/ipfs/go-cid"
+	format "github.com/ipfs/go-ipld-format"
 	"github.com/libp2p/go-libp2p/core/peer"
 	mh "github.com/multiformats/go-multihash"
 	"github.com/orecdn/ore/internal/testkit"
@@ -99,6 +101,47 @@ func receipt(t testing.TB, srv, cli party, root cid.Cid, epoch, bytes uint64, mu
 	return testkit.Signed(t, r, srv, cli)
 }
 
+// sizedRoot returns a root named name whose DAG is size bytes by its
+// block, and the block: a dag-pb node whose one link declares the rest
+// (size must exceed the node), or a raw block of size bytes.
+func sizedRoot(t testing.TB, name string, size uint64, raw bool) (cid.Cid, []byte) {
+	t.Helper()
+	if raw {
+		b := make([]byte, size)
+		copy(b, name)
+		h, err := mh.Sum(b, mh.SHA2_256, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cid.NewCidV1(cid.Raw, h), b
+	}
+	leaf := testRoot(t, name+"/leaf")
+	node := func(tsize uint64) *merkledag.ProtoNode {
+		nd := merkledag.NodeWithData([]byte(name))
+		if err := nd.AddRawLink("leaf", &format.Link{Cid: leaf, Size: tsize}); err != nil {
+			t.Fatal(err)
+		}
+		nd.SetCidBuilder(merkledag.V1CidPrefix())
+		return nd
+	}
+	// The node's length depends on the varint of the size it declares:
+	// declare the rest until the two agree.
+	tsize := uint64(0)
+	for range 4 {
+		n := uint64(len(node(tsize).RawData()))
+		if n >= size {
+			t.Fatalf("a root of %d bytes is smaller than its own node", size)
+		}
+		if n+tsize == size {
+			nd := node(tsize)
+			return nd.Cid(), nd.RawData()
+		}
+		tsize = size - n
+	}
+	t.Fatalf("no dag-pb node declares %d bytes in all", size)
+	return cid.Undef, nil
+}
+
 // build builds a block and fails the test if any transaction is refused.
 func (f *fixture) build(t testing.TB, s *State, epoch uint64, txs ...Tx) (*Block, *State) {
 	t.Helper()
@@ -157,14 +200,20 @@ func checkSupply(t testing.TB, s *State) {
 	}
 }
 
-// freshHash hashes a copy of s whose paid sections are all new, merged
-// and hashed from scratch: what the sections shared between states and
+// freshHash hashes a copy of s whose paid sections and ticket shards are
+// all new, merged and hashed from scratch: what the sections shared between states and
 // hashed once must give.
 func freshHash(s *State) [32]byte {
 	c := *s
 	c.paid = make(map[uint64]*paidEpoch, len(s.paid))
 	for e, p := range s.paid {
-		c.paid[e] = &paidEpoch{owner: &c, bytes: maps.Clone(p.bytes), added: slices.Collect(maps.Keys(p.bytes)), spent: maps.Clone(p.spent)}
+		c.paid[e] = &paidEpoch{owner: &c, bytes: maps.Clone(p.bytes), added: slices.Collect(maps.Keys(p.bytes)), spent: maps.Clone(p.spent),
+			claimed: maps.Clone(p.claimed), open: maps.Clone(p.open)}
+	}
+	for i, sh := range s.tickets {
+		if sh != nil {
+			c.tickets[i] = &ticketShard{owner: &c, m: maps.Clone(sh.m)}
+		}
 	}
 	return c.computeHash()
 }

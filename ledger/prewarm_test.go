@@ -9,8 +9,11 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/multiformats/go-multihash"
+
 	"github.com/ipfs/go-cid"
 	"github.com/orecdn/ore/internal/wire"
+	"github.com/orecdn/ore/pod"
 )
 
 func TestPrewarmEncoding(t *testing.T) {
@@ -259,6 +262,72 @@ func TestStateHashWithoutPrewarms(t *testing.T) {
 			f.signed(t, f.s, NewTransfer(f.pubs[1].ID, f.srvs[1].ID, 0, 5)))
 		if h := f.s.Hash(); hex.EncodeToString(h[:]) != want {
 			t.Fatalf("rules %d: state hash %x, chains of these rules give %s", rules, h, want)
+		}
+	}
+}
+
+// TestStateHashV4 pins the hash of a RulesV4 state with a registration,
+// a ticket and a receipt paid under it (see TestStateHashWithoutPrewarms).
+func TestStateHashV4(t *testing.T) {
+	f := newFixture(t, 2, 2, 2, 1_000_000)
+	f.g.Rules = RulesV4
+	var err error
+	if f.s, err = NewState(f.g); err != nil {
+		t.Fatal(err)
+	}
+	root, block := sizedRoot(t, "r", 1<<30, false)
+	tk := &pod.Ticket{Version: pod.TicketVersion, Network: testNetwork, Publisher: f.pubs[0].ID, Root: root, Cap: 1 << 29, Expires: 9}
+	if err := tk.Sign(f.pubs[0].Key); err != nil {
+		t.Fatal(err)
+	}
+	f.advance(t, 3, f.signed(t, f.s, NewDeposit(f.pubs[0].ID, 0, 1000)),
+		f.signed(t, f.s, NewRegisterRoot(f.pubs[0].ID, 2, root, block, 7, 0)), NewTicketTx(tk))
+	f.advance(t, 4, NewReceiptTx(receipt(t, f.srvs[0], f.clis[1], root, 4, GiB, func(r *pod.Receipt) {
+		r.Version, r.Ticket = pod.VersionTicket, tk.ID()
+	})))
+	if got := f.s.Balance(f.srvs[0].ID); got != 3 { // half a GiB (the ticket's cap) at 7 per GiB
+		t.Fatalf("the server earned %d, want 3", got)
+	}
+	const want = "03fcab3d46f7b98a82f68816384087214f6678a4cd68b57c5aa18f1c96554da8"
+	if h := f.s.Hash(); hex.EncodeToString(h[:]) != want {
+		t.Fatalf("state hash %x, chains of RulesV4 give %s", h, want)
+	}
+}
+
+// The size of a root comes from its block: the block and its links'
+// sizes for dag-pb; a raw root's own length, or at most MaxBlockSize
+// without it. A block that is not the root's, inline content and other
+// codecs are refused.
+func TestRootSize(t *testing.T) {
+	root, block := sizedRoot(t, "x", 5<<20, false)
+	if n, err := rootSize(root, block); err != nil || n != 5<<20 {
+		t.Fatalf("dag-pb root: %d, %v", n, err)
+	}
+	raw, rawBlock := sizedRoot(t, "y", 300, true)
+	if n, err := rootSize(raw, rawBlock); err != nil || n != 300 {
+		t.Fatalf("raw root with its block: %d, %v", n, err)
+	}
+	if n, err := rootSize(raw, nil); err != nil || n != pod.MaxBlockSize {
+		t.Fatalf("raw root without its block: %d, %v", n, err)
+	}
+	_, otherBlock := sizedRoot(t, "z", 5<<20, false)
+	inline, err := cid.V1Builder{Codec: cid.DagProtobuf, MhType: multihash.IDENTITY}.Sum(block)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]struct {
+		root  cid.Cid
+		block []byte
+	}{
+		"no block":           {root, nil},
+		"another's block":    {root, otherBlock},
+		"inline":             {inline, block},
+		"dag-cbor":           {cid.NewCidV1(cid.DagCBOR, root.Hash()), block},
+		"an oversized block": {root, make([]byte, MaxRootBlock+1)},
+	} {
+		_, err := rootSize(c.root, c.block)
+		if re := (*reason)(nil); !errors.As(err, &re) || re.r != ReasonMalformed {
+			t.Errorf("%s: %v, want a refusal (%s)", name, err, ReasonMalformed)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/orecdn/ore/pod"
 )
 
 // TestRandomChains builds chains of random blocks (valid and invalid
@@ -15,11 +16,12 @@ import (
 // checks every state hash.
 func TestRandomChains(t *testing.T) {
 	prewarmsSeen := false
-	for seed := uint64(1); seed <= 6; seed++ {
+	for seed := uint64(1); seed <= 8; seed++ {
 		f := newFixture(t, 4, 5, 5, 1_000_000_000)
 		// Every rules version a chain may have: earlier ones refuse the
 		// kinds they lack.
-		if rules := []uint8{RulesV3, RulesV1, RulesV2}[seed%3]; rules != f.g.Rules {
+		rules := []uint8{RulesV4, RulesV1, RulesV2, RulesV3}[seed%4]
+		if rules != f.g.Rules {
 			f.g.Rules = rules
 			var err error
 			if f.s, err = NewState(f.g); err != nil {
@@ -27,7 +29,13 @@ func TestRandomChains(t *testing.T) {
 			}
 		}
 		rng := rand.New(rand.NewPCG(seed, 42))
-		roots := []cid.Cid{testRoot(t, "a"), testRoot(t, "b"), testRoot(t, "c")}
+		var roots []cid.Cid
+		var blocks4 [][]byte // the roots' blocks, for RulesV4 registrations
+		for i, name := range []string{"a", "b", "c"} {
+			c, b := sizedRoot(t, name, uint64(i+1)<<30, false)
+			roots, blocks4 = append(roots, c), append(blocks4, b)
+		}
+		var tickets []*pod.Ticket // made so far, learned or not
 		var all []party
 		for _, ps := range [][]party{f.pubs, f.srvs, f.clis} {
 			all = append(all, ps...)
@@ -53,7 +61,7 @@ func TestRandomChains(t *testing.T) {
 			var txs []Tx
 			for range 5 + rng.IntN(25) {
 				var tx Tx
-				switch rng.IntN(9) {
+				switch rng.IntN(11) {
 				case 0:
 					p := pick(f.pubs)
 					tx = NewDeposit(p.ID, acct(p.ID), rng.Uint64N(f.s.Balance(p.ID)/2+2))
@@ -75,13 +83,47 @@ func TestRandomChains(t *testing.T) {
 				case 5:
 					p := pick(f.pubs)
 					tx = NewSpendCap(p.ID, acct(p.ID), rng.Uint64N(1<<12))
+				case 6:
+					// Sometimes a block that is not the root's.
+					p, i := pick(f.pubs), rng.IntN(len(roots))
+					tx = NewRegisterRoot(p.ID, acct(p.ID), roots[i], blocks4[(i+rng.IntN(8)/7)%len(roots)],
+						rng.Uint64N(1<<40), rng.Uint64N(3)*rng.Uint64N(1<<14))
+				case 7:
+					// A ticket: some for every root or any client, some expired
+					// or forged, some handed over twice.
+					if len(tickets) > 0 && rng.IntN(6) == 0 {
+						txs = append(txs, NewTicketTx(tickets[rng.IntN(len(tickets))]))
+						continue
+					}
+					p := pick(f.pubs)
+					tk := &pod.Ticket{Version: pod.TicketVersion, Network: testNetwork, Publisher: p.ID,
+						Cap: rng.Uint64N(4 << 30), Expires: epoch + uint64(rng.IntN(10)) - 2, Nonce: rng.Uint64()}
+					if rng.IntN(3) > 0 {
+						tk.Root = roots[rng.IntN(len(roots))]
+					}
+					if rng.IntN(2) == 0 {
+						tk.Client = pick(f.clis).ID
+					}
+					if err := tk.Sign(p.Key); err != nil {
+						t.Fatal(err)
+					}
+					if rng.IntN(12) == 0 {
+						tk.Cap++
+					}
+					tickets = append(tickets, tk)
+					txs = append(txs, NewTicketTx(tk))
+					continue
 				default:
 					srv, cli := pick(f.srvs), pick(f.clis)
 					if rng.IntN(15) == 0 {
 						cli = srv
 					}
 					re := epoch + 1 - min(epoch+1, uint64(rng.IntN(6)))
-					r := receipt(t, srv, cli, roots[rng.IntN(len(roots))], re, rng.Uint64N(8<<30), nil)
+					r := receipt(t, srv, cli, roots[rng.IntN(len(roots))], re, rng.Uint64N(8<<30), func(r *pod.Receipt) {
+						if len(tickets) > 0 && rng.IntN(3) > 0 {
+							r.Version, r.Ticket = pod.VersionTicket, tickets[rng.IntN(len(tickets))].ID()
+						}
+					})
 					if rng.IntN(15) == 0 {
 						r.Bytes++
 					}
@@ -99,6 +141,7 @@ func TestRandomChains(t *testing.T) {
 				t.Fatal("Build lost transactions")
 			}
 			checkSupply(t, n)
+			checkLimitsV4(t, n)
 			blocks = append(blocks, b.Marshal())
 			hashes = append(hashes, n.Hash())
 			f.s = n
@@ -140,5 +183,33 @@ func TestRandomChains(t *testing.T) {
 	}
 	if !prewarmsSeen {
 		t.Fatal("no chain ended with an active pre-warm")
+	}
+}
+
+// checkLimitsV4 checks RulesV4's limits on a state: no ticket paid for
+// more bytes than its cap, no client claimed more of a root in an epoch
+// than RetryFactor times its size.
+func checkLimitsV4(t *testing.T, s *State) {
+	t.Helper()
+	for _, sh := range s.tickets {
+		if sh == nil {
+			continue
+		}
+		for id, e := range sh.m {
+			if e.Spent > e.Cap {
+				t.Fatalf("ticket %x paid for %d bytes, its cap is %d", id[:4], e.Spent, e.Cap)
+			}
+		}
+	}
+	sizes := map[string]uint64{}
+	for _, r := range s.regs {
+		sizes[r.Root.KeyString()] = r.Size
+	}
+	for e, p := range s.paid {
+		for cr, n := range p.claimed {
+			if n > RetryFactor*sizes[cr.Root] {
+				t.Fatalf("epoch %d: client %s claimed %d bytes of a root of %d", e, cr.Client, n, sizes[cr.Root])
+			}
+		}
 	}
 }

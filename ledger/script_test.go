@@ -24,14 +24,23 @@ var update = flag.Bool("update", false, "rewrite the expected output of testdata
 // 1,000,000); roots are names. Commands:
 //
 //	deposit ACC AMOUNT | transfer FROM TO AMOUNT | register ACC ROOT PRICE |
-//	prewarm ACC ROOT REPLICAS UNTIL | withdraw ACC AMOUNT | cap ACC AMOUNT
+//	prewarm ACC ROOT REPLICAS UNTIL | withdraw ACC AMOUNT | cap ACC AMOUNT |
+//	registerroot ACC ROOT PRICE OPEN SIZE (RulesV4: ROOT becomes a dag-pb
+//	    root whose links declare SIZE bytes; "raw" makes it a raw root of
+//	    SIZE bytes, registered without its block)
 //	    queue a signed transaction with the account's next nonce
 //	    (add "nonce=N" to force one, "forge" to spoil the signature)
-//	receipt SRV CLI ROOT EPOCH BYTES [forge] [network=N] [blocks=N]
+//	ticket NAME PUB ROOT|* CLI|* CAP EXPIRES [forge] [hold]
+//	    queue a ticket of PUB's for ROOT (or every root) to CLI (or any);
+//	    "hold" makes it without handing it to the ledger
+//	handover NAME    queue a ticket made with "hold"
+//	receipt SRV CLI ROOT EPOCH BYTES [forge] [network=N] [blocks=N] [ticket=NAME]
 //	block EPOCH      build the queued transactions, apply, print refusals
 //	show ACC...      print accounts
 //	paid SRV CLI ROOT EPOCH
 //	prewarms         print the active pre-warms
+//	rules N          start over on a genesis of rules version N
+//	spent NAME       print what the ticket paid for and its cap
 //	escrow ACC EPOCH print ACC's escrow, spending cap, what it spent on
 //	                 receipts of EPOCH and its pending withdrawal
 func TestScripts(t *testing.T) {
@@ -68,11 +77,16 @@ func runScript(t *testing.T, file string) {
 		return next[id]
 	}
 	rootNames := map[string]string{}
+	roots := map[string]cid.Cid{} // the roots registerroot made
 	root := func(name string) cid.Cid {
-		c := testRoot(t, name)
+		c, ok := roots[name]
+		if !ok {
+			c = testRoot(t, name)
+		}
 		rootNames[c.KeyString()] = name
 		return c
 	}
+	tickets := map[string]*pod.Ticket{}
 	partyName := func(id peer.ID) string {
 		for n, p := range names {
 			if p.ID == id {
@@ -127,13 +141,55 @@ func runScript(t *testing.T, file string) {
 		case "cap":
 			p := names[args[1]]
 			queue = append(queue, account(NewSpendCap(p.ID, nonce(p.ID, opts), num(args[2]))))
+		case "registerroot":
+			p := names[args[1]]
+			raw := slices.Contains(args, "raw")
+			c, block := sizedRoot(t, args[2], num(args[5]), raw)
+			if raw {
+				block = nil
+			}
+			roots[args[2]] = c
+			queue = append(queue, account(NewRegisterRoot(p.ID, nonce(p.ID, opts), root(args[2]), block, num(args[3]), num(args[4]))))
+		case "ticket":
+			tk := &pod.Ticket{Version: pod.TicketVersion, Network: testNetwork, Publisher: names[args[2]].ID,
+				Cap: num(args[5]), Expires: num(args[6]), Nonce: uint64(len(tickets))}
+			if args[3] != "*" {
+				tk.Root = root(args[3])
+			}
+			if args[4] != "*" {
+				tk.Client = names[args[4]].ID
+			}
+			if err := tk.Sign(names[args[2]].Key); err != nil {
+				t.Fatal(err)
+			}
+			if slices.Contains(args, "forge") {
+				tk.Cap *= 2
+			}
+			tickets[args[1]] = tk
+			if !slices.Contains(args, "hold") {
+				queue = append(queue, NewTicketTx(tk))
+			}
+		case "handover":
+			queue = append(queue, NewTicketTx(tickets[args[1]]))
+		case "spent":
+			_, capBytes, spent, _, ok := f.s.Ticket(tickets[args[1]].ID())
+			fmt.Fprintf(&out, "%s known=%v spent=%d cap=%d\n", args[1], ok, spent, capBytes)
+		case "rules":
+			f.g.Rules = uint8(num(args[1]))
+			var err error
+			if f.s, err = NewState(f.g); err != nil {
+				t.Fatal(err)
+			}
 		case "receipt":
-			r := receipt(t, names[args[1]], names[args[2]], testRoot(t, args[3]), num(args[4]), num(args[5]), func(r *pod.Receipt) {
+			r := receipt(t, names[args[1]], names[args[2]], root(args[3]), num(args[4]), num(args[5]), func(r *pod.Receipt) {
 				if n, ok := opts["network"]; ok {
 					r.Network = n
 				}
 				if n, ok := opts["blocks"]; ok {
 					r.Blocks = num(n)
+				}
+				if n, ok := opts["ticket"]; ok {
+					r.Version, r.Ticket = pod.VersionTicket, tickets[n].ID()
 				}
 			})
 			if len(args) > 6 && args[6] == "forge" {
@@ -170,7 +226,7 @@ func runScript(t *testing.T, file string) {
 			}
 			out.WriteString("\n")
 		case "paid":
-			k := pod.Key{Server: names[args[1]].ID, Client: names[args[2]].ID, Root: string(testRoot(t, args[3]).Bytes()), Epoch: num(args[4])}
+			k := pod.Key{Server: names[args[1]].ID, Client: names[args[2]].ID, Root: string(root(args[3]).Bytes()), Epoch: num(args[4])}
 			fmt.Fprintf(&out, "%d\n", f.s.Paid(k))
 		case "prewarms":
 			for _, p := range f.s.Prewarms() {

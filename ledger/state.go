@@ -51,6 +51,10 @@ type Registration struct {
 	Root        cid.Cid
 	Publisher   peer.ID
 	PricePerGiB uint64
+	// RulesV4: the size of the root's DAG (read from its block), what the
+	// publisher pays per epoch for receipts under no ticket (0: tickets
+	// only), and the height of the block that first registered it.
+	Size, Open, Since uint64
 }
 
 // Prewarm is a publisher's standing request that Replicas boxes hold its
@@ -80,6 +84,11 @@ type State struct {
 	prewarms map[string]Prewarm      // by CID bytes; none with Until before epoch
 	// withdrawals pending (RulesV3); none with At at or before epoch.
 	withdrawals map[peer.ID]Withdrawal
+	// RulesV4: the tickets learned, by the first byte of their ID, and
+	// the registrations of each root (CID bytes) open to unticketed
+	// receipts (regKeys, sorted; a slice is never written in place).
+	tickets   [256]*ticketShard
+	openRoots map[string][]string
 	// paid holds the bytes accounted per (S, C, R, E), one section per
 	// epoch E: dropping an epoch that fell out of the skew drops its
 	// section, and a block copies only the sections it adds to.
@@ -101,7 +110,11 @@ type paidEpoch struct {
 	// spent is what each publisher's escrow paid for receipts of this
 	// epoch, kept under RulesV3 for publishers with an EpochCap.
 	spent map[peer.ID]uint64
-	hash  [32]byte // RulesV2's section hash, set by seal
+	// RulesV4: the bytes claimed per (client, root) over every server, and
+	// the open budget each registration (regKey) spent.
+	claimed map[clientRoot]uint64
+	open    map[string]uint64
+	hash    [32]byte // RulesV2's section hash, set by seal
 }
 
 // NewState is the state at height 0: the genesis balances.
@@ -112,7 +125,7 @@ func NewState(g *Genesis) (*State, error) {
 	s := &State{g: g, gh: g.Hash(), params: g.Params(), supply: g.Supply(),
 		accounts: make(map[peer.ID]Account, len(g.Balances)),
 		regs:     make(map[string]Registration), prewarms: make(map[string]Prewarm),
-		withdrawals: make(map[peer.ID]Withdrawal), paid: make(map[uint64]*paidEpoch)}
+		withdrawals: make(map[peer.ID]Withdrawal), paid: make(map[uint64]*paidEpoch), openRoots: make(map[string][]string)}
 	s.lastHash = s.gh
 	for _, a := range g.Balances {
 		s.accounts[a.Account] = Account{Balance: a.Amount}
@@ -151,13 +164,46 @@ func (s *State) Nonce(id peer.ID) uint64 { return s.accounts[id].Nonce }
 // Accounts lists the known accounts, sorted.
 func (s *State) Accounts() []peer.ID { return slices.Sorted(maps.Keys(s.accounts)) }
 
-// Registration returns the registration of a content root.
+// Registration returns the registration of a content root: under RulesV4,
+// where each publisher registers on its own, the first one (see
+// RegistrationOf).
 func (s *State) Registration(root cid.Cid) (Registration, bool) {
 	if !root.Defined() {
 		return Registration{}, false
 	}
-	r, ok := s.regs[string(root.Bytes())]
+	if s.g.Rules < RulesV4 {
+		r, ok := s.regs[string(root.Bytes())]
+		return r, ok
+	}
+	var first Registration
+	found := false
+	for _, r := range s.regs {
+		if r.Root.Equals(root) && (!found || r.Since < first.Since || r.Since == first.Since && r.Publisher < first.Publisher) {
+			first, found = r, true
+		}
+	}
+	return first, found
+}
+
+// RegistrationOf returns publisher's registration of root.
+func (s *State) RegistrationOf(publisher peer.ID, root cid.Cid) (Registration, bool) {
+	if !root.Defined() {
+		return Registration{}, false
+	}
+	r, ok := s.regs[s.regKey(publisher, root.KeyString())]
+	if ok && r.Publisher != publisher {
+		return Registration{}, false
+	}
 	return r, ok
+}
+
+// regKey is the key of publisher's registration of root: under RulesV4
+// one per (publisher, root), before it one per root.
+func (s *State) regKey(publisher peer.ID, root string) string {
+	if s.g.Rules >= RulesV4 {
+		return regKey(publisher, root)
+	}
+	return root
 }
 
 // Prewarm returns the active pre-warm of a content root.
@@ -165,8 +211,16 @@ func (s *State) Prewarm(root cid.Cid) (Prewarm, bool) {
 	if !root.Defined() {
 		return Prewarm{}, false
 	}
-	p, ok := s.prewarms[string(root.Bytes())]
-	return p, ok
+	if s.g.Rules < RulesV4 {
+		p, ok := s.prewarms[string(root.Bytes())]
+		return p, ok
+	}
+	for _, k := range slices.Sorted(maps.Keys(s.prewarms)) {
+		if p := s.prewarms[k]; p.Root.Equals(root) {
+			return p, true
+		}
+	}
+	return Prewarm{}, false
 }
 
 // Prewarms lists the active pre-warms (Until at or after the state's
@@ -218,8 +272,10 @@ const (
 	stateDomain   = "ore/ledger/v1/state\x00"
 	stateDomainV2 = "ore/ledger/v2/state\x00"
 	stateDomainV3 = "ore/ledger/v3/state\x00"
+	stateDomainV4 = "ore/ledger/v4/state\x00"
 	paidDomain    = "ore/ledger/v2/paid\x00"
 	paidDomainV3  = "ore/ledger/v3/paid\x00"
+	paidDomainV4  = "ore/ledger/v4/paid\x00"
 )
 
 // Hash is SHA-256 over the canonical encoding of the state: genesis hash,
@@ -239,8 +295,10 @@ func (s *State) computeHash() [32]byte {
 			b = b[:0]
 		}
 	}
-	v3 := s.g.Rules >= RulesV3
+	v3, v4 := s.g.Rules >= RulesV3, s.g.Rules >= RulesV4
 	switch {
+	case v4:
+		b = append(b, stateDomainV4...)
 	case v3:
 		b = append(b, stateDomainV3...)
 	case s.g.Rules >= RulesV2:
@@ -269,6 +327,11 @@ func (s *State) computeHash() [32]byte {
 		b = wire.AppendBytes(b, []byte(root))
 		b = wire.AppendPeer(b, r.Publisher)
 		b = binary.AppendUvarint(b, r.PricePerGiB)
+		if v4 {
+			b = binary.AppendUvarint(b, r.Size)
+			b = binary.AppendUvarint(b, r.Open)
+			b = binary.AppendUvarint(b, r.Since)
+		}
 		flush()
 	}
 	epochs := s.sealPaid()
@@ -312,6 +375,9 @@ func (s *State) computeHash() [32]byte {
 			flush()
 		}
 	}
+	if v4 {
+		b = s.sealTickets(b)
+	}
 	h.Write(b)
 	var out [32]byte
 	h.Sum(out[:0])
@@ -345,9 +411,12 @@ func (s *State) sealPaid() []uint64 {
 		if s.g.Rules >= RulesV2 {
 			h := sha256.New()
 			b := make([]byte, 0, 64<<10)
-			if s.g.Rules >= RulesV3 {
+			switch {
+			case s.g.Rules >= RulesV4:
+				b = append(b, paidDomainV4...)
+			case s.g.Rules >= RulesV3:
 				b = append(b, paidDomainV3...)
-			} else {
+			default:
 				b = append(b, paidDomain...)
 			}
 			b = binary.AppendUvarint(b, e)
@@ -365,6 +434,9 @@ func (s *State) sealPaid() []uint64 {
 					b = wire.AppendPeer(b, pub)
 					b = binary.AppendUvarint(b, p.spent[pub])
 				}
+			}
+			if s.g.Rules >= RulesV4 {
+				b = appendSectionV4(b, p)
 			}
 			h.Write(b)
 			h.Sum(p.hash[:0])
@@ -422,7 +494,8 @@ func (n *State) section(e uint64) *paidEpoch {
 	case p == nil:
 		p = &paidEpoch{owner: n, bytes: make(map[pod.Key]uint64)}
 	case p.owner != n:
-		p = &paidEpoch{owner: n, bytes: maps.Clone(p.bytes), keys: p.keys, added: slices.Clone(p.added), spent: maps.Clone(p.spent)}
+		p = &paidEpoch{owner: n, bytes: maps.Clone(p.bytes), keys: p.keys, added: slices.Clone(p.added), spent: maps.Clone(p.spent),
+			claimed: maps.Clone(p.claimed), open: maps.Clone(p.open)}
 	default:
 		return p
 	}
@@ -552,8 +625,8 @@ func Build(s *State, epoch uint64, proposer peer.ID, timeUnixNano int64, txs []T
 			continue
 		}
 		var err error
-		if len(enc) > MaxTxSize {
-			err = refuse(ReasonMalformed, "transaction of %d bytes, the limit is %d", len(enc), MaxTxSize)
+		if len(enc) > maxTxSize(t.Kind) {
+			err = refuse(ReasonMalformed, "transaction of %d bytes, the limit is %d", len(enc), maxTxSize(t.Kind))
 		} else {
 			err = n.applyTx(t, sigErrs[i])
 		}
@@ -580,10 +653,23 @@ func (n *State) applyTx(t *Tx, sigErr error) error {
 	switch t.Kind {
 	case KindReceipt:
 		return n.applyReceipt(t.Receipt, sigErr)
-	case KindDeposit, KindRegister, KindTransfer, KindPrewarm:
+	case KindRegister:
+		if n.g.Rules >= RulesV4 {
+			return refuse(ReasonNotInRules, "a registration under rules version %d carries the root's block: use %s", n.g.Rules, KindRegisterRoot)
+		}
+	case KindDeposit, KindTransfer, KindPrewarm:
 	case KindWithdraw, KindSpendCap:
 		if n.g.Rules < RulesV3 {
 			return refuse(ReasonNotInRules, "%s needs rules version %d, this chain's genesis has %d", t.Kind, RulesV3, n.g.Rules)
+		}
+	case KindTicket:
+		if n.g.Rules < RulesV4 {
+			return refuse(ReasonNotInRules, "%s needs rules version %d, this chain's genesis has %d", t.Kind, RulesV4, n.g.Rules)
+		}
+		return n.applyTicket(t)
+	case KindRegisterRoot:
+		if n.g.Rules < RulesV4 {
+			return refuse(ReasonNotInRules, "%s needs rules version %d, this chain's genesis has %d", t.Kind, RulesV4, n.g.Rules)
 		}
 	default:
 		return refuse(ReasonMalformed, "unknown transaction kind %d", t.Kind)
@@ -637,7 +723,7 @@ func (n *State) applyTx(t *Tx, sigErr error) error {
 		// No money moves: the boxes that pre-store the root fetch it like any
 		// client, and that traffic is paid by receipts, from the escrow, at
 		// the registered price.
-		n.prewarms[string(t.Root.Bytes())] = Prewarm{Root: t.Root, Publisher: t.From, Replicas: t.Replicas, Until: t.Until}
+		n.prewarms[n.regKey(t.From, t.Root.KeyString())] = Prewarm{Root: t.Root, Publisher: t.From, Replicas: t.Replicas, Until: t.Until}
 	case KindWithdraw:
 		if t.Amount == 0 {
 			return refuse(ReasonZeroAmount, "amount is zero")
@@ -651,6 +737,10 @@ func (n *State) applyTx(t *Tx, sigErr error) error {
 		n.withdrawals[t.From] = Withdrawal{Amount: t.Amount, At: n.epoch + WithdrawDelay(n.params)}
 	case KindSpendCap:
 		a.EpochCap = t.Amount
+	case KindRegisterRoot:
+		if err := n.applyRegisterRoot(t); err != nil {
+			return err
+		}
 	}
 	a.Nonce++
 	n.put(t.From, a)
@@ -664,7 +754,7 @@ func (n *State) checkPrewarm(t *Tx) error {
 	if !t.Root.Defined() || len(t.Root.Bytes()) > maxCIDLen {
 		return refuse(ReasonMalformed, "pre-warm without a valid root CID")
 	}
-	r, ok := n.regs[string(t.Root.Bytes())]
+	r, ok := n.regs[n.regKey(t.From, t.Root.KeyString())]
 	switch {
 	case !ok:
 		return refuse(ReasonNotRegistered, "%s is not registered: register it before pre-warming it", t.Root)
@@ -702,6 +792,19 @@ func (n *State) applyReceipt(r *pod.Receipt, sigErr error) error {
 	if sigErr != nil {
 		return sigErr
 	}
+	// A receipt under a ticket names one the ledger learned and that
+	// covers it; refused otherwise, before anything is accounted.
+	var tk *ticketEntry
+	if r.Ticket != ([32]byte{}) {
+		e, ok := n.ticket(r.Ticket)
+		if !ok {
+			return refuse(ReasonUnknownTicket, "ticket %x is not on the ledger: hand it over (a ticket transaction) before receipts under it", r.Ticket[:8])
+		}
+		if !e.covers(r) {
+			return refuse(ReasonTicketMismatch, "ticket %x does not cover the receipt (its root, client or expiry at epoch %d)", r.Ticket[:8], e.Expires)
+		}
+		tk = &e
+	}
 	k := r.Key()
 	prev, seen := uint64(0), false
 	if p := n.paid[k.Epoch]; p != nil {
@@ -715,34 +818,47 @@ func (n *State) applyReceipt(r *pod.Receipt, sigErr error) error {
 		p.added = append(p.added, k)
 	}
 	p.bytes[k] = r.Bytes
+	if n.g.Rules >= RulesV4 {
+		n.payV4(r, p, prev, tk)
+		if tk != nil {
+			n.ticketShard(r.Ticket[0]).m[r.Ticket] = *tk
+		}
+		return nil
+	}
 	reg, ok := n.regs[k.Root]
 	if !ok {
 		return nil // unregistered content earns nothing
 	}
-	due := owed(r.Bytes, reg.PricePerGiB) - owed(prev, reg.PricePerGiB)
-	pub := n.accounts[reg.Publisher]
+	n.pay(reg.Publisher, r.Server, owed(r.Bytes, reg.PricePerGiB)-owed(prev, reg.PricePerGiB), p)
+	return nil
+}
+
+// pay moves due from publisher's escrow to server's balance for a receipt
+// of p's epoch: at most what the escrow holds and, by RulesV3, what is
+// left of the publisher's EpochCap for that epoch.
+func (n *State) pay(publisher, server peer.ID, due uint64, p *paidEpoch) {
+	pub := n.accounts[publisher]
 	due = min(due, pub.Escrow)
 	if pub.EpochCap > 0 && n.g.Rules >= RulesV3 {
 		// The cap counts by the receipt's epoch, the epoch the bytes were
 		// delivered in, whichever block pays them.
-		spent := p.spent[reg.Publisher]
+		spent := p.spent[publisher]
 		due = min(due, pub.EpochCap-min(spent, pub.EpochCap))
 		if due > 0 {
 			if p.spent == nil {
 				p.spent = make(map[peer.ID]uint64)
 			}
-			p.spent[reg.Publisher] = spent + due
+			p.spent[publisher] = spent + due
 		}
 	}
 	if due == 0 {
-		return nil
+		return
 	}
 	pub.Escrow -= due
-	n.put(reg.Publisher, pub)
-	srv := n.accounts[r.Server]
+	n.put(publisher, pub)
+	srv := n.accounts[server]
 	srv.Balance += due
-	n.put(r.Server, srv)
-	return nil
+	n.put(server, srv)
 }
 
 // owed is floor(bytes*price / 2^30) with a 128-bit product, saturating at

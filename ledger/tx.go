@@ -42,6 +42,13 @@ const (
 	// KindSpendCap: From caps what its escrow pays per epoch at Amount; 0
 	// lifts the cap (RulesV3).
 	KindSpendCap Kind = 7
+	// KindRegisterRoot: From registers (or updates) its registration of
+	// Root with the root's Block, at Price, opening it to unticketed
+	// receipts for Amount per epoch (0: tickets only) (RulesV4).
+	KindRegisterRoot Kind = 8
+	// KindTicket: a publisher's ticket for the ledger to learn (RulesV4);
+	// anyone may submit it, the ticket's own signature is its authority.
+	KindTicket Kind = 9
 )
 
 // Pre-warm limits (State rules of KindPrewarm).
@@ -72,6 +79,10 @@ func (k Kind) String() string {
 		return "withdraw"
 	case KindSpendCap:
 		return "spend_cap"
+	case KindRegisterRoot:
+		return "register_root"
+	case KindTicket:
+		return "ticket"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -85,6 +96,8 @@ func (k Kind) String() string {
 //	KindPrewarm:  From, Nonce, Root, Replicas, Until, Sig
 //	KindWithdraw: From, Nonce, Amount, Sig
 //	KindSpendCap: From, Nonce, Amount, Sig
+//	KindRegisterRoot: From, Nonce, Root, Price, Amount (open), Block, Sig
+//	KindTicket:   Ticket (From is the ticket's publisher, not encoded)
 //
 // Account transactions are signed by From (Sign) and carry From's next
 // nonce (State.Nonce(From)+1). Receipts are signed by their client and
@@ -103,7 +116,11 @@ type Tx struct {
 	// and the last epoch they should hold it (inclusive).
 	Replicas uint32
 	Until    uint64
-	Sig      []byte
+	// Block is a registration's root block (KindRegisterRoot), at most
+	// MaxRootBlock bytes.
+	Block  []byte
+	Ticket *pod.Ticket // KindTicket's
+	Sig    []byte
 }
 
 // NewReceiptTx wraps a receipt signed by both sides.
@@ -146,6 +163,25 @@ func NewSpendCap(from peer.ID, nonce, amount uint64) Tx {
 	return Tx{Kind: KindSpendCap, From: from, Nonce: nonce, Amount: amount}
 }
 
+// NewRegisterRoot registers root for publisher from with the root's block
+// (RulesV4): at price per GiB (0: the genesis price), opened to receipts
+// under no ticket for open ore per epoch (0: tickets only). Registering
+// again updates price and budget.
+func NewRegisterRoot(from peer.ID, nonce uint64, root cid.Cid, block []byte, price, open uint64) Tx {
+	return Tx{Kind: KindRegisterRoot, From: from, Nonce: nonce, Root: root, Block: block, Price: price, Amount: open}
+}
+
+// NewTicketTx hands a publisher's signed ticket to the ledger.
+func NewTicketTx(t *pod.Ticket) Tx { return Tx{Kind: KindTicket, From: t.Publisher, Ticket: t} }
+
+// maxTxSize is the largest encoding of a transaction of kind k.
+func maxTxSize(k Kind) int {
+	if k == KindRegisterRoot {
+		return maxRegisterRootTx
+	}
+	return MaxTxSize
+}
+
 // ErrMalformed wraps every decoding failure.
 var ErrMalformed = errors.New("ledger: malformed")
 
@@ -179,6 +215,18 @@ func (t *Tx) appendUnsigned(b []byte) []byte {
 		b = wire.AppendCID(b, t.Root)
 		b = binary.AppendUvarint(b, uint64(t.Replicas))
 		return binary.AppendUvarint(b, t.Until)
+	case KindRegisterRoot:
+		b = wire.AppendPeer(b, t.From)
+		b = binary.AppendUvarint(b, t.Nonce)
+		b = wire.AppendCID(b, t.Root)
+		b = binary.AppendUvarint(b, t.Price)
+		b = binary.AppendUvarint(b, t.Amount)
+		return wire.AppendBytes(b, t.Block)
+	case KindTicket:
+		if t.Ticket == nil {
+			return wire.AppendBytes(b, nil)
+		}
+		return wire.AppendBytes(b, t.Ticket.Marshal())
 	case KindTransfer:
 		b = wire.AppendPeer(b, t.From)
 		b = binary.AppendUvarint(b, t.Nonce)
@@ -193,7 +241,7 @@ func (t *Tx) Marshal() []byte { return t.appendTo(make([]byte, 0, 512)) }
 
 func (t *Tx) appendTo(b []byte) []byte {
 	b = t.appendUnsigned(b)
-	if t.Kind != KindReceipt {
+	if t.Kind != KindReceipt && t.Kind != KindTicket {
 		b = wire.AppendBytes(b, t.Sig)
 	}
 	return b
@@ -216,8 +264,8 @@ func (t *Tx) SigPayload(network string) []byte {
 
 // Sign signs an account transaction with From's key.
 func (t *Tx) Sign(network string, k crypto.PrivKey) error {
-	if t.Kind == KindReceipt {
-		return errors.New("ledger: receipts are signed by their client and server, not as transactions")
+	if t.Kind == KindReceipt || t.Kind == KindTicket {
+		return fmt.Errorf("ledger: a %s is signed by its parties, not as a transaction", t.Kind)
 	}
 	id, err := peer.IDFromPrivateKey(k)
 	if err != nil {
@@ -254,11 +302,15 @@ func (t *Tx) VerifySig(network string) error {
 }
 
 // UnmarshalTx decodes a transaction. It accepts only the canonical
-// encoding of a known version and kind within MaxTxSize; it checks that
+// encoding of a known version and kind within its size limit (MaxTxSize,
+// more for a registration that carries its root block); it checks that
 // peer IDs and CIDs parse, not signatures or state rules.
 func UnmarshalTx(data []byte) (*Tx, error) {
-	if len(data) > MaxTxSize {
-		return nil, fmt.Errorf("%w: transaction of %d bytes, the limit is %d", ErrMalformed, len(data), MaxTxSize)
+	if limit := maxRegisterRootTx; len(data) > limit || len(data) >= 2 && len(data) > maxTxSize(Kind(data[1])) {
+		if len(data) >= 2 {
+			limit = min(limit, maxTxSize(Kind(data[1])))
+		}
+		return nil, fmt.Errorf("%w: transaction of %d bytes, the limit is %d", ErrMalformed, len(data), limit)
 	}
 	d := wire.NewDecoder(data, ErrMalformed)
 	if v := d.Byte("version"); d.Err() == nil && v != Version {
@@ -266,6 +318,15 @@ func UnmarshalTx(data []byte) (*Tx, error) {
 	}
 	t := &Tx{Kind: Kind(d.Byte("kind"))}
 	switch t.Kind {
+	case KindTicket:
+		raw := d.View(pod.MaxTicketEncoded, "ticket")
+		if d.Err() == nil {
+			tk, err := pod.UnmarshalTicket(raw)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+			}
+			t.Ticket, t.From = tk, tk.Publisher
+		}
 	case KindReceipt:
 		raw := d.View(pod.MaxEncoded, "receipt") // Unmarshal copies what it keeps
 		if d.Err() == nil {
@@ -275,7 +336,7 @@ func UnmarshalTx(data []byte) (*Tx, error) {
 			}
 			t.Receipt = r
 		}
-	case KindDeposit, KindTransfer, KindRegister, KindPrewarm, KindWithdraw, KindSpendCap:
+	case KindDeposit, KindTransfer, KindRegister, KindPrewarm, KindWithdraw, KindSpendCap, KindRegisterRoot:
 		t.From = d.Peer(maxPeerIDLen, "from")
 		t.Nonce = d.Uvarint("nonce")
 		switch t.Kind {
@@ -287,6 +348,11 @@ func UnmarshalTx(data []byte) (*Tx, error) {
 		case KindRegister:
 			t.Root = d.CID(maxCIDLen, "root")
 			t.Price = d.Uvarint("price")
+		case KindRegisterRoot:
+			t.Root = d.CID(maxCIDLen, "root")
+			t.Price = d.Uvarint("price")
+			t.Amount = d.Uvarint("open")
+			t.Block = d.Bytes(MaxRootBlock, "root block")
 		case KindPrewarm:
 			t.Root = d.CID(maxCIDLen, "root")
 			if r := d.Uvarint("replicas"); r > math.MaxUint32 {
@@ -331,6 +397,10 @@ const (
 	ReasonBlockFull          Reason = "block_full"
 	ReasonInsufficientEscrow Reason = "insufficient_escrow"
 	ReasonNotInRules         Reason = "not_in_rules" // a kind the chain's rules version does not have
+	ReasonBadTicket          Reason = "bad_ticket"
+	ReasonTicketKnown        Reason = "ticket_known"
+	ReasonUnknownTicket      Reason = "unknown_ticket"  // a receipt under a ticket the ledger has not learned
+	ReasonTicketMismatch     Reason = "ticket_mismatch" // a receipt its ticket does not cover
 	ReasonUnknownVersion     Reason = Reason(pod.ReasonUnknownVersion)
 	ReasonWrongNetwork       Reason = Reason(pod.ReasonWrongNetwork)
 	ReasonEpochOutOfRange    Reason = Reason(pod.ReasonEpochOutOfRange)
@@ -342,7 +412,8 @@ const (
 var Reasons = []Reason{ReasonMalformed, ReasonBadSignature, ReasonMissingSignature, ReasonBadAccount,
 	ReasonBadNonce, ReasonZeroAmount, ReasonInsufficientFunds, ReasonSelfTransfer, ReasonNotOwner,
 	ReasonNotRegistered, ReasonReplicasOutOfRange, ReasonUntilOutOfRange, ReasonBlockFull,
-	ReasonInsufficientEscrow, ReasonNotInRules, ReasonUnknownVersion, ReasonWrongNetwork, ReasonEpochOutOfRange, ReasonSelfDealing, ReasonOversized}
+	ReasonInsufficientEscrow, ReasonNotInRules, ReasonBadTicket, ReasonTicketKnown, ReasonUnknownTicket,
+	ReasonTicketMismatch, ReasonUnknownVersion, ReasonWrongNetwork, ReasonEpochOutOfRange, ReasonSelfDealing, ReasonOversized}
 
 // ErrInvalidTx is wrapped by every TxError.
 var ErrInvalidTx = errors.New("ledger: invalid transaction")
