@@ -301,6 +301,39 @@ func (t *Tx) VerifySig(network string) error {
 	return nil
 }
 
+// Authenticate checks what makes t its author's: From's signature of an
+// account transaction, the publisher's signature of a ticket, on network.
+// Receipts are checked by their two signatures (pod.VerifyReceipts).
+func (t *Tx) Authenticate(network string) error {
+	switch t.Kind {
+	case KindReceipt:
+		if t.Receipt == nil {
+			return fmt.Errorf("%w: a receipt transaction without a receipt", ErrBadSignature)
+		}
+		if err := t.Receipt.VerifyClient(); err != nil {
+			return fmt.Errorf("%w: %w", ErrBadSignature, err)
+		}
+		if err := t.Receipt.VerifyServer(); err != nil {
+			return fmt.Errorf("%w: %w", ErrBadSignature, err)
+		}
+		return nil
+	case KindTicket:
+		if t.Ticket == nil || t.Ticket.Network != network {
+			return fmt.Errorf("%w: no ticket of network %q", ErrBadSignature, network)
+		}
+		if err := t.Ticket.Verify(); err != nil {
+			return fmt.Errorf("%w: %w", ErrBadSignature, err)
+		}
+		return nil
+	}
+	return t.VerifySig(network)
+}
+
+// MaxTxEncoded is the largest encoded transaction of any kind (a
+// registration that carries its root block): what a transport that
+// carries transactions must take.
+const MaxTxEncoded = maxRegisterRootTx
+
 // UnmarshalTx decodes a transaction. It accepts only the canonical
 // encoding of a known version and kind within its size limit (MaxTxSize,
 // more for a registration that carries its root block); it checks that
