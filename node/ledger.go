@@ -93,7 +93,7 @@ func (n *Node) SubmitTx(ctx context.Context, tx ledger.Tx) error {
 	if n.cfg.Genesis == nil {
 		return fmt.Errorf("node: this box has no ledger network (no genesis)")
 	}
-	if err := tx.VerifySig(n.cfg.Genesis.Network); err != nil {
+	if err := tx.Authenticate(n.cfg.Genesis.Network); err != nil {
 		return err
 	}
 	if n.committee != nil {

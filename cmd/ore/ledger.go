@@ -22,11 +22,16 @@ func cmdLedger(ctx context.Context, e *env, args []string) error {
   blocks [--from H]         the chain's blocks
   verify                    replay the chain from genesis, print the state hash
   deposit AMOUNT            move AMOUNT ore from this box's balance into its escrow
-  register ROOT [--price P] register content this box publishes, P ore per GiB
+  register ROOT [--price P] [--open B]
+                            register content this box publishes, P ore per GiB;
+                            on a network of rules 4, B ore an epoch pays
+                            deliveries under no ticket (default: tickets only)
   prewarm ROOT [--replicas N] [--for D]
                             ask N boxes to pre-store ROOT (registered by this
                             box) for D, e.g. before a release
   transfer PEER AMOUNT      pay PEER AMOUNT ore
+  ticket TICKET|ID          what the ledger knows of a ticket: its cap and
+                            the bytes paid under it
   withdraw AMOUNT           move AMOUNT ore of this box's escrow back to its
                             balance, after a notice of a few epochs (the
                             escrow pays deliveries made before it)
@@ -40,6 +45,7 @@ func cmdLedger(ctx context.Context, e *env, args []string) error {
 	repo := repoFlag(e, fs)
 	from := fs.Uint64("from", 1, "first block height (blocks)")
 	price := fs.String("price", "", "price per GiB in ore (register; default: the network's)")
+	openBudget := fs.String("open", "", "ore an epoch paid for deliveries under no ticket (register; rules 4; default 0: tickets only)")
 	replicas := fs.Uint("replicas", 8, fmt.Sprintf("how many boxes pre-store the content (prewarm; 1 to %d)", ledger.MaxPrewarmReplicas))
 	prewarmFor := fs.Duration("for", time.Hour, fmt.Sprintf("how long the boxes keep it, rounded up to whole epochs (prewarm; at most %d epochs)", ledger.MaxPrewarmEpochs))
 	wait := fs.Bool("wait", true, "wait until a block takes the transaction")
@@ -84,6 +90,22 @@ func cmdLedger(ctx context.Context, e *env, args []string) error {
 			for _, p := range st.Prewarms {
 				fmt.Fprintf(e.stdout, "prewarm  %s on %d boxes until epoch %d\n", p.Root, p.Replicas, p.Until)
 			}
+		})
+	case "ticket":
+		if err := wantArgs(pos, 1, "TICKET (or its ID)"); err != nil {
+			return err
+		}
+		var st ledgerStateInfo
+		if err := c.getJSON(ctx, apiLedgerState+"?"+url.Values{"ticket": {pos[0]}}.Encode(), &st); err != nil {
+			return err
+		}
+		return out(st.Ticket, func() {
+			t := st.Ticket
+			if !t.Known {
+				fmt.Fprintf(e.stdout, "ticket %s is not on the ledger (not handed over yet, or expired and forgotten) at height %d\n", t.ID, st.Height)
+				return
+			}
+			fmt.Fprintf(e.stdout, "ticket   %s\npublisher %s\npaid     %d of %d bytes\nexpires  after epoch %d (now %d)\n", t.ID, t.Publisher, t.Spent, t.Cap, t.Expires, st.Epoch)
 		})
 	case "blocks":
 		var bs []blockInfo
@@ -141,6 +163,13 @@ func cmdLedger(ctx context.Context, e *env, args []string) error {
 				return err
 			}
 			q.Set("root", pos[0])
+			if *openBudget != "" {
+				o, err := parseOre(*openBudget)
+				if err != nil {
+					return err
+				}
+				q.Set("open", strconv.FormatUint(o, 10))
+			}
 			if *price != "" {
 				p, err := parseOre(*price)
 				if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/orecdn/ore/ledger"
 	"github.com/orecdn/ore/node"
+	"github.com/orecdn/ore/pod"
 )
 
 const (
@@ -50,8 +51,20 @@ type ledgerStateInfo struct {
 	// Withdrawing moves from escrow to balance at epoch WithdrawAt.
 	Withdrawing uint64 `json:"withdrawing,omitempty"`
 	WithdrawAt  uint64 `json:"withdraw_at,omitempty"`
+	// Ticket is what the ledger knows of the ticket asked for (ticket=ID
+	// or the ticket's URL form).
+	Ticket *ledgerTicket `json:"ticket,omitempty"`
 	// Prewarms are the account's active pre-warms.
 	Prewarms []prewarmInfo `json:"prewarms,omitempty"`
+}
+
+type ledgerTicket struct {
+	ID        string `json:"id"`
+	Known     bool   `json:"known"` // the ledger learned it (and has not yet forgotten it)
+	Publisher string `json:"publisher,omitempty"`
+	Cap       uint64 `json:"cap_bytes,omitempty"`
+	Spent     uint64 `json:"spent_bytes,omitempty"`
+	Expires   uint64 `json:"expires_epoch,omitempty"`
 }
 
 type prewarmInfo struct {
@@ -80,6 +93,20 @@ func (s *apiServer) ledgerState(w http.ResponseWriter, r *http.Request) {
 		EpochCap: st.Account(account).EpochCap, Spent: st.Spent(account, st.Epoch())}
 	if wd, ok := st.Withdrawal(account); ok {
 		info.Withdrawing, info.WithdrawAt = wd.Amount, wd.At
+	}
+	if v := r.URL.Query().Get("ticket"); v != "" {
+		id, err := ticketID(v)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		t := &ledgerTicket{ID: hex.EncodeToString(id[:])}
+		var pub peer.ID
+		pub, t.Cap, t.Spent, t.Expires, t.Known = st.Ticket(id)
+		if t.Known {
+			t.Publisher = pub.String()
+		}
+		info.Ticket = t
 	}
 	for _, p := range st.Prewarms() {
 		if p.Publisher == account {
@@ -222,7 +249,17 @@ func (s *apiServer) ledgerTx(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
-		tx = ledger.NewRegister("", 0, root, price)
+		var open uint64
+		if o := q.Get("open"); o != "" {
+			if open, err = strconv.ParseUint(o, 10, 64); err != nil {
+				http.Error(w, "bad open budget "+o, http.StatusBadRequest)
+				return
+			}
+		}
+		if tx, err = s.n.RegisterTx(r.Context(), root, price, open); err != nil {
+			http.Error(w, err.Error(), http.StatusConflict)
+			return
+		}
 	case "transfer":
 		to, err := peer.Decode(q.Get("to"))
 		if err != nil {
@@ -320,4 +357,19 @@ func (s *apiServer) prewarmTx(ctx context.Context, q url.Values) (ledger.Tx, int
 	now := max(p.EpochAt(time.Now()), st.Epoch())
 	until := now + min(epochs, ledger.MaxPrewarmEpochs-1)
 	return ledger.NewPrewarm("", 0, root, uint32(replicas), until), 0, nil
+}
+
+// ticketID reads a ticket's ID in hex, or the ticket itself in its URL
+// form.
+func ticketID(v string) ([32]byte, error) {
+	var id [32]byte
+	if b, err := hex.DecodeString(v); err == nil && len(b) == len(id) {
+		copy(id[:], b)
+		return id, nil
+	}
+	tk, err := pod.ParseTicket(v)
+	if err != nil {
+		return id, fmt.Errorf("%q is neither a ticket ID (64 hex digits) nor a ticket: %w", v, err)
+	}
+	return tk.ID(), nil
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -12,8 +14,10 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/orecdn/ore/internal/testkit"
 	"github.com/orecdn/ore/ledger"
 	"github.com/orecdn/ore/node"
+	"github.com/orecdn/ore/pod"
 )
 
 func freeTCPPort(t *testing.T) int {
@@ -50,7 +54,11 @@ func repoID(t *testing.T, repo string) peer.ID {
 	return id
 }
 
-func TestCLILedger(t *testing.T) {
+// ledgerNet starts 3 coordinator daemons and a publisher daemon (1,000
+// ore) on a genesis of the given rules version (0: NewGenesis's), with 2 s
+// epochs, and returns the publisher's repo and every daemon.
+func ledgerNet(t *testing.T, rules uint8) (string, []*daemon) {
+	t.Helper()
 	var coords []string
 	var members []ledger.Member
 	for i := 0; i < 3; i++ {
@@ -74,6 +82,9 @@ func TestCLILedger(t *testing.T) {
 		t.Fatal(err)
 	}
 	g.EpochLength = 2 * time.Second
+	if rules != 0 {
+		g.Rules = rules
+	}
 	genesisFile := filepath.Join(t.TempDir(), "genesis.json")
 	if err := g.Save(genesisFile); err != nil {
 		t.Fatal(err)
@@ -87,6 +98,11 @@ func TestCLILedger(t *testing.T) {
 	}
 	ds = append(ds, startDaemon(t, pub))
 
+	return pub, ds
+}
+
+func TestCLILedger(t *testing.T) {
+	pub, ds := ledgerNet(t, 0)
 	code, out, errs := ore(t, "ledger", "deposit", "--repo", pub, "10")
 	if code != 0 || !strings.Contains(out, "is in block") {
 		for _, d := range ds {
@@ -155,7 +171,7 @@ func TestCLILedger(t *testing.T) {
 	}
 	hashRe := regexp.MustCompile(`state hash ([0-9a-f]{64})`)
 	var hashes []string
-	for _, r := range []string{pub, coords[0], coords[2]} {
+	for _, r := range []string{pub, ds[0].repo, ds[2].repo} {
 		code, out, errs := ore(t, "ledger", "verify", "--repo", r)
 		if code != 0 {
 			t.Fatalf("verify on %s: %s", r, errs)
@@ -176,5 +192,59 @@ func TestCLILedger(t *testing.T) {
 	}
 	if code, _, errs := ore(t, "ledger", "deposit", "--repo", pub, "--wait=false", "99999"); code != 0 {
 		t.Fatalf("overdraw submit: %s", errs)
+	}
+}
+
+// On a network of rules 4, a publisher registers a root with its block
+// (and so its size) and issues tickets; the ledger learns each.
+func TestCLITickets(t *testing.T) {
+	pub, ds := ledgerNet(t, ledger.RulesV4)
+	src := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(src, bytes.Repeat([]byte("ticketed content "), 20_000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := ore(t, "add", "-q", "--repo", pub, src)
+	if code != 0 {
+		t.Fatalf("add: %s", errs)
+	}
+	root := strings.TrimSpace(out)
+	// A ticket of a root the box did not register is refused.
+	if code, _, errs := ore(t, "ticket", "--repo", pub, root); code == 0 || !strings.Contains(errs, "register it first") {
+		for _, d := range ds {
+			t.Logf("daemon %s:\n%s", d.repo, d.stderr.String())
+		}
+		t.Fatalf("ticket before register: %d %s", code, errs)
+	}
+	for _, args := range [][]string{{"deposit", "10"}, {"register", root, "--open", "0.5"}} {
+		if code, out, errs := ore(t, append([]string{"ledger"}, append(args, "--repo", pub)...)...); code != 0 || !strings.Contains(out, "is in block") {
+			t.Fatalf("%v: %d %s %s", args, code, out, errs)
+		}
+	}
+	cli := repoID(t, ds[0].repo).String()
+	code, out, errs = ore(t, "ticket", "--repo", pub, root, "--client", cli, "--cap", "64MiB", "--for", "10m", "--json")
+	if code != 0 {
+		t.Fatalf("ticket: %d %s", code, errs)
+	}
+	var info ticketInfo
+	if err := json.Unmarshal([]byte(out), &info); err != nil {
+		t.Fatal(err)
+	}
+	tk, err := pod.ParseTicket(info.Ticket)
+	if err != nil || tk.Root.String() != root || tk.Client.String() != cli || tk.Cap != 64<<20 || tk.Publisher != repoID(t, pub) || tk.Verify() != nil {
+		t.Fatalf("ticket %+v (%v), want one for %s to %s of 64 MiB signed by the publisher", tk, err, root, cli)
+	}
+	// The ledger learns it: the publisher's box syncs the chain until a
+	// block holds it.
+	if !testkit.Eventually(time.Minute, func() bool {
+		_, out, _ := ore(t, "ledger", "ticket", "--repo", pub, info.Ticket)
+		return strings.Contains(out, "paid     0 of 67108864 bytes")
+	}) {
+		_, out, errs := ore(t, "ledger", "ticket", "--repo", pub, info.ID)
+		t.Fatalf("no block took the ticket: %s %s", out, errs)
+	}
+	// Rules 4 take no registration without the root's block: the CLI
+	// sends it, and a flag no rules take is refused clearly.
+	if code, _, errs := ore(t, "ticket", "--repo", pub, "--cap", "0B"); code != 2 {
+		t.Fatalf("a ticket of 0 bytes: %d %s", code, errs)
 	}
 }

@@ -1,0 +1,109 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/orecdn/ore/ledger"
+	"github.com/orecdn/ore/pod"
+)
+
+// TicketSpec is the demand a publisher authorizes with a ticket.
+type TicketSpec struct {
+	Root   cid.Cid       // the content; cid.Undef: every root this box registered
+	Client peer.ID       // the one client that may spend it; "": any holder (a bearer ticket)
+	Cap    uint64        // bytes paid under it, over every box, client and epoch
+	For    time.Duration // how long from now it stays valid, rounded up to whole epochs
+}
+
+// ErrNoTickets is a network whose ledger rules pay no tickets.
+var ErrNoTickets = errors.New("node: this network's ledger pays no tickets")
+
+// IssueTicket signs a ticket as this box, the publisher, and hands it to
+// the ledger, which then pays receipts under it (rules version 4). The
+// ticket's String form is what a client or an app's signed URL carries.
+func (n *Node) IssueTicket(ctx context.Context, spec TicketSpec) (*pod.Ticket, error) {
+	g := n.cfg.Genesis
+	if g == nil {
+		return nil, fmt.Errorf("node: this box has no ledger network (no genesis)")
+	}
+	if g.Rules < ledger.RulesV4 {
+		return nil, fmt.Errorf("%w: its genesis has rules version %d, tickets need %d (there, every receipt of registered content is paid)", ErrNoTickets, g.Rules, ledger.RulesV4)
+	}
+	if spec.Cap == 0 {
+		return nil, fmt.Errorf("node: a ticket with a cap of 0 bytes pays nothing: give a cap")
+	}
+	if spec.For <= 0 {
+		return nil, fmt.Errorf("node: a ticket must stay valid for a positive time, like 1h")
+	}
+	if spec.Client == n.ID() {
+		return nil, fmt.Errorf("node: a publisher cannot ticket itself: its own fetches are not paid")
+	}
+	params := n.cfg.Network
+	now := time.Now()
+	expires := params.EpochAt(now.Add(spec.For + params.EpochLength - 1))
+	if e := params.EpochAt(now); expires-e > ledger.MaxTicketEpochs {
+		return nil, fmt.Errorf("node: %s is %d epochs; a ticket is valid at most %d epochs (%s): issue a shorter one and renew it",
+			spec.For, expires-e, ledger.MaxTicketEpochs, time.Duration(ledger.MaxTicketEpochs)*params.EpochLength)
+	}
+	st, err := n.LedgerState(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if spec.Root.Defined() {
+		if _, ok := st.RegistrationOf(n.ID(), spec.Root); !ok {
+			return nil, fmt.Errorf("node: %s is not registered by this box: register it first (`ore ledger register %s`)", spec.Root, spec.Root)
+		}
+	}
+	var nonce [8]byte
+	if _, err := rand.Read(nonce[:]); err != nil {
+		return nil, fmt.Errorf("node: ticket nonce: %w", err)
+	}
+	tk := &pod.Ticket{Version: pod.TicketVersion, Network: params.Network, Publisher: n.ID(), Root: spec.Root,
+		Client: spec.Client, Cap: spec.Cap, Expires: expires, Nonce: binary.BigEndian.Uint64(nonce[:])}
+	if err := tk.Sign(n.key); err != nil {
+		return nil, err
+	}
+	if err := n.SubmitTx(ctx, ledger.NewTicketTx(tk)); err != nil {
+		return nil, fmt.Errorf("node: hand the ticket to the ledger: %w", err)
+	}
+	return tk, nil
+}
+
+// RegisterTx is the transaction that registers root as this box's content
+// at price per GiB (0: the network's), in the form the network's rules
+// take: from rules version 4 it carries the root's block, read from this
+// box's store (the ledger reads the content's size from it), and opens
+// the root to receipts under no ticket for open base units per epoch (0:
+// tickets only). Before version 4, open must be 0.
+func (n *Node) RegisterTx(ctx context.Context, root cid.Cid, price, open uint64) (ledger.Tx, error) {
+	g := n.cfg.Genesis
+	if g == nil {
+		return ledger.Tx{}, fmt.Errorf("node: this box has no ledger network (no genesis)")
+	}
+	if g.Rules < ledger.RulesV4 {
+		if open != 0 {
+			return ledger.Tx{}, fmt.Errorf("%w: its genesis has rules version %d, where every receipt of registered content is paid: nothing to open", ErrNoTickets, g.Rules)
+		}
+		return ledger.NewRegister("", 0, root, price), nil
+	}
+	var block []byte
+	if root.Type() != cid.Raw { // a raw root is at most a block's size: the ledger needs no block
+		b, err := n.store.Get(ctx, root)
+		if err != nil {
+			return ledger.Tx{}, fmt.Errorf("node: the root block of %s is not on this box (the ledger reads the content's size from it): add or fetch it first: %w", root, err)
+		}
+		block = b.RawData()
+		if len(block) > ledger.MaxRootBlock {
+			return ledger.Tx{}, fmt.Errorf("node: the root block of %s is %d bytes; the ledger takes at most %d: register a root whose node is smaller (a directory around it)", root, len(block), ledger.MaxRootBlock)
+		}
+	}
+	return ledger.NewRegisterRoot("", 0, root, block, price, open), nil
+}
