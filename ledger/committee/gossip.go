@@ -238,7 +238,7 @@ func (c *Committee) Submit(ctx context.Context, tx ledger.Tx) error {
 // take the other for the leader, during an election, would pass it back
 // and forth.
 func (c *Committee) submit(ctx context.Context, tx ledger.Tx, forward bool) error {
-	if err := tx.VerifySig(c.cfg.Genesis.Network); err != nil {
+	if err := tx.Authenticate(c.cfg.Genesis.Network); err != nil {
 		return err
 	}
 	c.keepTx(tx)
@@ -259,7 +259,7 @@ func (c *Committee) readTxs(ctx context.Context, sub *pubsub.Subscription) {
 			return
 		}
 		tx, err := ledger.UnmarshalTx(msg.Data)
-		if err != nil || tx.Kind == ledger.KindReceipt || tx.VerifySig(c.cfg.Genesis.Network) != nil {
+		if err != nil || tx.Kind == ledger.KindReceipt || tx.Authenticate(c.cfg.Genesis.Network) != nil {
 			continue
 		}
 		c.keepTx(*tx)

@@ -198,7 +198,7 @@ func fetchBatch(ctx context.Context, h host.Host, p peer.ID, from uint64) ([]*le
 // is an empty frame, or a frame with the reason of a refusal.
 const SubmitProtocol = protocol.ID("/ore/submit/1.0.0")
 
-const maxTxFrame = 4 << 10
+const maxTxFrame = ledger.MaxTxEncoded + 16 // the largest transaction and its frame
 
 func (c *Committee) serveSubmit(s network.Stream) {
 	defer s.Close()
