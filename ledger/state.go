@@ -861,6 +861,10 @@ func (n *State) pay(publisher, server peer.ID, due uint64, p *paidEpoch) {
 	n.put(server, srv)
 }
 
+// Owed is what bytes of content cost at price per GiB, in base units: the
+// ledger's one rule of price (see owed).
+func Owed(bytes, price uint64) uint64 { return owed(bytes, price) }
+
 // owed is floor(bytes*price / 2^30) with a 128-bit product, saturating at
 // MaxUint64 (more than any escrow can hold). Paying owed(new)-owed(old)
 // makes cumulative payments exact: rounding never drifts.

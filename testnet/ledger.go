@@ -19,6 +19,7 @@ type LedgerSpec struct {
 	EpochLength  time.Duration  // default 10 s
 	PricePerGiB  uint64         // default 1 ore (1e9 base units) per GiB
 	Network      string         // default "ore-testnet"
+	Rules        uint8          // the ledger's rules version (default: ledger.RulesLatest)
 }
 
 // WithLedger gives the network a genesis: the coordinators get the
@@ -80,6 +81,9 @@ func (nw *Network) makeGenesis(cfg *config) error {
 		return fmt.Errorf("testnet: genesis: %w", err)
 	}
 	g.EpochLength = spec.EpochLength
+	if spec.Rules != 0 {
+		g.Rules = spec.Rules
+	}
 	if err := g.Validate(); err != nil {
 		return fmt.Errorf("testnet: genesis: %w", err)
 	}
