@@ -89,37 +89,37 @@ func (m *sigMsg) verify(g *ledger.Genesis) error {
 }
 
 // signApplied runs in the FSM after a block is stored: sign it, add the
-// signatures that arrived early, gossip ours.
-func (c *Committee) signApplied(b *ledger.Block) {
+// signatures that arrived early, gossip ours. A block whose epoch this
+// member refuses (checkEpoch, on the previous block's epoch parent) stays
+// applied but unsigned by it: see epoch.go.
+func (c *Committee) signApplied(b *ledger.Block, parent uint64) {
 	c.metrics.blocks.Inc()
 	hash := b.Hash()
-	own := &ledger.Block{Header: b.Header} // the signature covers the header hash only
-	if err := own.Sign(c.cfg.Key); err != nil {
-		c.log.Error("sign block", "height", b.Header.Height, "err", err)
-		return
-	}
-	var mine ledger.Signature
-	for _, s := range own.Sigs {
-		if s.Signer == c.self {
-			mine = s
+	var sigs []ledger.Signature
+	if c.judgeEpoch(&b.Header, parent) == nil {
+		mine, err := c.sign(b)
+		if err != nil {
+			c.log.Error("sign block", "height", b.Header.Height, "err", err)
+			return
 		}
+		// The block is final when a majority's signatures meet: send this
+		// member's before the bookkeeping below, which takes a while for a
+		// block of many receipts.
+		msg := (&sigMsg{height: b.Header.Height, hash: hash, sig: mine}).marshal()
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			if err := c.publish(c.ctx, c.blocks, msg); err != nil {
+				c.log.Debug("gossip block signature", "err", err)
+			}
+		}()
+		sigs = append(sigs, mine)
 	}
-	// The block is final when a majority's signatures meet: send this
-	// member's before the bookkeeping below, which takes a while for a
-	// block of many receipts.
-	msg := (&sigMsg{height: b.Header.Height, hash: hash, sig: mine}).marshal()
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		if err := c.publish(c.ctx, c.blocks, msg); err != nil {
-			c.log.Debug("gossip block signature", "err", err)
-		}
-	}()
 	c.mu.Lock()
 	early := c.pending[b.Header.Height]
 	delete(c.pending, b.Header.Height)
 	c.mu.Unlock()
-	for _, s := range append(early, mine) {
+	for _, s := range append(early, sigs...) {
 		c.addSig(&sigMsg{height: b.Header.Height, hash: hash, sig: s})
 	}
 	// Every member drops what the block took from its pool, so a new
@@ -131,6 +131,20 @@ func (c *Committee) signApplied(b *ledger.Block) {
 		}
 	}
 	c.cfg.Pool.Done(included)
+}
+
+// sign returns this member's signature over b's header hash.
+func (c *Committee) sign(b *ledger.Block) (ledger.Signature, error) {
+	own := &ledger.Block{Header: b.Header} // the signature covers the header hash only
+	if err := own.Sign(c.cfg.Key); err != nil {
+		return ledger.Signature{}, err
+	}
+	for _, s := range own.Sigs {
+		if s.Signer == c.self {
+			return s, nil
+		}
+	}
+	return ledger.Signature{}, errors.New("committee: signing left no signature of this member")
 }
 
 // meshWait bounds how long publish waits for a gossip peer to send to.
