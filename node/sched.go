@@ -411,6 +411,7 @@ func heatReason(err error) string {
 	}{
 		{heat.ErrTooLarge, "too_large"}, {heat.ErrMalformed, "malformed"}, {heat.ErrBadSignature, "bad_signature"},
 		{heat.ErrWrongNetwork, "wrong_network"}, {heat.ErrStale, "stale"}, {heat.ErrNotCommittee, "not_committee"},
+		{heat.ErrTooLong, "until_out_of_range"},
 	} {
 		if errors.Is(err, e.err) {
 			return e.name
