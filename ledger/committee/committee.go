@@ -63,7 +63,7 @@ type Config struct {
 	Genesis  *ledger.Genesis
 	Host     host.Host
 	Key      crypto.PrivKey
-	PubSub   *pubsub.PubSub // with intake.MessageID as message ID function
+	PubSub   *pubsub.PubSub // made with intake.GossipOptions (message IDs, peer scoring)
 	Pool     *intake.Pool   // receipts gossiped to this member
 	Dir      string         // Raft log, snapshots and the chain
 	Logger   *slog.Logger
@@ -90,12 +90,14 @@ type Committee struct {
 	mu      sync.Mutex
 	pending map[uint64][]ledger.Signature // signatures for blocks not applied yet
 	final   chan uint64                   // heights that became final (buffered, lossy)
-	txpool  map[[32]byte]ledger.Tx
+	txpool  txPool
 	targets targets
+	// validating says the topic validators are registered on the PubSub.
+	validating bool
 
 	metrics struct {
 		blocks, finals, rejected, orders prometheus.Counter
-		refused                          *prometheus.CounterVec
+		refused, gossip                  *prometheus.CounterVec
 		epoch                            epochMetrics
 	}
 
@@ -123,7 +125,7 @@ func New(ctx context.Context, cfg Config) (*Committee, error) {
 		return nil, fmt.Errorf("committee: %w", err)
 	}
 	c := &Committee{cfg: cfg, self: cfg.Host.ID(), log: cfg.Logger.With("part", "committee"),
-		pending: make(map[uint64][]ledger.Signature), final: make(chan uint64, 64), txpool: make(map[[32]byte]ledger.Tx)}
+		pending: make(map[uint64][]ledger.Signature), final: make(chan uint64, 64), txpool: newTxPool()}
 	c.initMetrics()
 	// Before Raft starts: the FSM may apply (and gossip) a block at once.
 	c.ctx, c.cancel = context.WithCancel(context.Background())
@@ -156,11 +158,19 @@ func New(ctx context.Context, cfg Config) (*Committee, error) {
 			cfg.Host.Peerstore().AddAddrs(ai.ID, ai.Addrs, peerstore.PermanentAddrTTL)
 		}
 	}
+	if err := c.registerValidators(); err != nil {
+		return nil, err
+	}
 	if c.blocks, err = cfg.PubSub.Join(BlocksTopic); err != nil {
 		return nil, fmt.Errorf("committee: join %s: %w", BlocksTopic, err)
 	}
 	if c.txs, err = cfg.PubSub.Join(TxsTopic); err != nil {
 		return nil, fmt.Errorf("committee: join %s: %w", TxsTopic, err)
+	}
+	for _, t := range []*pubsub.Topic{c.blocks, c.txs} {
+		if err := intake.ScoreTopic(t); err != nil {
+			return nil, fmt.Errorf("committee: %w", err)
+		}
 	}
 	if err := c.startRaft(); err != nil {
 		return nil, err
@@ -239,8 +249,9 @@ func (c *Committee) initMetrics() {
 	c.metrics.orders = prometheus.NewCounter(prometheus.CounterOpts{Name: "ore_sched_orders_issued_total", Help: "Replication orders this coordinator issued as leader."})
 	c.metrics.refused = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ore_ledger_txs_refused_total", Help: "Transactions the leader left out of a block, by reason."}, []string{"reason"})
 	c.metrics.epoch = newEpochMetrics()
+	c.metrics.gossip = newGossipRefused()
 	if c.cfg.Registry != nil {
-		for _, m := range append([]prometheus.Collector{c.metrics.blocks, c.metrics.finals, c.metrics.rejected, c.metrics.refused, c.metrics.orders}, c.metrics.epoch.collectors()...) {
+		for _, m := range append([]prometheus.Collector{c.metrics.blocks, c.metrics.finals, c.metrics.rejected, c.metrics.refused, c.metrics.orders, c.metrics.gossip}, c.metrics.epoch.collectors()...) {
 			_ = c.cfg.Registry.Register(m)
 		}
 	}
@@ -324,6 +335,7 @@ func (c *Committee) Close() error {
 			_ = t.Close()
 		}
 	}
+	c.unregisterValidators()
 	if c.chain != nil {
 		errs = append(errs, c.chain.close())
 	}

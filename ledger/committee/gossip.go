@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"sort"
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
@@ -75,7 +74,7 @@ func unmarshalSig(data []byte) (*sigMsg, error) {
 // verify checks that the signer is a member and the signature is its.
 func (m *sigMsg) verify(g *ledger.Genesis) error {
 	if !g.IsMember(m.sig.Signer) {
-		return fmt.Errorf("committee: %s is not a member", m.sig.Signer)
+		return fmt.Errorf("%w: %s", errNotMember, m.sig.Signer)
 	}
 	pk, err := m.sig.Signer.ExtractPublicKey()
 	if err != nil {
@@ -229,11 +228,9 @@ func (c *Committee) readSigs(ctx context.Context, sub *pubsub.Subscription) {
 		if err != nil {
 			return
 		}
-		m, err := unmarshalSig(msg.Data)
-		if err != nil || m.verify(c.cfg.Genesis) != nil {
-			continue
+		if m, ok := msg.ValidatorData.(*sigMsg); ok { // validateSig checked it
+			c.addSig(m)
 		}
-		c.addSig(m)
 	}
 }
 
@@ -255,7 +252,9 @@ func (c *Committee) submit(ctx context.Context, tx ledger.Tx, forward bool) erro
 	if err := tx.VerifySig(c.cfg.Genesis.Network); err != nil {
 		return err
 	}
-	c.keepTx(tx)
+	if err := c.keepTx(tx); err != nil {
+		return err
+	}
 	data := tx.Marshal()
 	if l := c.LeaderID(); forward && l != "" && l != c.self {
 		if err := submitTo(ctx, c.cfg.Host, l, data); err != nil {
@@ -272,53 +271,10 @@ func (c *Committee) readTxs(ctx context.Context, sub *pubsub.Subscription) {
 		if err != nil {
 			return
 		}
-		tx, err := ledger.UnmarshalTx(msg.Data)
-		if err != nil || tx.Kind == ledger.KindReceipt || tx.VerifySig(c.cfg.Genesis.Network) != nil {
-			continue
+		if tx, ok := msg.ValidatorData.(*ledger.Tx); ok { // validateTx checked it
+			if err := c.keepTx(*tx); err != nil {
+				c.log.Debug("gossiped transaction not kept", "err", err)
+			}
 		}
-		c.keepTx(*tx)
 	}
 }
-
-// keepTx adds a verified transaction to the pool of the next block.
-func (c *Committee) keepTx(tx ledger.Tx) {
-	c.mu.Lock()
-	if len(c.txpool) < maxTxPool {
-		c.txpool[tx.ID()] = tx
-	}
-	c.mu.Unlock()
-}
-
-// maxTxPool bounds the account transactions waiting for a block.
-const maxTxPool = 100_000
-
-// takeTxs empties the pool, in (account, nonce) order.
-func (c *Committee) takeTxs() []ledger.Tx {
-	c.mu.Lock()
-	out := make([]ledger.Tx, 0, len(c.txpool))
-	for _, tx := range c.txpool {
-		out = append(out, tx)
-	}
-	c.txpool = make(map[[32]byte]ledger.Tx)
-	c.mu.Unlock()
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].From != out[j].From {
-			return out[i].From < out[j].From
-		}
-		return out[i].Nonce < out[j].Nonce
-	})
-	return out
-}
-
-// requeue puts back transactions of a block that did not commit.
-func (c *Committee) requeue(txs []ledger.Tx) {
-	c.mu.Lock()
-	for _, tx := range txs {
-		c.txpool[tx.ID()] = tx
-	}
-	c.mu.Unlock()
-}
-
-// Keep adds a transaction submitted on this member to its own pool (gossip
-// does not deliver a member's own messages to itself twice).
-func (c *Committee) Keep(tx ledger.Tx) { c.keepTx(tx) }
