@@ -99,7 +99,9 @@ type Committee struct {
 		blocks, finals, rejected, orders prometheus.Counter
 		refused, gossip                  *prometheus.CounterVec
 		epoch                            epochMetrics
+		sync                             syncMetrics
 	}
+	syncLimit *syncLimiter // per-peer limits of chain sync
 
 	ctx    context.Context // the coordinator's lifetime: Close cancels it
 	cancel context.CancelFunc
@@ -125,7 +127,8 @@ func New(ctx context.Context, cfg Config) (*Committee, error) {
 		return nil, fmt.Errorf("committee: %w", err)
 	}
 	c := &Committee{cfg: cfg, self: cfg.Host.ID(), log: cfg.Logger.With("part", "committee"),
-		pending: make(map[uint64][]ledger.Signature), final: make(chan uint64, 64), txpool: newTxPool()}
+		pending: make(map[uint64][]ledger.Signature), final: make(chan uint64, 64), txpool: newTxPool(),
+		syncLimit: newSyncLimiter(cfg.Clock)}
 	c.initMetrics()
 	// Before Raft starts: the FSM may apply (and gossip) a block at once.
 	c.ctx, c.cancel = context.WithCancel(context.Background())
@@ -250,8 +253,10 @@ func (c *Committee) initMetrics() {
 	c.metrics.refused = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ore_ledger_txs_refused_total", Help: "Transactions the leader left out of a block, by reason."}, []string{"reason"})
 	c.metrics.epoch = newEpochMetrics()
 	c.metrics.gossip = newGossipRefused()
+	c.metrics.sync = newSyncMetrics()
 	if c.cfg.Registry != nil {
-		for _, m := range append([]prometheus.Collector{c.metrics.blocks, c.metrics.finals, c.metrics.rejected, c.metrics.refused, c.metrics.orders, c.metrics.gossip}, c.metrics.epoch.collectors()...) {
+		for _, m := range append([]prometheus.Collector{c.metrics.blocks, c.metrics.finals, c.metrics.rejected, c.metrics.refused, c.metrics.orders, c.metrics.gossip,
+			c.metrics.sync.served, c.metrics.sync.limited}, c.metrics.epoch.collectors()...) {
 			_ = c.cfg.Registry.Register(m)
 		}
 	}
