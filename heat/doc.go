@@ -67,7 +67,12 @@
 //     itself.
 //   - Signatures are Ed25519 over a domain-separated payload that includes
 //     the network, by the key embedded in the reporter's or issuer's peer
-//     ID; CheckOrder also requires the issuer to be a committee member.
+//     ID; CheckOrder also requires the issuer to be a committee member,
+//     and an order to run at most MaxOrderEpochs(reason) epochs after its
+//     own (64 for heat, the ledger's pre-warm maximum for pre-warms): one
+//     member signs an order, so one signature must not pin a root on a
+//     box for good. Plan never orders longer (the leader renews an order
+//     every epoch while it is needed).
 //   - Plan is deterministic: the same reports and pre-warms, in any order,
 //     give the same targets. Replica targets stay within [Floor, Ceiling]
 //     for hot roots and never exceed Ceiling; a box is never assigned more

@@ -19,6 +19,38 @@ const (
 	MaxOrderBoxes = 64
 )
 
+// How long an order may run: Until - Epoch, by reason. Any single
+// committee member can sign an order (the committee's quorum does not
+// stand behind orders yet), so a box bounds what one signature may make
+// it hold: an order for a million epochs would pin a root, and the
+// box's quota, for good. The bounds keep renewals working: while a root
+// stays hot, or its pre-warm runs, the leader issues its order again
+// every epoch with a later Until, and each renewal extends the hold
+// (node's sched.take).
+const (
+	// MaxHeatOrderEpochs bounds a heat order: Params.Lifetime may not
+	// exceed it (the default lifetime is 6 epochs).
+	MaxHeatOrderEpochs = 64
+	// MaxPrewarmOrderEpochs bounds a pre-warm order: the ledger accepts a
+	// pre-warm up to ledger.MaxPrewarmEpochs after its block's epoch,
+	// which is not after the order's. It is that constant, repeated here
+	// because this package does not depend on the ledger (a test in
+	// ledger/committee checks they agree).
+	MaxPrewarmOrderEpochs = 60_480
+)
+
+// MaxOrderEpochs is how long an order for reason may run (Until - Epoch);
+// 0 for an unknown reason.
+func MaxOrderEpochs(r Reason) uint64 {
+	switch r {
+	case ReasonHeat:
+		return MaxHeatOrderEpochs
+	case ReasonPrewarm:
+		return MaxPrewarmOrderEpochs
+	}
+	return 0
+}
+
 const orderDomain = "ore/heat/v1/order\x00"
 
 // Reason is why a root is replicated.
@@ -154,7 +186,8 @@ func (o *Order) Verify(network string) error {
 // CheckOrder applies the rules to a received order: well formed, for
 // network, issued by a committee member (isMember; nil admits nobody), in
 // an epoch at most skew away from nowEpoch, with Until neither before Epoch
-// nor already past, and signed by its issuer. Cheap checks run first.
+// nor already past nor more than MaxOrderEpochs(Reason) after Epoch, and
+// signed by its issuer. Cheap checks run first.
 func CheckOrder(o *Order, network string, isMember func(peer.ID) bool, nowEpoch, skew uint64) error {
 	if o == nil {
 		return fmt.Errorf("%w: no order", ErrMalformed)
@@ -173,6 +206,9 @@ func CheckOrder(o *Order, network string, isMember func(peer.ID) bool, nowEpoch,
 	}
 	if o.Until < o.Epoch {
 		return fmt.Errorf("%w: order until epoch %d, before its issue in %d", ErrMalformed, o.Until, o.Epoch)
+	}
+	if limit := MaxOrderEpochs(o.Reason); o.Until-o.Epoch > limit {
+		return fmt.Errorf("%w: %s order of epoch %d runs until %d, at most %d epochs", ErrTooLong, o.Reason, o.Epoch, o.Until, limit)
 	}
 	if o.Until < nowEpoch {
 		return fmt.Errorf("%w: order expired in epoch %d, now is %d", ErrStale, o.Until, nowEpoch)

@@ -83,7 +83,7 @@ func TestOrderForged(t *testing.T) {
 			o.Boxes = append(o.Boxes, intruder.ID)
 			slices.Sort(o.Boxes)
 		}},
-		{"until extended", func(o *Order) { o.Until += 100 }},
+		{"until extended", func(o *Order) { o.Until += 10 }},
 		{"root swapped", func(o *Order) { o.Root = root(t, "other") }},
 		{"reason altered", func(o *Order) { o.Reason = ReasonPrewarm }},
 		{"issuer swapped", func(o *Order) { o.Issuer = intruder.ID }},
@@ -125,6 +125,12 @@ func TestCheckOrder(t *testing.T) {
 		{"from the future", signedOrder(t, issuer, boxes, nil), testNetwork, isMember, 97, ErrStale},
 		{"expired", signedOrder(t, issuer, boxes, func(o *Order) { o.Until = 101 }), testNetwork, isMember, 102, ErrStale},
 		{"until before epoch", signedOrder(t, issuer, boxes, func(o *Order) { o.Until = 99 }), testNetwork, isMember, 99, ErrMalformed},
+		{"heat order at its longest", signedOrder(t, issuer, boxes, func(o *Order) { o.Until = 100 + MaxHeatOrderEpochs }), testNetwork, isMember, 100, nil},
+		{"heat order too long", signedOrder(t, issuer, boxes, func(o *Order) { o.Until = 100 + MaxHeatOrderEpochs + 1 }), testNetwork, isMember, 100, ErrTooLong},
+		{"heat order for a million epochs", signedOrder(t, issuer, boxes, func(o *Order) { o.Until = 1_000_100 }), testNetwork, isMember, 100, ErrTooLong},
+		{"pre-warm at its longest", signedOrder(t, issuer, boxes, func(o *Order) { o.Until, o.Reason = 100+MaxPrewarmOrderEpochs, ReasonPrewarm }), testNetwork, isMember, 100, nil},
+		{"pre-warm too long", signedOrder(t, issuer, boxes, func(o *Order) { o.Until, o.Reason = 101+MaxPrewarmOrderEpochs, ReasonPrewarm }), testNetwork, isMember, 100, ErrTooLong},
+		{"until at the end of time", signedOrder(t, issuer, boxes, func(o *Order) { o.Until = ^uint64(0) }), testNetwork, isMember, 100, ErrTooLong},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := CheckOrder(tc.o, tc.network, tc.member, tc.now, 2)

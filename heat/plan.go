@@ -50,8 +50,8 @@ func (p Params) Validate() error {
 		return fmt.Errorf("%w: hot requests %v, must be positive", ErrInvalidParams, p.HotRequests)
 	case !finite(p.RequestsPerReplica):
 		return fmt.Errorf("%w: requests per replica %v, must be positive", ErrInvalidParams, p.RequestsPerReplica)
-	case p.Lifetime < 1:
-		return fmt.Errorf("%w: lifetime %d, at least 1 epoch", ErrInvalidParams, p.Lifetime)
+	case p.Lifetime < 1 || p.Lifetime > MaxHeatOrderEpochs:
+		return fmt.Errorf("%w: lifetime %d, 1 to %d epochs (boxes refuse longer heat orders)", ErrInvalidParams, p.Lifetime, MaxHeatOrderEpochs)
 	case p.MaxTargets < 1:
 		return fmt.Errorf("%w: max targets %d, at least 1", ErrInvalidParams, p.MaxTargets)
 	}
@@ -206,7 +206,10 @@ func choose(p Params, epoch uint64, boxes []peer.ID, byID map[peer.ID]*Report, p
 		if pw != nil {
 			t.Reason = ReasonPrewarm
 			t.Replicas = min(max(t.Replicas, pw.Replicas), p.Ceiling)
-			t.Until = max(t.Until, pw.Until)
+			// Boxes refuse an order that runs longer than this: a pre-warm
+			// that does (its block's epoch was ahead of this one) is
+			// ordered for as long as they take, and renewed later.
+			t.Until = min(max(t.Until, pw.Until), addSat(epoch, MaxPrewarmOrderEpochs))
 			t.Size = pw.Size
 		}
 		if hot || pw != nil {

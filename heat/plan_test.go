@@ -143,6 +143,12 @@ func TestPlanPrewarm(t *testing.T) {
 	if tg = Plan(DefaultParams(), 20, f.reports, []Prewarm{pw})[0]; tg.Replicas != DefaultParams().Ceiling {
 		t.Fatalf("replicas %d over the ceiling", tg.Replicas)
 	}
+	// A pre-warm that ends further out than boxes take an order for (its
+	// block's epoch was ahead of this one) is ordered as far as they take.
+	pw.Until = 20 + MaxPrewarmOrderEpochs + 100
+	if tg = Plan(DefaultParams(), 20, f.reports, []Prewarm{pw})[0]; tg.Until != 20+MaxPrewarmOrderEpochs {
+		t.Fatalf("until %d, want the order's limit %d", tg.Until, 20+MaxPrewarmOrderEpochs)
+	}
 }
 
 func TestPlanRenewals(t *testing.T) {
@@ -338,6 +344,7 @@ func TestParamsValidate(t *testing.T) {
 		"per replica 0":      func(p *Params) { p.RequestsPerReplica = 0 },
 		"per replica inf":    func(p *Params) { p.RequestsPerReplica = math.Inf(1) },
 		"lifetime 0":         func(p *Params) { p.Lifetime = 0 },
+		"lifetime over cap":  func(p *Params) { p.Lifetime = MaxHeatOrderEpochs + 1 },
 		"max targets 0":      func(p *Params) { p.MaxTargets = 0 },
 	} {
 		p := DefaultParams()

@@ -33,6 +33,7 @@ var (
 	ErrWrongNetwork  = errors.New("heat: wrong network")
 	ErrStale         = errors.New("heat: stale epoch")
 	ErrNotCommittee  = errors.New("heat: issuer not in the committee")
+	ErrTooLong       = errors.New("heat: order runs too long")
 	ErrInvalidParams = errors.New("heat: invalid params")
 )
 

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/orecdn/ore/heat"
+	"github.com/orecdn/ore/ledger/intake"
 )
 
 // Gossip topics of heat scheduling.
@@ -123,6 +124,11 @@ func (s *sched) start() error {
 	}
 	if s.ordersTopic, err = ps.Join(OrdersTopic); err != nil {
 		return fmt.Errorf("node: join %s: %w", OrdersTopic, err)
+	}
+	for _, t := range []*pubsub.Topic{s.heatTopic, s.ordersTopic} {
+		if err := intake.ScoreTopic(t); err != nil {
+			return fmt.Errorf("node: %w", err)
+		}
 	}
 	osub, err := s.ordersTopic.Subscribe(pubsub.WithBufferSize(256))
 	if err != nil {
@@ -411,6 +417,7 @@ func heatReason(err error) string {
 	}{
 		{heat.ErrTooLarge, "too_large"}, {heat.ErrMalformed, "malformed"}, {heat.ErrBadSignature, "bad_signature"},
 		{heat.ErrWrongNetwork, "wrong_network"}, {heat.ErrStale, "stale"}, {heat.ErrNotCommittee, "not_committee"},
+		{heat.ErrTooLong, "until_out_of_range"},
 	} {
 		if errors.Is(err, e.err) {
 			return e.name

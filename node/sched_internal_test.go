@@ -53,8 +53,11 @@ func TestGossipValidatorsRefuseForgeries(t *testing.T) {
 	epoch := s.epoch()
 	root := addBytes(t, box, randomBytes(t, 1000))
 
-	order := func(k crypto.PrivKey, network string) *heat.Order {
+	order := func(k crypto.PrivKey, network string, edits ...func(*heat.Order)) *heat.Order {
 		o := &heat.Order{Epoch: epoch, Root: root, Until: epoch + 5, Reason: heat.ReasonHeat, Boxes: []peer.ID{box.ID()}}
+		for _, e := range edits {
+			e(o)
+		}
 		if err := o.Sign(network, k); err != nil {
 			t.Fatal(err)
 		}
@@ -68,7 +71,7 @@ func TestGossipValidatorsRefuseForgeries(t *testing.T) {
 		}
 	}
 	tampered := order(memberKey, "ore-test")
-	tampered.Until += 100
+	tampered.Until += 10
 	for name, tc := range map[string]struct {
 		from peer.ID
 		data []byte
@@ -78,6 +81,11 @@ func TestGossipValidatorsRefuseForgeries(t *testing.T) {
 		"tampered after signing":                {member, tampered.Marshal(), "bad_signature"},
 		"another network":                       {member, order(memberKey, "other").Marshal(), "wrong_network"},
 		"garbage":                               {member, []byte("not an order"), "malformed"},
+		// One member's signature may not pin a root on a box for good.
+		"a heat order for a million epochs": {member, order(memberKey, "ore-test", func(o *heat.Order) { o.Until = epoch + 1_000_000 }).Marshal(), "until_out_of_range"},
+		"a pre-warm order for a million epochs": {member, order(memberKey, "ore-test", func(o *heat.Order) {
+			o.Until, o.Reason = epoch+1_000_000, heat.ReasonPrewarm
+		}).Marshal(), "until_out_of_range"},
 	} {
 		before := testutil.ToFloat64(s.metrics.orders.WithLabelValues(tc.want))
 		if r := s.validateOrder(context.Background(), tc.from, gossip(tc.from, tc.data)); r != pubsub.ValidationReject {

@@ -63,7 +63,7 @@ type Config struct {
 	Genesis  *ledger.Genesis
 	Host     host.Host
 	Key      crypto.PrivKey
-	PubSub   *pubsub.PubSub // with intake.MessageID as message ID function
+	PubSub   *pubsub.PubSub // made with intake.GossipOptions (message IDs, peer scoring)
 	Pool     *intake.Pool   // receipts gossiped to this member
 	Dir      string         // Raft log, snapshots and the chain
 	Logger   *slog.Logger
@@ -90,13 +90,18 @@ type Committee struct {
 	mu      sync.Mutex
 	pending map[uint64][]ledger.Signature // signatures for blocks not applied yet
 	final   chan uint64                   // heights that became final (buffered, lossy)
-	txpool  map[[32]byte]ledger.Tx
+	txpool  txPool
 	targets targets
+	// validating says the topic validators are registered on the PubSub.
+	validating bool
 
 	metrics struct {
 		blocks, finals, rejected, orders prometheus.Counter
-		refused                          *prometheus.CounterVec
+		refused, gossip                  *prometheus.CounterVec
+		epoch                            epochMetrics
+		sync                             syncMetrics
 	}
+	syncLimit *syncLimiter // per-peer limits of chain sync
 
 	ctx    context.Context // the coordinator's lifetime: Close cancels it
 	cancel context.CancelFunc
@@ -122,7 +127,8 @@ func New(ctx context.Context, cfg Config) (*Committee, error) {
 		return nil, fmt.Errorf("committee: %w", err)
 	}
 	c := &Committee{cfg: cfg, self: cfg.Host.ID(), log: cfg.Logger.With("part", "committee"),
-		pending: make(map[uint64][]ledger.Signature), final: make(chan uint64, 64), txpool: make(map[[32]byte]ledger.Tx)}
+		pending: make(map[uint64][]ledger.Signature), final: make(chan uint64, 64), txpool: newTxPool(),
+		syncLimit: newSyncLimiter(cfg.Clock)}
 	c.initMetrics()
 	// Before Raft starts: the FSM may apply (and gossip) a block at once.
 	c.ctx, c.cancel = context.WithCancel(context.Background())
@@ -141,6 +147,9 @@ func New(ctx context.Context, cfg Config) (*Committee, error) {
 		return nil, err
 	}
 	c.fsm = &fsm{g: cfg.Genesis, chain: c.chain, state: state, applied: c.signApplied,
+		signable: func(h *ledger.Header, parent uint64) error {
+			return checkEpoch(h.Epoch, parent, cfg.Genesis.Params().EpochAt(cfg.Clock()))
+		},
 		catchUp: func(base *ledger.State) (*ledger.State, []*ledger.Block, error) {
 			ctx, cancel := context.WithTimeout(c.ctx, syncTimeout)
 			defer cancel()
@@ -152,11 +161,19 @@ func New(ctx context.Context, cfg Config) (*Committee, error) {
 			cfg.Host.Peerstore().AddAddrs(ai.ID, ai.Addrs, peerstore.PermanentAddrTTL)
 		}
 	}
+	if err := c.registerValidators(); err != nil {
+		return nil, err
+	}
 	if c.blocks, err = cfg.PubSub.Join(BlocksTopic); err != nil {
 		return nil, fmt.Errorf("committee: join %s: %w", BlocksTopic, err)
 	}
 	if c.txs, err = cfg.PubSub.Join(TxsTopic); err != nil {
 		return nil, fmt.Errorf("committee: join %s: %w", TxsTopic, err)
+	}
+	for _, t := range []*pubsub.Topic{c.blocks, c.txs} {
+		if err := intake.ScoreTopic(t); err != nil {
+			return nil, fmt.Errorf("committee: %w", err)
+		}
 	}
 	if err := c.startRaft(); err != nil {
 		return nil, err
@@ -234,8 +251,12 @@ func (c *Committee) initMetrics() {
 	c.metrics.rejected = prometheus.NewCounter(prometheus.CounterOpts{Name: "ore_ledger_blocks_rejected_total", Help: "Proposed blocks the state machine refused."})
 	c.metrics.orders = prometheus.NewCounter(prometheus.CounterOpts{Name: "ore_sched_orders_issued_total", Help: "Replication orders this coordinator issued as leader."})
 	c.metrics.refused = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ore_ledger_txs_refused_total", Help: "Transactions the leader left out of a block, by reason."}, []string{"reason"})
+	c.metrics.epoch = newEpochMetrics()
+	c.metrics.gossip = newGossipRefused()
+	c.metrics.sync = newSyncMetrics()
 	if c.cfg.Registry != nil {
-		for _, m := range []prometheus.Collector{c.metrics.blocks, c.metrics.finals, c.metrics.rejected, c.metrics.refused, c.metrics.orders} {
+		for _, m := range append([]prometheus.Collector{c.metrics.blocks, c.metrics.finals, c.metrics.rejected, c.metrics.refused, c.metrics.orders, c.metrics.gossip,
+			c.metrics.sync.served, c.metrics.sync.limited}, c.metrics.epoch.collectors()...) {
 			_ = c.cfg.Registry.Register(m)
 		}
 	}
@@ -319,6 +340,7 @@ func (c *Committee) Close() error {
 			_ = t.Close()
 		}
 	}
+	c.unregisterValidators()
 	if c.chain != nil {
 		errs = append(errs, c.chain.close())
 	}
@@ -340,11 +362,11 @@ func (c *Committee) leaderLoop(ctx context.Context) {
 		}
 		closed := params.EpochAt(c.cfg.Clock()) - 1
 		closing = closed + 1
-		// No block may take receipts older than MaxSkew epochs: every
-		// member forgets them, whether or not it leads.
-		if closed > params.MaxSkew {
-			c.cfg.Pool.Forget(closed - params.MaxSkew)
-		}
+		// No later block may take receipts more than MaxSkew epochs
+		// before the chain's last: every member forgets them, whether or
+		// not it leads. The chain, not this member's clock, says which:
+		// a fast clock would drop receipts a correct leader still pays.
+		c.cfg.Pool.Forget(forgetBefore(c.fsm.current().Epoch(), closed, params.MaxSkew))
 		if c.raft.State() != raft.Leader {
 			continue
 		}
@@ -417,6 +439,7 @@ func closeAt(p pod.Params, closing uint64, now time.Time) time.Time {
 // It reports whether the block was full: what did not fit waits in the
 // pools for the next block, which the caller proposes at once.
 func (c *Committee) propose(epoch uint64) (full bool, err error) {
+	params := c.cfg.Genesis.Params()
 	// Apply everything committed before building on the state.
 	if err := c.raft.Barrier(applyTimeout).Error(); err != nil {
 		return false, fmt.Errorf("barrier: %w", err)
@@ -424,6 +447,12 @@ func (c *Committee) propose(epoch uint64) (full bool, err error) {
 	s := c.fsm.current()
 	if epoch < s.Epoch() {
 		epoch = s.Epoch()
+	}
+	// The members sign no block far ahead of their clocks, this leader
+	// included: a chain already there (a leader with a fast clock wrote
+	// it) waits for the clocks to catch up.
+	if err := checkEpoch(epoch, s.Epoch(), params.EpochAt(c.cfg.Clock())); err != nil {
+		return false, fmt.Errorf("the chain is at epoch %d: %w", s.Epoch(), err)
 	}
 	// The block's path (build, log, commit; the followers' apply, see
 	// fsm.prepare) goes before this process's checks of gossiped
@@ -436,6 +465,13 @@ func (c *Committee) propose(epoch uint64) (full bool, err error) {
 	txs := make([]ledger.Tx, 0, len(accountTxs)+len(receipts))
 	txs = append(txs, accountTxs...)
 	for _, r := range receipts {
+		// Too old for this block, but not dropped here: should this block
+		// not commit (this leader's clock runs ahead, and it loses the
+		// lead), a block of an earlier epoch may still pay it. Forget
+		// drops it once the chain's epoch leaves no block that can.
+		if r.Epoch+params.MaxSkew < epoch {
+			continue
+		}
 		txs = append(txs, ledger.NewReceiptTx(r))
 	}
 	if len(txs) == 0 {

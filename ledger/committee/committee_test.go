@@ -36,6 +36,16 @@ type member struct {
 	pool   *intake.Pool
 	c      *Committee
 	dir    string
+
+	scoreMu sync.Mutex
+	scores  map[peer.ID]float64 // gossipsub's peer scores, as last inspected
+}
+
+// score is m's gossipsub score of p (0 until inspected).
+func (m *member) score(p peer.ID) float64 {
+	m.scoreMu.Lock()
+	defer m.scoreMu.Unlock()
+	return m.scores[p]
 }
 
 type cluster struct {
@@ -172,8 +182,14 @@ func (cl *cluster) start(t *testing.T, m *member) {
 	logger := slog.New(slog.NewTextHandler(&cl.logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("member", m.h.ID().ShortString())
 	var psCtx context.Context
 	psCtx, m.stopPS = context.WithCancel(context.Background())
+	inspect := pubsub.PeerScoreInspectFn(func(s map[peer.ID]float64) {
+		m.scoreMu.Lock()
+		m.scores = s
+		m.scoreMu.Unlock()
+	})
 	if m.ps, err = pubsub.NewGossipSub(psCtx, m.h, append(intake.GossipOptions(),
-		pubsub.WithLogger(logger.With("part", "pubsub")), pubsub.WithRPCLogger(slog.New(slog.DiscardHandler)))...); err != nil {
+		pubsub.WithLogger(logger.With("part", "pubsub")), pubsub.WithRPCLogger(slog.New(slog.DiscardHandler)),
+		pubsub.WithPeerScoreInspect(inspect, 100*time.Millisecond))...); err != nil {
 		t.Fatal(err)
 	}
 	m.pool = intake.NewPool()

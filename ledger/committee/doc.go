@@ -4,8 +4,9 @@
 // block from the receipts of that epoch that the gossip intake delivered
 // (ledger/intake) and the account transactions submitted on /ore/txs/1, and
 // applies it through Raft. Every member's FSM applies the block with the
-// pure state machine (ledger.Apply), stores it, signs its hash and gossips
-// the signature on /ore/blocks/1; a block is final once a majority of the
+// pure state machine (ledger.Apply), stores it, signs its hash (unless its
+// epoch is wrong by the member's clock, see below) and gossips the
+// signature on /ore/blocks/1; a block is final once a majority of the
 // committee signed it.
 //
 // Usage:
@@ -21,6 +22,45 @@
 // block reaches the FSM only through the Raft log, so the chain never
 // forks; a receipt is paid at most once because the state machine pays
 // only the increase per (server, client, root, epoch).
+//
+// Hard edges (epoch.go, validate.go, txpool.go, synclimit.go):
+//
+//   - Epochs: the state machine takes the epoch a block names. A member
+//     signs no block whose epoch is more than one ahead of its own clock
+//     or before the previous block's; it still applies it (every member
+//     applies what Raft commits, so their states stay one), counts it
+//     (ore_ledger_blocks_unsigned_total) and logs it, and shows the
+//     leader's clock against its own (ore_ledger_block_epoch_lead,
+//     ore_ledger_leader_clock_offset_seconds). The leader proposes no
+//     such epoch, and waits while the chain is ahead of its clock. Such a
+//     block is final only if a majority signs it: with the majority rule
+//     of today (2 of 3) a leader and one member, both wrong, still make
+//     it final, and a block Raft committed is applied whatever the
+//     signatures; finality by more than two thirds, voted before a block
+//     is applied, is the fix that remains (issue #21). The receipt pool
+//     forgets receipts by the chain's epoch, not a member's clock, and the
+//     leader drops no receipt its block was too late for: a leader with a
+//     correct clock may still pay it.
+//   - Gossip: /ore/blocks/1 admits a member's valid signature over a block
+//     hash and /ore/txs/1 a well-formed account transaction or ticket
+//     (within its kind's size limit, authenticated for this network:
+//     ledger.Tx.Authenticate); anything else is rejected
+//     before gossipsub forwards it, counted
+//     (ore_ledger_gossip_refused_total) and costs its sender peer score
+//     (intake.GossipOptions). A valid transaction this member's pool cannot
+//     take is ignored, not rejected.
+//   - Transactions: the pool holds at most 100,000, at most 64 of one
+//     account, and refuses beyond with an error the submitter hears (Submit,
+//     SubmitTx, the CLI); a block takes at most 16 of one account's, the
+//     rest wait for the next. Account transactions cost nothing; a fee
+//     would price them instead, but changes the state machine.
+//   - Chain sync: a peer outside the committee gets blocks from a bucket of
+//     2,000 refilled at 200 a second (the stream is paced, and reset if a
+//     block would wait more than 5 s) and has at most 2 chain streams open
+//     (ore_ledger_chain_sync_limited_total).
+//   - Replication orders are signed by one member (the leader); boxes
+//     bound how long one runs (heat.MaxOrderEpochs). Orders backed by a
+//     quorum come with the finality work.
 //
 // Why its own package: it is the ledger's networking and persistence (Raft,
 // gossip, the Raft log and the block store) around the pure core in package

@@ -110,3 +110,24 @@ func TestEarlyApplyOnAnotherStateIsNotUsed(t *testing.T) {
 		t.Fatalf("apply beside a foreign early entry: %+v", res)
 	}
 }
+
+// A follower does not apply early a block it will not sign (its epoch is
+// wrong by the member's clock); it applies it at commit like any entry,
+// so its state stays the others'.
+func TestEarlyApplySkipsUnsignableBlocks(t *testing.T) {
+	f, data, want := earlyFixture(t)
+	f.signable = func(*ledger.Header, uint64) error { return ErrFutureEpoch }
+	f.prepare(data)
+	<-f.early.done
+	if f.early.block != nil {
+		t.Fatal("a block ahead of the clock was applied early")
+	}
+	var signed []uint64
+	f.applied = func(b *ledger.Block, parent uint64) { signed = append(signed, b.Header.Height) }
+	if res := f.Apply(entry(data)).(applyResult); res.err != nil || res.height != 1 {
+		t.Fatalf("apply: %+v", res)
+	}
+	if f.current().Hash() != want.Hash() || len(signed) != 1 {
+		t.Fatalf("the block was not applied at commit (applied hook ran for %v)", signed)
+	}
+}

@@ -17,9 +17,15 @@ import (
 // the chain store: a snapshot is only the height it covers, a restore
 // replays the stored blocks.
 type fsm struct {
-	g       *ledger.Genesis
-	chain   *chain
-	applied func(*ledger.Block) // after a block is stored: sign it
+	g     *ledger.Genesis
+	chain *chain
+	// applied runs after a block is stored, with the previous block's
+	// epoch: sign it, unless the member refuses (see checkEpoch).
+	applied func(b *ledger.Block, parentEpoch uint64)
+	// signable is the signing rule on a block's epoch (checkEpoch on this
+	// member's clock; nil: any). A follower does not apply early a block
+	// it will not sign: early apply only hastens signatures.
+	signable func(h *ledger.Header, parentEpoch uint64) error
 	// catchUp fetches the final blocks after base from the other members
 	// and verifies them (SyncFrom): a snapshot from the leader may cover
 	// blocks this member never had (see Restore).
@@ -73,6 +79,9 @@ func (f *fsm) prepare(data []byte) {
 		b, err := ledger.UnmarshalBlock(data)
 		if err != nil || b.Header.Height != parent.Height()+1 {
 			return // Apply says why, or skips a replayed entry
+		}
+		if f.signable != nil && f.signable(&b.Header, parent.Epoch()) != nil {
+			return // applied at commit like any entry; judged (and counted) then
 		}
 		e.block, e.parent = b, parent
 		e.state, e.err = ledger.Apply(parent, b)
@@ -141,9 +150,10 @@ func (f *fsm) Apply(l *raft.Log) any {
 		// without diverging, which is a broken invariant, not an input error.
 		panic(fmt.Sprintf("committee: at block %d: %v", b.Header.Height, err))
 	}
+	parentEpoch := f.state.Epoch()
 	f.state = next
 	if f.applied != nil {
-		f.applied(b)
+		f.applied(b, parentEpoch)
 	}
 	return applyResult{height: b.Header.Height}
 }
@@ -171,6 +181,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		return err
 	}
 	var fetched []*ledger.Block
+	baseEpoch := s.Epoch() // the parent of the first block fetched
 	if s.Height() < h {
 		// The leader dropped the log entries of blocks this member missed
 		// (it was cut off or down for more than trailingLogs entries): the
@@ -196,9 +207,13 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	f.mu.Lock()
 	f.state, f.built, f.early = s, nil, nil
 	f.mu.Unlock()
-	for _, b := range fetched {
+	parentEpoch := baseEpoch
+	for i, b := range fetched {
+		if i > 0 {
+			parentEpoch = fetched[i-1].Header.Epoch
+		}
 		if f.applied != nil {
-			f.applied(b) // sign it, as if applied from the log
+			f.applied(b, parentEpoch) // sign it, as if applied from the log
 		}
 	}
 	return nil

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"sort"
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
@@ -75,7 +74,7 @@ func unmarshalSig(data []byte) (*sigMsg, error) {
 // verify checks that the signer is a member and the signature is its.
 func (m *sigMsg) verify(g *ledger.Genesis) error {
 	if !g.IsMember(m.sig.Signer) {
-		return fmt.Errorf("committee: %s is not a member", m.sig.Signer)
+		return fmt.Errorf("%w: %s", errNotMember, m.sig.Signer)
 	}
 	pk, err := m.sig.Signer.ExtractPublicKey()
 	if err != nil {
@@ -89,37 +88,37 @@ func (m *sigMsg) verify(g *ledger.Genesis) error {
 }
 
 // signApplied runs in the FSM after a block is stored: sign it, add the
-// signatures that arrived early, gossip ours.
-func (c *Committee) signApplied(b *ledger.Block) {
+// signatures that arrived early, gossip ours. A block whose epoch this
+// member refuses (checkEpoch, on the previous block's epoch parent) stays
+// applied but unsigned by it: see epoch.go.
+func (c *Committee) signApplied(b *ledger.Block, parent uint64) {
 	c.metrics.blocks.Inc()
 	hash := b.Hash()
-	own := &ledger.Block{Header: b.Header} // the signature covers the header hash only
-	if err := own.Sign(c.cfg.Key); err != nil {
-		c.log.Error("sign block", "height", b.Header.Height, "err", err)
-		return
-	}
-	var mine ledger.Signature
-	for _, s := range own.Sigs {
-		if s.Signer == c.self {
-			mine = s
+	var sigs []ledger.Signature
+	if c.judgeEpoch(&b.Header, parent) == nil {
+		mine, err := c.sign(b)
+		if err != nil {
+			c.log.Error("sign block", "height", b.Header.Height, "err", err)
+			return
 		}
+		// The block is final when a majority's signatures meet: send this
+		// member's before the bookkeeping below, which takes a while for a
+		// block of many receipts.
+		msg := (&sigMsg{height: b.Header.Height, hash: hash, sig: mine}).marshal()
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			if err := c.publish(c.ctx, c.blocks, msg); err != nil {
+				c.log.Debug("gossip block signature", "err", err)
+			}
+		}()
+		sigs = append(sigs, mine)
 	}
-	// The block is final when a majority's signatures meet: send this
-	// member's before the bookkeeping below, which takes a while for a
-	// block of many receipts.
-	msg := (&sigMsg{height: b.Header.Height, hash: hash, sig: mine}).marshal()
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		if err := c.publish(c.ctx, c.blocks, msg); err != nil {
-			c.log.Debug("gossip block signature", "err", err)
-		}
-	}()
 	c.mu.Lock()
 	early := c.pending[b.Header.Height]
 	delete(c.pending, b.Header.Height)
 	c.mu.Unlock()
-	for _, s := range append(early, mine) {
+	for _, s := range append(early, sigs...) {
 		c.addSig(&sigMsg{height: b.Header.Height, hash: hash, sig: s})
 	}
 	// Every member drops what the block took from its pool, so a new
@@ -131,6 +130,20 @@ func (c *Committee) signApplied(b *ledger.Block) {
 		}
 	}
 	c.cfg.Pool.Done(included)
+}
+
+// sign returns this member's signature over b's header hash.
+func (c *Committee) sign(b *ledger.Block) (ledger.Signature, error) {
+	own := &ledger.Block{Header: b.Header} // the signature covers the header hash only
+	if err := own.Sign(c.cfg.Key); err != nil {
+		return ledger.Signature{}, err
+	}
+	for _, s := range own.Sigs {
+		if s.Signer == c.self {
+			return s, nil
+		}
+	}
+	return ledger.Signature{}, errors.New("committee: signing left no signature of this member")
 }
 
 // meshWait bounds how long publish waits for a gossip peer to send to.
@@ -215,11 +228,9 @@ func (c *Committee) readSigs(ctx context.Context, sub *pubsub.Subscription) {
 		if err != nil {
 			return
 		}
-		m, err := unmarshalSig(msg.Data)
-		if err != nil || m.verify(c.cfg.Genesis) != nil {
-			continue
+		if m, ok := msg.ValidatorData.(*sigMsg); ok { // validateSig checked it
+			c.addSig(m)
 		}
-		c.addSig(m)
 	}
 }
 
@@ -241,7 +252,9 @@ func (c *Committee) submit(ctx context.Context, tx ledger.Tx, forward bool) erro
 	if err := tx.Authenticate(c.cfg.Genesis.Network); err != nil {
 		return err
 	}
-	c.keepTx(tx)
+	if err := c.keepTx(tx); err != nil {
+		return err
+	}
 	data := tx.Marshal()
 	if l := c.LeaderID(); forward && l != "" && l != c.self {
 		if err := submitTo(ctx, c.cfg.Host, l, data); err != nil {
@@ -258,53 +271,10 @@ func (c *Committee) readTxs(ctx context.Context, sub *pubsub.Subscription) {
 		if err != nil {
 			return
 		}
-		tx, err := ledger.UnmarshalTx(msg.Data)
-		if err != nil || tx.Kind == ledger.KindReceipt || tx.Authenticate(c.cfg.Genesis.Network) != nil {
-			continue
+		if tx, ok := msg.ValidatorData.(*ledger.Tx); ok { // validateTx checked it
+			if err := c.keepTx(*tx); err != nil {
+				c.log.Debug("gossiped transaction not kept", "err", err)
+			}
 		}
-		c.keepTx(*tx)
 	}
 }
-
-// keepTx adds a verified transaction to the pool of the next block.
-func (c *Committee) keepTx(tx ledger.Tx) {
-	c.mu.Lock()
-	if len(c.txpool) < maxTxPool {
-		c.txpool[tx.ID()] = tx
-	}
-	c.mu.Unlock()
-}
-
-// maxTxPool bounds the account transactions waiting for a block.
-const maxTxPool = 100_000
-
-// takeTxs empties the pool, in (account, nonce) order.
-func (c *Committee) takeTxs() []ledger.Tx {
-	c.mu.Lock()
-	out := make([]ledger.Tx, 0, len(c.txpool))
-	for _, tx := range c.txpool {
-		out = append(out, tx)
-	}
-	c.txpool = make(map[[32]byte]ledger.Tx)
-	c.mu.Unlock()
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].From != out[j].From {
-			return out[i].From < out[j].From
-		}
-		return out[i].Nonce < out[j].Nonce
-	})
-	return out
-}
-
-// requeue puts back transactions of a block that did not commit.
-func (c *Committee) requeue(txs []ledger.Tx) {
-	c.mu.Lock()
-	for _, tx := range txs {
-		c.txpool[tx.ID()] = tx
-	}
-	c.mu.Unlock()
-}
-
-// Keep adds a transaction submitted on this member to its own pool (gossip
-// does not deliver a member's own messages to itself twice).
-func (c *Committee) Keep(tx ledger.Tx) { c.keepTx(tx) }

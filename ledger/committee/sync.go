@@ -28,9 +28,21 @@ const (
 	syncGrace   = 300 * time.Millisecond // how long SyncChain waits for a longer chain after the first
 )
 
-// serveChain answers chain sync requests with final blocks.
+// serveChain answers chain sync requests with final blocks, within the
+// limits of the asking peer (synclimit.go).
 func (c *Committee) serveChain(s network.Stream) {
 	defer s.Close()
+	p := s.Conn().RemotePeer()
+	limited := !c.cfg.Genesis.IsMember(p)
+	if limited {
+		if !c.syncLimit.open(p) {
+			c.metrics.sync.limited.WithLabelValues("streams").Inc()
+			c.log.Debug("chain sync refused: too many streams", "peer", p, "open", syncStreams)
+			_ = s.Reset()
+			return
+		}
+		defer c.syncLimit.close(p)
+	}
 	_ = s.SetDeadline(time.Now().Add(syncTimeout))
 	from, err := binary.ReadUvarint(bufio.NewReader(io.LimitReader(s, binary.MaxVarintLen64)))
 	if err != nil || from == 0 {
@@ -38,10 +50,39 @@ func (c *Committee) serveChain(s network.Stream) {
 		return
 	}
 	w := bufio.NewWriter(s)
+	paced := false
 	for h := from; h < from+syncBatch; h++ {
 		b, err := c.chain.get(h)
 		if err != nil || !b.Final(c.cfg.Genesis) {
 			break
+		}
+		if limited {
+			wait, ok := c.syncLimit.take(p)
+			if !ok {
+				// Ending the answer here would tell the peer the chain
+				// ends here: reset, which it sees as an error.
+				c.metrics.sync.limited.WithLabelValues("rate").Inc()
+				c.log.Debug("chain sync reset: the peer asks for blocks too fast", "peer", p, "height", h)
+				_ = s.Reset()
+				return
+			}
+			if wait > 0 {
+				if !paced {
+					paced = true
+					c.metrics.sync.limited.WithLabelValues("paced").Inc()
+				}
+				if err := w.Flush(); err != nil { // what is paid for goes now
+					return
+				}
+				t := time.NewTimer(wait)
+				select {
+				case <-c.ctx.Done():
+					t.Stop()
+					_ = s.Reset()
+					return
+				case <-t.C:
+				}
+			}
 		}
 		data := b.Marshal()
 		if _, err := w.Write(binary.AppendUvarint(nil, uint64(len(data)))); err != nil {
@@ -50,6 +91,7 @@ func (c *Committee) serveChain(s network.Stream) {
 		if _, err := w.Write(data); err != nil {
 			return
 		}
+		c.metrics.sync.served.Inc()
 	}
 	_, _ = w.Write([]byte{0})
 	_ = w.Flush()

@@ -27,9 +27,11 @@ const ReceiptsTopic = "/ore/receipts/1"
 // pubsub signature would only cost one more Ed25519 signature and a
 // SHA-512 over the whole message at every peer, for nothing a validator
 // uses. Peers with other options do not exchange messages with these.
+// Peer scoring is on: a message a validator rejects costs the peer that
+// sent it score (see score.go; ScoreTopic for topics other than receipts).
 func GossipOptions() []pubsub.Option {
 	return []pubsub.Option{pubsub.WithMessageIdFn(MessageID), pubsub.WithNoAuthor(),
-		pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign)}
+		pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign), peerScore()}
 }
 
 // MessageID makes a message's ID the hash of its bytes, so the same receipt
@@ -278,7 +280,11 @@ func (in *Intake) collect(ctx context.Context) {
 
 // validate applies the receipt rules to every receipt of a message; a
 // message with one bad receipt is dropped whole (a correct sender checks
-// what it publishes) and each bad receipt is counted by its reason.
+// what it publishes) and each bad receipt is counted by its reason. The
+// message is rejected, which costs its sender peer score, unless every
+// bad receipt is only out of this peer's epoch window: clocks differ a
+// little, and the sender may have been right by its own, so that message
+// is ignored.
 func (in *Intake) validate(ctx context.Context, from peer.ID, m *pubsub.Message) pubsub.ValidationResult {
 	if !m.Local { // this peer's own receipts were checked by PublishBatch
 		prio.wait()
@@ -290,12 +296,17 @@ func (in *Intake) validate(ctx context.Context, from peer.ID, m *pubsub.Message)
 	}
 	good, errs := in.check(rs)
 	if len(good) != len(rs) {
+		verdict := pubsub.ValidationIgnore
 		for _, err := range errs {
 			if err != nil {
-				in.rejected.WithLabelValues(string(pod.ReasonOf(err))).Inc()
+				reason := pod.ReasonOf(err)
+				in.rejected.WithLabelValues(string(reason)).Inc()
+				if reason != pod.ReasonEpochOutOfRange {
+					verdict = pubsub.ValidationReject
+				}
 			}
 		}
-		return pubsub.ValidationReject
+		return verdict
 	}
 	in.accepted.Add(float64(len(rs)))
 	m.ValidatorData = rs

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -335,5 +336,71 @@ func TestPoolRefusesAReceiptThatTakesBackBytes(t *testing.T) {
 	}
 	if got := p.Pending(big.Epoch); len(got) != 1 || got[0].Bytes != big.Bytes {
 		t.Fatalf("pending %v, want the 4 MiB receipt", got)
+	}
+}
+
+// An invalid receipt costs the peer that sent it gossipsub score, as the
+// package promises; a receipt only outside this peer's epoch window is
+// ignored (the sender's clock may be right) and costs nothing.
+func TestInvalidReceiptsCostScore(t *testing.T) {
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	var mu sync.Mutex
+	var scores map[peer.ID]float64
+	inspected := 0
+	inspect := pubsub.PeerScoreInspectFn(func(s map[peer.ID]float64) {
+		mu.Lock()
+		scores, inspected = s, inspected+1
+		mu.Unlock()
+	})
+	ps, err := pubsub.NewGossipSub(context.Background(), h, append(GossipOptions(), pubsub.WithPeerScoreInspect(inspect, 50*time.Millisecond))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := NewPool()
+	in, err := New(ps, params, WithPool(pool))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	score := func(p peer.ID) (float64, int) {
+		mu.Lock()
+		defer mu.Unlock()
+		return scores[p], inspected
+	}
+	srv, cli := newParty(t), newParty(t)
+	ctx := context.Background()
+	// Each sender runs no validator and publishes what it likes.
+	send := func(data []byte) peer.ID {
+		hs, pss := newPS(t)
+		connect(t, hs, h)
+		topic, err := pss.Join(ReceiptsTopic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		testkit.WaitFor(t, meshDeadline, "the receiver's subscription", func() bool { return slices.Contains(topic.ListPeers(), h.ID()) })
+		if err := topic.Publish(ctx, data); err != nil {
+			t.Fatal(err)
+		}
+		return hs.ID()
+	}
+	counted := func(r pod.Reason) float64 { return testutil.ToFloat64(in.rejected.WithLabelValues(string(r))) }
+
+	late := send(encodeBatch([]*pod.Receipt{receipt(t, srv, cli, 1, func(r *pod.Receipt) { r.Epoch = 1 })}))
+	testkit.WaitFor(t, meshDeadline, "the old receipt counted", func() bool { return counted(pod.ReasonEpochOutOfRange) == 1 })
+	forger := send(encodeBatch([]*pod.Receipt{func() *pod.Receipt { r := receipt(t, srv, cli, 1, nil); r.Bytes++; return r }()}))
+	testkit.WaitFor(t, meshDeadline, "the forger's score below zero", func() bool { s, _ := score(forger); return s < 0 })
+	// The old receipt was judged before the forged one: two inspections
+	// later its sender's score is what it is.
+	_, n := score(forger)
+	testkit.WaitFor(t, meshDeadline, "two more inspections", func() bool { _, m := score(late); return m >= n+2 })
+	if s, _ := score(late); s != 0 {
+		t.Fatalf("a receipt outside the window cost its sender %v", s)
+	}
+	if pool.Len() != 0 {
+		t.Fatalf("the pool kept %d receipts", pool.Len())
 	}
 }
