@@ -36,6 +36,13 @@ const (
 	DefaultNetwork      = "ore-devnet"
 	podStreamTimeout    = 10 * time.Second
 	podFlushTimeout     = 10 * time.Second
+	// maxDebtors bounds the server's debt table (one entry a client). A
+	// client that left is forgotten after the debt grace (see ageDebts);
+	// this bound holds even for a peer that connects with a new identity
+	// faster than the grace forgets the old ones. At the bound a new
+	// client pushes out the entry idle the longest: that client gets a
+	// fresh window if it comes back, as any new identity does.
+	maxDebtors = 1 << 16
 )
 
 // Keys of receipts in the store's meta records:
@@ -82,6 +89,7 @@ type podService struct {
 	signed    prometheus.Counter
 	countered prometheus.Counter
 	withheld  prometheus.Counter
+	debtors   prometheus.GaugeFunc
 
 	mu         sync.Mutex
 	debt       map[peer.ID]*debt
@@ -104,6 +112,10 @@ type debt struct {
 	// Only then does debt no receipt can pay age out: a client that never
 	// signs stays held back while it asks.
 	signs bool
+	// seen: when the client last asked, or was last found connected (by
+	// the server's clock). A client that is gone for the debt grace is
+	// forgotten, whether it signed or not (see ageDebts).
+	seen time.Time
 }
 
 type epochDebt struct {
@@ -199,7 +211,14 @@ func newPodService(n *Node, key crypto.PrivKey) (*podService, error) {
 	for _, r := range pod.Reasons {
 		s.rejected.WithLabelValues(string(r))
 	}
-	for _, c := range []prometheus.Collector{s.rejected, s.signed, s.countered, s.withheld} {
+	s.debtors = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "ore_pod_debtors", Help: fmt.Sprintf("Clients in the server's debt table (at most %d).", maxDebtors)},
+		func() float64 {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return float64(len(s.debt))
+		})
+	for _, c := range []prometheus.Collector{s.rejected, s.signed, s.countered, s.withheld, s.debtors} {
 		if err := n.reg.Register(c); err != nil {
 			return nil, fmt.Errorf("node: register pod metrics: %w", err)
 		}
@@ -227,9 +246,13 @@ func (s *podService) Allow(p peer.ID, size int) bool {
 	defer s.mu.Unlock()
 	d := s.debt[p]
 	if d == nil {
+		if len(s.debt) >= maxDebtors {
+			s.evictIdlestLocked()
+		}
 		d = &debt{}
 		s.debt[p] = d
 	}
+	d.seen = s.now()
 	if d.signs {
 		d.age(e, s.params.MaxSkew)
 	}
@@ -259,9 +282,25 @@ func (s *podService) signs(p peer.ID) {
 	s.mu.Unlock()
 }
 
+// debtGrace is how long a client that left keeps its debt entry: MaxSkew+1
+// epochs, when every byte it owes is beyond what a receipt may name, so a
+// signing client's debt would have aged out anyway.
+//
+// The rule against a client that never signs: it is held back once its
+// debt reaches the window, for as long as it stays connected. Leaving and
+// coming back within the grace does not reset its window (the entry is
+// still there); coming back later does, as a new identity would get one.
+// So one identity gets at most one credit window per grace, and a peer
+// that never signs and leaves costs the server memory for the grace only.
+func (s *podService) debtGrace() time.Duration {
+	return time.Duration(s.params.MaxSkew+1) * s.params.EpochLength
+}
+
 // ageDebts (every receiptAtLeastEvery) forgives the debts of signing
-// clients that no receipt can pay any more, and sends what the gate held
-// back for those clients. A held-back client sends no receipt until its blocks come, so nothing else
+// clients that no receipt can pay any more, sends what the gate held back
+// for those clients, and forgets the clients gone for the debt grace.
+//
+// A held-back client sends no receipt until its blocks come, so nothing else
 // would release them: a receipt the server refused as too old (a client
 // that fell behind, or whose receipt waited in a busy network) left its
 // bytes unpaid for good, and the server held every later block back while
@@ -269,7 +308,9 @@ func (s *podService) signs(p peer.ID) {
 // refusals (4,445-7,064 epoch_out_of_range a run), though few of them
 // reach a window (39-43 blocks withheld a run).
 func (s *podService) ageDebts(context.Context) {
-	e := s.epoch()
+	e, now := s.epoch(), s.now()
+	grace := s.debtGrace()
+	net := s.n.host.Network()
 	var freed []peer.ID
 	s.mu.Lock()
 	for p, d := range s.debt {
@@ -278,12 +319,39 @@ func (s *podService) ageDebts(context.Context) {
 		}
 		if d.bytes == 0 {
 			delete(s.debt, p)
+			continue
+		}
+		// Only a client idle since the last round is looked up: one that
+		// asks is connected.
+		if now.Sub(d.seen) < receiptAtLeastEvery {
+			continue
+		}
+		if net.Connectedness(p) == network.Connected {
+			d.seen = now
+		} else if now.Sub(d.seen) >= grace {
+			delete(s.debt, p)
 		}
 	}
 	s.mu.Unlock()
 	for _, p := range freed {
 		s.n.ex.Release(p)
 	}
+}
+
+// evictIdlestLocked drops the debt entry idle the longest, to make room
+// under maxDebtors.
+func (s *podService) evictIdlestLocked() {
+	var (
+		idlest peer.ID
+		oldest time.Time
+	)
+	for p, d := range s.debt {
+		if idlest == "" || d.seen.Before(oldest) {
+			idlest, oldest = p, d.seen
+		}
+	}
+	delete(s.debt, idlest)
+	s.log.Debug("debt table full: forgot the idlest client", "client", idlest, "entries", maxDebtors)
 }
 
 func (s *podService) handleStream(st network.Stream) {
