@@ -90,6 +90,7 @@ type Config struct {
 	Genesis           *ledger.Genesis
 	CreditWindow      int64
 	ReceiptEvery      int64
+	MaxFetchBlocks    int64 // blocks one fetch visits at most, repeats counted (see WithMaxFetchBlocks)
 
 	UploadLimit   int64         // bytes per second bitswap serves, all peers together (0: no limit)
 	SpreadHold    time.Duration // a seeded block leaves at most once per this (0: no spreading)
@@ -130,6 +131,7 @@ func defaults() (*Config, error) {
 		Network:           pod.DefaultParams(DefaultNetwork),
 		CreditWindow:      DefaultCreditWindow,
 		ReceiptEvery:      DefaultReceiptEvery,
+		MaxFetchBlocks:    DefaultMaxFetchBlocks,
 		GatewayListen:     DefaultGatewayListen,
 		HeatHalfLife:      DefaultHeatHalfLife,
 		Schedule:          heat.DefaultParams(),
@@ -158,6 +160,9 @@ func (c *Config) validate() error {
 	}
 	if c.StallTimeout <= 0 {
 		return errors.New("node: stall timeout must be positive")
+	}
+	if c.MaxFetchBlocks <= 0 {
+		return fmt.Errorf("node: the most blocks a fetch visits must be positive, got %d", c.MaxFetchBlocks)
 	}
 
 	if err := c.Network.Validate(); err != nil {
@@ -348,6 +353,18 @@ func WithGenesis(g *ledger.Genesis) Option {
 		}
 		c.Genesis = g
 		c.Network = g.Params()
+		return nil
+	}
+}
+
+// WithMaxFetchBlocks sets how many blocks one fetch visits at most,
+// counting a block linked twice twice (default DefaultMaxFetchBlocks, 2 TiB
+// of 256 KiB leaves): a fetch of a DAG with more fails with an error
+// wrapping ErrDAGTooLarge. It bounds the work and the memory a DAG
+// someone else built can make a fetch spend.
+func WithMaxFetchBlocks(n int64) Option {
+	return func(c *Config) error {
+		c.MaxFetchBlocks = n
 		return nil
 	}
 }
