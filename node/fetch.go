@@ -132,8 +132,11 @@ func (n *Node) fetch(ctx context.Context, root cid.Cid, progress func(FetchProgr
 	go func() { defer wg.Done(); f.watch(cancel, progress) }()
 
 	src := &levelSource{f: f, links: []cid.Cid{root}}
-	for {
+	for depth := 1; ; depth++ {
 		parents, err := f.level(src)
+		if err == nil && len(parents) > 0 && depth == maxDAGDepth {
+			err = fmt.Errorf("%w: %s is deeper than the %d levels a fetch follows (UnixFS DAGs are a few levels deep, plus one a directory)", ErrDAGTooLarge, root, maxDAGDepth)
+		}
 		if err != nil {
 			n.metrics.fetchErrors.WithLabelValues(reason(err)).Inc()
 			return FetchResult{}, fmt.Errorf("node: fetch %s: %w", root, err)

@@ -31,6 +31,13 @@ const (
 	// ~50,000 of them, a directory of a million multi-block files a
 	// million.
 	maxLevelParents = 1 << 20
+	// maxDAGDepth bounds the levels a fetch or a walk (CAR export and
+	// import) follows. UnixFS files are a few levels deep (174^5 leaves of
+	// 256 KiB are 41 PB), a trickle DAG a few dozen, and each directory
+	// adds one level (a few with HAMT shards): 4,096 holds any path a file
+	// system allows (4,096 bytes). A chain deeper than that is built to
+	// make a box walk it a level at a time.
+	maxDAGDepth = 1 << 12
 	// DefaultMaxFetchBlocks is the most blocks a fetch visits (repeats
 	// counted): 2 TiB of 256 KiB leaves. See WithMaxFetchBlocks.
 	DefaultMaxFetchBlocks = 1 << 23
@@ -80,6 +87,11 @@ func (f *fetch) readLinks(p cid.Cid) ([]cid.Cid, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read the links of %s: %w", p, err)
 	}
+	return linkCIDs(b)
+}
+
+// linkCIDs returns the CIDs a dag-pb block links, at most maxNodeLinks.
+func linkCIDs(b blocks.Block) ([]cid.Cid, error) {
 	links, err := nodeLinks(b)
 	if err != nil {
 		return nil, err
