@@ -89,7 +89,7 @@ type podService struct {
 	signed    prometheus.Counter
 	countered prometheus.Counter
 	withheld  prometheus.Counter
-	debtors   prometheus.GaugeFunc
+	debtors   prometheus.GaugeFunc // the debt table's size (see maxDebtors)
 
 	mu         sync.Mutex
 	debt       map[peer.ID]*debt
@@ -189,6 +189,7 @@ type delivery struct {
 
 type sender struct {
 	wake  chan struct{}
+	quit  chan struct{} // closed when gcLocked forgets the sender: its goroutine ends
 	dirty map[pod.Key]bool
 }
 
@@ -211,14 +212,31 @@ func newPodService(n *Node, key crypto.PrivKey) (*podService, error) {
 	for _, r := range pod.Reasons {
 		s.rejected.WithLabelValues(string(r))
 	}
-	s.debtors = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "ore_pod_debtors", Help: fmt.Sprintf("Clients in the server's debt table (at most %d).", maxDebtors)},
-		func() float64 {
+	size := func(f func() int) func() float64 {
+		return func() float64 {
 			s.mu.Lock()
 			defer s.mu.Unlock()
-			return float64(len(s.debt))
-		})
-	for _, c := range []prometheus.Collector{s.rejected, s.signed, s.countered, s.withheld, s.debtors} {
+			return float64(f())
+		}
+	}
+	s.debtors = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "ore_pod_debtors", Help: fmt.Sprintf("Clients in the server's debt table (at most %d; one gone for MaxSkew+1 epochs is forgotten).", maxDebtors)},
+		size(func() int { return len(s.debt) }))
+	tables := []prometheus.Collector{s.debtors,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ore_pod_wanted_blocks",
+			Help: "Blocks this box fetches and receipts on arrival (forgotten MaxSkew+1 epochs after the fetch asked)."},
+			size(func() int { return len(s.wanted) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ore_pod_deliveries",
+			Help: "Deliveries (server, root, epoch) this box receipts as client (forgotten MaxSkew+1 epochs after their epoch)."},
+			size(func() int { return len(s.deliveries) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ore_pod_senders",
+			Help: "Servers this box sends receipts to, one goroutine each (forgotten with their last delivery)."},
+			size(func() int { return len(s.senders) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ore_pod_final_roots",
+			Help: "Roots whose fetch ended lately, whose late blocks are receipted at once (forgotten after MaxSkew+1 epochs)."},
+			size(func() int { return len(s.finalRoots) })),
+	}
+	for _, c := range append([]prometheus.Collector{s.rejected, s.signed, s.countered, s.withheld}, tables...) {
 		if err := n.reg.Register(c); err != nil {
 			return nil, fmt.Errorf("node: register pod metrics: %w", err)
 		}
@@ -497,8 +515,10 @@ func (s *podService) received(from peer.ID, b blocks.Block) {
 // tick sends (every receiptAtLeastEvery) the receipts of bytes received
 // since the last receipt, whatever their amount.
 func (s *podService) tick(context.Context) {
+	e := s.epoch()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.gcLocked(e)
 	for k, d := range s.deliveries {
 		if d.unsent > 0 {
 			s.markLocked(k, d)
@@ -529,7 +549,7 @@ func (s *podService) markLocked(k pod.Key, d *delivery) {
 	d.unsent = 0
 	sd := s.senders[d.server]
 	if sd == nil {
-		sd = &sender{wake: make(chan struct{}, 1), dirty: make(map[pod.Key]bool)}
+		sd = &sender{wake: make(chan struct{}, 1), quit: make(chan struct{}), dirty: make(map[pod.Key]bool)}
 		s.senders[d.server] = sd
 		server := d.server
 		s.n.spawn(func(ctx context.Context) { s.runSender(ctx, server, sd) })
@@ -546,6 +566,8 @@ func (s *podService) runSender(ctx context.Context, server peer.ID, sd *sender) 
 	for {
 		select {
 		case <-ctx.Done():
+			return
+		case <-sd.quit:
 			return
 		case <-sd.wake:
 		}
@@ -716,8 +738,12 @@ func (s *podService) kept(root cid.Cid) []*pod.Receipt {
 	return out
 }
 
-// gcLocked forgets wanted blocks and deliveries of epochs no receipt can
-// name any more.
+// gcLocked forgets wanted blocks, deliveries and roots of epochs no receipt
+// can name any more, and the senders of servers left with no delivery.
+// A delivery is forgotten then whether its receipt was countersigned or
+// not: a server that refused it, or left, cannot take it any more, and
+// every server that ever sent this box a block would otherwise keep a
+// delivery and a sender goroutine for as long as the box runs.
 func (s *podService) gcLocked(e uint64) {
 	if e == s.lastGC {
 		return
@@ -732,9 +758,23 @@ func (s *podService) gcLocked(e uint64) {
 			delete(s.wanted, c)
 		}
 	}
+	serving := make(map[peer.ID]bool, len(s.senders))
 	for k, d := range s.deliveries {
-		if k.Epoch+horizon < e && d.bytes == d.acked {
+		if k.Epoch+horizon < e {
 			delete(s.deliveries, k)
+			continue
+		}
+		serving[d.server] = true
+	}
+	for p, sd := range s.senders {
+		for k := range sd.dirty {
+			if s.deliveries[k] == nil {
+				delete(sd.dirty, k) // runSender would skip it
+			}
+		}
+		if !serving[p] && len(sd.dirty) == 0 {
+			delete(s.senders, p)
+			close(sd.quit)
 		}
 	}
 	for r, fe := range s.finalRoots {

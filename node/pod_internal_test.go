@@ -303,3 +303,36 @@ func TestConnectedSilentClientStaysHeldBack(t *testing.T) {
 		t.Fatalf("a connected client that never signed was served again after %s idle", 3*s.debtGrace())
 	}
 }
+
+// TestUnpaidDeliveryIsForgotten: a delivery whose receipt was never
+// countersigned (its server left) is forgotten MaxSkew+1 epochs after its
+// epoch, with its server's sender and that sender's goroutine. Both used
+// to stay for as long as the box ran, one for every server that ever sent
+// it a block.
+func TestUnpaidDeliveryIsForgotten(t *testing.T) {
+	s, now := clockedPod(t)
+	_, server := testKey(t) // never reachable
+	b := rawBlock(t, []byte("from a server that left"))
+	s.want(b.Cid(), []cid.Cid{b.Cid()})
+	s.received(server, b)
+	s.finalize(b.Cid())
+	s.mu.Lock()
+	sd := s.senders[server]
+	s.mu.Unlock()
+	if sd == nil {
+		t.Fatal("no sender for the delivery's server")
+	}
+	*now = now.Add(time.Duration(s.params.MaxSkew+2) * s.params.EpochLength)
+	s.tick(context.Background())
+	s.mu.Lock()
+	deliveries, senders := len(s.deliveries), len(s.senders)
+	s.mu.Unlock()
+	if deliveries != 0 || senders != 0 {
+		t.Fatalf("%d deliveries and %d senders left %d epochs after an unpaid delivery", deliveries, senders, s.params.MaxSkew+2)
+	}
+	select {
+	case <-sd.quit:
+	default:
+		t.Fatal("the forgotten sender's goroutine was not told to end")
+	}
+}
