@@ -234,8 +234,23 @@ func (c *Committee) initMetrics() {
 	c.metrics.rejected = prometheus.NewCounter(prometheus.CounterOpts{Name: "ore_ledger_blocks_rejected_total", Help: "Proposed blocks the state machine refused."})
 	c.metrics.orders = prometheus.NewCounter(prometheus.CounterOpts{Name: "ore_sched_orders_issued_total", Help: "Replication orders this coordinator issued as leader."})
 	c.metrics.refused = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ore_ledger_txs_refused_total", Help: "Transactions the leader left out of a block, by reason."}, []string{"reason"})
+	size := func(f func() int) func() float64 {
+		return func() float64 {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return float64(f())
+		}
+	}
+	tables := []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ore_ledger_txpool",
+			Help: fmt.Sprintf("Account transactions waiting for a block (at most %d).", maxTxPool)},
+			size(func() int { return len(c.txpool) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ore_ledger_early_signature_heights",
+			Help: fmt.Sprintf("Heights above the chain with signatures waiting for their block (at most %d).", maxEarlyHeights)},
+			size(func() int { return len(c.pending) })),
+	}
 	if c.cfg.Registry != nil {
-		for _, m := range []prometheus.Collector{c.metrics.blocks, c.metrics.finals, c.metrics.rejected, c.metrics.refused, c.metrics.orders} {
+		for _, m := range append([]prometheus.Collector{c.metrics.blocks, c.metrics.finals, c.metrics.rejected, c.metrics.refused, c.metrics.orders}, tables...) {
 			_ = c.cfg.Registry.Register(m)
 		}
 	}
