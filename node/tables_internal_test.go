@@ -54,7 +54,7 @@ func TestTableGaugesAreRegistered(t *testing.T) {
 		"ore_heat_reports_kept", "ore_orders_kept", "ore_heat_demand_roots", "ore_heat_served_roots",
 		"ore_traffic_peers", "ore_recent_blocks", "ore_complete_roots", "ore_fetches_running", "ore_fetch_sources",
 		"ore_bitswap_held_peers", "ore_bitswap_held_blocks", "ore_bitswap_spread_held_wants", "ore_bitswap_spread_sends",
-		"ore_bitswap_late_cancels",
+		"ore_bitswap_late_cancels", "ore_dht_store_records", "ore_dht_store_bytes", "ore_dht_store_refused_total",
 	} {
 		if !have[name] {
 			t.Errorf("no %s in the box's metrics", name)
