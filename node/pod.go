@@ -515,10 +515,8 @@ func (s *podService) received(from peer.ID, b blocks.Block) {
 // tick sends (every receiptAtLeastEvery) the receipts of bytes received
 // since the last receipt, whatever their amount.
 func (s *podService) tick(context.Context) {
-	e := s.epoch()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.gcLocked(e)
 	for k, d := range s.deliveries {
 		if d.unsent > 0 {
 			s.markLocked(k, d)
@@ -738,8 +736,13 @@ func (s *podService) kept(root cid.Cid) []*pod.Receipt {
 	return out
 }
 
-// gcLocked forgets wanted blocks, deliveries and roots of epochs no receipt
-// can name any more, and the senders of servers left with no delivery.
+// gcLocked (when a fetch asks for blocks in a new epoch) forgets wanted
+// blocks, deliveries and roots of epochs no receipt can name any more, and
+// the senders of servers left with no delivery. It runs only as fetches
+// ask, not on a timer: a block a fetch asked for more than MaxSkew+1
+// epochs ago (held back by a credit window meanwhile) is still wanted and
+// receipted while that fetch waits for it, and the tables grow only as
+// fetches ask.
 // A delivery is forgotten then whether its receipt was countersigned or
 // not: a server that refused it, or left, cannot take it any more, and
 // every server that ever sent this box a block would otherwise keep a

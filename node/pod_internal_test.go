@@ -305,8 +305,9 @@ func TestConnectedSilentClientStaysHeldBack(t *testing.T) {
 }
 
 // TestUnpaidDeliveryIsForgotten: a delivery whose receipt was never
-// countersigned (its server left) is forgotten MaxSkew+1 epochs after its
-// epoch, with its server's sender and that sender's goroutine. Both used
+// countersigned (its server left) is forgotten once a fetch asks MaxSkew+1
+// epochs after the delivery's epoch, with its server's sender and that
+// sender's goroutine. Both used
 // to stay for as long as the box ran, one for every server that ever sent
 // it a block.
 func TestUnpaidDeliveryIsForgotten(t *testing.T) {
@@ -323,7 +324,8 @@ func TestUnpaidDeliveryIsForgotten(t *testing.T) {
 		t.Fatal("no sender for the delivery's server")
 	}
 	*now = now.Add(time.Duration(s.params.MaxSkew+2) * s.params.EpochLength)
-	s.tick(context.Background())
+	next := rawBlock(t, []byte("the next fetch"))
+	s.want(next.Cid(), []cid.Cid{next.Cid()})
 	s.mu.Lock()
 	deliveries, senders := len(s.deliveries), len(s.senders)
 	s.mu.Unlock()
