@@ -52,8 +52,12 @@ const (
 
 // FetchProgress reports a fetch underway.
 type FetchProgress struct {
-	Blocks    int64 `json:"blocks"`    // blocks now local (fetched or already there)
-	Bytes     int64 `json:"bytes"`     // bytes of those blocks
+	// Blocks and Bytes count the DAG's blocks now local (fetched or already
+	// there); a leaf linked from two chunks of a level counts once in each,
+	// as Total counts it once a link. (A fetch does not remember every leaf
+	// it met, to keep its memory bounded; see levelSource.)
+	Blocks    int64 `json:"blocks"`
+	Bytes     int64 `json:"bytes"`
 	Total     int64 `json:"total"`     // bytes of the whole DAG, once the root is known
 	Fetched   int64 `json:"fetched"`   // bytes that came from the network
 	Providers int   `json:"providers"` // boxes found through the DHT
