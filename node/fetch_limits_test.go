@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	rtmetrics "runtime/metrics"
 	"strings"
 	"testing"
 	"time"
@@ -165,4 +169,95 @@ func TestLevelSourceHoldsOneNodesLinks(t *testing.T) {
 	if total != parents*width {
 		t.Fatalf("the level yielded %d CIDs, want %d", total, parents*width)
 	}
+}
+
+// TestFetchDoesNotHoldAWideLevel: a level of half a million links (512
+// local nodes of 1,024 links each, to leaves nobody has) is read a chunk
+// at a time: the fetch's live heap never grows by the level's CIDs (~32
+// MiB), and it fails with ErrDAGTooLarge as soon as the level's chunks
+// pass its limit. Measured after a full collection, so garbage does not count.
+func TestFetchDoesNotHoldAWideLevel(t *testing.T) {
+	// Measured in a child process whose collections stop the world: a
+	// concurrent collection counts what the fetch allocates while it
+	// marks (a decoded node's links, garbage a moment later) as live, 8-20
+	// MiB here. Stopped, it finds ~0.3 MiB; the fetch that held the
+	// level, 61 MiB.
+	if os.Getenv("ORE_TEST_STW_GC") == "" {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestFetchDoesNotHoldAWideLevel$", "-test.count=1", "-test.v")
+		cmd.Env = append(os.Environ(), "ORE_TEST_STW_GC=1", "GODEBUG=gcstoptheworld=1")
+		out, err := cmd.CombinedOutput()
+		t.Logf("child process:\n%s", out)
+		if err != nil {
+			t.Fatalf("the measuring child process failed: %v", err)
+		}
+		return
+	}
+	// Nodes of 1,024 links: decoding one takes ~0.6 MiB while it is read
+	// (~10 MiB for one of maxNodeLinks), far under what the level holds.
+	const parents, width = 512, 1024
+	const limit = 1 + parents + fetchChunk // the level's second chunk is past it
+	n := newTestBox(t, WithStallTimeout(2*time.Second), WithMaxFetchBlocks(limit))
+	prefix := cid.Prefix{Version: 1, Codec: cid.Raw, MhType: 0x12, MhLength: -1}
+	ps := make([]cid.Cid, parents)
+	nodes := make([]blocks.Block, 0, parents+1)
+	for i := range ps {
+		cs := make([]cid.Cid, width)
+		for j := range cs {
+			c, err := prefix.Sum([]byte(fmt.Sprint("leaf ", i, " ", j)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cs[j] = c
+		}
+		p := linking(t, cs)
+		nodes = append(nodes, p)
+		ps[i] = p.Cid()
+	}
+	root := linking(t, ps)
+	putAll(t, n, append(nodes, root)...)
+	nodes = nil
+	// The store's caches fill as the fetch reads the nodes: read them once
+	// before, so that the heap's growth is the fetch's.
+	for _, p := range ps {
+		if _, err := n.store.Get(context.Background(), p); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The bytes a collection found live: what was allocated after it
+	// (the fetch runs on) does not count.
+	live := func() uint64 {
+		runtime.GC()
+		sample := []rtmetrics.Sample{{Name: "/gc/heap/live:bytes"}}
+		rtmetrics.Read(sample)
+		return sample[0].Value.Uint64()
+	}
+	base := live()
+	done := make(chan struct{})
+	peak := make(chan uint64, 1)
+	go func() {
+		var most uint64
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			most = max(most, live())
+			select {
+			case <-done:
+				peak <- max(most, live())
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	_, err := fetchLocal(t, n, root.Cid())
+	close(done)
+	grew := int64(<-peak) - int64(base)
+	const most = 12 << 20
+	if grew > most {
+		t.Fatalf("the live heap grew by %d MiB during the fetch of a level of %d links, more than %d MiB: the level was held", grew>>20, parents*width, most>>20)
+	}
+	if !errors.Is(err, ErrDAGTooLarge) {
+		t.Fatalf("fetch of a level of %d links with a limit of %d blocks: %v, want ErrDAGTooLarge", parents*width, limit, err)
+	}
+	t.Logf("the live heap grew by %d KiB", grew>>10)
 }
