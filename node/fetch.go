@@ -475,10 +475,10 @@ func (f *fetch) level(src *levelSource) ([]cid.Cid, error) {
 			}
 			mu.Lock()
 			parents = append(parents, ps...)
-			over := len(parents) > maxLevelParents
+			over := len(parents) > f.n.cfg.levelParents
 			mu.Unlock()
 			if over {
-				fail(fmt.Errorf("%w: a level of %s has more than %d nodes with links; UnixFS builders make far fewer (a 2 TiB file has ~50,000)", ErrDAGTooLarge, f.root, maxLevelParents))
+				fail(fmt.Errorf("%w: a level of %s has more than %d nodes with links; UnixFS builders make far fewer (a 2 TiB file has ~50,000)", ErrDAGTooLarge, f.root, f.n.cfg.levelParents))
 			}
 		}()
 	}

@@ -261,3 +261,21 @@ func TestFetchDoesNotHoldAWideLevel(t *testing.T) {
 	}
 	t.Logf("the live heap grew by %d KiB", grew>>10)
 }
+
+// TestFetchStopsPastALevelsParents: a level with more nodes with links
+// than a fetch holds for the next level fails with ErrDAGTooLarge naming
+// the cap (lowered here to 3; maxLevelParents is 1 Mi).
+func TestFetchStopsPastALevelsParents(t *testing.T) {
+	n := newTestBox(t, WithStallTimeout(2*time.Second), withLevelParents(t, 3))
+	root, all := wideDAG(t, 4, 2)
+	putAll(t, n, all...)
+	_, err := fetchLocal(t, n, root)
+	if !errors.Is(err, ErrDAGTooLarge) || !strings.Contains(err.Error(), "more than 3 nodes with links") {
+		t.Fatalf("fetch of a level of 4 nodes with links, 3 allowed: %v, want ErrDAGTooLarge naming the cap", err)
+	}
+	again, all := wideDAG(t, 3, 2)
+	putAll(t, n, all...)
+	if _, err := fetchLocal(t, n, again); err != nil {
+		t.Fatalf("fetch of a level of 3 nodes with links, 3 allowed: %v", err)
+	}
+}

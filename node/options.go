@@ -111,6 +111,9 @@ type Config struct {
 	listenSet  bool
 	spreadSet  bool // WithSpread was given: spread even without an upload limit
 	noReceipts bool // test only: a client that never signs
+	// levelParents bounds the nodes with links of one fetch level
+	// (maxLevelParents; lower in tests only, see withLevelParents).
+	levelParents int
 }
 
 // Option configures a node.
@@ -132,6 +135,7 @@ func defaults() (*Config, error) {
 		CreditWindow:      DefaultCreditWindow,
 		ReceiptEvery:      DefaultReceiptEvery,
 		MaxFetchBlocks:    DefaultMaxFetchBlocks,
+		levelParents:      maxLevelParents,
 		GatewayListen:     DefaultGatewayListen,
 		HeatHalfLife:      DefaultHeatHalfLife,
 		Schedule:          heat.DefaultParams(),
@@ -425,6 +429,16 @@ func WithoutReceipts(t testing.TB) Option {
 	return func(c *Config) error {
 		t.Helper()
 		c.noReceipts = true
+		return nil
+	}
+}
+
+// withLevelParents lowers maxLevelParents, to test it with a small DAG.
+// Tests only.
+func withLevelParents(t testing.TB, n int) Option {
+	return func(c *Config) error {
+		t.Helper()
+		c.levelParents = n
 		return nil
 	}
 }
