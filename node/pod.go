@@ -738,15 +738,16 @@ func (s *podService) kept(root cid.Cid) []*pod.Receipt {
 
 // gcLocked (when a fetch asks for blocks in a new epoch) forgets wanted
 // blocks, deliveries and roots of epochs no receipt can name any more, and
-// the senders of servers left with no delivery. It runs only as fetches
-// ask, not on a timer: a block a fetch asked for more than MaxSkew+1
-// epochs ago (held back by a credit window meanwhile) is still wanted and
-// receipted while that fetch waits for it, and the tables grow only as
-// fetches ask.
-// A delivery is forgotten then whether its receipt was countersigned or
-// not: a server that refused it, or left, cannot take it any more, and
-// every server that ever sent this box a block would otherwise keep a
-// delivery and a sender goroutine for as long as the box runs.
+// the senders of servers left with no delivery. The tables grow only as
+// fetches ask, so it runs then, not on a timer: on a timer it forgot, a
+// few seconds on, the wants of a chunk whose blocks a credit window held
+// back, and those blocks arrived unreceipted (a want is forgotten by the
+// epoch it was asked in, not by its arrival).
+//
+// A delivery is forgotten whether its receipt was countersigned or not: a
+// server that refused it, or left, cannot take it any more, and every
+// server that ever sent this box a block would otherwise keep a delivery
+// and a sender goroutine for as long as the box runs.
 func (s *podService) gcLocked(e uint64) {
 	if e == s.lastGC {
 		return
