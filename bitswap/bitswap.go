@@ -230,6 +230,48 @@ func (e *Exchange) Stats() (Stats, error) {
 	}, nil
 }
 
+// Tables are the sizes of the exchange's own tables that remote peers
+// feed, for metrics. Each is bounded: a peer's entries go when it
+// disconnects, and each peer's are capped (maxHeldPerPeer,
+// maxLateCancels; the spreader holds a want per block a peer asks for, and
+// boxo's server bounds a peer's wantlist; it remembers its sends for
+// spreadMemory, pruned past maxSpreadRemembered).
+type Tables struct {
+	HeldPeers   int // peers the gate holds blocks back for
+	HeldBlocks  int // blocks the gate holds back
+	SpreadHeld  int // wants the spreader holds back
+	SpreadSent  int // seed sends the spreader remembers
+	LatePeers   int // peers whose late cancels are remembered
+	LateCancels int // late cancels remembered
+}
+
+// Tables returns the sizes of the exchange's tables.
+func (e *Exchange) Tables() Tables {
+	var t Tables
+	g := e.net
+	g.mu.Lock()
+	t.HeldPeers = len(g.held)
+	for _, h := range g.held {
+		t.HeldBlocks += len(h.items)
+	}
+	g.mu.Unlock()
+	if s := g.spread; s != nil {
+		s.mu.Lock()
+		for _, m := range s.held {
+			t.SpreadHeld += len(m)
+		}
+		t.SpreadSent = len(s.last)
+		s.mu.Unlock()
+	}
+	g.late.mu.Lock()
+	t.LatePeers = len(g.late.m)
+	for _, m := range g.late.m {
+		t.LateCancels += len(m)
+	}
+	g.late.mu.Unlock()
+	return t
+}
+
 // Close stops the exchange.
 func (e *Exchange) Close() error {
 	var err error

@@ -26,7 +26,8 @@ var ErrNoPeers = errors.New("dht: no peers in the routing table")
 // Router is an ore box's DHT. It is a routing.ContentRouting (and
 // routing.Routing) so bitswap and libp2p can use it directly.
 type Router struct {
-	dht *kaddht.IpfsDHT
+	dht   *kaddht.IpfsDHT
+	store *boundedStore // the DHT's records (see maxStoreKeys)
 
 	host   host.Host
 	cfg    config
@@ -55,8 +56,10 @@ func New(h host.Host, opts ...Option) (*Router, error) {
 	case ModeClient:
 		mode = kaddht.ModeClient
 	}
+	store := newBoundedStore(maxStoreKeys, maxStoreBytes)
 	d, err := kaddht.New(h,
 		kaddht.ProtocolPrefix(ProtocolPrefix),
+		kaddht.Datastore(store), // provider records share it
 		kaddht.Mode(mode),
 		kaddht.BootstrapPeers(cfg.bootstrap...),
 	)
@@ -64,7 +67,7 @@ func New(h host.Host, opts ...Option) (*Router, error) {
 		return nil, fmt.Errorf("dht: start: %w", err)
 	}
 	rctx, cancel := context.WithCancel(context.Background())
-	r := &Router{dht: d, host: h, cfg: cfg, cancel: cancel}
+	r := &Router{dht: d, host: h, cfg: cfg, cancel: cancel, store: store}
 	if cfg.reprovideInterval > 0 && cfg.roots != nil {
 		r.wg.Add(1)
 		go r.reprovideLoop(rctx)
@@ -176,6 +179,9 @@ func (r *Router) FindProvidersAsync(ctx context.Context, c cid.Cid, count int) <
 // Routing returns the DHT as libp2p's full routing interface (peer routing
 // for the host, values for later issues).
 func (r *Router) Routing() routing.Routing { return r.dht }
+
+// StoreStats returns the size of the DHT's record store.
+func (r *Router) StoreStats() StoreStats { return r.store.stats() }
 
 // RoutingTableSize is the number of boxes in the routing table.
 func (r *Router) RoutingTableSize() int { return r.dht.RoutingTable().Size() }

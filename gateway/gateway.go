@@ -135,7 +135,7 @@ func New(cfg Config, backend Backend) (*Gateway, error) {
 	}
 	g := &Gateway{
 		ctypes: ctypes,
-		cfg:    cfg, backend: backend, heat: NewHeat(cfg.HeatHalfLife, 100_000),
+		cfg:    cfg, backend: backend, heat: NewHeat(cfg.HeatHalfLife, maxHeatRoots),
 		slots: make(chan struct{}, cfg.MaxConcurrentFetches), limiters: make(map[string]*rate.Limiter),
 		responses: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ore_gateway_responses_total", Help: "Gateway responses by status code."}, []string{"code"}),
@@ -144,7 +144,19 @@ func New(cfg Config, backend Backend) (*Gateway, error) {
 		local: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ore_gateway_local_responses_total", Help: "Responses served on the local fast path (a wholly local UnixFS file)."}),
 	}
-	for _, c := range []prometheus.Collector{g.responses, g.bytes, g.local} {
+	tables := []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ore_gateway_heat_roots",
+			Help: fmt.Sprintf("Roots in the gateway's request heat counter (at most %d).", maxHeatRoots)},
+			func() float64 { return float64(g.heat.Len()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ore_gateway_rate_limiters",
+			Help: fmt.Sprintf("Client addresses the gateway rate-limits (at most %d, then forgotten all at once).", maxLimiters)},
+			func() float64 {
+				g.limMu.Lock()
+				defer g.limMu.Unlock()
+				return float64(len(g.limiters))
+			}),
+	}
+	for _, c := range append([]prometheus.Collector{g.responses, g.bytes, g.local}, tables...) {
 		if err := cfg.Registry.Register(c); err != nil {
 			return nil, fmt.Errorf("gateway: register metrics: %w", err)
 		}
@@ -268,12 +280,22 @@ func wantsWholeDAG(r *http.Request, rest string) bool {
 	return r.Method == http.MethodGet
 }
 
+// Bounds of the gateway's tables, fed by any HTTP client: maxHeatRoots
+// roots in the heat counter (it forgets the coldest tenth when full),
+// maxLimiters client addresses rate-limited (forgotten all at once when
+// full: a client that was limited starts a fresh burst, as a new address
+// would).
+const (
+	maxHeatRoots = 100_000
+	maxLimiters  = 1 << 16
+)
+
 func (g *Gateway) limiter(ip string) *rate.Limiter {
 	g.limMu.Lock()
 	defer g.limMu.Unlock()
 	l := g.limiters[ip]
 	if l == nil {
-		if len(g.limiters) > 65536 {
+		if len(g.limiters) >= maxLimiters {
 			g.limiters = make(map[string]*rate.Limiter) // forget idle clients wholesale
 		}
 		l = rate.NewLimiter(g.cfg.RatePerClient, g.cfg.BurstPerClient)

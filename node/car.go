@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/ipfs/boxo/ipld/merkledag"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	car "github.com/ipld/go-car/v2"
@@ -99,25 +98,46 @@ func (n *Node) ExportCAR(ctx context.Context, root cid.Cid, w io.Writer) error {
 }
 
 // walkLocal visits root's DAG depth-first from local blocks, each block
-// once.
+// once, parents before their children.
+//
+// It walks with a stack of its own, not by recursion, and holds for each
+// node on the path from the root only its CID and the index of the next
+// link: a node's links are read again from the store when the walk comes
+// back to it. So a chain of any depth costs neither goroutine stack nor
+// more than maxDAGDepth small frames, and a path of wide nodes does not
+// hold every node's links at once. Paths deeper than maxDAGDepth, and
+// DAGs of more than Config.MaxFetchBlocks blocks, fail with
+// ErrDAGTooLarge.
 func (n *Node) walkLocal(ctx context.Context, root cid.Cid, visit func(blocks.Block) error) error {
-	seen := map[cid.Cid]struct{}{}
-	var walk func(c cid.Cid) error
-	walk = func(c cid.Cid) error {
+	type frame struct {
+		c     cid.Cid
+		links []cid.Cid // nil once a child is entered: read again on the way back
+		next  int
+	}
+	var (
+		stack   []frame
+		seen    = map[cid.Cid]struct{}{}
+		visited int64
+	)
+	// enter visits c, a block at depth len(stack)+1, and pushes it if it
+	// has links.
+	enter := func(c cid.Cid) error {
 		if _, ok := seen[c]; ok {
 			return nil
+		}
+		if depth := len(stack) + 1; depth > maxDAGDepth {
+			return fmt.Errorf("%w: block %s is at depth %d, deeper than the %d levels a walk follows (UnixFS DAGs are a few levels deep, plus one a directory)", ErrDAGTooLarge, c, depth, maxDAGDepth)
+		}
+		if visited++; visited > n.cfg.MaxFetchBlocks {
+			return fmt.Errorf("%w: %s has more than %d blocks; a box that handles DAGs this large raises the limit with node.WithMaxFetchBlocks", ErrDAGTooLarge, root, n.cfg.MaxFetchBlocks)
 		}
 		seen[c] = struct{}{}
 		if err := checkCodec(c); err != nil {
 			return err
 		}
-		b, err := n.store.Get(ctx, c)
+		b, err := n.localBlock(ctx, c)
 		if err != nil {
-			if isEmptyBlock(c) {
-				b = mustBlock(nil, c)
-			} else {
-				return fmt.Errorf("block %s: %w", c, err)
-			}
+			return err
 		}
 		if err := visit(b); err != nil {
 			return err
@@ -125,16 +145,56 @@ func (n *Node) walkLocal(ctx context.Context, root cid.Cid, visit func(blocks.Bl
 		if c.Prefix().Codec != cid.DagProtobuf {
 			return nil
 		}
-		nd, err := merkledag.DecodeProtobufBlock(b)
+		links, err := linkCIDs(b)
 		if err != nil {
-			return fmt.Errorf("block %s: %w", c, err)
+			return err
 		}
-		for _, l := range nd.Links() {
-			if err := walk(l.Cid); err != nil {
-				return err
+		if len(links) > 0 {
+			if top := len(stack) - 1; top >= 0 {
+				stack[top].links = nil
 			}
+			stack = append(stack, frame{c: c, links: links})
 		}
 		return nil
 	}
-	return walk(root)
+	if err := enter(root); err != nil {
+		return err
+	}
+	for len(stack) > 0 {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		top := &stack[len(stack)-1]
+		if top.links == nil {
+			b, err := n.localBlock(ctx, top.c)
+			if err != nil {
+				return err
+			}
+			if top.links, err = linkCIDs(b); err != nil {
+				return err
+			}
+		}
+		if top.next == len(top.links) {
+			stack = stack[:len(stack)-1]
+			continue
+		}
+		c := top.links[top.next]
+		top.next++
+		if err := enter(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// localBlock reads c from the store; an empty block need not be there.
+func (n *Node) localBlock(ctx context.Context, c cid.Cid) (blocks.Block, error) {
+	b, err := n.store.Get(ctx, c)
+	if err != nil {
+		if isEmptyBlock(c) {
+			return mustBlock(nil, c), nil
+		}
+		return nil, fmt.Errorf("block %s: %w", c, err)
+	}
+	return b, nil
 }

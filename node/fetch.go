@@ -12,7 +12,6 @@ import (
 
 	"github.com/ipfs/boxo/exchange"
 	"github.com/ipfs/boxo/files"
-	"github.com/ipfs/boxo/ipld/merkledag"
 	unixfile "github.com/ipfs/boxo/ipld/unixfs/file"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
@@ -27,6 +26,7 @@ var (
 	ErrNotFound    = errors.New("node: no box provides this content")
 	ErrStalled     = errors.New("node: transfer stalled")
 	ErrUnsupported = errors.New("node: unsupported content")
+	ErrDAGTooLarge = errors.New("node: DAG exceeds a fetch limit")
 )
 
 // Fetch tuning: a level of the DAG is requested in chunks, several chunks
@@ -52,8 +52,12 @@ const (
 
 // FetchProgress reports a fetch underway.
 type FetchProgress struct {
-	Blocks    int64 `json:"blocks"`    // blocks now local (fetched or already there)
-	Bytes     int64 `json:"bytes"`     // bytes of those blocks
+	// Blocks and Bytes count the DAG's blocks now local (fetched or already
+	// there); a leaf linked from two chunks of a level counts once in each,
+	// as Total counts it once a link. (A fetch does not remember every leaf
+	// it met, to keep its memory bounded; see levelSource.)
+	Blocks    int64 `json:"blocks"`
+	Bytes     int64 `json:"bytes"`
 	Total     int64 `json:"total"`     // bytes of the whole DAG, once the root is known
 	Fetched   int64 `json:"fetched"`   // bytes that came from the network
 	Providers int   `json:"providers"` // boxes found through the DHT
@@ -104,7 +108,7 @@ func (n *Node) fetch(ctx context.Context, root cid.Cid, progress func(FetchProgr
 	parent := ctx
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	f := &fetch{n: n, root: root, ctx: ctx, cancel: cancel, ses: n.ex.NewSession(ctx), seen: map[cid.Cid]struct{}{root: {}}}
+	f := &fetch{n: n, root: root, ctx: ctx, cancel: cancel, ses: n.ex.NewSession(ctx), expanded: map[cid.Cid]struct{}{}}
 	f.touch()
 
 	var wg sync.WaitGroup
@@ -131,17 +135,20 @@ func (n *Node) fetch(ctx context.Context, root cid.Cid, progress func(FetchProgr
 	wg.Add(1)
 	go func() { defer wg.Done(); f.watch(cancel, progress) }()
 
-	level := []cid.Cid{root}
-	for len(level) > 0 {
-		next, err := f.level(level)
+	src := &levelSource{f: f, links: []cid.Cid{root}}
+	for depth := 1; ; depth++ {
+		parents, err := f.level(src)
+		if err == nil && len(parents) > 0 && depth == maxDAGDepth {
+			err = fmt.Errorf("%w: %s is deeper than the %d levels a fetch follows (UnixFS DAGs are a few levels deep, plus one a directory)", ErrDAGTooLarge, root, maxDAGDepth)
+		}
 		if err != nil {
 			n.metrics.fetchErrors.WithLabelValues(reason(err)).Inc()
 			return FetchResult{}, fmt.Errorf("node: fetch %s: %w", root, err)
 		}
-		level = next
-		if rootOnly {
+		if len(parents) == 0 || rootOnly {
 			break
 		}
+		src = &levelSource{f: f, parents: parents}
 	}
 	cancel(nil)
 	wg.Wait()
@@ -186,6 +193,8 @@ func reason(err error) string {
 		return "stalled"
 	case errors.Is(err, ErrQuotaFull):
 		return "quota"
+	case errors.Is(err, ErrDAGTooLarge):
+		return "too_large"
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return "canceled"
 	}
@@ -199,8 +208,13 @@ type fetch struct {
 	cancel context.CancelCauseFunc
 	ses    exchange.Fetcher
 
-	mu        sync.Mutex
-	seen      map[cid.Cid]struct{}
+	mu sync.Mutex
+	// expanded: the nodes with links met so far, so that a node linked
+	// many times has its links fetched once (a DAG of nodes each linking
+	// the next one twice would otherwise double at every level). Leaves
+	// are not kept: one linked again is found local.
+	expanded  map[cid.Cid]struct{}
+	visited   int64 // blocks the level sources yielded, repeats counted (the fetch's goroutine only)
 	providers []peer.ID
 
 	blocks, bytes, fetched, total atomic.Int64
@@ -413,17 +427,32 @@ func (f *fetch) watch(cancel context.CancelCauseFunc, progress func(FetchProgres
 	}
 }
 
-// level fetches one level of the DAG and returns the next.
-func (f *fetch) level(cids []cid.Cid) ([]cid.Cid, error) {
+// level makes one level of the DAG local, a chunk at a time as src yields
+// them, and returns the level's nodes with links: the next level's parents.
+func (f *fetch) level(src *levelSource) ([]cid.Cid, error) {
 	var (
-		mu   sync.Mutex
-		next []cid.Cid
-		errs = make(chan error, fetchParallel)
-		sem  = make(chan struct{}, fetchParallel)
-		wg   sync.WaitGroup
+		mu      sync.Mutex
+		parents []cid.Cid
+		errs    = make(chan error, fetchParallel)
+		sem     = make(chan struct{}, fetchParallel)
+		wg      sync.WaitGroup
 	)
-	for i := 0; i < len(cids); i += fetchChunk {
-		chunk := cids[i:min(i+fetchChunk, len(cids))]
+	fail := func(err error) {
+		f.cancel(err)
+		select {
+		case errs <- err:
+		default:
+		}
+	}
+	for {
+		chunk, err := src.next(fetchChunk)
+		if err != nil {
+			fail(err)
+			break
+		}
+		if len(chunk) == 0 {
+			break
+		}
 		select {
 		case sem <- struct{}{}:
 		case err := <-errs:
@@ -436,21 +465,21 @@ func (f *fetch) level(cids []cid.Cid) ([]cid.Cid, error) {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			kids, err := f.chunk(chunk)
+			ps, err := f.chunk(chunk)
 			if err != nil {
 				if f.ctx.Err() != nil {
 					err = f.cause(err)
 				}
-				f.cancel(err)
-				select {
-				case errs <- err:
-				default:
-				}
+				fail(err)
 				return
 			}
 			mu.Lock()
-			next = append(next, kids...)
+			parents = append(parents, ps...)
+			over := len(parents) > f.n.cfg.levelParents
 			mu.Unlock()
+			if over {
+				fail(fmt.Errorf("%w: a level of %s has more than %d nodes with links; UnixFS builders make far fewer (a 2 TiB file has ~50,000)", ErrDAGTooLarge, f.root, f.n.cfg.levelParents))
+			}
 		}()
 	}
 	wg.Wait()
@@ -459,12 +488,13 @@ func (f *fetch) level(cids []cid.Cid) ([]cid.Cid, error) {
 		return nil, err
 	default:
 	}
-	return next, nil
+	return parents, nil
 }
 
-// chunk makes a few hundred blocks local and returns their children.
+// chunk makes a few hundred blocks local and returns those with links
+// met for the first time.
 func (f *fetch) chunk(cids []cid.Cid) ([]cid.Cid, error) {
-	var kids, missing []cid.Cid
+	var parents, missing []cid.Cid
 	for _, c := range cids {
 		if err := checkCodec(c); err != nil {
 			return nil, err
@@ -494,7 +524,7 @@ func (f *fetch) chunk(cids []cid.Cid) ([]cid.Cid, error) {
 			if err != nil {
 				return nil, err
 			}
-			if kids, err = f.visit(b, kids); err != nil {
+			if parents, err = f.visit(b, parents); err != nil {
 				return nil, err
 			}
 		}
@@ -503,7 +533,7 @@ func (f *fetch) chunk(cids []cid.Cid) ([]cid.Cid, error) {
 		f.touch()
 	}
 	if len(missing) == 0 {
-		return kids, nil
+		return parents, nil
 	}
 	// Each box asks in its own random order: a crowd fetching the same
 	// content at once then holds different blocks at any moment and can
@@ -517,12 +547,12 @@ func (f *fetch) chunk(cids []cid.Cid) ([]cid.Cid, error) {
 			stalled bool
 			err     error
 		)
-		kids, left, stalled, err = f.ask(left, kids, ask > 0)
+		parents, left, stalled, err = f.ask(left, parents, ask > 0)
 		if err != nil {
 			return nil, err
 		}
 		if len(left) == 0 {
-			return kids, nil
+			return parents, nil
 		}
 		if !stalled {
 			return nil, f.cause(fmt.Errorf("%d of %d blocks did not arrive", len(left), len(missing)))
@@ -576,8 +606,8 @@ func (f *fetch) rewantAfter() time.Duration {
 }
 
 // ask requests cids (through the fetch's session, or with fresh through a
-// session of its own), stores what arrives and returns the children seen
-// and the blocks still missing. It gives up on the rest (stalled) when
+// session of its own), stores what arrives and returns parents with the
+// new nodes with links among them, and the blocks still missing. It gives up on the rest (stalled) when
 // none of them arrived for rewantAfter, so that the chunk asks again.
 //
 // Bitswap sends a want once: to the peers it broadcasts to or the session's
@@ -594,7 +624,7 @@ func (f *fetch) rewantAfter() time.Duration {
 // ledger. A fresh session cancels the old wants and broadcasts the rest
 // again, to the boxes that sent this box blocks and to its current
 // sources, and looks the first one up in the DHT.
-func (f *fetch) ask(cids, kids []cid.Cid, fresh bool) (_, left []cid.Cid, stalled bool, _ error) {
+func (f *fetch) ask(cids, parents []cid.Cid, fresh bool) (_, left []cid.Cid, stalled bool, _ error) {
 	ctx, cancel := context.WithCancel(f.ctx)
 	defer cancel()
 	ses := f.ses
@@ -678,7 +708,7 @@ func (f *fetch) ask(cids, kids []cid.Cid, fresh bool) (_, left []cid.Cid, stalle
 		f.n.metrics.fetchBlocks.Inc()
 		f.n.metrics.fetchBytes.Add(float64(size))
 		f.touch()
-		if kids, err = f.visit(b, kids); err != nil {
+		if parents, err = f.visit(b, parents); err != nil {
 			return nil, nil, false, err
 		}
 		batch = append(batch, b)
@@ -696,7 +726,7 @@ func (f *fetch) ask(cids, kids []cid.Cid, fresh bool) (_, left []cid.Cid, stalle
 			left = append(left, c)
 		}
 	}
-	return kids, left, stalled && f.ctx.Err() == nil, nil
+	return parents, left, stalled && f.ctx.Err() == nil, nil
 }
 
 // maybeAnnounce announces the root once the box stored announceAfter bytes
@@ -735,19 +765,19 @@ func (f *fetch) cause(err error) error {
 	return err
 }
 
-// visit records the root's size and appends the unseen children of b.
-func (f *fetch) visit(b blocks.Block, kids []cid.Cid) ([]cid.Cid, error) {
+// visit records the root's size, checks b's links against maxNodeLinks
+// and appends b to parents if it has links and was not met before.
+func (f *fetch) visit(b blocks.Block, parents []cid.Cid) ([]cid.Cid, error) {
 	if b.Cid().Prefix().Codec != cid.DagProtobuf {
 		if f.total.Load() == 0 {
 			f.total.CompareAndSwap(0, int64(len(b.RawData())))
 		}
-		return kids, nil
+		return parents, nil
 	}
-	nd, err := merkledag.DecodeProtobufBlock(b)
+	links, err := nodeLinks(b)
 	if err != nil {
-		return nil, fmt.Errorf("block %s is not valid dag-pb: %w", b.Cid(), err)
+		return nil, err
 	}
-	links := nd.Links()
 	if f.total.Load() == 0 {
 		total := int64(len(b.RawData()))
 		for _, l := range links {
@@ -755,16 +785,16 @@ func (f *fetch) visit(b blocks.Block, kids []cid.Cid) ([]cid.Cid, error) {
 		}
 		f.total.CompareAndSwap(0, total)
 	}
+	if len(links) == 0 {
+		return parents, nil
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for _, l := range links {
-		if _, ok := f.seen[l.Cid]; ok {
-			continue
-		}
-		f.seen[l.Cid] = struct{}{}
-		kids = append(kids, l.Cid)
+	if _, ok := f.expanded[b.Cid()]; ok {
+		return parents, nil
 	}
-	return kids, nil
+	f.expanded[b.Cid()] = struct{}{}
+	return append(parents, b.Cid()), nil
 }
 
 // provideAsync announces a root this box now holds, so later fetches can

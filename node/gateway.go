@@ -12,6 +12,7 @@ import (
 	"github.com/ipfs/boxo/exchange"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/orecdn/ore/gateway"
 )
@@ -136,6 +137,18 @@ func (n *Node) startGateway() error {
 	l, err := net.Listen("tcp", n.cfg.GatewayListen)
 	if err != nil {
 		return fmt.Errorf("node: gateway listen on %s (another process there? set another address): %w", n.cfg.GatewayListen, err)
+	}
+	for _, c := range []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ore_gateway_block_cache_bytes",
+			Help: fmt.Sprintf("Bytes of hot blocks the gateway caches (at most %d).", int64(DefaultBlockCache))},
+			func() float64 { cache.mu.Lock(); defer cache.mu.Unlock(); return float64(cache.size) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ore_gateway_index_leaves",
+			Help: fmt.Sprintf("Leaves of the file indexes the gateway caches (at most %d).", defaultIndexLeaves)},
+			func() float64 { b.indexes.mu.Lock(); defer b.indexes.mu.Unlock(); return float64(b.indexes.leaves) }),
+	} {
+		if err := n.reg.Register(c); err != nil {
+			return fmt.Errorf("node: register gateway cache metrics: %w", err)
+		}
 	}
 	n.gateway = gw
 	n.gatewaySrv = &http.Server{

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/orecdn/ore/heat"
 	"github.com/orecdn/ore/ledger"
@@ -27,8 +28,21 @@ func (n *Node) startGossip() error {
 	n.pubsub = ps
 	opts := []intake.Option{intake.WithRegistry(n.reg)}
 	if n.cfg.Role == RoleCoordinator {
-		n.receiptPool = intake.NewPool()
-		opts = append(opts, intake.WithPool(n.receiptPool))
+		pool := intake.NewPool()
+		n.receiptPool = pool
+		opts = append(opts, intake.WithPool(pool))
+		for _, c := range []prometheus.Collector{
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ore_intake_pool_receipts",
+				Help: fmt.Sprintf("Receipts waiting in the coordinator's pool for a block (at most %d).", intake.MaxPoolReceipts)},
+				func() float64 { return float64(pool.Len()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ore_intake_pool_refused_total",
+				Help: "Receipts of new keys the full pool refused."},
+				func() float64 { return float64(pool.Refused()) }),
+		} {
+			if err := n.reg.Register(c); err != nil {
+				return fmt.Errorf("node: register intake pool metrics: %w", err)
+			}
+		}
 	}
 	if n.intake, err = intake.New(ps, n.cfg.Network, opts...); err != nil {
 		return err

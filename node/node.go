@@ -50,6 +50,7 @@ type Node struct {
 	reg     *prometheus.Registry
 	metrics *metrics
 	traffic *traffic
+	recent  *recentBlocks // blocks received lately (see seed.go)
 	pod     *podService
 
 	key         crypto.PrivKey
@@ -153,6 +154,7 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 		return nil, err
 	}
 	recent := newRecentBlocks()
+	n.recent = recent
 	hooks := bitswap.Hooks{BlockSent: n.traffic.sent, BlockReceived: func(p peer.ID, b blocks.Block) {
 		recent.add(b.Cid())
 		n.traffic.received(p, b)

@@ -90,6 +90,7 @@ type Config struct {
 	Genesis           *ledger.Genesis
 	CreditWindow      int64
 	ReceiptEvery      int64
+	MaxFetchBlocks    int64 // blocks one fetch visits at most, repeats counted (see WithMaxFetchBlocks)
 
 	UploadLimit   int64         // bytes per second bitswap serves, all peers together (0: no limit)
 	SpreadHold    time.Duration // a seeded block leaves at most once per this (0: no spreading)
@@ -110,6 +111,9 @@ type Config struct {
 	listenSet  bool
 	spreadSet  bool // WithSpread was given: spread even without an upload limit
 	noReceipts bool // test only: a client that never signs
+	// levelParents bounds the nodes with links of one fetch level
+	// (maxLevelParents; lower in tests only, see withLevelParents).
+	levelParents int
 }
 
 // Option configures a node.
@@ -130,6 +134,8 @@ func defaults() (*Config, error) {
 		Network:           pod.DefaultParams(DefaultNetwork),
 		CreditWindow:      DefaultCreditWindow,
 		ReceiptEvery:      DefaultReceiptEvery,
+		MaxFetchBlocks:    DefaultMaxFetchBlocks,
+		levelParents:      maxLevelParents,
 		GatewayListen:     DefaultGatewayListen,
 		HeatHalfLife:      DefaultHeatHalfLife,
 		Schedule:          heat.DefaultParams(),
@@ -158,6 +164,9 @@ func (c *Config) validate() error {
 	}
 	if c.StallTimeout <= 0 {
 		return errors.New("node: stall timeout must be positive")
+	}
+	if c.MaxFetchBlocks <= 0 {
+		return fmt.Errorf("node: the most blocks a fetch visits must be positive, got %d", c.MaxFetchBlocks)
 	}
 
 	if err := c.Network.Validate(); err != nil {
@@ -352,6 +361,18 @@ func WithGenesis(g *ledger.Genesis) Option {
 	}
 }
 
+// WithMaxFetchBlocks sets how many blocks one fetch visits at most,
+// counting a block linked twice twice (default DefaultMaxFetchBlocks, 2 TiB
+// of 256 KiB leaves): a fetch of a DAG with more fails with an error
+// wrapping ErrDAGTooLarge. It bounds the work and the memory a DAG
+// someone else built can make a fetch spend.
+func WithMaxFetchBlocks(n int64) Option {
+	return func(c *Config) error {
+		c.MaxFetchBlocks = n
+		return nil
+	}
+}
+
 // WithCreditWindow sets how many bytes this box, as a server, sends a client
 // ahead of the client's receipts (default 4 MiB).
 func WithCreditWindow(bytes int64) Option {
@@ -408,6 +429,16 @@ func WithoutReceipts(t testing.TB) Option {
 	return func(c *Config) error {
 		t.Helper()
 		c.noReceipts = true
+		return nil
+	}
+}
+
+// withLevelParents lowers maxLevelParents, to test it with a small DAG.
+// Tests only.
+func withLevelParents(t testing.TB, n int) Option {
+	return func(c *Config) error {
+		t.Helper()
+		c.levelParents = n
 		return nil
 	}
 }

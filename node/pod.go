@@ -35,6 +35,13 @@ const (
 	DefaultNetwork      = "ore-devnet"
 	podStreamTimeout    = 10 * time.Second
 	podFlushTimeout     = 10 * time.Second
+	// maxDebtors bounds the server's debt table (one entry a client). A
+	// client that left is forgotten after the debt grace (see ageDebts);
+	// this bound holds even for a peer that connects with a new identity
+	// faster than the grace forgets the old ones. At the bound a new
+	// client pushes out the entry idle the longest: that client gets a
+	// fresh window if it comes back, as any new identity does.
+	maxDebtors = 1 << 16
 )
 
 // Keys of receipts in the store's meta records:
@@ -81,6 +88,7 @@ type podService struct {
 	signed    prometheus.Counter
 	countered prometheus.Counter
 	withheld  prometheus.Counter
+	debtors   prometheus.GaugeFunc // the debt table's size (see maxDebtors)
 
 	mu         sync.Mutex
 	debt       map[peer.ID]*debt
@@ -103,6 +111,10 @@ type debt struct {
 	// Only then does debt no receipt can pay age out: a client that never
 	// signs stays held back while it asks.
 	signs bool
+	// seen: when the client last asked, or was last found connected (by
+	// the server's clock). A client that is gone for the debt grace is
+	// forgotten, whether it signed or not (see ageDebts).
+	seen time.Time
 }
 
 type epochDebt struct {
@@ -176,6 +188,7 @@ type delivery struct {
 
 type sender struct {
 	wake  chan struct{}
+	quit  chan struct{} // closed when gcLocked forgets the sender: its goroutine ends
 	dirty map[pod.Key]bool
 }
 
@@ -198,7 +211,31 @@ func newPodService(n *Node, key crypto.PrivKey) (*podService, error) {
 	for _, r := range pod.Reasons {
 		s.rejected.WithLabelValues(string(r))
 	}
-	for _, c := range []prometheus.Collector{s.rejected, s.signed, s.countered, s.withheld} {
+	size := func(f func() int) func() float64 {
+		return func() float64 {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return float64(f())
+		}
+	}
+	s.debtors = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "ore_pod_debtors", Help: fmt.Sprintf("Clients in the server's debt table (at most %d; one gone for MaxSkew+1 epochs is forgotten).", maxDebtors)},
+		size(func() int { return len(s.debt) }))
+	tables := []prometheus.Collector{s.debtors,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ore_pod_wanted_blocks",
+			Help: "Blocks this box fetches and receipts on arrival (forgotten MaxSkew+1 epochs after the fetch asked)."},
+			size(func() int { return len(s.wanted) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ore_pod_deliveries",
+			Help: "Deliveries (server, root, epoch) this box receipts as client (forgotten MaxSkew+1 epochs after their epoch)."},
+			size(func() int { return len(s.deliveries) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ore_pod_senders",
+			Help: "Servers this box sends receipts to, one goroutine each (forgotten with their last delivery)."},
+			size(func() int { return len(s.senders) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ore_pod_final_roots",
+			Help: "Roots whose fetch ended lately, whose late blocks are receipted at once (forgotten after MaxSkew+1 epochs)."},
+			size(func() int { return len(s.finalRoots) })),
+	}
+	for _, c := range append([]prometheus.Collector{s.rejected, s.signed, s.countered, s.withheld}, tables...) {
 		if err := n.reg.Register(c); err != nil {
 			return nil, fmt.Errorf("node: register pod metrics: %w", err)
 		}
@@ -226,9 +263,13 @@ func (s *podService) Allow(p peer.ID, size int) bool {
 	defer s.mu.Unlock()
 	d := s.debt[p]
 	if d == nil {
+		if len(s.debt) >= maxDebtors {
+			s.evictIdlestLocked()
+		}
 		d = &debt{}
 		s.debt[p] = d
 	}
+	d.seen = s.now()
 	if d.signs {
 		d.age(e, s.params.MaxSkew)
 	}
@@ -258,9 +299,25 @@ func (s *podService) signs(p peer.ID) {
 	s.mu.Unlock()
 }
 
+// debtGrace is how long a client that left keeps its debt entry: MaxSkew+1
+// epochs, when every byte it owes is beyond what a receipt may name, so a
+// signing client's debt would have aged out anyway.
+//
+// The rule against a client that never signs: it is held back once its
+// debt reaches the window, for as long as it stays connected. Leaving and
+// coming back within the grace does not reset its window (the entry is
+// still there); coming back later does, as a new identity would get one.
+// So one identity gets at most one credit window per grace, and a peer
+// that never signs and leaves costs the server memory for the grace only.
+func (s *podService) debtGrace() time.Duration {
+	return time.Duration(s.params.MaxSkew+1) * s.params.EpochLength
+}
+
 // ageDebts (every receiptAtLeastEvery) forgives the debts of signing
-// clients that no receipt can pay any more, and sends what the gate held
-// back for those clients. A held-back client sends no receipt until its blocks come, so nothing else
+// clients that no receipt can pay any more, sends what the gate held back
+// for those clients, and forgets the clients gone for the debt grace.
+//
+// A held-back client sends no receipt until its blocks come, so nothing else
 // would release them: a receipt the server refused as too old (a client
 // that fell behind, or whose receipt waited in a busy network) left its
 // bytes unpaid for good, and the server held every later block back while
@@ -268,7 +325,9 @@ func (s *podService) signs(p peer.ID) {
 // refusals (4,445-7,064 epoch_out_of_range a run), though few of them
 // reach a window (39-43 blocks withheld a run).
 func (s *podService) ageDebts(context.Context) {
-	e := s.epoch()
+	e, now := s.epoch(), s.now()
+	grace := s.debtGrace()
+	net := s.n.host.Network()
 	var freed []peer.ID
 	s.mu.Lock()
 	for p, d := range s.debt {
@@ -277,12 +336,39 @@ func (s *podService) ageDebts(context.Context) {
 		}
 		if d.bytes == 0 {
 			delete(s.debt, p)
+			continue
+		}
+		// Only a client idle since the last round is looked up: one that
+		// asks is connected.
+		if now.Sub(d.seen) < receiptAtLeastEvery {
+			continue
+		}
+		if net.Connectedness(p) == network.Connected {
+			d.seen = now
+		} else if now.Sub(d.seen) >= grace {
+			delete(s.debt, p)
 		}
 	}
 	s.mu.Unlock()
 	for _, p := range freed {
 		s.n.ex.Release(p)
 	}
+}
+
+// evictIdlestLocked drops the debt entry idle the longest, to make room
+// under maxDebtors.
+func (s *podService) evictIdlestLocked() {
+	var (
+		idlest peer.ID
+		oldest time.Time
+	)
+	for p, d := range s.debt {
+		if idlest == "" || d.seen.Before(oldest) {
+			idlest, oldest = p, d.seen
+		}
+	}
+	delete(s.debt, idlest)
+	s.log.Debug("debt table full: forgot the idlest client", "client", idlest, "entries", maxDebtors)
 }
 
 func (s *podService) handleStream(st network.Stream) {
@@ -460,7 +546,7 @@ func (s *podService) markLocked(k pod.Key, d *delivery) {
 	d.unsent = 0
 	sd := s.senders[d.server]
 	if sd == nil {
-		sd = &sender{wake: make(chan struct{}, 1), dirty: make(map[pod.Key]bool)}
+		sd = &sender{wake: make(chan struct{}, 1), quit: make(chan struct{}), dirty: make(map[pod.Key]bool)}
 		s.senders[d.server] = sd
 		server := d.server
 		s.n.spawn(func(ctx context.Context) { s.runSender(ctx, server, sd) })
@@ -477,6 +563,8 @@ func (s *podService) runSender(ctx context.Context, server peer.ID, sd *sender) 
 	for {
 		select {
 		case <-ctx.Done():
+			return
+		case <-sd.quit:
 			return
 		case <-sd.wake:
 		}
@@ -647,8 +735,18 @@ func (s *podService) kept(root cid.Cid) []*pod.Receipt {
 	return out
 }
 
-// gcLocked forgets wanted blocks and deliveries of epochs no receipt can
-// name any more.
+// gcLocked (when a fetch asks for blocks in a new epoch) forgets wanted
+// blocks, deliveries and roots of epochs no receipt can name any more, and
+// the senders of servers left with no delivery. The tables grow only as
+// fetches ask, so it runs then, not on a timer: on a timer it forgot, a
+// few seconds on, the wants of a chunk whose blocks a credit window held
+// back, and those blocks arrived unreceipted (a want is forgotten by the
+// epoch it was asked in, not by its arrival).
+//
+// A delivery is forgotten whether its receipt was countersigned or not: a
+// server that refused it, or left, cannot take it any more, and every
+// server that ever sent this box a block would otherwise keep a delivery
+// and a sender goroutine for as long as the box runs.
 func (s *podService) gcLocked(e uint64) {
 	if e == s.lastGC {
 		return
@@ -663,9 +761,23 @@ func (s *podService) gcLocked(e uint64) {
 			delete(s.wanted, c)
 		}
 	}
+	serving := make(map[peer.ID]bool, len(s.senders))
 	for k, d := range s.deliveries {
-		if k.Epoch+horizon < e && d.bytes == d.acked {
+		if k.Epoch+horizon < e {
 			delete(s.deliveries, k)
+			continue
+		}
+		serving[d.server] = true
+	}
+	for p, sd := range s.senders {
+		for k := range sd.dirty {
+			if s.deliveries[k] == nil {
+				delete(sd.dirty, k) // runSender would skip it
+			}
+		}
+		if !serving[p] && len(sd.dirty) == 0 {
+			delete(s.senders, p)
+			close(sd.quit)
 		}
 	}
 	for r, fe := range s.finalRoots {

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -211,5 +212,129 @@ func TestUnpaidDebtAgesOutWhileTheClientAsks(t *testing.T) {
 		if !s.Allow(client, size) {
 			t.Fatal("a paid debt still holds the client back")
 		}
+	}
+}
+
+// TestSilentClientIsForgottenAfterTheGrace: a client that never signs,
+// takes its credit window and leaves is dropped from the debt table once
+// it has been gone for the debt grace, while one that comes back within
+// the grace is still held back: leaving does not reset the window. The
+// table used to keep such a client forever.
+func TestSilentClientIsForgottenAfterTheGrace(t *testing.T) {
+	s, now := clockedPod(t)
+	_, client := testKey(t) // never connected: gone as soon as it asked
+	size := int(s.window)
+	if !s.Allow(client, size) {
+		t.Fatal("the first block of a client without debt was held back")
+	}
+	debtors := func() int {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.debt)
+	}
+	grace := s.debtGrace()
+
+	// Back within the grace: still a window in debt.
+	*now = now.Add(grace - s.params.EpochLength)
+	s.ageDebts(context.Background())
+	if debtors() != 1 {
+		t.Fatalf("a client gone for %s of a %s grace was forgotten", grace-s.params.EpochLength, grace)
+	}
+	if s.Allow(client, size) {
+		t.Fatal("a client that never signed was served again after leaving and coming back within the grace")
+	}
+
+	// Its asking renewed the entry: gone a whole grace from then on, it is
+	// forgotten.
+	*now = now.Add(grace - time.Nanosecond)
+	s.ageDebts(context.Background())
+	if debtors() != 1 {
+		t.Fatal("a client was forgotten before it had been gone for the grace")
+	}
+	*now = now.Add(time.Nanosecond)
+	s.ageDebts(context.Background())
+	if n := debtors(); n != 0 {
+		t.Fatalf("a client gone for the %s grace still has its debt entry (%d entries)", grace, n)
+	}
+}
+
+// TestDebtTableIsBounded: past maxDebtors clients, a new one pushes out
+// the client idle the longest; the table does not grow.
+func TestDebtTableIsBounded(t *testing.T) {
+	s, now := clockedPod(t)
+	first := peer.ID("first client")
+	s.Allow(first, 1)
+	for i := 1; i < maxDebtors; i++ {
+		*now = now.Add(time.Nanosecond)
+		s.Allow(peer.ID(fmt.Sprintf("client %d", i)), 1)
+	}
+	*now = now.Add(time.Nanosecond)
+	s.Allow(peer.ID("one too many"), 1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.debt) != maxDebtors {
+		t.Fatalf("%d clients in the debt table, want the bound %d", len(s.debt), maxDebtors)
+	}
+	if s.debt[first] != nil || s.debt[peer.ID("one too many")] == nil {
+		t.Fatal("the new client did not push out the idlest one")
+	}
+}
+
+// TestConnectedSilentClientStaysHeldBack: a client that never signs but
+// stays connected keeps its debt entry past the grace, asking or not: only
+// leaving for the grace forgets it.
+func TestConnectedSilentClientStaysHeldBack(t *testing.T) {
+	s, now := clockedPod(t)
+	client := newTestBox(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := client.host.Connect(ctx, peer.AddrInfo{ID: s.self, Addrs: s.n.host.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	size := int(s.window)
+	if !s.Allow(client.ID(), size) {
+		t.Fatal("the first block of a client without debt was held back")
+	}
+	for i := 0; i < 3; i++ {
+		*now = now.Add(s.debtGrace())
+		s.ageDebts(ctx)
+	}
+	if s.Allow(client.ID(), size) {
+		t.Fatalf("a connected client that never signed was served again after %s idle", 3*s.debtGrace())
+	}
+}
+
+// TestUnpaidDeliveryIsForgotten: a delivery whose receipt was never
+// countersigned (its server left) is forgotten once a fetch asks MaxSkew+1
+// epochs after the delivery's epoch, with its server's sender and that
+// sender's goroutine. Both used
+// to stay for as long as the box ran, one for every server that ever sent
+// it a block.
+func TestUnpaidDeliveryIsForgotten(t *testing.T) {
+	s, now := clockedPod(t)
+	_, server := testKey(t) // never reachable
+	b := rawBlock(t, []byte("from a server that left"))
+	s.want(b.Cid(), []cid.Cid{b.Cid()})
+	s.received(server, b)
+	s.finalize(b.Cid())
+	s.mu.Lock()
+	sd := s.senders[server]
+	s.mu.Unlock()
+	if sd == nil {
+		t.Fatal("no sender for the delivery's server")
+	}
+	*now = now.Add(time.Duration(s.params.MaxSkew+2) * s.params.EpochLength)
+	next := rawBlock(t, []byte("the next fetch"))
+	s.want(next.Cid(), []cid.Cid{next.Cid()})
+	s.mu.Lock()
+	deliveries, senders := len(s.deliveries), len(s.senders)
+	s.mu.Unlock()
+	if deliveries != 0 || senders != 0 {
+		t.Fatalf("%d deliveries and %d senders left %d epochs after an unpaid delivery", deliveries, senders, s.params.MaxSkew+2)
+	}
+	select {
+	case <-sd.quit:
+	default:
+		t.Fatal("the forgotten sender's goroutine was not told to end")
 	}
 }

@@ -44,6 +44,17 @@ const (
 	orderFetchTimeout = 30 * time.Minute
 	// reportDebounce gathers order state changes into one report.
 	reportDebounce = 200 * time.Millisecond
+	// maxReports bounds the boxes whose latest report a coordinator keeps
+	// (up to heat.MaxReportSize each, a few KiB for most). Any key may
+	// sign a report, so new reporters past it push out the report of the
+	// oldest epoch: a box that reports every epoch is pushed out only by
+	// a flood of fresh reports, and is back with its next report.
+	maxReports = 4 * maxHeatRoots
+	// maxOrderStates bounds the orders a box keeps state for (one map
+	// entry and a goroutine waiting for a fetch slot each). Orders come
+	// signed by a committee member, but one member must not be able to
+	// grow a box without bound: past it, new orders are refused.
+	maxOrderStates = 4096
 )
 
 // Meta records of scheduling (in the store, beside the blocks).
@@ -99,7 +110,28 @@ func newSched(n *Node) *sched {
 	s.metrics.orders = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ore_orders_rejected_total", Help: "Gossiped replication orders refused, by reason."}, []string{"reason"})
 	s.metrics.published = prometheus.NewCounter(prometheus.CounterOpts{Name: "ore_heat_reports_published_total", Help: "Heat reports this box published."})
 	s.metrics.executed = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ore_orders_executed_total", Help: "Replication orders this box took, by outcome."}, []string{"outcome"})
-	for _, c := range []prometheus.Collector{s.metrics.reports, s.metrics.orders, s.metrics.published, s.metrics.executed} {
+	size := func(f func() int) func() float64 {
+		return func() float64 {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return float64(f())
+		}
+	}
+	tables := []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ore_heat_reports_kept",
+			Help: fmt.Sprintf("Boxes whose latest heat report this coordinator keeps (at most %d).", maxReports)},
+			size(func() int { return len(s.reports) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ore_orders_kept",
+			Help: fmt.Sprintf("Replication orders this box executes, holds or reports as declined (at most %d).", maxOrderStates)},
+			size(func() int { return len(s.orders) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ore_heat_demand_roots",
+			Help: fmt.Sprintf("Roots in this box's request heat counter (at most %d).", maxHeatRoots)},
+			func() float64 { return float64(s.demand.Len()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ore_heat_served_roots",
+			Help: fmt.Sprintf("Roots in this box's served-bytes heat counter (at most %d).", maxHeatRoots)},
+			func() float64 { return float64(s.served.Len()) }),
+	}
+	for _, c := range append([]prometheus.Collector{s.metrics.reports, s.metrics.orders, s.metrics.published, s.metrics.executed}, tables...) {
 		_ = n.reg.Register(c)
 	}
 	return s
@@ -371,17 +403,38 @@ func (s *sched) readReports(ctx context.Context, sub *pubsub.Subscription) {
 func (s *sched) keepReport(r *heat.Report) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if old := s.reports[r.Reporter]; old == nil || old.Epoch <= r.Epoch {
-		s.reports[r.Reporter] = r
-	}
-	if len(s.reports) > 4*maxHeatRoots {
-		// Forget boxes silent for long: the planner ignores them anyway.
-		e := s.epoch()
-		for p, old := range s.reports {
-			if old.Epoch+4*heatSkew < e {
-				delete(s.reports, p)
-			}
+	if old := s.reports[r.Reporter]; old != nil {
+		if old.Epoch <= r.Epoch {
+			s.reports[r.Reporter] = r
 		}
+		return
+	}
+	if len(s.reports) >= maxReports {
+		s.forgetReportsLocked()
+	}
+	s.reports[r.Reporter] = r
+}
+
+// forgetReportsLocked makes room for a new reporter: it forgets the boxes
+// silent for long (the planner ignores them anyway), or else the report of
+// the oldest epoch.
+func (s *sched) forgetReportsLocked() {
+	e := s.epoch()
+	var (
+		oldest peer.ID
+		at     uint64
+	)
+	for p, r := range s.reports {
+		if r.Epoch+4*heatSkew < e {
+			delete(s.reports, p)
+			continue
+		}
+		if oldest == "" || r.Epoch < at {
+			oldest, at = p, r.Epoch
+		}
+	}
+	if len(s.reports) >= maxReports {
+		delete(s.reports, oldest)
 	}
 }
 
@@ -471,6 +524,11 @@ func (s *sched) take(o *heat.Order) {
 	case st != nil && st.epoch >= o.Epoch:
 		s.mu.Unlock()
 		return // declined or failed this very order already
+	case st == nil && len(s.orders) >= maxOrderStates:
+		s.mu.Unlock()
+		s.metrics.executed.WithLabelValues("refused_full").Inc()
+		s.n.log.Warn("replication order refused: too many orders under way or held", "root", o.Root, "orders", maxOrderStates, "issuer", o.Issuer)
+		return
 	}
 	st = &orderState{root: o.Root, state: heat.OrderFetching, until: o.Until, size: o.Size, why: o.Reason, epoch: o.Epoch}
 	s.orders[o.Root] = st

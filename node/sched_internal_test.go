@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -121,5 +122,56 @@ func TestGossipValidatorsRefuseForgeries(t *testing.T) {
 	}
 	if v := s.validateReport(context.Background(), box.ID(), gossip(box.ID(), stale.Marshal())); v == pubsub.ValidationAccept {
 		t.Fatal("a report from a future epoch was accepted")
+	}
+}
+
+// TestReportTableIsBounded: a coordinator keeps at most maxReports
+// reports however many keys sign one; a new reporter past it pushes out
+// the report of the oldest epoch, and a known reporter's newer report
+// replaces its own. The table used to grow with every fresh reporter
+// (it forgot only reports 8 epochs old).
+func TestReportTableIsBounded(t *testing.T) {
+	s := newTestBox(t).sched
+	e := s.epoch() + 10
+	stale := peer.ID("the oldest report")
+	s.keepReport(&heat.Report{Reporter: stale, Epoch: e - 1})
+	for i := 1; i < maxReports; i++ {
+		s.keepReport(&heat.Report{Reporter: peer.ID(fmt.Sprint("reporter ", i)), Epoch: e})
+	}
+	s.keepReport(&heat.Report{Reporter: peer.ID("reporter 1"), Epoch: e + 1}) // known: replaces
+	s.keepReport(&heat.Report{Reporter: peer.ID("one too many"), Epoch: e})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.reports) != maxReports {
+		t.Fatalf("%d reports kept, want the bound %d", len(s.reports), maxReports)
+	}
+	if s.reports[stale] != nil || s.reports[peer.ID("one too many")] == nil {
+		t.Fatal("the new reporter did not push out the report of the oldest epoch")
+	}
+	if r := s.reports[peer.ID("reporter 1")]; r == nil || r.Epoch != e+1 {
+		t.Fatalf("a known reporter's newer report did not replace its own: %+v", r)
+	}
+}
+
+// TestOrderTableIsBounded: past maxOrderStates orders, a new one is
+// refused (counted), not kept with a goroutine of its own.
+func TestOrderTableIsBounded(t *testing.T) {
+	s := newTestBox(t).sched
+	s.mu.Lock()
+	for i := range maxOrderStates {
+		c := rawBlock(t, []byte(fmt.Sprint("ordered ", i))).Cid()
+		s.orders[c] = &orderState{root: c, state: heat.OrderHeld, until: s.epoch() + 100}
+	}
+	s.mu.Unlock()
+	root := rawBlock(t, []byte("one order too many")).Cid()
+	s.take(&heat.Order{Root: root, Epoch: s.epoch(), Until: s.epoch() + 10})
+	s.mu.Lock()
+	n, kept := len(s.orders), s.orders[root] != nil
+	s.mu.Unlock()
+	if n != maxOrderStates || kept {
+		t.Fatalf("%d orders kept (the new one: %v), want the bound %d without it", n, kept, maxOrderStates)
+	}
+	if got := testutil.ToFloat64(s.metrics.executed.WithLabelValues("refused_full")); got != 1 {
+		t.Fatalf("%v orders counted as refused for a full table, want 1", got)
 	}
 }

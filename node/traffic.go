@@ -17,6 +17,12 @@ type PeerTraffic struct {
 	BlocksReceived int64   `json:"blocks_received"`
 }
 
+// maxTrafficPeers bounds the peers traffic counts for. Any peer that asks
+// for a block or sends one gets an entry, and a box runs for months: past
+// the bound, a new peer pushes out the one that exchanged the fewest bytes
+// (a newcomer, often), so the peers that matter stay.
+const maxTrafficPeers = 4096
+
 // traffic counts bitswap blocks per peer, fed by the exchange's hooks.
 type traffic struct {
 	mu    sync.Mutex
@@ -28,10 +34,33 @@ func newTraffic() *traffic { return &traffic{peers: make(map[peer.ID]*PeerTraffi
 func (t *traffic) entry(p peer.ID) *PeerTraffic {
 	e := t.peers[p]
 	if e == nil {
+		if len(t.peers) >= maxTrafficPeers {
+			t.evictLocked()
+		}
 		e = &PeerTraffic{Peer: p}
 		t.peers[p] = e
 	}
 	return e
+}
+
+// evictLocked forgets the peer that exchanged the fewest bytes.
+func (t *traffic) evictLocked() {
+	var (
+		least peer.ID
+		bytes int64
+	)
+	for p, e := range t.peers {
+		if b := e.BytesSent + e.BytesReceived; least == "" || b < bytes {
+			least, bytes = p, b
+		}
+	}
+	delete(t.peers, least)
+}
+
+func (t *traffic) len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.peers)
 }
 
 func (t *traffic) sent(p peer.ID, b blocks.Block) {
@@ -61,5 +90,6 @@ func (t *traffic) snapshot() []PeerTraffic {
 	return out
 }
 
-// Traffic returns the blocks and bytes exchanged with each peer.
+// Traffic returns the blocks and bytes exchanged with each peer, for at
+// most maxTrafficPeers peers (those that exchanged the most bytes).
 func (n *Node) Traffic() []PeerTraffic { return n.traffic.snapshot() }

@@ -275,3 +275,23 @@ func (s *memSink) Write(p []byte) (int, error) { s.data = append(s.data, p...); 
 func (s *memSink) Close() error                { s.closed = true; return nil }
 func (s *memSink) ID() string                  { return "mem" }
 func (s *memSink) Cancel() error               { s.cancelled = true; return nil }
+
+// TestEarlySignaturesAreBounded: signatures for heights far above the
+// chain are not kept (repair brings those blocks final), so a member that
+// signs every height it likes cannot grow the table of early signatures.
+// Every height used to be kept.
+func TestEarlySignaturesAreBounded(t *testing.T) {
+	members := make([]ledger.Member, 3)
+	c := &Committee{chain: chainWith(t, t.TempDir(), 3), pending: map[uint64][]ledger.Signature{},
+		cfg: Config{Genesis: &ledger.Genesis{Committee: members}}}
+	defer c.chain.close()
+	for h := uint64(4); h < 4+10*maxEarlyHeights; h++ {
+		c.addSig(&sigMsg{height: h, sig: ledger.Signature{Signer: testProposer}})
+	}
+	if n := len(c.pending); n != maxEarlyHeights {
+		t.Fatalf("signatures kept for %d heights above a chain of 3, want %d", n, maxEarlyHeights)
+	}
+	if c.pending[3+maxEarlyHeights] == nil || c.pending[4+maxEarlyHeights] != nil {
+		t.Fatal("the heights kept are not those just above the chain")
+	}
+}

@@ -254,9 +254,24 @@ func (c *Committee) initMetrics() {
 	c.metrics.epoch = newEpochMetrics()
 	c.metrics.gossip = newGossipRefused()
 	c.metrics.sync = newSyncMetrics()
+	size := func(f func() int) func() float64 {
+		return func() float64 {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return float64(f())
+		}
+	}
+	tables := []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ore_ledger_txpool",
+			Help: fmt.Sprintf("Account transactions waiting for a block (at most %d).", maxTxPool)},
+			size(func() int { return len(c.txpool.txs) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ore_ledger_early_signature_heights",
+			Help: fmt.Sprintf("Heights above the chain with signatures waiting for their block (at most %d).", maxEarlyHeights)},
+			size(func() int { return len(c.pending) })),
+	}
 	if c.cfg.Registry != nil {
-		for _, m := range append([]prometheus.Collector{c.metrics.blocks, c.metrics.finals, c.metrics.rejected, c.metrics.refused, c.metrics.orders, c.metrics.gossip,
-			c.metrics.sync.served, c.metrics.sync.limited}, c.metrics.epoch.collectors()...) {
+		for _, m := range append(append([]prometheus.Collector{c.metrics.blocks, c.metrics.finals, c.metrics.rejected, c.metrics.refused, c.metrics.orders, c.metrics.gossip,
+			c.metrics.sync.served, c.metrics.sync.limited}, c.metrics.epoch.collectors()...), tables...) {
 			_ = c.cfg.Registry.Register(m)
 		}
 	}

@@ -185,12 +185,35 @@ func awaitTopicPeer(ctx context.Context, t *pubsub.Topic) error {
 	return nil
 }
 
+// maxEarlyHeights bounds the heights above this member's chain whose
+// signatures it keeps until their block comes (a committee's size each;
+// with those left behind by at most as many, at most 2×maxEarlyHeights+1
+// heights):
+// a member, even a faulty one, signs for any height it likes, and the
+// table of early signatures would grow with every height named. A member
+// that lags further behind gets those blocks final through repair
+// (repair.go), with their signatures.
+const maxEarlyHeights = 64
+
 // addSig records a verified signature on the stored block it names.
 func (c *Committee) addSig(m *sigMsg) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	b, err := c.chain.head(m.height)
 	if errors.Is(err, errNoBlock) {
+		top := c.chain.height()
+		if m.height > top+maxEarlyHeights {
+			return // far ahead: repair brings the block final, signatures and all
+		}
+		if len(c.pending) > maxEarlyHeights {
+			// Heights far below the chain whose block came another way
+			// (sync) never meet their signatures here.
+			for h := range c.pending {
+				if h+maxEarlyHeights < top {
+					delete(c.pending, h)
+				}
+			}
+		}
 		if len(c.pending[m.height]) < len(c.cfg.Genesis.Committee) {
 			c.pending[m.height] = append(c.pending[m.height], m.sig)
 		}

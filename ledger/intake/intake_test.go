@@ -404,3 +404,28 @@ func TestInvalidReceiptsCostScore(t *testing.T) {
 		t.Fatalf("the pool kept %d receipts", pool.Len())
 	}
 }
+
+// TestFullPoolRefusesNewKeys: a pool at its bound refuses receipts of new
+// keys (counted) but still takes newer receipts of the keys it holds; it
+// used to grow with every key anyone signed.
+func TestFullPoolRefusesNewKeys(t *testing.T) {
+	srv, cli := newParty(t), newParty(t)
+	p := NewPool()
+	p.max = 3
+	inEpoch := func(e uint64) func(*pod.Receipt) { return func(r *pod.Receipt) { r.Epoch = e } }
+	now := params.EpochAt(time.Now())
+	for i := range uint64(3) {
+		if !p.Add(receipt(t, srv, cli, 1, inEpoch(now-i))) {
+			t.Fatalf("a pool under its bound refused receipt %d", i)
+		}
+	}
+	if p.Add(receipt(t, srv, cli, 1, inEpoch(now+1))) {
+		t.Fatal("a full pool kept a receipt of a new key")
+	}
+	if !p.Add(receipt(t, srv, cli, 2, inEpoch(now))) {
+		t.Fatal("a full pool refused a newer receipt of a key it holds")
+	}
+	if p.Len() != 3 || p.Refused() != 1 {
+		t.Fatalf("pool holds %d receipts and refused %d, want 3 and 1", p.Len(), p.Refused())
+	}
+}

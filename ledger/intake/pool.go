@@ -7,26 +7,43 @@ import (
 	"github.com/orecdn/ore/pod"
 )
 
+// MaxPoolReceipts bounds the receipts a pool holds. Any two keys can sign
+// a valid receipt, so the gossip can carry more than any ledger takes;
+// the bound is sized to the ledger's goal: at 20,000 receipts a second,
+// a receipt waits in the pool from its arrival to the final block that
+// takes it, up to 3 epochs of 10 s, ~600,000 receipts (~0.3 KiB each). A
+// full pool refuses receipts of new keys (Refused counts them) and still
+// takes newer receipts of the keys it holds: what it already collected
+// is not pushed out by a flood.
+const MaxPoolReceipts = 1 << 20
+
 // Pool keeps the latest (highest sequence) receipt per (server, client,
-// root, epoch). It is safe for concurrent use.
+// root, epoch), at most MaxPoolReceipts. It is safe for concurrent use.
 type Pool struct {
-	mu    sync.Mutex
-	m     map[pod.Key]*pod.Receipt
-	added map[uint64]uint64 // receipts kept so far, per epoch
+	mu      sync.Mutex
+	m       map[pod.Key]*pod.Receipt
+	added   map[uint64]uint64 // receipts kept so far, per epoch
+	refused uint64            // receipts of new keys refused while full
+	max     int
 }
 
 // NewPool returns an empty pool.
 func NewPool() *Pool {
-	return &Pool{m: make(map[pod.Key]*pod.Receipt), added: make(map[uint64]uint64)}
+	return &Pool{m: make(map[pod.Key]*pod.Receipt), added: make(map[uint64]uint64), max: MaxPoolReceipts}
 }
 
 // Add keeps r if it supersedes what the pool holds for its key and reports
-// whether it did.
+// whether it did. A full pool keeps no receipt of a new key.
 func (p *Pool) Add(r *pod.Receipt) bool {
 	k := r.Key()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if old, ok := p.m[k]; ok && !r.Supersedes(old) {
+	old, ok := p.m[k]
+	if ok && !r.Supersedes(old) {
+		return false
+	}
+	if !ok && len(p.m) >= p.max {
+		p.refused++
 		return false
 	}
 	p.m[k] = r
@@ -97,6 +114,14 @@ func (p *Pool) Forget(before uint64) {
 		}
 	}
 	p.mu.Unlock()
+}
+
+// Refused counts the receipts of new keys refused because the pool was
+// full.
+func (p *Pool) Refused() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.refused
 }
 
 // Len is the number of receipts held.
