@@ -102,6 +102,11 @@ func (n *Node) fetch(ctx context.Context, root cid.Cid, progress func(FetchProgr
 	if err := checkCodec(root); err != nil {
 		return FetchResult{}, err
 	}
+	if tk := ticketFrom(ctx); tk != nil {
+		if err := n.useTicket(ctx, root, tk); err != nil {
+			return FetchResult{}, err
+		}
+	}
 	start := time.Now()
 	n.fetchStarted(root)
 	defer n.fetchEnded(root)

@@ -96,6 +96,7 @@ type podService struct {
 	deliveries map[pod.Key]*delivery
 	senders    map[peer.ID]*sender
 	finalRoots map[string]uint64 // roots whose fetch ended, by CID bytes: the epoch it ended
+	tickets    map[string]*pod.Ticket // by root CID bytes: the ticket a fetch of the root runs under
 	settled    chan struct{}     // closed and replaced whenever a receipt exchange ends, countersigned or not
 	flushWait  time.Duration     // the most flush waits (podFlushTimeout)
 	lastGC     uint64
@@ -184,6 +185,7 @@ type delivery struct {
 	tried   uint64 // bytes covered by the last receipt whose exchange ended, countersigned or not
 	final   bool   // the fetch ended: send every change at once
 	failing bool   // the server refused: stop asking
+	ticket  [32]byte // the ticket its receipts are paid under (zero: none)
 }
 
 type sender struct {
@@ -491,7 +493,7 @@ func (s *podService) received(from peer.ID, b blocks.Block) {
 		d = s.deliveries[k]
 	}
 	if d == nil {
-		d = &delivery{server: from, root: w.root, epoch: e}
+		d = &delivery{server: from, root: w.root, epoch: e, ticket: s.ticketLocked(k.Root, e)}
 		if prev != nil {
 			d.seq, d.bytes, d.blocks, d.digest, d.acked = prev.Seq, prev.Bytes, prev.Blocks, prev.Digest, prev.Bytes
 		}
@@ -577,8 +579,12 @@ func (s *podService) runSender(ctx context.Context, server peer.ID, sd *sender) 
 				continue
 			}
 			d.seq++
-			batch = append(batch, &pod.Receipt{Version: pod.Version, Network: s.params.Network, Epoch: d.epoch,
-				Server: d.server, Client: s.self, Root: d.root, Seq: d.seq, Bytes: d.bytes, Blocks: d.blocks, Digest: d.digest})
+			r := &pod.Receipt{Version: pod.Version, Network: s.params.Network, Epoch: d.epoch,
+				Server: d.server, Client: s.self, Root: d.root, Seq: d.seq, Bytes: d.bytes, Blocks: d.blocks, Digest: d.digest}
+			if d.ticket != ([32]byte{}) {
+				r.Version, r.Ticket = pod.VersionTicket, d.ticket
+			}
+			batch = append(batch, r)
 		}
 		s.mu.Unlock()
 		for _, r := range batch {
@@ -785,6 +791,44 @@ func (s *podService) gcLocked(e uint64) {
 			delete(s.finalRoots, r)
 		}
 	}
+	for r, tk := range s.tickets {
+		if tk.Expires < e {
+			delete(s.tickets, r)
+		}
+	}
+}
+
+// maxTickets bounds the tickets a client keeps, one per root it fetches
+// under one (gateway requests bring them): past it, the one that expires
+// first is dropped, and its root's next receipts go unticketed.
+const maxTickets = 16_384
+
+// useTicketLocked makes the receipts of root's deliveries that start from
+// now on name tk, until it expires.
+func (s *podService) useTicketLocked(root cid.Cid, tk *pod.Ticket) {
+	if s.tickets == nil {
+		s.tickets = make(map[string]*pod.Ticket)
+	}
+	rk := string(root.Bytes())
+	if _, ok := s.tickets[rk]; !ok && len(s.tickets) >= maxTickets {
+		var first string
+		for r, t := range s.tickets {
+			if first == "" || t.Expires < s.tickets[first].Expires {
+				first = r
+			}
+		}
+		delete(s.tickets, first)
+	}
+	s.tickets[rk] = tk
+}
+
+// ticketLocked is the ID of the ticket receipts of root in epoch are paid
+// under (zero: none).
+func (s *podService) ticketLocked(rootKey string, e uint64) [32]byte {
+	if tk := s.tickets[rootKey]; tk != nil && e <= tk.Expires {
+		return tk.ID()
+	}
+	return [32]byte{}
 }
 
 // ServedReceipts returns the countersigned receipts this box holds as a

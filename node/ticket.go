@@ -107,3 +107,69 @@ func (n *Node) RegisterTx(ctx context.Context, root cid.Cid, price, open uint64)
 	}
 	return ledger.NewRegisterRoot("", 0, root, block, price, open), nil
 }
+
+type ticketKey struct{}
+
+// WithTicket makes the fetches made under ctx (Fetch, Get, gateway
+// requests) run under tk: their receipts name it, so the ledger pays the
+// serving boxes from its publisher's escrow (rules version 4).
+func WithTicket(ctx context.Context, tk *pod.Ticket) context.Context {
+	return context.WithValue(ctx, ticketKey{}, tk)
+}
+
+func ticketFrom(ctx context.Context) *pod.Ticket {
+	tk, _ := ctx.Value(ticketKey{}).(*pod.Ticket)
+	return tk
+}
+
+// ErrTicket is a ticket that cannot pay for a fetch.
+var ErrTicket = errors.New("node: the ticket does not pay for this fetch")
+
+// useTicket checks that tk pays for this box's fetch of root (its network,
+// signature, root, client and expiry), hands it to the ledger if the
+// ledger does not know it yet, and makes root's receipts name it. On a
+// network whose rules pay no tickets it does nothing: every receipt is
+// paid there.
+func (n *Node) useTicket(ctx context.Context, root cid.Cid, tk *pod.Ticket) error {
+	g := n.cfg.Genesis
+	if g == nil || g.Rules < ledger.RulesV4 || n.pod == nil {
+		return nil
+	}
+	params := n.cfg.Network
+	rk := string(root.Bytes())
+	n.pod.mu.Lock()
+	known := n.pod.tickets[rk]
+	n.pod.mu.Unlock()
+	if known != nil && known.ID() == tk.ID() {
+		return nil // checked and handed over when first used
+	}
+	switch {
+	case params.CheckTicket(tk) != nil:
+		return fmt.Errorf("%w: %v", ErrTicket, params.CheckTicket(tk))
+	case tk.Root.Defined() && !tk.Root.Equals(root):
+		return fmt.Errorf("%w: it is for %s, not %s", ErrTicket, tk.Root, root)
+	case tk.Client != "" && tk.Client != n.ID():
+		return fmt.Errorf("%w: it is for client %s, this box is %s", ErrTicket, tk.Client, n.ID())
+	case tk.Expires < params.EpochAt(time.Now()):
+		return fmt.Errorf("%w: it expired after epoch %d", ErrTicket, tk.Expires)
+	}
+	if err := tk.Verify(); err != nil {
+		return fmt.Errorf("%w: %v", ErrTicket, err)
+	}
+	// The ledger must know the ticket before it takes a receipt under it.
+	// A ticket it knows already costs nothing more: the pool and the
+	// ledger refuse a second copy.
+	st, err := n.LedgerState(ctx)
+	if err != nil {
+		return err
+	}
+	if _, _, _, _, ok := st.Ticket(tk.ID()); !ok {
+		if err := n.SubmitTx(ctx, ledger.NewTicketTx(tk)); err != nil {
+			return fmt.Errorf("node: hand the ticket to the ledger: %w", err)
+		}
+	}
+	n.pod.mu.Lock()
+	n.pod.useTicketLocked(root, tk)
+	n.pod.mu.Unlock()
+	return nil
+}

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/orecdn/ore/node"
+	"github.com/orecdn/ore/pod"
 )
 
 // The control API: HTTP on loopback, spoken by the CLI to a running daemon.
@@ -127,6 +128,14 @@ func (s *apiServer) fetch(w http.ResponseWriter, r *http.Request) {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
+	}
+	if v := r.URL.Query().Get("ticket"); v != "" {
+		tk, err := pod.ParseTicket(v)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		ctx = node.WithTicket(ctx, tk)
 	}
 	st := newStream(w)
 	progress := make(chan node.FetchProgress, 1)

@@ -276,6 +276,7 @@ func cmdGet(ctx context.Context, e *env, args []string) error {
 	repo := repoFlag(e, fs)
 	out := fs.String("o", "", "where to write the file or directory (default: the CID)")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up after this long")
+	ticket := fs.String("ticket", "", "fetch under this ticket (from `ore ticket`): the boxes that serve it are paid by its publisher")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -298,6 +299,9 @@ func cmdGet(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	q := url.Values{"cid": {root.String()}, "timeout": {timeout.String()}}
+	if *ticket != "" {
+		q.Set("ticket", *ticket)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+apiFetch+"?"+q.Encode(), nil)
 	if err != nil {
 		return err
