@@ -95,10 +95,10 @@ type podService struct {
 	wanted     map[cid.Cid]wantEntry
 	deliveries map[pod.Key]*delivery
 	senders    map[peer.ID]*sender
-	finalRoots map[string]uint64 // roots whose fetch ended, by CID bytes: the epoch it ended
+	finalRoots map[string]uint64      // roots whose fetch ended, by CID bytes: the epoch it ended
 	tickets    map[string]*pod.Ticket // by root CID bytes: the ticket a fetch of the root runs under
-	settled    chan struct{}     // closed and replaced whenever a receipt exchange ends, countersigned or not
-	flushWait  time.Duration     // the most flush waits (podFlushTimeout)
+	settled    chan struct{}          // closed and replaced whenever a receipt exchange ends, countersigned or not
+	flushWait  time.Duration          // the most flush waits (podFlushTimeout)
 	lastGC     uint64
 	lastEpoch  uint64 // of the last block received
 }
@@ -181,10 +181,10 @@ type delivery struct {
 	digest  [32]byte
 	seq     uint64
 	unsent  int64
-	acked   uint64 // bytes covered by the last countersigned receipt
-	tried   uint64 // bytes covered by the last receipt whose exchange ended, countersigned or not
-	final   bool   // the fetch ended: send every change at once
-	failing bool   // the server refused: stop asking
+	acked   uint64   // bytes covered by the last countersigned receipt
+	tried   uint64   // bytes covered by the last receipt whose exchange ended, countersigned or not
+	final   bool     // the fetch ended: send every change at once
+	failing bool     // the server refused: stop asking
 	ticket  [32]byte // the ticket its receipts are paid under (zero: none)
 }
 
