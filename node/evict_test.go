@@ -12,6 +12,7 @@ import (
 
 	"github.com/orecdn/ore/dht"
 	"github.com/orecdn/ore/heat"
+	"github.com/orecdn/ore/internal/testkit"
 )
 
 // newTestBox starts a box on loopback with a fresh repo.
@@ -98,7 +99,7 @@ func TestEvictColdestUnprotectedFirst(t *testing.T) {
 	own := addBytes(t, box, randomBytes(t, 2*mib)) // pinned on the box
 
 	box.sched.take(&heat.Order{Root: ordered, Until: box.sched.epoch() + 100, Reason: heat.ReasonHeat, Epoch: box.sched.epoch()})
-	if !waitFor(t, 10*time.Second, func() bool { st, _, ok := box.sched.orderOf(ordered); return ok && st == heat.OrderHeld }) {
+	if !testkit.Eventually(10*time.Second, func() bool { st, _, ok := box.sched.orderOf(ordered); return ok && st == heat.OrderHeld }) {
 		t.Fatal("the order on content already local did not become held")
 	}
 	box.sched.delivered(serving, 1, true)
@@ -177,16 +178,4 @@ func TestFetchEvictsWhenFull(t *testing.T) {
 	if box.store.Used() > box.store.Quota() {
 		t.Fatalf("used %d over quota %d", box.store.Used(), box.store.Quota())
 	}
-}
-
-func waitFor(t *testing.T, d time.Duration, cond func() bool) bool {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return true
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return cond()
 }

@@ -21,6 +21,7 @@ import (
 	car "github.com/ipld/go-car/v2"
 
 	"github.com/orecdn/ore/gateway"
+	"github.com/orecdn/ore/internal/testkit"
 	"github.com/orecdn/ore/node"
 	"github.com/orecdn/ore/testnet"
 )
@@ -127,7 +128,7 @@ func TestGatewayServesContent(t *testing.T) {
 	verifyCAR(t, body, res.Root, len(video))
 
 	// The gateway is a PoD client: it holds countersigned receipts for root.
-	waitUntil(t, 10*time.Second, func() bool {
+	testkit.Eventually(10*time.Second, func() bool {
 		rs, _ := gw.ReceivedReceipts(ctx, 0)
 		return len(rs) > 0
 	})
@@ -279,7 +280,7 @@ func TestGatewayThousandConcurrentRequests(t *testing.T) {
 	}
 	client.CloseIdleConnections()
 	// Goroutines come back down once the requests are done.
-	if !waitUntil(t, 10*time.Second, func() bool { return runtime.NumGoroutine() < before+200 }) {
+	if !testkit.Eventually(10*time.Second, func() bool { return runtime.NumGoroutine() < before+200 }) {
 		t.Fatalf("goroutines: %d before, %d after", before, runtime.NumGoroutine())
 	}
 	var ms runtime.MemStats

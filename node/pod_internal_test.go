@@ -10,6 +10,7 @@ import (
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/orecdn/ore/internal/testkit"
 	"github.com/orecdn/ore/pod"
 )
 
@@ -91,7 +92,7 @@ func TestEpochChangeSendsEarlierReceipts(t *testing.T) {
 // the server's credit window cannot hold the client's next blocks forever.
 func TestReceiptAtLeastEverySecond(t *testing.T) {
 	s, server, _ := receivedOne(t, "a few bytes, then silence")
-	if !waitFor(t, 10*receiptAtLeastEvery, func() bool { return queued(s, server) }) {
+	if !testkit.Eventually(10*receiptAtLeastEvery, func() bool { return queued(s, server) }) {
 		t.Fatalf("no receipt within %s for bytes under the interval", 10*receiptAtLeastEvery)
 	}
 }

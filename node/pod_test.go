@@ -11,6 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 
+	"github.com/orecdn/ore/internal/testkit"
 	"github.com/orecdn/ore/node"
 	"github.com/orecdn/ore/pod"
 	"github.com/orecdn/ore/testnet"
@@ -48,20 +49,6 @@ func sentTo(n *node.Node, p peer.ID) uint64 {
 	return 0
 }
 
-// waitUntil polls cond until it holds or the deadline passes: receipts for
-// the last blocks travel after the fetch returned.
-func waitUntil(t *testing.T, d time.Duration, cond func() bool) bool {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return true
-}
-
 func TestReceiptsAddUpToBytesSent(t *testing.T) {
 	nw := newNet(t, 4)
 	ctx := testCtx(t)
@@ -90,7 +77,7 @@ func TestReceiptsAddUpToBytesSent(t *testing.T) {
 	servers := 0
 	for _, i := range []int{0, 1, 2} {
 		srv := nw.Nodes[i]
-		if !waitUntil(t, 10*time.Second, func() bool { return servedTo(t, srv, client.ID(), root) == sentTo(srv, client.ID()) }) {
+		if !testkit.Eventually(10*time.Second, func() bool { return servedTo(t, srv, client.ID(), root) == sentTo(srv, client.ID()) }) {
 			t.Errorf("box %d: receipts cover %d bytes, it sent %d", i, servedTo(t, srv, client.ID(), root), sentTo(srv, client.ID()))
 		}
 		if sentTo(srv, client.ID()) > 0 {
@@ -283,7 +270,7 @@ func TestRestartedClientKeepsReceiptingTheSameServer(t *testing.T) {
 		t.Fatalf("refetch after restart: %v", err)
 	}
 	root := res.Root.String()
-	if !waitUntil(t, 10*time.Second, func() bool { return servedTo(t, srv, cli.ID(), root) == sentTo(srv, cli.ID()) }) {
+	if !testkit.Eventually(10*time.Second, func() bool { return servedTo(t, srv, cli.ID(), root) == sentTo(srv, cli.ID()) }) {
 		t.Fatalf("receipts cover %d bytes, the server sent %d", servedTo(t, srv, cli.ID(), root), sentTo(srv, cli.ID()))
 	}
 }

@@ -13,20 +13,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/orecdn/ore/heat"
+	"github.com/orecdn/ore/internal/testkit"
 	"github.com/orecdn/ore/ledger"
 )
 
+// testKey is a fresh party's key and ID.
 func testKey(t *testing.T) (crypto.PrivKey, peer.ID) {
 	t.Helper()
-	k, _, err := crypto.GenerateEd25519Key(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := peer.IDFromPrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k, id
+	p := testkit.NewParty(t)
+	return p.Key, p.ID
 }
 
 func gossip(from peer.ID, data []byte) *pubsub.Message {

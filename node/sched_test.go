@@ -10,6 +10,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/orecdn/ore/heat"
+	"github.com/orecdn/ore/internal/testkit"
 	"github.com/orecdn/ore/ledger"
 	"github.com/orecdn/ore/node"
 	"github.com/orecdn/ore/testnet"
@@ -115,7 +116,7 @@ func TestHotRootGetsReplicas(t *testing.T) {
 	}
 	hot := time.Now()
 	var all, ordered []int
-	if !waitUntil(t, 30*time.Second, func() bool {
+	if !testkit.Eventually(30*time.Second, func() bool {
 		all, ordered = holding(t, nw, root)
 		return len(all) >= 4 && len(ordered) >= 2
 	}) {
@@ -174,7 +175,7 @@ func TestPrewarmStoresBeforeFirstRequest(t *testing.T) {
 		}
 	}
 	var all, ordered []int
-	if !waitUntil(t, 30*time.Second, func() bool {
+	if !testkit.Eventually(30*time.Second, func() bool {
 		all, ordered = holding(t, nw, res.Root)
 		return len(all) >= 3 && len(ordered) >= 2
 	}) {
@@ -185,7 +186,7 @@ func TestPrewarmStoresBeforeFirstRequest(t *testing.T) {
 	// has not planned yet: wait for a leader's plan, not the first answer.
 	var tg heat.Target
 	var ok bool
-	if !waitUntil(t, 30*time.Second, func() bool { tg, ok = leaderTarget(t, nw, res.Root); return ok }) {
+	if !testkit.Eventually(30*time.Second, func() bool { tg, ok = leaderTarget(t, nw, res.Root); return ok }) {
 		t.Fatal("no leader's plan names the pre-warmed root")
 	}
 	if tg.Reason != heat.ReasonPrewarm || tg.Replicas != 3 {

@@ -21,6 +21,7 @@ import (
 	"github.com/ipfs/go-cid"
 	mh "github.com/multiformats/go-multihash"
 
+	"github.com/orecdn/ore/internal/testkit"
 	"github.com/orecdn/ore/node"
 	"github.com/orecdn/ore/store"
 )
@@ -149,21 +150,6 @@ func status(t *testing.T, repo string) statusInfo {
 	return st
 }
 
-// waitFor polls cond (a cheap query of a running box) until it holds or
-// the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		<-tick.C
-	}
-}
-
 // stalledAdd starts an add through the control API whose file the test
 // writes into w: the add stays in flight until w is closed.
 func stalledAdd(t *testing.T, repo string) (w *io.PipeWriter, done <-chan error) {
@@ -244,7 +230,7 @@ func TestPowerLossDuringAdd(t *testing.T) {
 		t.Fatal(err)
 	}
 	used0 := int64(len(first))
-	waitFor(t, "the daemon to store part of the add", func() bool { return status(t, repo).StoreUsed >= used0+8<<20 })
+	testkit.WaitFor(t, time.Minute, "the daemon to store part of the add", func() bool { return status(t, repo).StoreUsed >= used0+8<<20 })
 	a.kill()
 
 	s := openStore(t, repo)
