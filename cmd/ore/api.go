@@ -449,7 +449,17 @@ func (c *client) do(req *http.Request) (*http.Response, error) {
 }
 
 func (c *client) getJSON(ctx context.Context, path string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
+	return c.callJSON(ctx, http.MethodGet, path, v)
+}
+
+// postJSON POSTs to path (its query holds the arguments) and decodes the
+// JSON answer into v.
+func (c *client) postJSON(ctx context.Context, path string, v any) error {
+	return c.callJSON(ctx, http.MethodPost, path, v)
+}
+
+func (c *client) callJSON(ctx context.Context, method, path string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, nil)
 	if err != nil {
 		return err
 	}

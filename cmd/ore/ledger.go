@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -207,17 +206,8 @@ func cmdLedger(ctx context.Context, e *env, args []string) error {
 		if *wait {
 			q.Set("wait", "1")
 		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+apiLedgerTx+"?"+q.Encode(), nil)
-		if err != nil {
-			return err
-		}
-		resp, err := c.do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
 		var info txInfo
-		if err := json.NewDecoder(resp.Body).Decode(&info); err != nil {
+		if err := c.postJSON(ctx, apiLedgerTx+"?"+q.Encode(), &info); err != nil {
 			return err
 		}
 		return out(info, func() {

@@ -69,17 +69,8 @@ func cmdTicket(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+apiTicket+"?"+q.Encode(), nil)
-	if err != nil {
-		return err
-	}
-	resp, err := c.do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
 	var info ticketInfo
-	if err := json.NewDecoder(resp.Body).Decode(&info); err != nil {
+	if err := c.postJSON(ctx, apiTicket+"?"+q.Encode(), &info); err != nil {
 		return err
 	}
 	if *asJSON {
