@@ -25,13 +25,21 @@ import (
 //
 // Together: an account gets at most maxAccountTxsPerBlock transactions
 // into each block and is refused beyond maxAccountTxs waiting, with an
-// error its submitter hears (ErrAccountFull, ErrPoolFull). A fee would
+// error its submitter hears (ErrAccountFull, ErrPoolFull).
+//
+// Tickets (rules 4) are counted apart, by publisher: a publisher issues
+// one per client session, hundreds a second, and receipts under a ticket
+// are refused until a block holds it, so the per-block bound does not
+// apply to them and maxPublisherTickets may wait. Only a publisher can
+// sign its tickets, so what they cost falls on the publisher's own
+// budget of the pool. A fee would
 // price this instead, but it changes the state machine and the rules
 // version; these bounds are the leader's and the pool's, not the ledger's.
 const (
 	maxTxPool             = 100_000
 	maxAccountTxs         = 64
 	maxAccountTxsPerBlock = 16
+	maxPublisherTickets   = 16_384
 )
 
 // Refusals of the pool.
@@ -67,7 +75,9 @@ func (p *txPool) check(tx ledger.Tx, id [32]byte) error {
 	switch {
 	case len(p.txs) >= maxTxPool:
 		return fmt.Errorf("%w (%d transactions)", ErrPoolFull, maxTxPool)
-	case p.byAccount[tx.From] >= maxAccountTxs:
+	case tx.Kind == ledger.KindTicket && p.byAccount[countKey(tx)] >= maxPublisherTickets:
+		return fmt.Errorf("%w (%d tickets, the most a publisher may have waiting)", ErrAccountFull, maxPublisherTickets)
+	case tx.Kind != ledger.KindTicket && p.byAccount[tx.From] >= maxAccountTxs:
 		return fmt.Errorf("%w (%d, the most an account may have)", ErrAccountFull, maxAccountTxs)
 	}
 	return nil
@@ -84,9 +94,19 @@ func (p *txPool) add(tx ledger.Tx, force bool) error {
 	}
 	if _, ok := p.txs[id]; !ok {
 		p.txs[id] = tx
-		p.byAccount[tx.From]++
+		p.byAccount[countKey(tx)]++
 	}
 	return nil
+}
+
+// countKey is what a transaction counts against: its account, or for a
+// ticket its publisher's ticket budget (kept apart by a suffix no peer ID
+// ends with: peer IDs are multihashes of a fixed length).
+func countKey(tx ledger.Tx) peer.ID {
+	if tx.Kind == ledger.KindTicket {
+		return tx.From + "/tickets"
+	}
+	return tx.From
 }
 
 // take removes and returns the transactions for the next block, in
@@ -109,13 +129,17 @@ func (p *txPool) take() []ledger.Tx {
 		if i == 0 || tx.From != all[i-1].From {
 			n = 0
 		}
-		if n++; n > maxAccountTxsPerBlock {
-			continue
+		if tx.Kind != ledger.KindTicket {
+			if n++; n > maxAccountTxsPerBlock {
+				continue
+			}
 		}
 		id := tx.ID()
 		delete(p.txs, id)
-		if p.byAccount[tx.From]--; p.byAccount[tx.From] <= 0 {
-			delete(p.byAccount, tx.From)
+		if k := countKey(tx); p.byAccount[k] <= 1 {
+			delete(p.byAccount, k)
+		} else {
+			p.byAccount[k]--
 		}
 		out = append(out, tx)
 	}

@@ -202,6 +202,48 @@ func TestTxPoolBounds(t *testing.T) {
 	}
 }
 
+// Tickets count against their publisher's ticket budget, not its account
+// transactions, and a block takes every one that waits: receipts under a
+// ticket are refused until a block holds it.
+func TestTxPoolTickets(t *testing.T) {
+	c, _ := offline(t)
+	pub := newAccount(t)
+	for n := uint64(1); n <= maxAccountTxs; n++ {
+		if err := c.keepTx(signedTx(t, c, pub, n)); err != nil {
+			t.Fatalf("transaction %d: %v", n, err)
+		}
+	}
+	const tickets = 3 * maxAccountTxs
+	for i := range tickets {
+		tk := &pod.Ticket{Version: pod.TicketVersion, Network: c.cfg.Genesis.Network, Publisher: pub.ID, Cap: 1, Expires: 9, Nonce: uint64(i)}
+		if err := tk.Sign(pub.Key); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.keepTx(ledger.NewTicketTx(tk)); err != nil {
+			t.Fatalf("ticket %d of a publisher whose account transactions are at their bound: %v", i, err)
+		}
+	}
+	n := 0
+	for _, tx := range c.takeTxs() {
+		if tx.Kind == ledger.KindTicket {
+			n++
+		}
+	}
+	if n != tickets {
+		t.Fatalf("a block takes %d of the %d tickets waiting", n, tickets)
+	}
+	c.mu.Lock()
+	c.txpool.byAccount[pub.ID+"/tickets"] = maxPublisherTickets
+	c.mu.Unlock()
+	tk := &pod.Ticket{Version: pod.TicketVersion, Network: c.cfg.Genesis.Network, Publisher: pub.ID, Cap: 1, Expires: 9, Nonce: tickets}
+	if err := tk.Sign(pub.Key); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.keepTx(ledger.NewTicketTx(tk)); !errors.Is(err, ErrAccountFull) {
+		t.Fatalf("a ticket past the publisher's budget: %v", err)
+	}
+}
+
 // A full pool answers the submitter with an error, over /ore/submit and
 // through Submit, instead of dropping the transaction while saying OK.
 func TestFullPoolRefusesSubmitter(t *testing.T) {
