@@ -510,7 +510,10 @@ func (c *Committee) propose(epoch uint64) (full bool, err error) {
 		}
 		c.metrics.refused.WithLabelValues(string(r.Reason)).Inc()
 		c.log.Debug("transaction left out", "reason", r.Reason, "err", r.Err)
-		if t.Kind == ledger.KindReceipt {
+		// A receipt under a ticket no block holds yet stays in the pool:
+		// the ticket travels on its own and may be in the next block. The
+		// pool forgets it with its epoch.
+		if t.Kind == ledger.KindReceipt && r.Reason != ledger.ReasonUnknownTicket {
 			invalid = append(invalid, t.Receipt)
 		}
 	}

@@ -67,6 +67,13 @@ func newCluster(t *testing.T) *cluster {
 // let receipts outlive elections that a loaded machine drags out.
 func newClusterEpoch(t *testing.T, epoch time.Duration) *cluster {
 	t.Helper()
+	return newClusterRules(t, epoch, 0)
+}
+
+// newClusterRules is newClusterEpoch on a genesis of the given rules
+// version (0: NewGenesis's).
+func newClusterRules(t *testing.T, epoch time.Duration, rules uint8) *cluster {
+	t.Helper()
 	cl := &cluster{pub: newAccount(t), net: newFabric(), clock: testkit.NewClock()}
 	var committee []ledger.Member
 	for i := 0; i < 3; i++ {
@@ -89,6 +96,9 @@ func newClusterEpoch(t *testing.T, epoch time.Duration) *cluster {
 		t.Fatal(err)
 	}
 	g.EpochLength = epoch
+	if rules != 0 {
+		g.Rules = rules
+	}
 	cl.g = g
 	for _, m := range cl.members {
 		cl.start(t, m)
