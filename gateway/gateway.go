@@ -233,6 +233,9 @@ func New(cfg Config, backend Backend) (*Gateway, error) {
 	return g, nil
 }
 
+// SlotsInUse is the number of requests being served now.
+func (g *Gateway) SlotsInUse() int { return len(g.slots) }
+
 // Heat is the request heat per root CID.
 func (g *Gateway) Heat() *Heat { return g.heat }
 
