@@ -35,7 +35,7 @@ import (
 type AbuseConfig struct {
 	Duration     time.Duration  // how long the abuse lasts (default 60 s: twice the default write deadline)
 	HonestRate   float64        // fetches of the cached 1 MiB object per second by the honest client (default 20)
-	FloodRate    float64        // flood requests per second, all flood addresses together (default 300; negative: none)
+	FloodRate    float64        // flood requests per second, all flood addresses together (default 2,000; negative: none)
 	FloodClients int            // addresses the flood comes from (default: enough for 80/s each, under the rate limit)
 	SlowClients  int            // addresses of slow readers (default 8; negative: none)
 	SlowConns    int            // slow connections per address (default 64: 512 in all, the gateway's slots)
@@ -57,7 +57,7 @@ func (c *AbuseConfig) defaults() {
 	if c.FloodRate < 0 {
 		c.FloodRate = 0
 	} else if c.FloodRate == 0 {
-		c.FloodRate = 300
+		c.FloodRate = 2000
 	}
 	if c.FloodClients <= 0 {
 		c.FloodClients = max(1, int(c.FloodRate/80+0.999))
@@ -551,6 +551,9 @@ func floodFrom(ctx context.Context, ip, base string, objs []cid.Cid, rate float6
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		}
+		if ctx.Err() != nil {
+			return // a late tick and the end were both ready
 		}
 		for due := int(time.Since(start).Seconds() * rate); sent < due; sent++ {
 			url := base + "/ipfs/" + objs[sent%len(objs)].String()

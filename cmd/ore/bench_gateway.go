@@ -23,12 +23,15 @@ func benchGateway(ctx context.Context, e *env, args []string) error {
 	var ac testnet.AbuseConfig
 	fs.DurationVar(&ac.Duration, "for", time.Minute, "--abuse: how long the abuse lasts")
 	fs.Float64Var(&ac.HonestRate, "honest-rate", 20, "--abuse: the honest client's requests per second (cached 1 MiB object)")
-	fs.Float64Var(&ac.FloodRate, "flood-rate", 300, "--abuse: flood requests per second, all flood addresses together (small cached objects; negative: no flood)")
+	fs.Float64Var(&ac.FloodRate, "flood-rate", 2000, "--abuse: flood requests per second, all flood addresses together (small cached objects; negative: no flood)")
 	fs.IntVar(&ac.SlowClients, "slow-clients", 8, "--abuse: addresses of slow readers")
 	fs.IntVar(&ac.SlowConns, "slow-conns", 64, "--abuse: slow connections per address")
 	fs.IntVar(&ac.HeavyClients, "heavy-clients", 2, "--abuse: addresses asking for the huge directory and the deep DAG, 2 requests in flight each")
 	fs.IntVar(&ac.DirEntries, "dir-entries", 100_000, "--abuse: entries of the huge directory")
 	fs.IntVar(&ac.ChainDepth, "chain-depth", 10_000, "--abuse: dag-pb nodes in the deep chain")
+	fs.IntVar(&ac.Gateway.MaxPerClient, "max-per-client", 0, "--abuse: the gateway's per-client cap (0: its default, 16; 512 takes it away)")
+	fs.DurationVar(&ac.Gateway.WriteTimeout, "write-timeout", 0, "--abuse: the gateway's write deadline (0: its default, 30s)")
+	fs.Float64Var(&ac.Gateway.MinSendRate, "min-send-rate", 0, "--abuse: the gateway's minimum send rate, bytes/s (0: its default, 1024; negative: none)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -87,7 +90,10 @@ func benchGatewayAbuse(ctx context.Context, e *env, ac testnet.AbuseConfig, asJS
 		}{f, met, why})
 	}
 	c := f.Config
-	fmt.Fprintf(e.stdout, "abuse for %.0fs on %d cores: process CPU %.2f cores\n", f.Seconds, runtime.NumCPU(), f.CPUCores)
+	fmt.Fprintf(e.stdout, "abuse for %.0fs on %d cores: process CPU %.2f cores (gateway, attackers and honest client)\n", f.Seconds, runtime.NumCPU(), f.CPUCores)
+	if g := c.Gateway; g.MaxPerClient != 0 || g.WriteTimeout != 0 || g.MinSendRate != 0 {
+		fmt.Fprintf(e.stdout, "  gateway limits changed: per-client cap %d, write timeout %s, minimum send rate %.0f B/s (0: the default)\n", g.MaxPerClient, g.WriteTimeout, g.MinSendRate)
+	}
 	fmt.Fprintf(e.stdout, "  flood        %d requests at %.0f/s from %d addresses (small cached objects): %s\n", f.FloodSent, f.FloodRate, f.FloodClients, counts(f.FloodByStatus))
 	fmt.Fprintf(e.stdout, "  slow readers %d addresses x %d connections (half read 8 B/s, half nothing): %d opened, %d answered 200 and held, %d refused at once\n",
 		max(c.SlowClients, 0), max(c.SlowConns, 0), f.SlowDials, f.SlowHeld, f.SlowRefused)
