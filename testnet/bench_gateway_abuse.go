@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/ipfs/boxo/blockservice"
@@ -475,12 +476,25 @@ func (h *honestRun) run(ctx context.Context, url string, rate float64) {
 			h.lat = append(h.lat, d)
 		case code != 0 && code != http.StatusOK:
 			h.failed[strconv.Itoa(code)]++
-		case isTimeout(err):
-			h.failed["timeout"]++
 		default:
-			h.failed["error"]++
+			h.failed[errorKind(err)]++
 		}
 	}
+}
+
+// errorKind names a failed request's cause for the counts.
+func errorKind(err error) string {
+	switch {
+	case isTimeout(err):
+		return "timeout"
+	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
+		return "no descriptors"
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return "no ports"
+	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET):
+		return "refused or reset"
+	}
+	return "error"
 }
 
 func isTimeout(err error) bool {
@@ -507,10 +521,7 @@ type statusCount struct {
 func (s *statusCount) add(code int, err error) {
 	k := strconv.Itoa(code)
 	if code == 0 {
-		k = "error"
-		if isTimeout(err) {
-			k = "timeout"
-		}
+		k = errorKind(err)
 	}
 	s.mu.Lock()
 	s.m[k]++
@@ -677,10 +688,7 @@ func (h *heavyRun) run(ctx context.Context, c *http.Client, kinds [][2]string, f
 		d := time.Since(start)
 		key := strconv.Itoa(code)
 		if code == 0 {
-			key = "error"
-			if isTimeout(err) {
-				key = "timeout"
-			}
+			key = errorKind(err)
 		}
 		h.mu.Lock()
 		hk := h.kinds[k[0]]
