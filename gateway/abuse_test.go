@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipfs/boxo/ipld/merkledag"
+	ft "github.com/ipfs/boxo/ipld/unixfs"
+	uio "github.com/ipfs/boxo/ipld/unixfs/io"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -278,6 +281,63 @@ func TestMetricsNotPublicByDefault(t *testing.T) {
 		"ore_gateway_write_timeouts_total", "ore_gateway_client_limiters"} {
 		if !strings.Contains(rec.Body.String(), m) {
 			t.Errorf("no %s in /metrics", m)
+		}
+	}
+}
+
+// A directory listing shows at most MaxListingEntries entries: beyond, 501
+// at once, while the same directory's CAR and its index.html (when it has
+// one) are served as before.
+func TestListingLimit(t *testing.T) {
+	for _, tc := range []struct {
+		max, entries int
+		index        bool
+		want         int
+	}{
+		{max: 5, entries: 5, want: 200},
+		{max: 4, entries: 5, want: 501},
+		{max: 2, entries: 5, index: true, want: 200},
+	} {
+		gw, fb, _ := newFake(t, Config{MaxListingEntries: tc.max})
+		dag := merkledag.NewDAGService(fb.bs)
+		dir, err := uio.NewDirectory(dag)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range tc.entries {
+			f := merkledag.NodeWithData(ft.FilePBData([]byte(fmt.Sprint("file ", i)), uint64(len(fmt.Sprint("file ", i)))))
+			if err := dag.Add(context.Background(), f); err != nil {
+				t.Fatal(err)
+			}
+			name := fmt.Sprintf("entry-%d.txt", i)
+			if tc.index && i == 0 {
+				name = "index.html"
+			}
+			if err := dir.AddChild(context.Background(), name, f); err != nil {
+				t.Fatal(err)
+			}
+		}
+		nd, err := dir.GetNode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := dag.Add(context.Background(), nd); err != nil {
+			t.Fatal(err)
+		}
+		rec := get(t, gw, "GET", "/ipfs/"+nd.Cid().String()+"/")
+		if rec.Code != tc.want {
+			t.Errorf("%+v: listing %d, want %d (%s)", tc, rec.Code, tc.want, rec.Body.String())
+		}
+		switch {
+		case tc.want == 501 && !strings.Contains(rec.Body.String(), "format=car"):
+			t.Errorf("%+v: the refusal does not say what to do: %s", tc, rec.Body.String())
+		case tc.want == 200 && !tc.index && !strings.Contains(rec.Body.String(), fmt.Sprintf("entry-%d.txt", tc.entries-1)):
+			t.Errorf("%+v: the listing misses entries", tc)
+		case tc.index && rec.Body.String() != "file 0":
+			t.Errorf("%+v: index.html not served: %q", tc, rec.Body.String())
+		}
+		if rec := get(t, gw, "GET", "/ipfs/"+nd.Cid().String()+"?format=car"); rec.Code != 200 {
+			t.Errorf("%+v: CAR %d", tc, rec.Code)
 		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/golang-lru/v2"
 	"github.com/ipfs/boxo/blockservice"
 	boxogw "github.com/ipfs/boxo/gateway"
+	"github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/ipfs/go-cid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -85,10 +86,14 @@ type Config struct {
 	// WriteTimeout is spent (default 1 KiB/s, below a GPRS link; negative:
 	// no rate rule). It cuts trickling readers that finish each write just
 	// within WriteTimeout.
-	MinSendRate     float64
-	HeatHalfLife    time.Duration // (default 10 min)
-	NoLocalFastPath bool          // serve wholly local files through boxo's handler too
-	Registry        prometheus.Registerer
+	MinSendRate float64
+	// MaxListingEntries bounds the entries of a directory's HTML listing;
+	// a larger directory answers 501 and is fetched as a CAR (default
+	// 10,000, some 8 MiB of HTML; boxo would list any number).
+	MaxListingEntries int
+	HeatHalfLife      time.Duration // (default 10 min)
+	NoLocalFastPath   bool          // serve wholly local files through boxo's handler too
+	Registry          prometheus.Registerer
 	// Gatherer is served at /metrics when PublicMetrics is set. By default
 	// the gateway does not publish its metrics (the daemon serves them on
 	// its loopback API address): they tell an attacker which limits bite.
@@ -127,6 +132,9 @@ func (c *Config) defaults() {
 	}
 	if c.MinSendRate == 0 {
 		c.MinSendRate = 1 << 10
+	}
+	if c.MaxListingEntries <= 0 {
+		c.MaxListingEntries = 10_000
 	}
 	if c.HeatHalfLife <= 0 {
 		c.HeatHalfLife = 10 * time.Minute
@@ -218,7 +226,7 @@ func New(cfg Config, backend Backend) (*Gateway, error) {
 		RetrievalTimeout:      cfg.RetrievalTimeout,
 		MaxRequestDuration:    cfg.MaxRequestDuration,
 		MetricsRegistry:       cfg.Registry,
-	}, bb)
+	}, listingLimit{BlocksBackend: bb, dag: merkledag.NewDAGService(backend.BlockService()), max: cfg.MaxListingEntries})
 	g.mux = http.NewServeMux()
 	g.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	served := "ore serves /ipfs/{cid}[/path] and /healthz"
