@@ -23,7 +23,7 @@ func benchGateway(ctx context.Context, e *env, args []string) error {
 	var ac testnet.AbuseConfig
 	fs.DurationVar(&ac.Duration, "for", time.Minute, "--abuse: how long the abuse lasts")
 	fs.Float64Var(&ac.HonestRate, "honest-rate", 20, "--abuse: the honest client's requests per second (cached 1 MiB object)")
-	fs.Float64Var(&ac.FloodRate, "flood-rate", 2000, "--abuse: flood requests per second, all flood addresses together (small cached objects; negative: no flood)")
+	fs.Float64Var(&ac.FloodRate, "flood-rate", 2000, "--abuse: flood requests per second, all flood addresses together (small cached objects; 0: no flood)")
 	fs.IntVar(&ac.SlowClients, "slow-clients", 8, "--abuse: addresses of slow readers")
 	fs.IntVar(&ac.SlowConns, "slow-conns", 64, "--abuse: slow connections per address")
 	fs.IntVar(&ac.HeavyClients, "heavy-clients", 2, "--abuse: addresses asking for the huge directory and the deep DAG, 2 requests in flight each")
@@ -65,8 +65,11 @@ func benchGateway(ctx context.Context, e *env, args []string) error {
 }
 
 func benchGatewayAbuse(ctx context.Context, e *env, ac testnet.AbuseConfig, asJSON bool) error {
-	if ac.Duration <= 0 || ac.HonestRate <= 0 || ac.SlowClients < 0 || ac.SlowConns < 0 || ac.HeavyClients < 0 || ac.DirEntries < 1 || ac.ChainDepth < 1 {
-		return fmt.Errorf("%w: --for, --honest-rate, --dir-entries and --chain-depth must be positive, the client counts not negative", errUsage)
+	if ac.Duration <= 0 || ac.HonestRate <= 0 || ac.FloodRate < 0 || ac.SlowClients < 0 || ac.SlowConns < 0 || ac.HeavyClients < 0 || ac.DirEntries < 1 || ac.ChainDepth < 1 {
+		return fmt.Errorf("%w: --for, --honest-rate, --dir-entries and --chain-depth must be positive, --flood-rate and the client counts not negative", errUsage)
+	}
+	if ac.FloodRate == 0 {
+		ac.FloodRate = -1 // no flood
 	}
 	if ac.SlowClients == 0 || ac.SlowConns == 0 {
 		ac.SlowClients, ac.SlowConns = -1, -1 // no slow readers
