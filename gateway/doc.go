@@ -6,10 +6,14 @@
 // application/vnd.ipld.raw, ?format=car / application/vnd.ipld.car) through
 // boxo's gateway handler, so existing clients and verifiers work unchanged,
 // with Range, ETag/If-None-Match and immutable caching. Around it, this
-// package adds what an edge needs: per-client rate limits (429), a bound on
-// concurrent fetches (503), a not-found timeout that answers 404 when no box
-// provides the content, retrieval timeouts (504), request heat per root CID
-// with exponential decay, /metrics and /healthz.
+// package adds what an edge needs: per-client rate limits and a per-client
+// cap on requests in flight (429; a client is an IPv4 address or an IPv6
+// /64), a bound on concurrent fetches (503), a write deadline and a minimum
+// send rate on every response (a client that stops reading loses its slot),
+// a not-found timeout that answers 404 when no box provides the content,
+// retrieval timeouts (504), request heat per root CID with exponential
+// decay, and /healthz; /metrics only when asked (PublicMetrics), since the
+// daemon serves them on its API address.
 //
 // Why its own package: the HTTP edge is a capability apart from the box
 // (node assembles it when the box has the gateway role), and keeping it

@@ -6,15 +6,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/hashicorp/golang-lru/v2"
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/ipfs/boxo/blockservice"
 	boxogw "github.com/ipfs/boxo/gateway"
+	"github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/ipfs/go-cid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -64,13 +63,43 @@ type Config struct {
 	RetrievalTimeout     time.Duration // no byte within this mid-transfer: 504 (default 60 s)
 	MaxRequestDuration   time.Duration // a request never lasts longer (default 1 h)
 	MaxConcurrentFetches int           // requests being served at once; beyond: 503 (default 512)
-	RatePerClient        rate.Limit    // requests per second per client IP; beyond: 429 (default 100)
+	RatePerClient        rate.Limit    // requests per second per client; beyond: 429 (default 100)
 	BurstPerClient       int           // (default 200)
-	HeatHalfLife         time.Duration // (default 10 min)
-	NoLocalFastPath      bool          // serve wholly local files through boxo's handler too
-	Registry             prometheus.Registerer
-	Gatherer             prometheus.Gatherer // served at /metrics
-	Logger               *slog.Logger
+	// MaxPerClient caps the requests one client has in flight; beyond it,
+	// 429 at once (default 16, a 32nd of the default slots). Clients are
+	// IPv4 addresses and IPv6 /64s, as for the rate limit. 429 and not
+	// 503: the refusal is about this client's load, not the gateway's, and
+	// a load balancer or monitor reading 503 would think the gateway full.
+	MaxPerClient int
+	// ClientEntries bounds the per-client rate limiters kept, least
+	// recently seen forgotten first (default 65,536; about 230 bytes each
+	// with IPv4 keys, some 15 MiB in all).
+	ClientEntries int
+	// WriteTimeout bounds each write of a response: a client that reads
+	// nothing for this long is cut and its slot freed (default 30 s: a
+	// reader stalled by a Wi-Fi roam or a mobile handover, or TCP's
+	// retransmissions backing off six times, resumes well within it, and a
+	// slot held by a reader that stopped is back within half a minute).
+	WriteTimeout time.Duration
+	// MinSendRate (bytes per second) is what a client must read on average,
+	// counted over the time the gateway waits on it, once its first
+	// WriteTimeout is spent (default 1 KiB/s, below a GPRS link; negative:
+	// no rate rule). It cuts trickling readers that finish each write just
+	// within WriteTimeout.
+	MinSendRate float64
+	// MaxListingEntries bounds the entries of a directory's HTML listing;
+	// a larger directory answers 501 and is fetched as a CAR (default
+	// 10,000, some 8 MiB of HTML; boxo would list any number).
+	MaxListingEntries int
+	HeatHalfLife      time.Duration // (default 10 min)
+	NoLocalFastPath   bool          // serve wholly local files through boxo's handler too
+	Registry          prometheus.Registerer
+	// Gatherer is served at /metrics when PublicMetrics is set. By default
+	// the gateway does not publish its metrics (the daemon serves them on
+	// its loopback API address): they tell an attacker which limits bite.
+	Gatherer      prometheus.Gatherer
+	PublicMetrics bool
+	Logger        *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -92,6 +121,21 @@ func (c *Config) defaults() {
 	if c.BurstPerClient <= 0 {
 		c.BurstPerClient = 200
 	}
+	if c.MaxPerClient <= 0 {
+		c.MaxPerClient = 16
+	}
+	if c.ClientEntries <= 0 {
+		c.ClientEntries = 1 << 16
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 30 * time.Second
+	}
+	if c.MinSendRate == 0 {
+		c.MinSendRate = 1 << 10
+	}
+	if c.MaxListingEntries <= 0 {
+		c.MaxListingEntries = 10_000
+	}
 	if c.HeatHalfLife <= 0 {
 		c.HeatHalfLife = 10 * time.Minute
 	}
@@ -112,15 +156,24 @@ type Gateway struct {
 	slots   chan struct{}
 	mux     *http.ServeMux
 
-	limMu    sync.Mutex
-	limiters map[string]*rate.Limiter
+	clients *clients
 
 	ctypes *lru.Cache[cid.Cid, string] // sniffed types of roots served on the fast path
 
-	responses *prometheus.CounterVec
-	bytes     prometheus.Counter
-	local     prometheus.Counter
+	responses     *prometheus.CounterVec
+	bytes         prometheus.Counter
+	local         prometheus.Counter
+	refused       *prometheus.CounterVec // by reason: rate, client_cap, slots
+	writeTimeouts prometheus.Counter
 }
+
+// Reasons a request is refused before it is served (the "reason" label of
+// ore_gateway_refused_total).
+const (
+	refusedRate  = "rate"       // the client's token bucket is empty (429)
+	refusedCap   = "client_cap" // the client has MaxPerClient requests in flight (429)
+	refusedSlots = "slots"      // every slot is taken (503)
+)
 
 // New builds a gateway over backend.
 func New(cfg Config, backend Backend) (*Gateway, error) {
@@ -133,30 +186,38 @@ func New(cfg Config, backend Backend) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
+	cl, err := newClients(cfg.RatePerClient, cfg.BurstPerClient, cfg.MaxPerClient, cfg.ClientEntries)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: client limiters: %w", err)
+	}
 	g := &Gateway{
-		ctypes: ctypes,
-		cfg:    cfg, backend: backend, heat: NewHeat(cfg.HeatHalfLife, maxHeatRoots),
-		slots: make(chan struct{}, cfg.MaxConcurrentFetches), limiters: make(map[string]*rate.Limiter),
+		ctypes: ctypes, clients: cl,
+		cfg: cfg, backend: backend, heat: NewHeat(cfg.HeatHalfLife, maxHeatRoots),
+		slots: make(chan struct{}, cfg.MaxConcurrentFetches),
 		responses: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ore_gateway_responses_total", Help: "Gateway responses by status code."}, []string{"code"}),
 		bytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ore_gateway_sent_bytes_total", Help: "Body bytes the gateway sent."}),
 		local: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ore_gateway_local_responses_total", Help: "Responses served on the local fast path (a wholly local UnixFS file)."}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ore_gateway_refused_total", Help: "Requests refused before being served: rate (429), client_cap (429), slots (503)."}, []string{"reason"}),
+		writeTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ore_gateway_write_timeouts_total", Help: "Responses cut because the client did not read within the write deadline or below the minimum rate."}),
 	}
-	tables := []prometheus.Collector{
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ore_gateway_heat_roots",
-			Help: fmt.Sprintf("Roots in the gateway's request heat counter (at most %d).", maxHeatRoots)},
-			func() float64 { return float64(g.heat.Len()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ore_gateway_rate_limiters",
-			Help: fmt.Sprintf("Client addresses the gateway rate-limits (at most %d, then forgotten all at once).", maxLimiters)},
-			func() float64 {
-				g.limMu.Lock()
-				defer g.limMu.Unlock()
-				return float64(len(g.limiters))
-			}),
+	for _, r := range []string{refusedRate, refusedCap, refusedSlots} {
+		g.refused.WithLabelValues(r) // every reason shows, at zero
 	}
-	for _, c := range append([]prometheus.Collector{g.responses, g.bytes, g.local}, tables...) {
+	slotsInUse := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "ore_gateway_slots_in_use", Help: "Requests being served now (of MaxConcurrentFetches)."},
+		func() float64 { return float64(len(g.slots)) })
+	entries := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "ore_gateway_client_limiters", Help: "Per-client rate limiters held (of ClientEntries)."},
+		func() float64 { return float64(g.clients.entries()) })
+	heatRoots := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ore_gateway_heat_roots",
+		Help: fmt.Sprintf("Roots in the gateway's request heat counter (at most %d).", maxHeatRoots)},
+		func() float64 { return float64(g.heat.Len()) })
+	for _, c := range []prometheus.Collector{g.responses, g.bytes, g.local, g.refused, g.writeTimeouts, slotsInUse, entries, heatRoots} {
 		if err := cfg.Registry.Register(c); err != nil {
 			return nil, fmt.Errorf("gateway: register metrics: %w", err)
 		}
@@ -168,24 +229,34 @@ func New(cfg Config, backend Backend) (*Gateway, error) {
 		RetrievalTimeout:      cfg.RetrievalTimeout,
 		MaxRequestDuration:    cfg.MaxRequestDuration,
 		MetricsRegistry:       cfg.Registry,
-	}, bb)
+	}, listingLimit{BlocksBackend: bb, dag: merkledag.NewDAGService(backend.BlockService()), max: cfg.MaxListingEntries})
 	g.mux = http.NewServeMux()
 	g.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
-	if cfg.Gatherer != nil {
+	served := "ore serves /ipfs/{cid}[/path] and /healthz"
+	if cfg.PublicMetrics && cfg.Gatherer != nil {
 		g.mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
+		served += " and /metrics"
 	}
 	g.mux.HandleFunc("/ipfs/", g.serveContent)
 	g.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		g.fail(w, http.StatusNotFound, "ore serves /ipfs/{cid}[/path], /healthz and /metrics")
+		g.fail(w, http.StatusNotFound, served)
 	})
 	return g, nil
 }
+
+// SlotsInUse is the number of requests being served now.
+func (g *Gateway) SlotsInUse() int { return len(g.slots) }
 
 // Heat is the request heat per root CID.
 func (g *Gateway) Heat() *Heat { return g.heat }
 
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	cw := &countingWriter{ResponseWriter: w}
+	dw := newDeadlineWriter(w, g.cfg.WriteTimeout, g.cfg.MinSendRate, time.Now, func() {
+		g.writeTimeouts.Inc()
+		g.cfg.Logger.Debug("client cut: it did not read in time", "client", clientKey(r.RemoteAddr), "path", r.URL.Path)
+	})
+	defer dw.finish()
+	cw := &countingWriter{ResponseWriter: dw}
 	g.mux.ServeHTTP(cw, r)
 	if cw.code == 0 {
 		cw.code = http.StatusOK
@@ -208,11 +279,22 @@ func (g *Gateway) serveContent(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, http.StatusMethodNotAllowed, "the gateway is read-only")
 		return
 	}
-	if !g.limiter(clientIP(r)).Allow() {
+	client := clientKey(r.RemoteAddr)
+	if !g.clients.allow(client) {
+		g.refused.WithLabelValues(refusedRate).Inc()
 		w.Header().Set("Retry-After", "1")
-		g.fail(w, http.StatusTooManyRequests, fmt.Sprintf("more than %v requests per second from %s", g.cfg.RatePerClient, clientIP(r)))
+		g.fail(w, http.StatusTooManyRequests, fmt.Sprintf("more than %v requests per second from %s", g.cfg.RatePerClient, client))
 		return
 	}
+	// The per-client cap before the slots: a client over its cap must not
+	// take a slot even for an instant.
+	if !g.clients.enter(client) {
+		g.refused.WithLabelValues(refusedCap).Inc()
+		w.Header().Set("Retry-After", "1")
+		g.fail(w, http.StatusTooManyRequests, fmt.Sprintf("%s has %d requests in flight, its limit", client, g.cfg.MaxPerClient))
+		return
+	}
+	defer g.clients.leave(client)
 	rest := strings.TrimPrefix(r.URL.Path, "/ipfs/")
 	seg, _, _ := strings.Cut(rest, "/")
 	root, err := cid.Decode(seg)
@@ -224,6 +306,7 @@ func (g *Gateway) serveContent(w http.ResponseWriter, r *http.Request) {
 	case g.slots <- struct{}{}:
 		defer func() { <-g.slots }()
 	default:
+		g.refused.WithLabelValues(refusedSlots).Inc()
 		w.Header().Set("Retry-After", "1")
 		g.fail(w, http.StatusServiceUnavailable, fmt.Sprintf("the gateway is serving %d requests, its limit; retry shortly", g.cfg.MaxConcurrentFetches))
 		return
@@ -280,37 +363,9 @@ func wantsWholeDAG(r *http.Request, rest string) bool {
 	return r.Method == http.MethodGet
 }
 
-// Bounds of the gateway's tables, fed by any HTTP client: maxHeatRoots
-// roots in the heat counter (it forgets the coldest tenth when full),
-// maxLimiters client addresses rate-limited (forgotten all at once when
-// full: a client that was limited starts a fresh burst, as a new address
-// would).
-const (
-	maxHeatRoots = 100_000
-	maxLimiters  = 1 << 16
-)
-
-func (g *Gateway) limiter(ip string) *rate.Limiter {
-	g.limMu.Lock()
-	defer g.limMu.Unlock()
-	l := g.limiters[ip]
-	if l == nil {
-		if len(g.limiters) >= maxLimiters {
-			g.limiters = make(map[string]*rate.Limiter) // forget idle clients wholesale
-		}
-		l = rate.NewLimiter(g.cfg.RatePerClient, g.cfg.BurstPerClient)
-		g.limiters[ip] = l
-	}
-	return l
-}
-
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
+// maxHeatRoots bounds the roots in the heat counter, fed by any HTTP
+// client: it forgets the coldest tenth when full.
+const maxHeatRoots = 100_000
 
 // countingWriter records the status and body bytes of a response.
 type countingWriter struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -130,6 +131,7 @@ func (n *Node) startGateway() error {
 		gc.RetrievalTimeout = n.cfg.StallTimeout
 	}
 	gc.Registry, gc.Gatherer, gc.Logger = n.reg, n.reg, n.log.With("part", "gateway")
+	gc.PublicMetrics = gc.PublicMetrics || n.cfg.GatewayMetrics
 	gw, err := gateway.New(gc, b)
 	if err != nil {
 		return err
@@ -151,11 +153,19 @@ func (n *Node) startGateway() error {
 		}
 	}
 	n.gateway = gw
+	// The server bounds what comes before and between requests: a request's
+	// headers arrive within 10 s (slowloris on the request side), an idle
+	// keep-alive connection is closed after 2 minutes, and headers are at
+	// most 16 KiB. No WriteTimeout: it would bound a whole response, and a
+	// 256 MiB file to a slow honest client may take many minutes; the
+	// gateway sets a deadline on each write instead (gateway.Config's
+	// WriteTimeout and MinSendRate).
 	n.gatewaySrv = &http.Server{
 		Handler:           gw,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(n.log.With("part", "gateway").Handler(), slog.LevelWarn),
 	}
 	n.gatewayAddr = l.Addr().String()
 	n.spawn(func(ctx context.Context) {

@@ -232,7 +232,8 @@ func TestGatewayErrors(t *testing.T) {
 }
 
 func TestGatewayThousandConcurrentRequests(t *testing.T) {
-	nw, _, base := gatewayNet(t, gateway.Config{MaxConcurrentFetches: 2000, RatePerClient: 1e6, BurstPerClient: 1e6})
+	// All 1,000 come from one address: its rate and its cap rise with the slots.
+	nw, _, base := gatewayNet(t, gateway.Config{MaxConcurrentFetches: 2000, RatePerClient: 1e6, BurstPerClient: 1e6, MaxPerClient: 2000})
 	ctx := testCtx(t)
 	const files = 20
 	var roots []string
@@ -345,7 +346,7 @@ func TestCARExportImportRoundTrip(t *testing.T) {
 // request is asked of the gateway with the fast path, then of the same box
 // restarted without it, and the statuses, headers and bodies compared.
 func TestGatewayLocalFastPathMatchesBoxo(t *testing.T) {
-	nw, _, base := gatewayNet(t, gateway.Config{})
+	nw, gwNode, base := gatewayNet(t, gateway.Config{})
 	ctx := testCtx(t)
 	dir := t.TempDir()
 	big := make([]byte, 3<<20+17) // 13 leaves under one inner node: through the block cache
@@ -419,11 +420,11 @@ func TestGatewayLocalFastPathMatchesBoxo(t *testing.T) {
 		}
 		return out
 	}
-	before := metricValue(t, base, "ore_gateway_local_responses_total")
+	before := metricValue(t, gwNode, "ore_gateway_local_responses_total")
 	local := ask(base)
 	// All but the If-None-Match with a foreign validator (boxo also knows
 	// directory-listing and DAG-index validators) take the fast path.
-	if want, got := len(local)-2*len(roots), metricValue(t, base, "ore_gateway_local_responses_total")-before; got != want {
+	if want, got := len(local)-2*len(roots), metricValue(t, gwNode, "ore_gateway_local_responses_total")-before; got != want {
 		t.Errorf("the fast path answered %d requests, want %d", got, want)
 	}
 	gw, err := nw.Restart(ctx, 2, node.WithRole(node.RoleGateway), node.WithGatewayListen("127.0.0.1:0"),
@@ -459,19 +460,43 @@ func TestGatewayLocalFastPathMatchesBoxo(t *testing.T) {
 	}
 }
 
-// metricValue reads an unlabelled counter from a gateway's /metrics.
-func metricValue(t *testing.T, base, m string) int {
+// metricValue reads an unlabelled counter from a box's metrics (the
+// daemon serves them on its API address, not on the gateway's).
+func metricValue(t *testing.T, n *node.Node, m string) int {
 	t.Helper()
-	_, body := httpGet(t, base+"/metrics")
-	for _, l := range strings.Split(string(body), "\n") {
-		if v, ok := strings.CutPrefix(l, m+" "); ok {
-			var n int
-			if _, err := fmt.Sscan(v, &n); err != nil {
-				t.Fatalf("metric %s: %q", m, l)
-			}
-			return n
+	mfs, err := n.Metrics().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == m && len(mf.GetMetric()) == 1 {
+			return int(mf.GetMetric()[0].GetCounter().GetValue())
 		}
 	}
 	t.Fatalf("no metric %s", m)
 	return 0
+}
+
+// The gateway's metrics are the box's, not the public gateway's: /metrics
+// there is 404 unless the box is told to publish them.
+func TestGatewayMetricsNotPublic(t *testing.T) {
+	nw, gw, base := gatewayNet(t, gateway.Config{})
+	if resp, _ := httpGet(t, base+"/metrics"); resp.StatusCode != 404 {
+		t.Fatalf("/metrics on the gateway: %d, want 404", resp.StatusCode)
+	}
+	if resp, _ := httpGet(t, base+"/healthz"); resp.StatusCode != 200 {
+		t.Fatalf("/healthz: %d", resp.StatusCode)
+	}
+	if metricValue(t, gw, "ore_gateway_write_timeouts_total") != 0 {
+		t.Fatal("write timeouts before any request")
+	}
+	ctx := testCtx(t)
+	gw, err := nw.Restart(ctx, 2, node.WithRole(node.RoleGateway), node.WithGatewayListen("127.0.0.1:0"), node.WithGatewayMetrics(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, body := httpGet(t, "http://"+gw.GatewayAddr()+"/metrics")
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "ore_gateway_slots_in_use") {
+		t.Fatalf("/metrics with WithGatewayMetrics: %d", resp.StatusCode)
+	}
 }

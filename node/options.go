@@ -101,6 +101,9 @@ type Config struct {
 	ReceiptsOff   bool           // no proof of delivery at all: no gate, no signing
 	GatewayListen string         // HTTP address of the gateway role
 	Gateway       gateway.Config // limits and timeouts of the gateway role
+	// GatewayMetrics also serves the box's metrics at /metrics on the
+	// gateway's public address (they are always on the control API's).
+	GatewayMetrics bool
 
 	// Host, if set, is the libp2p host the box runs on instead of one it
 	// builds (ListenAddrs and ResourceMemory/FDs then do not apply, nor
@@ -409,6 +412,17 @@ func WithGatewayListen(addr string) Option {
 func WithGateway(gc gateway.Config) Option {
 	return func(c *Config) error {
 		c.Gateway = gc
+		return nil
+	}
+}
+
+// WithGatewayMetrics also serves the box's Prometheus metrics at /metrics on
+// the gateway's address. Off by default: the gateway is public, and its
+// metrics tell an attacker which limits bite; the daemon serves them on its
+// loopback API address.
+func WithGatewayMetrics(on bool) Option {
+	return func(c *Config) error {
+		c.GatewayMetrics = on
 		return nil
 	}
 }

@@ -42,7 +42,10 @@ type FileConfig struct {
 	DHTMode   string   `json:"dht_mode"`
 	Profile   string   `json:"profile"`
 	Gateway   string   `json:"gateway,omitempty"` // HTTP address when the role is gateway
-	Genesis   string   `json:"genesis,omitempty"` // the ledger network's genesis file, relative to the repo
+	// GatewayMetrics also serves /metrics on the gateway's public address
+	// (it is always on the API address).
+	GatewayMetrics bool   `json:"gateway_metrics,omitempty"`
+	Genesis        string `json:"genesis,omitempty"` // the ledger network's genesis file, relative to the repo
 	// UploadLimit caps the bytes per second the box serves ("2 MiB"; empty:
 	// no limit).
 	UploadLimit string `json:"upload_limit,omitempty"`
@@ -139,6 +142,9 @@ func (fc FileConfig) Options() ([]Option, error) {
 	opts := []Option{WithRole(role), WithDHTMode(mode)}
 	if fc.Gateway != "" {
 		opts = append(opts, WithGatewayListen(fc.Gateway))
+	}
+	if fc.GatewayMetrics {
+		opts = append(opts, WithGatewayMetrics(true))
 	}
 	if len(fc.Listen) > 0 {
 		opts = append(opts, WithListenAddrs(fc.Listen...))

@@ -61,7 +61,7 @@ func TestTableGaugesAreRegistered(t *testing.T) {
 		}
 	}
 	have = gauges(t, newTestBox(t, WithRole(RoleGateway), WithGatewayListen("127.0.0.1:0")))
-	for _, name := range []string{"ore_gateway_heat_roots", "ore_gateway_rate_limiters", "ore_gateway_block_cache_bytes", "ore_gateway_index_leaves"} {
+	for _, name := range []string{"ore_gateway_heat_roots", "ore_gateway_client_limiters", "ore_gateway_block_cache_bytes", "ore_gateway_index_leaves"} {
 		if !have[name] {
 			t.Errorf("no %s in a gateway's metrics", name)
 		}

@@ -2,6 +2,7 @@ package testnet
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ipfs/boxo/files"
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -20,6 +22,7 @@ import (
 
 	"github.com/orecdn/ore/ledger"
 	"github.com/orecdn/ore/ledger/intake"
+	"github.com/orecdn/ore/node"
 	"github.com/orecdn/ore/pod"
 )
 
@@ -31,6 +34,11 @@ type LedgerConfig struct {
 	// CPUProfile, when set, receives a CPU profile of the stream and its
 	// blocks.
 	CPUProfile io.Writer
+	// Tickets runs the ledger on rules version 4: the publisher registers
+	// a real root (its block gives the size), issues one ticket per client
+	// before the stream, and every receipt names its client's ticket, the
+	// mix of a client session fetching from many servers.
+	Tickets bool
 }
 
 // LedgerFigures are what BenchLedger measured.
@@ -57,6 +65,7 @@ type LedgerFigures struct {
 	Blocks        int     `json:"blocks"`
 	EpochSeconds  float64 `json:"epoch_s"`
 	CPUPerReceipt float64 `json:"cpu_us_per_receipt"` // process CPU time over the stream and its blocks, per receipt
+	Tickets       int     `json:"tickets,omitempty"`  // tickets the receipts were paid under (LedgerConfig.Tickets)
 	// PerBlock times every final block that held bench receipts against
 	// the end of its epoch: where the latency goes.
 	PerBlock []BlockTiming `json:"blocks_timed"`
@@ -121,8 +130,11 @@ func BenchLedger(ctx context.Context, cfg LedgerConfig, opts ...Option) (LedgerF
 	if n < 1 {
 		return figs, fmt.Errorf("testnet: a stream of %d receipts/s for %s is empty", cfg.Rate, cfg.Duration)
 	}
-	nw, err := New(ctx, 4, append(opts, WithLedger(LedgerSpec{
-		Coordinators: []int{0, 1, 2}, Balances: map[int]uint64{3: 1 << 60}, EpochLength: cfg.Epoch, Network: "ore-bench"}))...)
+	spec := LedgerSpec{Coordinators: []int{0, 1, 2}, Balances: map[int]uint64{3: 1 << 60}, EpochLength: cfg.Epoch, Network: "ore-bench"}
+	if cfg.Tickets {
+		spec.Rules = ledger.RulesV4
+	}
+	nw, err := New(ctx, 4, append(opts, WithLedger(spec))...)
 	if err != nil {
 		return figs, err
 	}
@@ -130,7 +142,22 @@ func BenchLedger(ctx context.Context, cfg LedgerConfig, opts ...Option) (LedgerF
 	g, pub := nw.Genesis, nw.Nodes[3]
 	h, _ := mh.Sum([]byte(fmt.Sprint("bench", time.Now().UnixNano())), mh.SHA2_256, -1)
 	root := cid.NewCidV1(cid.DagProtobuf, h)
-	for i, tx := range []ledger.Tx{ledger.NewDeposit("", 0, 1<<59), ledger.NewRegister("", 0, root, 0)} {
+	register := ledger.NewRegister("", 0, root, 0)
+	if cfg.Tickets {
+		// Rules 4 read the size from the root's block: a real root, large
+		// enough that a client's 64 receipts of 1 MiB are paid in full.
+		data := make([]byte, 40<<20)
+		_, _ = rand.Read(data)
+		res, err := pub.Add(ctx, files.NewBytesFile(data))
+		if err != nil {
+			return figs, err
+		}
+		root = res.Root
+		if register, err = pub.RegisterTx(ctx, root, 0, 0); err != nil {
+			return figs, err
+		}
+	}
+	for i, tx := range []ledger.Tx{ledger.NewDeposit("", 0, 1<<59), register} {
 		if _, err := pub.SignAndSubmit(ctx, tx); err != nil {
 			return figs, err
 		}
@@ -161,6 +188,18 @@ func BenchLedger(ctx context.Context, cfg LedgerConfig, opts ...Option) (LedgerF
 	for i := range clients {
 		clients[i] = newBenchParty()
 	}
+	// One ticket per client, on the ledger before the stream starts.
+	var tickets [][32]byte
+	if cfg.Tickets {
+		key, err := node.LoadIdentity(nw.Dirs[3])
+		if err != nil {
+			return figs, err
+		}
+		if tickets, err = benchTickets(ctx, pub, key, root, clients, params.EpochAt(time.Now())+1000); err != nil {
+			return figs, err
+		}
+		figs.Tickets = len(tickets)
+	}
 	// Time a few signatures to plan when signing will be done.
 	probe := &pod.Receipt{Version: pod.Version, Network: g.Network, Server: servers[0].id, Client: clients[0].id, Root: root, Seq: 1, Bytes: 1, Blocks: 1}
 	t0 := time.Now()
@@ -183,6 +222,9 @@ func BenchLedger(ctx context.Context, cfg LedgerConfig, opts ...Option) (LedgerF
 		srv, cli := servers[i%64], clients[i/64]
 		r := &pod.Receipt{Version: pod.Version, Network: g.Network, Epoch: params.EpochAt(at(i)), Server: srv.id, Client: cli.id,
 			Root: root, Seq: 1, Bytes: 1 << 20, Blocks: 4}
+		if tickets != nil {
+			r.Version, r.Ticket = pod.VersionTicket, tickets[i/64]
+		}
 		if err := r.SignClient(cli.k); err != nil {
 			return err
 		}
@@ -409,4 +451,28 @@ func processCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// benchTickets issues a ticket of pub's for root to each client, hands
+// them to the ledger and waits until a final block holds the last.
+func benchTickets(ctx context.Context, pub *node.Node, key crypto.PrivKey, root cid.Cid, clients []benchParty, expires uint64) ([][32]byte, error) {
+	g := pub.Genesis()
+	ids := make([][32]byte, len(clients))
+	for i, c := range clients {
+		tk := &pod.Ticket{Version: pod.TicketVersion, Network: g.Network, Publisher: pub.ID(), Root: root, Client: c.id,
+			Cap: 1 << 30, Expires: expires, Nonce: uint64(i)}
+		if err := tk.Sign(key); err != nil {
+			return nil, err
+		}
+		if err := pub.SubmitTx(ctx, ledger.NewTicketTx(tk)); err != nil {
+			return nil, fmt.Errorf("testnet: ticket %d: %w", i, err)
+		}
+		ids[i] = tk.ID()
+	}
+	for _, id := range ids {
+		if err := waitLedger(ctx, pub, func(st *ledger.State) bool { _, _, _, _, ok := st.Ticket(id); return ok }); err != nil {
+			return nil, err
+		}
+	}
+	return ids, nil
 }

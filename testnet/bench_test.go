@@ -45,6 +45,23 @@ func BenchmarkGateway(b *testing.B) {
 	}
 }
 
+// BenchmarkGatewayAbuse is a short `ore bench gateway --abuse`.
+//
+//	go test -run XXX -bench GatewayAbuse -benchtime 1x ./testnet/
+func BenchmarkGatewayAbuse(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		f, err := testnet.BenchGatewayAbuse(ctx, testnet.AbuseConfig{Duration: 20 * time.Second}, testnet.WithDir(b.TempDir()))
+		cancel()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(f.HonestFraction, "honest-answered")
+		b.ReportMetric(f.HonestP99Ms, "honest-p99-ms")
+		b.ReportMetric(f.PeakRSSMB, "peak-rss-MiB")
+	}
+}
+
 // BenchmarkLedger is a short `ore bench ledger` (TCP, as its default).
 //
 //	go test -run XXX -bench Ledger -benchtime 1x ./testnet/

@@ -90,9 +90,10 @@ func runDaemon(ctx context.Context, e *env, name string, args []string, gatewayR
 	fs := newFlags(e, name, "[flags]")
 	repo := repoFlag(e, fs)
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	gwListen := new(string)
+	gwListen, gwMetrics := new(string), new(bool)
 	if gatewayRole {
 		gwListen = fs.String("listen", "", "gateway HTTP address (default: the config's \"gateway\", else 127.0.0.1:8080)")
+		gwMetrics = fs.Bool("gateway-metrics", false, "also serve /metrics on the gateway's public address (they are always on the API address; default: the config's \"gateway_metrics\")")
 	}
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -134,6 +135,9 @@ func runDaemon(ctx context.Context, e *env, name string, args []string, gatewayR
 		opts = append(opts, node.WithRole(node.RoleGateway))
 		if *gwListen != "" {
 			opts = append(opts, node.WithGatewayListen(*gwListen))
+		}
+		if *gwMetrics {
+			opts = append(opts, node.WithGatewayMetrics(true))
 		}
 	}
 	token, created, err := node.EnsureAPIToken(*repo)

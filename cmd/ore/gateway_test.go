@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/orecdn/ore/node"
 )
 
 func TestCLIGatewayAndDag(t *testing.T) {
@@ -37,6 +39,31 @@ func TestCLIGatewayAndDag(t *testing.T) {
 		t.Fatalf("gateway: %d, %d bytes", resp.StatusCode, len(body))
 	}
 
+	// The gateway's metrics are on the daemon's API address, not on the
+	// public gateway, unless --gateway-metrics.
+	if code := getCode(t, gw.gateway+"/metrics"); code != 404 {
+		t.Errorf("/metrics on the gateway: %d, want 404", code)
+	}
+	api, err := node.ReadAPIFile(gw.repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := node.ReadAPIToken(gw.repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, api+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+token) // the API's metrics need its token
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Errorf("/metrics on the API: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	pub := startBox(t, initRepo(t, a.addrs[0]), "gateway", "--listen", "127.0.0.1:0", "--gateway-metrics")
+	if code := getCode(t, pub.gateway+"/metrics"); code != 200 {
+		t.Errorf("/metrics on a gateway run with --gateway-metrics: %d", code)
+	}
+
 	// dag export on one box, import on the other.
 	var carBuf, errBuf bytes.Buffer
 	if code := run(t.Context(), testEnv(&carBuf, &errBuf), []string{"dag", "export", "--repo", a.repo, root}); code != 0 {
@@ -53,4 +80,15 @@ func TestCLIGatewayAndDag(t *testing.T) {
 	if code, _, errs := ore(t, "dag", "import", "--repo", gw.repo, bad); code == 0 || !strings.Contains(errs, "not a CAR") {
 		t.Fatalf("bad CAR: %d %s", code, errs)
 	}
+}
+
+func getCode(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
 }
