@@ -22,12 +22,13 @@ import (
 
 // newHost builds the box's libp2p host: TCP and QUIC, Noise and TLS, yamux,
 // identify, a resource manager with explicit limits, a connection manager,
-// AutoNAT, hole punching and the relay client.
+// AutoNAT, hole punching, the relay client and (unless WithPortMap(false))
+// port mapping on the home router.
 //
 // With cfg.Host set it returns that host (and no resource manager), once
 // it checked that the host's identity is key; a host without a connection
 // manager gets the box's (see managedHost).
-func newHost(cfg *Config, key crypto.PrivKey, reg prometheus.Registerer) (host.Host, network.ResourceManager, error) {
+func newHost(cfg *Config, key crypto.PrivKey, reg prometheus.Registerer, r *reach) (host.Host, network.ResourceManager, error) {
 	if cfg.Host != nil {
 		id, err := peer.IDFromPrivateKey(key)
 		if err != nil {
@@ -76,6 +77,10 @@ func newHost(cfg *Config, key crypto.PrivKey, reg prometheus.Registerer) (host.H
 		libp2p.EnableRelay(),
 		libp2p.UserAgent("ore/" + Version),
 		libp2p.PrometheusRegisterer(reg),
+	}
+	if !cfg.PortMapOff && mappable(cfg.ListenAddrs) {
+		r.portMap = true
+		opts = append(opts, libp2p.NATManager(r.natManager))
 	}
 	h, err := libp2p.New(opts...)
 	if err != nil {

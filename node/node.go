@@ -51,6 +51,7 @@ type Node struct {
 	metrics *metrics
 	traffic *traffic
 	pod     *podService
+	reach   *reach
 
 	key         crypto.PrivKey
 	pubsub      *pubsub.PubSub
@@ -126,7 +127,8 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 	}
 	closers = append(closers, n.store.Close)
 
-	base, rm, err := newHost(cfg, key, n.reg)
+	n.reach = newReach(cfg.Logger.With("part", "nat"))
+	base, rm, err := newHost(cfg, key, n.reg, n.reach)
 	if err != nil {
 		return nil, err
 	}
@@ -214,6 +216,7 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 			n.log.Warn("eviction failed", "err", err)
 		}
 	})
+	n.spawn(n.reach.watchRouter)
 	n.log.Info("box started", "peer", n.host.ID(), "addrs", n.host.Addrs(), "role", cfg.Role, "dht", cfg.DHTMode)
 	if len(cfg.Bootstrap) > 0 {
 		n.spawn(func(ctx context.Context) {
@@ -273,6 +276,10 @@ func (n *Node) Metrics() *prometheus.Registry { return n.reg }
 
 // Role is the box's role.
 func (n *Node) Role() Role { return n.cfg.Role }
+
+// Reachability is how the internet reaches the box now: port mappings,
+// what AutoNAT found, relays, hole punching.
+func (n *Node) Reachability() Reachability { return n.reach.view() }
 
 // Network is the network's parameters (ID, genesis, epochs).
 func (n *Node) Network() pod.Params { return n.cfg.Network }

@@ -97,6 +97,10 @@ type Config struct {
 	SchedulingOff bool          // no heat reports, no replication orders
 	Schedule      heat.Params   // the committee's planner (coordinators)
 
+	// PortMapOff: the box does not ask its home router to forward its
+	// listen ports (UPnP IGD, NAT-PMP/PCP). See WithPortMap.
+	PortMapOff bool
+
 	ReceiptsOff   bool           // no proof of delivery at all: no gate, no signing
 	GatewayListen string         // HTTP address of the gateway role
 	Gateway       gateway.Config // limits and timeouts of the gateway role
@@ -388,6 +392,20 @@ func WithGatewayListen(addr string) Option {
 func WithGateway(gc gateway.Config) Option {
 	return func(c *Config) error {
 		c.Gateway = gc
+		return nil
+	}
+}
+
+// WithPortMap turns port mapping on (the default) or off. On, a box whose
+// listen addresses a router could forward (0.0.0.0, ::, or an address of
+// the machine's) asks the home router, with UPnP IGD and NAT-PMP/PCP, to
+// forward its listen ports, keeps the mappings renewed, and announces the
+// router's external address: nearly every home line is behind a NAT, and
+// a box nobody can dial cannot serve. Off for a box whose ports are
+// forwarded by hand, or on a network whose operator forbids UPnP.
+func WithPortMap(on bool) Option {
+	return func(c *Config) error {
+		c.PortMapOff = !on
 		return nil
 	}
 }
