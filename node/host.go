@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/libp2p/go-libp2p"
 	coreconnmgr "github.com/libp2p/go-libp2p/core/connmgr"
@@ -17,6 +18,7 @@ import (
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -87,7 +89,46 @@ func newHost(cfg *Config, key crypto.PrivKey, reg prometheus.Registerer, r *reac
 		rm.Close()
 		return nil, nil, fmt.Errorf("node: start libp2p host (is another process on the listen ports %v?): %w", cfg.ListenAddrs, err)
 	}
+	// go-libp2p starts when at least one listen address works and drops
+	// the others silently; say which, so that an operator who asked for
+	// IPv6 on a machine without it, or a port another process holds,
+	// learns it.
+	for _, a := range notListening(cfg.ListenAddrs, h.Network().ListenAddresses()) {
+		cfg.Logger.Warn("not listening on an address of the config (no IPv6 on this machine, an address it does not have, or a port in use); the box runs on the others",
+			"addr", a, "listening", h.Network().ListenAddresses())
+	}
 	return h, rm, nil
+}
+
+// notListening are the addresses of want that no address of got listens
+// on: same IP and transports, and the same port unless want's is 0 (any).
+func notListening(want, got []ma.Multiaddr) []ma.Multiaddr {
+	var out []ma.Multiaddr
+	for _, w := range want {
+		if !slices.ContainsFunc(got, func(g ma.Multiaddr) bool { return sameListen(w, g) }) {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+func sameListen(want, got ma.Multiaddr) bool {
+	if len(want) != len(got) {
+		return false
+	}
+	for i := range want {
+		w, g := want[i], got[i]
+		if w.Code() != g.Code() {
+			return false
+		}
+		if (w.Code() == ma.P_TCP || w.Code() == ma.P_UDP) && w.Value() == "0" {
+			continue
+		}
+		if w.Value() != g.Value() {
+			return false
+		}
+	}
+	return true
 }
 
 // managedHost is a host given to the box without a connection manager

@@ -67,8 +67,15 @@ const (
 	defaultBootstrapTimeout = 30 * time.Second
 )
 
-// DefaultListenAddrs are where a box listens when nothing else is said.
-var DefaultListenAddrs = []string{"/ip4/0.0.0.0/tcp/4601", "/ip4/0.0.0.0/udp/4601/quic-v1"}
+// DefaultListenAddrs are where a box listens when nothing else is said:
+// TCP and QUIC on every IPv4 and IPv6 address of the machine, as Kubo
+// does. Many home lines have global IPv6 addresses that need no NAT
+// traversal at all. A machine without IPv6 listens on IPv4 alone (the
+// host starts when at least one address listens; the box logs the others).
+var DefaultListenAddrs = []string{
+	"/ip4/0.0.0.0/tcp/4601", "/ip4/0.0.0.0/udp/4601/quic-v1",
+	"/ip6/::/tcp/4601", "/ip6/::/udp/4601/quic-v1",
+}
 
 // Config is what New assembles a node from. Fill it with Options.
 type Config struct {
