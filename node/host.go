@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
@@ -24,8 +25,10 @@ import (
 
 // newHost builds the box's libp2p host: TCP and QUIC, Noise and TLS, yamux,
 // identify, a resource manager with explicit limits, a connection manager,
-// AutoNAT, hole punching, the relay client and (unless WithPortMap(false))
-// port mapping on the home router.
+// AutoNAT, hole punching, the relay client, a relay service for
+// signalling while AutoNAT finds the box public, AutoRelay while it finds
+// it private (see relay.go) and (unless WithPortMap(false)) port mapping
+// on the home router.
 //
 // With cfg.Host set it returns that host (and no resource manager), once
 // it checked that the host's identity is key; a host without a connection
@@ -80,6 +83,18 @@ func newHost(cfg *Config, key crypto.PrivKey, reg prometheus.Registerer, r *reac
 		libp2p.UserAgent("ore/" + Version),
 		libp2p.PrometheusRegisterer(reg),
 	}
+	if !cfg.RelayServiceOff {
+		// go-libp2p starts it when AutoNAT finds the box public, and
+		// stops it when the box turns private.
+		opts = append(opts, libp2p.EnableRelayService(relayv2.WithResources(relayResources(cfg.SmallMemory))))
+	}
+	switch cfg.forceReach {
+	case network.ReachabilityPublic:
+		opts = append(opts, libp2p.ForceReachabilityPublic())
+	case network.ReachabilityPrivate:
+		opts = append(opts, libp2p.ForceReachabilityPrivate())
+	}
+	opts = append(opts, libp2p.EnableAutoRelayWithPeerSource(r.relays.candidates, autoRelayOptions()...))
 	if !cfg.PortMapOff && mappable(cfg.ListenAddrs) {
 		r.portMap = true
 		opts = append(opts, libp2p.NATManager(r.natManager))
@@ -89,6 +104,7 @@ func newHost(cfg *Config, key crypto.PrivKey, reg prometheus.Registerer, r *reac
 		rm.Close()
 		return nil, nil, fmt.Errorf("node: start libp2p host (is another process on the listen ports %v?): %w", cfg.ListenAddrs, err)
 	}
+	r.relays.host.Store(&h)
 	// go-libp2p starts when at least one listen address works and drops
 	// the others silently; say which, so that an operator who asked for
 	// IPv6 on a machine without it, or a port another process holds,

@@ -128,6 +128,7 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 	closers = append(closers, n.store.Close)
 
 	n.reach = newReach(cfg.Logger.With("part", "nat"))
+	n.reach.relays.static = relayStatics(cfg, key)
 	base, rm, err := newHost(cfg, key, n.reg, n.reach)
 	if err != nil {
 		return nil, err

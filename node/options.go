@@ -11,6 +11,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
@@ -107,6 +108,9 @@ type Config struct {
 	// PortMapOff: the box does not ask its home router to forward its
 	// listen ports (UPnP IGD, NAT-PMP/PCP). See WithPortMap.
 	PortMapOff bool
+	// RelayServiceOff: the box never relays for others, even when AutoNAT
+	// finds it public. See WithRelayService.
+	RelayServiceOff bool
 
 	ReceiptsOff   bool           // no proof of delivery at all: no gate, no signing
 	GatewayListen string         // HTTP address of the gateway role
@@ -121,6 +125,7 @@ type Config struct {
 	listenSet  bool
 	spreadSet  bool // WithSpread was given: spread even without an upload limit
 	noReceipts bool // test only: a client that never signs
+	forceReach network.Reachability // test only: AutoNAT's verdict, fixed
 }
 
 // Option configures a node.
@@ -417,6 +422,17 @@ func WithPortMap(on bool) Option {
 	}
 }
 
+// WithRelayService turns the relay service on (the default) or off. On, a
+// box that AutoNAT finds public relays the signalling of boxes behind NATs
+// (a reservation each, relayed connections limited to 128 KiB and two
+// minutes: enough for hole punching, never for blocks; see relay.go).
+func WithRelayService(on bool) Option {
+	return func(c *Config) error {
+		c.RelayServiceOff = !on
+		return nil
+	}
+}
+
 // WithReceipts turns proof of delivery on (the default) or off. Off, the box
 // neither meters what it serves nor signs what it receives: for private
 // deployments that pay nobody, and to measure what receipts cost.
@@ -433,6 +449,17 @@ func WithoutReceipts(t testing.TB) Option {
 	return func(c *Config) error {
 		t.Helper()
 		c.noReceipts = true
+		return nil
+	}
+}
+
+// WithForcedReachability fixes what AutoNAT says of the box (public or
+// private), for tests on loopback, where AutoNAT never decides (it dials
+// back public addresses only). Tests only.
+func WithForcedReachability(t testing.TB, r network.Reachability) Option {
+	return func(c *Config) error {
+		t.Helper()
+		c.forceReach = r
 		return nil
 	}
 }

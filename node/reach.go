@@ -31,6 +31,7 @@ type reach struct {
 	log      *slog.Logger
 	portMap  bool
 	searched atomic.Bool // the router search is over
+	relays   relaySource
 
 	mu sync.Mutex
 	pm *portMapper // nil until the host built its NAT manager

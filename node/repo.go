@@ -47,6 +47,9 @@ type FileConfig struct {
 	// NAT-PMP/PCP); absent means on. Set it to false when the ports are
 	// forwarded by hand or UPnP is not wanted on the network.
 	PortMap *bool `json:"port_map,omitempty"`
+	// RelayService relays the signalling (hole punching) of boxes behind
+	// NATs while AutoNAT finds this box public; absent means on.
+	RelayService *bool `json:"relay_service,omitempty"`
 }
 
 // DefaultFileConfig is what `ore init` writes.
@@ -163,6 +166,9 @@ func (fc FileConfig) Options() ([]Option, error) {
 	}
 	if fc.PortMap != nil {
 		opts = append(opts, WithPortMap(*fc.PortMap))
+	}
+	if fc.RelayService != nil {
+		opts = append(opts, WithRelayService(*fc.RelayService))
 	}
 	profile, err := ParseProfile(fc.Profile)
 	if err != nil {
