@@ -123,8 +123,8 @@ type Config struct {
 	Host host.Host
 
 	listenSet  bool
-	spreadSet  bool // WithSpread was given: spread even without an upload limit
-	noReceipts bool // test only: a client that never signs
+	spreadSet  bool                 // WithSpread was given: spread even without an upload limit
+	noReceipts bool                 // test only: a client that never signs
 	forceReach network.Reachability // test only: AutoNAT's verdict, fixed
 }
 
