@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/libp2p/go-libp2p"
 	coreconnmgr "github.com/libp2p/go-libp2p/core/connmgr"
@@ -15,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
+	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
@@ -78,12 +80,14 @@ func newHost(cfg *Config, key crypto.PrivKey, reg prometheus.Registerer, r *reac
 		libp2p.ConnectionManager(cm),
 		libp2p.EnableNATService(),
 		libp2p.EnableAutoNATv2(),
-		libp2p.EnableHolePunching(),
+		libp2p.EnableHolePunching(holepunch.WithMetricsAndEventTracer(
+			holepunch.NewMetricsTracer(holepunch.WithRegisterer(reg)), r)),
 		libp2p.EnableRelay(),
 		libp2p.UserAgent("ore/" + Version),
 		libp2p.PrometheusRegisterer(reg),
 	}
 	if !cfg.RelayServiceOff {
+		r.relayService = true
 		// go-libp2p starts it when AutoNAT finds the box public, and
 		// stops it when the box turns private.
 		opts = append(opts, libp2p.EnableRelayService(relayv2.WithResources(relayResources(cfg.SmallMemory))))
@@ -165,4 +169,24 @@ func (h *managedHost) ConnManager() coreconnmgr.ConnManager { return h.cm }
 
 func (h *managedHost) Close() error {
 	return errors.Join(h.cm.Close(), h.Host.Close())
+}
+
+// listenPorts names the TCP and UDP ports of addrs, for advice such as
+// "forward TCP and UDP port 4601".
+func listenPorts(addrs []ma.Multiaddr) string {
+	var ports []string
+	for _, a := range addrs {
+		for _, code := range []int{ma.P_TCP, ma.P_UDP} {
+			if p, err := a.ValueForProtocol(code); err == nil && p != "0" && !slices.Contains(ports, p) {
+				ports = append(ports, p)
+			}
+		}
+	}
+	switch len(ports) {
+	case 0:
+		return ""
+	case 1:
+		return "port " + ports[0]
+	}
+	return "ports " + strings.Join(ports, ", ")
 }

@@ -127,8 +127,11 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 	}
 	closers = append(closers, n.store.Close)
 
-	n.reach = newReach(cfg.Logger.With("part", "nat"))
+	if n.reach, err = newReach(cfg.Logger.With("part", "nat"), n.reg); err != nil {
+		return nil, err
+	}
 	n.reach.relays.static = relayStatics(cfg, key)
+	n.reach.ports = listenPorts(cfg.ListenAddrs)
 	base, rm, err := newHost(cfg, key, n.reg, n.reach)
 	if err != nil {
 		return nil, err
@@ -138,6 +141,9 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 		closers = append(closers, rm.Close)
 	}
 	closers = append(closers, base.Close)
+	if err := n.reach.watch(n.ctx, base); err != nil {
+		return nil, err
+	}
 
 	n.router, err = dht.New(base,
 		dht.WithMode(cfg.DHTMode),

@@ -420,18 +420,45 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 
 // printReach prints how the internet reaches the box.
 func printReach(w io.Writer, r node.Reachability) {
+	line := fmt.Sprintf("reach     %s (AutoNAT: %s", r.State, r.AutoNAT)
+	if r.NATTCP != "" || r.NATUDP != "" {
+		line += fmt.Sprintf("; NAT: tcp %s, udp %s", orUnknown(r.NATTCP), orUnknown(r.NATUDP))
+	}
+	fmt.Fprintln(w, line+")")
+	for _, a := range r.Reachable {
+		fmt.Fprintf(w, "          reachable at %s\n", a)
+	}
 	switch {
 	case !r.PortMap:
-		fmt.Fprintln(w, "ports     port mapping off (\"port_map\": false in config.json)")
+		fmt.Fprintln(w, "          port mapping off (\"port_map\": false in config.json)")
 	case len(r.Mappings) > 0:
 		for _, m := range r.Mappings {
-			fmt.Fprintf(w, "ports     mapped by the router: %s -> %s\n", m.External, m.Listen)
+			fmt.Fprintf(w, "          mapped by the router: %s -> %s\n", m.External, m.Listen)
 		}
 	case r.Router == "none":
-		fmt.Fprintln(w, "ports     no UPnP/NAT-PMP router answered: none mapped")
+		fmt.Fprintln(w, "          no UPnP/NAT-PMP router answered: no port mapped")
 	case r.Router == "found":
-		fmt.Fprintln(w, "ports     the router answers UPnP/NAT-PMP but mapped nothing yet")
+		fmt.Fprintln(w, "          the router answers UPnP/NAT-PMP but mapped nothing yet")
 	default:
-		fmt.Fprintln(w, "ports     asking the router for mappings (UPnP/NAT-PMP)")
+		fmt.Fprintln(w, "          asking the router for port mappings (UPnP/NAT-PMP)")
 	}
+	if len(r.Relays) > 0 {
+		fmt.Fprintf(w, "          relays %s\n", strings.Join(r.Relays, ", "))
+	}
+	if r.RelayService {
+		fmt.Fprintln(w, "          relays signalling for boxes behind NATs (128 KiB, 2 min per connection)")
+	}
+	if hp := r.HolePunch; hp.Attempts > 0 || hp.DirectDials > 0 {
+		fmt.Fprintf(w, "          hole punching: %d of %d succeeded; direct dials back: %d of %d\n", hp.Successes, hp.Attempts, hp.DirectDialsOK, hp.DirectDials)
+	}
+	if r.Advice != "" {
+		fmt.Fprintf(w, "          what to do: %s\n", r.Advice)
+	}
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
 }
