@@ -40,6 +40,13 @@ func newPortMapper(nm basichost.NATManager, log *slog.Logger, changed func()) *p
 // GetMapping is the NAT manager's, recording what it answers.
 func (p *portMapper) GetMapping(listen ma.Multiaddr) ma.Multiaddr {
 	ext := p.NATManager.GetMapping(listen)
+	if ext != nil && !sameFamily(listen, ext) {
+		// go-libp2p maps a port whatever the listen address's family, and
+		// answers an IPv6 listen address with the IPv4 mapping of its
+		// port: UPnP and NAT-PMP map IPv4 only, and an IPv6 address is
+		// not NATed. The mapping is the IPv4 listen address's.
+		return ext
+	}
 	key := listen.String()
 	p.mu.Lock()
 	old, had := p.mapped[key]
@@ -100,4 +107,11 @@ func mappable(addrs []ma.Multiaddr) bool {
 		}
 	}
 	return false
+}
+
+// sameFamily says whether a and b are both IPv4 or both IPv6 addresses.
+func sameFamily(a, b ma.Multiaddr) bool {
+	ia, err1 := manet.ToIP(a)
+	ib, err2 := manet.ToIP(b)
+	return err1 == nil && err2 == nil && (ia.To4() == nil) == (ib.To4() == nil)
 }

@@ -44,6 +44,13 @@ func TestPortMapperRecordsWhatTheRouterMaps(t *testing.T) {
 	if got := pm.Mappings(); len(got) != 1 || got[0] != want[0] || changes != 1 {
 		t.Fatalf("after mapping: %v (%d changes), want %v (1 change)", got, changes, want)
 	}
+	// go-libp2p answers an IPv6 listen address with the IPv4 mapping of
+	// its port: not a mapping of the IPv6 address.
+	tcp6 := ma.StringCast("/ip6/::/tcp/4601")
+	nat.mapped[tcp6.String()] = ext
+	if got := pm.GetMapping(tcp6); !got.Equal(ext) || len(pm.Mappings()) != 1 {
+		t.Fatalf("IPv6 listen address: GetMapping = %v, mappings %v; want the answer passed on and one mapping", got, pm.Mappings())
+	}
 	delete(nat.mapped, tcp.String()) // the router forgot it
 	pm.GetMapping(tcp)
 	if got := pm.Mappings(); len(got) != 0 || changes != 2 {

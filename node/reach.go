@@ -287,6 +287,11 @@ func (r *reach) view() Reachability {
 		}
 	}
 	v.RelayService = r.relayService && in.autonat == network.ReachabilityPublic
+	if in.autonat == network.ReachabilityPublic {
+		// AutoRelay drops its reservations when AutoNAT finds the box
+		// public, without announcing that its relayed addresses went.
+		v.Relays, v.RelayAddrs = nil, nil
+	}
 	in.mappings, in.relays = v.Mappings, v.Relays
 	v.State, v.Advice = classify(in)
 	return v
