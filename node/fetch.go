@@ -351,6 +351,7 @@ func (f *fetch) connect(p peer.AddrInfo) {
 		// hole punching opens a direct connection (relays carry
 		// signalling, not blocks), so the direct sources serve first.
 		f.n.log.Debug("provider reached through a relay; it serves once hole punching connects it directly", "peer", p.ID)
+		f.n.repunch(f.ctx, p)
 	}
 	// The connection manager must not trim a source while the fetch
 	// needs it.

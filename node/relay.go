@@ -154,3 +154,33 @@ func relayStatics(cfg *Config, key crypto.PrivKey) []peer.AddrInfo {
 	}
 	return out
 }
+
+// repunchAfter is the age past which a relayed connection's hole punch is
+// over: DCUtR makes three attempts with a 5 s dial timeout each, started
+// once identify completed on the relayed connection.
+const repunchAfter = 20 * time.Second
+
+// repunch gives hole punching another try with p, a provider this box
+// reaches only through a relay: the box behind a NAT starts a hole punch
+// when a relayed connection comes in, once, so a relayed connection whose
+// punch failed (a packet lost, a router slow to open its mapping) stays
+// relayed until the relay's 2-minute limit ends it, and a fetch that
+// needs p would wait for nothing. A relayed connection older than
+// repunchAfter is closed and opened again, which starts a new hole punch
+// on p's side; a younger one may still be punching and is left alone.
+func (n *Node) repunch(ctx context.Context, p peer.AddrInfo) {
+	conns := n.host.Network().ConnsToPeer(p.ID)
+	for _, c := range conns {
+		if !c.Stat().Limited || time.Since(c.Stat().Opened) < repunchAfter {
+			return
+		}
+	}
+	for _, c := range conns {
+		_ = c.Close()
+	}
+	if err := n.host.Connect(ctx, p); err != nil {
+		n.log.Debug("provider unreachable through its relays", "peer", p.ID, "err", err)
+		return
+	}
+	n.log.Debug("reconnected through a relay for a new hole punch", "peer", p.ID)
+}
