@@ -81,7 +81,13 @@ on_exit() {
       tail -n 25 "$f"
     done
   fi
-  for n in "${namespaces[@]}"; do ip netns del "$n" 2>/dev/null || true; done
+  # Whatever still runs in the namespaces (a daemon a failed step left)
+  # goes with them: a process left behind keeps the namespace, and the
+  # files the drill was started with (a lock held with flock(1)).
+  for n in "${namespaces[@]}"; do
+    for p in $(ip netns pids "$n" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
+    ip netns del "$n" 2>/dev/null || true
+  done
   if [ "${KEEP:-0}" = 1 ]; then echo "kept $work"; else rm -rf "$work"; fi
   exit $code
 }
