@@ -243,18 +243,26 @@ for k in client $kinds; do wait_ready "$k"; done
 # A home box serves once it is reachable: mapped, or private with a relay
 # reservation (AutoNAT decides after a dial-back, seconds after the first
 # connection; a reservation takes a round trip more).
-say "wait until every box is reachable (ore status)"
-for k in client $kinds; do
-  deadline=$(($(date +%s) + 120))
-  while :; do
+say "wait until every box is reachable (ore status), at most 120 s"
+t_start=$(date +%s)
+waiting="client $kinds"
+while [ -n "$waiting" ]; do
+  still=""
+  for k in $waiting; do
     s=$(state "$k")
     case "$k:$s" in
-    client:public | *:mapped | *:private-relayed) break ;;
+    client:public | *:mapped | *:private-relayed)
+      say "$(printf '%-10s %-16s %3ss after the boxes started' "$k" "$s" "$(($(date +%s) - t_start))")" ;;
+    *) still="$still $k" ;;
     esac
-    [ "$(date +%s)" -lt "$deadline" ] || { status "$k" || true; die "$k is not reachable after 120 s (state ${s:-none})"; }
-    sleep 1
   done
-  say "$(printf '%-10s %s after %ss' "$k" "$s" "$(($(date +%s) - started))")"
+  waiting=${still# }
+  [ -z "$waiting" ] && break
+  if [ "$(date +%s)" -ge $((t_start + 120)) ]; then
+    for k in $waiting; do status "$k" || true; done
+    die "not reachable after 120 s: $waiting"
+  fi
+  sleep 1
 done
 if [ "$upnp" = yes ]; then
   echo "--- ore status of the UPnP box ---"
