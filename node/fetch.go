@@ -365,6 +365,13 @@ func (f *fetch) connect(p peer.AddrInfo) {
 		f.n.log.Debug("provider unreachable", "peer", p.ID, "err", err)
 		return
 	}
+	if f.n.host.Network().Connectedness(p.ID) == network.Limited {
+		// Reached through a relay alone: bitswap sends it nothing until
+		// hole punching opens a direct connection (relays carry
+		// signalling, not blocks), so the direct sources serve first.
+		f.n.log.Debug("provider reached through a relay; it serves once hole punching connects it directly", "peer", p.ID)
+		f.n.repunch(f.ctx, p)
+	}
 	// The connection manager must not trim a source while the fetch
 	// needs it.
 	f.mu.Lock()

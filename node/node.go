@@ -52,6 +52,7 @@ type Node struct {
 	traffic *traffic
 	recent  *recentBlocks // blocks received lately (see seed.go)
 	pod     *podService
+	reach   *reach
 
 	key         crypto.PrivKey
 	pubsub      *pubsub.PubSub
@@ -127,7 +128,12 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 	}
 	closers = append(closers, n.store.Close)
 
-	base, rm, err := newHost(cfg, key, n.reg)
+	if n.reach, err = newReach(cfg.Logger.With("part", "nat"), n.reg); err != nil {
+		return nil, err
+	}
+	n.reach.relays.static = relayStatics(cfg, key)
+	n.reach.ports = listenPorts(cfg.ListenAddrs)
+	base, rm, err := newHost(cfg, key, n.reg, n.reach)
 	if err != nil {
 		return nil, err
 	}
@@ -136,6 +142,9 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 		closers = append(closers, rm.Close)
 	}
 	closers = append(closers, base.Close)
+	if err := n.reach.watch(n.ctx, base); err != nil {
+		return nil, err
+	}
 
 	n.router, err = dht.New(base,
 		dht.WithMode(cfg.DHTMode),
@@ -216,6 +225,7 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 			n.log.Warn("eviction failed", "err", err)
 		}
 	})
+	n.spawn(n.reach.watchRouter)
 	n.log.Info("box started", "peer", n.host.ID(), "addrs", n.host.Addrs(), "role", cfg.Role, "dht", cfg.DHTMode)
 	if len(cfg.Bootstrap) > 0 {
 		n.spawn(func(ctx context.Context) {
@@ -275,6 +285,10 @@ func (n *Node) Metrics() *prometheus.Registry { return n.reg }
 
 // Role is the box's role.
 func (n *Node) Role() Role { return n.cfg.Role }
+
+// Reachability is how the internet reaches the box now: port mappings,
+// what AutoNAT found, relays, hole punching.
+func (n *Node) Reachability() Reachability { return n.reach.view() }
 
 // Network is the network's parameters (ID, genesis, epochs).
 func (n *Node) Network() pod.Params { return n.cfg.Network }

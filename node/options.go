@@ -11,6 +11,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
@@ -67,8 +68,15 @@ const (
 	defaultBootstrapTimeout = 30 * time.Second
 )
 
-// DefaultListenAddrs are where a box listens when nothing else is said.
-var DefaultListenAddrs = []string{"/ip4/0.0.0.0/tcp/4601", "/ip4/0.0.0.0/udp/4601/quic-v1"}
+// DefaultListenAddrs are where a box listens when nothing else is said:
+// TCP and QUIC on every IPv4 and IPv6 address of the machine, as Kubo
+// does. Many home lines have global IPv6 addresses that need no NAT
+// traversal at all. A machine without IPv6 listens on IPv4 alone (the
+// host starts when at least one address listens; the box logs the others).
+var DefaultListenAddrs = []string{
+	"/ip4/0.0.0.0/tcp/4601", "/ip4/0.0.0.0/udp/4601/quic-v1",
+	"/ip6/::/tcp/4601", "/ip6/::/udp/4601/quic-v1",
+}
 
 // Config is what New assembles a node from. Fill it with Options.
 type Config struct {
@@ -98,6 +106,13 @@ type Config struct {
 	SchedulingOff bool          // no heat reports, no replication orders
 	Schedule      heat.Params   // the committee's planner (coordinators)
 
+	// PortMapOff: the box does not ask its home router to forward its
+	// listen ports (UPnP IGD, NAT-PMP/PCP). See WithPortMap.
+	PortMapOff bool
+	// RelayServiceOff: the box never relays for others, even when AutoNAT
+	// finds it public. See WithRelayService.
+	RelayServiceOff bool
+
 	ReceiptsOff   bool           // no proof of delivery at all: no gate, no signing
 	GatewayListen string         // HTTP address of the gateway role
 	Gateway       gateway.Config // limits and timeouts of the gateway role
@@ -112,8 +127,9 @@ type Config struct {
 	Host host.Host
 
 	listenSet  bool
-	spreadSet  bool // WithSpread was given: spread even without an upload limit
-	noReceipts bool // test only: a client that never signs
+	spreadSet  bool                 // WithSpread was given: spread even without an upload limit
+	noReceipts bool                 // test only: a client that never signs
+	forceReach network.Reachability // test only: AutoNAT's verdict, fixed
 	// levelParents bounds the nodes with links of one fetch level
 	// (maxLevelParents; lower in tests only, see withLevelParents).
 	levelParents int
@@ -427,6 +443,31 @@ func WithGatewayMetrics(on bool) Option {
 	}
 }
 
+// WithPortMap turns port mapping on (the default) or off. On, a box whose
+// listen addresses a router could forward (0.0.0.0, ::, or an address of
+// the machine's) asks the home router, with UPnP IGD and NAT-PMP/PCP, to
+// forward its listen ports, keeps the mappings renewed, and announces the
+// router's external address: nearly every home line is behind a NAT, and
+// a box nobody can dial cannot serve. Off for a box whose ports are
+// forwarded by hand, or on a network whose operator forbids UPnP.
+func WithPortMap(on bool) Option {
+	return func(c *Config) error {
+		c.PortMapOff = !on
+		return nil
+	}
+}
+
+// WithRelayService turns the relay service on (the default) or off. On, a
+// box that AutoNAT finds public relays the signalling of boxes behind NATs
+// (a reservation each, relayed connections limited to 128 KiB and two
+// minutes: enough for hole punching, never for blocks; see relay.go).
+func WithRelayService(on bool) Option {
+	return func(c *Config) error {
+		c.RelayServiceOff = !on
+		return nil
+	}
+}
+
 // WithReceipts turns proof of delivery on (the default) or off. Off, the box
 // neither meters what it serves nor signs what it receives: for private
 // deployments that pay nobody, and to measure what receipts cost.
@@ -453,6 +494,17 @@ func withLevelParents(t testing.TB, n int) Option {
 	return func(c *Config) error {
 		t.Helper()
 		c.levelParents = n
+		return nil
+	}
+}
+
+// WithForcedReachability fixes what AutoNAT says of the box (public or
+// private), for tests on loopback, where AutoNAT never decides (it dials
+// back public addresses only). Tests only.
+func WithForcedReachability(t testing.TB, r network.Reachability) Option {
+	return func(c *Config) error {
+		t.Helper()
+		c.forceReach = r
 		return nil
 	}
 }

@@ -49,6 +49,13 @@ type FileConfig struct {
 	// UploadLimit caps the bytes per second the box serves ("2 MiB"; empty:
 	// no limit).
 	UploadLimit string `json:"upload_limit,omitempty"`
+	// PortMap asks the home router to forward the listen ports (UPnP IGD,
+	// NAT-PMP/PCP); absent means on. Set it to false when the ports are
+	// forwarded by hand or UPnP is not wanted on the network.
+	PortMap *bool `json:"port_map,omitempty"`
+	// RelayService relays the signalling (hole punching) of boxes behind
+	// NATs while AutoNAT finds this box public; absent means on.
+	RelayService *bool `json:"relay_service,omitempty"`
 }
 
 // DefaultFileConfig is what `ore init` writes.
@@ -168,6 +175,12 @@ func (fc FileConfig) Options() ([]Option, error) {
 			return nil, fmt.Errorf("node: config upload_limit %q is not a rate like \"2 MiB\" (bytes per second)", fc.UploadLimit)
 		}
 		opts = append(opts, WithUploadLimit(int64(u)))
+	}
+	if fc.PortMap != nil {
+		opts = append(opts, WithPortMap(*fc.PortMap))
+	}
+	if fc.RelayService != nil {
+		opts = append(opts, WithRelayService(*fc.RelayService))
 	}
 	profile, err := ParseProfile(fc.Profile)
 	if err != nil {

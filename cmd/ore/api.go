@@ -262,6 +262,8 @@ type statusInfo struct {
 	BlocksRecvd uint64   `json:"blocks_received"`
 	Network     string   `json:"network"`
 	Epoch       uint64   `json:"epoch"`
+	// Reach is how the internet reaches the box.
+	Reach node.Reachability `json:"reachability"`
 	// Receipts of the last hour: countersigned as server, held as client.
 	ServedReceipts   int    `json:"served_receipts"`
 	ServedBytes      uint64 `json:"served_receipt_bytes"`
@@ -309,6 +311,7 @@ func (s *apiServer) status(w http.ResponseWriter, r *http.Request) {
 		DHTPeers:   s.n.DHT().RoutingTableSize(),
 		StoreUsed:  s.n.Store().Used(),
 		StoreQuota: s.n.Store().Quota(),
+		Reach:      s.n.Reachability(),
 	}
 	for _, a := range s.n.P2PAddrs() {
 		st.Addrs = append(st.Addrs, a.String())

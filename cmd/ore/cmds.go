@@ -35,6 +35,7 @@ func cmdInit(ctx context.Context, e *env, args []string) error {
 	api := fs.String("api", "127.0.0.1:4501", "control API address (loopback only)")
 	genesis := fs.String("genesis", "", "genesis file of the ledger network to join (copied into the repo)")
 	role := fs.String("role", "box", "box, gateway or coordinator (a member of the genesis committee)")
+	portMap := fs.Bool("port-map", true, "ask the home router to forward the listen ports (UPnP IGD, NAT-PMP)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -47,6 +48,9 @@ func cmdInit(ctx context.Context, e *env, args []string) error {
 	cfg.Listen = splitList(*listen)
 	cfg.Bootstrap = splitList(*bootstrap)
 	cfg.Role = *role
+	if !*portMap {
+		cfg.PortMap = portMap
+	}
 	var g *ledger.Genesis
 	if *genesis != "" {
 		if g, err = ledger.LoadGenesis(*genesis); err != nil {
@@ -390,6 +394,7 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(w, "address   %s\n", a)
 	}
 	fmt.Fprintf(w, "network   %d peers connected, DHT %s with %d peers\n", st.Peers, st.DHTMode, st.DHTPeers)
+	printReach(w, st.Reach)
 	fmt.Fprintf(w, "storage   %s of %s used\n", humanize.IBytes(uint64(st.StoreUsed)), humanize.IBytes(uint64(st.StoreQuota)))
 	fmt.Fprintf(w, "traffic   sent %s in %d blocks, received %s in %d blocks\n",
 		humanize.IBytes(st.BytesSent), st.BlocksSent, humanize.IBytes(st.BytesRecvd), st.BlocksRecvd)
@@ -431,4 +436,49 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	return nil
+}
+
+// printReach prints how the internet reaches the box.
+func printReach(w io.Writer, r node.Reachability) {
+	line := fmt.Sprintf("reach     %s (AutoNAT: %s", r.State, r.AutoNAT)
+	if r.NATTCP != "" || r.NATUDP != "" {
+		line += fmt.Sprintf("; NAT: tcp %s, udp %s", orUnknown(r.NATTCP), orUnknown(r.NATUDP))
+	}
+	fmt.Fprintln(w, line+")")
+	for _, a := range r.Reachable {
+		fmt.Fprintf(w, "          reachable at %s\n", a)
+	}
+	switch {
+	case !r.PortMap:
+		fmt.Fprintln(w, "          port mapping off (\"port_map\": false in config.json)")
+	case len(r.Mappings) > 0:
+		for _, m := range r.Mappings {
+			fmt.Fprintf(w, "          mapped by the router: %s -> %s\n", m.External, m.Listen)
+		}
+	case r.Router == "none":
+		fmt.Fprintln(w, "          no UPnP/NAT-PMP router answered: no port mapped")
+	case r.Router == "found":
+		fmt.Fprintln(w, "          the router answers UPnP/NAT-PMP but mapped nothing yet")
+	default:
+		fmt.Fprintln(w, "          asking the router for port mappings (UPnP/NAT-PMP)")
+	}
+	if len(r.Relays) > 0 {
+		fmt.Fprintf(w, "          relays %s\n", strings.Join(r.Relays, ", "))
+	}
+	if r.RelayService {
+		fmt.Fprintln(w, "          relays signalling for boxes behind NATs (128 KiB, 2 min per connection)")
+	}
+	if hp := r.HolePunch; hp.Attempts > 0 || hp.DirectDials > 0 {
+		fmt.Fprintf(w, "          hole punching: %d of %d succeeded; direct dials back: %d of %d\n", hp.Successes, hp.Attempts, hp.DirectDialsOK, hp.DirectDials)
+	}
+	if r.Advice != "" {
+		fmt.Fprintf(w, "          what to do: %s\n", r.Advice)
+	}
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
 }
