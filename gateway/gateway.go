@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	boxogw "github.com/ipfs/boxo/gateway"
 	"github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/ipfs/go-cid"
+	"github.com/orecdn/ore/pod"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/time/rate"
@@ -27,7 +29,30 @@ var (
 	ErrNotFound = errors.New("gateway: no box provides this content")
 	// ErrOutOfResources: the gateway cannot take the content now (503).
 	ErrOutOfResources = errors.New("gateway: out of resources")
+	// ErrBadTicket: the request's ticket cannot pay for its fetch (403).
+	ErrBadTicket = errors.New("gateway: the ticket does not pay for this request")
 )
+
+// TicketParam and TicketHeader carry a publisher's ticket (pod.Ticket's
+// URL form), the way a CDN's signed URL carries its token: the boxes that
+// serve the request's fetches are then paid by the ticket's publisher.
+const (
+	TicketParam  = "ore-ticket"
+	TicketHeader = "Ore-Ticket"
+)
+
+type ticketKey struct{}
+
+// WithTicket marks ctx as serving a request under tk.
+func WithTicket(ctx context.Context, tk *pod.Ticket) context.Context {
+	return context.WithValue(ctx, ticketKey{}, tk)
+}
+
+// TicketFrom returns the ticket a context serves under, if any.
+func TicketFrom(ctx context.Context) *pod.Ticket {
+	tk, _ := ctx.Value(ticketKey{}).(*pod.Ticket)
+	return tk
+}
 
 // Backend is what the gateway needs from a box.
 type Backend interface {
@@ -311,6 +336,14 @@ func (g *Gateway) serveContent(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, http.StatusServiceUnavailable, fmt.Sprintf("the gateway is serving %d requests, its limit; retry shortly", g.cfg.MaxConcurrentFetches))
 		return
 	}
+	if v := cmp.Or(r.URL.Query().Get(TicketParam), r.Header.Get(TicketHeader)); v != "" {
+		tk, err := pod.ParseTicket(v)
+		if err != nil {
+			g.fail(w, http.StatusBadRequest, fmt.Sprintf("%s: %v", TicketParam, err))
+			return
+		}
+		r = r.WithContext(WithTicket(r.Context(), tk))
+	}
 	cw := w.(*countingWriter)
 	start := cw.n
 	if lf, ok := g.backend.(LocalFiles); ok && !g.cfg.NoLocalFastPath && localEligible(r, rest) {
@@ -330,6 +363,9 @@ func (g *Gateway) serveContent(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, ErrOutOfResources):
 		w.Header().Set("Retry-After", "5")
 		g.fail(w, http.StatusServiceUnavailable, err.Error())
+		return
+	case errors.Is(err, ErrBadTicket):
+		g.fail(w, http.StatusForbidden, err.Error())
 		return
 	case r.Context().Err() != nil:
 		return // the client left

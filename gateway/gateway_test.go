@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -17,6 +18,9 @@ import (
 	"github.com/ipfs/go-cid"
 	"github.com/ipfs/go-datastore"
 	dssync "github.com/ipfs/go-datastore/sync"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/orecdn/ore/pod"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -186,5 +190,49 @@ func TestHeatDecays(t *testing.T) {
 	}
 	if n := len(h.Snapshot(t0)); n > 10 {
 		t.Fatalf("heat holds %d roots, its bound is 10", n)
+	}
+}
+
+// A ticket in the URL (or its header) reaches the backend with the
+// request; one that does not parse is a 400, one the backend finds does
+// not pay is a 403.
+func TestTicketReachesTheBackend(t *testing.T) {
+	gw, fb, b := newFake(t, Config{})
+	k, _, _ := crypto.GenerateEd25519Key(nil)
+	pub, _ := peer.IDFromPrivateKey(k)
+	tk := &pod.Ticket{Version: pod.TicketVersion, Network: "n", Publisher: pub, Cap: 1, Expires: 9}
+	if err := tk.Sign(k); err != nil {
+		t.Fatal(err)
+	}
+	var seen [][32]byte
+	fb.locate = func(ctx context.Context, root cid.Cid) error {
+		if got := TicketFrom(ctx); got != nil {
+			seen = append(seen, got.ID())
+			if got.Cap == 1 && got.Nonce == 1 {
+				return fmt.Errorf("%w: spent", ErrBadTicket)
+			}
+		}
+		return nil
+	}
+	path := "/ipfs/" + b.Cid().String() + "?format=raw&" + TicketParam + "=" + tk.String()
+	if rec := get(t, gw, "GET", path); rec.Code != 200 {
+		t.Fatalf("a request with a ticket: %d %s", rec.Code, rec.Body.String())
+	}
+	if rec := get(t, gw, "GET", "/ipfs/"+b.Cid().String()+"?format=raw", TicketHeader, tk.String()); rec.Code != 200 {
+		t.Fatalf("a request with a ticket header: %d %s", rec.Code, rec.Body.String())
+	}
+	if len(seen) != 2 || seen[0] != tk.ID() || seen[1] != tk.ID() {
+		t.Fatalf("the backend saw tickets %x, want the request's twice", seen)
+	}
+	if rec := get(t, gw, "GET", "/ipfs/"+b.Cid().String()+"?"+TicketParam+"=junk"); rec.Code != 400 {
+		t.Fatalf("a ticket that does not parse: %d", rec.Code)
+	}
+	spent := *tk
+	spent.Nonce = 1
+	if err := spent.Sign(k); err != nil {
+		t.Fatal(err)
+	}
+	if rec := get(t, gw, "GET", "/ipfs/"+b.Cid().String()+"?format=raw&"+TicketParam+"="+spent.String()); rec.Code != 403 {
+		t.Fatalf("a ticket the backend refuses: %d", rec.Code)
 	}
 }

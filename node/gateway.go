@@ -51,6 +51,8 @@ func (b *gatewayBackend) Locate(ctx context.Context, root cid.Cid) error {
 		return fmt.Errorf("%w: the gateway's store is full: %w", gateway.ErrOutOfResources, err)
 	case errors.Is(err, ErrUnsupported):
 		return fmt.Errorf("%w: %w", gateway.ErrNotFound, err)
+	case errors.Is(err, ErrTicket):
+		return fmt.Errorf("%w: %w", gateway.ErrBadTicket, err)
 	}
 	return err
 }

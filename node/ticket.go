@@ -11,6 +11,7 @@ import (
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/orecdn/ore/gateway"
 	"github.com/orecdn/ore/ledger"
 	"github.com/orecdn/ore/pod"
 )
@@ -108,19 +109,15 @@ func (n *Node) RegisterTx(ctx context.Context, root cid.Cid, price, open uint64)
 	return ledger.NewRegisterRoot("", 0, root, block, price, open), nil
 }
 
-type ticketKey struct{}
-
 // WithTicket makes the fetches made under ctx (Fetch, Get, gateway
 // requests) run under tk: their receipts name it, so the ledger pays the
-// serving boxes from its publisher's escrow (rules version 4).
+// serving boxes from its publisher's escrow (rules version 4). It is the
+// gateway's mark, which a request with a ticket carries.
 func WithTicket(ctx context.Context, tk *pod.Ticket) context.Context {
-	return context.WithValue(ctx, ticketKey{}, tk)
+	return gateway.WithTicket(ctx, tk)
 }
 
-func ticketFrom(ctx context.Context) *pod.Ticket {
-	tk, _ := ctx.Value(ticketKey{}).(*pod.Ticket)
-	return tk
-}
+func ticketFrom(ctx context.Context) *pod.Ticket { return gateway.TicketFrom(ctx) }
 
 // ErrTicket is a ticket that cannot pay for a fetch.
 var ErrTicket = errors.New("node: the ticket does not pay for this fetch")

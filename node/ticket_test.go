@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/orecdn/ore/gateway"
 	"github.com/orecdn/ore/internal/testkit"
 	"github.com/orecdn/ore/ledger"
 	"github.com/orecdn/ore/node"
@@ -134,4 +135,62 @@ func TestFetchUnderATicket(t *testing.T) {
 	if _, capBytes, used, _, ok := st.Ticket(tk.ID()); !ok || used != claimed || capBytes != 1<<30 {
 		t.Fatalf("the ledger's ticket: known %v, %d of %d bytes paid; the receipts claim %d", ok, used, capBytes, claimed)
 	}
+}
+
+// Through the gateway, a ticket in the URL pays the request's fetches,
+// the way a CDN's signed URL does; a ticket for another client is a 403.
+func TestGatewayRequestUnderATicket(t *testing.T) {
+	nw := ticketNet(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	pub := nw.Nodes[3]
+	gw, err := nw.Restart(ctx, 4, node.WithGenesis(nw.Genesis), node.WithRole(node.RoleGateway), node.WithGatewayListen("127.0.0.1:0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.Connect(ctx, pub.AddrInfo()); err != nil {
+		t.Fatal(err)
+	}
+	path, _ := randomFile(t, 1<<20)
+	res, err := pub.AddPath(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	submitFinal(t, ctx, pub, ledger.NewDeposit("", 0, 1<<40))
+	reg, err := pub.RegisterTx(ctx, res.Root, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	submitFinal(t, ctx, pub, reg)
+	foreign, err := pub.IssueTicket(ctx, node.TicketSpec{Root: res.Root, Client: testkit.NewParty(t).ID, Cap: 1 << 30, For: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + gw.GatewayAddr() + "/ipfs/" + res.Root.String() + "?" + gateway.TicketParam + "="
+	if resp, _ := httpGet(t, base+foreign.String()); resp.StatusCode != 403 {
+		t.Fatalf("a request under another client's ticket: %d", resp.StatusCode)
+	}
+	tk, err := pub.IssueTicket(ctx, node.TicketSpec{Root: res.Root, Client: gw.ID(), Cap: 1 << 30, For: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, body := httpGet(t, base+tk.String()); resp.StatusCode != 200 || len(body) != 1<<20 {
+		t.Fatalf("a request under the gateway's ticket: %d, %d bytes", resp.StatusCode, len(body))
+	}
+	// The publisher's box served it: the receipts it countersigned name
+	// the ticket.
+	var named int
+	testkit.WaitFor(t, time.Minute, "receipts naming the ticket on the serving box", func() bool {
+		rs, err := pub.ServedReceipts(ctx, 0)
+		if err != nil {
+			return false
+		}
+		named = 0
+		for _, r := range rs {
+			if r.Client == gw.ID() && r.Ticket == tk.ID() {
+				named++
+			}
+		}
+		return named > 0
+	})
 }
