@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"strings"
 	"time"
 
@@ -116,9 +117,13 @@ type Config struct {
 	// a larger directory answers 501 and is fetched as a CAR (default
 	// 10,000, some 8 MiB of HTML; boxo would list any number).
 	MaxListingEntries int
-	HeatHalfLife      time.Duration // (default 10 min)
-	NoLocalFastPath   bool          // serve wholly local files through boxo's handler too
-	Registry          prometheus.Registerer
+	// CPUPermits bounds the requests for wholly local DAGs that boxo's
+	// handler serves at once (see permitWriter; default: the cores but
+	// one, at least one).
+	CPUPermits      int
+	HeatHalfLife    time.Duration // (default 10 min)
+	NoLocalFastPath bool          // serve wholly local files through boxo's handler too
+	Registry        prometheus.Registerer
 	// Gatherer is served at /metrics when PublicMetrics is set. By default
 	// the gateway does not publish its metrics (the daemon serves them on
 	// its loopback API address): they tell an attacker which limits bite.
@@ -161,6 +166,9 @@ func (c *Config) defaults() {
 	if c.MaxListingEntries <= 0 {
 		c.MaxListingEntries = 10_000
 	}
+	if c.CPUPermits <= 0 {
+		c.CPUPermits = max(1, runtime.GOMAXPROCS(0)-1)
+	}
 	if c.HeatHalfLife <= 0 {
 		c.HeatHalfLife = 10 * time.Minute
 	}
@@ -177,6 +185,7 @@ type Gateway struct {
 	cfg     Config
 	backend Backend
 	inner   http.Handler
+	cpu     chan struct{} // CPU permits of requests for wholly local DAGs
 	heat    *Heat
 	slots   chan struct{}
 	mux     *http.ServeMux
@@ -218,7 +227,7 @@ func New(cfg Config, backend Backend) (*Gateway, error) {
 	g := &Gateway{
 		ctypes: ctypes, clients: cl,
 		cfg: cfg, backend: backend, heat: NewHeat(cfg.HeatHalfLife, maxHeatRoots),
-		slots: make(chan struct{}, cfg.MaxConcurrentFetches),
+		slots: make(chan struct{}, cfg.MaxConcurrentFetches), cpu: make(chan struct{}, cfg.CPUPermits),
 		responses: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ore_gateway_responses_total", Help: "Gateway responses by status code."}, []string{"code"}),
 		bytes: prometheus.NewCounter(prometheus.CounterOpts{
@@ -381,6 +390,14 @@ func (g *Gateway) serveContent(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	if wantsWholeDAG(r, rest) {
 		go g.backend.Prefetch(ctx, root)
+	}
+	if ld, ok := g.backend.(LocalDAGs); ok && ld.Complete(ctx, root) {
+		pw := &permitWriter{ResponseWriter: w, permits: g.cpu, ctx: ctx}
+		if err := pw.acquire(); err != nil {
+			return // the client left while it waited
+		}
+		defer pw.release()
+		w = pw
 	}
 	g.inner.ServeHTTP(w, r.WithContext(ctx))
 	g.heat.Record(root, cw.n-start, time.Now())

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -235,4 +236,54 @@ func TestTicketReachesTheBackend(t *testing.T) {
 	if rec := get(t, gw, "GET", "/ipfs/"+b.Cid().String()+"?format=raw&"+TicketParam+"="+spent.String()); rec.Code != 403 {
 		t.Fatalf("a ticket the backend refuses: %d", rec.Code)
 	}
+}
+
+// blockingWriter's writes wait until release is closed.
+type blockingWriter struct {
+	http.ResponseWriter
+	writing chan struct{}
+	release chan struct{}
+}
+
+func (b *blockingWriter) Write(p []byte) (int, error) {
+	b.writing <- struct{}{}
+	<-b.release
+	return len(p), nil
+}
+
+// A request for a local DAG holds a CPU permit while it computes and gives
+// it back while a write waits on its client, so a slow reader does not hold
+// the permit another request needs; a request that waits for a permit
+// leaves when its client does.
+func TestCPUPermitsAreGivenBackWhileWriting(t *testing.T) {
+	permits := make(chan struct{}, 1)
+	slow := &blockingWriter{ResponseWriter: httptest.NewRecorder(), writing: make(chan struct{}), release: make(chan struct{})}
+	a := &permitWriter{ResponseWriter: slow, permits: permits, ctx: context.Background()}
+	if err := a.acquire(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b := &permitWriter{ResponseWriter: httptest.NewRecorder(), permits: permits, ctx: ctx}
+	got := make(chan error, 1)
+	go func() { got <- b.acquire() }()
+	select {
+	case <-got:
+		t.Fatal("a second request took the only permit while the first computed")
+	case <-time.After(50 * time.Millisecond): // a short look for a wrong event, not a wait for a right one
+	}
+	go func() { _, _ = a.Write([]byte("x")) }()
+	<-slow.writing // the first request waits on its client now
+	if err := <-got; err != nil {
+		t.Fatalf("the second request did not get the permit the writer gave back: %v", err)
+	}
+	b.release()
+	close(slow.release)
+	c := &permitWriter{ResponseWriter: httptest.NewRecorder(), permits: permits, ctx: ctx}
+	cancel()
+	// The permit may be free or taken again by a; either way c ends with
+	// its client.
+	if err := c.acquire(); err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatalf("a waiting request whose client left: %v", err)
+	}
+	c.release()
 }

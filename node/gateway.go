@@ -30,7 +30,10 @@ type gatewayBackend struct {
 	indexes *indexCache // leaf lists of wholly local files (the fast path)
 }
 
-var _ gateway.Backend = (*gatewayBackend)(nil)
+var (
+	_ gateway.Backend   = (*gatewayBackend)(nil)
+	_ gateway.LocalDAGs = (*gatewayBackend)(nil)
+)
 
 func (b *gatewayBackend) BlockService() blockservice.BlockService { return b.bs }
 
@@ -66,6 +69,10 @@ func (b *gatewayBackend) Prefetch(ctx context.Context, root cid.Cid) {
 		b.n.log.Debug("gateway prefetch", "root", root, "err", err)
 	}
 }
+
+// Complete reports whether the box holds root's whole DAG: the gateway
+// serves such requests from local blocks under its CPU permits.
+func (b *gatewayBackend) Complete(ctx context.Context, root cid.Cid) bool { return b.n.isComplete(ctx, root) }
 
 // Done sends the final receipts of the request's root.
 func (b *gatewayBackend) Done(root cid.Cid) { b.n.pod.finalize(root) }
