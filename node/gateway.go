@@ -72,7 +72,9 @@ func (b *gatewayBackend) Prefetch(ctx context.Context, root cid.Cid) {
 
 // Complete reports whether the box holds root's whole DAG: the gateway
 // serves such requests from local blocks under its CPU permits.
-func (b *gatewayBackend) Complete(ctx context.Context, root cid.Cid) bool { return b.n.isComplete(ctx, root) }
+func (b *gatewayBackend) Complete(ctx context.Context, root cid.Cid) bool {
+	return b.n.isComplete(ctx, root)
+}
 
 // Done sends the final receipts of the request's root.
 func (b *gatewayBackend) Done(root cid.Cid) { b.n.pod.finalize(root) }
