@@ -1,12 +1,10 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,26 +12,11 @@ import (
 	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/orecdn/ore/dht"
+	"github.com/orecdn/ore/internal/testkit"
 )
 
-// syncBuffer is a log sink the box's goroutines may write to while the
-// test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is a log sink goroutines write while the test reads it.
+type syncBuffer = testkit.SyncBuffer
 
 // startBox starts a box on listen with a fresh repo.
 func startBox(t *testing.T, listen []string, opts ...Option) *Node {

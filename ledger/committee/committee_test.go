@@ -1,7 +1,6 @@
 package committee
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -124,16 +123,7 @@ func newClusterRules(t *testing.T, epoch time.Duration, rules uint8) *cluster {
 }
 
 // logBuffer keeps the coordinators' logs for a failed test.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
+type logBuffer = testkit.SyncBuffer
 
 // dump logs what each member is up to, and the coordinators' logs.
 func (cl *cluster) dump(t *testing.T) {
@@ -166,9 +156,7 @@ func (cl *cluster) dump(t *testing.T) {
 			}
 		}
 	}
-	cl.logs.mu.Lock()
-	defer cl.logs.mu.Unlock()
-	t.Logf("coordinator logs:\n%s", cl.logs.buf.String())
+	t.Logf("coordinator logs:\n%s", cl.logs.String())
 }
 
 // newHost is a member's host on loopback, behind the cluster's gater.
