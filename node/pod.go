@@ -292,6 +292,19 @@ func (s *podService) credit(p peer.ID, bytes int64) {
 	s.n.ex.Release(p)
 }
 
+// unpaid is what the server sent client p that no receipt paid yet, in
+// the epochs a receipt may still name.
+func (s *podService) unpaid(p peer.ID) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.debt[p]
+	if d == nil {
+		return 0
+	}
+	d.age(s.epoch(), s.params.MaxSkew)
+	return max(d.bytes, 0)
+}
+
 // signs notes that client p sent a receipt it signed (see debt.signs).
 func (s *podService) signs(p peer.ID) {
 	s.mu.Lock()
@@ -425,6 +438,15 @@ func (s *podService) countersign(from peer.ID, r *pod.Receipt) error {
 			return reject(pod.ReasonStaleSeq, fmt.Errorf("sequence %d (%d bytes) does not supersede %d (%d bytes)", r.Seq, r.Bytes, prev.Seq, prev.Bytes))
 		}
 		prevBytes, first = prev.Bytes, false
+	}
+	// The meter: a server signs only for bytes it sent. The client's debt
+	// is what the send gate let through to it and no receipt paid yet,
+	// over every root, in the epochs a receipt may still name; a receipt
+	// may claim that much more than the one before it, and no more. (It
+	// does not say which root a byte was of: a client can move its own
+	// bytes between roots, not make more of them.)
+	if claimed := r.Bytes - prevBytes; claimed > uint64(s.unpaid(from)) {
+		return reject(pod.ReasonUnsent, fmt.Errorf("receipt claims %d more bytes, this server sent %s %d not yet receipted", claimed, from, s.unpaid(from)))
 	}
 	if err := r.SignServer(s.key); err != nil {
 		return err

@@ -155,7 +155,9 @@ func TestCreditWindowStopsClientThatNeverSigns(t *testing.T) {
 }
 
 func TestServerRefusesCraftedReceipts(t *testing.T) {
-	nw := newNet(t, 2)
+	// The client signs no receipt of its own: what the server sends it
+	// stays unreceipted, for the crafted receipts below to claim.
+	nw := newNetWith(t, 2, []testnet.Option{testnet.WithBoxOptions(1, node.WithoutReceipts(t))})
 	ctx := testCtx(t)
 	srv, cli := nw.Nodes[0], nw.Nodes[1]
 	key, err := node.LoadIdentity(nw.Dirs[1])
@@ -191,6 +193,17 @@ func TestServerRefusesCraftedReceipts(t *testing.T) {
 		_, err = pod.ReadResponse(st)
 		return err
 	}
+	if err := cli.Connect(ctx, srv.AddrInfo()); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing sent yet: a well-signed receipt for bytes the server never
+	// sent is refused by its meter.
+	if err := send(base(), true); pod.ReasonOf(err) != pod.ReasonUnsent {
+		t.Fatalf("a receipt before any byte was sent: %v, want %s", err, pod.ReasonUnsent)
+	}
+	if _, err := cli.Fetch(ctx, res.Root, nil); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		name string
 		r    *pod.Receipt
@@ -202,6 +215,7 @@ func TestServerRefusesCraftedReceipts(t *testing.T) {
 		{"unsigned", base(), false},
 		{"forged", func() *pod.Receipt { r := base(); _ = r.SignClient(key); r.Bytes = 2000; return r }(), false},
 		{"names another server", func() *pod.Receipt { r := base(); r.Server = cli.ID(); return r }(), true},
+		{"more than was sent", func() *pod.Receipt { r := base(); r.Bytes, r.Blocks = 1<<40, 1<<20; return r }(), true},
 	}
 	for _, tc := range cases {
 		if err := send(tc.r, tc.sign); !errors.Is(err, pod.ErrRefused) {
@@ -228,8 +242,8 @@ func TestServerRefusesCraftedReceipts(t *testing.T) {
 			}
 		}
 	}
-	if rejected != float64(len(cases)+1) {
-		t.Fatalf("rejections counted: %v, want %d", rejected, len(cases)+1)
+	if rejected != float64(len(cases)+2) {
+		t.Fatalf("rejections counted: %v, want %d", rejected, len(cases)+2)
 	}
 }
 

@@ -75,11 +75,15 @@ const (
 	ReasonMissingSig      Reason = "missing_signature"
 	ReasonBadSig          Reason = "bad_signature"
 	ReasonStaleSeq        Reason = "stale_sequence"
+	// ReasonUnsent: the receipt claims more bytes than its server sent
+	// the client and the client has not receipted yet (the server's own
+	// meter, see node).
+	ReasonUnsent Reason = "unsent_bytes"
 )
 
 // Reasons lists every reason, for metrics that start at zero.
 var Reasons = []Reason{ReasonMalformed, ReasonUnknownVersion, ReasonWrongNetwork, ReasonEpochOutOfRange,
-	ReasonSelfDealing, ReasonOversized, ReasonMissingSig, ReasonBadSig, ReasonStaleSeq}
+	ReasonSelfDealing, ReasonOversized, ReasonMissingSig, ReasonBadSig, ReasonStaleSeq, ReasonUnsent}
 
 // RejectError is a receipt that broke a rule.
 type RejectError struct {
