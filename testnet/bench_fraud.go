@@ -222,6 +222,7 @@ func BenchFraud(ctx context.Context, cfg FraudConfig, opts ...Option) (FraudFigu
 		FraudRow
 		servers []fraudParty
 		paysB   bool // b's escrow pays this row's servers
+		paysA   bool // the row is what a's escrow lost beyond every other row's servers
 	}
 	var rows []*row
 	add := func(name string, exact bool, allowed uint64, detail string, srvs []fraudParty) {
@@ -262,6 +263,45 @@ func BenchFraud(ctx context.Context, cfg FraudConfig, opts ...Option) (FraudFigu
 	}
 	add(fmt.Sprintf("a flood against a spending cap of %d", capB), false, capB, "b's escrow pays at most its cap for the epoch", servers[20:60])
 	rows[len(rows)-1].paysB = true
+	// A claim to an honest server (a's box) for bytes it never sent: a
+	// coordinator's box, which fetched nothing from it, signs a receipt
+	// for a TiB of a's root under a ticket of its own and asks a's box to
+	// countersign it. The server's meter refuses it: nothing to gossip.
+	unsentErr := func() error {
+		cli := nw.Nodes[2]
+		key, err := node.LoadIdentity(nw.Dirs[2])
+		if err != nil {
+			return err
+		}
+		tk, err := ticket(pubA, rootA, cli.ID(), 1<<40, time.Hour)
+		if err != nil {
+			return err
+		}
+		r := &pod.Receipt{Version: pod.VersionTicket, Network: g.Network, Epoch: now, Server: pubA.ID(), Client: cli.ID(),
+			Root: rootA, Seq: 1, Bytes: 1 << 40, Blocks: 1 << 20, Ticket: tk.ID()}
+		if err := r.SignClient(key); err != nil {
+			return err
+		}
+		if err := cli.Connect(ctx, pubA.AddrInfo()); err != nil {
+			return err
+		}
+		st, err := cli.Host().NewStream(ctx, pubA.ID(), pod.ProtocolID)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		if err := pod.WriteRequest(st, r); err != nil {
+			return err
+		}
+		_ = st.CloseWrite()
+		_, err = pod.ReadResponse(st)
+		return err
+	}()
+	escrowA0 := st.Escrow(pubA.ID())
+	add("a TiB claimed from an honest server that sent nothing", true, 0,
+		fmt.Sprintf("its meter refused to countersign: %v", unsentErr), nil)
+	rows[len(rows)-1].paysA = true
+
 	// Honest traffic: 5 clients, each half from two servers.
 	honestAllowed := uint64(0)
 	for i, tk := range honest {
@@ -308,8 +348,18 @@ func BenchFraud(ctx context.Context, cfg FraudConfig, opts ...Option) (FraudFigu
 			paidByB += r.Moved
 		}
 	}
+	var paidByA uint64 // what a's escrow paid the rows' servers
 	for _, r := range rows {
-		if r.servers == nil { // the squatter: whatever its escrow lost beyond its own root
+		if !r.paysB {
+			paidByA += r.Moved
+		}
+	}
+	for _, r := range rows {
+		switch {
+		case r.paysA: // the honest server's row: whatever a's escrow lost beyond the other rows' servers
+			// a's escrow grew by the closing deposit of 1.
+			r.Moved = escrowA0 + 1 - min(escrowA0+1, st.Escrow(pubA.ID())+paidByA)
+		case r.servers == nil: // the squatter: whatever its escrow lost beyond its own root
 			r.Moved = escrowB0 - min(escrowB0, st.Escrow(pubB.ID())+paidByB)
 		}
 		r.Holds = r.Moved <= r.Allowed && (!r.Exact || r.Moved == r.Allowed)
