@@ -13,7 +13,14 @@
 // a not-found timeout that answers 404 when no box provides the content,
 // retrieval timeouts (504), request heat per root CID with exponential
 // decay, and /healthz; /metrics only when asked (PublicMetrics), since the
-// daemon serves them on its API address.
+// daemon serves them on its API address. A request may carry a publisher's
+// ticket (?ore-ticket= or the Ore-Ticket header, as a CDN's signed URL
+// carries its token): the backend fetches under it, so the boxes that serve
+// are paid (400 when it does not parse, 403 when it does not pay). Requests
+// for DAGs the backend holds whole (LocalDAGs) that go through boxo's
+// handler hold one of CPUPermits (the cores but one) while they compute and
+// give it back while a write waits on the client: a few expensive requests
+// (a huge directory's CAR, a deep chain) leave a core to the cheap ones.
 //
 // Why its own package: the HTTP edge is a capability apart from the box
 // (node assembles it when the box has the gateway role), and keeping it

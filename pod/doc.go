@@ -30,6 +30,17 @@
 // once however many of its parts (gossip validator, block builder, state
 // machines) look at it.
 //
+// Rules have one definition each: Params.CheckIn applies the stateless
+// rules with a Window of epochs (a peer's clock: Around; a block: InBlock),
+// and Receipt.Supersedes says which receipt replaces another. A server's
+// refusal carries its Reason on the wire (RefusedError).
+//
+// Tickets: a Ticket is a publisher's signed authorization of paid demand
+// (a root or all its roots, one client or any holder, a byte cap, an
+// expiry epoch), known by its ID; a VersionTicket receipt names the ticket
+// it is paid under, on networks whose rules take them
+// (Params.MaxReceiptVersion). The ledger enforces what a ticket allows.
+//
 // Encoding: a versioned, canonical binary form (Marshal/Unmarshal) with
 // domain-separated signature payloads. Unmarshal rejects every malformed,
 // non-canonical or oversized input; a fuzz test checks it never panics.
