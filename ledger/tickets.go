@@ -7,6 +7,7 @@ import (
 	"maps"
 	"math/bits"
 	"slices"
+	"strings"
 
 	"github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/ipfs/go-cid"
@@ -370,9 +371,9 @@ func appendSectionV4(b []byte, p *paidEpoch) []byte {
 	b = binary.AppendUvarint(b, uint64(len(p.claimed)))
 	for _, cr := range slices.SortedFunc(maps.Keys(p.claimed), func(x, y clientRoot) int {
 		if x.Client != y.Client {
-			return cmpString(string(x.Client), string(y.Client))
+			return strings.Compare(string(x.Client), string(y.Client))
 		}
-		return cmpString(x.Root, y.Root)
+		return strings.Compare(x.Root, y.Root)
 	}) {
 		b = wire.AppendPeer(b, cr.Client)
 		b = wire.AppendBytes(b, []byte(cr.Root))
@@ -384,14 +385,4 @@ func appendSectionV4(b []byte, p *paidEpoch) []byte {
 		b = binary.AppendUvarint(b, p.open[k])
 	}
 	return b
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

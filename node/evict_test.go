@@ -10,7 +10,6 @@ import (
 	"github.com/ipfs/boxo/files"
 	"github.com/ipfs/go-cid"
 
-	"github.com/orecdn/ore/dht"
 	"github.com/orecdn/ore/heat"
 	"github.com/orecdn/ore/internal/testkit"
 )
@@ -18,23 +17,7 @@ import (
 // newTestBox starts a box on loopback with a fresh repo.
 func newTestBox(t *testing.T, opts ...Option) *Node {
 	t.Helper()
-	dir := t.TempDir()
-	if _, err := Init(dir, DefaultFileConfig()); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	n, err := New(ctx, append([]Option{WithRepo(dir), WithListenAddrs("/ip4/127.0.0.1/tcp/0"),
-		WithDHTMode(dht.ModeServer)}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := n.Close(); err != nil {
-			t.Errorf("close box: %v", err)
-		}
-	})
-	return n
+	return startBox(t, []string{"/ip4/127.0.0.1/tcp/0"}, opts...)
 }
 
 func addBytes(t *testing.T, n *Node, data []byte) cid.Cid {

@@ -96,7 +96,7 @@ type podService struct {
 	deliveries map[pod.Key]*delivery
 	senders    map[peer.ID]*sender
 	finalRoots map[string]uint64      // roots whose fetch ended, by CID bytes: the epoch it ended
-	tickets    map[string]*pod.Ticket // by root CID bytes: the ticket a fetch of the root runs under
+	tickets    map[string]usedTicket // by root CID bytes: the ticket a fetch of the root runs under
 	settled    chan struct{}          // closed and replaced whenever a receipt exchange ends, countersigned or not
 	flushWait  time.Duration          // the most flush waits (podFlushTimeout)
 	lastGC     uint64
@@ -829,7 +829,7 @@ const maxTickets = 16_384
 // now on name tk, until it expires.
 func (s *podService) useTicketLocked(root cid.Cid, tk *pod.Ticket) {
 	if s.tickets == nil {
-		s.tickets = make(map[string]*pod.Ticket)
+		s.tickets = make(map[string]usedTicket)
 	}
 	rk := string(root.Bytes())
 	if _, ok := s.tickets[rk]; !ok && len(s.tickets) >= maxTickets {
@@ -841,14 +841,21 @@ func (s *podService) useTicketLocked(root cid.Cid, tk *pod.Ticket) {
 		}
 		delete(s.tickets, first)
 	}
-	s.tickets[rk] = tk
+	s.tickets[rk] = usedTicket{id: tk.ID(), Expires: tk.Expires}
+}
+
+// usedTicket is a ticket a client's fetches run under: its ID (hashed
+// once, not per delivery) and its last epoch.
+type usedTicket struct {
+	id      [32]byte
+	Expires uint64
 }
 
 // ticketLocked is the ID of the ticket receipts of root in epoch are paid
 // under (zero: none).
 func (s *podService) ticketLocked(rootKey string, e uint64) [32]byte {
-	if tk := s.tickets[rootKey]; tk != nil && e <= tk.Expires {
-		return tk.ID()
+	if tk, ok := s.tickets[rootKey]; ok && e <= tk.Expires {
+		return tk.id
 	}
 	return [32]byte{}
 }

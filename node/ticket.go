@@ -135,14 +135,15 @@ func (n *Node) useTicket(ctx context.Context, root cid.Cid, tk *pod.Ticket) erro
 	params := n.cfg.Network
 	rk := string(root.Bytes())
 	n.pod.mu.Lock()
-	known := n.pod.tickets[rk]
+	known, ok := n.pod.tickets[rk]
 	n.pod.mu.Unlock()
-	if known != nil && known.ID() == tk.ID() {
+	if ok && known.id == tk.ID() {
 		return nil // checked and handed over when first used
 	}
+	if err := params.CheckTicket(tk); err != nil {
+		return fmt.Errorf("%w: %v", ErrTicket, err)
+	}
 	switch {
-	case params.CheckTicket(tk) != nil:
-		return fmt.Errorf("%w: %v", ErrTicket, params.CheckTicket(tk))
 	case tk.Root.Defined() && !tk.Root.Equals(root):
 		return fmt.Errorf("%w: it is for %s, not %s", ErrTicket, tk.Root, root)
 	case tk.Client != "" && tk.Client != n.ID():
