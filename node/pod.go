@@ -95,10 +95,10 @@ type podService struct {
 	wanted     map[cid.Cid]wantEntry
 	deliveries map[pod.Key]*delivery
 	senders    map[peer.ID]*sender
-	finalRoots map[string]uint64      // roots whose fetch ended, by CID bytes: the epoch it ended
+	finalRoots map[string]uint64     // roots whose fetch ended, by CID bytes: the epoch it ended
 	tickets    map[string]usedTicket // by root CID bytes: the ticket a fetch of the root runs under
-	settled    chan struct{}          // closed and replaced whenever a receipt exchange ends, countersigned or not
-	flushWait  time.Duration          // the most flush waits (podFlushTimeout)
+	settled    chan struct{}         // closed and replaced whenever a receipt exchange ends, countersigned or not
+	flushWait  time.Duration         // the most flush waits (podFlushTimeout)
 	lastGC     uint64
 	lastEpoch  uint64 // of the last block received
 }
