@@ -60,10 +60,11 @@ func poolReason(err error) string {
 type txPool struct {
 	txs       map[[32]byte]ledger.Tx
 	byAccount map[peer.ID]int
+	tickets   map[peer.ID]int // tickets waiting, by publisher: apart from its account transactions
 }
 
 func newTxPool() txPool {
-	return txPool{txs: make(map[[32]byte]ledger.Tx), byAccount: make(map[peer.ID]int)}
+	return txPool{txs: make(map[[32]byte]ledger.Tx), byAccount: make(map[peer.ID]int), tickets: make(map[peer.ID]int)}
 }
 
 // check says whether tx may join the pool: a transaction it holds already
@@ -75,7 +76,7 @@ func (p *txPool) check(tx ledger.Tx, id [32]byte) error {
 	switch {
 	case len(p.txs) >= maxTxPool:
 		return fmt.Errorf("%w (%d transactions)", ErrPoolFull, maxTxPool)
-	case tx.Kind == ledger.KindTicket && p.byAccount[countKey(tx)] >= maxPublisherTickets:
+	case tx.Kind == ledger.KindTicket && p.tickets[tx.From] >= maxPublisherTickets:
 		return fmt.Errorf("%w (%d tickets, the most a publisher may have waiting)", ErrAccountFull, maxPublisherTickets)
 	case tx.Kind != ledger.KindTicket && p.byAccount[tx.From] >= maxAccountTxs:
 		return fmt.Errorf("%w (%d, the most an account may have)", ErrAccountFull, maxAccountTxs)
@@ -94,19 +95,18 @@ func (p *txPool) add(tx ledger.Tx, force bool) error {
 	}
 	if _, ok := p.txs[id]; !ok {
 		p.txs[id] = tx
-		p.byAccount[countKey(tx)]++
+		p.counts(tx)[tx.From]++
 	}
 	return nil
 }
 
-// countKey is what a transaction counts against: its account, or for a
-// ticket its publisher's ticket budget (kept apart by a suffix no peer ID
-// ends with: peer IDs are multihashes of a fixed length).
-func countKey(tx ledger.Tx) peer.ID {
+// counts is the table tx counts in: its account's transactions, or for
+// a ticket its publisher's tickets.
+func (p *txPool) counts(tx ledger.Tx) map[peer.ID]int {
 	if tx.Kind == ledger.KindTicket {
-		return tx.From + "/tickets"
+		return p.tickets
 	}
-	return tx.From
+	return p.byAccount
 }
 
 // take removes and returns the transactions for the next block, in
@@ -136,10 +136,10 @@ func (p *txPool) take() []ledger.Tx {
 		}
 		id := tx.ID()
 		delete(p.txs, id)
-		if k := countKey(tx); p.byAccount[k] <= 1 {
-			delete(p.byAccount, k)
+		if c := p.counts(tx); c[tx.From] <= 1 {
+			delete(c, tx.From)
 		} else {
-			p.byAccount[k]--
+			c[tx.From]--
 		}
 		out = append(out, tx)
 	}

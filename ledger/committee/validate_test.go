@@ -233,7 +233,7 @@ func TestTxPoolTickets(t *testing.T) {
 		t.Fatalf("a block takes %d of the %d tickets waiting", n, tickets)
 	}
 	c.mu.Lock()
-	c.txpool.byAccount[pub.ID+"/tickets"] = maxPublisherTickets
+	c.txpool.tickets[pub.ID] = maxPublisherTickets
 	c.mu.Unlock()
 	tk := &pod.Ticket{Version: pod.TicketVersion, Network: c.cfg.Genesis.Network, Publisher: pub.ID, Cap: 1, Expires: 9, Nonce: tickets}
 	if err := tk.Sign(pub.Key); err != nil {
