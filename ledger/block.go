@@ -131,7 +131,7 @@ func UnmarshalBlock(data []byte) (*Block, error) {
 		b.Txs = make([]Tx, 0, n)
 	}
 	for i := uint64(0); i < n && d.Err() == nil; i++ {
-		raw := d.View(maxRegisterRootTx, "transaction") // UnmarshalTx copies what it keeps
+		raw := d.View(maxTxEncoded, "transaction") // UnmarshalTx copies what it keeps
 		if d.Err() != nil {
 			break
 		}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/orecdn/ore/heat"
 	"github.com/orecdn/ore/pod"
 )
 
@@ -204,9 +205,10 @@ func FuzzDecodeTx(f *testing.F) {
 	for i := range b.Txs {
 		f.Add(b.Txs[i].Marshal())
 	}
-	// RulesV4's kinds: a registration with its root block, a ticket.
+	// RulesV4's kinds: a registration with its root block, a ticket, an
+	// order.
 	root, block := sizedRoot(f, "v4", 1<<30, false)
-	reg := fx.signed(f, fx.s, NewRegisterRoot(fx.pubs[0].ID, 0, root, block, 7, 9))
+	reg := fx.signed(f, fx.s, NewRegisterRoot(fx.pubs[0].ID, 0, root, block, 7, 9).WithReplicate(3))
 	f.Add(reg.Marshal())
 	tk := &pod.Ticket{Version: pod.TicketVersion, Network: testNetwork, Publisher: fx.pubs[0].ID, Client: fx.clis[0].ID, Cap: 1 << 20, Expires: 9}
 	if err := tk.Sign(fx.pubs[0].Key); err != nil {
@@ -214,6 +216,12 @@ func FuzzDecodeTx(f *testing.F) {
 	}
 	ttx := NewTicketTx(tk)
 	f.Add(ttx.Marshal())
+	o := &heat.Order{Epoch: 3, Root: root, Until: 9, Reason: heat.ReasonHeat, Boxes: []peer.ID{fx.clis[0].ID}}
+	if err := o.Sign(testNetwork, fx.com[0].Key); err != nil {
+		f.Fatal(err)
+	}
+	otx := NewOrderTx(o)
+	f.Add(otx.Marshal())
 	f.Fuzz(func(t *testing.T, data []byte) {
 		tx, err := UnmarshalTx(data)
 		if err != nil {

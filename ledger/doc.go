@@ -41,6 +41,16 @@
 //     the root's block, from which the ledger reads the DAG's size; a
 //     price; and Open, what it pays per epoch for receipts under no
 //     ticket (0: tickets only). Registrations are per (publisher, root).
+//   - RegisterRoot also sets Replicate (RulesV4): what the publisher pays
+//     per epoch for the replication the committee orders when the root is
+//     hot (0: none). A Prewarm (RulesV4) reserves from the escrow what its
+//     replication may cost (Account.Reserved) and gives the rest back
+//     when it ends.
+//   - Order (RulesV4): a replication order (heat.Order) a committee
+//     member signed, which only a leader puts in its block; boxes obey
+//     orders only with a proof that a final block holds them (OrderProof),
+//     and an unticketed receipt whose client a recorded order names is
+//     paid as replication (orders.go).
 //   - Ticket (RulesV4): a publisher's signed pod.Ticket, learned once
 //     (its signature checked then) and known by its ID until no receipt
 //     can be paid under it; anyone may hand it over.

@@ -187,7 +187,7 @@ func checkSupply(t testing.TB, s *State) {
 		if a == (Account{}) {
 			t.Fatal("zero account stored")
 		}
-		sum += a.Balance + a.Escrow
+		sum += a.Balance + a.Escrow + a.Reserved
 	}
 	if sum != s.Supply() {
 		t.Fatalf("supply %d, accounts hold %d", s.Supply(), sum)
@@ -208,8 +208,9 @@ func freshHash(s *State) [32]byte {
 	c.paid = make(map[uint64]*paidEpoch, len(s.paid))
 	for e, p := range s.paid {
 		c.paid[e] = &paidEpoch{owner: &c, bytes: maps.Clone(p.bytes), added: slices.Collect(maps.Keys(p.bytes)), spent: maps.Clone(p.spent),
-			claimed: maps.Clone(p.claimed), open: maps.Clone(p.open)}
+			claimed: maps.Clone(p.claimed), open: maps.Clone(p.open), replicated: maps.Clone(p.replicated)}
 	}
+	c.ordersHash, c.ordersOwned = [32]byte{}, true
 	for i, sh := range s.tickets {
 		if sh != nil {
 			c.tickets[i] = &ticketShard{owner: &c, m: maps.Clone(sh.m)}

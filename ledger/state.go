@@ -29,6 +29,10 @@ type Account struct {
 	// (RulesV3; 0: no cap). A publisher bounds its spend per epoch with
 	// it, whatever demand arrives.
 	EpochCap uint64
+	// Reserved (RulesV4) is escrow set aside by the account's pre-warms
+	// for the replication they order (see orders.go): it pays only that,
+	// and returns to Escrow when a pre-warm ends.
+	Reserved uint64
 }
 
 // Withdrawal is escrow on its way back to the balance: Amount (at most
@@ -55,6 +59,10 @@ type Registration struct {
 	// publisher pays per epoch for receipts under no ticket (0: tickets
 	// only), and the height of the block that first registered it.
 	Size, Open, Since uint64
+	// Replicate (RulesV4) is what the publisher pays per epoch for the
+	// replication of the root the committee orders when it is hot (0:
+	// none).
+	Replicate uint64
 }
 
 // Prewarm is a publisher's standing request that Replicas boxes hold its
@@ -65,6 +73,9 @@ type Prewarm struct {
 	Publisher peer.ID
 	Replicas  uint32
 	Until     uint64 // the last epoch of the pre-warm
+	// Reserved (RulesV4) is what is left of the escrow the pre-warm set
+	// aside for its replication.
+	Reserved uint64
 }
 
 // State is the ledger after some block: balances, escrows, nonces,
@@ -89,6 +100,13 @@ type State struct {
 	// receipts (regKeys, sorted; a slice is never written in place).
 	tickets   [256]*ticketShard
 	openRoots map[string][]string
+	// RulesV4: every registration key of each root (sorted), and the
+	// replication orders recorded, by root (see orders.go); ordersOwned
+	// is set once this state copied orders to write them.
+	rootRegs    map[string][]string
+	orders      map[string]*orderEntry
+	ordersOwned bool
+	ordersHash  [32]byte
 	// paid holds the bytes accounted per (S, C, R, E), one section per
 	// epoch E: dropping an epoch that fell out of the skew drops its
 	// section, and a block copies only the sections it adds to.
@@ -114,7 +132,9 @@ type paidEpoch struct {
 	// the open budget each registration (regKey) spent.
 	claimed map[clientRoot]uint64
 	open    map[string]uint64
-	hash    [32]byte // RulesV2's section hash, set by seal
+	// RulesV4: what each registration (regKey) paid for heat replication.
+	replicated map[string]uint64
+	hash       [32]byte // RulesV2's section hash, set by seal
 }
 
 // NewState is the state at height 0: the genesis balances.
@@ -215,8 +235,8 @@ func (s *State) Prewarm(root cid.Cid) (Prewarm, bool) {
 		p, ok := s.prewarms[string(root.Bytes())]
 		return p, ok
 	}
-	for _, k := range slices.Sorted(maps.Keys(s.prewarms)) {
-		if p := s.prewarms[k]; p.Root.Equals(root) {
+	for _, k := range s.rootRegs[root.KeyString()] {
+		if p, ok := s.prewarms[k]; ok && p.Until >= s.epoch {
 			return p, true
 		}
 	}
@@ -224,11 +244,14 @@ func (s *State) Prewarm(root cid.Cid) (Prewarm, bool) {
 }
 
 // Prewarms lists the active pre-warms (Until at or after the state's
-// epoch), sorted by root (its CID bytes).
+// epoch), sorted by root (its CID bytes). Under RulesV4 the ledger keeps
+// a pre-warm MaxSkew epochs longer, for the receipts it may still pay.
 func (s *State) Prewarms() []Prewarm {
 	out := make([]Prewarm, 0, len(s.prewarms))
 	for _, k := range slices.Sorted(maps.Keys(s.prewarms)) {
-		out = append(out, s.prewarms[k])
+		if p := s.prewarms[k]; p.Until >= s.epoch {
+			out = append(out, p)
+		}
 	}
 	return out
 }
@@ -319,6 +342,9 @@ func (s *State) computeHash() [32]byte {
 		if v3 {
 			b = binary.AppendUvarint(b, a.EpochCap)
 		}
+		if v4 {
+			b = binary.AppendUvarint(b, a.Reserved)
+		}
 		flush()
 	}
 	b = binary.AppendUvarint(b, uint64(len(s.regs)))
@@ -331,6 +357,7 @@ func (s *State) computeHash() [32]byte {
 			b = binary.AppendUvarint(b, r.Size)
 			b = binary.AppendUvarint(b, r.Open)
 			b = binary.AppendUvarint(b, r.Since)
+			b = binary.AppendUvarint(b, r.Replicate)
 		}
 		flush()
 	}
@@ -362,6 +389,9 @@ func (s *State) computeHash() [32]byte {
 			b = wire.AppendPeer(b, p.Publisher)
 			b = binary.AppendUvarint(b, uint64(p.Replicas))
 			b = binary.AppendUvarint(b, p.Until)
+			if v4 {
+				b = binary.AppendUvarint(b, p.Reserved)
+			}
 			flush()
 		}
 	}
@@ -377,6 +407,8 @@ func (s *State) computeHash() [32]byte {
 	}
 	if v4 {
 		b = s.sealTickets(b)
+		oh := s.sealOrders()
+		b = append(b, oh[:]...)
 	}
 	h.Write(b)
 	var out [32]byte
@@ -495,7 +527,7 @@ func (n *State) section(e uint64) *paidEpoch {
 		p = &paidEpoch{owner: n, bytes: make(map[pod.Key]uint64)}
 	case p.owner != n:
 		p = &paidEpoch{owner: n, bytes: maps.Clone(p.bytes), keys: p.keys, added: slices.Clone(p.added), spent: maps.Clone(p.spent),
-			claimed: maps.Clone(p.claimed), open: maps.Clone(p.open)}
+			claimed: maps.Clone(p.claimed), open: maps.Clone(p.open), replicated: maps.Clone(p.replicated)}
 	default:
 		return p
 	}
@@ -526,10 +558,19 @@ func (s *State) next(epoch uint64) *State {
 	n.regs = maps.Clone(s.regs)
 	n.prewarms = make(map[string]Prewarm, len(s.prewarms))
 	for k, p := range s.prewarms {
-		if p.Until >= epoch {
+		switch {
+		case p.Until >= epoch:
 			n.prewarms[k] = p
+		case s.g.Rules >= RulesV4 && !tooOld(p.Until, epoch, s.params.MaxSkew):
+			// Kept for the receipts of its epochs a block may still pay
+			// from its reservation.
+			n.prewarms[k] = p
+		default:
+			n.release(p)
 		}
 	}
+	n.ordersOwned = false
+	n.pruneOrders()
 	n.paid = make(map[uint64]*paidEpoch, len(s.paid))
 	for e, p := range s.paid {
 		if !tooOld(e, epoch, s.params.MaxSkew) {
@@ -658,6 +699,11 @@ func (n *State) applyTx(t *Tx, sigErr error) error {
 			return refuse(ReasonNotInRules, "a registration under rules version %d carries the root's block: use %s", n.g.Rules, KindRegisterRoot)
 		}
 	case KindDeposit, KindTransfer, KindPrewarm:
+	case KindOrder:
+		if n.g.Rules < RulesV4 {
+			return refuse(ReasonNotInRules, "%s needs rules version %d, this chain's genesis has %d", t.Kind, RulesV4, n.g.Rules)
+		}
+		return n.applyOrder(t)
 	case KindWithdraw, KindSpendCap:
 		if n.g.Rules < RulesV3 {
 			return refuse(ReasonNotInRules, "%s needs rules version %d, this chain's genesis has %d", t.Kind, RulesV3, n.g.Rules)
@@ -720,10 +766,24 @@ func (n *State) applyTx(t *Tx, sigErr error) error {
 		if err := n.checkPrewarm(t); err != nil {
 			return err
 		}
-		// No money moves: the boxes that pre-store the root fetch it like any
-		// client, and that traffic is paid by receipts, from the escrow, at
-		// the registered price.
-		n.prewarms[n.regKey(t.From, t.Root.KeyString())] = Prewarm{Root: t.Root, Publisher: t.From, Replicas: t.Replicas, Until: t.Until}
+		// Before RulesV4 no money moves: the boxes that pre-store the root
+		// fetch it like any client, and that traffic is paid by receipts,
+		// from the escrow, at the registered price. From RulesV4 the
+		// pre-warm sets aside what its replication may cost (orders.go).
+		key := n.regKey(t.From, t.Root.KeyString())
+		pw := Prewarm{Root: t.Root, Publisher: t.From, Replicas: t.Replicas, Until: t.Until}
+		if n.g.Rules >= RulesV4 {
+			// A pre-warm that replaces one gives back what is left of the
+			// old reservation first.
+			freed := n.prewarms[key].Reserved
+			pw.Reserved = reservation(n.regs[key], t.Replicas)
+			if pw.Reserved > a.Escrow+freed {
+				return refuse(ReasonInsufficientEscrow, "a pre-warm of %d replicas reserves %d, escrow %d", t.Replicas, pw.Reserved, a.Escrow+freed)
+			}
+			a.Escrow = a.Escrow + freed - pw.Reserved
+			a.Reserved = a.Reserved - freed + pw.Reserved
+		}
+		n.prewarms[key] = pw
 	case KindWithdraw:
 		if t.Amount == 0 {
 			return refuse(ReasonZeroAmount, "amount is zero")

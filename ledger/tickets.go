@@ -263,27 +263,14 @@ func (n *State) applyRegisterRoot(t *Tx) error {
 	}
 	root := t.Root.KeyString()
 	key := regKey(t.From, root)
-	reg := Registration{Root: t.Root, Publisher: t.From, PricePerGiB: price, Size: size, Open: t.Amount, Since: n.height + 1}
+	reg := Registration{Root: t.Root, Publisher: t.From, PricePerGiB: price, Size: size, Open: t.Amount,
+		Replicate: t.Replicate, Since: n.height + 1}
 	if old, ok := n.regs[key]; ok {
 		reg.Since = old.Since // re-registering keeps its place among the root's registrations
 	}
 	n.regs[key] = reg
-	// The index of open registrations: a new slice, never one written in
-	// place, since states share them.
-	keys := n.openRoots[root]
-	i, listed := slices.BinarySearch(keys, key)
-	switch {
-	case reg.Open > 0 && !listed:
-		n.openRoots = maps.Clone(n.openRoots)
-		n.openRoots[root] = slices.Insert(slices.Clone(keys), i, key)
-	case reg.Open == 0 && listed:
-		n.openRoots = maps.Clone(n.openRoots)
-		if len(keys) == 1 {
-			delete(n.openRoots, root)
-		} else {
-			n.openRoots[root] = slices.Delete(slices.Clone(keys), i, i+1)
-		}
-	}
+	n.rootRegs = indexReg(n.rootRegs, root, key, true)
+	n.openRoots = indexReg(n.openRoots, root, key, reg.Open > 0)
 	return nil
 }
 
@@ -295,6 +282,12 @@ func (n *State) payV4(r *pod.Receipt, p *paidEpoch, prev uint64, tk *ticketEntry
 	delta := r.Bytes - prev
 	var reg Registration
 	var ok bool
+	if tk == nil {
+		if o, bi, named := n.replicationOrder(root, r.Client, r.Epoch); named {
+			n.payReplication(r, p, prev, root, o, bi)
+			return
+		}
+	}
 	if tk != nil {
 		if reg, ok = n.regs[regKey(tk.Publisher, root)]; !ok {
 			return // the ticket's publisher did not register this root
@@ -379,10 +372,12 @@ func appendSectionV4(b []byte, p *paidEpoch) []byte {
 		b = wire.AppendBytes(b, []byte(cr.Root))
 		b = binary.AppendUvarint(b, p.claimed[cr])
 	}
-	b = binary.AppendUvarint(b, uint64(len(p.open)))
-	for _, k := range slices.Sorted(maps.Keys(p.open)) {
-		b = wire.AppendBytes(b, []byte(k))
-		b = binary.AppendUvarint(b, p.open[k])
+	for _, m := range []map[string]uint64{p.open, p.replicated} {
+		b = binary.AppendUvarint(b, uint64(len(m)))
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			b = wire.AppendBytes(b, []byte(k))
+			b = binary.AppendUvarint(b, m[k])
+		}
 	}
 	return b
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/orecdn/ore/heat"
 	"github.com/orecdn/ore/internal/wire"
 	"github.com/orecdn/ore/pod"
 )
@@ -49,6 +50,10 @@ const (
 	// KindTicket: a publisher's ticket for the ledger to learn (RulesV4);
 	// anyone may submit it, the ticket's own signature is its authority.
 	KindTicket Kind = 9
+	// KindOrder: a replication order a committee member signed (RulesV4);
+	// only a leader puts one in a block, and the block's finality is what
+	// makes boxes obey it and the ledger pay for it.
+	KindOrder Kind = 10
 )
 
 // Pre-warm limits (State rules of KindPrewarm).
@@ -83,6 +88,8 @@ func (k Kind) String() string {
 		return "register_root"
 	case KindTicket:
 		return "ticket"
+	case KindOrder:
+		return "order"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -96,8 +103,9 @@ func (k Kind) String() string {
 //	KindPrewarm:  From, Nonce, Root, Replicas, Until, Sig
 //	KindWithdraw: From, Nonce, Amount, Sig
 //	KindSpendCap: From, Nonce, Amount, Sig
-//	KindRegisterRoot: From, Nonce, Root, Price, Amount (open), Block, Sig
+//	KindRegisterRoot: From, Nonce, Root, Price, Amount (open), Replicate, Block, Sig
 //	KindTicket:   Ticket (From is the ticket's publisher, not encoded)
+//	KindOrder:    Order (From is the order's issuer, not encoded)
 //
 // Account transactions are signed by From (Sign) and carry From's next
 // nonce (State.Nonce(From)+1). Receipts are signed by their client and
@@ -118,9 +126,13 @@ type Tx struct {
 	Until    uint64
 	// Block is a registration's root block (KindRegisterRoot), at most
 	// MaxRootBlock bytes.
-	Block  []byte
-	Ticket *pod.Ticket // KindTicket's
-	Sig    []byte
+	Block []byte
+	// Replicate is what a registration (KindRegisterRoot) pays per epoch
+	// for the replication the committee orders (0: none).
+	Replicate uint64
+	Ticket    *pod.Ticket // KindTicket's
+	Order     *heat.Order // KindOrder's
+	Sig       []byte
 }
 
 // NewReceiptTx wraps a receipt signed by both sides.
@@ -166,18 +178,32 @@ func NewSpendCap(from peer.ID, nonce, amount uint64) Tx {
 // NewRegisterRoot registers root for publisher from with the root's block
 // (RulesV4): at price per GiB (0: the genesis price), opened to receipts
 // under no ticket for open ore per epoch (0: tickets only). Registering
-// again updates price and budget.
+// again updates price and budgets. WithReplicate sets what it pays for
+// the replication the committee orders.
 func NewRegisterRoot(from peer.ID, nonce uint64, root cid.Cid, block []byte, price, open uint64) Tx {
 	return Tx{Kind: KindRegisterRoot, From: from, Nonce: nonce, Root: root, Block: block, Price: price, Amount: open}
+}
+
+// WithReplicate returns the registration t paying up to perEpoch a epoch
+// for the replication the committee orders of its root (0: none).
+func (t Tx) WithReplicate(perEpoch uint64) Tx {
+	t.Replicate = perEpoch
+	return t
 }
 
 // NewTicketTx hands a publisher's signed ticket to the ledger.
 func NewTicketTx(t *pod.Ticket) Tx { return Tx{Kind: KindTicket, From: t.Publisher, Ticket: t} }
 
+// NewOrderTx wraps a replication order its issuer signed.
+func NewOrderTx(o *heat.Order) Tx { return Tx{Kind: KindOrder, From: o.Issuer, Order: o} }
+
 // maxTxSize is the largest encoding of a transaction of kind k.
 func maxTxSize(k Kind) int {
-	if k == KindRegisterRoot {
+	switch k {
+	case KindRegisterRoot:
 		return maxRegisterRootTx
+	case KindOrder:
+		return maxOrderTx
 	}
 	return MaxTxSize
 }
@@ -221,12 +247,18 @@ func (t *Tx) appendUnsigned(b []byte) []byte {
 		b = wire.AppendCID(b, t.Root)
 		b = binary.AppendUvarint(b, t.Price)
 		b = binary.AppendUvarint(b, t.Amount)
+		b = binary.AppendUvarint(b, t.Replicate)
 		return wire.AppendBytes(b, t.Block)
 	case KindTicket:
 		if t.Ticket == nil {
 			return wire.AppendBytes(b, nil)
 		}
 		return wire.AppendBytes(b, t.Ticket.Marshal())
+	case KindOrder:
+		if t.Order == nil {
+			return wire.AppendBytes(b, nil)
+		}
+		return wire.AppendBytes(b, t.Order.Marshal())
 	case KindTransfer:
 		b = wire.AppendPeer(b, t.From)
 		b = binary.AppendUvarint(b, t.Nonce)
@@ -241,11 +273,16 @@ func (t *Tx) Marshal() []byte { return t.appendTo(make([]byte, 0, 512)) }
 
 func (t *Tx) appendTo(b []byte) []byte {
 	b = t.appendUnsigned(b)
-	if t.Kind != KindReceipt && t.Kind != KindTicket {
+	if !t.Kind.selfSigned() {
 		b = wire.AppendBytes(b, t.Sig)
 	}
 	return b
 }
+
+// selfSigned reports whether a kind carries its own signatures (a
+// receipt's parties, a ticket's publisher, an order's issuer) rather than
+// an account's signature of the transaction.
+func (k Kind) selfSigned() bool { return k == KindReceipt || k == KindTicket || k == KindOrder }
 
 // ID is the transaction's hash: SHA-256 over a domain prefix and Marshal.
 // The block's TxRoot is the Merkle root of its transactions' IDs.
@@ -264,7 +301,7 @@ func (t *Tx) SigPayload(network string) []byte {
 
 // Sign signs an account transaction with From's key.
 func (t *Tx) Sign(network string, k crypto.PrivKey) error {
-	if t.Kind == KindReceipt || t.Kind == KindTicket {
+	if t.Kind.selfSigned() {
 		return fmt.Errorf("ledger: a %s is signed by its parties, not as a transaction", t.Kind)
 	}
 	id, err := peer.IDFromPrivateKey(k)
@@ -325,6 +362,10 @@ func (t *Tx) Authenticate(network string) error {
 			return fmt.Errorf("%w: %w", ErrBadSignature, err)
 		}
 		return nil
+	case KindOrder:
+		// An order is no one's to submit: a leader puts its own in its
+		// block, where the ledger checks it (applyOrder).
+		return fmt.Errorf("%w: a replication order enters a block only from the leader that plans it", ErrBadSignature)
 	}
 	return t.VerifySig(network)
 }
@@ -332,14 +373,16 @@ func (t *Tx) Authenticate(network string) error {
 // MaxTxEncoded is the largest encoded transaction of any kind (a
 // registration that carries its root block): what a transport that
 // carries transactions must take.
-const MaxTxEncoded = maxRegisterRootTx
+const MaxTxEncoded = maxTxEncoded
+
+const maxTxEncoded = max(maxRegisterRootTx, maxOrderTx)
 
 // UnmarshalTx decodes a transaction. It accepts only the canonical
 // encoding of a known version and kind within its size limit (MaxTxSize,
 // more for a registration that carries its root block); it checks that
 // peer IDs and CIDs parse, not signatures or state rules.
 func UnmarshalTx(data []byte) (*Tx, error) {
-	if limit := maxRegisterRootTx; len(data) > limit || len(data) >= 2 && len(data) > maxTxSize(Kind(data[1])) {
+	if limit := maxTxEncoded; len(data) > limit || len(data) >= 2 && len(data) > maxTxSize(Kind(data[1])) {
 		if len(data) >= 2 {
 			limit = min(limit, maxTxSize(Kind(data[1])))
 		}
@@ -359,6 +402,15 @@ func UnmarshalTx(data []byte) (*Tx, error) {
 				return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 			}
 			t.Ticket, t.From = tk, tk.Publisher
+		}
+	case KindOrder:
+		raw := d.View(heat.MaxOrderSize, "order")
+		if d.Err() == nil {
+			o, err := heat.UnmarshalOrder(raw)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+			}
+			t.Order, t.From = o, o.Issuer
 		}
 	case KindReceipt:
 		raw := d.View(pod.MaxEncoded, "receipt") // Unmarshal copies what it keeps
@@ -385,6 +437,7 @@ func UnmarshalTx(data []byte) (*Tx, error) {
 			t.Root = d.CID(maxCIDLen, "root")
 			t.Price = d.Uvarint("price")
 			t.Amount = d.Uvarint("open")
+			t.Replicate = d.Uvarint("replicate")
 			t.Block = d.Bytes(MaxRootBlock, "root block")
 		case KindPrewarm:
 			t.Root = d.CID(maxCIDLen, "root")
@@ -434,6 +487,8 @@ const (
 	ReasonTicketKnown        Reason = "ticket_known"
 	ReasonUnknownTicket      Reason = "unknown_ticket"  // a receipt under a ticket the ledger has not learned
 	ReasonTicketMismatch     Reason = "ticket_mismatch" // a receipt its ticket does not cover
+	ReasonNotCommittee       Reason = "not_committee"   // an order whose issuer is not a committee member
+	ReasonOrdersFull         Reason = "orders_full"     // the ledger keeps MaxActiveOrders orders
 	ReasonUnknownVersion     Reason = Reason(pod.ReasonUnknownVersion)
 	ReasonWrongNetwork       Reason = Reason(pod.ReasonWrongNetwork)
 	ReasonEpochOutOfRange    Reason = Reason(pod.ReasonEpochOutOfRange)
@@ -446,7 +501,7 @@ var Reasons = []Reason{ReasonMalformed, ReasonBadSignature, ReasonMissingSignatu
 	ReasonBadNonce, ReasonZeroAmount, ReasonInsufficientFunds, ReasonSelfTransfer, ReasonNotOwner,
 	ReasonNotRegistered, ReasonReplicasOutOfRange, ReasonUntilOutOfRange, ReasonBlockFull,
 	ReasonInsufficientEscrow, ReasonNotInRules, ReasonBadTicket, ReasonTicketKnown, ReasonUnknownTicket,
-	ReasonTicketMismatch, ReasonUnknownVersion, ReasonWrongNetwork, ReasonEpochOutOfRange, ReasonSelfDealing, ReasonOversized}
+	ReasonTicketMismatch, ReasonNotCommittee, ReasonOrdersFull, ReasonUnknownVersion, ReasonWrongNetwork, ReasonEpochOutOfRange, ReasonSelfDealing, ReasonOversized}
 
 // ErrInvalidTx is wrapped by every TxError.
 var ErrInvalidTx = errors.New("ledger: invalid transaction")

@@ -343,7 +343,7 @@ func TestCommitteePaysReceiptsAndSurvivesLeaderDeath(t *testing.T) {
 		}
 		var total uint64
 		for _, a := range s.Accounts() {
-			total += s.Balance(a) + s.Escrow(a)
+			total += s.Balance(a) + s.Escrow(a) + s.Account(a).Reserved
 		}
 		if total != s.Supply() {
 			t.Errorf("supply not conserved: %d != %d", total, s.Supply())

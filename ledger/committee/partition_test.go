@@ -370,7 +370,7 @@ func testPartitionHeal(t *testing.T, cutLeader, compact bool) {
 		s := m.c.State()
 		var total uint64
 		for _, a := range s.Accounts() {
-			total += s.Balance(a) + s.Escrow(a)
+			total += s.Balance(a) + s.Escrow(a) + s.Account(a).Reserved
 		}
 		if total != s.Supply() {
 			t.Errorf("supply not conserved: %d != %d", total, s.Supply())
