@@ -1,7 +1,9 @@
 package ledger
 
 import (
+	"bytes"
 	"encoding/hex"
+	"errors"
 	"slices"
 	"testing"
 
@@ -12,7 +14,7 @@ import (
 )
 
 // newFixtureV4 is newFixture on a RulesV4 chain.
-func newFixtureV4(t *testing.T, nPubs, nSrvs, nClis int, pubBalance uint64) *fixture {
+func newFixtureV4(t testing.TB, nPubs, nSrvs, nClis int, pubBalance uint64) *fixture {
 	t.Helper()
 	f := newFixture(t, nPubs, nSrvs, nClis, pubBalance)
 	f.g.Rules = RulesV4
@@ -218,3 +220,91 @@ func TestStateHashV4Orders(t *testing.T) {
 }
 
 func hexString(h [32]byte) string { return hex.EncodeToString(h[:]) }
+
+// TestOrderProof: a box accepts an order only with a quorum's signatures
+// on a header whose TxRoot holds it.
+func TestOrderProof(t *testing.T) {
+	f, root := registered(t, 1000, 0)
+	b, _ := f.build(t, f.s, 5, f.signed(t, f.s, NewTransfer(f.pubs[1].ID, f.srvs[1].ID, 0, 1)),
+		orderTx(t, f.com[0], heat.ReasonHeat, 5, 8, root, f.clis[0]))
+	for _, m := range f.com[:2] {
+		if err := b.Sign(m.Key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := NewOrderProof(b, 0); err == nil {
+		t.Fatal("a transfer proven as an order")
+	}
+	p, err := NewOrderProof(b, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := p.Marshal()
+	back, err := UnmarshalOrderProof(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := back.Verify(f.g)
+	if err != nil || !o.Root.Equals(root) {
+		t.Fatalf("a final block's order: %v", err)
+	}
+	// One signature is no quorum.
+	weak := *back
+	weak.Block = &Block{Header: back.Block.Header, Sigs: back.Block.Sigs[:1]}
+	if _, err := weak.Verify(f.g); !errors.Is(err, ErrNotFinal) {
+		t.Fatalf("an order with one member's signature: %v", err)
+	}
+	// Another order under the same header, or the path of another index.
+	other := *back
+	other.Tx = orderTx(t, f.com[0], heat.ReasonHeat, 5, 8, root, f.clis[1])
+	if _, err := other.Verify(f.g); !errors.Is(err, ErrNotFinal) {
+		t.Fatalf("an order the block does not hold: %v", err)
+	}
+	moved := *back
+	moved.Index = 0
+	if _, err := moved.Verify(f.g); !errors.Is(err, ErrNotFinal) {
+		t.Fatalf("the order's path at another index: %v", err)
+	}
+	// The decoder takes only the canonical encoding within its limits.
+	if _, err := UnmarshalOrderProof(append(data, 0)); err == nil {
+		t.Fatal("trailing bytes accepted")
+	}
+	if _, err := UnmarshalOrderProof(make([]byte, MaxOrderProofSize+1)); err == nil {
+		t.Fatal("an oversized proof accepted")
+	}
+}
+
+func FuzzDecodeOrderProof(f *testing.F) {
+	fx := newFixtureV4(f, 1, 1, 2, 1000)
+	root, block := sizedRoot(f, "hot", orderedSize, false)
+	fx.s, _ = NewState(fx.g)
+	b, _, _, err := Build(fx.s, 1, fx.com[0].ID, 0, []Tx{fx.signed(f, fx.s, NewDeposit(fx.pubs[0].ID, 0, 10)),
+		fx.signed(f, fx.s, NewRegisterRoot(fx.pubs[0].ID, 2, root, block, 0, 0))})
+	if err != nil {
+		f.Fatal(err)
+	}
+	o := &heat.Order{Epoch: 1, Root: root, Until: 3, Reason: heat.ReasonHeat, Boxes: []peer.ID{fx.clis[0].ID}}
+	if err := o.Sign(testNetwork, fx.com[0].Key); err != nil {
+		f.Fatal(err)
+	}
+	b.Txs = append(b.Txs, NewOrderTx(o))
+	b.Header.TxRoot = MerkleRoot(b.TxIDs())
+	if err := b.Sign(fx.com[0].Key); err != nil {
+		f.Fatal(err)
+	}
+	p, err := NewOrderProof(b, 2)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(p.Marshal())
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := UnmarshalOrderProof(data)
+		if err != nil {
+			return
+		}
+		if !bytes.Equal(p.Marshal(), data) {
+			t.Fatal("accepted input does not re-encode identically")
+		}
+		_, _ = p.Verify(fx.g)
+	})
+}
