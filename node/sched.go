@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/orecdn/ore/heat"
+	"github.com/orecdn/ore/ledger"
 	"github.com/orecdn/ore/ledger/intake"
 )
 
@@ -25,8 +26,9 @@ const (
 	// HeatTopic carries the boxes' signed per-epoch heat reports to the
 	// committee.
 	HeatTopic = "/ore/heat/1"
-	// OrdersTopic carries the committee's signed replication orders.
-	OrdersTopic = "/ore/orders/1"
+	// OrdersTopic carries the committee's replication orders, each with
+	// the proof that a final block holds it (ledger.OrderProof).
+	OrdersTopic = "/ore/orders/2"
 )
 
 // Scheduling on a box.
@@ -450,14 +452,14 @@ func (s *sched) latestReports() []*heat.Report {
 }
 
 // publishOrder gossips an order the committee's leader signed.
-func (s *sched) publishOrder(ctx context.Context, o *heat.Order) error {
+func (s *sched) publishOrder(ctx context.Context, p *ledger.OrderProof) error {
 	if s.ordersTopic == nil {
 		return errors.New("node: scheduling is off on this box")
 	}
-	if o.Names(s.n.ID()) {
+	if o := p.Tx.Order; o != nil && o.Names(s.n.ID()) {
 		s.take(o) // gossipsub does not deliver a box's own messages to itself
 	}
-	if err := s.ordersTopic.Publish(ctx, o.Marshal()); err != nil {
+	if err := s.ordersTopic.Publish(ctx, p.Marshal()); err != nil {
 		return fmt.Errorf("node: publish order: %w", err)
 	}
 	return nil
@@ -470,7 +472,7 @@ func heatReason(err error) string {
 	}{
 		{heat.ErrTooLarge, "too_large"}, {heat.ErrMalformed, "malformed"}, {heat.ErrBadSignature, "bad_signature"},
 		{heat.ErrWrongNetwork, "wrong_network"}, {heat.ErrStale, "stale"}, {heat.ErrNotCommittee, "not_committee"},
-		{heat.ErrTooLong, "until_out_of_range"},
+		{heat.ErrTooLong, "until_out_of_range"}, {ledger.ErrNotFinal, "not_final"}, {ledger.ErrMalformed, "malformed"},
 	} {
 		if errors.Is(err, e.err) {
 			return e.name
@@ -481,8 +483,15 @@ func heatReason(err error) string {
 
 // ---- orders ----
 
+// validateOrder admits an order proven final (a quorum of the committee
+// signed the block that holds it), whoever relays it, and only while it
+// runs by this box's clock: one member's signature alone moves no box.
 func (s *sched) validateOrder(_ context.Context, _ peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
-	o, err := heat.UnmarshalOrder(msg.Data) // signed by its issuer, whoever relays it
+	var o *heat.Order
+	p, err := ledger.UnmarshalOrderProof(msg.Data)
+	if err == nil {
+		o, err = p.Verify(s.n.cfg.Genesis)
+	}
 	if err == nil {
 		err = heat.CheckOrder(o, s.n.cfg.Network.Network, s.n.cfg.Genesis.IsMember, s.epoch(), heatSkew)
 	}

@@ -28,18 +28,40 @@ func gossip(from peer.ID, data []byte) *pubsub.Message {
 	return &pubsub.Message{Message: &pb.Message{Data: data, From: []byte(from)}}
 }
 
+// proven returns the order o in a block of one transaction that the
+// members of keys signed, with its proof, encoded.
+func proven(t *testing.T, o *heat.Order, keys ...crypto.PrivKey) []byte {
+	t.Helper()
+	b := &ledger.Block{Header: ledger.Header{Version: ledger.Version, Height: 1, Epoch: o.Epoch, Proposer: o.Issuer},
+		Txs: []ledger.Tx{ledger.NewOrderTx(o)}}
+	b.Header.TxRoot = ledger.MerkleRoot(b.TxIDs())
+	for _, k := range keys {
+		if err := b.Sign(k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := ledger.NewOrderProof(b, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.Marshal()
+}
+
 // TestGossipValidatorsRefuseForgeries: heat reports and orders are checked
-// before they are forwarded: an order signed by a box outside the
-// committee, a tampered one, and one of another network are refused and
-// counted; a coordinator's order and a box's own report pass, also when
-// another peer relays them (their own signatures name their authors).
+// before they are forwarded: an order one member signed but no final
+// block holds, one signed by a box outside the committee, a tampered one,
+// and one of another network are refused and counted; a committee's
+// proven order and a box's own report pass, also when another peer relays
+// them (their own signatures name their authors).
 func TestGossipValidatorsRefuseForgeries(t *testing.T) {
 	memberKey, member := testKey(t)
-	committee := []ledger.Member{{ID: member, Addrs: []string{"/ip4/127.0.0.1/tcp/1"}}}
-	for i := 0; i < 2; i++ {
+	otherKey, other := testKey(t)
+	committee := []ledger.Member{{ID: member, Addrs: []string{"/ip4/127.0.0.1/tcp/1"}}, {ID: other, Addrs: []string{"/ip4/127.0.0.1/tcp/1"}}}
+	for i := 0; i < 1; i++ {
 		_, id := testKey(t)
 		committee = append(committee, ledger.Member{ID: id, Addrs: []string{"/ip4/127.0.0.1/tcp/1"}})
 	}
+	quorum := []crypto.PrivKey{memberKey, otherKey}
 	g, err := ledger.NewGenesis("ore-test", time.Now().Add(-time.Minute), committee, nil, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -62,26 +84,28 @@ func TestGossipValidatorsRefuseForgeries(t *testing.T) {
 	strangerKey, stranger := testKey(t)
 	good := order(memberKey, "ore-test")
 	for _, from := range []peer.ID{member, stranger} {
-		if r := s.validateOrder(context.Background(), from, gossip(from, good.Marshal())); r != pubsub.ValidationAccept {
+		if r := s.validateOrder(context.Background(), from, gossip(from, proven(t, good, quorum...))); r != pubsub.ValidationAccept {
 			t.Fatalf("the committee's order, relayed by %s, was refused: %v", from, r)
 		}
 	}
-	tampered := order(memberKey, "ore-test")
-	tampered.Until += 10
 	for name, tc := range map[string]struct {
 		from peer.ID
 		data []byte
 		want string
 	}{
-		"signed by a box outside the committee": {stranger, order(strangerKey, "ore-test").Marshal(), "not_committee"},
-		"tampered after signing":                {member, tampered.Marshal(), "bad_signature"},
-		"another network":                       {member, order(memberKey, "other").Marshal(), "wrong_network"},
+		// One member's word moves no box: an order on its own, or in a
+		// block only its issuer signed.
+		"one member's order, no block":          {member, good.Marshal(), "malformed"},
+		"one member's order in its own block":   {member, proven(t, good, memberKey), "not_final"},
+		"signed by a box outside the committee": {stranger, proven(t, order(strangerKey, "ore-test"), quorum...), "not_committee"},
+		"tampered after the block":              {member, tamper(t, proven(t, good, quorum...)), "not_final"},
+		"another network":                       {member, proven(t, order(memberKey, "other"), quorum...), "wrong_network"},
 		"garbage":                               {member, []byte("not an order"), "malformed"},
-		// One member's signature may not pin a root on a box for good.
-		"a heat order for a million epochs": {member, order(memberKey, "ore-test", func(o *heat.Order) { o.Until = epoch + 1_000_000 }).Marshal(), "until_out_of_range"},
-		"a pre-warm order for a million epochs": {member, order(memberKey, "ore-test", func(o *heat.Order) {
+		// Even a quorum's order may not pin a root on a box for good.
+		"a heat order for a million epochs": {member, proven(t, order(memberKey, "ore-test", func(o *heat.Order) { o.Until = epoch + 1_000_000 }), quorum...), "until_out_of_range"},
+		"a pre-warm order for a million epochs": {member, proven(t, order(memberKey, "ore-test", func(o *heat.Order) {
 			o.Until, o.Reason = epoch+1_000_000, heat.ReasonPrewarm
-		}).Marshal(), "until_out_of_range"},
+		}), quorum...), "until_out_of_range"},
 	} {
 		before := testutil.ToFloat64(s.metrics.orders.WithLabelValues(tc.want))
 		if r := s.validateOrder(context.Background(), tc.from, gossip(tc.from, tc.data)); r != pubsub.ValidationReject {
@@ -118,6 +142,18 @@ func TestGossipValidatorsRefuseForgeries(t *testing.T) {
 	if v := s.validateReport(context.Background(), box.ID(), gossip(box.ID(), stale.Marshal())); v == pubsub.ValidationAccept {
 		t.Fatal("a report from a future epoch was accepted")
 	}
+}
+
+// tamper returns a proof whose order was changed after the block that
+// holds it was signed.
+func tamper(t *testing.T, data []byte) []byte {
+	t.Helper()
+	p, err := ledger.UnmarshalOrderProof(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Tx.Order.Until++
+	return p.Marshal()
 }
 
 // TestReportTableIsBounded: a coordinator keeps at most maxReports

@@ -102,6 +102,10 @@ type Committee struct {
 		sync                             syncMetrics
 	}
 	syncLimit *syncLimiter // per-peer limits of chain sync
+	schedOnce sync.Once    // the warning that a chain's rules cannot order replicas
+	// finalOrders are the heights of final blocks this member proposed,
+	// for ordersLoop to publish their orders.
+	finalOrders chan uint64
 
 	ctx    context.Context // the coordinator's lifetime: Close cancels it
 	cancel context.CancelFunc
@@ -128,7 +132,8 @@ func New(ctx context.Context, cfg Config) (*Committee, error) {
 	}
 	c := &Committee{cfg: cfg, self: cfg.Host.ID(), log: cfg.Logger.With("part", "committee"),
 		pending: make(map[uint64][]ledger.Signature), final: make(chan uint64, 64), txpool: newTxPool(),
-		syncLimit: newSyncLimiter(cfg.Clock)}
+		finalOrders: make(chan uint64, 64),
+		syncLimit:   newSyncLimiter(cfg.Clock)}
 	c.initMetrics()
 	// Before Raft starts: the FSM may apply (and gossip) a block at once.
 	c.ctx, c.cancel = context.WithCancel(context.Background())
@@ -188,11 +193,12 @@ func New(ctx context.Context, cfg Config) (*Committee, error) {
 		}
 		c.subs = append(c.subs, sub)
 	}
-	c.wg.Add(4)
+	c.wg.Add(5)
 	go c.readSigs(rctx, c.subs[0])
 	go c.readTxs(rctx, c.subs[1])
 	go c.leaderLoop(rctx)
 	go c.repairLoop(rctx)
+	go c.ordersLoop(rctx)
 	ok = true
 	c.log.Info("coordinator started", "height", state.Height())
 	return c, nil

@@ -241,6 +241,12 @@ func (c *Committee) addSig(m *sigMsg) {
 		case c.final <- m.height:
 		default:
 		}
+		if b.Header.Proposer == c.self && c.cfg.Schedule != nil {
+			select { // gossip must not wait under c.mu: ordersLoop publishes
+			case c.finalOrders <- m.height:
+			default: // the next epoch's renewals order the same boxes
+			}
+		}
 	}
 }
 

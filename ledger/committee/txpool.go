@@ -101,13 +101,18 @@ func (p *txPool) add(tx ledger.Tx, force bool) error {
 }
 
 // counts is the table tx counts in: its account's transactions, or for
-// a ticket its publisher's tickets.
+// a ticket its publisher's tickets (an order, which only the leader's own
+// planner adds, its issuer's, with the tickets).
 func (p *txPool) counts(tx ledger.Tx) map[peer.ID]int {
-	if tx.Kind == ledger.KindTicket {
+	if !perBlockBound(tx.Kind) {
 		return p.tickets
 	}
 	return p.byAccount
 }
+
+// perBlockBound reports whether maxAccountTxsPerBlock bounds a kind:
+// account transactions, not tickets or orders.
+func perBlockBound(k ledger.Kind) bool { return k != ledger.KindTicket && k != ledger.KindOrder }
 
 // take removes and returns the transactions for the next block, in
 // (account, nonce) order, at most maxAccountTxsPerBlock of each account
@@ -129,7 +134,7 @@ func (p *txPool) take() []ledger.Tx {
 		if i == 0 || tx.From != all[i-1].From {
 			n = 0
 		}
-		if tx.Kind != ledger.KindTicket {
+		if perBlockBound(tx.Kind) {
 			if n++; n > maxAccountTxsPerBlock {
 				continue
 			}
