@@ -10,10 +10,12 @@
 //     (/ore/heat/1), signed by its Ed25519 peer key: the heat it saw (the
 //     MaxHeat hottest roots), the roots it holds whole, its quota and usage,
 //     and the state of the orders it executes.
-//   - Order: what the committee's leader gossips on OrderTopic
-//     (/ore/orders/1), signed by its key: "these boxes fetch root R whole
-//     and hold it through epoch Until", for heat or for a publisher's
-//     pre-warm request.
+//   - Order: what the committee's leader signs, "these boxes fetch root R
+//     whole and hold it through epoch Until", for heat or for a
+//     publisher's pre-warm request. It puts the order in its next block,
+//     and once the block is final gossips it on OrderTopic (/ore/orders/2)
+//     with the block's proof (ledger.OrderProof): boxes obey orders a
+//     quorum's block holds, not one member's signature.
 //   - Plan: the pure planner that turns the latest reports (and pre-warm
 //     requests) into a replica target per root and the boxes that should
 //     take the missing replicas, ranked by capacity-weighted rendezvous
@@ -49,7 +51,8 @@
 //		}
 //		o := t.Order(network, self, e)
 //		err = o.Sign(network, key)
-//		publish(heat.OrderTopic, o.Marshal())
+//		propose(ledger.NewOrderTx(o)) // into the next block; once final:
+//		publish(heat.OrderTopic, proofOf(o).Marshal())
 //	}
 //
 //	// box: execute orders that name it

@@ -14,7 +14,7 @@ const Version = 1
 // Gossip topics.
 const (
 	ReportTopic = "/ore/heat/1"   // boxes' signed heat reports, once per epoch
-	OrderTopic  = "/ore/orders/1" // the committee leader's signed replication orders
+	OrderTopic  = "/ore/orders/2" // the committee's replication orders, each proven final (ledger.OrderProof)
 )
 
 // Field limits shared by reports and orders.

@@ -109,19 +109,21 @@
 //     the block epoch minus MaxSkew are dropped (their receipts are refused).
 //   - Every pre-warm in a state is of a root registered by its publisher
 //     and has Until at or after the state's epoch: ended ones are dropped
-//     when the next block is applied. The state hash covers them.
+//     when the next block is applied (under RulesV4, MaxSkew epochs later,
+//     when no receipt its reservation pays can come any more, and its
+//     reservation returns to the escrow). The state hash covers them.
+//   - Under RulesV4 an account's Reserved is the sum of its pre-warms'
+//     Reserved; supply is every Balance, Escrow and Reserved.
 //   - The state hash follows the genesis's rules version (Genesis.Rules):
 //     RulesV2 hashes each epoch's paid entries on their own, so a block
-//     costs what it pays, not the whole skew window; RulesV3 (new
-//     networks) adds spending caps, what each capped publisher spent per
+//     costs what it pays, not the whole skew window; RulesV3 adds spending caps, what each capped publisher spent per
 //     epoch and pending withdrawals, and refuses nothing V2 accepted;
 //     RulesV1 (genesis files without "rules") keeps the first definition
 //     so older chains still verify. A chain keeps its genesis's rules:
 //     V1 and V2 chains refuse Withdraw and SpendCap (not_in_rules).
 //   - A publisher's escrow pays at most its EpochCap for the receipts of
 //     any one epoch, over every server, client and root.
-//   - RulesV4 (a genesis may name it; NewGenesis does not pick it until
-//     boxes fetch under tickets) pays only demand a publisher authorized:
+//   - RulesV4 (new networks) pays only demand a publisher authorized:
 //     a receipt under a ticket pays from the ticket's publisher, for at
 //     most the ticket's Cap bytes over every server, client and epoch,
 //     only for receipts the ticket covers (root, client, expiry); one
@@ -131,7 +133,10 @@
 //     epoch. All receipts of one client for one root in one epoch pay for
 //     at most RetryFactor (2) times the root's size. A second registrant
 //     of a root neither blocks the first nor pays for its tickets. See
-//     tickets.go.
+//     tickets.go. A receipt under no ticket whose client a recorded order
+//     names is paid as replication, from a pre-warm's reservation or a
+//     registration's Replicate budget, each box at most RetryFactor times
+//     the root's size over the order's renewals. See orders.go.
 //   - Apply does not check signatures of the committee (use Final) nor
 //     that the block's epoch matches a clock: callers that have a clock
 //     refuse blocks from the future themselves.

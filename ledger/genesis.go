@@ -85,10 +85,9 @@ const (
 	RulesV3 = 3
 	// RulesV4 pays only demand a publisher authorized (tickets, roots
 	// opened to anyone within a budget, per-client size caps; see
-	// tickets.go). A genesis may name it; NewGenesis does not pick it yet,
-	// since boxes do not yet fetch under tickets.
+	// tickets.go) and replication a final block ordered (orders.go).
 	RulesV4     = 4
-	RulesLatest = RulesV3
+	RulesLatest = RulesV4
 	rulesMax    = RulesV4
 )
 

@@ -69,6 +69,9 @@ func newFixture(t testing.TB, nPubs, nSrvs, nClis int, pubBalance uint64) *fixtu
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Rules 3, whose rules most tests here try: every receipt of
+	// registered content pays. Tests of rules 4 set them (newFixtureV4).
+	g.Rules = RulesV3
 	f.g = g
 	if f.s, err = NewState(g); err != nil {
 		t.Fatal(err)

@@ -84,8 +84,8 @@ func (s *State) Order(root cid.Cid) (issuer peer.ID, epoch, until uint64, reason
 }
 
 // applyOrder records a replication order: for this network, signed by a
-// committee member, issued at most MaxSkew epochs before the block and not
-// after it, running no longer than its reason allows and not expired; a
+// committee member, issued at most MaxSkew epochs before the block's epoch
+// and at most the one after it, running no longer than its reason allows and not expired; a
 // pre-warm order names no more boxes than an active pre-warm of the root
 // asks for; and not older than the root's order on record.
 func (n *State) applyOrder(t *Tx) error {
@@ -98,8 +98,9 @@ func (n *State) applyOrder(t *Tx) error {
 		return refuse(ReasonWrongNetwork, "order for network %q, this is %q", o.Network, n.params.Network)
 	case !n.g.IsMember(o.Issuer):
 		return refuse(ReasonNotCommittee, "order issued by %s, not a committee member", o.Issuer)
-	case o.Epoch > n.epoch || n.epoch-o.Epoch > n.params.MaxSkew:
-		return refuse(ReasonEpochOutOfRange, "order of epoch %d in a block of epoch %d (at most %d before it)", o.Epoch, n.epoch, n.params.MaxSkew)
+	case o.Epoch > n.epoch+1 || n.epoch > o.Epoch+n.params.MaxSkew:
+		// The leader plans the epoch that begins as it closes the block's.
+		return refuse(ReasonEpochOutOfRange, "order of epoch %d in a block of epoch %d (at most %d before it, or the next)", o.Epoch, n.epoch, n.params.MaxSkew)
 	case o.Until < n.epoch || o.Until-o.Epoch > heat.MaxOrderEpochs(o.Reason):
 		return refuse(ReasonUntilOutOfRange, "%s order of epoch %d until %d in a block of epoch %d (not before it, at most %d epochs after the order's)",
 			o.Reason, o.Epoch, o.Until, n.epoch, heat.MaxOrderEpochs(o.Reason))

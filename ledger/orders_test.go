@@ -61,7 +61,7 @@ func TestOrderRules(t *testing.T) {
 	box := f.clis[0]
 	f.wantReason(t, f.s, 5, orderTx(t, outsider, heat.ReasonHeat, 5, 10, root, box), ReasonNotCommittee)
 	// Epochs: from the future, too old, expired, running too long.
-	f.wantReason(t, f.s, 5, orderTx(t, f.com[0], heat.ReasonHeat, 6, 10, root, box), ReasonEpochOutOfRange)
+	f.wantReason(t, f.s, 5, orderTx(t, f.com[0], heat.ReasonHeat, 7, 10, root, box), ReasonEpochOutOfRange)
 	f.wantReason(t, f.s, 9, orderTx(t, f.com[0], heat.ReasonHeat, 5, 10, root, box), ReasonEpochOutOfRange)
 	f.wantReason(t, f.s, 6, orderTx(t, f.com[0], heat.ReasonHeat, 5, 5, root, box), ReasonUntilOutOfRange)
 	// heat.Order.Sign does not check Until: a member's own build signs

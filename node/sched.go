@@ -28,7 +28,7 @@ const (
 	HeatTopic = "/ore/heat/1"
 	// OrdersTopic carries the committee's replication orders, each with
 	// the proof that a final block holds it (ledger.OrderProof).
-	OrdersTopic = "/ore/orders/2"
+	OrdersTopic = heat.OrderTopic
 )
 
 // Scheduling on a box.

@@ -162,9 +162,14 @@ func TestPrewarmStoresBeforeFirstRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	until := pub.Network().EpochAt(time.Now()) + 60
+	reg, err := pub.RegisterTx(ctx, res.Root, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.From, reg.Nonce = pub.ID(), 2
 	for i, tx := range []ledger.Tx{
 		ledger.NewDeposit(pub.ID(), 1, 100_000_000_000),
-		ledger.NewRegister(pub.ID(), 2, res.Root, 0),
+		reg,
 		ledger.NewPrewarm(pub.ID(), 3, res.Root, 3, until),
 	} {
 		if err := tx.Sign(nw.Genesis.Network, key); err != nil {

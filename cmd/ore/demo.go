@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptrace"
 	"os"
@@ -39,6 +40,8 @@ type demo struct {
 	leader            int
 	replica           int
 	registered        *ledger.State // when the content was registered
+	ticket            *pod.Ticket   // the getter's, from the publisher
+	replicaReceipts   []*pod.Receipt
 	srcPath, outPath  string
 	srcHash           [32]byte
 	added             node.AddResult
@@ -56,14 +59,14 @@ func demoSteps() []demoStep {
 	return []demoStep{
 		{"start an ore network on loopback", (*demo).start},
 		{"publish a generated file", (*demo).publish},
-		{"deposit and register the content on the ledger", (*demo).register},
-		{"a second box caches a replica", (*demo).replicate},
+		{"deposit, register the content and ticket a client on the ledger", (*demo).register},
+		{"a second box caches a replica, under no ticket", (*demo).replicate},
 		{"find the publisher through the DHT", (*demo).findProviders},
-		{"fetch the file on a box with no link to the publisher", (*demo).fetch},
+		{"fetch the file under the ticket on a box with no link to the publisher", (*demo).fetch},
 		{"check the bytes", (*demo).verify},
 		{"show the proof-of-delivery receipts of the fetch", (*demo).receipts},
 		{"fetch the file again through the HTTP gateway", (*demo).viaGateway},
-		{"wait for the block that pays the serving boxes, verify the chain", (*demo).settle},
+		{"wait for the block that pays the ticketed fetch and not the other, verify the chain", (*demo).settle},
 		{"make the file hot: a burst of requests, the committee orders replicas", (*demo).heatUp},
 	}
 }
@@ -209,14 +212,14 @@ func (d *demo) fetch(ctx context.Context) (string, error) {
 	_ = g.Host().Network().ClosePeer(d.net.Nodes[d.publisher].ID())
 	d.outPath = filepath.Join(d.dir, "fetched.bin")
 	before := g.Traffic()
-	res, err := g.Get(ctx, d.added.Root, d.outPath, nil)
+	res, err := g.Get(node.WithTicket(ctx, d.ticket), d.added.Root, d.outPath, nil)
 	if err != nil {
 		return "", err
 	}
 	d.fetched = res
 	var b strings.Builder
-	fmt.Fprintf(&b, "box %d fetched %d blocks, %s, at %.0f MB/s\n", d.getter, res.Blocks, humanize.IBytes(uint64(res.Bytes)),
-		float64(res.Bytes)/1e6/res.Duration.Seconds())
+	fmt.Fprintf(&b, "box %d fetched %d blocks, %s, at %.0f MB/s; its receipts name ticket %x\n", d.getter, res.Blocks, humanize.IBytes(uint64(res.Bytes)),
+		float64(res.Bytes)/1e6/res.Duration.Seconds(), d.ticketID())
 	for _, t := range g.Traffic() {
 		got := t.BytesReceived
 		if i := slices.IndexFunc(before, func(x node.PeerTraffic) bool { return x.Peer == t.Peer }); i >= 0 {
@@ -327,8 +330,15 @@ func (d *demo) replicate(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("box %d fetched the %d blocks and announces itself as a provider too (the last step has the committee place replicas)",
-		d.replica, res.Blocks), nil
+	d.replicaReceipts = res.Receipts
+	return fmt.Sprintf("box %d fetched the %d blocks and announces itself as a provider too (the last step has the committee place replicas)\n"+
+		"no ticket names it and the publisher opened the root to no one: its %d receipts will be accounted and paid nothing",
+		d.replica, res.Blocks, len(res.Receipts)), nil
+}
+
+func (d *demo) ticketID() []byte {
+	id := d.ticket.ID()
+	return id[:8]
 }
 
 // oreUnit is one ore in base units; demoEpoch keeps the demo's waits short.
@@ -356,7 +366,15 @@ func (d *demo) register(ctx context.Context) (string, error) {
 	}
 	g := d.net.Genesis
 	deposit := ledger.NewDeposit(pub.ID(), 1, 100*oreUnit)
-	register := ledger.NewRegister(pub.ID(), 2, d.added.Root, 0)
+	// Rules 4: the registration carries the root's block (the ledger reads
+	// the content's size from it) and pays up to replicateBudget an epoch
+	// for the replicas the committee orders when the file is hot.
+	register, err := pub.RegisterTx(ctx, d.added.Root, 0, 0)
+	if err != nil {
+		return "", err
+	}
+	register = register.WithReplicate(replicateBudget)
+	register.From, register.Nonce = pub.ID(), 2
 	for _, tx := range []*ledger.Tx{&deposit, &register} {
 		if err := tx.Sign(g.Network, key); err != nil {
 			return "", err
@@ -372,15 +390,60 @@ func (d *demo) register(ctx context.Context) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		if reg, ok := s.Registration(d.added.Root); ok {
+		if reg, ok := s.RegistrationOf(pub.ID(), d.added.Root); ok {
 			d.registered = s
-			return fmt.Sprintf("box %d deposited %s into escrow and registered %s at %s per GiB\nin block %d (epoch %d); escrow %s, balance %s",
-				d.publisher, formatOre(100*oreUnit), d.added.Root.String()[:16]+"…", formatOre(reg.PricePerGiB), s.Height(), s.Epoch(),
-				formatOre(s.Escrow(pub.ID())), formatOre(s.Balance(pub.ID()))), nil
+			line := fmt.Sprintf("box %d deposited %s into escrow and registered %s (%s by its root block) at %s per GiB, paying up to %s an epoch for ordered replicas\nin block %d (epoch %d); escrow %s, balance %s",
+				d.publisher, formatOre(100*oreUnit), d.added.Root.String()[:16]+"…", humanize.IBytes(reg.Size), formatOre(reg.PricePerGiB),
+				formatOre(reg.Replicate), s.Height(), s.Epoch(), formatOre(s.Escrow(pub.ID())), formatOre(s.Balance(pub.ID())))
+			// A ticket for the getter: the demand the publisher pays for. The
+			// publisher checks its own registration on the final chain.
+			for {
+				if ps, err := pub.LedgerState(wctx); err == nil {
+					if _, ok := ps.RegistrationOf(pub.ID(), d.added.Root); ok {
+						break
+					}
+				}
+				select {
+				case <-wctx.Done():
+					return "", fmt.Errorf("the registration is in no final block after %s", 10*demoEpoch)
+				case <-time.After(50 * time.Millisecond):
+				}
+			}
+			getter := d.net.Nodes[d.getter].ID()
+			if d.ticket, err = pub.IssueTicket(ctx, node.TicketSpec{Root: d.added.Root, Client: getter, Cap: 2 * uint64(d.size), For: time.Hour}); err != nil {
+				return "", err
+			}
+			if err := d.waitTicket(wctx); err != nil {
+				return "", err
+			}
+			return line + fmt.Sprintf("\nticket %x: box %d may fetch %s paid, up to %s, until epoch %d; the ledger learned it (its signature checked once)",
+				d.ticketID(), d.getter, d.added.Root.String()[:16]+"…", humanize.IBytes(d.ticket.Cap), d.ticket.Expires), nil
 		}
 		select {
 		case <-wctx.Done():
 			return "", fmt.Errorf("the registration is in no block after %s", 10*demoEpoch)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// replicateBudget is what the demo's publisher pays per epoch for the
+// replication the committee orders.
+const replicateBudget = oreUnit
+
+// waitTicket waits until the ledger knows the getter's ticket.
+func (d *demo) waitTicket(ctx context.Context) error {
+	for {
+		s, err := d.ledgerState(ctx)
+		if err != nil {
+			return err
+		}
+		if _, _, _, _, ok := s.Ticket(d.ticket.ID()); ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the ticket is in no block: %w", ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -396,7 +459,7 @@ func (d *demo) settle(ctx context.Context) (string, error) {
 			return "", err
 		}
 		paid := true
-		for _, r := range d.fetched.Receipts {
+		for _, r := range slices.Concat(d.fetched.Receipts, d.replicaReceipts) {
 			if s.Paid(r.Key()) < r.Bytes {
 				paid = false
 			}
@@ -411,13 +474,35 @@ func (d *demo) settle(ctx context.Context) (string, error) {
 		}
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "block %d (epoch %d) pays the receipts of the fetch\n", s.Height(), s.Epoch())
-	servers := map[peer.ID]bool{}
+	fmt.Fprintf(&b, "block %d (epoch %d) has accounted every receipt of both fetches\n", s.Height(), s.Epoch())
+	// Each server earns exactly the ticketed bytes it served at the price:
+	// the replica's unticketed receipts, accounted in the same blocks,
+	// earned nothing.
+	reg, _ := s.RegistrationOf(d.net.Nodes[d.publisher].ID(), d.added.Root)
+	due := map[peer.ID]uint64{}
+	var ticketed, unticketed uint64
 	for _, r := range d.fetched.Receipts {
-		servers[r.Server] = true
+		due[r.Server] += ledger.Owed(r.Bytes, reg.PricePerGiB)
+		ticketed += r.Bytes
 	}
-	for id := range servers {
-		fmt.Fprintf(&b, "%s earned %s (balance %s)\n", d.boxName(id), formatOre(s.Balance(id)-d.registered.Balance(id)), formatOre(s.Balance(id)))
+	for _, r := range d.replicaReceipts {
+		if _, ok := due[r.Server]; !ok {
+			due[r.Server] = 0
+		}
+		unticketed += r.Bytes
+	}
+	for _, id := range slices.Sorted(maps.Keys(due)) {
+		earned := s.Balance(id) - d.registered.Balance(id)
+		if earned != due[id] {
+			return "", fmt.Errorf("%s earned %s; its ticketed bytes at the price come to %s", d.boxName(id), formatOre(earned), formatOre(due[id]))
+		}
+		fmt.Fprintf(&b, "%s earned %s (balance %s): its ticketed bytes at the price, to the base unit\n", d.boxName(id), formatOre(earned), formatOre(s.Balance(id)))
+	}
+	_, _, spent, _, _ := s.Ticket(d.ticket.ID())
+	fmt.Fprintf(&b, "ticket %x paid for %s of its %s cap; box %d's fetch under no ticket (%s) earned its servers nothing\n",
+		d.ticketID(), humanize.IBytes(spent), humanize.IBytes(d.ticket.Cap), d.replica, humanize.IBytes(unticketed))
+	if spent != ticketed {
+		return "", fmt.Errorf("the ticket paid for %d bytes, the ticketed fetch's receipts cover %d", spent, ticketed)
 	}
 	pub := d.net.Nodes[d.publisher].ID()
 	fmt.Fprintf(&b, "publisher box %d: escrow left %s, balance %s\n", d.publisher, formatOre(s.Escrow(pub)), formatOre(s.Balance(pub)))
@@ -588,8 +673,14 @@ func (d *demo) heatUp(ctx context.Context) (string, error) {
 	done := time.Now()
 	fmt.Fprintf(&b, "epoch %d: the leader (box %d) counts %.0f requests in the boxes' heat reports → target %d replicas (⌈%.0f/%.0f⌉ within [%d, %d])\n",
 		firstEpoch, firstLeader, first.Requests, first.Replicas, first.Requests, p.RequestsPerReplica, p.Floor, p.Ceiling)
-	fmt.Fprintf(&b, "its signed orders (gossiped on %s) name boxes %s: they fetch it and hold it through epoch %d (renewed while it stays hot)\n",
+	fmt.Fprintf(&b, "its orders, in a final block and gossiped with the block's signatures on %s, name boxes %s: they fetch it and hold it through epoch %d (renewed while it stays hot)\n",
 		node.OrdersTopic, joinBoxes(ordered), tg.Until)
+	if s, err := d.ledgerState(ctx); err == nil {
+		if _, e, until, _, boxes, ok := s.Order(root); ok {
+			fmt.Fprintf(&b, "the ledger records the order of epoch %d (boxes %s, until %d): their fetches are paid as replication, from the publisher's %s an epoch\n",
+				e, joinBoxes(d.indexes(boxes)), until, formatOre(replicateBudget))
+		}
+	}
 	doneEpoch := params.EpochAt(done)
 	epochs := "epochs"
 	if doneEpoch-burstEpoch == 1 {

@@ -21,13 +21,17 @@ func cmdLedger(ctx context.Context, e *env, args []string) error {
   blocks [--from H]         the chain's blocks
   verify                    replay the chain from genesis, print the state hash
   deposit AMOUNT            move AMOUNT ore from this box's balance into its escrow
-  register ROOT [--price P] [--open B]
+  register ROOT [--price P] [--open B] [--replicate R]
                             register content this box publishes, P ore per GiB;
                             on a network of rules 4, B ore an epoch pays
                             deliveries under no ticket (default: tickets only)
+                            and R ore an epoch pays the replicas the committee
+                            orders when it is hot (default: none)
   prewarm ROOT [--replicas N] [--for D]
                             ask N boxes to pre-store ROOT (registered by this
-                            box) for D, e.g. before a release
+                            box) for D, e.g. before a release; on a network of
+                            rules 4 it reserves from the escrow what the N
+                            replicas may cost and gives back the rest after
   transfer PEER AMOUNT      pay PEER AMOUNT ore
   ticket TICKET|ID          what the ledger knows of a ticket: its cap and
                             the bytes paid under it
@@ -45,6 +49,7 @@ func cmdLedger(ctx context.Context, e *env, args []string) error {
 	from := fs.Uint64("from", 1, "first block height (blocks)")
 	price := fs.String("price", "", "price per GiB in ore (register; default: the network's)")
 	openBudget := fs.String("open", "", "ore an epoch paid for deliveries under no ticket (register; rules 4; default 0: tickets only)")
+	replicate := fs.String("replicate", "", "ore an epoch paid for the replicas the committee orders when the root is hot (register; rules 4; default 0: none)")
 	replicas := fs.Uint("replicas", 8, fmt.Sprintf("how many boxes pre-store the content (prewarm; 1 to %d)", ledger.MaxPrewarmReplicas))
 	prewarmFor := fs.Duration("for", time.Hour, fmt.Sprintf("how long the boxes keep it, rounded up to whole epochs (prewarm; at most %d epochs)", ledger.MaxPrewarmEpochs))
 	wait := fs.Bool("wait", true, "wait until a block takes the transaction")
@@ -168,6 +173,13 @@ func cmdLedger(ctx context.Context, e *env, args []string) error {
 					return err
 				}
 				q.Set("open", strconv.FormatUint(o, 10))
+			}
+			if *replicate != "" {
+				o, err := parseOre(*replicate)
+				if err != nil {
+					return err
+				}
+				q.Set("replicate", strconv.FormatUint(o, 10))
 			}
 			if *price != "" {
 				p, err := parseOre(*price)

@@ -256,9 +256,23 @@ func (s *apiServer) ledgerTx(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
+		var replicate uint64
+		if o := q.Get("replicate"); o != "" {
+			if replicate, err = strconv.ParseUint(o, 10, 64); err != nil {
+				http.Error(w, "bad replication budget "+o, http.StatusBadRequest)
+				return
+			}
+		}
 		if tx, err = s.n.RegisterTx(r.Context(), root, price, open); err != nil {
 			http.Error(w, err.Error(), http.StatusConflict)
 			return
+		}
+		if replicate > 0 {
+			if tx.Kind != ledger.KindRegisterRoot {
+				http.Error(w, "this network's ledger rules pay no replication budget: they pay every receipt of registered content", http.StatusConflict)
+				return
+			}
+			tx = tx.WithReplicate(replicate)
 		}
 	case "transfer":
 		to, err := peer.Decode(q.Get("to"))

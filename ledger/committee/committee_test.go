@@ -66,7 +66,9 @@ func newCluster(t *testing.T) *cluster {
 // let receipts outlive elections that a loaded machine drags out.
 func newClusterEpoch(t *testing.T, epoch time.Duration) *cluster {
 	t.Helper()
-	return newClusterRules(t, epoch, 0)
+	// Rules 3: every receipt of registered content pays, which these tests
+	// of ordering and paying use; ticket_test.go runs rules 4.
+	return newClusterRules(t, epoch, ledger.RulesV3)
 }
 
 // newClusterRules is newClusterEpoch on a genesis of the given rules
