@@ -91,18 +91,26 @@ cid=$("$ore" testnet exec pub add -q /data/first.bin)
 echo "root $cid"
 "$ore" testnet exec pub ledger deposit 100
 "$ore" testnet exec pub ledger register "$cid" --price 1
+# Rules 4: the ledger pays delivery the publisher authorized. A bearer
+# ticket for the file, once the registration is final.
+ticket() {
+  tk=$("$ore" testnet exec pub ticket "$cid" --cap 100MiB --for 1h 2>/dev/null | awk '/^ticket /{print $2}')
+  [ -n "$tk" ] || return 1
+  echo "ticket ${tk:0:24}…"
+}
+wait_for 60 "a ticket for the registered file" ticket
 
-step "box1 and box2 fetch it (they become providers too)"
+step "box1 and box2 fetch it under the ticket (they become providers too)"
 node=box1
-"$ore" testnet exec box1 get "$cid" -o /data/first.bin
+"$ore" testnet exec box1 get "$cid" -o /data/first.bin --ticket "$tk"
 node=box2
-"$ore" testnet exec box2 get "$cid" -o /data/first.bin
+"$ore" testnet exec box2 get "$cid" -o /data/first.bin --ticket "$tk"
 cmp "$pubrepo/first.bin" "$ORE_TESTNET/nodes/box1/first.bin"
 cmp "$pubrepo/first.bin" "$ORE_TESTNET/nodes/box2/first.bin"
 
 step "fetch it through the gateway with curl, compare bytes"
 node=gw
-curl -fsS --max-time 120 -o "$work/via-gateway.bin" -w 'HTTP %{http_code}, %{size_download} bytes, first byte after %{time_starttransfer}s\n' "$url/ipfs/$cid"
+curl -fsS --max-time 120 -o "$work/via-gateway.bin" -w 'HTTP %{http_code}, %{size_download} bytes, first byte after %{time_starttransfer}s\n' "$url/ipfs/$cid?ore-ticket=$tk"
 cmp "$pubrepo/first.bin" "$work/via-gateway.bin" || die "the gateway's bytes differ from the published file"
 curl -fsS --max-time 60 -r 1000-1999 -o "$work/range.bin" "$url/ipfs/$cid"
 cmp <(tail -c +1001 "$pubrepo/first.bin" | head -c 1000) "$work/range.bin" || die "the gateway's range differs"
