@@ -259,9 +259,10 @@ func (n *State) replicatingRegistration(root string, p *paidEpoch) (Registration
 	return best, found
 }
 
-// reservation is what a pre-warm of replicas boxes sets aside from its
-// publisher's escrow: what the rules may pay for each box's replica.
-func reservation(reg Registration, replicas uint32) uint64 {
+// Reservation is what a pre-warm of replicas boxes of the root reg
+// registers sets aside from its publisher's escrow (RulesV4): what the
+// rules may pay for each box's replica.
+func Reservation(reg Registration, replicas uint32) uint64 {
 	return satMul(owed(satMul(reg.Size, RetryFactor), reg.PricePerGiB), uint64(replicas))
 }
 

@@ -776,7 +776,7 @@ func (n *State) applyTx(t *Tx, sigErr error) error {
 			// A pre-warm that replaces one gives back what is left of the
 			// old reservation first.
 			freed := n.prewarms[key].Reserved
-			pw.Reserved = reservation(n.regs[key], t.Replicas)
+			pw.Reserved = Reservation(n.regs[key], t.Replicas)
 			if pw.Reserved > a.Escrow+freed {
 				return refuse(ReasonInsufficientEscrow, "a pre-warm of %d replicas reserves %d, escrow %d", t.Replicas, pw.Reserved, a.Escrow+freed)
 			}

@@ -208,4 +208,25 @@ func TestPrewarmStoresBeforeFirstRequest(t *testing.T) {
 			}
 		}
 	}
+	// The ordered boxes' fetches are paid from what the pre-warm reserved
+	// (rules 4): the reservation shrinks by what the ledger paid their
+	// servers, and the ledger recorded the order that names them.
+	lead, err := nw.Leader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reserved, left uint64
+	if !testkit.Eventually(30*time.Second, func() bool {
+		st := nw.Nodes[lead].Committee().State()
+		pw, ok := st.Prewarm(res.Root)
+		reg, registered := st.RegistrationOf(pub.ID(), res.Root)
+		if !ok || !registered {
+			return false
+		}
+		reserved, left = ledger.Reservation(reg, pw.Replicas), pw.Reserved
+		_, _, _, _, boxes, recorded := st.Order(res.Root)
+		return recorded && len(boxes) >= 2 && left < reserved
+	}) {
+		t.Fatalf("no replication paid from the pre-warm's reservation (%d of %d left)", left, reserved)
+	}
 }
