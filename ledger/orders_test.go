@@ -11,6 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/orecdn/ore/heat"
+	"github.com/orecdn/ore/pod"
 )
 
 // newFixtureV4 is newFixture on a RulesV4 chain.
@@ -213,7 +214,7 @@ func TestStateHashV4Orders(t *testing.T) {
 	f.advance(t, 4, f.signed(t, f.s, NewPrewarm(f.pubs[0].ID, 0, root, 2, 20)))
 	f.advance(t, 5, orderTx(t, f.com[0], heat.ReasonPrewarm, 5, 20, root, f.clis[0]))
 	f.advance(t, 5, NewReceiptTx(receipt(t, f.srvs[0], f.clis[0], root, 5, orderedSize, nil)))
-	const want = "14d4cc715b4f1624a2f74bb3f1deacb0b6cbc20e6e7d9241597f56a702088493"
+	const want = "712a376c06954b4408c86335420b2e2868df5649d6be8d14d2cae74e3f3584a0"
 	if h := f.s.Hash(); hexString(h) != want {
 		t.Fatalf("state hash %x, chains of RulesV4 give %s", h, want)
 	}
@@ -307,4 +308,57 @@ func FuzzDecodeOrderProof(f *testing.F) {
 		}
 		_, _ = p.Verify(fx.g)
 	})
+}
+
+// TestDelegatedTickets: a key a publisher delegated on the ledger signs
+// tickets that pay from the publisher's escrow; a key it did not delegate,
+// or revoked, or whose delegation lapsed, signs none the ledger learns.
+func TestDelegatedTickets(t *testing.T) {
+	f, root := registered(t, 1_000_000, 0)
+	pub, hot, stranger := f.pubs[0], f.srvs[2], f.clis[2]
+	ticket := func(signer party, nonce uint64) Tx {
+		tk := &pod.Ticket{Version: pod.TicketVersionDelegated, Network: testNetwork, Publisher: pub.ID, Root: root,
+			Client: f.clis[0].ID, Cap: 2 * orderedSize, Expires: 30, Nonce: nonce, Signer: signer.ID}
+		if err := tk.Sign(signer.Key); err != nil {
+			t.Fatal(err)
+		}
+		return NewTicketTx(tk)
+	}
+	f.wantReason(t, f.s, 4, ticket(hot, 1), ReasonBadTicket) // not delegated yet
+	f.wantReason(t, f.s, 4, f.signed(t, f.s, NewDelegate(pub.ID, pub.ID, 0, 20)), ReasonSelfTransfer)
+	f.wantReason(t, f.s, 4, f.signed(t, f.s, NewDelegate(pub.ID, hot.ID, 0, 4+MaxTicketEpochs+1)), ReasonUntilOutOfRange)
+	f.wantReason(t, f.s, 4, f.signed(t, f.s, NewDelegate(pub.ID, hot.ID, 0, 0)), ReasonNotOwner)
+	f.advance(t, 4, f.signed(t, f.s, NewDelegate(pub.ID, hot.ID, 0, 20)))
+	if until, ok := f.s.Delegate(pub.ID, hot.ID); !ok || until != 20 {
+		t.Fatalf("delegation on record: %v until %d", ok, until)
+	}
+	// Another key's signature over a ticket naming the delegate as signer.
+	forged := ticket(hot, 2)
+	forged.Ticket.Sig = nil
+	if err := forged.Ticket.Sign(hot.Key); err != nil {
+		t.Fatal(err)
+	}
+	forged.Ticket.Nonce++ // the signature no longer covers the body
+	f.wantReason(t, f.s, 5, forged, ReasonBadSignature)
+	f.wantReason(t, f.s, 5, ticket(stranger, 3), ReasonBadTicket)
+	tk := ticket(hot, 4)
+	f.advance(t, 5, tk)
+	f.advance(t, 6, NewReceiptTx(receipt(t, f.srvs[0], f.clis[0], root, 6, orderedSize, func(r *pod.Receipt) {
+		r.Version, r.Ticket = pod.VersionTicket, tk.Ticket.ID()
+	})))
+	if got, want := f.s.Balance(f.srvs[0].ID), Owed(orderedSize, testPrice); got != want {
+		t.Fatalf("a delegated ticket paid %d, want %d", got, want)
+	}
+	// Revoked: no new ticket; the one learned before still pays.
+	f.advance(t, 7, f.signed(t, f.s, NewDelegate(pub.ID, hot.ID, 0, 0)))
+	f.wantReason(t, f.s, 7, ticket(hot, 5), ReasonBadTicket)
+	f.advance(t, 8, NewReceiptTx(receipt(t, f.srvs[1], f.clis[0], root, 8, orderedSize/2, func(r *pod.Receipt) {
+		r.Version, r.Ticket = pod.VersionTicket, tk.Ticket.ID()
+	})))
+	if f.s.Balance(f.srvs[1].ID) == 0 {
+		t.Fatal("a ticket learned before its signer was revoked stopped paying")
+	}
+	// Lapsed: a delegation to epoch 10 signs nothing at 11.
+	f.advance(t, 9, f.signed(t, f.s, NewDelegate(pub.ID, hot.ID, 0, 10)))
+	f.wantReason(t, f.s, 11, ticket(hot, 6), ReasonBadTicket)
 }

@@ -288,7 +288,7 @@ func TestStateHashV4(t *testing.T) {
 	if got := f.s.Balance(f.srvs[0].ID); got != 3 { // half a GiB (the ticket's cap) at 7 per GiB
 		t.Fatalf("the server earned %d, want 3", got)
 	}
-	const want = "45bb8a5a51a330e36d5f78a3eca9599babd157f714425c7132b9c9ba1cca6ff6"
+	const want = "6d1c1d0e15bf8be78e7ede95d212095ce7f8469fefc1cbfbb4617d3e59368cfe"
 	if h := f.s.Hash(); hex.EncodeToString(h[:]) != want {
 		t.Fatalf("state hash %x, chains of RulesV4 give %s", h, want)
 	}

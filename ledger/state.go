@@ -107,6 +107,10 @@ type State struct {
 	orders      map[string]*orderEntry
 	ordersOwned bool
 	ordersHash  [32]byte
+	// RulesV4: the keys each publisher delegated to sign its tickets, with
+	// the last epoch each may (tickets.go); a publisher's map is copied
+	// before a block writes it.
+	delegates map[peer.ID]map[peer.ID]uint64
 	// paid holds the bytes accounted per (S, C, R, E), one section per
 	// epoch E: dropping an epoch that fell out of the skew drops its
 	// section, and a block copies only the sections it adds to.
@@ -409,6 +413,7 @@ func (s *State) computeHash() [32]byte {
 		b = s.sealTickets(b)
 		oh := s.sealOrders()
 		b = append(b, oh[:]...)
+		b = s.appendDelegates(b)
 	}
 	h.Write(b)
 	var out [32]byte
@@ -704,6 +709,10 @@ func (n *State) applyTx(t *Tx, sigErr error) error {
 			return refuse(ReasonNotInRules, "%s needs rules version %d, this chain's genesis has %d", t.Kind, RulesV4, n.g.Rules)
 		}
 		return n.applyOrder(t)
+	case KindDelegate:
+		if n.g.Rules < RulesV4 {
+			return refuse(ReasonNotInRules, "%s needs rules version %d, this chain's genesis has %d", t.Kind, RulesV4, n.g.Rules)
+		}
 	case KindWithdraw, KindSpendCap:
 		if n.g.Rules < RulesV3 {
 			return refuse(ReasonNotInRules, "%s needs rules version %d, this chain's genesis has %d", t.Kind, RulesV3, n.g.Rules)
@@ -799,6 +808,10 @@ func (n *State) applyTx(t *Tx, sigErr error) error {
 		a.EpochCap = t.Amount
 	case KindRegisterRoot:
 		if err := n.applyRegisterRoot(t); err != nil {
+			return err
+		}
+	case KindDelegate:
+		if err := n.applyDelegate(t); err != nil {
 			return err
 		}
 	}

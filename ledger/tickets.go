@@ -235,6 +235,11 @@ func (n *State) applyTicket(t *Tx) error {
 	if _, ok := n.ticket(id); ok {
 		return refuse(ReasonTicketKnown, "ticket %x is on the ledger already", id[:8])
 	}
+	if signer := tk.SignedBy(); signer != tk.Publisher {
+		if until, ok := n.delegates[tk.Publisher][signer]; !ok || until < n.epoch {
+			return refuse(ReasonBadTicket, "ticket signed by %s, which %s has not delegated to sign its tickets at epoch %d", signer, tk.Publisher, n.epoch)
+		}
+	}
 	if err := tk.Verify(); err != nil {
 		return refuse(ReasonBadSignature, "%w", err)
 	}
@@ -376,6 +381,81 @@ func appendSectionV4(b []byte, p *paidEpoch) []byte {
 		b = binary.AppendUvarint(b, uint64(len(m)))
 		for _, k := range slices.Sorted(maps.Keys(m)) {
 			b = wire.AppendBytes(b, []byte(k))
+			b = binary.AppendUvarint(b, m[k])
+		}
+	}
+	return b
+}
+
+// MaxDelegates bounds the keys one publisher may delegate at a time.
+const MaxDelegates = 16
+
+// applyDelegate lets t.To sign tickets for t.From through epoch t.Until
+// (after the block's epoch, at most MaxTicketEpochs after it), or revokes
+// it (Until 0). A revoked or lapsed key signs no new ticket; the tickets
+// the ledger learned before stay valid to their caps and expiry, as a
+// signed URL does until it expires.
+func (n *State) applyDelegate(t *Tx) error {
+	if err := checkAccount(t.To); err != nil {
+		return refuse(ReasonBadAccount, "delegate: %w", err)
+	}
+	if t.To == t.From {
+		return refuse(ReasonSelfTransfer, "%s delegating to itself: it signs its tickets already", t.From)
+	}
+	// The publisher's delegations, without the lapsed ones.
+	m := make(map[peer.ID]uint64, len(n.delegates[t.From])+1)
+	for k, until := range n.delegates[t.From] {
+		if until >= n.epoch {
+			m[k] = until
+		}
+	}
+	if t.Until == 0 {
+		if _, ok := m[t.To]; !ok {
+			return refuse(ReasonNotOwner, "%s has not delegated %s", t.From, t.To)
+		}
+	} else {
+		if t.Until <= n.epoch || t.Until-n.epoch > MaxTicketEpochs {
+			return refuse(ReasonUntilOutOfRange, "delegation until epoch %d in a block of epoch %d (after it, at most %d epochs)", t.Until, n.epoch, MaxTicketEpochs)
+		}
+		if _, ok := m[t.To]; !ok && len(m) >= MaxDelegates {
+			return refuse(ReasonReplicasOutOfRange, "%s has %d delegates, the most it may have: revoke one first", t.From, MaxDelegates)
+		}
+	}
+	if t.Until == 0 {
+		delete(m, t.To)
+	} else {
+		m[t.To] = t.Until
+	}
+	n.delegates = maps.Clone(n.delegates)
+	if n.delegates == nil {
+		n.delegates = make(map[peer.ID]map[peer.ID]uint64)
+	}
+	if len(m) == 0 {
+		delete(n.delegates, t.From)
+	} else {
+		n.delegates[t.From] = m
+	}
+	return nil
+}
+
+// Delegate reports until which epoch key may sign tickets for publisher.
+func (s *State) Delegate(publisher, key peer.ID) (until uint64, ok bool) {
+	until, ok = s.delegates[publisher][key]
+	return until, ok
+}
+
+const delegatesDomain = "ore/ledger/v4/delegates\x00"
+
+// appendDelegates appends the delegations, sorted by publisher and key.
+func (s *State) appendDelegates(b []byte) []byte {
+	b = append(b, delegatesDomain...)
+	b = binary.AppendUvarint(b, uint64(len(s.delegates)))
+	for _, pub := range slices.Sorted(maps.Keys(s.delegates)) {
+		m := s.delegates[pub]
+		b = wire.AppendPeer(b, pub)
+		b = binary.AppendUvarint(b, uint64(len(m)))
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			b = wire.AppendPeer(b, k)
 			b = binary.AppendUvarint(b, m[k])
 		}
 	}

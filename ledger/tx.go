@@ -54,6 +54,9 @@ const (
 	// only a leader puts one in a block, and the block's finality is what
 	// makes boxes obey it and the ledger pay for it.
 	KindOrder Kind = 10
+	// KindDelegate: From lets key To sign tickets for it up to and
+	// including epoch Until (0: revokes To) (RulesV4).
+	KindDelegate Kind = 11
 )
 
 // Pre-warm limits (State rules of KindPrewarm).
@@ -90,6 +93,8 @@ func (k Kind) String() string {
 		return "ticket"
 	case KindOrder:
 		return "order"
+	case KindDelegate:
+		return "delegate"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -106,6 +111,7 @@ func (k Kind) String() string {
 //	KindRegisterRoot: From, Nonce, Root, Price, Amount (open), Replicate, Block, Sig
 //	KindTicket:   Ticket (From is the ticket's publisher, not encoded)
 //	KindOrder:    Order (From is the order's issuer, not encoded)
+//	KindDelegate: From, Nonce, To, Until, Sig
 //
 // Account transactions are signed by From (Sign) and carry From's next
 // nonce (State.Nonce(From)+1). Receipts are signed by their client and
@@ -191,6 +197,12 @@ func (t Tx) WithReplicate(perEpoch uint64) Tx {
 	return t
 }
 
+// NewDelegate lets key sign tickets for publisher from through epoch until
+// (0: revokes key).
+func NewDelegate(from, key peer.ID, nonce, until uint64) Tx {
+	return Tx{Kind: KindDelegate, From: from, To: key, Nonce: nonce, Until: until}
+}
+
 // NewTicketTx hands a publisher's signed ticket to the ledger.
 func NewTicketTx(t *pod.Ticket) Tx { return Tx{Kind: KindTicket, From: t.Publisher, Ticket: t} }
 
@@ -264,6 +276,11 @@ func (t *Tx) appendUnsigned(b []byte) []byte {
 		b = binary.AppendUvarint(b, t.Nonce)
 		b = wire.AppendPeer(b, t.To)
 		return binary.AppendUvarint(b, t.Amount)
+	case KindDelegate:
+		b = wire.AppendPeer(b, t.From)
+		b = binary.AppendUvarint(b, t.Nonce)
+		b = wire.AppendPeer(b, t.To)
+		return binary.AppendUvarint(b, t.Until)
 	}
 	return b
 }
@@ -421,7 +438,7 @@ func UnmarshalTx(data []byte) (*Tx, error) {
 			}
 			t.Receipt = r
 		}
-	case KindDeposit, KindTransfer, KindRegister, KindPrewarm, KindWithdraw, KindSpendCap, KindRegisterRoot:
+	case KindDeposit, KindTransfer, KindRegister, KindPrewarm, KindWithdraw, KindSpendCap, KindRegisterRoot, KindDelegate:
 		t.From = d.Peer(maxPeerIDLen, "from")
 		t.Nonce = d.Uvarint("nonce")
 		switch t.Kind {
@@ -430,6 +447,9 @@ func UnmarshalTx(data []byte) (*Tx, error) {
 		case KindTransfer:
 			t.To = d.Peer(maxPeerIDLen, "to")
 			t.Amount = d.Uvarint("amount")
+		case KindDelegate:
+			t.To = d.Peer(maxPeerIDLen, "delegate")
+			t.Until = d.Uvarint("until")
 		case KindRegister:
 			t.Root = d.CID(maxCIDLen, "root")
 			t.Price = d.Uvarint("price")

@@ -22,6 +22,10 @@ type TicketSpec struct {
 	Client peer.ID       // the one client that may spend it; "": any holder (a bearer ticket)
 	Cap    uint64        // bytes paid under it, over every box, client and epoch
 	For    time.Duration // how long from now it stays valid, rounded up to whole epochs
+	// Publisher is whose escrow pays when this box signs as a key that
+	// publisher delegated on the ledger (`ore ledger delegate`); "": this
+	// box is the publisher.
+	Publisher peer.ID
 }
 
 // ErrNoTickets is a network whose ledger rules pay no tickets.
@@ -44,8 +48,12 @@ func (n *Node) IssueTicket(ctx context.Context, spec TicketSpec) (*pod.Ticket, e
 	if spec.For <= 0 {
 		return nil, fmt.Errorf("node: a ticket must stay valid for a positive time, like 1h")
 	}
-	if spec.Client == n.ID() {
-		return nil, fmt.Errorf("node: a publisher cannot ticket itself: its own fetches are not paid")
+	publisher := spec.Publisher
+	if publisher == "" {
+		publisher = n.ID()
+	}
+	if spec.Client == n.ID() || spec.Client == publisher {
+		return nil, fmt.Errorf("node: a publisher (or its delegate) cannot ticket itself: its own fetches are not paid")
 	}
 	params := n.cfg.Network
 	now := time.Now()
@@ -58,17 +66,25 @@ func (n *Node) IssueTicket(ctx context.Context, spec TicketSpec) (*pod.Ticket, e
 	if err != nil {
 		return nil, err
 	}
+	if publisher != n.ID() {
+		if until, ok := st.Delegate(publisher, n.ID()); !ok || until < params.EpochAt(now) {
+			return nil, fmt.Errorf("node: %s has not delegated this box (%s) to sign its tickets: on the publisher's box, `ore ledger delegate %s`", publisher, n.ID(), n.ID())
+		}
+	}
 	if spec.Root.Defined() {
-		if _, ok := st.RegistrationOf(n.ID(), spec.Root); !ok {
-			return nil, fmt.Errorf("node: %s is not registered by this box: register it first (`ore ledger register %s`)", spec.Root, spec.Root)
+		if _, ok := st.RegistrationOf(publisher, spec.Root); !ok {
+			return nil, fmt.Errorf("node: %s is not registered by %s: register it first (`ore ledger register %s` on the publisher's box)", spec.Root, publisher, spec.Root)
 		}
 	}
 	var nonce [8]byte
 	if _, err := rand.Read(nonce[:]); err != nil {
 		return nil, fmt.Errorf("node: ticket nonce: %w", err)
 	}
-	tk := &pod.Ticket{Version: pod.TicketVersion, Network: params.Network, Publisher: n.ID(), Root: spec.Root,
+	tk := &pod.Ticket{Version: pod.TicketVersion, Network: params.Network, Publisher: publisher, Root: spec.Root,
 		Client: spec.Client, Cap: spec.Cap, Expires: expires, Nonce: binary.BigEndian.Uint64(nonce[:])}
+	if publisher != n.ID() {
+		tk.Version, tk.Signer = pod.TicketVersionDelegated, n.ID()
+	}
 	if err := tk.Sign(n.key); err != nil {
 		return nil, err
 	}

@@ -41,11 +41,20 @@ type Ticket struct {
 	Cap     uint64 // bytes paid under the ticket, over every server, client and epoch
 	Expires uint64 // the last epoch a receipt under the ticket may name
 	Nonce   uint64 // tells apart tickets that are otherwise the same
-	Sig     []byte
+	// Signer (TicketVersionDelegated) is the key that signed the ticket
+	// for the publisher: one the publisher delegated on the ledger, so
+	// the key that holds its escrow stays offline while its app servers
+	// issue tickets. "" in TicketVersion: the publisher signed it.
+	Signer peer.ID
+	Sig    []byte
 }
 
-// TicketVersion is the ticket format this package writes and reads.
-const TicketVersion = 1
+// Ticket versions: TicketVersion is signed by its publisher,
+// TicketVersionDelegated by a key the publisher delegated (Signer).
+const (
+	TicketVersion          = 1
+	TicketVersionDelegated = 2
+)
 
 // MaxTicketEncoded bounds an encoded ticket.
 const MaxTicketEncoded = 512
@@ -67,7 +76,20 @@ func (t *Ticket) appendBody(b []byte) []byte {
 	b = wire.AppendPeer(b, t.Client)
 	b = binary.AppendUvarint(b, t.Cap)
 	b = binary.AppendUvarint(b, t.Expires)
-	return binary.AppendUvarint(b, t.Nonce)
+	b = binary.AppendUvarint(b, t.Nonce)
+	if t.Version >= TicketVersionDelegated {
+		b = wire.AppendPeer(b, t.Signer)
+	}
+	return b
+}
+
+// SignedBy is the key whose signature makes the ticket: its Signer if a
+// publisher delegated it, else the publisher.
+func (t *Ticket) SignedBy() peer.ID {
+	if t.Version >= TicketVersionDelegated {
+		return t.Signer
+	}
+	return t.Publisher
 }
 
 // ID is the ticket's name: SHA-256 over a domain prefix and the signed
@@ -91,8 +113,8 @@ func UnmarshalTicket(data []byte) (*Ticket, error) {
 	}
 	d := wire.NewDecoder(data, ErrBadTicket)
 	t := &Ticket{Version: d.Byte("version")}
-	if d.Err() == nil && t.Version != TicketVersion {
-		return nil, fmt.Errorf("%w: version %d, this build reads %d", ErrBadTicket, t.Version, TicketVersion)
+	if d.Err() == nil && t.Version != TicketVersion && t.Version != TicketVersionDelegated {
+		return nil, fmt.Errorf("%w: version %d, this build reads %d and %d", ErrBadTicket, t.Version, TicketVersion, TicketVersionDelegated)
 	}
 	t.Network = d.String(MaxNetworkLen, "network")
 	t.Publisher = d.Peer(MaxPeerIDLen, "publisher")
@@ -101,6 +123,9 @@ func UnmarshalTicket(data []byte) (*Ticket, error) {
 	t.Cap = d.Uvarint("cap")
 	t.Expires = d.Uvarint("expires")
 	t.Nonce = d.Uvarint("nonce")
+	if t.Version >= TicketVersionDelegated {
+		t.Signer = d.Peer(MaxPeerIDLen, "signer")
+	}
 	t.Sig = d.Bytes(MaxSigLen, "signature")
 	if err := d.End(); err != nil {
 		return nil, err
@@ -127,9 +152,10 @@ func ParseTicket(s string) (*Ticket, error) {
 	return UnmarshalTicket(b)
 }
 
-// Sign signs the ticket with the publisher's key.
+// Sign signs the ticket with the key SignedBy names: the publisher's, or
+// the delegated Signer's.
 func (t *Ticket) Sign(k crypto.PrivKey) error {
-	if err := checkKey(k, t.Publisher, "publisher"); err != nil {
+	if err := checkKey(k, t.SignedBy(), "ticket signer"); err != nil {
 		return err
 	}
 	sig, err := k.Sign(t.appendBody([]byte(ticketSigDomain)))
@@ -140,18 +166,20 @@ func (t *Ticket) Sign(k crypto.PrivKey) error {
 	return nil
 }
 
-// Verify checks the publisher's signature.
+// Verify checks the signature of the key SignedBy names. Whether a
+// delegated signer may sign for the publisher is the ledger's to say.
 func (t *Ticket) Verify() error {
 	if len(t.Sig) == 0 {
 		return fmt.Errorf("%w: unsigned", ErrBadTicket)
 	}
-	pk, err := t.Publisher.ExtractPublicKey()
+	signer := t.SignedBy()
+	pk, err := signer.ExtractPublicKey()
 	if err != nil || pk.Type() != crypto.Ed25519 {
-		return fmt.Errorf("%w: publisher %s has no Ed25519 key", ErrBadTicket, t.Publisher)
+		return fmt.Errorf("%w: signer %s has no Ed25519 key", ErrBadTicket, signer)
 	}
 	ok, err := pk.Verify(t.appendBody([]byte(ticketSigDomain)), t.Sig)
 	if err != nil || !ok {
-		return fmt.Errorf("%w: signature does not verify for publisher %s", ErrBadTicket, t.Publisher)
+		return fmt.Errorf("%w: signature does not verify for %s", ErrBadTicket, signer)
 	}
 	return nil
 }
@@ -161,8 +189,12 @@ func (t *Ticket) Verify() error {
 // and what is left of its cap are the ledger's to say.
 func (p Params) CheckTicket(t *Ticket) error {
 	switch {
-	case t.Version != TicketVersion:
+	case t.Version != TicketVersion && t.Version != TicketVersionDelegated:
 		return fmt.Errorf("%w: version %d", ErrBadTicket, t.Version)
+	case t.Version == TicketVersionDelegated && (t.Signer == "" || t.Signer == t.Publisher):
+		return fmt.Errorf("%w: a delegated ticket names a signer other than its publisher", ErrBadTicket)
+	case t.Client != "" && t.Client == t.Signer:
+		return fmt.Errorf("%w: signer %s tickets itself", ErrBadTicket, t.Signer)
 	case t.Network != p.Network:
 		return fmt.Errorf("%w: network %q, this is %q", ErrBadTicket, t.Network, p.Network)
 	case t.Cap == 0:

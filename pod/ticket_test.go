@@ -161,6 +161,12 @@ func FuzzUnmarshalTicket(f *testing.F) {
 	f.Add(testTicket(f, pub, nil).Marshal())
 	f.Add(testTicket(f, pub, func(tk *Ticket) { tk.Root, tk.Client = cid.Undef, newParty(f).id }).Marshal())
 	f.Add([]byte{TicketVersion})
+	hot := newParty(f)
+	delegated := &Ticket{Version: TicketVersionDelegated, Network: testParams.Network, Publisher: pub.id, Cap: 1, Expires: 2, Signer: hot.id}
+	if err := delegated.Sign(hot.key); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(delegated.Marshal())
 	f.Fuzz(func(t *testing.T, b []byte) {
 		tk, err := UnmarshalTicket(b)
 		if err != nil {
@@ -174,4 +180,47 @@ func FuzzUnmarshalTicket(f *testing.F) {
 		}
 		_ = tk.Verify()
 	})
+}
+
+// A delegated ticket is signed by its Signer, names it in its ID, and is
+// refused if it names its publisher as signer, is signed by another key,
+// or tickets its signer.
+func TestDelegatedTicket(t *testing.T) {
+	pub, hot, other := newParty(t), newParty(t), newParty(t)
+	mk := func(mutate func(*Ticket)) *Ticket {
+		tk := &Ticket{Version: TicketVersionDelegated, Network: testParams.Network, Publisher: pub.id, Root: testRoot(t, "root"),
+			Cap: 64 << 20, Expires: 120, Nonce: 7, Signer: hot.id}
+		if mutate != nil {
+			mutate(tk)
+		}
+		return tk
+	}
+	tk := mk(nil)
+	if err := tk.Sign(pub.key); err == nil {
+		t.Fatal("the publisher's key signed a ticket that names another signer")
+	}
+	if err := tk.Sign(hot.key); err != nil {
+		t.Fatal(err)
+	}
+	got, err := UnmarshalTicket(tk.Marshal())
+	if err != nil || got.Signer != hot.id || got.SignedBy() != hot.id || got.Verify() != nil || testParams.CheckTicket(got) != nil {
+		t.Fatalf("a delegated ticket does not round-trip and verify: %v", err)
+	}
+	if plain := testTicket(t, pub, nil); plain.ID() == tk.ID() {
+		t.Fatal("naming a signer does not change the ticket's ID")
+	}
+	moved := *got
+	moved.Signer = other.id // the signature is the delegate's, not other's
+	if moved.Verify() == nil {
+		t.Fatal("a ticket verified for a signer that did not sign it")
+	}
+	for name, tk := range map[string]*Ticket{
+		"its publisher as signer": mk(func(tk *Ticket) { tk.Signer = pub.id }),
+		"no signer":               mk(func(tk *Ticket) { tk.Signer = "" }),
+		"ticketing its signer":    mk(func(tk *Ticket) { tk.Client = hot.id }),
+	} {
+		if err := testParams.CheckTicket(tk); !errors.Is(err, ErrBadTicket) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
 }

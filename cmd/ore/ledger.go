@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/orecdn/ore/ledger"
 	"github.com/orecdn/ore/node"
 )
@@ -39,7 +41,11 @@ func cmdLedger(ctx context.Context, e *env, args []string) error {
                             balance, after a notice of a few epochs (the
                             escrow pays deliveries made before it)
   cap AMOUNT                pay at most AMOUNT ore from the escrow for the
-                            deliveries of any one epoch (0: no cap)`
+                            deliveries of any one epoch (0: no cap)
+  delegate PEER [--for D] [--revoke]
+                            let the key PEER (an app server's box) sign tickets
+                            paid from this box's escrow for D (rules 4); the
+                            tickets it signed before a revocation stay valid`
 	sub, args, done, err := subcommand(e, usageText, "a ledger command", args)
 	if done {
 		return err
@@ -51,8 +57,9 @@ func cmdLedger(ctx context.Context, e *env, args []string) error {
 	openBudget := fs.String("open", "", "ore an epoch paid for deliveries under no ticket (register; rules 4; default 0: tickets only)")
 	replicate := fs.String("replicate", "", "ore an epoch paid for the replicas the committee orders when the root is hot (register; rules 4; default 0: none)")
 	replicas := fs.Uint("replicas", 8, fmt.Sprintf("how many boxes pre-store the content (prewarm; 1 to %d)", ledger.MaxPrewarmReplicas))
-	prewarmFor := fs.Duration("for", time.Hour, fmt.Sprintf("how long the boxes keep it, rounded up to whole epochs (prewarm; at most %d epochs)", ledger.MaxPrewarmEpochs))
+	prewarmFor := fs.Duration("for", time.Hour, fmt.Sprintf("how long the boxes keep it (prewarm), or the delegate may sign (delegate), rounded up to whole epochs (at most %d epochs)", ledger.MaxPrewarmEpochs))
 	wait := fs.Bool("wait", true, "wait until a block takes the transaction")
+	revoke := fs.Bool("revoke", false, "revoke the delegate (delegate)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -138,9 +145,22 @@ func cmdLedger(ctx context.Context, e *env, args []string) error {
 			fmt.Fprintf(e.stdout, "verified %d final blocks from genesis: every hash, signature and receipt\nheight %d, supply %s\nstate hash %s\n",
 				v.Blocks, v.Height, formatOre(v.Supply), v.StateHash)
 		})
-	case "deposit", "register", "transfer", "prewarm", "withdraw", "cap":
+	case "deposit", "register", "transfer", "prewarm", "withdraw", "cap", "delegate":
 		q := url.Values{"kind": {sub}}
 		switch sub {
+		case "delegate":
+			if err := wantArgs(pos, 1, "PEER (the key that is to sign tickets)"); err != nil {
+				return err
+			}
+			if _, err := peer.Decode(pos[0]); err != nil {
+				return fmt.Errorf("%w: %q is not a peer ID: %v", errUsage, pos[0], err)
+			}
+			q.Set("to", pos[0])
+			if *revoke {
+				q.Set("revoke", "1")
+			} else {
+				q.Set("for", prewarmFor.String())
+			}
 		case "cap":
 			if err := wantArgs(pos, 1, "AMOUNT (in ore an epoch; 0 lifts the cap)"); err != nil {
 				return err

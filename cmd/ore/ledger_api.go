@@ -293,8 +293,25 @@ func (s *apiServer) ledgerTx(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		tx = pw
+	case "delegate":
+		key, err := peer.Decode(q.Get("to"))
+		if err != nil {
+			http.Error(w, "delegate needs the peer ID of the key that is to sign tickets", http.StatusBadRequest)
+			return
+		}
+		var until uint64 // 0: revoke
+		if q.Get("revoke") == "" {
+			d, err := time.ParseDuration(q.Get("for"))
+			if err != nil || d <= 0 {
+				http.Error(w, "delegate needs a positive duration, like 720h", http.StatusBadRequest)
+				return
+			}
+			p := s.n.Network()
+			until = p.EpochAt(time.Now().Add(d + p.EpochLength - 1))
+		}
+		tx = ledger.NewDelegate("", key, 0, until)
 	default:
-		http.Error(w, "kind must be deposit, register, transfer, prewarm, withdraw or cap", http.StatusBadRequest)
+		http.Error(w, "kind must be deposit, register, transfer, prewarm, withdraw, cap or delegate", http.StatusBadRequest)
 		return
 	}
 	tx, err := s.n.SignAndSubmit(r.Context(), tx)

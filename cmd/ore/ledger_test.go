@@ -247,4 +247,28 @@ func TestCLITickets(t *testing.T) {
 	if code, _, errs := ore(t, "ticket", "--repo", pub, "--cap", "0B"); code != 2 {
 		t.Fatalf("a ticket of 0 bytes: %d %s", code, errs)
 	}
+	// A key the publisher delegates (an app server's box) signs tickets
+	// paid from the publisher's escrow; before the delegation it cannot.
+	hot, pubID := ds[1].repo, repoID(t, pub).String()
+	if code, _, errs := ore(t, "ticket", "--repo", hot, "--publisher", pubID, root, "--client", cli); code == 0 || !strings.Contains(errs, "has not delegated") {
+		t.Fatalf("a ticket by a key not delegated: %d %s", code, errs)
+	}
+	if code, out, errs := ore(t, "ledger", "delegate", repoID(t, hot).String(), "--for", "1h", "--repo", pub); code != 0 || !strings.Contains(out, "is in block") {
+		t.Fatalf("delegate: %d %s %s", code, out, errs)
+	}
+	var dtk *pod.Ticket
+	if !testkit.Eventually(time.Minute, func() bool {
+		code, out, _ := ore(t, "ticket", "--repo", hot, "--publisher", pubID, root, "--client", cli, "--cap", "1MiB", "--json")
+		var info ticketInfo
+		if code != 0 || json.Unmarshal([]byte(out), &info) != nil {
+			return false
+		}
+		dtk, _ = pod.ParseTicket(info.Ticket)
+		return dtk != nil
+	}) {
+		t.Fatal("the delegated box issued no ticket")
+	}
+	if dtk.Publisher.String() != pubID || dtk.Signer != repoID(t, hot) || dtk.Verify() != nil {
+		t.Fatalf("delegated ticket %+v: want the publisher's, signed by the delegate", dtk)
+	}
 }

@@ -35,6 +35,7 @@ func cmdTicket(ctx context.Context, e *env, args []string) error {
 	client := fs.String("client", "", "the only client peer ID that may spend it (default: any holder, a bearer ticket)")
 	capFlag := fs.String("cap", "1GiB", "bytes paid under the ticket, over every box and client")
 	forFlag := fs.Duration("for", time.Hour, "how long it stays valid, rounded up to whole epochs")
+	publisher := fs.String("publisher", "", "sign for this publisher, as a key it delegated (`ore ledger delegate` on its box); default: this box publishes")
 	asJSON := fs.Bool("json", false, "print JSON")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -55,6 +56,12 @@ func cmdTicket(ctx context.Context, e *env, args []string) error {
 			return fmt.Errorf("%w: --client %q is not a peer ID: %v", errUsage, *client, err)
 		}
 		q.Set("client", *client)
+	}
+	if *publisher != "" {
+		if _, err := peer.Decode(*publisher); err != nil {
+			return fmt.Errorf("%w: --publisher %q is not a peer ID: %v", errUsage, *publisher, err)
+		}
+		q.Set("publisher", *publisher)
 	}
 	capBytes, err := sizeArg("cap", *capFlag, "1GiB")
 	if err != nil {
@@ -103,6 +110,12 @@ func (s *apiServer) ticket(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("client"); v != "" {
 		if spec.Client, err = peer.Decode(v); err != nil {
 			http.Error(w, fmt.Sprintf("client %q is not a peer ID: %v", v, err), http.StatusBadRequest)
+			return
+		}
+	}
+	if v := q.Get("publisher"); v != "" {
+		if spec.Publisher, err = peer.Decode(v); err != nil {
+			http.Error(w, fmt.Sprintf("publisher %q is not a peer ID: %v", v, err), http.StatusBadRequest)
 			return
 		}
 	}
