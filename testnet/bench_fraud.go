@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/ipfs/boxo/files"
@@ -136,6 +137,12 @@ func BenchFraud(ctx context.Context, cfg FraudConfig, opts ...Option) (FraudFigu
 			return figs, fmt.Errorf("testnet: set up the publishers: %w", err)
 		}
 	}
+	// A pre-warm of a's root for 2 replicas: it reserves what they may
+	// cost, before the escrow the rows below measure is read.
+	const prewarmReplicas = 2
+	if err := submit(pubA, ledger.NewPrewarm("", 0, rootA, prewarmReplicas, params.EpochAt(time.Now())+120)); err != nil {
+		return figs, fmt.Errorf("testnet: pre-warm: %w", err)
+	}
 	st, err := pubA.LedgerState(ctx)
 	if err != nil {
 		return figs, err
@@ -223,6 +230,10 @@ func BenchFraud(ctx context.Context, cfg FraudConfig, opts ...Option) (FraudFigu
 		servers []fraudParty
 		paysB   bool // b's escrow pays this row's servers
 		paysA   bool // the row is what a's escrow lost beyond every other row's servers
+		// reservation: the row is what a's pre-warm paid from its
+		// reservation (its servers are other rows' and the boxes').
+		reservation bool
+		fromReserve bool // the row's servers are paid from a's reservation, not its escrow
 	}
 	var rows []*row
 	add := func(name string, exact bool, allowed uint64, detail string, srvs []fraudParty) {
@@ -297,6 +308,30 @@ func BenchFraud(ctx context.Context, cfg FraudConfig, opts ...Option) (FraudFigu
 		_, err = pod.ReadResponse(st)
 		return err
 	}()
+	// Replication: a box the committee's recorded order names claims a PiB
+	// of the pre-warmed root from a colluding server, under no ticket.
+	var ordered []peer.ID
+	if err := waitLedger(ctx, pubA, func(st *ledger.State) bool {
+		_, _, _, _, ordered, _ = st.Order(rootA)
+		return slices.ContainsFunc(ordered, func(p peer.ID) bool { return p != pubA.ID() })
+	}); err != nil {
+		return figs, fmt.Errorf("testnet: no recorded order for the pre-warm: %w", err)
+	}
+	box := slices.IndexFunc(nw.Nodes, func(n *node.Node) bool { return n.ID() != pubA.ID() && slices.Contains(ordered, n.ID()) })
+	boxKey, err := node.LoadIdentity(nw.Dirs[box])
+	if err != nil {
+		return figs, err
+	}
+	orderedBox := fraudParty{id: nw.Nodes[box].ID(), k: boxKey}
+	receipt(servers[15], orderedBox, rootA, params.EpochAt(time.Now()), 1<<50, nil)
+	add("an ordered box claims a PiB of replication from a colluding server", false, owed(ledger.RetryFactor*size),
+		"one root's worth and a retry per ordered box, from the pre-warm's reservation", servers[15:16])
+	rows[len(rows)-1].fromReserve = true
+	reservation := ledger.Reservation(reg, prewarmReplicas)
+	add(fmt.Sprintf("a pre-warm of %d replicas (honest replication and the claim above)", prewarmReplicas), false, reservation,
+		"paid from what the pre-warm reserved, never the escrow beyond it", nil)
+	rows[len(rows)-1].reservation = true
+
 	escrowA0 := st.Escrow(pubA.ID())
 	add("a TiB claimed from an honest server that sent nothing", true, 0,
 		fmt.Sprintf("its meter refused to countersign: %v", unsentErr), nil)
@@ -350,7 +385,7 @@ func BenchFraud(ctx context.Context, cfg FraudConfig, opts ...Option) (FraudFigu
 	}
 	var paidByA uint64 // what a's escrow paid the rows' servers
 	for _, r := range rows {
-		if !r.paysB {
+		if !r.paysB && !r.fromReserve {
 			paidByA += r.Moved
 		}
 	}
@@ -359,6 +394,12 @@ func BenchFraud(ctx context.Context, cfg FraudConfig, opts ...Option) (FraudFigu
 		case r.paysA: // the honest server's row: whatever a's escrow lost beyond the other rows' servers
 			// a's escrow grew by the closing deposit of 1.
 			r.Moved = escrowA0 + 1 - min(escrowA0+1, st.Escrow(pubA.ID())+paidByA)
+		case r.reservation:
+			left := uint64(0)
+			if pw, ok := st.Prewarm(rootA); ok {
+				left = pw.Reserved
+			}
+			r.Moved = ledger.Reservation(reg, prewarmReplicas) - left
 		case r.servers == nil: // the squatter: whatever its escrow lost beyond its own root
 			r.Moved = escrowB0 - min(escrowB0, st.Escrow(pubB.ID())+paidByB)
 		}
