@@ -130,7 +130,7 @@ func (s *Server) follow() {
 			if s.chain != nil {
 				s.reps.refresh(s.ctx, s.n, s.chain.figures().Roots)
 			}
-			readReps.Reset(replicasEvery)
+			readReps.Reset(replicasNew)
 		}
 	}
 }

@@ -178,31 +178,44 @@ func (s *Server) publisher(ctx context.Context) PublisherView {
 // replicas counts the providers the DHT finds for the publisher's roots,
 // refreshed in the background (a look-up takes seconds).
 type replicas struct {
-	mu sync.Mutex
-	n  map[cid.Cid]int
+	mu   sync.Mutex
+	n    map[cid.Cid]int
+	last time.Time
 }
 
 const (
+	// replicasEvery is how often the dashboard looks up providers again;
+	// a root not looked up yet waits at most replicasNew.
 	replicasEvery   = time.Minute
+	replicasNew     = 10 * time.Second
 	maxReplicaRoots = 32 // roots looked up per refresh
 	maxProviders    = 64
 )
 
 func (r *replicas) refresh(ctx context.Context, n *node.Node, roots []cid.Cid) {
+	r.mu.Lock()
+	fresh := time.Since(r.last) < replicasEvery
+	for _, c := range roots {
+		if _, ok := r.n[c]; !ok {
+			fresh = false
+		}
+	}
+	r.mu.Unlock()
+	if fresh || len(roots) == 0 {
+		return
+	}
 	found := map[cid.Cid]int{}
 	for i, c := range roots {
 		if i >= maxReplicaRoots || ctx.Err() != nil {
 			break
 		}
 		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		ps, err := n.DHT().FindProviders(lctx, c, maxProviders)
+		ps, _ := n.DHT().FindProviders(lctx, c, maxProviders)
 		cancel()
-		if err == nil || len(ps) > 0 {
-			found[c] = len(ps)
-		}
+		found[c] = len(ps) // a look-up that failed found nobody
 	}
 	r.mu.Lock()
-	r.n = found
+	r.n, r.last = found, time.Now()
 	r.mu.Unlock()
 }
 
