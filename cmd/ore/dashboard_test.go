@@ -170,3 +170,40 @@ func TestDashboardMatchesCLI(t *testing.T) {
 		return true
 	})
 }
+
+// TestConfigDataCap: `ore config data-cap` sets the cap in config.json
+// without a daemon, and on a running one applies it at once and keeps it.
+func TestConfigDataCap(t *testing.T) {
+	repo := initRepo(t, "")
+	if code, out, errs := ore(t, "config", "data-cap", "--repo", repo, "2GiB"); code != 0 || !strings.Contains(out, "in config.json") {
+		t.Fatalf("set without a daemon: %d %s %s", code, out, errs)
+	}
+	d := startDaemon(t, repo)
+	if got := status(t, repo).DataCap.Cap; got != 2<<30 {
+		t.Fatalf("the daemon started with a cap of %d, want 2 GiB from config.json", got)
+	}
+	code, out, errs := ore(t, "config", "data-cap", "--repo", repo, "1 GiB")
+	if code != 0 || !strings.Contains(out, "of 1.0 GiB served in") {
+		t.Fatalf("set on a running daemon: %d %s %s", code, out, errs)
+	}
+	if got := status(t, repo).DataCap.Cap; got != 1<<30 {
+		t.Fatalf("the running box's cap is %d, want 1 GiB", got)
+	}
+	if code, _, errs := ore(t, "config", "data-cap", "--repo", repo, "lots"); code != 2 || !strings.Contains(errs, "not a size") {
+		t.Fatalf("a bad size: %d %s", code, errs)
+	}
+	if code, out, _ := ore(t, "config", "data-cap", "--repo", repo, "off"); code != 0 || !strings.Contains(out, "data cap  none") {
+		t.Fatalf("off: %d %s", code, out)
+	}
+	d.stop(t)
+	fc, err := node.LoadConfig(repo)
+	if err != nil || fc.DataCap != "" {
+		t.Fatalf("config.json after off: %q %v", fc.DataCap, err)
+	}
+	if code, _, _ := ore(t, "config", "data-cap", "--repo", repo, "1GiB"); code != 0 {
+		t.Fatal("set after the daemon stopped")
+	}
+	if fc, _ := node.LoadConfig(repo); fc.DataCap != "1.0 GiB" {
+		t.Fatalf("config.json keeps %q, want 1.0 GiB", fc.DataCap)
+	}
+}
