@@ -220,8 +220,8 @@ func Account(st *ledger.State, account peer.ID) AccountView {
 }
 
 // LedgerBlocksFrom returns the ledger's blocks after base's height (base
-// nil: from height 1) and the state after the last of them: a
-// coordinator's applied chain, or, on any other box, the final blocks
+// nil: from height 1) and the last state this box knows: a coordinator's
+// applied chain (at most maxBlocksPerRead blocks a call), or, on any other box, the final blocks
 // synced from the coordinators and verified from base. A view that
 // follows the chain (the dashboard's earnings) applies them itself and so
 // reads only what it has not seen.
@@ -237,12 +237,17 @@ func (n *Node) LedgerBlocksFrom(ctx context.Context, base *ledger.State) (*ledge
 		from = base.Height() + 1
 	}
 	st := n.committee.State()
-	blocks, err := n.committee.Blocks(from)
-	if err != nil {
-		return nil, nil, err
-	}
-	for len(blocks) > 0 && blocks[len(blocks)-1].Header.Height > st.Height() {
-		blocks = blocks[:len(blocks)-1] // stored, not applied yet
+	var blocks []*ledger.Block
+	for h := from; h <= st.Height() && len(blocks) < maxBlocksPerRead; h++ {
+		b, ok := n.committee.Block(h)
+		if !ok {
+			return nil, nil, fmt.Errorf("node: block %d of the applied chain is not in the store", h)
+		}
+		blocks = append(blocks, b)
 	}
 	return st, blocks, nil
 }
+
+// maxBlocksPerRead bounds the blocks a coordinator hands a view at once: a
+// view that starts on a long chain reads it in steps, not all in memory.
+const maxBlocksPerRead = 512

@@ -93,7 +93,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Skip("SKIPPED: " + why)
 	}
 	b := browser{bin: bin, t: t}
-	pub, box, _ := earningNet(t)
+	pub, box, _, _ := earningNet(t)
 	link := loginLink(t, pub)
 	base := strings.SplitN(link, "/login", 2)[0]
 

@@ -20,10 +20,12 @@ import (
 
 // earningNet is a ledger network where the publisher's box has served its
 // registered content to a second box and been paid for it in a final
-// block: it returns the publisher's repo, the client's repo and the root.
-func earningNet(t *testing.T) (pub, box, root string) {
+// block: it returns the publisher's repo, the client's repo, the root and
+// a coordinator's repo.
+func earningNet(t *testing.T) (pub, box, root, coord string) {
 	t.Helper()
 	pub, ds := ledgerNet(t, 0)
+	coord = ds[0].repo
 	if code, out, errs := ore(t, "ledger", "deposit", "--repo", pub, "10"); code != 0 || !strings.Contains(out, "is in block") {
 		t.Fatalf("deposit: %d %s %s", code, out, errs)
 	}
@@ -52,7 +54,7 @@ func earningNet(t *testing.T) (pub, box, root string) {
 	testkit.WaitFor(t, 60*time.Second, "a block that pays the publisher's box", func() bool {
 		return ledgerBalance(t, pub).Balance > 990*oreUnit
 	})
-	return pub, box, root
+	return pub, box, root, coord
 }
 
 func ledgerBalance(t *testing.T, repo string) node.AccountView {
@@ -109,7 +111,7 @@ func dashJSON(t *testing.T, c *http.Client, url string, v any) {
 // same box: `ore status` and `ore ledger balance` against its JSON, and
 // the earnings it read from the chain add up to the balance.
 func TestDashboardMatchesCLI(t *testing.T) {
-	pub, _, root := earningNet(t)
+	pub, _, root, coord := earningNet(t)
 	c, base := dashboardClient(t, pub)
 
 	// A field may move between two readings (a block lands); read the CLI
@@ -168,6 +170,19 @@ func TestDashboardMatchesCLI(t *testing.T) {
 			t.Fatalf("publisher's roots: %+v", pv.Roots)
 		}
 		return true
+	})
+	// A coordinator's dashboard reads its own applied chain: it follows
+	// to the height its status shows and, having served nothing, earned
+	// nothing.
+	cc, cbase := dashboardClient(t, coord)
+	testkit.WaitFor(t, 60*time.Second, "the coordinator's dashboard follows its chain", func() bool {
+		st := status(t, coord)
+		var ov web.OwnerView
+		dashJSON(t, cc, cbase+"/api/owner", &ov)
+		if ov.ChainError != "" || len(ov.Epochs) != 0 {
+			t.Fatalf("coordinator's figures: error %q, %d epochs with earnings", ov.ChainError, len(ov.Epochs))
+		}
+		return st.Ledger != nil && st.Ledger.Height > 0 && ov.ChainHeight == st.Ledger.Height
 	})
 }
 
