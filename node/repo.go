@@ -55,6 +55,11 @@ type FileConfig struct {
 	// Dashboard is the address of the web dashboard (default
 	// DefaultDashboard, loopback; "off" serves none).
 	Dashboard string `json:"dashboard,omitempty"`
+	// DashboardCert and DashboardKey, PEM files (relative to the repo or
+	// absolute), make the dashboard serve HTTPS: for a LAN address, so
+	// that its login link and cookie do not cross the LAN in clear.
+	DashboardCert string `json:"dashboard_cert,omitempty"`
+	DashboardKey  string `json:"dashboard_key,omitempty"`
 	// PortMap asks the home router to forward the listen ports (UPnP IGD,
 	// NAT-PMP/PCP); absent means on. Set it to false when the ports are
 	// forwarded by hand or UPnP is not wanted on the network.

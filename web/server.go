@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"crypto/tls"
 	"embed"
 	"errors"
 	"fmt"
@@ -39,6 +40,10 @@ type Config struct {
 	// Names are host names, besides localhost and the machine's name, that
 	// the dashboard answers to (the Host check refuses others).
 	Names []string
+	// TLS, if set, serves HTTPS (a dashboard on a LAN address: the login
+	// link and the session cookie then never cross the LAN in clear, and
+	// the cookie is marked Secure).
+	TLS *tls.Config
 }
 
 // Server is a running dashboard.
@@ -88,7 +93,11 @@ func New(cfg Config) (*Server, error) {
 	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
-		if err := s.srv.Serve(cfg.Listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		l := cfg.Listener
+		if cfg.TLS != nil {
+			l = tls.NewListener(l, cfg.TLS)
+		}
+		if err := s.srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			cfg.Logger.Warn("the dashboard stopped", "err", err)
 		}
 	}()
@@ -159,7 +168,11 @@ func (s *Server) BaseURL() string {
 	if a.IP.IsUnspecified() {
 		host = lanAddress()
 	}
-	return "http://" + net.JoinHostPort(host, fmt.Sprint(a.Port))
+	scheme := "http"
+	if s.cfg.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + net.JoinHostPort(host, fmt.Sprint(a.Port))
 }
 
 // lanAddress is the machine's first global unicast IPv4 address (where a

@@ -174,7 +174,7 @@ func runDaemon(ctx context.Context, e *env, name string, args []string, gatewayR
 
 	api := &apiServer{n: n, repo: *repo, guard: apiGuard{token: token, tokenPath: tokenPath, hosts: apiHosts(l.Addr(), fc.API)}}
 	dashAddr, chosen := dashboardAddr(*dashFlag, fc)
-	if api.dash, err = startDashboard(n, dashAddr, chosen, warnings, api.setDataCap, log); err != nil {
+	if api.dash, err = startDashboard(n, *repo, fc, dashAddr, chosen, warnings, api.setDataCap, log); err != nil {
 		return err
 	}
 	if api.dash != nil {

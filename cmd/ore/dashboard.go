@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -80,9 +82,13 @@ func saveDataCap(repo string, bytes int64) error {
 // starts the dashboard. The default address falls back to a free port
 // when another daemon on the machine holds it; an address the owner chose
 // must be free.
-func startDashboard(n *node.Node, addr string, chosen bool, warnings *web.Warnings, setCap func(int64) error, log *slog.Logger) (*web.Server, error) {
+func startDashboard(n *node.Node, repo string, fc node.FileConfig, addr string, chosen bool, warnings *web.Warnings, setCap func(int64) error, log *slog.Logger) (*web.Server, error) {
 	if addr == "off" {
 		return nil, nil
+	}
+	tlsCfg, err := dashboardTLS(repo, fc)
+	if err != nil {
+		return nil, err
 	}
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -96,15 +102,37 @@ func startDashboard(n *node.Node, addr string, chosen bool, warnings *web.Warnin
 	if err != nil {
 		return nil, fmt.Errorf("dashboard: %w (set \"dashboard\" in config.json to a free address, or off)", err)
 	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		log.Warn("the dashboard listens beyond this machine: its login link and session cookie cross the LAN in clear; use it only on a network you trust", "addr", l.Addr())
+	if ip := net.ParseIP(host); tlsCfg == nil && host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		log.Warn("the dashboard listens beyond this machine over plain HTTP: its login link and session cookie cross the LAN in clear; use it only on a network you trust, or set \"dashboard_cert\" and \"dashboard_key\" in config.json", "addr", l.Addr())
 	}
-	d, err := web.New(web.Config{Node: n, Listener: l, Warnings: warnings, SetDataCap: setCap, Logger: log.With("part", "web")})
+	d, err := web.New(web.Config{Node: n, Listener: l, Warnings: warnings, SetDataCap: setCap, Logger: log.With("part", "web"), TLS: tlsCfg})
 	if err != nil {
 		l.Close()
 		return nil, err
 	}
 	return d, nil
+}
+
+// dashboardTLS loads the dashboard's certificate and key, when the config
+// names both.
+func dashboardTLS(repo string, fc node.FileConfig) (*tls.Config, error) {
+	if fc.DashboardCert == "" && fc.DashboardKey == "" {
+		return nil, nil
+	}
+	if fc.DashboardCert == "" || fc.DashboardKey == "" {
+		return nil, errors.New("dashboard: config.json names only one of \"dashboard_cert\" and \"dashboard_key\": HTTPS needs both")
+	}
+	path := func(p string) string {
+		if filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(repo, p)
+	}
+	cert, err := tls.LoadX509KeyPair(path(fc.DashboardCert), path(fc.DashboardKey))
+	if err != nil {
+		return nil, fmt.Errorf("dashboard: load the certificate: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
 func cmdDashboard(ctx context.Context, e *env, args []string) error {
