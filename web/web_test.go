@@ -307,3 +307,25 @@ func TestWarningsRingKeepsTheRecentOnes(t *testing.T) {
 		t.Fatal("the wrapped handler lost a record")
 	}
 }
+
+// The page's script refreshes <main> with X-Ore-Partial: the answer is the
+// tab's main alone, with its figures.
+func TestPartialRefresh(t *testing.T) {
+	d := startDash(t, startNode(t))
+	c := login(t, d)
+	for _, tab := range []struct{ path, id string }{{"/", `id="bytes-sent"`}, {"/publisher", `id="tickets"`}} {
+		resp, body := get(t, c, d.BaseURL()+tab.path, "X-Ore-Partial", "1")
+		if resp.StatusCode != http.StatusOK || strings.Contains(body, "<html") || strings.Contains(body, "<head") {
+			t.Fatalf("partial %s: %s\n%s", tab.path, resp.Status, body)
+		}
+		if tab.path == "/" && !strings.Contains(body, tab.id) {
+			t.Fatalf("partial %s lacks %s", tab.path, tab.id)
+		}
+	}
+	// The script and style are served, from the binary.
+	for _, p := range []string{"/static/app.js", "/static/style.css"} {
+		if resp, body := get(t, noRedirect(nil), d.BaseURL()+p); resp.StatusCode != http.StatusOK || len(body) < 100 {
+			t.Fatalf("%s: %s", p, resp.Status)
+		}
+	}
+}
