@@ -53,6 +53,8 @@ type Node struct {
 	recent  *recentBlocks // blocks received lately (see seed.go)
 	pod     *podService
 	reach   *reach
+	datacap *dataCap
+	started time.Time
 
 	key         crypto.PrivKey
 	pubsub      *pubsub.PubSub
@@ -109,7 +111,10 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 		}
 	}
 
-	n := &Node{cfg: cfg, log: cfg.Logger, reg: prometheus.NewRegistry(), traffic: newTraffic(), key: key}
+	n := &Node{cfg: cfg, log: cfg.Logger, reg: prometheus.NewRegistry(), traffic: newTraffic(), key: key, started: time.Now()}
+	if n.datacap, err = newDataCap(cfg.RepoDir, cfg.DataCap, time.Now, cfg.Logger); err != nil {
+		return nil, err
+	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	var closers []func() error
 	defer func() {
@@ -175,9 +180,12 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 			n.traffic.received(p, b)
 			n.pod.received(p, b)
 		}
-		bopts = append(bopts, bitswap.WithGate(n.pod))
+		bopts = append(bopts, bitswap.WithGate(capGate{d: n.datacap, next: n.pod}))
+	} else {
+		bopts = append(bopts, bitswap.WithGate(capGate{d: n.datacap}))
 	}
 	bopts = append(bopts, cfg.profileBitswapOptions()...)
+	bopts = append(bopts, bitswap.WithRequestFilter(n.datacap.allow))
 	if cfg.UploadLimit > 0 {
 		bopts = append(bopts, bitswap.WithUploadLimit(cfg.UploadLimit))
 	}
@@ -194,6 +202,11 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 
 	if n.metrics, err = newMetrics(n); err != nil {
 		return nil, err
+	}
+	for _, c := range n.datacap.collectors() {
+		if err := n.reg.Register(c); err != nil {
+			return nil, fmt.Errorf("node: register data cap metrics: %w", err)
+		}
 	}
 	n.sched = newSched(n)
 
@@ -220,6 +233,7 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 		closers = append(closers, n.committee.Close)
 	}
 
+	n.every(dataCapSaveEvery, func(context.Context) { n.datacap.save() })
 	n.every(evictInterval, func(ctx context.Context) {
 		if err := n.evictOverWatermark(ctx); err != nil && ctx.Err() == nil {
 			n.log.Warn("eviction failed", "err", err)
@@ -323,6 +337,7 @@ func (n *Node) Close() error {
 			add("resource manager", n.rm.Close())
 		}
 		add("store", n.store.Close())
+		n.datacap.save()
 		n.closeErr = errors.Join(errs...)
 		n.log.Info("box stopped", "peer", n.host.ID())
 	})

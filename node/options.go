@@ -100,7 +100,9 @@ type Config struct {
 	ReceiptEvery      int64
 	MaxFetchBlocks    int64 // blocks one fetch visits at most, repeats counted (see WithMaxFetchBlocks)
 
-	UploadLimit   int64         // bytes per second bitswap serves, all peers together (0: no limit)
+	UploadLimit   int64 // bytes per second bitswap serves, all peers together (0: no limit)
+	DataCap       int64 // bytes a calendar month bitswap serves (0: no cap); see WithDataCap
+	dataCapClock  func() time.Time
 	SpreadHold    time.Duration // a seeded block leaves at most once per this (0: no spreading)
 	HeatHalfLife  time.Duration // half-life of request heat
 	SchedulingOff bool          // no heat reports, no replication orders
@@ -564,6 +566,21 @@ func WithUploadLimit(bytesPerSecond int64) Option {
 			return fmt.Errorf("node: upload limit must not be negative, got %d", bytesPerSecond)
 		}
 		c.UploadLimit = bytesPerSecond
+		return nil
+	}
+}
+
+// WithDataCap caps the bytes the box serves in a calendar month (local
+// time; 0: no cap), the allowance of a home line: once reached, the box
+// answers no new wants until the month ends. The month's count is kept in
+// the repo (DataCapFile) across restarts. Node.SetDataCap changes it while
+// the box runs.
+func WithDataCap(bytesPerMonth int64) Option {
+	return func(c *Config) error {
+		if bytesPerMonth < 0 {
+			return fmt.Errorf("node: data cap must not be negative, got %d", bytesPerMonth)
+		}
+		c.DataCap = bytesPerMonth
 		return nil
 	}
 }

@@ -49,6 +49,17 @@ type FileConfig struct {
 	// UploadLimit caps the bytes per second the box serves ("2 MiB"; empty:
 	// no limit).
 	UploadLimit string `json:"upload_limit,omitempty"`
+	// DataCap caps the bytes the box serves in a calendar month ("500 GiB";
+	// empty: no cap): a home line's monthly allowance.
+	DataCap string `json:"data_cap,omitempty"`
+	// Dashboard is the address of the web dashboard (default
+	// DefaultDashboard, loopback; "off" serves none).
+	Dashboard string `json:"dashboard,omitempty"`
+	// DashboardCert and DashboardKey, PEM files (relative to the repo or
+	// absolute), make the dashboard serve HTTPS: for a LAN address, so
+	// that its login link and cookie do not cross the LAN in clear.
+	DashboardCert string `json:"dashboard_cert,omitempty"`
+	DashboardKey  string `json:"dashboard_key,omitempty"`
 	// PortMap asks the home router to forward the listen ports (UPnP IGD,
 	// NAT-PMP/PCP); absent means on. Set it to false when the ports are
 	// forwarded by hand or UPnP is not wanted on the network.
@@ -176,6 +187,13 @@ func (fc FileConfig) Options() ([]Option, error) {
 		}
 		opts = append(opts, WithUploadLimit(int64(u)))
 	}
+	if fc.DataCap != "" {
+		d, err := ParseDataCap(fc.DataCap)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, WithDataCap(d))
+	}
 	if fc.PortMap != nil {
 		opts = append(opts, WithPortMap(*fc.PortMap))
 	}
@@ -188,6 +206,23 @@ func (fc FileConfig) Options() ([]Option, error) {
 	}
 	opts = append(opts, WithProfile(profile))
 	return opts, nil
+}
+
+// DefaultDashboard is where the daemon serves its web dashboard unless the
+// config or --dashboard says otherwise: loopback, this machine only.
+const DefaultDashboard = "127.0.0.1:4503"
+
+// ParseDataCap reads a monthly data cap: a size like "500 GiB", or "0" or
+// "off" for none.
+func ParseDataCap(s string) (int64, error) {
+	if s == "off" || s == "none" {
+		return 0, nil
+	}
+	d, err := humanize.ParseBytes(s)
+	if err != nil || d > 1<<62 {
+		return 0, fmt.Errorf("node: data cap %q is not a size like \"500 GiB\" (bytes a month; 0 or off: no cap)", s)
+	}
+	return int64(d), nil
 }
 
 // LoadIdentity reads the repo's private key.

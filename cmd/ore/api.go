@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/orecdn/ore/node"
 	"github.com/orecdn/ore/pod"
+	"github.com/orecdn/ore/web"
 )
 
 // The control API: HTTP on loopback, spoken by the CLI to a running daemon.
@@ -42,6 +42,8 @@ const (
 type apiServer struct {
 	n     *node.Node
 	guard apiGuard
+	repo  string      // where config.json lives (the data cap is saved there)
+	dash  *web.Server // nil: no dashboard
 }
 
 func (s *apiServer) handler() http.Handler {
@@ -54,6 +56,7 @@ func (s *apiServer) handler() http.Handler {
 	mux.HandleFunc("POST "+apiDagImport, s.dagImport)
 	mux.HandleFunc("POST "+apiDagExport, s.dagExport)
 	s.ledgerRoutes(mux)
+	s.dashboardRoutes(mux)
 	mux.HandleFunc("POST "+apiTicket, s.ticket) // signs with the box's key
 	// Metrics need the token too: the counters tell what the box serves and
 	// to whom. Prometheus sends it from a file (README, "Running a box").
@@ -246,148 +249,16 @@ func (s *apiServer) peers(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, out)
 }
 
-type statusInfo struct {
-	Peer        string   `json:"peer"`
-	Role        string   `json:"role"`
-	Addrs       []string `json:"addrs"`
-	Peers       int      `json:"peers"`
-	DHTMode     string   `json:"dht_mode"`
-	DHTPeers    int      `json:"dht_peers"`
-	StoreUsed   int64    `json:"store_used"`
-	StoreQuota  int64    `json:"store_quota"`
-	Pins        []string `json:"pins"`
-	BytesSent   uint64   `json:"bytes_sent"`
-	BytesRecvd  uint64   `json:"bytes_received"`
-	BlocksSent  uint64   `json:"blocks_sent"`
-	BlocksRecvd uint64   `json:"blocks_received"`
-	Network     string   `json:"network"`
-	Epoch       uint64   `json:"epoch"`
-	// Reach is how the internet reaches the box.
-	Reach node.Reachability `json:"reachability"`
-	// Receipts of the last hour: countersigned as server, held as client.
-	ServedReceipts   int    `json:"served_receipts"`
-	ServedBytes      uint64 `json:"served_receipt_bytes"`
-	ReceivedReceipts int    `json:"received_receipts"`
-	ReceivedBytes    uint64 `json:"received_receipt_bytes"`
-	// Ledger is the box's view of the ledger, when it joined one.
-	Ledger *statusLedger `json:"ledger,omitempty"`
-	// Roots is the content stored whole on the box, hottest first, with
-	// the replication orders that hold it.
-	Roots []node.RootInfo `json:"roots"`
-	// Targets is the committee's replica plan (coordinators: the last one
-	// this member made as leader).
-	Targets     []statusTarget `json:"replica_targets,omitempty"`
-	TargetEpoch uint64         `json:"replica_targets_epoch,omitempty"`
-}
-
-// statusTarget is one root of the committee's replica plan.
-type statusTarget struct {
-	Root     string  `json:"root"`
-	Reason   string  `json:"reason"`
-	Requests float64 `json:"requests"`
-	Replicas int     `json:"replicas"`
-	Holders  int     `json:"holders"`
-	Ordered  int     `json:"ordered"`
-	Until    uint64  `json:"until_epoch"`
-}
-
-// statusLedger is the ledger part of a box's status.
-type statusLedger struct {
-	Height    uint64 `json:"height"`
-	StateHash string `json:"state_hash"`
-	Balance   uint64 `json:"balance"`
-	Escrow    uint64 `json:"escrow"`
-	Leader    string `json:"leader,omitempty"` // the Raft leader, as a coordinator knows it
-	IsLeader  bool   `json:"is_leader,omitempty"`
-	Error     string `json:"error,omitempty"` // why the ledger could not be read
-}
+// statusInfo is `ore status`: node.Status, which the dashboard shows too.
+type statusInfo = node.Status
 
 func (s *apiServer) status(w http.ResponseWriter, r *http.Request) {
-	st := statusInfo{
-		Peer:       s.n.ID().String(),
-		Role:       string(s.n.Role()),
-		Peers:      len(s.n.Host().Network().Peers()),
-		DHTMode:    s.n.DHT().Mode().String(),
-		DHTPeers:   s.n.DHT().RoutingTableSize(),
-		StoreUsed:  s.n.Store().Used(),
-		StoreQuota: s.n.Store().Quota(),
-		Reach:      s.n.Reachability(),
-	}
-	for _, a := range s.n.P2PAddrs() {
-		st.Addrs = append(st.Addrs, a.String())
-	}
-	pins, err := s.n.Store().Pins(r.Context())
+	st, err := s.n.Status(r.Context())
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
-	}
-	for _, p := range pins {
-		st.Pins = append(st.Pins, p.String())
-	}
-	params := s.n.Network()
-	st.Network, st.Epoch = params.Network, params.EpochAt(time.Now())
-	since := uint64(0)
-	if hour := uint64(time.Hour / params.EpochLength); st.Epoch > hour {
-		since = st.Epoch - hour
-	}
-	served, err := s.n.ServedReceipts(r.Context(), since)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	for _, rc := range served {
-		st.ServedReceipts++
-		st.ServedBytes += rc.Bytes
-	}
-	received, err := s.n.ReceivedReceipts(r.Context(), since)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	for _, rc := range received {
-		st.ReceivedReceipts++
-		st.ReceivedBytes += rc.Bytes
-	}
-	if bs, err := s.n.Exchange().Stats(); err == nil {
-		st.BytesSent, st.BytesRecvd, st.BlocksSent, st.BlocksRecvd = bs.DataSent, bs.DataReceived, bs.BlocksSent, bs.BlocksReceived
-	}
-	if s.n.Genesis() != nil {
-		st.Ledger = s.ledgerStatus(r.Context())
-	}
-	if st.Roots, err = s.n.Roots(r.Context()); err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	if s.n.Committee() != nil {
-		e, targets, _ := s.n.ReplicaTargets()
-		st.TargetEpoch = e
-		for _, t := range targets {
-			st.Targets = append(st.Targets, statusTarget{Root: t.Root.String(), Reason: t.Reason.String(), Requests: t.Requests,
-				Replicas: t.Replicas, Holders: len(t.Holders), Ordered: len(t.Boxes), Until: t.Until})
-		}
 	}
 	writeJSON(w, st)
-}
-
-func (s *apiServer) ledgerStatus(ctx context.Context) *statusLedger {
-	out := &statusLedger{}
-	if c := s.n.Committee(); c != nil {
-		if id := c.LeaderID(); id != "" {
-			out.Leader = id.String()
-		}
-		out.IsLeader = c.Leader()
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	ls, err := s.n.LedgerState(ctx)
-	if err != nil {
-		out.Error = err.Error()
-		return out
-	}
-	h := ls.Hash()
-	out.Height, out.StateHash = ls.Height(), hex.EncodeToString(h[:])
-	out.Balance, out.Escrow = ls.Balance(s.n.ID()), ls.Escrow(s.n.ID())
-	return out
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

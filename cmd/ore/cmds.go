@@ -21,6 +21,7 @@ import (
 
 	"github.com/orecdn/ore/ledger"
 	"github.com/orecdn/ore/node"
+	"github.com/orecdn/ore/web"
 )
 
 func cmdInit(ctx context.Context, e *env, args []string) error {
@@ -36,6 +37,8 @@ func cmdInit(ctx context.Context, e *env, args []string) error {
 	genesis := fs.String("genesis", "", "genesis file of the ledger network to join (copied into the repo)")
 	role := fs.String("role", "box", "box, gateway or coordinator (a member of the genesis committee)")
 	portMap := fs.Bool("port-map", true, "ask the home router to forward the listen ports (UPnP IGD, NAT-PMP)")
+	dataCap := fs.String("data-cap", "", "bytes the box serves a calendar month, e.g. 500GiB (default: no cap)")
+	dashboard := fs.String("dashboard", "", "web dashboard address (default "+node.DefaultDashboard+", loopback; a LAN address for a headless box; off)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -48,6 +51,7 @@ func cmdInit(ctx context.Context, e *env, args []string) error {
 	cfg.Listen = splitList(*listen)
 	cfg.Bootstrap = splitList(*bootstrap)
 	cfg.Role = *role
+	cfg.DataCap, cfg.Dashboard = *dataCap, *dashboard
 	if !*portMap {
 		cfg.PortMap = portMap
 	}
@@ -94,6 +98,7 @@ func runDaemon(ctx context.Context, e *env, name string, args []string, gatewayR
 	fs := newFlags(e, name, "[flags]")
 	repo := repoFlag(e, fs)
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	dashFlag := fs.String("dashboard", "", "web dashboard address (default: the config's \"dashboard\", else "+node.DefaultDashboard+"; off: none)")
 	gwListen, gwMetrics := new(string), new(bool)
 	if gatewayRole {
 		gwListen = fs.String("listen", "", "gateway HTTP address (default: the config's \"gateway\", else 127.0.0.1:8080)")
@@ -110,7 +115,8 @@ func runDaemon(ctx context.Context, e *env, name string, args []string, gatewayR
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("%w: --log-level %q", errUsage, *logLevel)
 	}
-	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+	warnings := web.NewWarnings()
+	log := slog.New(warnings.Handler(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level})))
 	fc, err := node.LoadConfig(*repo)
 	if err != nil {
 		return err
@@ -166,7 +172,14 @@ func runDaemon(ctx context.Context, e *env, name string, args []string, gatewayR
 	}
 	defer n.Close()
 
-	api := &apiServer{n: n, guard: apiGuard{token: token, tokenPath: tokenPath, hosts: apiHosts(l.Addr(), fc.API)}}
+	api := &apiServer{n: n, repo: *repo, guard: apiGuard{token: token, tokenPath: tokenPath, hosts: apiHosts(l.Addr(), fc.API)}}
+	dashAddr, chosen := dashboardAddr(*dashFlag, fc)
+	if api.dash, err = startDashboard(n, *repo, fc, dashAddr, chosen, warnings, api.setDataCap, log); err != nil {
+		return err
+	}
+	if api.dash != nil {
+		defer api.dash.Close()
+	}
 	srv := &http.Server{Handler: api.handler(), ReadHeaderTimeout: 10 * time.Second,
 		BaseContext: func(net.Listener) context.Context { return ctx }} // SIGTERM cancels adds and gets in flight
 	apiURL := "http://" + l.Addr().String()
@@ -183,6 +196,9 @@ func runDaemon(ctx context.Context, e *env, name string, args []string, gatewayR
 	}
 	if a := n.GatewayAddr(); a != "" {
 		fmt.Fprintf(e.stdout, "gateway http://%s/ipfs/{cid}\n", a)
+	}
+	if api.dash != nil {
+		fmt.Fprintf(e.stdout, "dashboard %s (log in with the link `ore dashboard` prints)\n", api.dash.BaseURL())
 	}
 	fmt.Fprintln(e.stdout, "ore daemon ready")
 
@@ -396,6 +412,7 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(w, "network   %d peers connected, DHT %s with %d peers\n", st.Peers, st.DHTMode, st.DHTPeers)
 	printReach(w, st.Reach)
 	fmt.Fprintf(w, "storage   %s of %s used\n", humanize.IBytes(uint64(st.StoreUsed)), humanize.IBytes(uint64(st.StoreQuota)))
+	printDataCap(w, st.DataCap)
 	fmt.Fprintf(w, "traffic   sent %s in %d blocks, received %s in %d blocks\n",
 		humanize.IBytes(st.BytesSent), st.BlocksSent, humanize.IBytes(st.BytesRecvd), st.BlocksRecvd)
 	fmt.Fprintf(w, "receipts  network %s, epoch %d; last hour: %d countersigned as server (%s), %d held as client (%s)\n",

@@ -34,28 +34,13 @@ func (s *apiServer) ledgerRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+apiLedgerTx, s.ledgerTx)
 }
 
+// ledgerStateInfo is `ore ledger balance`: node.Account (which the
+// dashboard shows too) and, when asked, a ticket.
 type ledgerStateInfo struct {
-	Network   string `json:"network"`
-	Height    uint64 `json:"height"`
-	Epoch     uint64 `json:"epoch"`
-	StateHash string `json:"state_hash"`
-	Account   string `json:"account"`
-	Balance   uint64 `json:"balance"`
-	Escrow    uint64 `json:"escrow"`
-	Nonce     uint64 `json:"nonce"`
-	Supply    uint64 `json:"supply"`
-	// EpochCap is the most the escrow pays for one epoch's deliveries (0:
-	// none); Spent is what it paid for the current epoch's so far.
-	EpochCap uint64 `json:"epoch_cap,omitempty"`
-	Spent    uint64 `json:"spent,omitempty"`
-	// Withdrawing moves from escrow to balance at epoch WithdrawAt.
-	Withdrawing uint64 `json:"withdrawing,omitempty"`
-	WithdrawAt  uint64 `json:"withdraw_at,omitempty"`
+	node.AccountView
 	// Ticket is what the ledger knows of the ticket asked for (ticket=ID
 	// or the ticket's URL form).
 	Ticket *ledgerTicket `json:"ticket,omitempty"`
-	// Prewarms are the account's active pre-warms.
-	Prewarms []prewarmInfo `json:"prewarms,omitempty"`
 }
 
 type ledgerTicket struct {
@@ -65,12 +50,6 @@ type ledgerTicket struct {
 	Cap       uint64 `json:"cap_bytes,omitempty"`
 	Spent     uint64 `json:"spent_bytes,omitempty"`
 	Expires   uint64 `json:"expires_epoch,omitempty"`
-}
-
-type prewarmInfo struct {
-	Root     string `json:"root"`
-	Replicas uint32 `json:"replicas"`
-	Until    uint64 `json:"until"` // the last epoch
 }
 
 func (s *apiServer) ledgerState(w http.ResponseWriter, r *http.Request) {
@@ -86,14 +65,7 @@ func (s *apiServer) ledgerState(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	h := st.Hash()
-	info := ledgerStateInfo{Network: s.n.Genesis().Network, Height: st.Height(), Epoch: st.Epoch(),
-		StateHash: hex.EncodeToString(h[:]), Account: account.String(), Balance: st.Balance(account),
-		Escrow: st.Escrow(account), Nonce: st.Nonce(account), Supply: st.Supply(),
-		EpochCap: st.Account(account).EpochCap, Spent: st.Spent(account, st.Epoch())}
-	if wd, ok := st.Withdrawal(account); ok {
-		info.Withdrawing, info.WithdrawAt = wd.Amount, wd.At
-	}
+	info := ledgerStateInfo{AccountView: node.Account(st, account)}
 	if v := r.URL.Query().Get("ticket"); v != "" {
 		id, err := ticketID(v)
 		if err != nil {
@@ -107,11 +79,6 @@ func (s *apiServer) ledgerState(w http.ResponseWriter, r *http.Request) {
 			t.Publisher = pub.String()
 		}
 		info.Ticket = t
-	}
-	for _, p := range st.Prewarms() {
-		if p.Publisher == account {
-			info.Prewarms = append(info.Prewarms, prewarmInfo{Root: p.Root.String(), Replicas: p.Replicas, Until: p.Until})
-		}
 	}
 	writeJSON(w, info)
 }

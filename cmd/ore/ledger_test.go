@@ -18,6 +18,7 @@ import (
 	"github.com/orecdn/ore/ledger"
 	"github.com/orecdn/ore/node"
 	"github.com/orecdn/ore/pod"
+	"github.com/orecdn/ore/web"
 )
 
 func freeTCPPort(t *testing.T) int {
@@ -246,6 +247,23 @@ func TestCLITickets(t *testing.T) {
 	// sends it, and a flag no rules take is refused clearly.
 	if code, _, errs := ore(t, "ticket", "--repo", pub, "--cap", "0B"); code != 2 {
 		t.Fatalf("a ticket of 0 bytes: %d %s", code, errs)
+	}
+	// The dashboard's publisher tab shows the ticket and the sized, open
+	// registration, as the chain holds them.
+	c, base := dashboardClient(t, pub)
+	var pv web.PublisherView
+	testkit.WaitFor(t, time.Minute, "the dashboard shows the ticket", func() bool {
+		dashJSON(t, c, base+"/api/publisher", &pv)
+		return len(pv.Tickets) == 1 && len(pv.Roots) == 1
+	})
+	if tv := pv.Tickets[0]; tv.ID != info.ID || !tv.Known || tv.Cap != 64<<20 || tv.Root != root || tv.Spent != 0 {
+		t.Fatalf("dashboard ticket %+v, want %s for %s, 64 MiB", tv, info.ID, root)
+	}
+	// The size is the DAG's, which the ledger read from the root's block:
+	// the content and its nodes' framing.
+	content := uint64(len("ticketed content ")) * 20_000
+	if r := pv.Roots[0]; r.Root != root || r.Size < content || r.Size > content+content/50 || r.Open != oreUnit/2 {
+		t.Fatalf("dashboard root %+v", r)
 	}
 	// A key the publisher delegates (an app server's box) signs tickets
 	// paid from the publisher's escrow; before the delegation it cannot.

@@ -39,19 +39,21 @@ type env struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"init":    {"create a repo: identity key and config", cmdInit},
-		"daemon":  {"run the box (serves the network and the local control API)", cmdDaemon},
-		"add":     {"publish a file or directory through the running box", cmdAdd},
-		"get":     {"fetch content by CID and write it out", cmdGet},
-		"peers":   {"list the peers the box is connected to", cmdPeers},
-		"status":  {"show the box's identity, storage and network", cmdStatus},
-		"demo":    {"run an ore network on this machine and show it working", cmdDemo},
-		"bench":   {"measure ore (bench transfer)", cmdBench},
-		"gateway": {"run the box with its HTTP gateway (GET /ipfs/{cid}[/path])", cmdGateway},
-		"dag":     {"import a CAR file, or export content as one", cmdDag},
-		"ledger":  {"balances, blocks and verification of the ledger; deposit, register, transfer", cmdLedger},
-		"ticket":  {"authorize paid delivery of this box's content: a signed ticket for a client or any holder", cmdTicket},
-		"testnet": {"a multi-node network in docker containers: up, status, down, kill, partition, heal", cmdTestnet},
+		"init":      {"create a repo: identity key and config", cmdInit},
+		"daemon":    {"run the box (serves the network and the local control API)", cmdDaemon},
+		"add":       {"publish a file or directory through the running box", cmdAdd},
+		"get":       {"fetch content by CID and write it out", cmdGet},
+		"peers":     {"list the peers the box is connected to", cmdPeers},
+		"status":    {"show the box's identity, storage and network", cmdStatus},
+		"demo":      {"run an ore network on this machine and show it working", cmdDemo},
+		"bench":     {"measure ore (bench transfer)", cmdBench},
+		"gateway":   {"run the box with its HTTP gateway (GET /ipfs/{cid}[/path])", cmdGateway},
+		"dag":       {"import a CAR file, or export content as one", cmdDag},
+		"ledger":    {"balances, blocks and verification of the ledger; deposit, register, transfer", cmdLedger},
+		"ticket":    {"authorize paid delivery of this box's content: a signed ticket for a client or any holder", cmdTicket},
+		"dashboard": {"print a one-time login link to the box's web dashboard (and open it when there is a display)", cmdDashboard},
+		"config":    {"show or change a setting of the running box: data-cap", cmdConfig},
+		"testnet":   {"a multi-node network in docker containers: up, status, down, kill, partition, heal", cmdTestnet},
 	}
 }
 

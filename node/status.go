@@ -1,0 +1,253 @@
+package node
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/orecdn/ore/ledger"
+	"github.com/orecdn/ore/ledger/committee"
+)
+
+// Status is the box's state as `ore status` prints it and the dashboard
+// shows it: one function builds it for both, so their figures never
+// disagree.
+type Status struct {
+	Peer        string   `json:"peer"`
+	Role        string   `json:"role"`
+	Version     string   `json:"version"`
+	Started     int64    `json:"started_unix"` // when the box started
+	Addrs       []string `json:"addrs"`
+	Peers       int      `json:"peers"`
+	DHTMode     string   `json:"dht_mode"`
+	DHTPeers    int      `json:"dht_peers"`
+	StoreUsed   int64    `json:"store_used"`
+	StoreQuota  int64    `json:"store_quota"`
+	StoreDisk   int64    `json:"store_disk"`   // what the store takes on disk
+	UploadLimit int64    `json:"upload_limit"` // bytes per second (0: none)
+	Pins        []string `json:"pins"`
+	BytesSent   uint64   `json:"bytes_sent"`
+	BytesRecvd  uint64   `json:"bytes_received"`
+	BlocksSent  uint64   `json:"blocks_sent"`
+	BlocksRecvd uint64   `json:"blocks_received"`
+	Network     string   `json:"network"`
+	Epoch       uint64   `json:"epoch"`
+	// Reach is how the internet reaches the box.
+	Reach Reachability `json:"reachability"`
+	// DataCap is the monthly data cap and its use.
+	DataCap DataCapView `json:"data_cap"`
+	// Receipts of the last hour: countersigned as server, held as client.
+	ServedReceipts   int    `json:"served_receipts"`
+	ServedBytes      uint64 `json:"served_receipt_bytes"`
+	ReceivedReceipts int    `json:"received_receipts"`
+	ReceivedBytes    uint64 `json:"received_receipt_bytes"`
+	// Ledger is the box's view of the ledger, when it joined one.
+	Ledger *StatusLedger `json:"ledger,omitempty"`
+	// Roots is the content stored whole on the box, hottest first, with
+	// the replication orders that hold it.
+	Roots []RootInfo `json:"roots"`
+	// Targets is the committee's replica plan (coordinators: the last one
+	// this member made as leader).
+	Targets     []StatusTarget `json:"replica_targets,omitempty"`
+	TargetEpoch uint64         `json:"replica_targets_epoch,omitempty"`
+}
+
+// StatusTarget is one root of the committee's replica plan.
+type StatusTarget struct {
+	Root     string  `json:"root"`
+	Reason   string  `json:"reason"`
+	Requests float64 `json:"requests"`
+	Replicas int     `json:"replicas"`
+	Holders  int     `json:"holders"`
+	Ordered  int     `json:"ordered"`
+	Until    uint64  `json:"until_epoch"`
+}
+
+// StatusLedger is the ledger part of a box's status.
+type StatusLedger struct {
+	Height    uint64 `json:"height"`
+	StateHash string `json:"state_hash"`
+	Balance   uint64 `json:"balance"`
+	Escrow    uint64 `json:"escrow"`
+	Leader    string `json:"leader,omitempty"` // the Raft leader, as a coordinator knows it
+	IsLeader  bool   `json:"is_leader,omitempty"`
+	Error     string `json:"error,omitempty"` // why the ledger could not be read
+}
+
+// ledgerStatusTimeout bounds the chain sync a status may wait for.
+const ledgerStatusTimeout = 10 * time.Second
+
+// Status gathers the box's status. It fails only when the store cannot be
+// read; a ledger that cannot be reached is reported in Ledger.Error.
+func (n *Node) Status(ctx context.Context) (Status, error) {
+	st := Status{
+		Peer:        n.ID().String(),
+		Role:        string(n.Role()),
+		Version:     Version,
+		Started:     n.started.Unix(),
+		Peers:       len(n.host.Network().Peers()),
+		DHTMode:     n.router.Mode().String(),
+		DHTPeers:    n.router.RoutingTableSize(),
+		StoreUsed:   n.store.Used(),
+		StoreQuota:  n.store.Quota(),
+		StoreDisk:   n.store.DiskUsage(),
+		UploadLimit: n.cfg.UploadLimit,
+		Reach:       n.Reachability(),
+		DataCap:     n.DataCap(),
+	}
+	for _, a := range n.P2PAddrs() {
+		st.Addrs = append(st.Addrs, a.String())
+	}
+	pins, err := n.store.Pins(ctx)
+	if err != nil {
+		return st, fmt.Errorf("node: status: %w", err)
+	}
+	for _, p := range pins {
+		st.Pins = append(st.Pins, p.String())
+	}
+	params := n.Network()
+	st.Network, st.Epoch = params.Network, params.EpochAt(time.Now())
+	since := uint64(0)
+	if hour := uint64(time.Hour / params.EpochLength); st.Epoch > hour {
+		since = st.Epoch - hour
+	}
+	served, err := n.ServedReceipts(ctx, since)
+	if err != nil {
+		return st, fmt.Errorf("node: status: %w", err)
+	}
+	for _, rc := range served {
+		st.ServedReceipts++
+		st.ServedBytes += rc.Bytes
+	}
+	received, err := n.ReceivedReceipts(ctx, since)
+	if err != nil {
+		return st, fmt.Errorf("node: status: %w", err)
+	}
+	for _, rc := range received {
+		st.ReceivedReceipts++
+		st.ReceivedBytes += rc.Bytes
+	}
+	if bs, err := n.ex.Stats(); err == nil {
+		st.BytesSent, st.BytesRecvd, st.BlocksSent, st.BlocksRecvd = bs.DataSent, bs.DataReceived, bs.BlocksSent, bs.BlocksReceived
+	}
+	if n.Genesis() != nil {
+		st.Ledger = n.ledgerStatus(ctx)
+	}
+	if st.Roots, err = n.Roots(ctx); err != nil {
+		return st, fmt.Errorf("node: status: %w", err)
+	}
+	if n.committee != nil {
+		e, targets, _ := n.ReplicaTargets()
+		st.TargetEpoch = e
+		for _, t := range targets {
+			st.Targets = append(st.Targets, StatusTarget{Root: t.Root.String(), Reason: t.Reason.String(), Requests: t.Requests,
+				Replicas: t.Replicas, Holders: len(t.Holders), Ordered: len(t.Boxes), Until: t.Until})
+		}
+	}
+	return st, nil
+}
+
+func (n *Node) ledgerStatus(ctx context.Context) *StatusLedger {
+	out := &StatusLedger{}
+	if c := n.committee; c != nil {
+		if id := c.LeaderID(); id != "" {
+			out.Leader = id.String()
+		}
+		out.IsLeader = c.Leader()
+	}
+	ctx, cancel := context.WithTimeout(ctx, ledgerStatusTimeout)
+	defer cancel()
+	ls, err := n.LedgerState(ctx)
+	if err != nil {
+		out.Error = err.Error()
+		return out
+	}
+	h := ls.Hash()
+	out.Height, out.StateHash = ls.Height(), hex.EncodeToString(h[:])
+	out.Balance, out.Escrow = ls.Balance(n.ID()), ls.Escrow(n.ID())
+	return out
+}
+
+// AccountView is one account as `ore ledger balance` prints it and the
+// dashboard's publisher tab shows it.
+type AccountView struct {
+	Network   string `json:"network"`
+	Height    uint64 `json:"height"`
+	Epoch     uint64 `json:"epoch"`
+	StateHash string `json:"state_hash"`
+	Account   string `json:"account"`
+	Balance   uint64 `json:"balance"`
+	Escrow    uint64 `json:"escrow"`
+	Nonce     uint64 `json:"nonce"`
+	Supply    uint64 `json:"supply"`
+	// EpochCap is the most the escrow pays for one epoch's deliveries (0:
+	// none); Spent is what it paid for the current epoch's so far.
+	EpochCap uint64 `json:"epoch_cap,omitempty"`
+	Spent    uint64 `json:"spent,omitempty"`
+	// Withdrawing moves from escrow to balance at epoch WithdrawAt.
+	Withdrawing uint64 `json:"withdrawing,omitempty"`
+	WithdrawAt  uint64 `json:"withdraw_at,omitempty"`
+	// Prewarms are the account's active pre-warms.
+	Prewarms []PrewarmView `json:"prewarms,omitempty"`
+}
+
+// PrewarmView is one active pre-warm.
+type PrewarmView struct {
+	Root     string `json:"root"`
+	Replicas uint32 `json:"replicas"`
+	Until    uint64 `json:"until"` // the last epoch
+}
+
+// Account is account's view in the ledger state st.
+func Account(st *ledger.State, account peer.ID) AccountView {
+	h := st.Hash()
+	v := AccountView{Network: st.Genesis().Network, Height: st.Height(), Epoch: st.Epoch(),
+		StateHash: hex.EncodeToString(h[:]), Account: account.String(), Balance: st.Balance(account),
+		Escrow: st.Escrow(account), Nonce: st.Nonce(account), Supply: st.Supply(),
+		EpochCap: st.Account(account).EpochCap, Spent: st.Spent(account, st.Epoch())}
+	if wd, ok := st.Withdrawal(account); ok {
+		v.Withdrawing, v.WithdrawAt = wd.Amount, wd.At
+	}
+	for _, p := range st.Prewarms() {
+		if p.Publisher == account {
+			v.Prewarms = append(v.Prewarms, PrewarmView{Root: p.Root.String(), Replicas: p.Replicas, Until: p.Until})
+		}
+	}
+	return v
+}
+
+// LedgerBlocksFrom returns the ledger's blocks after base's height (base
+// nil: from height 1) and the last state this box knows: a coordinator's
+// applied chain (at most maxBlocksPerRead blocks a call), or, on any other box, the final blocks
+// synced from the coordinators and verified from base. A view that
+// follows the chain (the dashboard's earnings) applies them itself and so
+// reads only what it has not seen.
+func (n *Node) LedgerBlocksFrom(ctx context.Context, base *ledger.State) (*ledger.State, []*ledger.Block, error) {
+	if n.cfg.Genesis == nil {
+		return nil, nil, fmt.Errorf("node: this box has no ledger network (start it with a genesis: `ore init --genesis FILE`)")
+	}
+	if n.committee == nil {
+		return committee.SyncFrom(ctx, n.host, n.cfg.Genesis, base)
+	}
+	from := uint64(1)
+	if base != nil {
+		from = base.Height() + 1
+	}
+	st := n.committee.State()
+	var blocks []*ledger.Block
+	for h := from; h <= st.Height() && len(blocks) < maxBlocksPerRead; h++ {
+		b, ok := n.committee.Block(h)
+		if !ok {
+			return nil, nil, fmt.Errorf("node: block %d of the applied chain is not in the store", h)
+		}
+		blocks = append(blocks, b)
+	}
+	return st, blocks, nil
+}
+
+// maxBlocksPerRead bounds the blocks a coordinator hands a view at once: a
+// view that starts on a long chain reads it in steps, not all in memory.
+const maxBlocksPerRead = 512
