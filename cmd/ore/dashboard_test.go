@@ -48,7 +48,22 @@ func earningNet(t *testing.T) (pub, box, root, coord string) {
 	}
 	joinGenesis(t, box, g)
 	startDaemon(t, box)
-	getCLI(t, box, root)
+	// Rules 4 pay delivery the publisher authorized: a ticket for the box,
+	// once the publisher's box sees its registration final.
+	var tk string
+	testkit.WaitFor(t, 60*time.Second, "a ticket for the box", func() bool {
+		code, out, _ := ore(t, "ticket", "--repo", pub, root, "--client", repoID(t, box).String(), "--cap", "64MiB", "--json")
+		var info ticketInfo
+		if code != 0 || json.Unmarshal([]byte(out), &info) != nil {
+			return false
+		}
+		tk = info.Ticket
+		return true
+	})
+	dst := filepath.Join(t.TempDir(), "got")
+	if code, _, errs := ore(t, "get", "--repo", box, "-o", dst, "--ticket", tk, root); code != 0 {
+		t.Fatalf("get %s under a ticket: exit %d: %s", root, code, errs)
+	}
 	// The publisher's box served and is paid from its own escrow (a server
 	// may deliver its own content; only a client may not be its server).
 	testkit.WaitFor(t, 60*time.Second, "a block that pays the publisher's box", func() bool {
