@@ -73,6 +73,8 @@ type Node struct {
 	sched   *sched     // heat, reports, replication orders
 	evictMu sync.Mutex // one eviction at a time
 
+	compute computeState // the job engine, started on first use (compute.go)
+
 	gateway     *gateway.Gateway
 	gatewaySrv  *http.Server
 	gatewayAddr string
