@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/orecdn/ore/compute"
+	"github.com/orecdn/ore/gateway"
 )
 
 // computeState holds the box's job engine, started on first use: a box
@@ -141,4 +143,15 @@ func (n *Node) RunJob(ctx context.Context, fn, input cid.Cid, args []string) (co
 		return compute.Outcome{}, err
 	}
 	return e.Run(ctx, fn, input, args, n.ID())
+}
+
+var _ gateway.Jobs = (*gatewayBackend)(nil)
+
+// RunJob runs a job for the gateway on this box.
+func (b *gatewayBackend) RunJob(ctx context.Context, fn, input cid.Cid, args []string) (compute.Outcome, error) {
+	out, err := b.n.RunJob(ctx, fn, input, args)
+	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrUnsupported) {
+		err = fmt.Errorf("%w: %w", gateway.ErrNotFound, err)
+	}
+	return out, err
 }
