@@ -14,6 +14,8 @@ import (
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/orecdn/ore/pod"
 )
 
 // Limits bound one job of a function. They are part of the function's
@@ -27,7 +29,7 @@ type Limits struct {
 
 // Ceilings of Limits, whatever a function asks.
 const (
-	MaxWork        = 1 << 40
+	MaxWork        = pod.MaxJobWork
 	MaxMemoryPages = 16384 // 1 GiB
 	MaxOutput      = 1 << 30
 )

@@ -93,7 +93,8 @@ type State struct {
 	// epoch E: dropping an epoch that fell out of the skew drops its
 	// section, and a block copies only the sections it adds to.
 	paid map[uint64]*paidEpoch
-	hash [32]byte // Hash, computed once the state is complete
+	jobs *jobLedger // RulesV4's functions and paid jobs (jobs.go); nil: none yet
+	hash [32]byte   // Hash, computed once the state is complete
 }
 
 // paidEpoch is one epoch's section of the paid entries. A State shares the
@@ -377,6 +378,7 @@ func (s *State) computeHash() [32]byte {
 	}
 	if v4 {
 		b = s.sealTickets(b)
+		b = s.appendJobsHash(b)
 	}
 	h.Write(b)
 	var out [32]byte
@@ -530,6 +532,7 @@ func (s *State) next(epoch uint64) *State {
 			n.prewarms[k] = p
 		}
 	}
+	n.jobs = s.jobs.advance(epoch, s.params.MaxSkew)
 	n.paid = make(map[uint64]*paidEpoch, len(s.paid))
 	for e, p := range s.paid {
 		if !tooOld(e, epoch, s.params.MaxSkew) {
@@ -667,10 +670,15 @@ func (n *State) applyTx(t *Tx, sigErr error) error {
 			return refuse(ReasonNotInRules, "%s needs rules version %d, this chain's genesis has %d", t.Kind, RulesV4, n.g.Rules)
 		}
 		return n.applyTicket(t)
-	case KindRegisterRoot:
+	case KindRegisterRoot, KindFunction:
 		if n.g.Rules < RulesV4 {
 			return refuse(ReasonNotInRules, "%s needs rules version %d, this chain's genesis has %d", t.Kind, RulesV4, n.g.Rules)
 		}
+	case KindJob:
+		if n.g.Rules < RulesV4 {
+			return refuse(ReasonNotInRules, "%s needs rules version %d, this chain's genesis has %d", t.Kind, RulesV4, n.g.Rules)
+		}
+		return n.applyJob(t.Job)
 	default:
 		return refuse(ReasonMalformed, "unknown transaction kind %d", t.Kind)
 	}
@@ -739,6 +747,10 @@ func (n *State) applyTx(t *Tx, sigErr error) error {
 		a.EpochCap = t.Amount
 	case KindRegisterRoot:
 		if err := n.applyRegisterRoot(t); err != nil {
+			return err
+		}
+	case KindFunction:
+		if err := n.applyRegisterFunction(t); err != nil {
 			return err
 		}
 	}

@@ -49,6 +49,14 @@ const (
 	// KindTicket: a publisher's ticket for the ledger to learn (RulesV4);
 	// anyone may submit it, the ticket's own signature is its authority.
 	KindTicket Kind = 9
+	// KindFunction: From registers (or reprices) the function Root at
+	// Price per 2^30 work units, paying jobs of at most Amount units
+	// (RulesV4; jobs.go).
+	KindFunction Kind = 10
+	// KindJob: a pod.JobReceipt signed by its runner and requester: pays
+	// the runner from the requester's escrow (RulesV4; jobs.go). From is
+	// the requester, not encoded.
+	KindJob Kind = 11
 )
 
 // Pre-warm limits (State rules of KindPrewarm).
@@ -83,6 +91,10 @@ func (k Kind) String() string {
 		return "register_root"
 	case KindTicket:
 		return "ticket"
+	case KindFunction:
+		return "function"
+	case KindJob:
+		return "job"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -98,6 +110,8 @@ func (k Kind) String() string {
 //	KindSpendCap: From, Nonce, Amount, Sig
 //	KindRegisterRoot: From, Nonce, Root, Price, Amount (open), Block, Sig
 //	KindTicket:   Ticket (From is the ticket's publisher, not encoded)
+//	KindFunction: From, Nonce, Root (the function), Price, Amount (work limit), Sig
+//	KindJob:      Job (From is the requester, not encoded)
 //
 // Account transactions are signed by From (Sign) and carry From's next
 // nonce (State.Nonce(From)+1). Receipts are signed by their client and
@@ -119,7 +133,8 @@ type Tx struct {
 	// Block is a registration's root block (KindRegisterRoot), at most
 	// MaxRootBlock bytes.
 	Block  []byte
-	Ticket *pod.Ticket // KindTicket's
+	Ticket *pod.Ticket     // KindTicket's
+	Job    *pod.JobReceipt // KindJob's
 	Sig    []byte
 }
 
@@ -179,6 +194,9 @@ func maxTxSize(k Kind) int {
 	if k == KindRegisterRoot {
 		return maxRegisterRootTx
 	}
+	if k == KindJob {
+		return pod.MaxJobEncoded + 16
+	}
 	return MaxTxSize
 }
 
@@ -227,6 +245,17 @@ func (t *Tx) appendUnsigned(b []byte) []byte {
 			return wire.AppendBytes(b, nil)
 		}
 		return wire.AppendBytes(b, t.Ticket.Marshal())
+	case KindFunction:
+		b = wire.AppendPeer(b, t.From)
+		b = binary.AppendUvarint(b, t.Nonce)
+		b = wire.AppendCID(b, t.Root)
+		b = binary.AppendUvarint(b, t.Price)
+		return binary.AppendUvarint(b, t.Amount)
+	case KindJob:
+		if t.Job == nil {
+			return wire.AppendBytes(b, nil)
+		}
+		return wire.AppendBytes(b, t.Job.Marshal())
 	case KindTransfer:
 		b = wire.AppendPeer(b, t.From)
 		b = binary.AppendUvarint(b, t.Nonce)
@@ -241,7 +270,7 @@ func (t *Tx) Marshal() []byte { return t.appendTo(make([]byte, 0, 512)) }
 
 func (t *Tx) appendTo(b []byte) []byte {
 	b = t.appendUnsigned(b)
-	if t.Kind != KindReceipt && t.Kind != KindTicket {
+	if t.Kind != KindReceipt && t.Kind != KindTicket && t.Kind != KindJob {
 		b = wire.AppendBytes(b, t.Sig)
 	}
 	return b
@@ -264,7 +293,7 @@ func (t *Tx) SigPayload(network string) []byte {
 
 // Sign signs an account transaction with From's key.
 func (t *Tx) Sign(network string, k crypto.PrivKey) error {
-	if t.Kind == KindReceipt || t.Kind == KindTicket {
+	if t.Kind == KindReceipt || t.Kind == KindTicket || t.Kind == KindJob {
 		return fmt.Errorf("ledger: a %s is signed by its parties, not as a transaction", t.Kind)
 	}
 	id, err := peer.IDFromPrivateKey(k)
@@ -325,6 +354,14 @@ func (t *Tx) Authenticate(network string) error {
 			return fmt.Errorf("%w: %w", ErrBadSignature, err)
 		}
 		return nil
+	case KindJob:
+		if t.Job == nil || t.Job.Network != network {
+			return fmt.Errorf("%w: no job receipt of network %q", ErrBadSignature, network)
+		}
+		if err := t.Job.Verify(); err != nil {
+			return fmt.Errorf("%w: %w", ErrBadSignature, err)
+		}
+		return nil
 	}
 	return t.VerifySig(network)
 }
@@ -369,7 +406,16 @@ func UnmarshalTx(data []byte) (*Tx, error) {
 			}
 			t.Receipt = r
 		}
-	case KindDeposit, KindTransfer, KindRegister, KindPrewarm, KindWithdraw, KindSpendCap, KindRegisterRoot:
+	case KindJob:
+		raw := d.View(pod.MaxJobEncoded, "job receipt")
+		if d.Err() == nil {
+			r, err := pod.UnmarshalJobReceipt(raw)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+			}
+			t.Job, t.From = r, r.Requester
+		}
+	case KindDeposit, KindTransfer, KindRegister, KindPrewarm, KindWithdraw, KindSpendCap, KindRegisterRoot, KindFunction:
 		t.From = d.Peer(maxPeerIDLen, "from")
 		t.Nonce = d.Uvarint("nonce")
 		switch t.Kind {
@@ -381,6 +427,10 @@ func UnmarshalTx(data []byte) (*Tx, error) {
 		case KindRegister:
 			t.Root = d.CID(maxCIDLen, "root")
 			t.Price = d.Uvarint("price")
+		case KindFunction:
+			t.Root = d.CID(maxCIDLen, "function")
+			t.Price = d.Uvarint("price")
+			t.Amount = d.Uvarint("work limit")
 		case KindRegisterRoot:
 			t.Root = d.CID(maxCIDLen, "root")
 			t.Price = d.Uvarint("price")
@@ -432,8 +482,9 @@ const (
 	ReasonNotInRules         Reason = "not_in_rules" // a kind the chain's rules version does not have
 	ReasonBadTicket          Reason = "bad_ticket"
 	ReasonTicketKnown        Reason = "ticket_known"
-	ReasonUnknownTicket      Reason = "unknown_ticket"  // a receipt under a ticket the ledger has not learned
-	ReasonTicketMismatch     Reason = "ticket_mismatch" // a receipt its ticket does not cover
+	ReasonUnknownTicket      Reason = "unknown_ticket"    // a receipt under a ticket the ledger has not learned
+	ReasonTicketMismatch     Reason = "ticket_mismatch"   // a receipt its ticket does not cover
+	ReasonWorkOutOfRange     Reason = "work_out_of_range" // a job's work, or a function's work limit, out of range
 	ReasonUnknownVersion     Reason = Reason(pod.ReasonUnknownVersion)
 	ReasonWrongNetwork       Reason = Reason(pod.ReasonWrongNetwork)
 	ReasonEpochOutOfRange    Reason = Reason(pod.ReasonEpochOutOfRange)

@@ -47,6 +47,9 @@ type JobReceipt struct {
 // JobReceiptVersion is the job receipt format this package writes and reads.
 const JobReceiptVersion = 1
 
+// MaxJobWork bounds the work units of one job, whatever a function asks.
+const MaxJobWork = 1 << 40
+
 // Bounds of a job's arguments, so a receipt stays small.
 const (
 	MaxJobArgs      = 16
