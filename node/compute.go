@@ -14,6 +14,7 @@ import (
 
 	"github.com/orecdn/ore/compute"
 	"github.com/orecdn/ore/gateway"
+	"github.com/orecdn/ore/ledger"
 )
 
 // computeState holds the box's job engine, started on first use: a box
@@ -102,12 +103,18 @@ type FunctionInfo struct {
 	Module cid.Cid        `json:"module"` // the WASI module's bytes
 	Limits compute.Limits `json:"limits"`
 	Size   int            `json:"metered_size"` // bytes of the module once metered
+	// Registered: a KindFunction transaction at Price (base units per
+	// GiWork) was submitted to the ledger.
+	Registered bool   `json:"registered,omitempty"`
+	Price      uint64 `json:"price,omitempty"`
 }
 
 // PublishFunction publishes a WASI command module and its descriptor
 // (package compute) as content on this box, after checking that the
-// runtime loads it under lim: the descriptor's CID is the function.
-func (n *Node) PublishFunction(ctx context.Context, module []byte, lim compute.Limits) (FunctionInfo, error) {
+// runtime loads it under lim: the descriptor's CID is the function. With
+// a price, it also registers the function on the ledger (rules 4): jobs
+// are then paid at price base units per 2^30 work units, up to lim.Work.
+func (n *Node) PublishFunction(ctx context.Context, module []byte, lim compute.Limits, price *uint64) (FunctionInfo, error) {
 	e, err := n.Compute()
 	if err != nil {
 		return FunctionInfo{}, err
@@ -131,8 +138,18 @@ func (n *Node) PublishFunction(ctx context.Context, module []byte, lim compute.L
 	if err != nil {
 		return FunctionInfo{}, err
 	}
-	defer f.Release()
-	return FunctionInfo{Fn: fn.Root, Module: mod.Root, Limits: lim, Size: f.Size}, nil
+	f.Release()
+	info := FunctionInfo{Fn: fn.Root, Module: mod.Root, Limits: lim, Size: f.Size}
+	if price != nil {
+		if n.cfg.Genesis == nil || n.cfg.Genesis.Rules < ledger.RulesV4 {
+			return info, fmt.Errorf("node: function %s published, not registered: registering needs a ledger network with rules %d", fn.Root, ledger.RulesV4)
+		}
+		if _, err := n.SignAndSubmit(ctx, ledger.NewRegisterFunction(n.ID(), 0, fn.Root, *price, lim.Work)); err != nil {
+			return info, fmt.Errorf("node: function %s published, not registered: %w", fn.Root, err)
+		}
+		info.Registered, info.Price = true, *price
+	}
+	return info, nil
 }
 
 // RunJob runs the job (fn, input, args) on this box, or answers it from

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,7 +45,7 @@ func TestJobOnTwoBoxes(t *testing.T) {
 	if err := b.Connect(ctx, a.AddrInfo()); err != nil {
 		t.Fatal(err)
 	}
-	info, err := a.PublishFunction(ctx, testFunctionModule(t), compute.DefaultLimits())
+	info, err := a.PublishFunction(ctx, testFunctionModule(t), compute.DefaultLimits(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,5 +79,45 @@ func TestJobOnTwoBoxes(t *testing.T) {
 	}
 	if _, err := b.RunJob(ctx, info.Fn, input, []string{"fail"}); !errors.Is(err, compute.ErrFunction) {
 		t.Fatalf("a failing job: %v", err)
+	}
+}
+
+// A requester box asks a runner box for a job over /ore/compute/1.0.0:
+// the runner's claim names the requester, the requester holds the output
+// and countersigns; a box that lends no CPU refuses.
+func TestRemoteJob(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	runner, requester := newTestBox(t, WithComputeService(1)), newTestBox(t)
+	if err := requester.Connect(ctx, runner.AddrInfo()); err != nil {
+		t.Fatal(err)
+	}
+	info, err := requester.PublishFunction(ctx, testFunctionModule(t), compute.DefaultLimits(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := randomBytes(t, 64<<10)
+	input := addBytes(t, requester, in)
+	r, err := requester.RunJobOn(ctx, runner.ID(), info.Fn, input, []string{"sha256"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Verify(); err != nil || r.Runner != runner.ID() || r.Requester != requester.ID() {
+		t.Fatalf("receipt: %v, runner %s, requester %s", err, r.Runner, r.Requester)
+	}
+	f, err := requester.Open(ctx, r.Output)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(f.(io.Reader))
+	sum := sha256.Sum256(in)
+	if strings.TrimSpace(string(got)) != hex.EncodeToString(sum[:]) {
+		t.Fatalf("output %q", got)
+	}
+	if _, err := requester.RunJobOn(ctx, runner.ID(), info.Fn, input, []string{"loop"}); !errors.Is(err, compute.ErrWorkLimit) && !errors.Is(err, compute.ErrLimit) {
+		t.Fatalf("a job over its limit on the runner: %v", err)
+	}
+	if _, err := runner.RunJobOn(ctx, requester.ID(), info.Fn, input, []string{"sha256"}); err == nil {
+		t.Fatal("a box that lends no CPU ran a job")
 	}
 }

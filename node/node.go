@@ -202,6 +202,7 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 	if err := n.startGossip(); err != nil {
 		return nil, err
 	}
+	n.startComputeService()
 	closers = append(closers, n.intake.Close)
 	// The gateway before the scheduler: the scheduler's report loop reads
 	// the gateway's heat (a gateway started after it raced with it).

@@ -36,6 +36,7 @@ func cmdInit(ctx context.Context, e *env, args []string) error {
 	genesis := fs.String("genesis", "", "genesis file of the ledger network to join (copied into the repo)")
 	role := fs.String("role", "box", "box, gateway or coordinator (a member of the genesis committee)")
 	portMap := fs.Bool("port-map", true, "ask the home router to forward the listen ports (UPnP IGD, NAT-PMP)")
+	computeShare := fs.Int("compute-share", 0, "jobs (functions over content) the box runs for other peers at once: the cores it lends (0: none)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -48,6 +49,7 @@ func cmdInit(ctx context.Context, e *env, args []string) error {
 	cfg.Listen = splitList(*listen)
 	cfg.Bootstrap = splitList(*bootstrap)
 	cfg.Role = *role
+	cfg.ComputeShare = *computeShare
 	if !*portMap {
 		cfg.PortMap = portMap
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/dustin/go-humanize"
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/orecdn/ore/compute"
 	"github.com/orecdn/ore/node"
@@ -39,6 +40,9 @@ type jobInfo struct {
 	Runner string   `json:"runner"`
 	Cached bool     `json:"cached"`
 	Claim  string   `json:"claim"` // the runner's signed claim (pod.JobReceipt), base64url
+	// Warning: the job is done but something after it failed (the
+	// receipt's submission to the ledger).
+	Warning string `json:"warning,omitempty"`
 }
 
 func newJobInfo(o compute.Outcome) jobInfo {
@@ -84,7 +88,16 @@ func (s *apiServer) fnPublish(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("reading the module (at most %d bytes): %w", compute.MaxModuleSize, err))
 		return
 	}
-	info, err := s.n.PublishFunction(r.Context(), mod, lim)
+	var price *uint64
+	if v := q.Get("price"); v != "" {
+		p, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			apiError(w, http.StatusBadRequest, fmt.Errorf("price=%q is not a number", v))
+			return
+		}
+		price = &p
+	}
+	info, err := s.n.PublishFunction(r.Context(), mod, lim, price)
 	if err != nil {
 		code := http.StatusInternalServerError
 		if errors.Is(err, compute.ErrBadModule) || errors.Is(err, compute.ErrBadFunction) {
@@ -107,6 +120,25 @@ func (s *apiServer) fnRun(w http.ResponseWriter, r *http.Request) {
 	input, err := node.ParseCID(q.Get("input"))
 	if err != nil {
 		apiError(w, http.StatusBadRequest, fmt.Errorf("input: %w", err))
+		return
+	}
+	if on := q.Get("on"); on != "" {
+		runner, err := peer.Decode(on)
+		if err != nil {
+			apiError(w, http.StatusBadRequest, fmt.Errorf("on: %w", err))
+			return
+		}
+		rc, err := s.n.RunJobOn(r.Context(), runner, fn, input, q["arg"])
+		if err != nil && rc == nil {
+			apiError(w, jobErrorStatus(err), err)
+			return
+		}
+		info := newJobInfo(compute.Outcome{Claim: rc})
+		if err != nil {
+			info.Warning = err.Error()
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(info)
 		return
 	}
 	out, err := s.n.RunJob(r.Context(), fn, input, q["arg"])
@@ -153,6 +185,7 @@ func cmdFnPublish(ctx context.Context, e *env, args []string) error {
 	work := fs.Uint64("work", def.Work, "work units a job may spend (WebAssembly instructions executed)")
 	memory := fs.String("memory", humanize.IBytes(uint64(def.MemoryPages)*65536), "linear memory a job may use (whole 64 KiB pages)")
 	output := fs.String("output", humanize.IBytes(uint64(def.Output)), "bytes a job may write")
+	price := fs.String("price", "", "register the function on the ledger at this price in ore per GiWork (2^30 work units), like 0.001; needs a ledger network with rules 4")
 	asJSON := fs.Bool("json", false, "print JSON")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -181,6 +214,13 @@ func cmdFnPublish(ctx context.Context, e *env, args []string) error {
 	q.Set("work", strconv.FormatUint(*work, 10))
 	q.Set("memory_pages", strconv.FormatUint(mem/65536, 10))
 	q.Set("output", strconv.FormatUint(outb, 10))
+	if *price != "" {
+		p, err := parseOre(*price)
+		if err != nil {
+			return fmt.Errorf("%w: --price: %v", errUsage, err)
+		}
+		q.Set("price", strconv.FormatUint(p, 10))
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+apiFnPublish+"?"+q.Encode(), bytes.NewReader(mod))
 	if err != nil {
 		return err
@@ -198,6 +238,9 @@ func cmdFnPublish(ctx context.Context, e *env, args []string) error {
 	if *asJSON {
 		return json.NewEncoder(e.stdout).Encode(info)
 	}
+	if info.Registered {
+		fmt.Fprintf(e.stdout, "registered on the ledger at %d base units per GiWork (final with the next block)\n", info.Price)
+	}
 	fmt.Fprintf(e.stdout, "function %s\nmodule   %s (%s metered)\nlimits   %d work units, %s memory, %s output\n",
 		info.Fn, info.Module, humanize.IBytes(uint64(info.Size)), info.Limits.Work,
 		humanize.IBytes(uint64(info.Limits.MemoryPages)*65536), humanize.IBytes(uint64(info.Limits.Output)))
@@ -208,6 +251,7 @@ func cmdFnRun(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "fn run", "FN INPUT [flags] [-- ARGS...]")
 	repo := repoFlag(e, fs)
 	asJSON := fs.Bool("json", false, "print JSON")
+	on := fs.String("on", "", "a runner's peer ID: ask that box to run the job (it must lend CPU: ore init --compute-share), fetch the output and countersign its receipt (sent to the ledger on a rules-4 network)")
 	// The function's arguments follow "--" (they may start with a dash).
 	var fnArgs []string
 	for i, a := range args {
@@ -235,6 +279,12 @@ func cmdFnRun(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	q := url.Values{"fn": {pos[0]}, "input": {pos[1]}, "arg": fnArgs}
+	if *on != "" {
+		if _, err := peer.Decode(*on); err != nil {
+			return fmt.Errorf("%w: --on %q is not a peer ID: %v", errUsage, *on, err)
+		}
+		q.Set("on", *on)
+	}
 	var info jobInfo
 	if err := c.postJSON(ctx, apiFnRun+"?"+q.Encode(), &info); err != nil {
 		return withHint(*repo, err)
@@ -243,10 +293,16 @@ func cmdFnRun(ctx context.Context, e *env, args []string) error {
 		return json.NewEncoder(e.stdout).Encode(info)
 	}
 	how := "run on this box"
+	if info.Runner != "" && *on != "" {
+		how = "run by " + info.Runner + ", countersigned by this box"
+	}
 	if info.Cached {
 		how = "cached: answered from the box's index, not run again"
 	}
 	fmt.Fprintf(e.stdout, "output %s\nwork   %d units\njob    %s (%s)\nget it with: ore get %s -o FILE\n",
 		info.Output, info.Work, info.Job, how, info.Output)
+	if info.Warning != "" {
+		fmt.Fprintln(e.stderr, "warning:", info.Warning)
+	}
 	return nil
 }

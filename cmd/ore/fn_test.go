@@ -45,6 +45,11 @@ func TestCLIFunctionsAndGateway(t *testing.T) {
 	if code, _, errs := ore(t, "fn", "register", "--repo", gw.repo, filepath.Join("..", "..", "README.md")); code == 0 || !strings.Contains(errs, "bad module") {
 		t.Fatalf("registering a README: %d %s", code, errs)
 	}
+	// A price registers on the ledger, which this box has none of: the
+	// function is published and the command says why it is not registered.
+	if code, _, errs := ore(t, "fn", "register", "--repo", gw.repo, "--price", "0.001", modPath); code == 0 || !strings.Contains(errs, "needs a ledger network") {
+		t.Fatalf("fn register --price without a ledger: %d %s", code, errs)
+	}
 	in := filepath.Join(dir, "in.txt")
 	_ = os.WriteFile(in, []byte("hello, ore\n"), 0o644)
 	code, out, errs = ore(t, "add", "-q", "--repo", gw.repo, in)
