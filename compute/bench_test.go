@@ -69,3 +69,33 @@ func BenchmarkGzip(b *testing.B) {
 	b.ReportMetric(float64(work), "work-units")
 	b.ReportMetric(float64(meter.Nanoseconds())/float64(b.N)/1e6, "metered-ms/job")
 }
+
+// BenchmarkGzipInterpreter gzips 1 MiB with wazero's compiler and its
+// interpreter (what armv7 boxes run) by turns, and reports the
+// interpreter's time over the compiler's, measured in the same run.
+func BenchmarkGzipInterpreter(b *testing.B) {
+	rt := sharedRuntime(b)
+	interp, err := New(context.Background(), Config{Interpreter: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer interp.Close(context.Background())
+	lim := DefaultLimits()
+	fc, fi := loadFn(b, rt, lim), loadFn(b, interp, lim)
+	in := testInput(1 << 20)
+	var tc, ti time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		if _, _, err := run(b, rt, fc, in, "gzip", "6"); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if _, _, err := run(b, interp, fi, in, "gzip", "6"); err != nil {
+			b.Fatal(err)
+		}
+		tc += t1.Sub(t0)
+		ti += time.Since(t1)
+	}
+	b.ReportMetric(float64(ti)/float64(tc), "interpreter/compiler")
+	b.ReportMetric(float64(ti.Nanoseconds())/float64(b.N)/1e6, "interpreter-ms/job")
+}

@@ -126,11 +126,12 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	return e, nil
 }
 
-func jobKey(id [32]byte) []byte { return append([]byte("compute/job/"), id[:]...) }
+// IndexKey is where the Index keeps the claim of job id.
+func IndexKey(id [32]byte) []byte { return append([]byte("compute/job/"), id[:]...) }
 
 // Lookup returns the claim this box holds for a job, if any.
 func (e *Engine) Lookup(ctx context.Context, id [32]byte) (*pod.JobReceipt, bool, error) {
-	b, ok, err := e.cfg.Index.GetMeta(ctx, jobKey(id))
+	b, ok, err := e.cfg.Index.GetMeta(ctx, IndexKey(id))
 	if err != nil || !ok {
 		return nil, false, err
 	}
@@ -307,7 +308,7 @@ func (e *Engine) run(ctx context.Context, id [32]byte, fn, input cid.Cid, args [
 	if err := r.SignRunner(e.cfg.Key); err != nil {
 		return Outcome{}, err
 	}
-	if err := e.cfg.Index.PutMeta(ctx, jobKey(id), r.Marshal()); err != nil {
+	if err := e.cfg.Index.PutMeta(ctx, IndexKey(id), r.Marshal()); err != nil {
 		return Outcome{}, fmt.Errorf("compute: keeping the claim: %w", err)
 	}
 	e.cfg.Logger.Info("job run", "fn", fn, "input", input, "output", a.c, "work", res.Work, "took", time.Since(start))

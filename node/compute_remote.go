@@ -188,11 +188,43 @@ func (n *Node) claimJob(ctx context.Context, fn, input cid.Cid, args []string, r
 	return r, nil
 }
 
+// ErrJobMismatch: a runner's claim differs from this box's own run of the
+// job. Jobs are deterministic, so the runner's signed claim is evidence
+// that it lied (MismatchError carries it).
+var ErrJobMismatch = errors.New("node: the runner's claim differs from the job's outcome here")
+
+// MismatchError is a caught runner: its signed claim and this box's own.
+type MismatchError struct {
+	Claim, Ours *pod.JobReceipt
+}
+
+func (e *MismatchError) Error() string {
+	return fmt.Sprintf("%v: runner %s claims output %s in %d work units, this box got %s in %d",
+		ErrJobMismatch, e.Claim.Runner, e.Claim.Output, e.Claim.Work, e.Ours.Output, e.Ours.Work)
+}
+
+func (e *MismatchError) Unwrap() error { return ErrJobMismatch }
+
+// JobOption tunes RunJobOn.
+type JobOption func(*jobOptions)
+
+type jobOptions struct{ verify bool }
+
+// VerifyJob re-runs the job on this box before countersigning: a claim
+// whose output or work differs is not signed and fails with a
+// *MismatchError. A requester that verifies a random fraction of its
+// jobs makes lying cost a runner its pay for every job it is caught on.
+func VerifyJob() JobOption { return func(o *jobOptions) { o.verify = true } }
+
 // RunJobOn asks runner to run the job (fn, input, args) for this box,
 // checks the claim, fetches the output into this box's store, and
 // countersigns: the receipt is then a job the ledger pays (submitted when
 // the box has a ledger network whose rules take jobs).
-func (n *Node) RunJobOn(ctx context.Context, runner peer.ID, fn, input cid.Cid, args []string) (*pod.JobReceipt, error) {
+func (n *Node) RunJobOn(ctx context.Context, runner peer.ID, fn, input cid.Cid, args []string, opts ...JobOption) (*pod.JobReceipt, error) {
+	var o jobOptions
+	for _, f := range opts {
+		f(&o)
+	}
 	if err := pod.CheckJobArgs(args); err != nil {
 		return nil, err
 	}
@@ -238,6 +270,16 @@ func (n *Node) RunJobOn(ctx context.Context, runner peer.ID, fn, input cid.Cid, 
 	// The output must exist before this box signs that it received it.
 	if _, err := n.Fetch(ctx, c.Output, nil); err != nil {
 		return nil, fmt.Errorf("node: the output %s claimed by %s: %w", c.Output, runner, err)
+	}
+	if o.verify {
+		ours, err := n.RunJob(ctx, fn, input, args)
+		if err != nil {
+			return nil, fmt.Errorf("node: verifying the claim of %s: %w", runner, err)
+		}
+		if ours.Claim.Output != c.Output || ours.Claim.Work != c.Work {
+			n.log.Warn("runner caught: its claim differs from this box's run", "runner", runner, "claimed", c.Output, "got", ours.Claim.Output)
+			return nil, &MismatchError{Claim: c, Ours: ours.Claim}
+		}
 	}
 	if err := c.SignRequester(n.key); err != nil {
 		return nil, err

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/orecdn/ore/compute"
+	"github.com/orecdn/ore/pod"
 )
 
 func testFunctionModule(t *testing.T) []byte {
@@ -119,5 +120,45 @@ func TestRemoteJob(t *testing.T) {
 	}
 	if _, err := runner.RunJobOn(ctx, requester.ID(), info.Fn, input, []string{"sha256"}); err == nil {
 		t.Fatal("a box that lends no CPU ran a job")
+	}
+}
+
+// A runner that claims a false output (here: a claim planted in its
+// index, as a cheater would answer without running) is caught by a
+// requester that re-runs the job: no countersignature, and the runner's
+// own signed claim as evidence.
+func TestCheatingRunnerCaught(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	runner, requester := newTestBox(t, WithComputeService(1)), newTestBox(t)
+	if err := requester.Connect(ctx, runner.AddrInfo()); err != nil {
+		t.Fatal(err)
+	}
+	info, err := requester.PublishFunction(ctx, testFunctionModule(t), compute.DefaultLimits(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	input := addBytes(t, requester, []byte("the input\n"))
+	args := []string{"upper"}
+	// The lie: an output that exists (so the requester can fetch it), but
+	// is not the job's.
+	wrong := addBytes(t, runner, []byte("NOT THE OUTPUT\n"))
+	lie := &pod.JobReceipt{Version: pod.JobReceiptVersion, Network: runner.Network().Network, Epoch: 1,
+		Runner: runner.ID(), Requester: requester.ID(), Fn: info.Fn, Input: input, Args: args, Output: wrong, Work: 12345}
+	if err := lie.SignRunner(runner.key); err != nil {
+		t.Fatal(err)
+	}
+	if err := runner.store.PutMeta(ctx, compute.IndexKey(pod.JobID(info.Fn, input, args)), lie.Marshal()); err != nil {
+		t.Fatal(err)
+	}
+	_, err = requester.RunJobOn(ctx, runner.ID(), info.Fn, input, args, VerifyJob())
+	var mm *MismatchError
+	if !errors.As(err, &mm) || mm.Claim.VerifyRunner() != nil || mm.Claim.Output != wrong || mm.Claim.RequesterSig != nil {
+		t.Fatalf("a false claim: %v", err)
+	}
+	// Without verification the same lie is countersigned: what sampling
+	// after the fact is for.
+	if r, err := requester.RunJobOn(ctx, runner.ID(), info.Fn, input, args); err != nil || r.Output != wrong {
+		t.Fatalf("unverified: %v", err)
 	}
 }

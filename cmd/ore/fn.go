@@ -128,7 +128,11 @@ func (s *apiServer) fnRun(w http.ResponseWriter, r *http.Request) {
 			apiError(w, http.StatusBadRequest, fmt.Errorf("on: %w", err))
 			return
 		}
-		rc, err := s.n.RunJobOn(r.Context(), runner, fn, input, q["arg"])
+		var opts []node.JobOption
+		if q.Get("verify") == "1" {
+			opts = append(opts, node.VerifyJob())
+		}
+		rc, err := s.n.RunJobOn(r.Context(), runner, fn, input, q["arg"], opts...)
 		if err != nil && rc == nil {
 			apiError(w, jobErrorStatus(err), err)
 			return
@@ -159,6 +163,8 @@ func jobErrorStatus(err error) int {
 		return http.StatusUnprocessableEntity
 	case errors.Is(err, compute.ErrUnknownFunction):
 		return http.StatusNotFound
+	case errors.Is(err, node.ErrJobMismatch):
+		return http.StatusConflict
 	}
 	return http.StatusBadGateway
 }
@@ -252,6 +258,7 @@ func cmdFnRun(ctx context.Context, e *env, args []string) error {
 	repo := repoFlag(e, fs)
 	asJSON := fs.Bool("json", false, "print JSON")
 	on := fs.String("on", "", "a runner's peer ID: ask that box to run the job (it must lend CPU: ore init --compute-share), fetch the output and countersign its receipt (sent to the ledger on a rules-4 network)")
+	verify := fs.Bool("verify", false, "with --on: run the job here too and countersign only if the runner's output and work match")
 	// The function's arguments follow "--" (they may start with a dash).
 	var fnArgs []string
 	for i, a := range args {
@@ -284,6 +291,11 @@ func cmdFnRun(ctx context.Context, e *env, args []string) error {
 			return fmt.Errorf("%w: --on %q is not a peer ID: %v", errUsage, *on, err)
 		}
 		q.Set("on", *on)
+		if *verify {
+			q.Set("verify", "1")
+		}
+	} else if *verify {
+		return fmt.Errorf("%w: --verify checks a runner: give one with --on", errUsage)
 	}
 	var info jobInfo
 	if err := c.postJSON(ctx, apiFnRun+"?"+q.Encode(), &info); err != nil {
