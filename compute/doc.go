@@ -57,7 +57,7 @@
 // at the job's next WASI call), and the bits of NaNs, which WebAssembly
 // leaves to the machine (a function that prints a NaN's bits may differ
 // across CPUs; wazero does not canonicalize them). The call stack's depth
-// is bounded by the meter (MaxCallDepth, ErrStackLimit), below the
+// is bounded by the meter (MaxCallDepth frames and a leaf, ErrStackLimit), below the
 // interpreter's own ceiling, so a deep recursion fails the same way on
 // every engine.
 package compute

@@ -23,9 +23,10 @@ import (
 //     charged one unit per 64 bytes or entries more, read from their
 //     length operand before they run.
 //   - memory.grow is not metered: the memory limit bounds it.
-//   - A second global counts call frames: each function's entry adds one
-//     and traps past MaxCallDepth, each way out (return, a branch out of
-//     the function, its end) takes one off.
+//   - A second global counts call frames: the entry of each function
+//     that calls others adds one and traps past MaxCallDepth, each way out
+//     (return, a branch out of the function, its end) takes one off; a
+//     leaf adds at most one frame more.
 //
 // When a check finds the counter below zero the module runs `unreachable`;
 // the runtime reads the counter after the trap, or after a run that ended
@@ -545,7 +546,7 @@ func meterFunc(fb []byte, params uint32, g uint32) ([]byte, error) {
 	ins := []insertion{{pos: codeStart, kind: chargeCheck}}
 	cur := 0 // the point the current block's instructions are charged to
 	depth := 1
-	bulk := false
+	bulk, calls := false, false
 	for depth > 0 && r.err == nil {
 		at := r.off
 		op := r.byte()
@@ -585,6 +586,7 @@ func meterFunc(fb []byte, params uint32, g uint32) ([]byte, error) {
 				ins = append(ins, insertion{pos: at, kind: exit})
 			}
 		case 0x10, 0x11: // call, call_indirect: the callee charges the global
+			calls = true
 			ins = append(ins, insertion{pos: at, kind: flush})
 			skipImmediates(r, op)
 			ins = append(ins, insertion{pos: r.off, kind: reload})
@@ -628,7 +630,13 @@ func meterFunc(fb []byte, params uint32, g uint32) ([]byte, error) {
 	out = binary.AppendUvarint(out, uint64(nl)+uint64(len(extra)/2))
 	out = append(out, fb[localsStart:codeStart]...)
 	out = append(out, extra...)
-	out = appendEnter(out, g+1)
+	// A function that calls none (a leaf) leaves the depth alone: it
+	// adds one frame to a caller within the bound, so the stack never
+	// exceeds MaxCallDepth+1 frames, and the commonest functions skip
+	// two global updates.
+	if calls {
+		out = appendEnter(out, g+1)
+	}
 	out = appendGetGlobal(out, g, c) // load at entry
 	prev := codeStart
 	for _, in := range ins {
@@ -644,7 +652,10 @@ func meterFunc(fb []byte, params uint32, g uint32) ([]byte, error) {
 		case flush:
 			out = appendSetGlobal(out, g, c)
 		case exit:
-			out = appendLeave(appendSetGlobal(out, g, c), g+1)
+			out = appendSetGlobal(out, g, c)
+			if calls {
+				out = appendLeave(out, g+1)
+			}
 		case reload:
 			out = appendGetGlobal(out, g, c)
 		}
