@@ -22,6 +22,11 @@
 // give it back while a write waits on the client: a few expensive requests
 // (a huge directory's CAR, a deep chain) leave a core to the cheap ones.
 //
+// A request for /ipfs/{input}?ore-fn={function}&ore-arg=… asks for a
+// function of the content (package compute) when the backend runs jobs
+// (Jobs): it is answered with a redirect to /ipfs/{output}, so the
+// output is served and cached like any content (jobs.go).
+//
 // Why its own package: the HTTP edge is a capability apart from the box
 // (node assembles it when the box has the gateway role), and keeping it
 // behind the small Backend interface means it never reaches into node.

@@ -345,6 +345,10 @@ func (g *Gateway) serveContent(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, http.StatusServiceUnavailable, fmt.Sprintf("the gateway is serving %d requests, its limit; retry shortly", g.cfg.MaxConcurrentFetches))
 		return
 	}
+	if r.URL.Query().Has(FnParam) {
+		g.serveJob(w, r, root, rest)
+		return
+	}
 	if v := cmp.Or(r.URL.Query().Get(TicketParam), r.Header.Get(TicketHeader)); v != "" {
 		tk, err := pod.ParseTicket(v)
 		if err != nil {

@@ -54,6 +54,13 @@
 //   - Ticket (RulesV4): a publisher's signed pod.Ticket, learned once
 //     (its signature checked then) and known by its ID until no receipt
 //     can be paid under it; anyone may hand it over.
+//   - Function (RulesV4): a publisher registers a function (the CID of
+//     its descriptor, package compute) with a price per 2^30 work units
+//     and the most work one job is paid for. See jobs.go.
+//   - Job (RulesV4): a pod.JobReceipt signed by its runner and its
+//     requester pays the runner floor(work*price/2^30) from the
+//     requester's escrow, once per (job, requester) over every runner,
+//     for work up to the function's limit.
 //   - Receipt: a pod.Receipt signed by client and server. It pays the
 //     server floor(bytes*price/2^30) cumulatively for the (server, client,
 //     root, epoch): only the bytes beyond those already accounted, from

@@ -115,7 +115,8 @@ type State struct {
 	// epoch E: dropping an epoch that fell out of the skew drops its
 	// section, and a block copies only the sections it adds to.
 	paid map[uint64]*paidEpoch
-	hash [32]byte // Hash, computed once the state is complete
+	jobs *jobLedger // RulesV4's functions and paid jobs (jobs.go); nil: none yet
+	hash [32]byte   // Hash, computed once the state is complete
 }
 
 // paidEpoch is one epoch's section of the paid entries. A State shares the
@@ -414,6 +415,7 @@ func (s *State) computeHash() [32]byte {
 		oh := s.sealOrders()
 		b = append(b, oh[:]...)
 		b = s.appendDelegates(b)
+		b = s.appendJobsHash(b)
 	}
 	h.Write(b)
 	var out [32]byte
@@ -576,6 +578,7 @@ func (s *State) next(epoch uint64) *State {
 	}
 	n.ordersOwned = false
 	n.pruneOrders()
+	n.jobs = s.jobs.advance(epoch, s.params.MaxSkew)
 	n.paid = make(map[uint64]*paidEpoch, len(s.paid))
 	for e, p := range s.paid {
 		if !tooOld(e, epoch, s.params.MaxSkew) {
@@ -722,10 +725,15 @@ func (n *State) applyTx(t *Tx, sigErr error) error {
 			return refuse(ReasonNotInRules, "%s needs rules version %d, this chain's genesis has %d", t.Kind, RulesV4, n.g.Rules)
 		}
 		return n.applyTicket(t)
-	case KindRegisterRoot:
+	case KindRegisterRoot, KindFunction:
 		if n.g.Rules < RulesV4 {
 			return refuse(ReasonNotInRules, "%s needs rules version %d, this chain's genesis has %d", t.Kind, RulesV4, n.g.Rules)
 		}
+	case KindJob:
+		if n.g.Rules < RulesV4 {
+			return refuse(ReasonNotInRules, "%s needs rules version %d, this chain's genesis has %d", t.Kind, RulesV4, n.g.Rules)
+		}
+		return n.applyJob(t.Job)
 	default:
 		return refuse(ReasonMalformed, "unknown transaction kind %d", t.Kind)
 	}
@@ -812,6 +820,10 @@ func (n *State) applyTx(t *Tx, sigErr error) error {
 		}
 	case KindDelegate:
 		if err := n.applyDelegate(t); err != nil {
+			return err
+		}
+	case KindFunction:
+		if err := n.applyRegisterFunction(t); err != nil {
 			return err
 		}
 	}

@@ -57,6 +57,14 @@ const (
 	// KindDelegate: From lets key To sign tickets for it up to and
 	// including epoch Until (0: revokes To) (RulesV4).
 	KindDelegate Kind = 11
+	// KindFunction: From registers (or reprices) the function Root at
+	// Price per 2^30 work units, paying jobs of at most Amount units
+	// (RulesV4; jobs.go).
+	KindFunction Kind = 12
+	// KindJob: a pod.JobReceipt signed by its runner and requester: pays
+	// the runner from the requester's escrow (RulesV4; jobs.go). From is
+	// the requester, not encoded.
+	KindJob Kind = 13
 )
 
 // Pre-warm limits (State rules of KindPrewarm).
@@ -95,6 +103,10 @@ func (k Kind) String() string {
 		return "order"
 	case KindDelegate:
 		return "delegate"
+	case KindFunction:
+		return "function"
+	case KindJob:
+		return "job"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -112,6 +124,8 @@ func (k Kind) String() string {
 //	KindTicket:   Ticket (From is the ticket's publisher, not encoded)
 //	KindOrder:    Order (From is the order's issuer, not encoded)
 //	KindDelegate: From, Nonce, To, Until, Sig
+//	KindFunction: From, Nonce, Root (the function), Price, Amount (work limit), Sig
+//	KindJob:      Job (From is the requester, not encoded)
 //
 // Account transactions are signed by From (Sign) and carry From's next
 // nonce (State.Nonce(From)+1). Receipts are signed by their client and
@@ -136,8 +150,9 @@ type Tx struct {
 	// Replicate is what a registration (KindRegisterRoot) pays per epoch
 	// for the replication the committee orders (0: none).
 	Replicate uint64
-	Ticket    *pod.Ticket // KindTicket's
-	Order     *heat.Order // KindOrder's
+	Ticket    *pod.Ticket     // KindTicket's
+	Order     *heat.Order     // KindOrder's
+	Job       *pod.JobReceipt // KindJob's
 	Sig       []byte
 }
 
@@ -217,6 +232,9 @@ func maxTxSize(k Kind) int {
 	case KindOrder:
 		return maxOrderTx
 	}
+	if k == KindJob {
+		return pod.MaxJobEncoded + 16
+	}
 	return MaxTxSize
 }
 
@@ -271,6 +289,17 @@ func (t *Tx) appendUnsigned(b []byte) []byte {
 			return wire.AppendBytes(b, nil)
 		}
 		return wire.AppendBytes(b, t.Order.Marshal())
+	case KindFunction:
+		b = wire.AppendPeer(b, t.From)
+		b = binary.AppendUvarint(b, t.Nonce)
+		b = wire.AppendCID(b, t.Root)
+		b = binary.AppendUvarint(b, t.Price)
+		return binary.AppendUvarint(b, t.Amount)
+	case KindJob:
+		if t.Job == nil {
+			return wire.AppendBytes(b, nil)
+		}
+		return wire.AppendBytes(b, t.Job.Marshal())
 	case KindTransfer:
 		b = wire.AppendPeer(b, t.From)
 		b = binary.AppendUvarint(b, t.Nonce)
@@ -299,7 +328,9 @@ func (t *Tx) appendTo(b []byte) []byte {
 // selfSigned reports whether a kind carries its own signatures (a
 // receipt's parties, a ticket's publisher, an order's issuer) rather than
 // an account's signature of the transaction.
-func (k Kind) selfSigned() bool { return k == KindReceipt || k == KindTicket || k == KindOrder }
+func (k Kind) selfSigned() bool {
+	return k == KindReceipt || k == KindTicket || k == KindOrder || k == KindJob
+}
 
 // ID is the transaction's hash: SHA-256 over a domain prefix and Marshal.
 // The block's TxRoot is the Merkle root of its transactions' IDs.
@@ -383,6 +414,14 @@ func (t *Tx) Authenticate(network string) error {
 		// An order is no one's to submit: a leader puts its own in its
 		// block, where the ledger checks it (applyOrder).
 		return fmt.Errorf("%w: a replication order enters a block only from the leader that plans it", ErrBadSignature)
+	case KindJob:
+		if t.Job == nil || t.Job.Network != network {
+			return fmt.Errorf("%w: no job receipt of network %q", ErrBadSignature, network)
+		}
+		if err := t.Job.Verify(); err != nil {
+			return fmt.Errorf("%w: %w", ErrBadSignature, err)
+		}
+		return nil
 	}
 	return t.VerifySig(network)
 }
@@ -438,7 +477,16 @@ func UnmarshalTx(data []byte) (*Tx, error) {
 			}
 			t.Receipt = r
 		}
-	case KindDeposit, KindTransfer, KindRegister, KindPrewarm, KindWithdraw, KindSpendCap, KindRegisterRoot, KindDelegate:
+	case KindJob:
+		raw := d.View(pod.MaxJobEncoded, "job receipt")
+		if d.Err() == nil {
+			r, err := pod.UnmarshalJobReceipt(raw)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+			}
+			t.Job, t.From = r, r.Requester
+		}
+	case KindDeposit, KindTransfer, KindRegister, KindPrewarm, KindWithdraw, KindSpendCap, KindRegisterRoot, KindDelegate, KindFunction:
 		t.From = d.Peer(maxPeerIDLen, "from")
 		t.Nonce = d.Uvarint("nonce")
 		switch t.Kind {
@@ -453,6 +501,10 @@ func UnmarshalTx(data []byte) (*Tx, error) {
 		case KindRegister:
 			t.Root = d.CID(maxCIDLen, "root")
 			t.Price = d.Uvarint("price")
+		case KindFunction:
+			t.Root = d.CID(maxCIDLen, "function")
+			t.Price = d.Uvarint("price")
+			t.Amount = d.Uvarint("work limit")
 		case KindRegisterRoot:
 			t.Root = d.CID(maxCIDLen, "root")
 			t.Price = d.Uvarint("price")
@@ -505,10 +557,11 @@ const (
 	ReasonNotInRules         Reason = "not_in_rules" // a kind the chain's rules version does not have
 	ReasonBadTicket          Reason = "bad_ticket"
 	ReasonTicketKnown        Reason = "ticket_known"
-	ReasonUnknownTicket      Reason = "unknown_ticket"  // a receipt under a ticket the ledger has not learned
-	ReasonTicketMismatch     Reason = "ticket_mismatch" // a receipt its ticket does not cover
-	ReasonNotCommittee       Reason = "not_committee"   // an order whose issuer is not a committee member
-	ReasonOrdersFull         Reason = "orders_full"     // the ledger keeps MaxActiveOrders orders
+	ReasonUnknownTicket      Reason = "unknown_ticket"    // a receipt under a ticket the ledger has not learned
+	ReasonTicketMismatch     Reason = "ticket_mismatch"   // a receipt its ticket does not cover
+	ReasonNotCommittee       Reason = "not_committee"     // an order whose issuer is not a committee member
+	ReasonOrdersFull         Reason = "orders_full"       // the ledger keeps MaxActiveOrders orders
+	ReasonWorkOutOfRange     Reason = "work_out_of_range" // a job's work, or a function's work limit, out of range
 	ReasonUnknownVersion     Reason = Reason(pod.ReasonUnknownVersion)
 	ReasonWrongNetwork       Reason = Reason(pod.ReasonWrongNetwork)
 	ReasonEpochOutOfRange    Reason = Reason(pod.ReasonEpochOutOfRange)
@@ -521,7 +574,7 @@ var Reasons = []Reason{ReasonMalformed, ReasonBadSignature, ReasonMissingSignatu
 	ReasonBadNonce, ReasonZeroAmount, ReasonInsufficientFunds, ReasonSelfTransfer, ReasonNotOwner,
 	ReasonNotRegistered, ReasonReplicasOutOfRange, ReasonUntilOutOfRange, ReasonBlockFull,
 	ReasonInsufficientEscrow, ReasonNotInRules, ReasonBadTicket, ReasonTicketKnown, ReasonUnknownTicket,
-	ReasonTicketMismatch, ReasonNotCommittee, ReasonOrdersFull, ReasonUnknownVersion, ReasonWrongNetwork, ReasonEpochOutOfRange, ReasonSelfDealing, ReasonOversized}
+	ReasonTicketMismatch, ReasonNotCommittee, ReasonOrdersFull, ReasonWorkOutOfRange, ReasonUnknownVersion, ReasonWrongNetwork, ReasonEpochOutOfRange, ReasonSelfDealing, ReasonOversized}
 
 // ErrInvalidTx is wrapped by every TxError.
 var ErrInvalidTx = errors.New("ledger: invalid transaction")

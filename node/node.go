@@ -75,6 +75,8 @@ type Node struct {
 	sched   *sched     // heat, reports, replication orders
 	evictMu sync.Mutex // one eviction at a time
 
+	compute computeState // the job engine, started on first use (compute.go)
+
 	gateway     *gateway.Gateway
 	gatewaySrv  *http.Server
 	gatewayAddr string
@@ -213,6 +215,7 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 	if err := n.startGossip(); err != nil {
 		return nil, err
 	}
+	n.startComputeService()
 	closers = append(closers, n.intake.Close)
 	// The gateway before the scheduler: the scheduler's report loop reads
 	// the gateway's heat (a gateway started after it raced with it).

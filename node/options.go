@@ -115,6 +115,10 @@ type Config struct {
 	// finds it public. See WithRelayService.
 	RelayServiceOff bool
 
+	// ComputeService: jobs the box runs for other peers at once (0: none;
+	// see WithComputeService).
+	ComputeService int
+
 	ReceiptsOff   bool           // no proof of delivery at all: no gate, no signing
 	GatewayListen string         // HTTP address of the gateway role
 	Gateway       gateway.Config // limits and timeouts of the gateway role

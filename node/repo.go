@@ -67,6 +67,10 @@ type FileConfig struct {
 	// RelayService relays the signalling (hole punching) of boxes behind
 	// NATs while AutoNAT finds this box public; absent means on.
 	RelayService *bool `json:"relay_service,omitempty"`
+	// ComputeShare is how many jobs the box runs for other peers at once
+	// (cores it lends; 0 or absent: none). Its own jobs (ore fn run, the
+	// gateway) run whatever it says.
+	ComputeShare int `json:"compute_share,omitempty"`
 }
 
 // DefaultFileConfig is what `ore init` writes.
@@ -199,6 +203,9 @@ func (fc FileConfig) Options() ([]Option, error) {
 	}
 	if fc.RelayService != nil {
 		opts = append(opts, WithRelayService(*fc.RelayService))
+	}
+	if fc.ComputeShare != 0 {
+		opts = append(opts, WithComputeService(fc.ComputeShare))
 	}
 	profile, err := ParseProfile(fc.Profile)
 	if err != nil {

@@ -57,6 +57,8 @@ func (s *apiServer) handler() http.Handler {
 	mux.HandleFunc("POST "+apiDagExport, s.dagExport)
 	s.ledgerRoutes(mux)
 	s.dashboardRoutes(mux)
+	// Jobs run functions and store their outputs; publishing stores content.
+	s.fnRoutes(mux)
 	mux.HandleFunc("POST "+apiTicket, s.ticket) // signs with the box's key
 	// Metrics need the token too: the counters tell what the box serves and
 	// to whom. Prometheus sends it from a file (README, "Running a box").

@@ -39,6 +39,7 @@ func cmdInit(ctx context.Context, e *env, args []string) error {
 	portMap := fs.Bool("port-map", true, "ask the home router to forward the listen ports (UPnP IGD, NAT-PMP)")
 	dataCap := fs.String("data-cap", "", "bytes the box serves a calendar month, e.g. 500GiB (default: no cap)")
 	dashboard := fs.String("dashboard", "", "web dashboard address (default "+node.DefaultDashboard+", loopback; a LAN address for a headless box; off)")
+	computeShare := fs.Int("compute-share", 0, "jobs (functions over content) the box runs for other peers at once: the cores it lends (0: none)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -52,6 +53,7 @@ func cmdInit(ctx context.Context, e *env, args []string) error {
 	cfg.Bootstrap = splitList(*bootstrap)
 	cfg.Role = *role
 	cfg.DataCap, cfg.Dashboard = *dataCap, *dashboard
+	cfg.ComputeShare = *computeShare
 	if !*portMap {
 		cfg.PortMap = portMap
 	}

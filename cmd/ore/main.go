@@ -50,6 +50,7 @@ func commands() map[string]command {
 		"gateway":   {"run the box with its HTTP gateway (GET /ipfs/{cid}[/path])", cmdGateway},
 		"dag":       {"import a CAR file, or export content as one", cmdDag},
 		"ledger":    {"balances, blocks and verification of the ledger; deposit, register, transfer", cmdLedger},
+		"fn":        {"functions over content: publish a WASI module as a function (fn register), run a job (fn run FN INPUT [-- ARGS])", cmdFn},
 		"ticket":    {"authorize paid delivery of this box's content: a signed ticket for a client or any holder", cmdTicket},
 		"dashboard": {"print a one-time login link to the box's web dashboard (and open it when there is a display)", cmdDashboard},
 		"config":    {"show or change a setting of the running box: data-cap", cmdConfig},

@@ -1,0 +1,63 @@
+// Package compute runs publishers' functions over content on boxes' idle
+// CPU: WebAssembly modules (WASI preview 1 commands) that read an input's
+// bytes on stdin and write an output on stdout, the way edge CDNs run
+// functions next to their cache (image resizing, compression, format
+// conversion).
+//
+// Why its own package: a job's outcome must be the same on every box, so
+// that the same job asked twice anywhere is a cache hit and a second box
+// can check a runner by re-running it. That determinism (the sandbox, the
+// limits, the work meter) is one concern with one definition, below node,
+// which only wires it to the store, the gateway and the ledger.
+//
+// The runtime is wazero (pure Go: it builds with CGO_ENABLED=0 for
+// linux/amd64, arm64 and arm; it compiles to machine code on amd64 and
+// arm64 and interprets elsewhere, armv7 included).
+//
+// Usage:
+//
+//	rt, err := compute.New(ctx, compute.Config{CacheDir: filepath.Join(repo, "wasm-cache")})
+//	f, err := rt.Load(ctx, fnCID.String(), moduleBytes, limits)
+//	defer f.Release()
+//	res, err := rt.Run(ctx, f, compute.Job{Args: args, Stdin: input, Seed: jobHash}, out)
+//	// res.Work: the work units spent, the same on every machine
+//
+// A job sees, and can reach, nothing outside itself: no network (no
+// sockets are preopened), no files, no environment; its arguments, its
+// stdin and nothing else. Its clock starts at 2000-01-01 UTC and moves a
+// microsecond per reading and by each sleep's length (no real waiting);
+// its random bytes are a ChaCha8 stream seeded by the job's hash.
+//
+// # Limits
+//
+// A function's registration fixes its Limits: work units per job,
+// memory pages, output bytes. The memory limit is written into the module
+// (its memories' maximum), the output limit is the stdout writer's, and
+// work is metered by the module itself: when it is loaded, its code is
+// rewritten to charge each basic block's instruction count to a counter
+// (meter.go), so a job's work is the number of WebAssembly instructions it
+// executed (plus one unit per 64 bytes of bulk memory operations), the
+// same count on the compiler and the interpreter. A job over a limit
+// fails with an error wrapping ErrLimit and the limit's own error
+// (ErrWorkLimit, ErrMemoryLimit, ErrOutputLimit, ErrStackLimit); a function that traps or
+// exits non-zero fails with ErrFunction and its stderr's first bytes.
+//
+// # Invariants
+//
+//   - Run's outcome (output bytes, error kind, Result.Work on success) is
+//     a function of (module, limits, args, stdin, seed).
+//   - A module's own code never touches the work counter: an index at or
+//     past it is refused before wazero validates the rewritten module.
+//   - A run never writes more than its output limit to its writer.
+//   - Modules are compiled once per (function, limits) in a process, and
+//     once per machine with Config.CacheDir (wazero's compilation cache).
+//
+// What is not deterministic, and so not part of a job's outcome: a run
+// stopped by the caller's context (the box's own wall-clock bound, seen
+// at the job's next WASI call), and the bits of NaNs, which WebAssembly
+// leaves to the machine (a function that prints a NaN's bits may differ
+// across CPUs; wazero does not canonicalize them). The call stack's depth
+// is bounded by the meter (MaxCallDepth frames and a leaf, ErrStackLimit), below the
+// interpreter's own ceiling, so a deep recursion fails the same way on
+// every engine.
+package compute
