@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"runtime"
 	"strings"
@@ -14,9 +15,12 @@ import (
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/ipfs/boxo/blockservice"
+	"github.com/ipfs/boxo/blockstore"
 	boxogw "github.com/ipfs/boxo/gateway"
 	"github.com/ipfs/boxo/ipld/merkledag"
+	"github.com/ipfs/boxo/verifcid"
 	"github.com/ipfs/go-cid"
+	mh "github.com/multiformats/go-multihash"
 	"github.com/orecdn/ore/pod"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -72,6 +76,22 @@ type Backend interface {
 
 type rootKey struct{}
 
+type offlineKey struct{}
+
+// withOffline marks ctx as serving a request that must not go to the
+// network (Cache-Control: only-if-cached).
+func withOffline(ctx context.Context) context.Context {
+	return context.WithValue(ctx, offlineKey{}, true)
+}
+
+// Offline reports whether a request must be answered from local blocks
+// alone: a Backend's exchange fails such fetches at once (the gateway then
+// answers 412, as the path gateway spec says of only-if-cached).
+func Offline(ctx context.Context) bool {
+	v, _ := ctx.Value(offlineKey{}).(bool)
+	return v
+}
+
 // WithRoot marks ctx as serving a request for root.
 func WithRoot(ctx context.Context, root cid.Cid) context.Context {
 	return context.WithValue(ctx, rootKey{}, root)
@@ -120,9 +140,19 @@ type Config struct {
 	// CPUPermits bounds the requests for wholly local DAGs that boxo's
 	// handler serves at once (see permitWriter; default: the cores but
 	// one, at least one).
-	CPUPermits      int
-	HeatHalfLife    time.Duration // (default 10 min)
-	NoLocalFastPath bool          // serve wholly local files through boxo's handler too
+	CPUPermits   int
+	HeatHalfLife time.Duration // (default 10 min)
+	// Domains are the hostnames served as subdomain gateways (the
+	// subdomain gateway spec): on such a host, /ipfs/{cid}[/path] is
+	// redirected (301) to {cid}.ipfs.{host}[/path] with the CID in
+	// base32 CIDv1 (one origin per CID: a site's pages cannot read another
+	// site's storage), and {cid}.ipfs.{host}/path is served. Any other host
+	// (an IP address, a name not listed) is a path gateway. nil means
+	// "localhost", as browsers resolve *.localhost to loopback; an empty
+	// non-nil slice means none. An IP address cannot be one (no
+	// subdomains): New fails.
+	Domains         []string
+	NoLocalFastPath bool // serve wholly local files through boxo's handler too
 	Registry        prometheus.Registerer
 	// Gatherer is served at /metrics when PublicMetrics is set. By default
 	// the gateway does not publish its metrics (the daemon serves them on
@@ -169,6 +199,9 @@ func (c *Config) defaults() {
 	if c.CPUPermits <= 0 {
 		c.CPUPermits = max(1, runtime.GOMAXPROCS(0)-1)
 	}
+	if c.Domains == nil {
+		c.Domains = []string{"localhost"}
+	}
 	if c.HeatHalfLife <= 0 {
 		c.HeatHalfLife = 10 * time.Minute
 	}
@@ -184,7 +217,8 @@ func (c *Config) defaults() {
 type Gateway struct {
 	cfg     Config
 	backend Backend
-	inner   http.Handler
+	inner   http.Handler  // boxo's handler
+	front   http.Handler  // CORS headers, then subdomains, then mux
 	cpu     chan struct{} // CPU permits of requests for wholly local DAGs
 	heat    *Heat
 	slots   chan struct{}
@@ -212,7 +246,19 @@ const (
 // New builds a gateway over backend.
 func New(cfg Config, backend Backend) (*Gateway, error) {
 	cfg.defaults()
-	bb, err := boxogw.NewBlocksBackend(backend.BlockService(), boxogw.WithPrometheusRegistry(cfg.Registry))
+	public := map[string]*boxogw.PublicGateway{}
+	for _, d := range cfg.Domains {
+		d = strings.ToLower(strings.TrimSpace(d))
+		if d == "" || strings.ContainsAny(d, "/:*") || net.ParseIP(d) != nil {
+			return nil, fmt.Errorf("gateway: domain %q: want a hostname without port (an IP address has no subdomains)", d)
+		}
+		public[d] = &boxogw.PublicGateway{Paths: []string{"/ipfs"}, UseSubdomains: true, NoDNSLink: true, DeserializedResponses: true}
+	}
+	// Identity CIDs carry their block: it is read from the CID itself,
+	// never from the store or the network, whatever the backend does.
+	bsvc := backend.BlockService()
+	bsvc = blockservice.New(blockstore.NewIdStore(bsvc.Blockstore()), bsvc.Exchange())
+	bb, err := boxogw.NewBlocksBackend(bsvc, boxogw.WithPrometheusRegistry(cfg.Registry))
 	if err != nil {
 		return nil, fmt.Errorf("gateway: backend: %w", err)
 	}
@@ -256,14 +302,25 @@ func New(cfg Config, backend Backend) (*Gateway, error) {
 			return nil, fmt.Errorf("gateway: register metrics: %w", err)
 		}
 	}
-	g.inner = boxogw.NewHandler(boxogw.Config{
+	bcfg := boxogw.Config{
 		DeserializedResponses: true,
 		NoDNSLink:             true,
 		DisableHTMLErrors:     true,
-		RetrievalTimeout:      cfg.RetrievalTimeout,
-		MaxRequestDuration:    cfg.MaxRequestDuration,
-		MetricsRegistry:       cfg.Registry,
-	}, listingLimit{BlocksBackend: bb, dag: merkledag.NewDAGService(backend.BlockService()), max: cfg.MaxListingEntries})
+		// Clients (and the gateway conformance tests) still read it.
+		DeprecatedXIpfsPath: true,
+		PublicGateways:      public,
+		RetrievalTimeout:    cfg.RetrievalTimeout,
+		MaxRequestDuration:  cfg.MaxRequestDuration,
+		MetricsRegistry:     cfg.Registry,
+	}
+	ll := listingLimit{BlocksBackend: bb, dag: merkledag.NewDAGService(bsvc), max: cfg.MaxListingEntries}
+	g.inner = boxogw.NewHandler(bcfg, ll)
+	content := http.NewServeMux()
+	content.HandleFunc("/ipfs/", g.serveContent)
+	content.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		g.fail(w, http.StatusNotFound, "ore serves /ipfs/{cid}[/path]")
+	})
+	hosts := boxogw.NewHostnameHandler(bcfg, ll, content)
 	g.mux = http.NewServeMux()
 	g.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	served := "ore serves /ipfs/{cid}[/path] and /healthz"
@@ -271,10 +328,22 @@ func New(cfg Config, backend Backend) (*Gateway, error) {
 		g.mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
 		served += " and /metrics"
 	}
-	g.mux.HandleFunc("/ipfs/", g.serveContent)
+	g.mux.Handle("/ipfs/", hosts)
 	g.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, http.StatusNotFound, served)
 	})
+	// Every response carries the CORS headers (the specs' and boxo's set,
+	// any origin): a page on another origin can read content, errors
+	// included. A request to {cid}.ipfs.{domain} is content whatever its
+	// path (a site's own /healthz is a file).
+	g.front = boxogw.NewHeaders(nil).WithDeprecatedXIpfsPath().ApplyCors().Wrap(
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if g.subdomainHost(r) {
+				hosts.ServeHTTP(w, r)
+				return
+			}
+			g.mux.ServeHTTP(w, r)
+		}))
 	return g, nil
 }
 
@@ -291,7 +360,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	})
 	defer dw.finish()
 	cw := &countingWriter{ResponseWriter: dw}
-	g.mux.ServeHTTP(cw, r)
+	g.front.ServeHTTP(cw, r)
 	if cw.code == 0 {
 		cw.code = http.StatusOK
 	}
@@ -307,9 +376,27 @@ func (g *Gateway) fail(w http.ResponseWriter, code int, msg string) {
 	fmt.Fprintf(w, "%d %s: %s\n", code, http.StatusText(code), msg)
 }
 
+// subdomainHost reports whether r asks for {id}.{ns}.{domain} of one of
+// the configured domains.
+func (g *Gateway) subdomainHost(r *http.Request) bool {
+	host := cmp.Or(r.Header.Get("X-Forwarded-Host"), r.Host)
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.ToLower(host)
+	for _, d := range g.cfg.Domains {
+		if rest, ok := strings.CutSuffix(host, "."+d); ok && strings.Contains(rest, ".") {
+			return true
+		}
+	}
+	return false
+}
+
 func (g *Gateway) serveContent(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+	default:
+		w.Header().Set("Allow", "GET, HEAD, OPTIONS")
 		g.fail(w, http.StatusMethodNotAllowed, "the gateway is read-only")
 		return
 	}
@@ -329,6 +416,15 @@ func (g *Gateway) serveContent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer g.clients.leave(client)
+	if r.Method == http.MethodOptions {
+		// A CORS preflight: 200 with Allow and the CORS headers, before
+		// any lookup (boxo's handler means to answer the same, but its
+		// retrieval-timeout writer drops headers of a response with no
+		// body).
+		w.Header()["Allow"] = []string{http.MethodGet, http.MethodHead, http.MethodOptions}
+		w.WriteHeader(http.StatusOK)
+		return
+	}
 	rest := strings.TrimPrefix(r.URL.Path, "/ipfs/")
 	seg, _, _ := strings.Cut(rest, "/")
 	root, err := cid.Decode(seg)
@@ -336,6 +432,14 @@ func (g *Gateway) serveContent(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, http.StatusBadRequest, fmt.Sprintf("%q is not a CID: %v", seg, err))
 		return
 	}
+	identity := root.Prefix().MhType == mh.IDENTITY
+	if identity && root.Prefix().MhLength > verifcid.DefaultMaxIdentityDigestSize {
+		g.fail(w, http.StatusBadRequest, fmt.Sprintf("identity CID of %d bytes: at most %d", root.Prefix().MhLength, verifcid.DefaultMaxIdentityDigestSize))
+		return
+	}
+	// only-if-cached (the path gateway spec): answer from local blocks or
+	// 412 at once, never wait on the network.
+	offline := r.Header.Get("Cache-Control") == "only-if-cached"
 	select {
 	case g.slots <- struct{}{}:
 		defer func() { <-g.slots }()
@@ -355,15 +459,19 @@ func (g *Gateway) serveContent(w http.ResponseWriter, r *http.Request) {
 	}
 	cw := w.(*countingWriter)
 	start := cw.n
-	if lf, ok := g.backend.(LocalFiles); ok && !g.cfg.NoLocalFastPath && localEligible(r, rest) {
+	if lf, ok := g.backend.(LocalFiles); ok && !g.cfg.NoLocalFastPath && !identity && localEligible(r, rest) {
 		if f, err := lf.OpenLocal(r.Context(), root); err == nil && g.serveLocal(w, r, root, f) {
 			g.heat.Record(root, cw.n-start, time.Now())
 			return
 		}
 	}
-	lctx, cancel := context.WithTimeout(r.Context(), g.cfg.NotFoundTimeout)
-	err = g.backend.Locate(lctx, root)
-	cancel()
+	if offline {
+		r = r.WithContext(withOffline(r.Context()))
+	} else if !identity {
+		lctx, cancel := context.WithTimeout(r.Context(), g.cfg.NotFoundTimeout)
+		err = g.backend.Locate(lctx, root)
+		cancel()
+	}
 	switch {
 	case err == nil:
 	case errors.Is(err, ErrNotFound):
@@ -388,7 +496,7 @@ func (g *Gateway) serveContent(w http.ResponseWriter, r *http.Request) {
 	defer g.backend.Done(root)
 	ctx, cancel := context.WithCancel(WithRoot(r.Context(), root))
 	defer cancel()
-	if wantsWholeDAG(r, rest) {
+	if wantsWholeDAG(r, rest) && !offline && !identity {
 		go g.backend.Prefetch(ctx, root)
 	}
 	if ld, ok := g.backend.(LocalDAGs); ok && ld.Complete(ctx, root) {

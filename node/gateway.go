@@ -13,6 +13,7 @@ import (
 	"github.com/ipfs/boxo/exchange"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
+	ipld "github.com/ipfs/go-ipld-format"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/orecdn/ore/gateway"
@@ -80,7 +81,8 @@ func (b *gatewayBackend) Complete(ctx context.Context, root cid.Cid) bool {
 func (b *gatewayBackend) Done(root cid.Cid) { b.n.pod.finalize(root) }
 
 // receiptExchange is the gateway's exchange: bitswap, with every wanted
-// block registered for receipts under the request's root.
+// block registered for receipts under the request's root; a request marked
+// gateway.Offline (only-if-cached) fetches nothing.
 type receiptExchange struct{ n *Node }
 
 var _ exchange.SessionExchange = receiptExchange{}
@@ -93,12 +95,28 @@ func (e receiptExchange) want(ctx context.Context, cs ...cid.Cid) {
 	e.n.pod.want(root, cs)
 }
 
+// errOffline answers a fetch of a request that must not use the network.
+var errOffline = fmt.Errorf("node: only-if-cached: %w", ipld.ErrNotFound{})
+
+// closedBlocks is what GetBlocks answers such a request: no block.
+func closedBlocks() <-chan blocks.Block {
+	ch := make(chan blocks.Block)
+	close(ch)
+	return ch
+}
+
 func (e receiptExchange) GetBlock(ctx context.Context, c cid.Cid) (blocks.Block, error) {
+	if gateway.Offline(ctx) {
+		return nil, errOffline
+	}
 	e.want(ctx, c)
 	return e.n.ex.GetBlock(ctx, c)
 }
 
 func (e receiptExchange) GetBlocks(ctx context.Context, cs []cid.Cid) (<-chan blocks.Block, error) {
+	if gateway.Offline(ctx) {
+		return closedBlocks(), nil
+	}
 	e.want(ctx, cs...)
 	return e.n.ex.GetBlocks(ctx, cs)
 }
@@ -120,11 +138,17 @@ type receiptSession struct {
 }
 
 func (s receiptSession) GetBlock(ctx context.Context, c cid.Cid) (blocks.Block, error) {
+	if gateway.Offline(ctx) || gateway.Offline(s.ctx) {
+		return nil, errOffline
+	}
 	s.x.want(s.ctx, c)
 	return s.ses.GetBlock(ctx, c)
 }
 
 func (s receiptSession) GetBlocks(ctx context.Context, cs []cid.Cid) (<-chan blocks.Block, error) {
+	if gateway.Offline(ctx) || gateway.Offline(s.ctx) {
+		return closedBlocks(), nil
+	}
 	s.x.want(s.ctx, cs...)
 	return s.ses.GetBlocks(ctx, cs)
 }
@@ -143,6 +167,9 @@ func (n *Node) startGateway() error {
 	}
 	gc.Registry, gc.Gatherer, gc.Logger = n.reg, n.reg, n.log.With("part", "gateway")
 	gc.PublicMetrics = gc.PublicMetrics || n.cfg.GatewayMetrics
+	if gc.Domains == nil {
+		gc.Domains = n.cfg.GatewayDomains
+	}
 	gw, err := gateway.New(gc, b)
 	if err != nil {
 		return err

@@ -119,6 +119,9 @@ type Config struct {
 	// GatewayMetrics also serves the box's metrics at /metrics on the
 	// gateway's public address (they are always on the control API's).
 	GatewayMetrics bool
+	// GatewayDomains are the subdomain gateway's hostnames, used when
+	// Gateway.Domains is nil. See WithGatewayDomains.
+	GatewayDomains []string
 
 	// Host, if set, is the libp2p host the box runs on instead of one it
 	// builds (ListenAddrs and ResourceMemory/FDs then do not apply, nor
@@ -428,6 +431,16 @@ func WithGatewayListen(addr string) Option {
 func WithGateway(gc gateway.Config) Option {
 	return func(c *Config) error {
 		c.Gateway = gc
+		return nil
+	}
+}
+
+// WithGatewayDomains names the hostnames the gateway serves as subdomain
+// gateways ({cid}.ipfs.{domain}; /ipfs/{cid} on the domain redirects
+// there). Without it, "localhost" is one; none at all: no domain given.
+func WithGatewayDomains(domains ...string) Option {
+	return func(c *Config) error {
+		c.GatewayDomains = append([]string{}, domains...)
 		return nil
 	}
 }

@@ -44,8 +44,11 @@ type FileConfig struct {
 	Gateway   string   `json:"gateway,omitempty"` // HTTP address when the role is gateway
 	// GatewayMetrics also serves /metrics on the gateway's public address
 	// (it is always on the API address).
-	GatewayMetrics bool   `json:"gateway_metrics,omitempty"`
-	Genesis        string `json:"genesis,omitempty"` // the ledger network's genesis file, relative to the repo
+	GatewayMetrics bool `json:"gateway_metrics,omitempty"`
+	// GatewayDomains are the subdomain gateway's hostnames ({cid}.ipfs.{domain});
+	// absent: "localhost".
+	GatewayDomains []string `json:"gateway_domains,omitempty"`
+	Genesis        string   `json:"genesis,omitempty"` // the ledger network's genesis file, relative to the repo
 	// UploadLimit caps the bytes per second the box serves ("2 MiB"; empty:
 	// no limit).
 	UploadLimit string `json:"upload_limit,omitempty"`
@@ -152,6 +155,9 @@ func (fc FileConfig) Options() ([]Option, error) {
 	}
 	if fc.GatewayMetrics {
 		opts = append(opts, WithGatewayMetrics(true))
+	}
+	if fc.GatewayDomains != nil {
+		opts = append(opts, WithGatewayDomains(fc.GatewayDomains...))
 	}
 	if len(fc.Listen) > 0 {
 		opts = append(opts, WithListenAddrs(fc.Listen...))

@@ -94,8 +94,9 @@ func runDaemon(ctx context.Context, e *env, name string, args []string, gatewayR
 	fs := newFlags(e, name, "[flags]")
 	repo := repoFlag(e, fs)
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	gwListen, gwMetrics := new(string), new(bool)
+	gwListen, gwMetrics, gwDomains := new(string), new(bool), new(string)
 	if gatewayRole {
+		gwDomains = fs.String("domain", "", "comma-separated hostnames served as subdomain gateways ({cid}.ipfs.{domain}; /ipfs/{cid} there redirects to it); \"none\" for none (default: the config's \"gateway_domains\", else localhost)")
 		gwListen = fs.String("listen", "", "gateway HTTP address (default: the config's \"gateway\", else 127.0.0.1:8080)")
 		gwMetrics = fs.Bool("gateway-metrics", false, "also serve /metrics on the gateway's public address (they are always on the API address; default: the config's \"gateway_metrics\")")
 	}
@@ -142,6 +143,15 @@ func runDaemon(ctx context.Context, e *env, name string, args []string, gatewayR
 		}
 		if *gwMetrics {
 			opts = append(opts, node.WithGatewayMetrics(true))
+		}
+		if *gwDomains != "" {
+			var ds []string
+			for _, d := range strings.Split(*gwDomains, ",") {
+				if d = strings.TrimSpace(d); d != "" && d != "none" {
+					ds = append(ds, d)
+				}
+			}
+			opts = append(opts, node.WithGatewayDomains(ds...))
 		}
 	}
 	token, created, err := node.EnsureAPIToken(*repo)
