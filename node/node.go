@@ -175,7 +175,16 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 			n.traffic.received(p, b)
 			n.pod.received(p, b)
 		}
-		bopts = append(bopts, bitswap.WithGate(n.pod))
+		var gate bitswap.Gate = n.pod
+		if r, d := cfg.freeTier(); r > 0 {
+			ft, err := newFreeTier(n.host, n.pod, r, d, n.log.With("part", "free"), n.reg)
+			if err != nil {
+				return nil, err
+			}
+			ft.release = func(p peer.ID) { n.ex.Release(p) }
+			gate = ft
+		}
+		bopts = append(bopts, bitswap.WithGate(gate))
 	}
 	bopts = append(bopts, cfg.profileBitswapOptions()...)
 	if cfg.UploadLimit > 0 {

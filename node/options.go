@@ -100,11 +100,16 @@ type Config struct {
 	ReceiptEvery      int64
 	MaxFetchBlocks    int64 // blocks one fetch visits at most, repeats counted (see WithMaxFetchBlocks)
 
-	UploadLimit   int64         // bytes per second bitswap serves, all peers together (0: no limit)
-	SpreadHold    time.Duration // a seeded block leaves at most once per this (0: no spreading)
-	HeatHalfLife  time.Duration // half-life of request heat
-	SchedulingOff bool          // no heat reports, no replication orders
-	Schedule      heat.Params   // the committee's planner (coordinators)
+	UploadLimit int64 // bytes per second bitswap serves, all peers together (0: no limit)
+	// FreeRate and FreeDaily are the free tier for peers that do not sign
+	// receipts (see freetier.go): bytes per second and per UTC day, all
+	// such peers together (0: the profile's default; FreeRate < 0: no free
+	// tier, such peers get the credit window only). See WithFreeTier.
+	FreeRate, FreeDaily int64
+	SpreadHold          time.Duration // a seeded block leaves at most once per this (0: no spreading)
+	HeatHalfLife        time.Duration // half-life of request heat
+	SchedulingOff       bool          // no heat reports, no replication orders
+	Schedule            heat.Params   // the committee's planner (coordinators)
 
 	// PortMapOff: the box does not ask its home router to forward its
 	// listen ports (UPnP IGD, NAT-PMP/PCP). See WithPortMap.
@@ -567,6 +572,43 @@ func ParsePeerAddrs(addrs []string) ([]peer.AddrInfo, error) {
 		return nil, fmt.Errorf("node: peer addresses must end in /p2p/PEERID: %w", err)
 	}
 	return peers, nil
+}
+
+// WithFreeTier sets the budget a box serves peers that do not speak
+// /ore/pod/1.0.0 from (Kubo, Helia): bytes per second and per UTC day,
+// shared by all of them with a fair share each; beyond it they get
+// DONT_HAVE. Defaults: DefaultFreeRate and DefaultFreeDaily, SmallFreeRate
+// and SmallFreeDaily on the small profile. A negative rate switches the
+// free tier off (such peers then stall after the credit window).
+func WithFreeTier(bytesPerSecond, bytesPerDay int64) Option {
+	return func(c *Config) error {
+		if bytesPerSecond >= 0 && bytesPerSecond < freeMaxBlock/8 && bytesPerSecond != 0 {
+			return fmt.Errorf("node: free rate %d B/s: at least %d (a block must pass within a few seconds), or negative for none", bytesPerSecond, freeMaxBlock/8)
+		}
+		if bytesPerDay < 0 {
+			return fmt.Errorf("node: free daily budget %d: want ≥ 0 (0: the default)", bytesPerDay)
+		}
+		c.FreeRate, c.FreeDaily = bytesPerSecond, bytesPerDay
+		return nil
+	}
+}
+
+// freeTier returns the free tier's rate and daily budget (rate < 0: off).
+func (c *Config) freeTier() (int64, int64) {
+	r, d := c.FreeRate, c.FreeDaily
+	if r == 0 {
+		r = DefaultFreeRate
+		if c.SmallMemory {
+			r = SmallFreeRate
+		}
+	}
+	if d == 0 {
+		d = DefaultFreeDaily
+		if c.SmallMemory {
+			d = SmallFreeDaily
+		}
+	}
+	return r, d
 }
 
 // WithUploadLimit caps the bytes per second the box serves to other boxes,

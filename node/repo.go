@@ -52,6 +52,12 @@ type FileConfig struct {
 	// UploadLimit caps the bytes per second the box serves ("2 MiB"; empty:
 	// no limit).
 	UploadLimit string `json:"upload_limit,omitempty"`
+	// FreeRate and FreeDaily are the free tier for peers that do not sign
+	// receipts (Kubo, Helia): "2 MiB" a second and "8 GiB" a day by default
+	// (256 KiB and 1 GiB on the small profile); FreeRate "off" switches it
+	// off.
+	FreeRate  string `json:"free_rate,omitempty"`
+	FreeDaily string `json:"free_daily,omitempty"`
 	// PortMap asks the home router to forward the listen ports (UPnP IGD,
 	// NAT-PMP/PCP); absent means on. Set it to false when the ports are
 	// forwarded by hand or UPnP is not wanted on the network.
@@ -181,6 +187,28 @@ func (fc FileConfig) Options() ([]Option, error) {
 			return nil, fmt.Errorf("node: config upload_limit %q is not a rate like \"2 MiB\" (bytes per second)", fc.UploadLimit)
 		}
 		opts = append(opts, WithUploadLimit(int64(u)))
+	}
+	if fc.FreeRate != "" || fc.FreeDaily != "" {
+		var r, d uint64
+		var err error
+		switch {
+		case fc.FreeRate == "off":
+			r = 0
+		case fc.FreeRate != "":
+			if r, err = humanize.ParseBytes(fc.FreeRate); err != nil || r == 0 || r > 1<<40 {
+				return nil, fmt.Errorf("node: config free_rate %q is not a rate like \"2 MiB\" (bytes per second) or \"off\"", fc.FreeRate)
+			}
+		}
+		if fc.FreeDaily != "" {
+			if d, err = humanize.ParseBytes(fc.FreeDaily); err != nil || d == 0 || d > 1<<50 {
+				return nil, fmt.Errorf("node: config free_daily %q is not a size like \"8 GiB\"", fc.FreeDaily)
+			}
+		}
+		rate := int64(r)
+		if fc.FreeRate == "off" {
+			rate = -1
+		}
+		opts = append(opts, WithFreeTier(rate, int64(d)))
 	}
 	if fc.PortMap != nil {
 		opts = append(opts, WithPortMap(*fc.PortMap))
