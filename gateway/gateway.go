@@ -18,8 +18,10 @@ import (
 	"github.com/ipfs/boxo/blockstore"
 	boxogw "github.com/ipfs/boxo/gateway"
 	"github.com/ipfs/boxo/ipld/merkledag"
+	"github.com/ipfs/boxo/ipns"
 	"github.com/ipfs/boxo/verifcid"
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/routing"
 	mh "github.com/multiformats/go-multihash"
 	"github.com/orecdn/ore/pod"
 	"github.com/prometheus/client_golang/prometheus"
@@ -72,6 +74,13 @@ type Backend interface {
 	Prefetch(ctx context.Context, root cid.Cid)
 	// Done says a request for root has finished.
 	Done(root cid.Cid)
+}
+
+// Names is implemented by backends that resolve /ipns/ names: the
+// gateway reads IPNS records from ValueStore (boxo validates them) and
+// serves /ipns/{name}[/path] and ?format=ipns-record.
+type Names interface {
+	ValueStore() routing.ValueStore
 }
 
 type rootKey struct{}
@@ -252,13 +261,23 @@ func New(cfg Config, backend Backend) (*Gateway, error) {
 		if d == "" || strings.ContainsAny(d, "/:*") || net.ParseIP(d) != nil {
 			return nil, fmt.Errorf("gateway: domain %q: want a hostname without port (an IP address has no subdomains)", d)
 		}
-		public[d] = &boxogw.PublicGateway{Paths: []string{"/ipfs"}, UseSubdomains: true, NoDNSLink: true, DeserializedResponses: true}
+		public[d] = &boxogw.PublicGateway{UseSubdomains: true, NoDNSLink: true, DeserializedResponses: true}
 	}
 	// Identity CIDs carry their block: it is read from the CID itself,
 	// never from the store or the network, whatever the backend does.
 	bsvc := backend.BlockService()
 	bsvc = blockservice.New(blockstore.NewIdStore(bsvc.Blockstore()), bsvc.Exchange())
-	bb, err := boxogw.NewBlocksBackend(bsvc, boxogw.WithPrometheusRegistry(cfg.Registry))
+	bopts := []boxogw.BackendOption{boxogw.WithPrometheusRegistry(cfg.Registry)}
+	paths := []string{"/ipfs"}
+	names, hasNames := backend.(Names)
+	if hasNames {
+		bopts = append(bopts, boxogw.WithValueStore(names.ValueStore()))
+		paths = append(paths, "/ipns")
+	}
+	for _, pg := range public {
+		pg.Paths = paths
+	}
+	bb, err := boxogw.NewBlocksBackend(bsvc, bopts...)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: backend: %w", err)
 	}
@@ -329,6 +348,11 @@ func New(cfg Config, backend Backend) (*Gateway, error) {
 		served += " and /metrics"
 	}
 	g.mux.Handle("/ipfs/", hosts)
+	if hasNames {
+		content.HandleFunc("/ipns/", g.serveName)
+		g.mux.Handle("/ipns/", hosts)
+		served = strings.Replace(served, "/ipfs/{cid}[/path]", "/ipfs/{cid}[/path], /ipns/{name}[/path]", 1)
+	}
 	g.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, http.StatusNotFound, served)
 	})
@@ -392,20 +416,24 @@ func (g *Gateway) subdomainHost(r *http.Request) bool {
 	return false
 }
 
-func (g *Gateway) serveContent(w http.ResponseWriter, r *http.Request) {
+// admit applies what every content request goes through before any
+// lookup: read-only methods, the client's rate limit and its cap on
+// requests in flight, and the answer to a CORS preflight. ok false: the
+// response is written. Call leave when the request ends.
+func (g *Gateway) admit(w http.ResponseWriter, r *http.Request) (leave func(), ok bool) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions:
 	default:
 		w.Header().Set("Allow", "GET, HEAD, OPTIONS")
 		g.fail(w, http.StatusMethodNotAllowed, "the gateway is read-only")
-		return
+		return nil, false
 	}
 	client := clientKey(r.RemoteAddr)
 	if !g.clients.allow(client) {
 		g.refused.WithLabelValues(refusedRate).Inc()
 		w.Header().Set("Retry-After", "1")
 		g.fail(w, http.StatusTooManyRequests, fmt.Sprintf("more than %v requests per second from %s", g.cfg.RatePerClient, client))
-		return
+		return nil, false
 	}
 	// The per-client cap before the slots: a client over its cap must not
 	// take a slot even for an instant.
@@ -413,18 +441,41 @@ func (g *Gateway) serveContent(w http.ResponseWriter, r *http.Request) {
 		g.refused.WithLabelValues(refusedCap).Inc()
 		w.Header().Set("Retry-After", "1")
 		g.fail(w, http.StatusTooManyRequests, fmt.Sprintf("%s has %d requests in flight, its limit", client, g.cfg.MaxPerClient))
-		return
+		return nil, false
 	}
-	defer g.clients.leave(client)
 	if r.Method == http.MethodOptions {
 		// A CORS preflight: 200 with Allow and the CORS headers, before
 		// any lookup (boxo's handler means to answer the same, but its
 		// retrieval-timeout writer drops headers of a response with no
 		// body).
+		g.clients.leave(client)
 		w.Header()["Allow"] = []string{http.MethodGet, http.MethodHead, http.MethodOptions}
 		w.WriteHeader(http.StatusOK)
+		return nil, false
+	}
+	return func() { g.clients.leave(client) }, true
+}
+
+// slot takes one of the gateway's slots, or answers 503. Call free when
+// the request ends.
+func (g *Gateway) slot(w http.ResponseWriter) (free func(), ok bool) {
+	select {
+	case g.slots <- struct{}{}:
+		return func() { <-g.slots }, true
+	default:
+		g.refused.WithLabelValues(refusedSlots).Inc()
+		w.Header().Set("Retry-After", "1")
+		g.fail(w, http.StatusServiceUnavailable, fmt.Sprintf("the gateway is serving %d requests, its limit; retry shortly", g.cfg.MaxConcurrentFetches))
+		return nil, false
+	}
+}
+
+func (g *Gateway) serveContent(w http.ResponseWriter, r *http.Request) {
+	leave, ok := g.admit(w, r)
+	if !ok {
 		return
 	}
+	defer leave()
 	rest := strings.TrimPrefix(r.URL.Path, "/ipfs/")
 	seg, _, _ := strings.Cut(rest, "/")
 	root, err := cid.Decode(seg)
@@ -440,15 +491,11 @@ func (g *Gateway) serveContent(w http.ResponseWriter, r *http.Request) {
 	// only-if-cached (the path gateway spec): answer from local blocks or
 	// 412 at once, never wait on the network.
 	offline := r.Header.Get("Cache-Control") == "only-if-cached"
-	select {
-	case g.slots <- struct{}{}:
-		defer func() { <-g.slots }()
-	default:
-		g.refused.WithLabelValues(refusedSlots).Inc()
-		w.Header().Set("Retry-After", "1")
-		g.fail(w, http.StatusServiceUnavailable, fmt.Sprintf("the gateway is serving %d requests, its limit; retry shortly", g.cfg.MaxConcurrentFetches))
+	free, ok := g.slot(w)
+	if !ok {
 		return
 	}
+	defer free()
 	if v := cmp.Or(r.URL.Query().Get(TicketParam), r.Header.Get(TicketHeader)); v != "" {
 		tk, err := pod.ParseTicket(v)
 		if err != nil {
@@ -509,6 +556,32 @@ func (g *Gateway) serveContent(w http.ResponseWriter, r *http.Request) {
 	}
 	g.inner.ServeHTTP(w, r.WithContext(ctx))
 	g.heat.Record(root, cw.n-start, time.Now())
+}
+
+// serveName answers /ipns/{name}[/path] through boxo's handler, which
+// resolves the name's record from the backend's ValueStore (validating its
+// signature and expiry) and sets the caching headers from its TTL. The same
+// client limits and slots apply as to /ipfs/.
+func (g *Gateway) serveName(w http.ResponseWriter, r *http.Request) {
+	leave, ok := g.admit(w, r)
+	if !ok {
+		return
+	}
+	defer leave()
+	seg, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/ipns/"), "/")
+	if _, err := ipns.NameFromString(seg); err != nil {
+		g.fail(w, http.StatusBadRequest, fmt.Sprintf("%q is not an IPNS name (a k51... key or a peer ID; DNSLink names are not served): %v", seg, err))
+		return
+	}
+	free, ok := g.slot(w)
+	if !ok {
+		return
+	}
+	defer free()
+	if r.Header.Get("Cache-Control") == "only-if-cached" {
+		r = r.WithContext(withOffline(r.Context()))
+	}
+	g.inner.ServeHTTP(w, r)
 }
 
 // wantsWholeDAG reports whether the response will read root's whole DAG:

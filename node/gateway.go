@@ -14,6 +14,7 @@ import (
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
+	"github.com/libp2p/go-libp2p/core/routing"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/orecdn/ore/gateway"
@@ -34,6 +35,7 @@ type gatewayBackend struct {
 var (
 	_ gateway.Backend   = (*gatewayBackend)(nil)
 	_ gateway.LocalDAGs = (*gatewayBackend)(nil)
+	_ gateway.Names     = (*gatewayBackend)(nil)
 )
 
 func (b *gatewayBackend) BlockService() blockservice.BlockService { return b.bs }
@@ -76,6 +78,9 @@ func (b *gatewayBackend) Prefetch(ctx context.Context, root cid.Cid) {
 func (b *gatewayBackend) Complete(ctx context.Context, root cid.Cid) bool {
 	return b.n.isComplete(ctx, root)
 }
+
+// ValueStore is where the gateway reads IPNS records: ore's DHT.
+func (b *gatewayBackend) ValueStore() routing.ValueStore { return b.n.router.Routing() }
 
 // Done sends the final receipts of the request's root.
 func (b *gatewayBackend) Done(root cid.Cid) { b.n.pod.finalize(root) }

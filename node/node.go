@@ -234,6 +234,7 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 			n.log.Warn("eviction failed", "err", err)
 		}
 	})
+	n.every(nameRepublishEvery, n.republishName)
 	n.spawn(n.reach.watchRouter)
 	n.log.Info("box started", "peer", n.host.ID(), "addrs", n.host.Addrs(), "role", cfg.Role, "dht", cfg.DHTMode)
 	if len(cfg.Bootstrap) > 0 {

@@ -290,7 +290,7 @@ func (c *countReader) Read(p []byte) (int, error) {
 }
 
 func cmdGet(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "get", "[flags] CID")
+	fs := newFlags(e, "get", "[flags] CID|/ipfs/CID|/ipns/NAME")
 	repo := repoFlag(e, fs)
 	out := fs.String("o", "", "where to write the file or directory (default: the CID)")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up after this long")
@@ -302,19 +302,19 @@ func cmdGet(ctx context.Context, e *env, args []string) error {
 	if err := wantArgs(pos, 1, "one CID"); err != nil {
 		return err
 	}
-	root, err := node.ParseCID(pos[0])
+	c, err := newClient(*repo)
 	if err != nil {
 		return err
+	}
+	root, err := resolveArg(ctx, c, pos[0])
+	if err != nil {
+		return withHint(*repo, err)
 	}
 	if *out == "" {
 		*out = root.String()
 	}
 	if _, err := os.Lstat(*out); err == nil {
 		return fmt.Errorf("%s already exists: remove it or pick another with -o", *out)
-	}
-	c, err := newClient(*repo)
-	if err != nil {
-		return err
 	}
 	q := url.Values{"cid": {root.String()}, "timeout": {timeout.String()}}
 	if *ticket != "" {
