@@ -247,3 +247,28 @@ func TestSubdomainGateway(t *testing.T) {
 		}
 	}
 }
+
+// The trustless formats and their parameters pass through to boxo's
+// handler: ?format= and Accept for raw and CAR, CAR order and dups.
+func TestTrustlessParameters(t *testing.T) {
+	gw, _, b := newFake(t, Config{})
+	root := "/ipfs/" + b.Cid().String()
+	for _, tc := range []struct {
+		target string
+		hdr    []string
+		code   int
+		ctype  string
+	}{
+		{root + "?format=raw", nil, 200, "application/vnd.ipld.raw"},
+		{root, []string{"Accept", "application/vnd.ipld.raw"}, 200, "application/vnd.ipld.raw"},
+		{root + "?format=car", nil, 200, "application/vnd.ipld.car; version=1; order=dfs; dups=n"},
+		{root, []string{"Accept", "application/vnd.ipld.car; version=1; order=dfs; dups=y"}, 200, "application/vnd.ipld.car; version=1; order=dfs; dups=y"},
+		{root + "?format=car&dag-scope=block&car-dups=y", nil, 200, "application/vnd.ipld.car; version=1; order=dfs; dups=y"},
+		{root, []string{"Accept", "application/vnd.ipld.car; order=nonsense"}, 400, ""},
+	} {
+		rec := get(t, gw, "GET", tc.target, tc.hdr...)
+		if rec.Code != tc.code || (tc.ctype != "" && rec.Header().Get("Content-Type") != tc.ctype) {
+			t.Errorf("%s %v: %d %q, want %d %q", tc.target, tc.hdr, rec.Code, rec.Header().Get("Content-Type"), tc.code, tc.ctype)
+		}
+	}
+}
