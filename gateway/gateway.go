@@ -362,6 +362,11 @@ func New(cfg Config, backend Backend) (*Gateway, error) {
 	// path (a site's own /healthz is a file).
 	g.front = boxogw.NewHeaders(nil).WithDeprecatedXIpfsPath().ApplyCors().Wrap(
 		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.TLS != nil && r.URL.Scheme == "" {
+				// boxo's redirects keep the request's scheme, which a
+				// server's request URL lacks.
+				r.URL.Scheme = "https"
+			}
 			if g.subdomainHost(r) {
 				hosts.ServeHTTP(w, r)
 				return

@@ -179,6 +179,10 @@ func (n *Node) startGateway() error {
 	if err != nil {
 		return err
 	}
+	tlsCfg, err := n.gatewayTLS()
+	if err != nil {
+		return err
+	}
 	l, err := net.Listen("tcp", n.cfg.GatewayListen)
 	if err != nil {
 		return fmt.Errorf("node: gateway listen on %s (another process there? set another address): %w", n.cfg.GatewayListen, err)
@@ -211,8 +215,16 @@ func (n *Node) startGateway() error {
 		ErrorLog:          slog.NewLogLogger(n.log.With("part", "gateway").Handler(), slog.LevelWarn),
 	}
 	n.gatewayAddr = l.Addr().String()
+	if tlsCfg != nil {
+		n.gatewaySrv.TLSConfig = tlsCfg // ServeTLS adds HTTP/2
+		n.gatewayHTTPS = true
+	}
 	n.spawn(func(ctx context.Context) {
-		if err := n.gatewaySrv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		serve := n.gatewaySrv.Serve
+		if tlsCfg != nil {
+			serve = func(l net.Listener) error { return n.gatewaySrv.ServeTLS(l, "", "") }
+		}
+		if err := serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("gateway stopped", "err", err)
 		}
 	})
@@ -223,6 +235,18 @@ func (n *Node) startGateway() error {
 // GatewayAddr is the address the HTTP gateway listens on ("" when the box
 // is not a gateway).
 func (n *Node) GatewayAddr() string { return n.gatewayAddr }
+
+// GatewayURL is the gateway's base URL, http:// or https:// ("" when the
+// box is not a gateway).
+func (n *Node) GatewayURL() string {
+	if n.gatewayAddr == "" {
+		return ""
+	}
+	if n.gatewayHTTPS {
+		return "https://" + n.gatewayAddr
+	}
+	return "http://" + n.gatewayAddr
+}
 
 // Gateway is the box's HTTP gateway (nil when it is not a gateway).
 func (n *Node) Gateway() *gateway.Gateway { return n.gateway }

@@ -73,9 +73,10 @@ type Node struct {
 	sched   *sched     // heat, reports, replication orders
 	evictMu sync.Mutex // one eviction at a time
 
-	gateway     *gateway.Gateway
-	gatewaySrv  *http.Server
-	gatewayAddr string
+	gateway      *gateway.Gateway
+	gatewaySrv   *http.Server
+	gatewayAddr  string
+	gatewayHTTPS bool
 
 	ctx       context.Context
 	cancel    context.CancelFunc

@@ -118,9 +118,12 @@ type Config struct {
 	// finds it public. See WithRelayService.
 	RelayServiceOff bool
 
-	ReceiptsOff   bool           // no proof of delivery at all: no gate, no signing
-	GatewayListen string         // HTTP address of the gateway role
-	Gateway       gateway.Config // limits and timeouts of the gateway role
+	ReceiptsOff   bool   // no proof of delivery at all: no gate, no signing
+	GatewayListen string // HTTP address of the gateway role
+	// GatewayTLSCert and GatewayTLSKey are PEM files: set, the gateway
+	// serves HTTPS. See WithGatewayTLS.
+	GatewayTLSCert, GatewayTLSKey string
+	Gateway                       gateway.Config // limits and timeouts of the gateway role
 	// GatewayMetrics also serves the box's metrics at /metrics on the
 	// gateway's public address (they are always on the control API's).
 	GatewayMetrics bool
@@ -436,6 +439,16 @@ func WithGatewayListen(addr string) Option {
 func WithGateway(gc gateway.Config) Option {
 	return func(c *Config) error {
 		c.Gateway = gc
+		return nil
+	}
+}
+
+// WithGatewayTLS serves the gateway over HTTPS with the certificate and
+// key in these PEM files (for a box that faces browsers itself, without a
+// proxy in front). The files are read again when they change.
+func WithGatewayTLS(certFile, keyFile string) Option {
+	return func(c *Config) error {
+		c.GatewayTLSCert, c.GatewayTLSKey = certFile, keyFile
 		return nil
 	}
 }

@@ -48,7 +48,11 @@ type FileConfig struct {
 	// GatewayDomains are the subdomain gateway's hostnames ({cid}.ipfs.{domain});
 	// absent: "localhost".
 	GatewayDomains []string `json:"gateway_domains,omitempty"`
-	Genesis        string   `json:"genesis,omitempty"` // the ledger network's genesis file, relative to the repo
+	// GatewayTLSCert and GatewayTLSKey are PEM files: set, the gateway
+	// serves HTTPS.
+	GatewayTLSCert string `json:"gateway_tls_cert,omitempty"`
+	GatewayTLSKey  string `json:"gateway_tls_key,omitempty"`
+	Genesis        string `json:"genesis,omitempty"` // the ledger network's genesis file, relative to the repo
 	// UploadLimit caps the bytes per second the box serves ("2 MiB"; empty:
 	// no limit).
 	UploadLimit string `json:"upload_limit,omitempty"`
@@ -161,6 +165,9 @@ func (fc FileConfig) Options() ([]Option, error) {
 	}
 	if fc.GatewayMetrics {
 		opts = append(opts, WithGatewayMetrics(true))
+	}
+	if fc.GatewayTLSCert != "" || fc.GatewayTLSKey != "" {
+		opts = append(opts, WithGatewayTLS(fc.GatewayTLSCert, fc.GatewayTLSKey))
 	}
 	if fc.GatewayDomains != nil {
 		opts = append(opts, WithGatewayDomains(fc.GatewayDomains...))

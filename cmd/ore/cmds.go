@@ -95,7 +95,10 @@ func runDaemon(ctx context.Context, e *env, name string, args []string, gatewayR
 	repo := repoFlag(e, fs)
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	gwListen, gwMetrics, gwDomains := new(string), new(bool), new(string)
+	tlsCert, tlsKey := new(string), new(string)
 	if gatewayRole {
+		tlsCert = fs.String("tls-cert", "", "serve the gateway over HTTPS with this PEM certificate (chain) file (default: the config's \"gateway_tls_cert\"); read again when it changes")
+		tlsKey = fs.String("tls-key", "", "the certificate's PEM key file (default: the config's \"gateway_tls_key\")")
 		gwDomains = fs.String("domain", "", "comma-separated hostnames served as subdomain gateways ({cid}.ipfs.{domain}; /ipfs/{cid} there redirects to it); \"none\" for none (default: the config's \"gateway_domains\", else localhost)")
 		gwListen = fs.String("listen", "", "gateway HTTP address (default: the config's \"gateway\", else 127.0.0.1:8080)")
 		gwMetrics = fs.Bool("gateway-metrics", false, "also serve /metrics on the gateway's public address (they are always on the API address; default: the config's \"gateway_metrics\")")
@@ -144,6 +147,9 @@ func runDaemon(ctx context.Context, e *env, name string, args []string, gatewayR
 		if *gwMetrics {
 			opts = append(opts, node.WithGatewayMetrics(true))
 		}
+		if *tlsCert != "" || *tlsKey != "" {
+			opts = append(opts, node.WithGatewayTLS(*tlsCert, *tlsKey))
+		}
 		if *gwDomains != "" {
 			var ds []string
 			for _, d := range strings.Split(*gwDomains, ",") {
@@ -191,8 +197,8 @@ func runDaemon(ctx context.Context, e *env, name string, args []string, gatewayR
 	for _, a := range n.P2PAddrs() {
 		fmt.Fprintf(e.stdout, "listening %s\n", a)
 	}
-	if a := n.GatewayAddr(); a != "" {
-		fmt.Fprintf(e.stdout, "gateway http://%s/ipfs/{cid}\n", a)
+	if u := n.GatewayURL(); u != "" {
+		fmt.Fprintf(e.stdout, "gateway %s/ipfs/{cid}\n", u)
 	}
 	fmt.Fprintln(e.stdout, "ore daemon ready")
 
