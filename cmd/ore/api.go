@@ -57,6 +57,9 @@ func (s *apiServer) handler() http.Handler {
 	mux.HandleFunc("POST "+apiTicket, s.ticket)           // signs with the box's key
 	mux.HandleFunc("POST "+apiNamePublish, s.namePublish) // signs with the box's key
 	mux.HandleFunc("GET "+apiNameResolve, s.nameResolve)
+	mux.HandleFunc("POST "+apiPinAdd, s.pinAdd) // fetches what the box lacks
+	mux.HandleFunc("POST "+apiPinRm, s.pinRm)
+	mux.HandleFunc("GET "+apiPinLs, s.pinLs)
 	// Metrics need the token too: the counters tell what the box serves and
 	// to whom. Prometheus sends it from a file (README, "Running a box").
 	mux.Handle("GET "+apiMetrics, promhttp.HandlerFor(s.n.Metrics(), promhttp.HandlerOpts{}))

@@ -50,6 +50,7 @@ func commands() map[string]command {
 		"gateway": {"run the box with its HTTP gateway (GET /ipfs/{cid}[/path])", cmdGateway},
 		"dag":     {"import a CAR file, or export content as one", cmdDag},
 		"ledger":  {"balances, blocks and verification of the ledger; deposit, register, transfer", cmdLedger},
+		"pin":     {"keep content whatever eviction says (add fetches it), or let it go: add, rm, ls", cmdPin},
 		"name":    {"IPNS names: publish a CID under the box's peer ID, resolve a name", cmdName},
 		"ticket":  {"authorize paid delivery of this box's content: a signed ticket for a client or any holder", cmdTicket},
 		"testnet": {"a multi-node network in docker containers: up, status, down, kill, partition, heal", cmdTestnet},

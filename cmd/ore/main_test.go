@@ -219,6 +219,20 @@ func TestCLIAddGetStatusPeers(t *testing.T) {
 		t.Fatalf("got by name: %q %v", b, err)
 	}
 
+	// Pins: b pins the directory it fetched, lists it, lets it go.
+	if code, out, errs := ore(t, "pin", "add", "--repo", b.repo, dirRoot); code != 0 || !strings.Contains(out, "pinned "+dirRoot) {
+		t.Fatalf("pin add: %d %q %s", code, out, errs)
+	}
+	if code, out, _ := ore(t, "pin", "ls", "--repo", b.repo); code != 0 || !strings.Contains(out, dirRoot) {
+		t.Fatalf("pin ls: %d %q", code, out)
+	}
+	if code, out, _ := ore(t, "pin", "rm", "--repo", b.repo, dirRoot); code != 0 || !strings.Contains(out, "unpinned "+dirRoot) {
+		t.Fatalf("pin rm: %d %q", code, out)
+	}
+	if code, out, _ := ore(t, "pin", "ls", "--repo", b.repo); code != 0 || strings.Contains(out, dirRoot) {
+		t.Fatalf("pin ls after rm: %d %q", code, out)
+	}
+
 	// Bad input: clear errors, and the daemon keeps running.
 	for _, tc := range []struct {
 		args []string
@@ -235,6 +249,8 @@ func TestCLIAddGetStatusPeers(t *testing.T) {
 		{[]string{"frobnicate"}, "unknown command"},
 		{[]string{"name", "resolve", "--repo", b.repo, "not-a-name"}, "not an IPNS name"},
 		{[]string{"name", "frob"}, "ore name publish"},
+		{[]string{"pin", "ls", "--repo", b.repo, "extra"}, "no arguments"},
+		{[]string{"pin", "add", "--repo", b.repo, "not-a-cid"}, "is not a CID"},
 	} {
 		code, _, errs := ore(t, tc.args...)
 		if code == 0 || !strings.Contains(errs, tc.want) {
