@@ -19,9 +19,11 @@ import (
 	boxogw "github.com/ipfs/boxo/gateway"
 	"github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/ipfs/boxo/ipns"
+	"github.com/ipfs/boxo/namesys"
 	"github.com/ipfs/boxo/verifcid"
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/routing"
+	"github.com/miekg/dns"
 	mh "github.com/multiformats/go-multihash"
 	"github.com/orecdn/ore/pod"
 	"github.com/prometheus/client_golang/prometheus"
@@ -77,10 +79,12 @@ type Backend interface {
 }
 
 // Names is implemented by backends that resolve /ipns/ names: the
-// gateway reads IPNS records from ValueStore (boxo validates them) and
-// serves /ipns/{name}[/path] and ?format=ipns-record.
+// gateway resolves names with NameSystem (IPNS records, DNSLink), reads
+// records from ValueStore for ?format=ipns-record (boxo validates them),
+// and serves /ipns/{name}[/path].
 type Names interface {
 	ValueStore() routing.ValueStore
+	NameSystem() namesys.NameSystem
 }
 
 type rootKey struct{}
@@ -271,7 +275,7 @@ func New(cfg Config, backend Backend) (*Gateway, error) {
 	paths := []string{"/ipfs"}
 	names, hasNames := backend.(Names)
 	if hasNames {
-		bopts = append(bopts, boxogw.WithValueStore(names.ValueStore()))
+		bopts = append(bopts, boxogw.WithValueStore(names.ValueStore()), boxogw.WithNameSystem(names.NameSystem()))
 		paths = append(paths, "/ipns")
 	}
 	for _, pg := range public {
@@ -563,6 +567,17 @@ func (g *Gateway) serveContent(w http.ResponseWriter, r *http.Request) {
 	g.heat.Record(root, cw.n-start, time.Now())
 }
 
+// IsDNSLinkName reports whether s (a name without /ipns/) is a domain
+// resolved through DNSLink (the TXT record of _dnslink.s) rather than an
+// IPNS key: a DNS name of two labels or more.
+func IsDNSLinkName(s string) bool {
+	if _, err := ipns.NameFromString(s); err == nil {
+		return false
+	}
+	_, ok := dns.IsDomainName(s)
+	return ok && strings.Contains(strings.Trim(s, "."), ".")
+}
+
 // serveName answers /ipns/{name}[/path] through boxo's handler, which
 // resolves the name's record from the backend's ValueStore (validating its
 // signature and expiry) and sets the caching headers from its TTL. The same
@@ -574,8 +589,8 @@ func (g *Gateway) serveName(w http.ResponseWriter, r *http.Request) {
 	}
 	defer leave()
 	seg, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/ipns/"), "/")
-	if _, err := ipns.NameFromString(seg); err != nil {
-		g.fail(w, http.StatusBadRequest, fmt.Sprintf("%q is not an IPNS name (a k51... key or a peer ID; DNSLink names are not served): %v", seg, err))
+	if _, err := ipns.NameFromString(seg); err != nil && !IsDNSLinkName(seg) {
+		g.fail(w, http.StatusBadRequest, fmt.Sprintf("%q is not an IPNS name (a k51... key or a peer ID) nor a DNSLink domain: %v", seg, err))
 		return
 	}
 	free, ok := g.slot(w)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ipfs/boxo/blockservice"
 	"github.com/ipfs/boxo/exchange"
+	"github.com/ipfs/boxo/namesys"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
@@ -78,6 +79,9 @@ func (b *gatewayBackend) Prefetch(ctx context.Context, root cid.Cid) {
 func (b *gatewayBackend) Complete(ctx context.Context, root cid.Cid) bool {
 	return b.n.isComplete(ctx, root)
 }
+
+// NameSystem resolves the gateway's /ipns/ names.
+func (b *gatewayBackend) NameSystem() namesys.NameSystem { return b.n.names }
 
 // ValueStore is where the gateway reads IPNS records: ore's DHT.
 func (b *gatewayBackend) ValueStore() routing.ValueStore { return b.n.router.Routing() }

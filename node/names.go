@@ -4,12 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
 	"github.com/ipfs/boxo/ipns"
+	"github.com/ipfs/boxo/namesys"
 	"github.com/ipfs/boxo/path"
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/routing"
+
+	"github.com/orecdn/ore/gateway"
 )
 
 // IPNS names: a box publishes a signed IPNS record (boxo's ipns package)
@@ -154,13 +159,41 @@ func (n *Node) republishName(ctx context.Context) {
 	}
 }
 
-// ResolveName reads name's latest valid record from the DHT and returns
-// the CID it names. name is a peer ID or its libp2p-key CID, with or
-// without /ipns/ before it.
-func (n *Node) ResolveName(ctx context.Context, s string) (NameResult, error) {
-	name, err := ipns.NameFromString(strings.TrimPrefix(s, "/ipns/"))
+// nameCacheSize bounds the names (IPNS and DNSLink) a box keeps resolved
+// for their TTL.
+const nameCacheSize = 1024
+
+// newNameSystem resolves /ipns/ names: IPNS records from vs (the DHT),
+// DNSLink names from DNS (cfg.DNSResolver, else the system's resolver).
+func newNameSystem(cfg *Config, vs routing.ValueStore) (namesys.NameSystem, error) {
+	r := net.DefaultResolver
+	if cfg.DNSResolver != "" {
+		addr := cfg.DNSResolver
+		r = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		}}
+	}
+	ns, err := namesys.NewNameSystem(vs, namesys.WithDNSResolver(r), namesys.WithCache(nameCacheSize))
 	if err != nil {
-		return NameResult{}, fmt.Errorf("node: %q is not an IPNS name (a k51... key or a peer ID; DNSLink names are not resolved): %w", s, err)
+		return nil, fmt.Errorf("node: name system: %w", err)
+	}
+	return ns, nil
+}
+
+// ResolveName returns the CID a name points at: an IPNS name (a peer ID
+// or its libp2p-key CID) through its latest valid record in the DHT, a
+// domain through its DNSLink TXT record (_dnslink.DOMAIN "dnslink=/ipfs/
+// CID" or "dnslink=/ipns/NAME", followed a few levels). With or without
+// /ipns/ before it.
+func (n *Node) ResolveName(ctx context.Context, s string) (NameResult, error) {
+	s = strings.TrimPrefix(s, "/ipns/")
+	if gateway.IsDNSLinkName(s) {
+		return n.resolveDNSLink(ctx, s)
+	}
+	name, err := ipns.NameFromString(s)
+	if err != nil {
+		return NameResult{}, fmt.Errorf("node: %q is not an IPNS name (a k51... key or a peer ID) nor a DNSLink domain: %w", s, err)
 	}
 	data, err := n.router.Routing().GetValue(ctx, string(name.RoutingKey()))
 	if err != nil {
@@ -175,6 +208,25 @@ func (n *Node) ResolveName(ctx context.Context, s string) (NameResult, error) {
 	}
 	return nameResult(name, rec)
 }
+
+func (n *Node) resolveDNSLink(ctx context.Context, domain string) (NameResult, error) {
+	p, err := path.NewPath("/ipns/" + domain)
+	if err != nil {
+		return NameResult{}, fmt.Errorf("node: %q: %w", domain, err)
+	}
+	res, err := n.names.Resolve(ctx, p)
+	if err != nil {
+		return NameResult{}, fmt.Errorf("%w %s (DNSLink: the TXT record of _dnslink.%s): %w", ErrNameNotFound, domain, domain, err)
+	}
+	ip, err := path.NewImmutablePath(res.Path)
+	if err != nil {
+		return NameResult{}, fmt.Errorf("node: %s resolves to %s, not an /ipfs/ path", domain, res.Path)
+	}
+	return NameResult{Name: domain, Root: ip.RootCid(), TTL: res.TTL.String()}, nil
+}
+
+// NameSystem resolves /ipns/ names for the gateway.
+func (n *Node) NameSystem() namesys.NameSystem { return n.names }
 
 func nameResult(name ipns.Name, rec *ipns.Record) (NameResult, error) {
 	v, err := rec.Value()

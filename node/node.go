@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ipfs/boxo/namesys"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -77,6 +78,8 @@ type Node struct {
 	gatewaySrv   *http.Server
 	gatewayAddr  string
 	gatewayHTTPS bool
+
+	names namesys.NameSystem // IPNS records from the DHT, DNSLink from DNS
 
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -159,6 +162,9 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 	}
 	closers = append(closers, n.router.Close)
 	n.host = routedhost.Wrap(base, n.router.Routing())
+	if n.names, err = newNameSystem(cfg, n.router.Routing()); err != nil {
+		return nil, err
+	}
 
 	if n.pod, err = newPodService(n, key); err != nil {
 		return nil, err

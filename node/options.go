@@ -120,6 +120,9 @@ type Config struct {
 
 	ReceiptsOff   bool   // no proof of delivery at all: no gate, no signing
 	GatewayListen string // HTTP address of the gateway role
+	// DNSResolver is the DNS server ("host:port") DNSLink names are looked
+	// up at; empty: the system's resolver. See WithDNSResolver.
+	DNSResolver string
 	// GatewayTLSCert and GatewayTLSKey are PEM files: set, the gateway
 	// serves HTTPS. See WithGatewayTLS.
 	GatewayTLSCert, GatewayTLSKey string
@@ -439,6 +442,19 @@ func WithGatewayListen(addr string) Option {
 func WithGateway(gc gateway.Config) Option {
 	return func(c *Config) error {
 		c.Gateway = gc
+		return nil
+	}
+}
+
+// WithDNSResolver looks DNSLink names (/ipns/example.com: the TXT record
+// of _dnslink.example.com) up at the DNS server addr ("host:port") instead
+// of the system's resolver.
+func WithDNSResolver(addr string) Option {
+	return func(c *Config) error {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("node: DNS resolver %q: want host:port: %w", addr, err)
+		}
+		c.DNSResolver = addr
 		return nil
 	}
 }

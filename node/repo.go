@@ -52,6 +52,9 @@ type FileConfig struct {
 	// serves HTTPS.
 	GatewayTLSCert string `json:"gateway_tls_cert,omitempty"`
 	GatewayTLSKey  string `json:"gateway_tls_key,omitempty"`
+	// DNSResolver is the DNS server ("host:port") DNSLink names are looked
+	// up at; absent: the system's resolver.
+	DNSResolver string `json:"dns_resolver,omitempty"`
 	Genesis        string `json:"genesis,omitempty"` // the ledger network's genesis file, relative to the repo
 	// UploadLimit caps the bytes per second the box serves ("2 MiB"; empty:
 	// no limit).
@@ -165,6 +168,9 @@ func (fc FileConfig) Options() ([]Option, error) {
 	}
 	if fc.GatewayMetrics {
 		opts = append(opts, WithGatewayMetrics(true))
+	}
+	if fc.DNSResolver != "" {
+		opts = append(opts, WithDNSResolver(fc.DNSResolver))
 	}
 	if fc.GatewayTLSCert != "" || fc.GatewayTLSKey != "" {
 		opts = append(opts, WithGatewayTLS(fc.GatewayTLSCert, fc.GatewayTLSKey))
