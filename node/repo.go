@@ -55,7 +55,7 @@ type FileConfig struct {
 	// DNSResolver is the DNS server ("host:port") DNSLink names are looked
 	// up at; absent: the system's resolver.
 	DNSResolver string `json:"dns_resolver,omitempty"`
-	Genesis        string `json:"genesis,omitempty"` // the ledger network's genesis file, relative to the repo
+	Genesis     string `json:"genesis,omitempty"` // the ledger network's genesis file, relative to the repo
 	// UploadLimit caps the bytes per second the box serves ("2 MiB"; empty:
 	// no limit).
 	UploadLimit string `json:"upload_limit,omitempty"`
