@@ -164,7 +164,9 @@ type Config struct {
 	// "localhost", as browsers resolve *.localhost to loopback; an empty
 	// non-nil slice means none. An IP address cannot be one (no
 	// subdomains): New fails.
-	Domains         []string
+	Domains []string
+	// Denylist is content the gateway answers 410 Gone for (nil: none).
+	Denylist        *Denylist
 	NoLocalFastPath bool // serve wholly local files through boxo's handler too
 	Registry        prometheus.Registerer
 	// Gatherer is served at /metrics when PublicMetrics is set. By default
@@ -492,6 +494,10 @@ func (g *Gateway) serveContent(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, http.StatusBadRequest, fmt.Sprintf("%q is not a CID: %v", seg, err))
 		return
 	}
+	if g.cfg.Denylist.Denied(root) {
+		g.fail(w, http.StatusGone, fmt.Sprintf("%s is blocked by this gateway's denylist", root))
+		return
+	}
 	identity := root.Prefix().MhType == mh.IDENTITY
 	if identity && root.Prefix().MhLength > verifcid.DefaultMaxIdentityDigestSize {
 		g.fail(w, http.StatusBadRequest, fmt.Sprintf("identity CID of %d bytes: at most %d", root.Prefix().MhLength, verifcid.DefaultMaxIdentityDigestSize))
@@ -591,6 +597,10 @@ func (g *Gateway) serveName(w http.ResponseWriter, r *http.Request) {
 	seg, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/ipns/"), "/")
 	if _, err := ipns.NameFromString(seg); err != nil && !IsDNSLinkName(seg) {
 		g.fail(w, http.StatusBadRequest, fmt.Sprintf("%q is not an IPNS name (a k51... key or a peer ID) nor a DNSLink domain: %v", seg, err))
+		return
+	}
+	if g.cfg.Denylist.DeniedName(seg) {
+		g.fail(w, http.StatusGone, fmt.Sprintf("/ipns/%s is blocked by this gateway's denylist", seg))
 		return
 	}
 	free, ok := g.slot(w)

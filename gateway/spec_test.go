@@ -3,6 +3,8 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -270,5 +272,61 @@ func TestTrustlessParameters(t *testing.T) {
 		if rec.Code != tc.code || (tc.ctype != "" && rec.Header().Get("Content-Type") != tc.ctype) {
 			t.Errorf("%s %v: %d %q, want %d %q", tc.target, tc.hdr, rec.Code, rec.Header().Get("Content-Type"), tc.code, tc.ctype)
 		}
+	}
+}
+
+// The compact denylist format: CID, CID/*, /ipns/ names, legacy and
+// modern double hashes, allow rules, a header and comments; the gateway
+// answers 410 for what it blocks, by any CID form of the multihash.
+func TestDenylist(t *testing.T) {
+	blocked := cid.NewCidV1(cid.Raw, must(mh.Sum([]byte("blocked"), mh.SHA2_256, -1)))
+	wild := cid.NewCidV1(cid.DagProtobuf, must(mh.Sum([]byte("wild"), mh.SHA2_256, -1)))
+	legacy := cid.NewCidV1(cid.Raw, must(mh.Sum([]byte("legacy"), mh.SHA2_256, -1)))
+	modern := cid.NewCidV1(cid.Raw, must(mh.Sum([]byte("modern"), mh.SHA2_256, -1)))
+	excepted := cid.NewCidV1(cid.Raw, must(mh.Sum([]byte("excepted"), mh.SHA2_256, -1)))
+	fine := cid.NewCidV1(cid.Raw, must(mh.Sum([]byte("fine"), mh.SHA2_256, -1)))
+	lh := sha256.Sum256([]byte(legacy.String() + "/"))
+	mhash := must(mh.Sum([]byte(modern.Hash().B58String()), mh.SHA2_256, -1))
+	list := "version: 1\nname: test\n---\n# comment\n" +
+		"/ipfs/" + blocked.String() + "\n" +
+		"/ipfs/" + wild.String() + "/* gateway_status:410\n" +
+		"//" + hex.EncodeToString(lh[:]) + "\n" +
+		"//" + mhash.B58String() + "\n" +
+		"/ipfs/" + excepted.String() + "\n" +
+		"!/ipfs/" + excepted.String() + "\n" +
+		"/ipns/bad.example\n" +
+		"/ipfs/" + fine.String() + "/some/path\n" +
+		"nonsense\n"
+	d, err := ReadDenylist(nil, strings.NewReader(list))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Rules != 7 || d.Skipped != 2 {
+		t.Errorf("%d rules, %d skipped; want 7 and 2", d.Rules, d.Skipped)
+	}
+	v0 := cid.NewCidV0(wild.Hash())
+	for c, want := range map[cid.Cid]bool{blocked: true, wild: true, v0: true, legacy: true, modern: true,
+		excepted: false, fine: false, cid.NewCidV1(cid.DagCBOR, blocked.Hash()): true} {
+		if d.Denied(c) != want {
+			t.Errorf("Denied(%s) = %v, want %v", c, !want, want)
+		}
+	}
+	if !d.DeniedName("bad.example") || d.DeniedName("good.example") {
+		t.Error("DNSLink name rules")
+	}
+	gw, _, b := newFake(t, Config{Denylist: d})
+	for _, c := range []cid.Cid{blocked, v0, legacy} {
+		if rec := get(t, gw, "GET", "/ipfs/"+c.String()+"/any/path"); rec.Code != http.StatusGone {
+			t.Errorf("%s: %d, want 410", c, rec.Code)
+		}
+	}
+	if rec := get(t, gw, "GET", "/ipfs/"+b.Cid().String()); rec.Code != 200 {
+		t.Errorf("unlisted content: %d", rec.Code)
+	}
+	// A header without a "---" is read as rules: the list above without
+	// its header still blocks.
+	d2, err := ReadDenylist(nil, strings.NewReader("/ipfs/"+blocked.String()+"\n"))
+	if err != nil || !d2.Denied(blocked) {
+		t.Errorf("a list without header: %v", err)
 	}
 }

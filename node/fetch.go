@@ -26,6 +26,8 @@ var (
 	ErrNotFound    = errors.New("node: no box provides this content")
 	ErrStalled     = errors.New("node: transfer stalled")
 	ErrUnsupported = errors.New("node: unsupported content")
+	// ErrDenied: the content is on one of the box's denylists.
+	ErrDenied      = errors.New("node: blocked content")
 	ErrDAGTooLarge = errors.New("node: DAG exceeds a fetch limit")
 )
 
@@ -101,6 +103,9 @@ func (n *Node) fetch(ctx context.Context, root cid.Cid, progress func(FetchProgr
 	}
 	if err := checkCodec(root); err != nil {
 		return FetchResult{}, err
+	}
+	if n.deny.Denied(root) {
+		return FetchResult{}, fmt.Errorf("%w: %s is blocked by the box's denylist", ErrDenied, root)
 	}
 	if tk := ticketFrom(ctx); tk != nil {
 		if err := n.useTicket(ctx, root, tk); err != nil {

@@ -179,6 +179,9 @@ func (n *Node) startGateway() error {
 	if gc.Domains == nil {
 		gc.Domains = n.cfg.GatewayDomains
 	}
+	if gc.Denylist == nil {
+		gc.Denylist = n.deny
+	}
 	gw, err := gateway.New(gc, b)
 	if err != nil {
 		return err

@@ -80,6 +80,7 @@ type Node struct {
 	gatewayHTTPS bool
 
 	names namesys.NameSystem // IPNS records from the DHT, DNSLink from DNS
+	deny  *gateway.Denylist  // content the box neither serves nor fetches (nil: none)
 
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -165,6 +166,9 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 	if n.names, err = newNameSystem(cfg, n.router.Routing()); err != nil {
 		return nil, err
 	}
+	if n.deny, err = loadDenylists(cfg.Denylists, n.log); err != nil {
+		return nil, err
+	}
 
 	if n.pod, err = newPodService(n, key); err != nil {
 		return nil, err
@@ -192,6 +196,10 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 			gate = ft
 		}
 		bopts = append(bopts, bitswap.WithGate(gate))
+	}
+	if n.deny != nil {
+		deny := n.deny
+		bopts = append(bopts, bitswap.WithRequestFilter(func(_ peer.ID, c cid.Cid) bool { return !deny.Denied(c) }))
 	}
 	bopts = append(bopts, cfg.profileBitswapOptions()...)
 	if cfg.UploadLimit > 0 {

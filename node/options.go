@@ -120,6 +120,10 @@ type Config struct {
 
 	ReceiptsOff   bool   // no proof of delivery at all: no gate, no signing
 	GatewayListen string // HTTP address of the gateway role
+	// Denylists are files in the compact denylist format: content the box
+	// neither serves nor fetches (and its gateway answers 410 for). See
+	// WithDenylists.
+	Denylists []string
 	// DNSResolver is the DNS server ("host:port") DNSLink names are looked
 	// up at; empty: the system's resolver. See WithDNSResolver.
 	DNSResolver string
@@ -442,6 +446,16 @@ func WithGatewayListen(addr string) Option {
 func WithGateway(gc gateway.Config) Option {
 	return func(c *Config) error {
 		c.Gateway = gc
+		return nil
+	}
+}
+
+// WithDenylists reads content-blocking lists (the compact denylist format
+// of IPFS gateways, e.g. the bad-bits list) at start: the box refuses to
+// serve or fetch what they block, and its gateway answers 410.
+func WithDenylists(files ...string) Option {
+	return func(c *Config) error {
+		c.Denylists = append(c.Denylists, files...)
 		return nil
 	}
 }

@@ -55,7 +55,10 @@ type FileConfig struct {
 	// DNSResolver is the DNS server ("host:port") DNSLink names are looked
 	// up at; absent: the system's resolver.
 	DNSResolver string `json:"dns_resolver,omitempty"`
-	Genesis     string `json:"genesis,omitempty"` // the ledger network's genesis file, relative to the repo
+	// Denylists are files in the compact denylist format (IPIP-383, the
+	// bad-bits list): content the box neither serves nor fetches.
+	Denylists []string `json:"denylists,omitempty"`
+	Genesis   string   `json:"genesis,omitempty"` // the ledger network's genesis file, relative to the repo
 	// UploadLimit caps the bytes per second the box serves ("2 MiB"; empty:
 	// no limit).
 	UploadLimit string `json:"upload_limit,omitempty"`
@@ -168,6 +171,9 @@ func (fc FileConfig) Options() ([]Option, error) {
 	}
 	if fc.GatewayMetrics {
 		opts = append(opts, WithGatewayMetrics(true))
+	}
+	if len(fc.Denylists) > 0 {
+		opts = append(opts, WithDenylists(fc.Denylists...))
 	}
 	if fc.DNSResolver != "" {
 		opts = append(opts, WithDNSResolver(fc.DNSResolver))
