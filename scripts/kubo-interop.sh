@@ -62,7 +62,10 @@ pids+=($!)
 wait_for "$work/kubo.log" "Daemon is ready" 60
 kubo_addr=$("$IPFS_BIN" id -f '<addrs>\n' | grep '^/ip4/127.0.0.1/tcp/' | head -1)
 kubo_id=$("$IPFS_BIN" id -f '<id>')
-kubo_addr="$kubo_addr/p2p/$kubo_id"
+case "$kubo_addr" in
+  */p2p/*) ;;
+  *) kubo_addr="$kubo_addr/p2p/$kubo_id" ;;
+esac
 echo "kubo at $kubo_addr"
 
 echo "== ore box (bootstrapping to Kubo, the only peer it has)"
