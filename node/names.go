@@ -2,9 +2,13 @@ package node
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -12,6 +16,8 @@ import (
 	"github.com/ipfs/boxo/namesys"
 	"github.com/ipfs/boxo/path"
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/routing"
 
 	"github.com/orecdn/ore/gateway"
@@ -37,88 +43,143 @@ const (
 // ErrNameNotFound: no valid record for the name in the DHT.
 var ErrNameNotFound = errors.New("node: no record for this name")
 
-// nameKey is where the box keeps its latest record.
-var nameKey = []byte("ipns/self")
+// namePrefix + a key's name is where the box keeps that key's latest
+// record ("self": the box's own key).
+var namePrefix = []byte("ipns/")
+
+// SelfKey is the name of the box's own key: its peer ID is its name.
+const SelfKey = "self"
 
 // NameResult is a published or resolved name.
 type NameResult struct {
-	Name     string    `json:"name"` // the box's peer ID as a libp2p-key CID (k51...)
+	Name     string    `json:"name"` // the key's peer ID as a libp2p-key CID (k51...), or a DNSLink domain
 	Root     cid.Cid   `json:"root"`
 	Sequence uint64    `json:"sequence"`
 	EOL      time.Time `json:"eol"`
 	TTL      string    `json:"ttl"`
 }
 
-// PublishName points the box's name (its peer ID) at root: a record with
-// a sequence above any the box or the DHT holds, valid for lifetime
+// namedKey is one signing key of the box's names.
+type namedKey struct {
+	label string
+	sk    crypto.PrivKey
+	name  ipns.Name
+}
+
+// keyLabel is what a named key may be called: a file name in the repo.
+var keyLabel = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
+
+// nameKeyOf returns the key label signs with: the box's own for SelfKey
+// (or ""), else keys/LABEL.key in the repo, made on first use (Ed25519,
+// mode 0600), so one box publishes many names (a site each).
+func (n *Node) nameKeyOf(label string) (namedKey, error) {
+	if label == "" || label == SelfKey {
+		return namedKey{label: SelfKey, sk: n.key, name: ipns.NameFromPeer(n.host.ID())}, nil
+	}
+	if !keyLabel.MatchString(label) {
+		return namedKey{}, fmt.Errorf("node: key name %q: use 1-64 of a-z, 0-9, - and _, starting with a letter or digit", label)
+	}
+	if n.cfg.RepoDir == "" {
+		return namedKey{}, errors.New("node: named keys live in the repo; this box has none")
+	}
+	dir := filepath.Join(n.cfg.RepoDir, "keys")
+	file := filepath.Join(dir, label+".key")
+	raw, err := os.ReadFile(file)
+	if errors.Is(err, os.ErrNotExist) {
+		sk, _, gerr := crypto.GenerateEd25519Key(rand.Reader)
+		if gerr != nil {
+			return namedKey{}, gerr
+		}
+		if raw, err = crypto.MarshalPrivateKey(sk); err == nil {
+			if err = os.MkdirAll(dir, 0o700); err == nil {
+				err = writeFileAtomic(file, raw, 0o600)
+			}
+		}
+	}
+	if err != nil {
+		return namedKey{}, fmt.Errorf("node: key %q: %w", label, err)
+	}
+	sk, err := crypto.UnmarshalPrivateKey(raw)
+	if err != nil {
+		return namedKey{}, fmt.Errorf("node: key %q in %s: %w", label, file, err)
+	}
+	pid, err := peer.IDFromPrivateKey(sk)
+	if err != nil {
+		return namedKey{}, err
+	}
+	return namedKey{label: label, sk: sk, name: ipns.NameFromPeer(pid)}, nil
+}
+
+// PublishName points the name of key label (SelfKey or "": the box's peer
+// ID; another label: a key of its own, kept in the repo) at root: a record
+// with a sequence above any the box or the DHT holds, valid for lifetime
 // (DefaultNameLifetime when 0), put in the DHT.
-func (n *Node) PublishName(ctx context.Context, root cid.Cid, lifetime time.Duration) (NameResult, error) {
+func (n *Node) PublishName(ctx context.Context, label string, root cid.Cid, lifetime time.Duration) (NameResult, error) {
 	if err := checkCodec(root); err != nil {
 		return NameResult{}, err
 	}
 	if lifetime <= 0 {
 		lifetime = DefaultNameLifetime
 	}
-	name := nameOf(n)
+	k, err := n.nameKeyOf(label)
+	if err != nil {
+		return NameResult{}, err
+	}
 	var seq uint64
-	if old, ok := n.keptRecord(ctx); ok {
+	if old, ok := n.keptRecord(ctx, k.label); ok {
 		if s, err := old.Sequence(); err == nil {
 			seq = s + 1
 		}
 	}
-	// A record this box published before a reinstall may be in the DHT.
+	// A record this key signed before a reinstall may be in the DHT.
 	gctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	if data, err := n.router.Routing().GetValue(gctx, string(name.RoutingKey())); err == nil {
-		if rec, err := ipns.UnmarshalRecord(data); err == nil && ipns.ValidateWithName(rec, name) == nil {
+	if data, err := n.router.Routing().GetValue(gctx, string(k.name.RoutingKey())); err == nil {
+		if rec, err := ipns.UnmarshalRecord(data); err == nil && ipns.ValidateWithName(rec, k.name) == nil {
 			if s, err := rec.Sequence(); err == nil && s >= seq {
 				seq = s + 1
 			}
 		}
 	}
 	cancel()
-	rec, err := n.signName(root, seq, lifetime)
+	rec, err := signName(k, root, seq, lifetime)
 	if err != nil {
 		return NameResult{}, err
 	}
-	if err := n.putName(ctx, rec); err != nil {
+	if err := n.putName(ctx, k, rec); err != nil {
 		return NameResult{}, err
 	}
-	n.log.Info("published name", "name", name, "root", root, "sequence", seq)
-	return nameResult(name, rec)
+	n.log.Info("published name", "key", k.label, "name", k.name, "root", root, "sequence", seq)
+	return nameResult(k.name, rec)
 }
 
-func (n *Node) signName(root cid.Cid, seq uint64, lifetime time.Duration) (*ipns.Record, error) {
+func signName(k namedKey, root cid.Cid, seq uint64, lifetime time.Duration) (*ipns.Record, error) {
 	ttl := min(DefaultNameTTL, lifetime)
-	rec, err := ipns.NewRecord(n.key, path.FromCid(root), seq, time.Now().Add(lifetime), ttl)
+	rec, err := ipns.NewRecord(k.sk, path.FromCid(root), seq, time.Now().Add(lifetime), ttl)
 	if err != nil {
 		return nil, fmt.Errorf("node: sign name record: %w", err)
 	}
 	return rec, nil
 }
 
-// putName stores rec as the box's record and puts it in the DHT.
-func (n *Node) putName(ctx context.Context, rec *ipns.Record) error {
+// putName keeps rec as k's record and puts it in the DHT.
+func (n *Node) putName(ctx context.Context, k namedKey, rec *ipns.Record) error {
 	data, err := ipns.MarshalRecord(rec)
 	if err != nil {
 		return fmt.Errorf("node: encode name record: %w", err)
 	}
-	if err := n.store.PutMeta(ctx, nameKey, data); err != nil {
+	if err := n.store.PutMeta(ctx, append(append([]byte{}, namePrefix...), k.label...), data); err != nil {
 		return fmt.Errorf("node: keep name record: %w", err)
 	}
 	pctx, cancel := context.WithTimeout(ctx, namePutTimeout)
 	defer cancel()
-	name := nameOf(n)
-	if err := n.router.Routing().PutValue(pctx, string(name.RoutingKey()), data); err != nil {
+	if err := n.router.Routing().PutValue(pctx, string(k.name.RoutingKey()), data); err != nil {
 		return fmt.Errorf("node: put the name record in the DHT (no DHT peers? bootstrap first): %w", err)
 	}
 	return nil
 }
 
-// nameOf is the box's IPNS name: its peer ID.
-func nameOf(n *Node) ipns.Name { return ipns.NameFromPeer(n.host.ID()) }
-
-func (n *Node) keptRecord(ctx context.Context) (*ipns.Record, bool) {
-	data, ok, err := n.store.GetMeta(ctx, nameKey)
+func (n *Node) keptRecord(ctx context.Context, label string) (*ipns.Record, bool) {
+	data, ok, err := n.store.GetMeta(ctx, append(append([]byte{}, namePrefix...), label...))
 	if err != nil || !ok {
 		return nil, false
 	}
@@ -129,10 +190,30 @@ func (n *Node) keptRecord(ctx context.Context) (*ipns.Record, bool) {
 	return rec, true
 }
 
-// republishName puts the box's record in the DHT again, re-signed with a
-// later end of life (and the next sequence) once half its lifetime passed.
+// republishName puts every kept record in the DHT again, each re-signed
+// with a later end of life (and the next sequence) once half its lifetime
+// passed.
 func (n *Node) republishName(ctx context.Context) {
-	rec, ok := n.keptRecord(ctx)
+	var labels []string
+	_ = n.store.ScanMeta(ctx, namePrefix, func(key, _ []byte) error {
+		labels = append(labels, string(key[len(namePrefix):]))
+		return nil
+	})
+	for _, label := range labels {
+		if ctx.Err() != nil {
+			return
+		}
+		n.republishOne(ctx, label)
+	}
+}
+
+func (n *Node) republishOne(ctx context.Context, label string) {
+	k, err := n.nameKeyOf(label)
+	if err != nil {
+		n.log.Warn("republish name: its key", "key", label, "err", err)
+		return
+	}
+	rec, ok := n.keptRecord(ctx, label)
 	if !ok {
 		return
 	}
@@ -140,22 +221,22 @@ func (n *Node) republishName(ctx context.Context) {
 	seq, err2 := rec.Sequence()
 	v, err3 := rec.Value()
 	if err := errors.Join(err1, err2, err3); err != nil {
-		n.log.Warn("the kept name record does not read; publish again", "err", err)
+		n.log.Warn("the kept name record does not read; publish again", "key", label, "err", err)
 		return
 	}
 	if time.Until(eol) < DefaultNameLifetime/2 {
 		root, err := cid.Decode(strings.TrimPrefix(v.String(), "/ipfs/"))
 		if err != nil {
-			n.log.Warn("the kept name record names no /ipfs/ CID; publish again", "value", v)
+			n.log.Warn("the kept name record names no /ipfs/ CID; publish again", "key", label, "value", v)
 			return
 		}
-		if rec, err = n.signName(root, seq+1, DefaultNameLifetime); err != nil {
-			n.log.Warn("re-sign name record", "err", err)
+		if rec, err = signName(k, root, seq+1, DefaultNameLifetime); err != nil {
+			n.log.Warn("re-sign name record", "key", label, "err", err)
 			return
 		}
 	}
-	if err := n.putName(ctx, rec); err != nil && ctx.Err() == nil {
-		n.log.Warn("republish name", "err", err)
+	if err := n.putName(ctx, k, rec); err != nil && ctx.Err() == nil {
+		n.log.Warn("republish name", "key", label, "err", err)
 	}
 }
 

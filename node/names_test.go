@@ -37,7 +37,7 @@ func TestNamesPublishResolveUpdate(t *testing.T) {
 		}
 		roots = append(roots, res)
 	}
-	first, err := pub.PublishName(ctx, roots[0].Root, time.Hour)
+	first, err := pub.PublishName(ctx, node.SelfKey, roots[0].Root, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func TestNamesPublishResolveUpdate(t *testing.T) {
 	if err != nil || !got.Root.Equals(roots[0].Root) {
 		t.Fatalf("resolve: %+v, %v", got, err)
 	}
-	second, err := pub.PublishName(ctx, roots[1].Root, time.Hour)
+	second, err := pub.PublishName(ctx, "", roots[1].Root, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,6 +62,18 @@ func TestNamesPublishResolveUpdate(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(out); string(b) != "site v2" {
 		t.Fatalf("got %q", b)
+	}
+
+	// A name of its own for another site, under a key kept in the repo.
+	site, err := pub.PublishName(ctx, "blog", roots[0].Root, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if site.Name == first.Name {
+		t.Fatal("a named key published under the box's own name")
+	}
+	if got, err := nw.Nodes[1].ResolveName(ctx, site.Name); err != nil || !got.Root.Equals(roots[0].Root) {
+		t.Fatalf("resolve the named key's name: %+v, %v", got, err)
 	}
 
 	// A forged record: the name's routing key, another key's signature,

@@ -211,6 +211,9 @@ func TestCLIAddGetStatusPeers(t *testing.T) {
 	if code, out, errs := ore(t, "name", "resolve", "--repo", b.repo, named.Name); code != 0 || strings.TrimSpace(out) != "/ipfs/"+dirRoot {
 		t.Fatalf("name resolve: %d %q %s", code, out, errs)
 	}
+	if code, out, errs := ore(t, "name", "publish", "--repo", a.repo, "--key", "site", "--json", root); code != 0 || strings.Contains(out, named.Name) {
+		t.Fatalf("name publish --key: %d %q %s", code, out, errs)
+	}
 	byName := filepath.Join(t.TempDir(), "by-name")
 	if code, _, errs := ore(t, "get", "--repo", b.repo, "-o", byName, "/ipns/"+named.Name); code != 0 {
 		t.Fatalf("get /ipns/: %s", errs)

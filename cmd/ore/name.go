@@ -22,14 +22,15 @@ const (
 // through a signed record in ore's DHT.
 func cmdName(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 || (args[0] != "publish" && args[0] != "resolve") {
-		return fmt.Errorf("%w: ore name publish CID [--lifetime 48h] | ore name resolve NAME", errUsage)
+		return fmt.Errorf("%w: ore name publish CID [--key NAME] [--lifetime 48h] | ore name resolve NAME", errUsage)
 	}
 	sub, args := args[0], args[1:]
 	fs := newFlags(e, "name "+sub, map[string]string{"publish": "[flags] CID", "resolve": "[flags] NAME"}[sub])
 	repo := repoFlag(e, fs)
-	lifetime := new(time.Duration)
+	lifetime, key := new(time.Duration), new(string)
 	if sub == "publish" {
 		lifetime = fs.Duration("lifetime", node.DefaultNameLifetime, "how long the record stays valid (the box republishes it while it runs)")
+		key = fs.String("key", node.SelfKey, "the key that signs: \"self\" (the box's peer ID is the name) or a name of your own (a key made in the repo on first use, one name per site)")
 	}
 	asJSON := fs.Bool("json", false, "print JSON")
 	pos, err := parse(fs, args)
@@ -51,7 +52,7 @@ func cmdName(ctx context.Context, e *env, args []string) error {
 		if *lifetime <= 0 {
 			return fmt.Errorf("%w: --lifetime %s: give a positive duration, like 48h", errUsage, *lifetime)
 		}
-		q := url.Values{"cid": {pos[0]}, "lifetime": {lifetime.String()}}
+		q := url.Values{"cid": {pos[0]}, "lifetime": {lifetime.String()}, "key": {*key}}
 		err = c.postJSON(ctx, apiNamePublish+"?"+q.Encode(), &res)
 	} else {
 		err = c.getJSON(ctx, apiNameResolve+"?"+url.Values{"name": {pos[0]}}.Encode(), &res)
@@ -82,7 +83,7 @@ func (s *apiServer) namePublish(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "lifetime must be a positive duration, like 48h", http.StatusBadRequest)
 		return
 	}
-	res, err := s.n.PublishName(r.Context(), root, lifetime)
+	res, err := s.n.PublishName(r.Context(), q.Get("key"), root, lifetime)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadGateway)
 		return
