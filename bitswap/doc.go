@@ -10,7 +10,8 @@
 //
 // Under boxo's server sits one network layer (gate.go) that every block
 // sent passes: it applies the upload limit (limit.go), the send gate
-// (gate.go), the seed's spreading of its blocks (spread.go), and drops a
+// (gate.go: a block is sent, held until Release, or, for a GateDecider,
+// answered with DONT_HAVE), the seed's spreading of its blocks (spread.go), and drops a
 // block whose asker cancelled the want while the block waited for its turn
 // at the uplink (latecancel.go).
 //

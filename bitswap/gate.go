@@ -31,6 +31,37 @@ type GateRefunder interface {
 	Refund(p peer.ID, size int)
 }
 
+// Verdict is a GateDecider's answer for one block.
+type Verdict int
+
+const (
+	// Send lets the block go (the gate counted it).
+	Send Verdict = iota
+	// Hold keeps it until Exchange.Release(p) and the gate allows it.
+	Hold
+	// DontHave drops it and tells the peer DONT_HAVE for its CID, so the
+	// peer asks elsewhere or later rather than waiting on silence.
+	DontHave
+)
+
+// GateDecider is a Gate that may also refuse a block outright (a peer
+// served from a free budget it has spent). A gate without it holds what
+// Allow refuses.
+type GateDecider interface {
+	Decide(p peer.ID, size int) Verdict
+}
+
+// decide asks the gate about one block.
+func (g *gatedNetwork) decide(p peer.ID, size int) Verdict {
+	if d, ok := g.gate.(GateDecider); ok {
+		return d.Decide(p, size)
+	}
+	if g.gate.Allow(p, size) {
+		return Send
+	}
+	return Hold
+}
+
 // WithGate sets the server's send gate (the proof-of-delivery credit window).
 func WithGate(g Gate) Option {
 	return func(c *config) error {
@@ -143,18 +174,27 @@ func (g *gatedNetwork) gated(ctx context.Context, p peer.ID, msg bsmsg.BitSwapMe
 		return g.send(ctx, p, msg, blks)
 	}
 	var allowed, hold []blocks.Block
+	var refused []cid.Cid
 	for _, b := range blks {
-		if g.gate.Allow(p, len(b.RawData())) {
+		switch g.decide(p, len(b.RawData())) {
+		case Send:
 			allowed = append(allowed, b)
-		} else {
+		case Hold:
 			hold = append(hold, b)
+		default:
+			refused = append(refused, b.Cid())
 		}
 	}
-	if len(hold) == 0 {
+	if len(hold) == 0 && len(refused) == 0 {
 		return g.send(ctx, p, msg, blks)
 	}
-	g.hold(p, hold)
+	if len(hold) > 0 {
+		g.hold(p, hold)
+	}
 	out := rebuild(msg, allowed)
+	for _, c := range refused {
+		out.AddBlockPresence(c, pb.Message_DontHave)
+	}
 	if out.Empty() {
 		return nil
 	}
@@ -277,6 +317,11 @@ func (g *gatedNetwork) release(ctx context.Context, p peer.ID) {
 	size := 0
 	flush := func() bool {
 		if len(batch) == 0 {
+			if !msg.Empty() { // DONT_HAVEs alone
+				err := g.BitSwapNetwork.SendMessage(ctx, p, msg)
+				msg = bsmsg.New(false)
+				return err == nil
+			}
 			return true
 		}
 		err := g.send(ctx, p, msg, batch)
@@ -288,10 +333,15 @@ func (g *gatedNetwork) release(ctx context.Context, p peer.ID) {
 		if !ok {
 			continue // deleted meanwhile: the peer asks again
 		}
-		if !g.gate.Allow(p, len(b.RawData())) {
+		v := g.decide(p, len(b.RawData()))
+		if v == Hold {
 			items[i].b = b
 			g.holdItems(p, items[i:])
 			break
+		}
+		if v == DontHave {
+			msg.AddBlockPresence(b.Cid(), pb.Message_DontHave)
+			continue
 		}
 		msg.AddBlock(b)
 		batch = append(batch, b)

@@ -148,3 +148,73 @@ func storedBlocks(t *testing.T, n int) (blockstore.Blockstore, []blocks.Block) {
 	}
 	return bs, blks
 }
+
+// verdicts answers each block by its size.
+type verdicts struct {
+	mu  sync.Mutex
+	per map[int]Verdict // by block size, which the test makes distinct
+}
+
+func (v *verdicts) Allow(p peer.ID, size int) bool { return v.Decide(p, size) == Send }
+func (v *verdicts) Decide(_ peer.ID, size int) Verdict {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.per[size]
+}
+
+// A GateDecider's DontHave drops the block and tells the peer DONT_HAVE
+// (no silence), on a first send and on a release alike; Hold still holds.
+func TestGateDontHave(t *testing.T) {
+	ctx := context.Background()
+	bs, _ := storedBlocks(t, 0)
+	var blks []blocks.Block
+	for i := range 3 {
+		b := blocks.NewBlock(make([]byte, 10+i)) // distinct sizes
+		if err := bs.Put(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		blks = append(blks, b)
+	}
+	w := &presenceWire{}
+	g := &verdicts{per: map[int]Verdict{}}
+	for i, b := range blks {
+		g.per[len(b.RawData())] = []Verdict{Send, DontHave, Hold}[i]
+	}
+	gn := newGatedNetwork(w, g, nil, bs)
+	p := peer.ID("kubo")
+	msg := bsmsg.New(false)
+	for _, b := range blks {
+		msg.AddBlock(b)
+	}
+	if err := gn.SendMessage(ctx, p, msg); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.sent) != 1 || w.sent[0] != blks[0].Cid() {
+		t.Fatalf("sent %v, want only the first block", w.sent)
+	}
+	if len(w.dontHave) != 1 || w.dontHave[0] != blks[1].Cid() {
+		t.Fatalf("DONT_HAVE for %v, want the second block", w.dontHave)
+	}
+	// The held block is refused on release: DONT_HAVE, not silence.
+	g.mu.Lock()
+	g.per[len(blks[2].RawData())] = DontHave
+	g.mu.Unlock()
+	gn.release(ctx, p)
+	if len(w.dontHave) != 2 || w.dontHave[1] != blks[2].Cid() || len(w.sent) != 1 {
+		t.Fatalf("after release: sent %v, DONT_HAVE %v", w.sent, w.dontHave)
+	}
+}
+
+// presenceWire records blocks and DONT_HAVEs sent.
+type presenceWire struct {
+	network.BitSwapNetwork
+	sent, dontHave []cid.Cid
+}
+
+func (w *presenceWire) SendMessage(_ context.Context, _ peer.ID, m bsmsg.BitSwapMessage) error {
+	for _, b := range m.Blocks() {
+		w.sent = append(w.sent, b.Cid())
+	}
+	w.dontHave = append(w.dontHave, m.DontHaves()...)
+	return nil
+}

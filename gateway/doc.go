@@ -5,7 +5,13 @@
 // directory listings, index.html) and the trustless gateway (?format=raw /
 // application/vnd.ipld.raw, ?format=car / application/vnd.ipld.car) through
 // boxo's gateway handler, so existing clients and verifiers work unchanged,
-// with Range, ETag/If-None-Match and immutable caching. Around it, this
+// with Range, ETag/If-None-Match and immutable caching. The specs' edges are
+// on too: CORS headers on every response and OPTIONS preflights (200),
+// Cache-Control: only-if-cached (412 at once when the root is not local;
+// such a request never reaches the network, see Offline), identity CIDs
+// (read from the CID, no lookup), X-Ipfs-Path, and the subdomain gateway
+// through boxo's hostname handler (Config.Domains, "localhost" by default:
+// /ipfs/{cid} there redirects to {cidv1b32}.ipfs.{domain}). Around it, this
 // package adds what an edge needs: per-client rate limits and a per-client
 // cap on requests in flight (429; a client is an IPv4 address or an IPv6
 // /64), a bound on concurrent fetches (503), a write deadline and a minimum

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"runtime"
 	"strings"
@@ -14,9 +15,16 @@ import (
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/ipfs/boxo/blockservice"
+	"github.com/ipfs/boxo/blockstore"
 	boxogw "github.com/ipfs/boxo/gateway"
 	"github.com/ipfs/boxo/ipld/merkledag"
+	"github.com/ipfs/boxo/ipns"
+	"github.com/ipfs/boxo/namesys"
+	"github.com/ipfs/boxo/verifcid"
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/routing"
+	"github.com/miekg/dns"
+	mh "github.com/multiformats/go-multihash"
 	"github.com/orecdn/ore/pod"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -70,7 +78,32 @@ type Backend interface {
 	Done(root cid.Cid)
 }
 
+// Names is implemented by backends that resolve /ipns/ names: the
+// gateway resolves names with NameSystem (IPNS records, DNSLink), reads
+// records from ValueStore for ?format=ipns-record (boxo validates them),
+// and serves /ipns/{name}[/path].
+type Names interface {
+	ValueStore() routing.ValueStore
+	NameSystem() namesys.NameSystem
+}
+
 type rootKey struct{}
+
+type offlineKey struct{}
+
+// withOffline marks ctx as serving a request that must not go to the
+// network (Cache-Control: only-if-cached).
+func withOffline(ctx context.Context) context.Context {
+	return context.WithValue(ctx, offlineKey{}, true)
+}
+
+// Offline reports whether a request must be answered from local blocks
+// alone: a Backend's exchange fails such fetches at once (the gateway then
+// answers 412, as the path gateway spec says of only-if-cached).
+func Offline(ctx context.Context) bool {
+	v, _ := ctx.Value(offlineKey{}).(bool)
+	return v
+}
 
 // WithRoot marks ctx as serving a request for root.
 func WithRoot(ctx context.Context, root cid.Cid) context.Context {
@@ -120,9 +153,21 @@ type Config struct {
 	// CPUPermits bounds the requests for wholly local DAGs that boxo's
 	// handler serves at once (see permitWriter; default: the cores but
 	// one, at least one).
-	CPUPermits      int
-	HeatHalfLife    time.Duration // (default 10 min)
-	NoLocalFastPath bool          // serve wholly local files through boxo's handler too
+	CPUPermits   int
+	HeatHalfLife time.Duration // (default 10 min)
+	// Domains are the hostnames served as subdomain gateways (the
+	// subdomain gateway spec): on such a host, /ipfs/{cid}[/path] is
+	// redirected (301) to {cid}.ipfs.{host}[/path] with the CID in
+	// base32 CIDv1 (one origin per CID: a site's pages cannot read another
+	// site's storage), and {cid}.ipfs.{host}/path is served. Any other host
+	// (an IP address, a name not listed) is a path gateway. nil means
+	// "localhost", as browsers resolve *.localhost to loopback; an empty
+	// non-nil slice means none. An IP address cannot be one (no
+	// subdomains): New fails.
+	Domains []string
+	// Denylist is content the gateway answers 410 Gone for (nil: none).
+	Denylist        *Denylist
+	NoLocalFastPath bool // serve wholly local files through boxo's handler too
 	Registry        prometheus.Registerer
 	// Gatherer is served at /metrics when PublicMetrics is set. By default
 	// the gateway does not publish its metrics (the daemon serves them on
@@ -169,6 +214,9 @@ func (c *Config) defaults() {
 	if c.CPUPermits <= 0 {
 		c.CPUPermits = max(1, runtime.GOMAXPROCS(0)-1)
 	}
+	if c.Domains == nil {
+		c.Domains = []string{"localhost"}
+	}
 	if c.HeatHalfLife <= 0 {
 		c.HeatHalfLife = 10 * time.Minute
 	}
@@ -184,7 +232,8 @@ func (c *Config) defaults() {
 type Gateway struct {
 	cfg     Config
 	backend Backend
-	inner   http.Handler
+	inner   http.Handler  // boxo's handler
+	front   http.Handler  // CORS headers, then subdomains, then mux
 	cpu     chan struct{} // CPU permits of requests for wholly local DAGs
 	heat    *Heat
 	slots   chan struct{}
@@ -212,7 +261,29 @@ const (
 // New builds a gateway over backend.
 func New(cfg Config, backend Backend) (*Gateway, error) {
 	cfg.defaults()
-	bb, err := boxogw.NewBlocksBackend(backend.BlockService(), boxogw.WithPrometheusRegistry(cfg.Registry))
+	public := map[string]*boxogw.PublicGateway{}
+	for _, d := range cfg.Domains {
+		d = strings.ToLower(strings.TrimSpace(d))
+		if d == "" || strings.ContainsAny(d, "/:*") || net.ParseIP(d) != nil {
+			return nil, fmt.Errorf("gateway: domain %q: want a hostname without port (an IP address has no subdomains)", d)
+		}
+		public[d] = &boxogw.PublicGateway{UseSubdomains: true, NoDNSLink: true, DeserializedResponses: true}
+	}
+	// Identity CIDs carry their block: it is read from the CID itself,
+	// never from the store or the network, whatever the backend does.
+	bsvc := backend.BlockService()
+	bsvc = blockservice.New(blockstore.NewIdStore(bsvc.Blockstore()), bsvc.Exchange())
+	bopts := []boxogw.BackendOption{boxogw.WithPrometheusRegistry(cfg.Registry)}
+	paths := []string{"/ipfs"}
+	names, hasNames := backend.(Names)
+	if hasNames {
+		bopts = append(bopts, boxogw.WithValueStore(names.ValueStore()), boxogw.WithNameSystem(names.NameSystem()))
+		paths = append(paths, "/ipns")
+	}
+	for _, pg := range public {
+		pg.Paths = paths
+	}
+	bb, err := boxogw.NewBlocksBackend(bsvc, bopts...)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: backend: %w", err)
 	}
@@ -256,14 +327,25 @@ func New(cfg Config, backend Backend) (*Gateway, error) {
 			return nil, fmt.Errorf("gateway: register metrics: %w", err)
 		}
 	}
-	g.inner = boxogw.NewHandler(boxogw.Config{
+	bcfg := boxogw.Config{
 		DeserializedResponses: true,
 		NoDNSLink:             true,
 		DisableHTMLErrors:     true,
-		RetrievalTimeout:      cfg.RetrievalTimeout,
-		MaxRequestDuration:    cfg.MaxRequestDuration,
-		MetricsRegistry:       cfg.Registry,
-	}, listingLimit{BlocksBackend: bb, dag: merkledag.NewDAGService(backend.BlockService()), max: cfg.MaxListingEntries})
+		// Clients (and the gateway conformance tests) still read it.
+		DeprecatedXIpfsPath: true,
+		PublicGateways:      public,
+		RetrievalTimeout:    cfg.RetrievalTimeout,
+		MaxRequestDuration:  cfg.MaxRequestDuration,
+		MetricsRegistry:     cfg.Registry,
+	}
+	ll := listingLimit{BlocksBackend: bb, dag: merkledag.NewDAGService(bsvc), max: cfg.MaxListingEntries}
+	g.inner = boxogw.NewHandler(bcfg, ll)
+	content := http.NewServeMux()
+	content.HandleFunc("/ipfs/", g.serveContent)
+	content.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		g.fail(w, http.StatusNotFound, "ore serves /ipfs/{cid}[/path]")
+	})
+	hosts := boxogw.NewHostnameHandler(bcfg, ll, content)
 	g.mux = http.NewServeMux()
 	g.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	served := "ore serves /ipfs/{cid}[/path] and /healthz"
@@ -271,10 +353,32 @@ func New(cfg Config, backend Backend) (*Gateway, error) {
 		g.mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
 		served += " and /metrics"
 	}
-	g.mux.HandleFunc("/ipfs/", g.serveContent)
+	g.mux.Handle("/ipfs/", hosts)
+	if hasNames {
+		content.HandleFunc("/ipns/", g.serveName)
+		g.mux.Handle("/ipns/", hosts)
+		served = strings.Replace(served, "/ipfs/{cid}[/path]", "/ipfs/{cid}[/path], /ipns/{name}[/path]", 1)
+	}
 	g.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, http.StatusNotFound, served)
 	})
+	// Every response carries the CORS headers (the specs' and boxo's set,
+	// any origin): a page on another origin can read content, errors
+	// included. A request to {cid}.ipfs.{domain} is content whatever its
+	// path (a site's own /healthz is a file).
+	g.front = boxogw.NewHeaders(nil).WithDeprecatedXIpfsPath().ApplyCors().Wrap(
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.TLS != nil && r.URL.Scheme == "" {
+				// boxo's redirects keep the request's scheme, which a
+				// server's request URL lacks.
+				r.URL.Scheme = "https"
+			}
+			if g.subdomainHost(r) {
+				hosts.ServeHTTP(w, r)
+				return
+			}
+			g.mux.ServeHTTP(w, r)
+		}))
 	return g, nil
 }
 
@@ -291,7 +395,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	})
 	defer dw.finish()
 	cw := &countingWriter{ResponseWriter: dw}
-	g.mux.ServeHTTP(cw, r)
+	g.front.ServeHTTP(cw, r)
 	if cw.code == 0 {
 		cw.code = http.StatusOK
 	}
@@ -307,18 +411,40 @@ func (g *Gateway) fail(w http.ResponseWriter, code int, msg string) {
 	fmt.Fprintf(w, "%d %s: %s\n", code, http.StatusText(code), msg)
 }
 
-func (g *Gateway) serveContent(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
+// subdomainHost reports whether r asks for {id}.{ns}.{domain} of one of
+// the configured domains.
+func (g *Gateway) subdomainHost(r *http.Request) bool {
+	host := cmp.Or(r.Header.Get("X-Forwarded-Host"), r.Host)
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.ToLower(host)
+	for _, d := range g.cfg.Domains {
+		if rest, ok := strings.CutSuffix(host, "."+d); ok && strings.Contains(rest, ".") {
+			return true
+		}
+	}
+	return false
+}
+
+// admit applies what every content request goes through before any
+// lookup: read-only methods, the client's rate limit and its cap on
+// requests in flight, and the answer to a CORS preflight. ok false: the
+// response is written. Call leave when the request ends.
+func (g *Gateway) admit(w http.ResponseWriter, r *http.Request) (leave func(), ok bool) {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+	default:
+		w.Header().Set("Allow", "GET, HEAD, OPTIONS")
 		g.fail(w, http.StatusMethodNotAllowed, "the gateway is read-only")
-		return
+		return nil, false
 	}
 	client := clientKey(r.RemoteAddr)
 	if !g.clients.allow(client) {
 		g.refused.WithLabelValues(refusedRate).Inc()
 		w.Header().Set("Retry-After", "1")
 		g.fail(w, http.StatusTooManyRequests, fmt.Sprintf("more than %v requests per second from %s", g.cfg.RatePerClient, client))
-		return
+		return nil, false
 	}
 	// The per-client cap before the slots: a client over its cap must not
 	// take a slot even for an instant.
@@ -326,9 +452,41 @@ func (g *Gateway) serveContent(w http.ResponseWriter, r *http.Request) {
 		g.refused.WithLabelValues(refusedCap).Inc()
 		w.Header().Set("Retry-After", "1")
 		g.fail(w, http.StatusTooManyRequests, fmt.Sprintf("%s has %d requests in flight, its limit", client, g.cfg.MaxPerClient))
+		return nil, false
+	}
+	if r.Method == http.MethodOptions {
+		// A CORS preflight: 200 with Allow and the CORS headers, before
+		// any lookup (boxo's handler means to answer the same, but its
+		// retrieval-timeout writer drops headers of a response with no
+		// body).
+		g.clients.leave(client)
+		w.Header()["Allow"] = []string{http.MethodGet, http.MethodHead, http.MethodOptions}
+		w.WriteHeader(http.StatusOK)
+		return nil, false
+	}
+	return func() { g.clients.leave(client) }, true
+}
+
+// slot takes one of the gateway's slots, or answers 503. Call free when
+// the request ends.
+func (g *Gateway) slot(w http.ResponseWriter) (free func(), ok bool) {
+	select {
+	case g.slots <- struct{}{}:
+		return func() { <-g.slots }, true
+	default:
+		g.refused.WithLabelValues(refusedSlots).Inc()
+		w.Header().Set("Retry-After", "1")
+		g.fail(w, http.StatusServiceUnavailable, fmt.Sprintf("the gateway is serving %d requests, its limit; retry shortly", g.cfg.MaxConcurrentFetches))
+		return nil, false
+	}
+}
+
+func (g *Gateway) serveContent(w http.ResponseWriter, r *http.Request) {
+	leave, ok := g.admit(w, r)
+	if !ok {
 		return
 	}
-	defer g.clients.leave(client)
+	defer leave()
 	rest := strings.TrimPrefix(r.URL.Path, "/ipfs/")
 	seg, _, _ := strings.Cut(rest, "/")
 	root, err := cid.Decode(seg)
@@ -336,15 +494,23 @@ func (g *Gateway) serveContent(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, http.StatusBadRequest, fmt.Sprintf("%q is not a CID: %v", seg, err))
 		return
 	}
-	select {
-	case g.slots <- struct{}{}:
-		defer func() { <-g.slots }()
-	default:
-		g.refused.WithLabelValues(refusedSlots).Inc()
-		w.Header().Set("Retry-After", "1")
-		g.fail(w, http.StatusServiceUnavailable, fmt.Sprintf("the gateway is serving %d requests, its limit; retry shortly", g.cfg.MaxConcurrentFetches))
+	if g.cfg.Denylist.Denied(root) {
+		g.fail(w, http.StatusGone, fmt.Sprintf("%s is blocked by this gateway's denylist", root))
 		return
 	}
+	identity := root.Prefix().MhType == mh.IDENTITY
+	if identity && root.Prefix().MhLength > verifcid.DefaultMaxIdentityDigestSize {
+		g.fail(w, http.StatusBadRequest, fmt.Sprintf("identity CID of %d bytes: at most %d", root.Prefix().MhLength, verifcid.DefaultMaxIdentityDigestSize))
+		return
+	}
+	// only-if-cached (the path gateway spec): answer from local blocks or
+	// 412 at once, never wait on the network.
+	offline := r.Header.Get("Cache-Control") == "only-if-cached"
+	free, ok := g.slot(w)
+	if !ok {
+		return
+	}
+	defer free()
 	if r.URL.Query().Has(FnParam) {
 		g.serveJob(w, r, root, rest)
 		return
@@ -359,15 +525,19 @@ func (g *Gateway) serveContent(w http.ResponseWriter, r *http.Request) {
 	}
 	cw := w.(*countingWriter)
 	start := cw.n
-	if lf, ok := g.backend.(LocalFiles); ok && !g.cfg.NoLocalFastPath && localEligible(r, rest) {
+	if lf, ok := g.backend.(LocalFiles); ok && !g.cfg.NoLocalFastPath && !identity && localEligible(r, rest) {
 		if f, err := lf.OpenLocal(r.Context(), root); err == nil && g.serveLocal(w, r, root, f) {
 			g.heat.Record(root, cw.n-start, time.Now())
 			return
 		}
 	}
-	lctx, cancel := context.WithTimeout(r.Context(), g.cfg.NotFoundTimeout)
-	err = g.backend.Locate(lctx, root)
-	cancel()
+	if offline {
+		r = r.WithContext(withOffline(r.Context()))
+	} else if !identity {
+		lctx, cancel := context.WithTimeout(r.Context(), g.cfg.NotFoundTimeout)
+		err = g.backend.Locate(lctx, root)
+		cancel()
+	}
 	switch {
 	case err == nil:
 	case errors.Is(err, ErrNotFound):
@@ -392,7 +562,7 @@ func (g *Gateway) serveContent(w http.ResponseWriter, r *http.Request) {
 	defer g.backend.Done(root)
 	ctx, cancel := context.WithCancel(WithRoot(r.Context(), root))
 	defer cancel()
-	if wantsWholeDAG(r, rest) {
+	if wantsWholeDAG(r, rest) && !offline && !identity {
 		go g.backend.Prefetch(ctx, root)
 	}
 	if ld, ok := g.backend.(LocalDAGs); ok && ld.Complete(ctx, root) {
@@ -405,6 +575,47 @@ func (g *Gateway) serveContent(w http.ResponseWriter, r *http.Request) {
 	}
 	g.inner.ServeHTTP(w, r.WithContext(ctx))
 	g.heat.Record(root, cw.n-start, time.Now())
+}
+
+// IsDNSLinkName reports whether s (a name without /ipns/) is a domain
+// resolved through DNSLink (the TXT record of _dnslink.s) rather than an
+// IPNS key: a DNS name of two labels or more.
+func IsDNSLinkName(s string) bool {
+	if _, err := ipns.NameFromString(s); err == nil {
+		return false
+	}
+	_, ok := dns.IsDomainName(s)
+	return ok && strings.Contains(strings.Trim(s, "."), ".")
+}
+
+// serveName answers /ipns/{name}[/path] through boxo's handler, which
+// resolves the name's record from the backend's ValueStore (validating its
+// signature and expiry) and sets the caching headers from its TTL. The same
+// client limits and slots apply as to /ipfs/.
+func (g *Gateway) serveName(w http.ResponseWriter, r *http.Request) {
+	leave, ok := g.admit(w, r)
+	if !ok {
+		return
+	}
+	defer leave()
+	seg, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/ipns/"), "/")
+	if _, err := ipns.NameFromString(seg); err != nil && !IsDNSLinkName(seg) {
+		g.fail(w, http.StatusBadRequest, fmt.Sprintf("%q is not an IPNS name (a k51... key or a peer ID) nor a DNSLink domain: %v", seg, err))
+		return
+	}
+	if g.cfg.Denylist.DeniedName(seg) {
+		g.fail(w, http.StatusGone, fmt.Sprintf("/ipns/%s is blocked by this gateway's denylist", seg))
+		return
+	}
+	free, ok := g.slot(w)
+	if !ok {
+		return
+	}
+	defer free()
+	if r.Header.Get("Cache-Control") == "only-if-cached" {
+		r = r.WithContext(withOffline(r.Context()))
+	}
+	g.inner.ServeHTTP(w, r)
 }
 
 // wantsWholeDAG reports whether the response will read root's whole DAG:

@@ -18,7 +18,8 @@ import (
 // /ipfs/{cid} for a UnixFS file whose every block is on this box is served
 // straight from the store with net/http's ServeContent, with the headers
 // boxo's path gateway sends for the same request (ETag, Cache-Control,
-// X-Ipfs-Roots, Content-Type by sniffing). Anything else (paths inside a
+// X-Ipfs-Roots, X-Ipfs-Path, Content-Type by sniffing; the CORS headers
+// are the gateway's, on every response). Anything else (paths inside a
 // DAG, directories, trustless formats, several ranges, query parameters, a
 // DAG not wholly local) takes boxo's handler.
 
@@ -57,6 +58,9 @@ func localEligible(r *http.Request, rest string) bool {
 	if r.Header.Get("Service-Worker") != "" {
 		return false
 	}
+	if r.Method == http.MethodHead && r.Header.Get("Cache-Control") == "only-if-cached" {
+		return false // boxo answers a bare 200 (or 412)
+	}
 	accept := r.Header.Get("Accept")
 	for _, special := range []string{"application/vnd.", "application/x-tar", "application/json", "application/cbor"} {
 		if strings.Contains(accept, special) {
@@ -81,6 +85,7 @@ func (g *Gateway) serveLocal(w http.ResponseWriter, r *http.Request, root cid.Ci
 		if !etagMatch(inm, etag) {
 			return false // boxo also knows the directory-listing and DAG-index validators
 		}
+		h.Set("X-Ipfs-Path", "/ipfs/"+s)
 		h.Set("Ipfs-Uri", "ipfs://"+s)
 		h.Set("Etag", etag)
 		h.Set("Cache-Control", immutableCacheControl)
@@ -97,6 +102,7 @@ func (g *Gateway) serveLocal(w http.ResponseWriter, r *http.Request, root cid.Ci
 	}
 	h.Set("Etag", etag)
 	h.Set("Cache-Control", immutableCacheControl)
+	h.Set("X-Ipfs-Path", "/ipfs/"+s)
 	h.Set("Ipfs-Uri", "ipfs://"+s)
 	h.Set("X-Ipfs-Roots", s)
 	if ctype != "" {

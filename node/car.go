@@ -142,7 +142,7 @@ func (n *Node) walkLocal(ctx context.Context, root cid.Cid, visit func(blocks.Bl
 		if err := visit(b); err != nil {
 			return err
 		}
-		if c.Prefix().Codec != cid.DagProtobuf {
+		if !hasLinks(c) {
 			return nil
 		}
 		links, err := linkCIDs(b)

@@ -149,6 +149,24 @@ func (g capGate) Allow(p peer.ID, size int) bool {
 	return true
 }
 
+// Decide passes the next gate's three verdicts on (the free tier refuses
+// outright what its budget cannot pay) within the month's cap.
+func (g capGate) Decide(p peer.ID, size int) bitswap.Verdict {
+	if !g.d.reserve(size) {
+		return bitswap.Hold
+	}
+	v := bitswap.Send
+	if d, ok := g.next.(bitswap.GateDecider); ok {
+		v = d.Decide(p, size)
+	} else if g.next != nil && !g.next.Allow(p, size) {
+		v = bitswap.Hold
+	}
+	if v != bitswap.Send {
+		g.d.unreserve(size)
+	}
+	return v
+}
+
 func (g capGate) Refund(p peer.ID, size int) {
 	g.d.unreserve(size)
 	if r, ok := g.next.(bitswap.GateRefunder); ok {

@@ -7,7 +7,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/ipfs/go-cid"
 
 	"github.com/orecdn/ore/heat"
@@ -216,21 +215,21 @@ func (n *Node) walkBlocks(ctx context.Context, root cid.Cid, fn func(cid.Cid)) e
 			continue
 		}
 		fn(c)
-		if c.Prefix().Codec != cid.DagProtobuf {
+		if !hasLinks(c) {
 			continue
 		}
 		b, err := n.store.Get(ctx, c)
 		if err != nil {
 			return err
 		}
-		nd, err := merkledag.DecodeProtobufBlock(b)
+		links, err := linkCIDs(b)
 		if err != nil {
 			continue // not a DAG we can walk: its block alone goes
 		}
-		for _, l := range nd.Links() {
-			if _, ok := seen[l.Cid]; !ok {
-				seen[l.Cid] = struct{}{}
-				queue = append(queue, l.Cid)
+		for _, l := range links {
+			if _, ok := seen[l]; !ok {
+				seen[l] = struct{}{}
+				queue = append(queue, l)
 			}
 		}
 	}

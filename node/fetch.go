@@ -26,6 +26,8 @@ var (
 	ErrNotFound    = errors.New("node: no box provides this content")
 	ErrStalled     = errors.New("node: transfer stalled")
 	ErrUnsupported = errors.New("node: unsupported content")
+	// ErrDenied: the content is on one of the box's denylists.
+	ErrDenied      = errors.New("node: blocked content")
 	ErrDAGTooLarge = errors.New("node: DAG exceeds a fetch limit")
 )
 
@@ -101,6 +103,9 @@ func (n *Node) fetch(ctx context.Context, root cid.Cid, progress func(FetchProgr
 	}
 	if err := checkCodec(root); err != nil {
 		return FetchResult{}, err
+	}
+	if n.deny.Denied(root) {
+		return FetchResult{}, fmt.Errorf("%w: %s is blocked by the box's denylist", ErrDenied, root)
 	}
 	if tk := ticketFrom(ctx); tk != nil {
 		if err := n.useTicket(ctx, root, tk); err != nil {
@@ -180,14 +185,6 @@ func (n *Node) fetch(ctx context.Context, root cid.Cid, progress func(FetchProgr
 	}
 	n.log.Info("fetched", "root", root, "blocks", res.Blocks, "bytes", res.Bytes, "from_network", res.Fetched, "took", res.Duration)
 	return res, nil
-}
-
-func checkCodec(c cid.Cid) error {
-	switch c.Prefix().Codec {
-	case cid.DagProtobuf, cid.Raw:
-		return nil
-	}
-	return fmt.Errorf("%w: %s has codec 0x%x; ore serves UnixFS (dag-pb) and raw blocks", ErrUnsupported, c, c.Prefix().Codec)
 }
 
 func reason(err error) string {
@@ -531,7 +528,7 @@ func (f *fetch) chunk(cids []cid.Cid) ([]cid.Cid, error) {
 		if err != nil {
 			return nil, err
 		}
-		if c.Prefix().Codec == cid.DagProtobuf {
+		if hasLinks(c) {
 			b, err := f.n.store.Get(f.ctx, c)
 			if err != nil {
 				return nil, err
@@ -780,24 +777,33 @@ func (f *fetch) cause(err error) error {
 // visit records the root's size, checks b's links against maxNodeLinks
 // and appends b to parents if it has links and was not met before.
 func (f *fetch) visit(b blocks.Block, parents []cid.Cid) ([]cid.Cid, error) {
-	if b.Cid().Prefix().Codec != cid.DagProtobuf {
-		if f.total.Load() == 0 {
-			f.total.CompareAndSwap(0, int64(len(b.RawData())))
+	nlinks := 0
+	switch {
+	case b.Cid().Prefix().Codec == cid.DagProtobuf:
+		links, err := nodeLinks(b)
+		if err != nil {
+			return nil, err
 		}
-		return parents, nil
-	}
-	links, err := nodeLinks(b)
-	if err != nil {
-		return nil, err
+		if f.total.Load() == 0 {
+			// A dag-pb node's links carry the sizes below them.
+			total := int64(len(b.RawData()))
+			for _, l := range links {
+				total += int64(l.Size)
+			}
+			f.total.CompareAndSwap(0, total)
+		}
+		nlinks = len(links)
+	case hasLinks(b.Cid()):
+		links, err := linkCIDs(b)
+		if err != nil {
+			return nil, err
+		}
+		nlinks = len(links)
 	}
 	if f.total.Load() == 0 {
-		total := int64(len(b.RawData()))
-		for _, l := range links {
-			total += int64(l.Size)
-		}
-		f.total.CompareAndSwap(0, total)
+		f.total.CompareAndSwap(0, int64(len(b.RawData()))) // no sizes below: the root's own
 	}
-	if len(links) == 0 {
+	if nlinks == 0 {
 		return parents, nil
 	}
 	f.mu.Lock()
@@ -822,10 +828,20 @@ func (n *Node) provideAsync(root cid.Cid) {
 }
 
 // Open returns the UnixFS file or directory at root from local blocks
-// (Fetch it first). Reading a block that is not local fails.
+// (Fetch it first). Reading a block that is not local fails. A dag-cbor,
+// dag-json, json or cbor root opens as a file of its own block's bytes:
+// the document, as the gateway serves it with ?format= (a fetch gets and
+// keeps the blocks it links too).
 func (n *Node) Open(ctx context.Context, root cid.Cid) (files.Node, error) {
 	if err := checkCodec(root); err != nil {
 		return nil, err
+	}
+	if !isUnixFS(root) {
+		b, err := n.store.Get(ctx, root)
+		if err != nil {
+			return nil, fmt.Errorf("node: open %s: %w", root, err)
+		}
+		return files.NewBytesFile(b.RawData()), nil
 	}
 	nd, err := n.dag.Get(ctx, root)
 	if err != nil {

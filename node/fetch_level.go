@@ -90,19 +90,6 @@ func (f *fetch) readLinks(p cid.Cid) ([]cid.Cid, error) {
 	return linkCIDs(b)
 }
 
-// linkCIDs returns the CIDs a dag-pb block links, at most maxNodeLinks.
-func linkCIDs(b blocks.Block) ([]cid.Cid, error) {
-	links, err := nodeLinks(b)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]cid.Cid, len(links))
-	for i, l := range links {
-		out[i] = l.Cid
-	}
-	return out, nil
-}
-
 // nodeLinks decodes the links of a dag-pb block, at most maxNodeLinks.
 func nodeLinks(b blocks.Block) ([]*format.Link, error) {
 	nd, err := merkledag.DecodeProtobufBlock(b)

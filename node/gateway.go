@@ -11,8 +11,11 @@ import (
 
 	"github.com/ipfs/boxo/blockservice"
 	"github.com/ipfs/boxo/exchange"
+	"github.com/ipfs/boxo/namesys"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
+	ipld "github.com/ipfs/go-ipld-format"
+	"github.com/libp2p/go-libp2p/core/routing"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/orecdn/ore/gateway"
@@ -33,6 +36,7 @@ type gatewayBackend struct {
 var (
 	_ gateway.Backend   = (*gatewayBackend)(nil)
 	_ gateway.LocalDAGs = (*gatewayBackend)(nil)
+	_ gateway.Names     = (*gatewayBackend)(nil)
 )
 
 func (b *gatewayBackend) BlockService() blockservice.BlockService { return b.bs }
@@ -76,11 +80,18 @@ func (b *gatewayBackend) Complete(ctx context.Context, root cid.Cid) bool {
 	return b.n.isComplete(ctx, root)
 }
 
+// NameSystem resolves the gateway's /ipns/ names.
+func (b *gatewayBackend) NameSystem() namesys.NameSystem { return b.n.names }
+
+// ValueStore is where the gateway reads IPNS records: ore's DHT.
+func (b *gatewayBackend) ValueStore() routing.ValueStore { return b.n.router.Routing() }
+
 // Done sends the final receipts of the request's root.
 func (b *gatewayBackend) Done(root cid.Cid) { b.n.pod.finalize(root) }
 
 // receiptExchange is the gateway's exchange: bitswap, with every wanted
-// block registered for receipts under the request's root.
+// block registered for receipts under the request's root; a request marked
+// gateway.Offline (only-if-cached) fetches nothing.
 type receiptExchange struct{ n *Node }
 
 var _ exchange.SessionExchange = receiptExchange{}
@@ -93,12 +104,28 @@ func (e receiptExchange) want(ctx context.Context, cs ...cid.Cid) {
 	e.n.pod.want(root, cs)
 }
 
+// errOffline answers a fetch of a request that must not use the network.
+var errOffline = fmt.Errorf("node: only-if-cached: %w", ipld.ErrNotFound{})
+
+// closedBlocks is what GetBlocks answers such a request: no block.
+func closedBlocks() <-chan blocks.Block {
+	ch := make(chan blocks.Block)
+	close(ch)
+	return ch
+}
+
 func (e receiptExchange) GetBlock(ctx context.Context, c cid.Cid) (blocks.Block, error) {
+	if gateway.Offline(ctx) {
+		return nil, errOffline
+	}
 	e.want(ctx, c)
 	return e.n.ex.GetBlock(ctx, c)
 }
 
 func (e receiptExchange) GetBlocks(ctx context.Context, cs []cid.Cid) (<-chan blocks.Block, error) {
+	if gateway.Offline(ctx) {
+		return closedBlocks(), nil
+	}
 	e.want(ctx, cs...)
 	return e.n.ex.GetBlocks(ctx, cs)
 }
@@ -120,11 +147,17 @@ type receiptSession struct {
 }
 
 func (s receiptSession) GetBlock(ctx context.Context, c cid.Cid) (blocks.Block, error) {
+	if gateway.Offline(ctx) || gateway.Offline(s.ctx) {
+		return nil, errOffline
+	}
 	s.x.want(s.ctx, c)
 	return s.ses.GetBlock(ctx, c)
 }
 
 func (s receiptSession) GetBlocks(ctx context.Context, cs []cid.Cid) (<-chan blocks.Block, error) {
+	if gateway.Offline(ctx) || gateway.Offline(s.ctx) {
+		return closedBlocks(), nil
+	}
 	s.x.want(s.ctx, cs...)
 	return s.ses.GetBlocks(ctx, cs)
 }
@@ -143,7 +176,17 @@ func (n *Node) startGateway() error {
 	}
 	gc.Registry, gc.Gatherer, gc.Logger = n.reg, n.reg, n.log.With("part", "gateway")
 	gc.PublicMetrics = gc.PublicMetrics || n.cfg.GatewayMetrics
+	if gc.Domains == nil {
+		gc.Domains = n.cfg.GatewayDomains
+	}
+	if gc.Denylist == nil {
+		gc.Denylist = n.deny
+	}
 	gw, err := gateway.New(gc, b)
+	if err != nil {
+		return err
+	}
+	tlsCfg, err := n.gatewayTLS()
 	if err != nil {
 		return err
 	}
@@ -179,8 +222,16 @@ func (n *Node) startGateway() error {
 		ErrorLog:          slog.NewLogLogger(n.log.With("part", "gateway").Handler(), slog.LevelWarn),
 	}
 	n.gatewayAddr = l.Addr().String()
+	if tlsCfg != nil {
+		n.gatewaySrv.TLSConfig = tlsCfg // ServeTLS adds HTTP/2
+		n.gatewayHTTPS = true
+	}
 	n.spawn(func(ctx context.Context) {
-		if err := n.gatewaySrv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		serve := n.gatewaySrv.Serve
+		if tlsCfg != nil {
+			serve = func(l net.Listener) error { return n.gatewaySrv.ServeTLS(l, "", "") }
+		}
+		if err := serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("gateway stopped", "err", err)
 		}
 	})
@@ -191,6 +242,18 @@ func (n *Node) startGateway() error {
 // GatewayAddr is the address the HTTP gateway listens on ("" when the box
 // is not a gateway).
 func (n *Node) GatewayAddr() string { return n.gatewayAddr }
+
+// GatewayURL is the gateway's base URL, http:// or https:// ("" when the
+// box is not a gateway).
+func (n *Node) GatewayURL() string {
+	if n.gatewayAddr == "" {
+		return ""
+	}
+	if n.gatewayHTTPS {
+		return "https://" + n.gatewayAddr
+	}
+	return "http://" + n.gatewayAddr
+}
 
 // Gateway is the box's HTTP gateway (nil when it is not a gateway).
 func (n *Node) Gateway() *gateway.Gateway { return n.gateway }

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -231,6 +232,82 @@ func TestGatewayErrors(t *testing.T) {
 	_ = gw
 }
 
+// The gateway spec cases a box answers without the network: CORS
+// preflight, only-if-cached (412 at once, and nothing fetched), identity
+// CIDs; and the subdomain gateway on localhost, end to end over HTTP.
+func TestGatewaySpecCases(t *testing.T) {
+	nw, gw, base := gatewayNet(t, gateway.Config{})
+	ctx := testCtx(t)
+	site := t.TempDir()
+	page := []byte("<html><body>ore site</body></html>")
+	_ = os.WriteFile(filepath.Join(site, "index.html"), page, 0o644)
+	_ = os.MkdirAll(filepath.Join(site, "css"), 0o755)
+	_ = os.WriteFile(filepath.Join(site, "css", "a.css"), []byte("body{}"), 0o644)
+	res, err := nw.Nodes[0].AddPath(ctx, site)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := res.Root.String()
+	for _, p := range []string{"/ipfs/" + root, "/ipfs/" + root + "/css/a.css"} {
+		if resp, _ := httpGet(t, base+p, "Cache-Control", "only-if-cached"); resp.StatusCode != http.StatusPreconditionFailed {
+			t.Errorf("only-if-cached %s, not on the gateway: %d, want 412", p, resp.StatusCode)
+		}
+	}
+	if has, err := gw.Store().Has(ctx, res.Root); err != nil || has {
+		t.Errorf("only-if-cached fetched the root (%v)", err)
+	}
+	if resp, body := httpGet(t, base+"/ipfs/"+root+"/"); resp.StatusCode != 200 || !bytes.Equal(body, page) {
+		t.Fatalf("plain GET: %d %q", resp.StatusCode, body)
+	}
+	if resp, _ := httpGet(t, base+"/ipfs/"+root+"/css/a.css"); resp.StatusCode != 200 {
+		t.Fatalf("plain GET of a.css: %d", resp.StatusCode)
+	}
+	if resp, body := httpGet(t, base+"/ipfs/"+root+"/css/a.css", "Cache-Control", "only-if-cached"); resp.StatusCode != 200 || string(body) != "body{}" {
+		t.Errorf("only-if-cached, now local: %d %q", resp.StatusCode, body)
+	}
+	if resp, body := httpGet(t, base+"/ipfs/bafkqabtimvwgy3yk"); resp.StatusCode != 200 || string(body) != "hello\n" {
+		t.Errorf("identity CID: %d %q", resp.StatusCode, body)
+	}
+	req, _ := http.NewRequest("OPTIONS", base+"/ipfs/"+root, nil)
+	req.Header.Set("Origin", "https://app.example")
+	req.Header.Set("Access-Control-Request-Method", "GET")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Access-Control-Allow-Origin") != "*" {
+		t.Errorf("preflight: %d %v", resp.StatusCode, resp.Header)
+	}
+
+	// Subdomains: localhost:{port}/ipfs/{cid} → {cid}.ipfs.localhost:{port}/.
+	_, port, _ := net.SplitHostPort(gw.GatewayAddr())
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	req, _ = http.NewRequest("GET", base+"/ipfs/"+root+"/css/a.css", nil)
+	req.Host = "localhost:" + port
+	if resp, err = noFollow.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	sub := root + ".ipfs.localhost:" + port
+	if resp.StatusCode != http.StatusMovedPermanently || resp.Header.Get("Location") != "http://"+sub+"/css/a.css" {
+		t.Fatalf("localhost redirect: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	for p, want := range map[string]string{"/": string(page), "/css/a.css": "body{}"} {
+		req, _ = http.NewRequest("GET", base+p, nil)
+		req.Host = sub
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(body) != want {
+			t.Errorf("%s%s: %d %q", sub, p, resp.StatusCode, body)
+		}
+	}
+}
+
 func TestGatewayThousandConcurrentRequests(t *testing.T) {
 	// All 1,000 come from one address: its rate and its cap rise with the slots.
 	nw, _, base := gatewayNet(t, gateway.Config{MaxConcurrentFetches: 2000, RatePerClient: 1e6, BurstPerClient: 1e6, MaxPerClient: 2000})
@@ -398,6 +475,8 @@ func TestGatewayLocalFastPathMatchesBoxo(t *testing.T) {
 				{"If-None-Match", `"something-else"`},
 				{"Accept", "*/*"},
 				{"Accept", "text/html,application/xhtml+xml,*/*;q=0.8"},
+				{"Cache-Control", "only-if-cached"},
+				{"Origin", "https://app.example"},
 			} {
 				for _, method := range []string{"GET", "HEAD"} {
 					req, _ := http.NewRequest(method, base+"/ipfs/"+root, nil)
@@ -423,8 +502,9 @@ func TestGatewayLocalFastPathMatchesBoxo(t *testing.T) {
 	before := metricValue(t, gwNode, "ore_gateway_local_responses_total")
 	local := ask(base)
 	// All but the If-None-Match with a foreign validator (boxo also knows
-	// directory-listing and DAG-index validators) take the fast path.
-	if want, got := len(local)-2*len(roots), metricValue(t, gwNode, "ore_gateway_local_responses_total")-before; got != want {
+	// directory-listing and DAG-index validators) and the HEAD with
+	// only-if-cached (boxo answers a bare 200) take the fast path.
+	if want, got := len(local)-3*len(roots), metricValue(t, gwNode, "ore_gateway_local_responses_total")-before; got != want {
 		t.Errorf("the fast path answered %d requests, want %d", got, want)
 	}
 	gw, err := nw.Restart(ctx, 2, node.WithRole(node.RoleGateway), node.WithGatewayListen("127.0.0.1:0"),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ipfs/boxo/namesys"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -77,9 +78,13 @@ type Node struct {
 
 	compute computeState // the job engine, started on first use (compute.go)
 
-	gateway     *gateway.Gateway
-	gatewaySrv  *http.Server
-	gatewayAddr string
+	gateway      *gateway.Gateway
+	gatewaySrv   *http.Server
+	gatewayAddr  string
+	gatewayHTTPS bool
+
+	names namesys.NameSystem // IPNS records from the DHT, DNSLink from DNS
+	deny  *gateway.Denylist  // content the box neither serves nor fetches (nil: none)
 
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -165,6 +170,12 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 	}
 	closers = append(closers, n.router.Close)
 	n.host = routedhost.Wrap(base, n.router.Routing())
+	if n.names, err = newNameSystem(cfg, n.router.Routing()); err != nil {
+		return nil, err
+	}
+	if n.deny, err = loadDenylists(cfg.Denylists, n.log); err != nil {
+		return nil, err
+	}
 
 	if n.pod, err = newPodService(n, key); err != nil {
 		return nil, err
@@ -182,9 +193,22 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 			n.traffic.received(p, b)
 			n.pod.received(p, b)
 		}
-		bopts = append(bopts, bitswap.WithGate(capGate{d: n.datacap, next: n.pod}))
+		var gate bitswap.Gate = n.pod
+		if r, d := cfg.freeTier(); r > 0 {
+			ft, err := newFreeTier(n.host, n.pod, r, d, n.log.With("part", "free"), n.reg)
+			if err != nil {
+				return nil, err
+			}
+			ft.release = func(p peer.ID) { n.ex.Release(p) }
+			gate = ft
+		}
+		bopts = append(bopts, bitswap.WithGate(capGate{d: n.datacap, next: gate}))
 	} else {
 		bopts = append(bopts, bitswap.WithGate(capGate{d: n.datacap}))
+	}
+	if n.deny != nil {
+		deny := n.deny
+		bopts = append(bopts, bitswap.WithRequestFilter(func(_ peer.ID, c cid.Cid) bool { return !deny.Denied(c) }))
 	}
 	bopts = append(bopts, cfg.profileBitswapOptions()...)
 	bopts = append(bopts, bitswap.WithRequestFilter(n.datacap.allow))
@@ -242,6 +266,7 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 			n.log.Warn("eviction failed", "err", err)
 		}
 	})
+	n.every(nameRepublishEvery, n.republishName)
 	n.spawn(n.reach.watchRouter)
 	n.log.Info("box started", "peer", n.host.ID(), "addrs", n.host.Addrs(), "role", cfg.Role, "dht", cfg.DHTMode)
 	if len(cfg.Bootstrap) > 0 {

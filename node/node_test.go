@@ -224,8 +224,9 @@ func TestBadInput(t *testing.T) {
 		}
 	})
 	t.Run("unsupported codec", func(t *testing.T) {
-		// a dag-cbor CID
-		_, err := node.ParseCID("bafyreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku")
+		// a git-raw CID (0x78): ore serves UnixFS, raw and the IPLD
+		// data codecs, not git objects
+		_, err := node.ParseCID("baf4bcfeamvo2rwakvl4szzjvpz4crxajvwyatey")
 		if !errors.Is(err, node.ErrUnsupported) {
 			t.Fatalf("err = %v, want ErrUnsupported", err)
 		}

@@ -100,13 +100,18 @@ type Config struct {
 	ReceiptEvery      int64
 	MaxFetchBlocks    int64 // blocks one fetch visits at most, repeats counted (see WithMaxFetchBlocks)
 
-	UploadLimit   int64 // bytes per second bitswap serves, all peers together (0: no limit)
-	DataCap       int64 // bytes a calendar month bitswap serves (0: no cap); see WithDataCap
-	dataCapClock  func() time.Time
-	SpreadHold    time.Duration // a seeded block leaves at most once per this (0: no spreading)
-	HeatHalfLife  time.Duration // half-life of request heat
-	SchedulingOff bool          // no heat reports, no replication orders
-	Schedule      heat.Params   // the committee's planner (coordinators)
+	UploadLimit  int64 // bytes per second bitswap serves, all peers together (0: no limit)
+	DataCap      int64 // bytes a calendar month bitswap serves (0: no cap); see WithDataCap
+	dataCapClock func() time.Time
+	// FreeRate and FreeDaily are the free tier for peers that do not sign
+	// receipts (see freetier.go): bytes per second and per UTC day, all
+	// such peers together (0: the profile's default; FreeRate < 0: no free
+	// tier, such peers get the credit window only). See WithFreeTier.
+	FreeRate, FreeDaily int64
+	SpreadHold          time.Duration // a seeded block leaves at most once per this (0: no spreading)
+	HeatHalfLife        time.Duration // half-life of request heat
+	SchedulingOff       bool          // no heat reports, no replication orders
+	Schedule            heat.Params   // the committee's planner (coordinators)
 
 	// PortMapOff: the box does not ask its home router to forward its
 	// listen ports (UPnP IGD, NAT-PMP/PCP). See WithPortMap.
@@ -119,12 +124,25 @@ type Config struct {
 	// see WithComputeService).
 	ComputeService int
 
-	ReceiptsOff   bool           // no proof of delivery at all: no gate, no signing
-	GatewayListen string         // HTTP address of the gateway role
-	Gateway       gateway.Config // limits and timeouts of the gateway role
+	ReceiptsOff   bool   // no proof of delivery at all: no gate, no signing
+	GatewayListen string // HTTP address of the gateway role
+	// Denylists are files in the compact denylist format: content the box
+	// neither serves nor fetches (and its gateway answers 410 for). See
+	// WithDenylists.
+	Denylists []string
+	// DNSResolver is the DNS server ("host:port") DNSLink names are looked
+	// up at; empty: the system's resolver. See WithDNSResolver.
+	DNSResolver string
+	// GatewayTLSCert and GatewayTLSKey are PEM files: set, the gateway
+	// serves HTTPS. See WithGatewayTLS.
+	GatewayTLSCert, GatewayTLSKey string
+	Gateway                       gateway.Config // limits and timeouts of the gateway role
 	// GatewayMetrics also serves the box's metrics at /metrics on the
 	// gateway's public address (they are always on the control API's).
 	GatewayMetrics bool
+	// GatewayDomains are the subdomain gateway's hostnames, used when
+	// Gateway.Domains is nil. See WithGatewayDomains.
+	GatewayDomains []string
 
 	// Host, if set, is the libp2p host the box runs on instead of one it
 	// builds (ListenAddrs and ResourceMemory/FDs then do not apply, nor
@@ -438,6 +456,49 @@ func WithGateway(gc gateway.Config) Option {
 	}
 }
 
+// WithDenylists reads content-blocking lists (the compact denylist format
+// of IPFS gateways, e.g. the bad-bits list) at start: the box refuses to
+// serve or fetch what they block, and its gateway answers 410.
+func WithDenylists(files ...string) Option {
+	return func(c *Config) error {
+		c.Denylists = append(c.Denylists, files...)
+		return nil
+	}
+}
+
+// WithDNSResolver looks DNSLink names (/ipns/example.com: the TXT record
+// of _dnslink.example.com) up at the DNS server addr ("host:port") instead
+// of the system's resolver.
+func WithDNSResolver(addr string) Option {
+	return func(c *Config) error {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("node: DNS resolver %q: want host:port: %w", addr, err)
+		}
+		c.DNSResolver = addr
+		return nil
+	}
+}
+
+// WithGatewayTLS serves the gateway over HTTPS with the certificate and
+// key in these PEM files (for a box that faces browsers itself, without a
+// proxy in front). The files are read again when they change.
+func WithGatewayTLS(certFile, keyFile string) Option {
+	return func(c *Config) error {
+		c.GatewayTLSCert, c.GatewayTLSKey = certFile, keyFile
+		return nil
+	}
+}
+
+// WithGatewayDomains names the hostnames the gateway serves as subdomain
+// gateways ({cid}.ipfs.{domain}; /ipfs/{cid} on the domain redirects
+// there). Without it, "localhost" is one; none at all: no domain given.
+func WithGatewayDomains(domains ...string) Option {
+	return func(c *Config) error {
+		c.GatewayDomains = append([]string{}, domains...)
+		return nil
+	}
+}
+
 // WithGatewayMetrics also serves the box's Prometheus metrics at /metrics on
 // the gateway's address. Off by default: the gateway is public, and its
 // metrics tell an attacker which limits bite; the daemon serves them on its
@@ -560,6 +621,43 @@ func ParsePeerAddrs(addrs []string) ([]peer.AddrInfo, error) {
 		return nil, fmt.Errorf("node: peer addresses must end in /p2p/PEERID: %w", err)
 	}
 	return peers, nil
+}
+
+// WithFreeTier sets the budget a box serves peers that do not speak
+// /ore/pod/1.0.0 from (Kubo, Helia): bytes per second and per UTC day,
+// shared by all of them with a fair share each; beyond it they get
+// DONT_HAVE. Defaults: DefaultFreeRate and DefaultFreeDaily, SmallFreeRate
+// and SmallFreeDaily on the small profile. A negative rate switches the
+// free tier off (such peers then stall after the credit window).
+func WithFreeTier(bytesPerSecond, bytesPerDay int64) Option {
+	return func(c *Config) error {
+		if bytesPerSecond >= 0 && bytesPerSecond < freeMaxBlock/8 && bytesPerSecond != 0 {
+			return fmt.Errorf("node: free rate %d B/s: at least %d (a block must pass within a few seconds), or negative for none", bytesPerSecond, freeMaxBlock/8)
+		}
+		if bytesPerDay < 0 {
+			return fmt.Errorf("node: free daily budget %d: want ≥ 0 (0: the default)", bytesPerDay)
+		}
+		c.FreeRate, c.FreeDaily = bytesPerSecond, bytesPerDay
+		return nil
+	}
+}
+
+// freeTier returns the free tier's rate and daily budget (rate < 0: off).
+func (c *Config) freeTier() (int64, int64) {
+	r, d := c.FreeRate, c.FreeDaily
+	if r == 0 {
+		r = DefaultFreeRate
+		if c.SmallMemory {
+			r = SmallFreeRate
+		}
+	}
+	if d == 0 {
+		d = DefaultFreeDaily
+		if c.SmallMemory {
+			d = SmallFreeDaily
+		}
+	}
+	return r, d
 }
 
 // WithUploadLimit caps the bytes per second the box serves to other boxes,

@@ -610,8 +610,13 @@ func (s *podService) runSender(ctx context.Context, server peer.ID, sd *sender) 
 		}
 		s.mu.Unlock()
 		for _, r := range batch {
-			err := s.exchange(ctx, r)
-			if err != nil && ctx.Err() == nil {
+			// A server that does not speak the receipt protocol (Kubo)
+			// never countersigns: its deliveries are not receipted.
+			err := errNotOre
+			if speaksPod(s.n.host, server) {
+				err = s.exchange(ctx, r)
+			}
+			if err != nil && ctx.Err() == nil && !isNotOre(err) {
 				s.log.Warn("receipt not countersigned", "server", server, "root", r.Root, "epoch", r.Epoch, "err", err)
 			}
 			s.settle(r, err)

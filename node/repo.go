@@ -44,8 +44,21 @@ type FileConfig struct {
 	Gateway   string   `json:"gateway,omitempty"` // HTTP address when the role is gateway
 	// GatewayMetrics also serves /metrics on the gateway's public address
 	// (it is always on the API address).
-	GatewayMetrics bool   `json:"gateway_metrics,omitempty"`
-	Genesis        string `json:"genesis,omitempty"` // the ledger network's genesis file, relative to the repo
+	GatewayMetrics bool `json:"gateway_metrics,omitempty"`
+	// GatewayDomains are the subdomain gateway's hostnames ({cid}.ipfs.{domain});
+	// absent: "localhost".
+	GatewayDomains []string `json:"gateway_domains,omitempty"`
+	// GatewayTLSCert and GatewayTLSKey are PEM files: set, the gateway
+	// serves HTTPS.
+	GatewayTLSCert string `json:"gateway_tls_cert,omitempty"`
+	GatewayTLSKey  string `json:"gateway_tls_key,omitempty"`
+	// DNSResolver is the DNS server ("host:port") DNSLink names are looked
+	// up at; absent: the system's resolver.
+	DNSResolver string `json:"dns_resolver,omitempty"`
+	// Denylists are files in the compact denylist format (IPIP-383, the
+	// bad-bits list): content the box neither serves nor fetches.
+	Denylists []string `json:"denylists,omitempty"`
+	Genesis   string   `json:"genesis,omitempty"` // the ledger network's genesis file, relative to the repo
 	// UploadLimit caps the bytes per second the box serves ("2 MiB"; empty:
 	// no limit).
 	UploadLimit string `json:"upload_limit,omitempty"`
@@ -60,6 +73,12 @@ type FileConfig struct {
 	// that its login link and cookie do not cross the LAN in clear.
 	DashboardCert string `json:"dashboard_cert,omitempty"`
 	DashboardKey  string `json:"dashboard_key,omitempty"`
+	// FreeRate and FreeDaily are the free tier for peers that do not sign
+	// receipts (Kubo, Helia): "2 MiB" a second and "8 GiB" a day by default
+	// (256 KiB and 1 GiB on the small profile); FreeRate "off" switches it
+	// off.
+	FreeRate  string `json:"free_rate,omitempty"`
+	FreeDaily string `json:"free_daily,omitempty"`
 	// PortMap asks the home router to forward the listen ports (UPnP IGD,
 	// NAT-PMP/PCP); absent means on. Set it to false when the ports are
 	// forwarded by hand or UPnP is not wanted on the network.
@@ -168,6 +187,18 @@ func (fc FileConfig) Options() ([]Option, error) {
 	if fc.GatewayMetrics {
 		opts = append(opts, WithGatewayMetrics(true))
 	}
+	if len(fc.Denylists) > 0 {
+		opts = append(opts, WithDenylists(fc.Denylists...))
+	}
+	if fc.DNSResolver != "" {
+		opts = append(opts, WithDNSResolver(fc.DNSResolver))
+	}
+	if fc.GatewayTLSCert != "" || fc.GatewayTLSKey != "" {
+		opts = append(opts, WithGatewayTLS(fc.GatewayTLSCert, fc.GatewayTLSKey))
+	}
+	if fc.GatewayDomains != nil {
+		opts = append(opts, WithGatewayDomains(fc.GatewayDomains...))
+	}
 	if len(fc.Listen) > 0 {
 		opts = append(opts, WithListenAddrs(fc.Listen...))
 	}
@@ -197,6 +228,28 @@ func (fc FileConfig) Options() ([]Option, error) {
 			return nil, err
 		}
 		opts = append(opts, WithDataCap(d))
+	}
+	if fc.FreeRate != "" || fc.FreeDaily != "" {
+		var r, d uint64
+		var err error
+		switch {
+		case fc.FreeRate == "off":
+			r = 0
+		case fc.FreeRate != "":
+			if r, err = humanize.ParseBytes(fc.FreeRate); err != nil || r == 0 || r > 1<<40 {
+				return nil, fmt.Errorf("node: config free_rate %q is not a rate like \"2 MiB\" (bytes per second) or \"off\"", fc.FreeRate)
+			}
+		}
+		if fc.FreeDaily != "" {
+			if d, err = humanize.ParseBytes(fc.FreeDaily); err != nil || d == 0 || d > 1<<50 {
+				return nil, fmt.Errorf("node: config free_daily %q is not a size like \"8 GiB\"", fc.FreeDaily)
+			}
+		}
+		rate := int64(r)
+		if fc.FreeRate == "off" {
+			rate = -1
+		}
+		opts = append(opts, WithFreeTier(rate, int64(d)))
 	}
 	if fc.PortMap != nil {
 		opts = append(opts, WithPortMap(*fc.PortMap))

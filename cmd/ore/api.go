@@ -59,7 +59,12 @@ func (s *apiServer) handler() http.Handler {
 	s.dashboardRoutes(mux)
 	// Jobs run functions and store their outputs; publishing stores content.
 	s.fnRoutes(mux)
-	mux.HandleFunc("POST "+apiTicket, s.ticket) // signs with the box's key
+	mux.HandleFunc("POST "+apiTicket, s.ticket)           // signs with the box's key
+	mux.HandleFunc("POST "+apiNamePublish, s.namePublish) // signs with the box's key
+	mux.HandleFunc("GET "+apiNameResolve, s.nameResolve)
+	mux.HandleFunc("POST "+apiPinAdd, s.pinAdd) // fetches what the box lacks
+	mux.HandleFunc("POST "+apiPinRm, s.pinRm)
+	mux.HandleFunc("GET "+apiPinLs, s.pinLs)
 	// Metrics need the token too: the counters tell what the box serves and
 	// to whom. Prometheus sends it from a file (README, "Running a box").
 	mux.Handle("GET "+apiMetrics, promhttp.HandlerFor(s.n.Metrics(), promhttp.HandlerOpts{}))

@@ -101,8 +101,12 @@ func runDaemon(ctx context.Context, e *env, name string, args []string, gatewayR
 	repo := repoFlag(e, fs)
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	dashFlag := fs.String("dashboard", "", "web dashboard address (default: the config's \"dashboard\", else "+node.DefaultDashboard+"; off: none)")
-	gwListen, gwMetrics := new(string), new(bool)
+	gwListen, gwMetrics, gwDomains := new(string), new(bool), new(string)
+	tlsCert, tlsKey := new(string), new(string)
 	if gatewayRole {
+		tlsCert = fs.String("tls-cert", "", "serve the gateway over HTTPS with this PEM certificate (chain) file (default: the config's \"gateway_tls_cert\"); read again when it changes")
+		tlsKey = fs.String("tls-key", "", "the certificate's PEM key file (default: the config's \"gateway_tls_key\")")
+		gwDomains = fs.String("domain", "", "comma-separated hostnames served as subdomain gateways ({cid}.ipfs.{domain}; /ipfs/{cid} there redirects to it); \"none\" for none (default: the config's \"gateway_domains\", else localhost)")
 		gwListen = fs.String("listen", "", "gateway HTTP address (default: the config's \"gateway\", else 127.0.0.1:8080)")
 		gwMetrics = fs.Bool("gateway-metrics", false, "also serve /metrics on the gateway's public address (they are always on the API address; default: the config's \"gateway_metrics\")")
 	}
@@ -151,6 +155,18 @@ func runDaemon(ctx context.Context, e *env, name string, args []string, gatewayR
 		if *gwMetrics {
 			opts = append(opts, node.WithGatewayMetrics(true))
 		}
+		if *tlsCert != "" || *tlsKey != "" {
+			opts = append(opts, node.WithGatewayTLS(*tlsCert, *tlsKey))
+		}
+		if *gwDomains != "" {
+			var ds []string
+			for _, d := range strings.Split(*gwDomains, ",") {
+				if d = strings.TrimSpace(d); d != "" && d != "none" {
+					ds = append(ds, d)
+				}
+			}
+			opts = append(opts, node.WithGatewayDomains(ds...))
+		}
 	}
 	token, created, err := node.EnsureAPIToken(*repo)
 	if err != nil {
@@ -196,8 +212,8 @@ func runDaemon(ctx context.Context, e *env, name string, args []string, gatewayR
 	for _, a := range n.P2PAddrs() {
 		fmt.Fprintf(e.stdout, "listening %s\n", a)
 	}
-	if a := n.GatewayAddr(); a != "" {
-		fmt.Fprintf(e.stdout, "gateway http://%s/ipfs/{cid}\n", a)
+	if u := n.GatewayURL(); u != "" {
+		fmt.Fprintf(e.stdout, "gateway %s/ipfs/{cid}\n", u)
 	}
 	if api.dash != nil {
 		fmt.Fprintf(e.stdout, "dashboard %s (log in with the link `ore dashboard` prints)\n", api.dash.BaseURL())
@@ -298,7 +314,7 @@ func (c *countReader) Read(p []byte) (int, error) {
 }
 
 func cmdGet(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "get", "[flags] CID")
+	fs := newFlags(e, "get", "[flags] CID|/ipfs/CID|/ipns/NAME")
 	repo := repoFlag(e, fs)
 	out := fs.String("o", "", "where to write the file or directory (default: the CID)")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up after this long")
@@ -310,19 +326,19 @@ func cmdGet(ctx context.Context, e *env, args []string) error {
 	if err := wantArgs(pos, 1, "one CID"); err != nil {
 		return err
 	}
-	root, err := node.ParseCID(pos[0])
+	c, err := newClient(*repo)
 	if err != nil {
 		return err
+	}
+	root, err := resolveArg(ctx, c, pos[0])
+	if err != nil {
+		return withHint(*repo, err)
 	}
 	if *out == "" {
 		*out = root.String()
 	}
 	if _, err := os.Lstat(*out); err == nil {
 		return fmt.Errorf("%s already exists: remove it or pick another with -o", *out)
-	}
-	c, err := newClient(*repo)
-	if err != nil {
-		return err
 	}
 	q := url.Values{"cid": {root.String()}, "timeout": {timeout.String()}}
 	if *ticket != "" {

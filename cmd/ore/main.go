@@ -51,6 +51,8 @@ func commands() map[string]command {
 		"dag":       {"import a CAR file, or export content as one", cmdDag},
 		"ledger":    {"balances, blocks and verification of the ledger; deposit, register, transfer", cmdLedger},
 		"fn":        {"functions over content: publish a WASI module as a function (fn register), run a job (fn run FN INPUT [-- ARGS])", cmdFn},
+		"pin":       {"keep content whatever eviction says (add fetches it), or let it go: add, rm, ls", cmdPin},
+		"name":      {"IPNS names: publish a CID under the box's peer ID, resolve a name", cmdName},
 		"ticket":    {"authorize paid delivery of this box's content: a signed ticket for a client or any holder", cmdTicket},
 		"dashboard": {"print a one-time login link to the box's web dashboard (and open it when there is a display)", cmdDashboard},
 		"config":    {"show or change a setting of the running box: data-cap", cmdConfig},

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/orecdn/ore/internal/testkit"
+	"github.com/orecdn/ore/node"
 )
 
 // syncBuffer is a log sink goroutines write while the test reads it.
@@ -196,6 +198,44 @@ func TestCLIAddGetStatusPeers(t *testing.T) {
 		t.Fatalf("dir copy: %q %v", b, err)
 	}
 
+	// A name: a publishes the directory under its peer ID, b gets it by
+	// name.
+	code, out, errs = ore(t, "name", "publish", "--repo", a.repo, "--json", dirRoot)
+	if code != 0 {
+		t.Fatalf("name publish: %s", errs)
+	}
+	var named node.NameResult
+	if err := json.Unmarshal([]byte(out), &named); err != nil || named.Root.String() != dirRoot || !strings.HasPrefix(named.Name, "k51") {
+		t.Fatalf("name publish printed %q (%v)", out, err)
+	}
+	if code, out, errs := ore(t, "name", "resolve", "--repo", b.repo, named.Name); code != 0 || strings.TrimSpace(out) != "/ipfs/"+dirRoot {
+		t.Fatalf("name resolve: %d %q %s", code, out, errs)
+	}
+	if code, out, errs := ore(t, "name", "publish", "--repo", a.repo, "--key", "site", "--json", root); code != 0 || strings.Contains(out, named.Name) {
+		t.Fatalf("name publish --key: %d %q %s", code, out, errs)
+	}
+	byName := filepath.Join(t.TempDir(), "by-name")
+	if code, _, errs := ore(t, "get", "--repo", b.repo, "-o", byName, "/ipns/"+named.Name); code != 0 {
+		t.Fatalf("get /ipns/: %s", errs)
+	}
+	if b, err := os.ReadFile(filepath.Join(byName, "index.html")); err != nil || string(b) != "<h1>ore</h1>" {
+		t.Fatalf("got by name: %q %v", b, err)
+	}
+
+	// Pins: b pins the directory it fetched, lists it, lets it go.
+	if code, out, errs := ore(t, "pin", "add", "--repo", b.repo, dirRoot); code != 0 || !strings.Contains(out, "pinned "+dirRoot) {
+		t.Fatalf("pin add: %d %q %s", code, out, errs)
+	}
+	if code, out, _ := ore(t, "pin", "ls", "--repo", b.repo); code != 0 || !strings.Contains(out, dirRoot) {
+		t.Fatalf("pin ls: %d %q", code, out)
+	}
+	if code, out, _ := ore(t, "pin", "rm", "--repo", b.repo, dirRoot); code != 0 || !strings.Contains(out, "unpinned "+dirRoot) {
+		t.Fatalf("pin rm: %d %q", code, out)
+	}
+	if code, out, _ := ore(t, "pin", "ls", "--repo", b.repo); code != 0 || strings.Contains(out, dirRoot) {
+		t.Fatalf("pin ls after rm: %d %q", code, out)
+	}
+
 	// Bad input: clear errors, and the daemon keeps running.
 	for _, tc := range []struct {
 		args []string
@@ -210,6 +250,10 @@ func TestCLIAddGetStatusPeers(t *testing.T) {
 		{[]string{"add"}, "expected one PATH"},
 		{[]string{"init", "--repo", filepath.Join(t.TempDir(), "r"), "--upload-limit", "fast"}, "not a rate"},
 		{[]string{"frobnicate"}, "unknown command"},
+		{[]string{"name", "resolve", "--repo", b.repo, "not-a-name"}, "not an IPNS name"},
+		{[]string{"name", "frob"}, "ore name publish"},
+		{[]string{"pin", "ls", "--repo", b.repo, "extra"}, "no arguments"},
+		{[]string{"pin", "add", "--repo", b.repo, "not-a-cid"}, "is not a CID"},
 	} {
 		code, _, errs := ore(t, tc.args...)
 		if code == 0 || !strings.Contains(errs, tc.want) {
