@@ -122,10 +122,25 @@ func (s *computeService) handle(st network.Stream) {
 	}
 	s.busy[from] = true
 	s.mu.Unlock()
-	defer func() { s.mu.Lock(); delete(s.busy, from); s.mu.Unlock() }()
+	// The peer's turn and the slot end with the job's answer, not with
+	// the countersignature that follows: a requester that asks again once
+	// it has countersigned is not turned away.
+	var slot bool
+	var once sync.Once
+	release := func() {
+		once.Do(func() {
+			if slot {
+				<-s.slots
+			}
+			s.mu.Lock()
+			delete(s.busy, from)
+			s.mu.Unlock()
+		})
+	}
+	defer release()
 	select {
 	case s.slots <- struct{}{}:
-		defer func() { <-s.slots }()
+		slot = true
 	default:
 		answer(jobAnswer{Error: fmt.Sprintf("this box runs %d jobs for others at once, all taken; ask another", cap(s.slots))})
 		return
@@ -149,6 +164,7 @@ func (s *computeService) handle(st network.Stream) {
 		answer(jobAnswer{Error: err.Error(), Kind: kind})
 		return
 	}
+	release()
 	answer(jobAnswer{Claim: claim.Marshal()})
 	// The requester countersigns once it holds the output.
 	var back jobAnswer

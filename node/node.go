@@ -206,12 +206,14 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 	} else {
 		bopts = append(bopts, bitswap.WithGate(capGate{d: n.datacap}))
 	}
+	// One request filter: the month's data cap, and the denylist.
+	filter := n.datacap.allow
 	if n.deny != nil {
 		deny := n.deny
-		bopts = append(bopts, bitswap.WithRequestFilter(func(_ peer.ID, c cid.Cid) bool { return !deny.Denied(c) }))
+		filter = func(p peer.ID, c cid.Cid) bool { return !deny.Denied(c) && n.datacap.allow(p, c) }
 	}
 	bopts = append(bopts, cfg.profileBitswapOptions()...)
-	bopts = append(bopts, bitswap.WithRequestFilter(n.datacap.allow))
+	bopts = append(bopts, bitswap.WithRequestFilter(filter))
 	if cfg.UploadLimit > 0 {
 		bopts = append(bopts, bitswap.WithUploadLimit(cfg.UploadLimit))
 	}
