@@ -62,7 +62,12 @@
 // over the header hash (not part of the hash). Encodings are versioned,
 // length-prefixed and canonical (a decoder accepts one encoding per value
 // and re-encodes to check); hashes and signatures are domain-separated.
-// A block is final once a majority of the committee signed it (Final).
+// A block is final (Final) under the genesis's finality rule
+// (finality.go): FinalityBFT, more than two thirds of the committee's
+// precommits of one round over (height, round, hash), which tolerates
+// one lying member in 4 or 5; or the first rule, a majority's signatures
+// over the hash, which genesis files without "finality" keep so their
+// chains still verify.
 //
 // # Usage
 //

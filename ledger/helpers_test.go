@@ -69,6 +69,10 @@ func newFixture(t testing.TB, nPubs, nSrvs, nClis int, pubBalance uint64) *fixtu
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The state rules' tests sign blocks by a majority, and their golden
+	// state hashes chain from this genesis's hash: they keep the first
+	// finality rule. finality_test.go tests FinalityBFT.
+	g.Finality = FinalityMajority
 	f.g = g
 	if f.s, err = NewState(g); err != nil {
 		t.Fatal(err)

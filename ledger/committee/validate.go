@@ -69,21 +69,37 @@ func (c *Committee) unregisterValidators() {
 
 // validateSig admits a committee member's well-formed signature over a
 // block hash; it attaches the decoded message for readSigs.
+// Under FinalityBFT it admits votes instead (bft.go): a member's signed
+// prevote or precommit.
 func (c *Committee) validateSig(_ context.Context, _ peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
-	m, err := unmarshalSig(msg.Data)
+	var data any
+	var err error
 	reason := reasonMalformed
-	if err == nil {
-		if err = m.verify(c.cfg.Genesis); errors.Is(err, errNotMember) {
+	check := func(e error) {
+		if err = e; errors.Is(err, errNotMember) {
 			reason = reasonNotMember
 		} else {
 			reason = reasonBadSignature
+		}
+	}
+	if c.bftMode() {
+		var m *voteMsg
+		if m, err = unmarshalVote(msg.Data); err == nil {
+			check(m.verify(c.cfg.Genesis))
+			data = m
+		}
+	} else {
+		var m *sigMsg
+		if m, err = unmarshalSig(msg.Data); err == nil {
+			check(m.verify(c.cfg.Genesis))
+			data = m
 		}
 	}
 	if err != nil {
 		c.metrics.gossip.WithLabelValues(BlocksTopic, reason).Inc()
 		return pubsub.ValidationReject
 	}
-	msg.ValidatorData = m
+	msg.ValidatorData = data
 	return pubsub.ValidationAccept
 }
 
