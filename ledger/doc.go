@@ -44,6 +44,12 @@
 //   - Ticket (RulesV4): a publisher's signed pod.Ticket, learned once
 //     (its signature checked then) and known by its ID until no receipt
 //     can be paid under it; anyone may hand it over.
+//   - Evidence (FinalityBFT): two votes of one committee member for two
+//     blocks at one (height, round, step), which anyone checks with the
+//     member's key (evidence.go). Anyone may submit it; the block that
+//     takes it excludes the member: its signatures count for nothing
+//     from the next block on (Verify), the quorum stays counted over the
+//     genesis committee, and one proof per member is taken.
 //   - Receipt: a pod.Receipt signed by client and server. It pays the
 //     server floor(bytes*price/2^30) cumulatively for the (server, client,
 //     root, epoch): only the bytes beyond those already accounted, from

@@ -93,7 +93,10 @@ type State struct {
 	// epoch E: dropping an epoch that fell out of the skew drops its
 	// section, and a block copies only the sections it adds to.
 	paid map[uint64]*paidEpoch
-	hash [32]byte // Hash, computed once the state is complete
+	// excluded are the members evidence excluded (evidence.go), sorted;
+	// a slice is never written in place.
+	excluded []peer.ID
+	hash     [32]byte // Hash, computed once the state is complete
 }
 
 // paidEpoch is one epoch's section of the paid entries. A State shares the
@@ -378,6 +381,7 @@ func (s *State) computeHash() [32]byte {
 	if v4 {
 		b = s.sealTickets(b)
 	}
+	b = s.appendExcluded(b)
 	h.Write(b)
 	var out [32]byte
 	h.Sum(out[:0])
@@ -671,6 +675,8 @@ func (n *State) applyTx(t *Tx, sigErr error) error {
 		if n.g.Rules < RulesV4 {
 			return refuse(ReasonNotInRules, "%s needs rules version %d, this chain's genesis has %d", t.Kind, RulesV4, n.g.Rules)
 		}
+	case KindEvidence:
+		return n.applyEvidence(t)
 	default:
 		return refuse(ReasonMalformed, "unknown transaction kind %d", t.Kind)
 	}

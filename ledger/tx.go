@@ -83,6 +83,8 @@ func (k Kind) String() string {
 		return "register_root"
 	case KindTicket:
 		return "ticket"
+	case KindEvidence:
+		return "evidence"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -118,9 +120,10 @@ type Tx struct {
 	Until    uint64
 	// Block is a registration's root block (KindRegisterRoot), at most
 	// MaxRootBlock bytes.
-	Block  []byte
-	Ticket *pod.Ticket // KindTicket's
-	Sig    []byte
+	Block    []byte
+	Ticket   *pod.Ticket // KindTicket's
+	Evidence *Evidence   // KindEvidence's
+	Sig      []byte
 }
 
 // NewReceiptTx wraps a receipt signed by both sides.
@@ -227,6 +230,11 @@ func (t *Tx) appendUnsigned(b []byte) []byte {
 			return wire.AppendBytes(b, nil)
 		}
 		return wire.AppendBytes(b, t.Ticket.Marshal())
+	case KindEvidence:
+		if t.Evidence == nil {
+			return b
+		}
+		return t.Evidence.appendTo(b)
 	case KindTransfer:
 		b = wire.AppendPeer(b, t.From)
 		b = binary.AppendUvarint(b, t.Nonce)
@@ -241,7 +249,7 @@ func (t *Tx) Marshal() []byte { return t.appendTo(make([]byte, 0, 512)) }
 
 func (t *Tx) appendTo(b []byte) []byte {
 	b = t.appendUnsigned(b)
-	if t.Kind != KindReceipt && t.Kind != KindTicket {
+	if t.Kind != KindReceipt && t.Kind != KindTicket && t.Kind != KindEvidence {
 		b = wire.AppendBytes(b, t.Sig)
 	}
 	return b
@@ -325,6 +333,11 @@ func (t *Tx) Authenticate(network string) error {
 			return fmt.Errorf("%w: %w", ErrBadSignature, err)
 		}
 		return nil
+	case KindEvidence:
+		if t.Evidence == nil {
+			return fmt.Errorf("%w: an evidence transaction without evidence", ErrBadSignature)
+		}
+		return t.Evidence.VerifySigs()
 	}
 	return t.VerifySig(network)
 }
@@ -369,6 +382,8 @@ func UnmarshalTx(data []byte) (*Tx, error) {
 			}
 			t.Receipt = r
 		}
+	case KindEvidence:
+		t.Evidence = readEvidence(d)
 	case KindDeposit, KindTransfer, KindRegister, KindPrewarm, KindWithdraw, KindSpendCap, KindRegisterRoot:
 		t.From = d.Peer(maxPeerIDLen, "from")
 		t.Nonce = d.Uvarint("nonce")

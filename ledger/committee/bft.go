@@ -262,6 +262,9 @@ func (c *Committee) onProposal(round uint32, b *ledger.Block, next *ledger.State
 		if err == nil {
 			err = c.judgeEpoch(&b.Header, c.fsm.current().Epoch())
 		}
+		if err == nil && c.excluded(b.Header.Proposer) {
+			err = fmt.Errorf("committee: proposer %s was excluded for equivocation", b.Header.Proposer)
+		}
 		p = &proposal{block: b, next: next, err: err, rounds: make(map[uint32]bool)}
 		e.props[hash] = p
 		if err != nil {
@@ -523,8 +526,10 @@ func (c *Committee) dropIncluded(b *ledger.Block) {
 	}
 }
 
-// excluded reports whether a member was excluded for equivocation.
-func (c *Committee) excluded(id peer.ID) bool { return false }
+// excluded reports whether evidence in the final chain excluded a member
+// (ledger.KindEvidence): its votes count for nothing, it proposes
+// nothing this member votes for, and its Raft traffic is refused.
+func (c *Committee) excluded(id peer.ID) bool { return c.fsm.current().Excluded(id) }
 
 // equivocated handles two votes of one signer for one (step, round) and
 // two blocks.
@@ -532,6 +537,32 @@ func (c *Committee) equivocated(a, b *voteMsg) {
 	c.log.Warn("a member signed two blocks for one height and round", "signer", a.signer, "height", a.height,
 		"round", a.round, "step", a.typ, "a", fmt.Sprintf("%x", a.hash[:6]), "b", fmt.Sprintf("%x", b.hash[:6]))
 	c.metrics.equivocations.Inc()
+	c.keepEvidence(a, b)
+}
+
+// keepEvidence turns two conflicting votes into a ledger.KindEvidence
+// transaction, once per member: kept for this member's next block, handed
+// to the leader and gossiped, so the next final block excludes the
+// signer whoever leads.
+func (c *Committee) keepEvidence(a, b *voteMsg) {
+	c.mu.Lock()
+	if c.accused == nil {
+		c.accused = make(map[peer.ID]bool)
+	}
+	done := c.accused[a.signer]
+	c.accused[a.signer] = true
+	c.mu.Unlock()
+	if done {
+		return
+	}
+	tx := ledger.NewEvidenceTx(ledger.NewEvidence(a.signer, a.typ, a.height, a.round, a.hash, a.sig, b.hash, b.sig))
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		if err := c.submit(c.ctx, tx, true); err != nil && c.ctx.Err() == nil {
+			c.log.Warn("evidence not submitted", "signer", a.signer, "err", err)
+		}
+	}()
 }
 
 // drop removes a transaction a final block took.

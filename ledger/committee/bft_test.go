@@ -185,13 +185,37 @@ func TestBFTEquivocatingLeader(t *testing.T) {
 	if split == 0 {
 		t.Fatal("the leader never equivocated")
 	}
+	// The evidence is in a final block: every member excludes the
+	// equivocating one, which leads no more (its Raft traffic is refused).
+	waitFor(t, 40*time.Second, "the evidence in a final block", func() bool {
+		for _, m := range cl.members {
+			if !m.c.State().Excluded(bad.h.ID()) {
+				return false
+			}
+		}
+		return true
+	})
 	if next := cl.leader(t, 10*time.Second); next == bad {
-		t.Log("the equivocating member leads again")
+		t.Fatal("the excluded member leads")
 	}
-	bad.c.testEquivocate = nil
 	p.pay(t, others[1])
 	p.paidOnce(t, others[2], 40*time.Second)
 	cl.checkOneHistory(t)
+	blocks, err := others[0].c.Blocks(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var evidence int
+	for _, b := range blocks {
+		for _, tx := range b.Txs {
+			if tx.Kind == ledger.KindEvidence && tx.Evidence.Signer == bad.h.ID() {
+				evidence++
+			}
+		}
+	}
+	if evidence != 1 {
+		t.Fatalf("%d blocks hold evidence against the equivocating member, want 1", evidence)
+	}
 	if cl.other(bad).c.State().Height() <= start {
 		t.Fatal("no block after the equivocation")
 	}

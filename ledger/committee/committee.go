@@ -106,8 +106,9 @@ type Committee struct {
 
 	// Under ledger.FinalityBFT (nil otherwise): the consensus on the next
 	// height and the guard over what this member signed (bft.go).
-	bft   *bft
-	guard *guard
+	bft     *bft
+	guard   *guard
+	accused map[peer.ID]bool // members this one submitted evidence against (mu)
 	// testEquivocate, set by tests only, runs as this member proposes: a
 	// harness that makes the leader sign and show other blocks too.
 	testEquivocate func(round uint32, b *ledger.Block, parent *ledger.State)

@@ -18,8 +18,13 @@
 //     out, the members stop taking its Raft traffic (raftp2p.WithAllow
 //     asks on every request) so that Raft elects another leader, which
 //     finalizes the height in a later round. Two votes of one member for
-//     two blocks at one (height, round, step) are logged and counted
-//     (ore_ledger_equivocations_total).
+//     two blocks at one (height, round, step) are evidence
+//     (ledger.KindEvidence): counted (ore_ledger_equivocations_total),
+//     submitted like a transaction (kept, handed to the leader, gossiped
+//     on /ore/txs/1, whose validator checks both signatures and the
+//     membership), and once a final block holds it the member's votes
+//     count for nothing, its proposals get no vote and its Raft traffic
+//     is refused.
 //   - ledger.FinalityMajority (genesis files without "finality", and
 //     committees of 3): every member's FSM applies what Raft commits with
 //     the pure state machine (ledger.Apply), stores it, signs its hash

@@ -120,6 +120,8 @@ func (c *Committee) validateTx(_ context.Context, _ peer.ID, msg *pubsub.Message
 		return refuse(reasonReceipt, pubsub.ValidationReject)
 	case tx.Authenticate(c.cfg.Genesis.Network) != nil:
 		return refuse(reasonBadSignature, pubsub.ValidationReject)
+	case tx.Kind == ledger.KindEvidence && tx.Evidence.Check(c.cfg.Genesis) != nil:
+		return refuse(reasonNotMember, pubsub.ValidationReject)
 	}
 	if !msg.Local { // this member's own were admitted when submitted
 		if err := c.admit(*tx); err != nil {
