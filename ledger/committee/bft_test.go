@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/orecdn/ore/internal/testkit"
@@ -139,6 +140,16 @@ func TestBFTCommitteeOfFour(t *testing.T) {
 	down.stop()
 	p.pay(t, l)
 	p.paidOnce(t, l, 15*time.Second)
+	// Back from its disk (its sign guard included), it fetches the final
+	// blocks it missed and votes again.
+	cl.start(t, down)
+	for _, m := range cl.members {
+		if m != down {
+			_ = down.h.Connect(context.Background(), peer.AddrInfo{ID: m.h.ID(), Addrs: m.h.Addrs()})
+		}
+	}
+	p.pay(t, l)
+	p.paidOnce(t, down, 20*time.Second)
 	cl.checkOneHistory(t)
 }
 
