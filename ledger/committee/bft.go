@@ -785,9 +785,10 @@ func (c *Committee) proposeBFT(ctx context.Context, epoch uint64, build func(s *
 	c.fsm.proposed(&built{data: entry, block: bl.block, parent: s, state: bl.state})
 	e.mu.Lock()
 	e.proposed = int64(round)
+	equivocate := c.testEquivocate
 	e.mu.Unlock()
-	if c.testEquivocate != nil {
-		c.testEquivocate(round, bl.block, s)
+	if equivocate != nil {
+		equivocate(round, bl.block, s)
 	}
 	if err := c.raft.Apply(entry, applyTimeout).Error(); err != nil {
 		requeue()

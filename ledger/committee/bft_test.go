@@ -172,7 +172,7 @@ func TestBFTEquivocatingLeader(t *testing.T) {
 		}
 	}
 	split := 0
-	bad.c.testEquivocate = func(round uint32, x *ledger.Block, parent *ledger.State) {
+	bad.c.setEquivocate(func(round uint32, x *ledger.Block, parent *ledger.State) {
 		split++
 		for i, m := range others[1:] { // others[0] gets x from the log
 			y, next, _, err := ledger.Build(parent, x.Header.Epoch, bad.h.ID(), x.Header.Time+int64(i+1), x.Txs)
@@ -190,7 +190,7 @@ func TestBFTEquivocatingLeader(t *testing.T) {
 				m.c.onVote(&voteMsg{typ: step, height: y.Header.Height, round: round, hash: y.Hash(), signer: bad.h.ID(), sig: sig})
 			}
 		}
-	}
+	})
 	p.pay(t, others[0])
 	p.paidOnce(t, others[0], 40*time.Second)
 	if split == 0 {
