@@ -71,6 +71,9 @@ const (
 	maxAheadVotes = 256
 	// maxProposals bounds the proposals kept for one height.
 	maxProposals = 64
+	// catchUpAfter is how long a member waits for a height's precommits
+	// or its block before it fetches the final blocks from the others.
+	catchUpAfter = time.Second
 )
 
 // proposalMagic starts a Raft log entry that is a FinalityBFT proposal:
@@ -189,12 +192,15 @@ type bft struct {
 	votes      map[voteKey]map[peer.ID][]byte
 	first      map[signerKey]*voteMsg // each signer's first vote per (step, round): equivocation
 	ahead      []*voteMsg
-	decided    *voteKey      // a precommit quorum for a block this member does not have
-	nextProp   *ledger.Block // a proposal for the height after, kept until this one is final
-	nextRound  uint32
-	proposed   int64 // the round this member last proposed in as leader (-1: none)
-	denied     map[peer.ID]time.Time
-	changed    chan struct{} // closed and replaced when the height advances
+	decided    *voteKey // a precommit quorum for a block this member does not have
+	// behindSince is when this member first saw it was behind (decided,
+	// or votes ahead); fetched when it last fetched final blocks.
+	behindSince, fetched time.Time
+	nextProp             *ledger.Block // a proposal for the height after, kept until this one is final
+	nextRound            uint32
+	proposed             int64 // the round this member last proposed in as leader (-1: none)
+	denied               map[peer.ID]time.Time
+	changed              chan struct{} // closed and replaced when the height advances
 }
 
 func newBFT(height uint64, gs guardState, now time.Time) *bft {
@@ -639,7 +645,19 @@ func (c *Committee) bftCheck(ctx context.Context) {
 		}
 	}
 	e.mu.Lock()
-	behind := e.decided != nil || len(e.ahead) > 0
+	// Behind: the committee decided a block this member lacks, or voted
+	// on a later height, for a while (a member normally sees a height's
+	// precommits moments after the others move on) and no fetch ran in
+	// the last second.
+	if e.decided == nil && len(e.ahead) == 0 {
+		e.behindSince = time.Time{}
+	} else if e.behindSince.IsZero() {
+		e.behindSince = now
+	}
+	behind := !e.behindSince.IsZero() && now.Sub(e.behindSince) > catchUpAfter && now.Sub(e.fetched) > catchUpAfter
+	if behind {
+		e.fetched = now
+	}
 	timedOut := false
 	if !e.due.IsZero() {
 		start := e.due

@@ -84,6 +84,11 @@
 //     2,000 refilled at 200 a second (the stream is paced, and reset if a
 //     block would wait more than 5 s) and has at most 2 chain streams open
 //     (ore_ledger_chain_sync_limited_total).
+//   - Faults together: Chaos (chaos.go, `ore bench chaos`) runs a
+//     committee of 4 in one process under a seeded schedule of kills,
+//     partitions, clock skews, an equivocating leader and lost links, and
+//     checks one history, one state hash, receipts paid at most once and
+//     supply conserved at the end.
 //   - Replication orders are signed by one member (the leader); boxes
 //     bound how long one runs (heat.MaxOrderEpochs). Orders backed by a
 //     quorum come with the finality work.
