@@ -196,11 +196,16 @@ type bft struct {
 	// behindSince is when this member first saw it was behind (decided,
 	// or votes ahead); fetched when it last fetched final blocks.
 	behindSince, fetched time.Time
-	nextProp             *ledger.Block // a proposal for the height after, kept until this one is final
-	nextRound            uint32
-	proposed             int64 // the round this member last proposed in as leader (-1: none)
-	denied               map[peer.ID]time.Time
-	changed              chan struct{} // closed and replaced when the height advances
+	// roundLeader is the Raft leader that delivered this round's
+	// proposal, or that led when a block became due in it: the one a
+	// timeout denies (not whoever leads at the timeout: an honest leader
+	// elected meanwhile must not be the one refused).
+	roundLeader peer.ID
+	nextProp    *ledger.Block // a proposal for the height after, kept until this one is final
+	nextRound   uint32
+	proposed    int64 // the round this member last proposed in as leader (-1: none)
+	denied      map[peer.ID]time.Time
+	changed     chan struct{} // closed and replaced when the height advances
 }
 
 func newBFT(height uint64, gs guardState, now time.Time) *bft {
@@ -285,13 +290,16 @@ func (c *Committee) onProposal(round uint32, b *ledger.Block, next *ledger.State
 	if round > e.round {
 		e.enterRound(round, c.cfg.Clock())
 	}
+	if round == e.round && e.roundLeader == "" {
+		e.roundLeader = c.LeaderID()
+	}
 	out := c.stepLocked()
 	e.mu.Unlock()
 	c.send(out)
 }
 
 func (e *bft) enterRound(r uint32, now time.Time) {
-	e.round, e.roundStart = r, now
+	e.round, e.roundStart, e.roundLeader = r, now, ""
 }
 
 // onVote takes a verified vote.
@@ -389,9 +397,11 @@ func (c *Committee) stepLocked() [][]byte {
 				progress = true
 			}
 		}
-		// The round's proposal: prevote it, unless locked on another.
+		// The round's proposal: prevote it, unless locked on another (or
+		// this member precommitted in the round already, after a polka it
+		// jumped to).
 		for hash, p := range e.props {
-			if !p.rounds[e.round] || p.err != nil {
+			if !p.rounds[e.round] || p.err != nil || e.first[signerKey{ledger.Precommit, e.round, c.self}] != nil {
 				continue
 			}
 			if e.lockRound >= 0 && e.lockHash != hash && e.polkaRound(hash, q) <= e.lockRound {
@@ -637,9 +647,13 @@ func (c *Committee) bftCheck(ctx context.Context) {
 	e.mu.Unlock()
 	if noneDue {
 		if cur := c.cfg.Genesis.Params().EpochAt(now); cur >= 2 && c.cfg.Pool.Waiting(c.fsm.current().Epoch()+1, cur-2) {
+			leader := c.LeaderID()
 			e.mu.Lock()
 			if e.due.IsZero() {
 				e.due = now
+			}
+			if e.roundLeader == "" {
+				e.roundLeader = leader
 			}
 			e.mu.Unlock()
 		}
@@ -659,6 +673,7 @@ func (c *Committee) bftCheck(ctx context.Context) {
 		e.fetched = now
 	}
 	timedOut := false
+	var failed peer.ID // the leader of the round that runs out
 	if !e.due.IsZero() {
 		start := e.due
 		if e.roundStart.After(start) {
@@ -666,6 +681,7 @@ func (c *Committee) bftCheck(ctx context.Context) {
 		}
 		if now.Sub(start) > roundGrace*time.Duration(e.round+1)+c.cfg.Genesis.EpochLength {
 			timedOut = true
+			failed = e.roundLeader
 			e.enterRound(e.round+1, now)
 		}
 	}
@@ -678,17 +694,19 @@ func (c *Committee) bftCheck(ctx context.Context) {
 		return
 	}
 	c.metrics.rounds.Inc()
-	leader := c.LeaderID()
-	c.log.Warn("no final block in time: next round, another leader", "height", height, "round", round, "leader", leader)
-	if c.raft.State() == raft.Leader {
-		if err := c.raft.LeadershipTransfer().Error(); err != nil {
-			c.log.Debug("leadership transfer", "err", err)
-		}
-		return
+	if failed == "" {
+		failed = c.LeaderID()
 	}
-	if leader != "" && leader != c.self {
+	c.log.Warn("no final block in time: next round, another leader", "height", height, "round", round, "failed_leader", failed)
+	if failed == c.self {
+		if c.raft.State() == raft.Leader {
+			if err := c.raft.LeadershipTransfer().Error(); err != nil {
+				c.log.Debug("leadership transfer", "err", err)
+			}
+		}
+	} else if failed != "" {
 		e.mu.Lock()
-		e.denied[leader] = now.Add(denyFor)
+		e.denied[failed] = now.Add(denyFor)
 		e.mu.Unlock()
 	}
 	e.mu.Lock()
