@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"io"
 	"runtime"
 	"runtime/pprof"
@@ -378,7 +379,15 @@ func BenchLedger(ctx context.Context, cfg LedgerConfig, opts ...Option) (LedgerF
 				mu.Unlock()
 				if err := pub.GossipReceipts(ctx, part); err != nil {
 					mu.Lock()
-					pubErr = err
+					var ve pubsub.ValidationError
+					if errors.As(err, &ve) && ve.Reason == pubsub.RejectValidationIgnored {
+						// The publisher's own intake found them out of its
+						// epoch window between the check above and the
+						// send: stale as well.
+						figs.Stale += len(part)
+					} else {
+						pubErr = err
+					}
 					mu.Unlock()
 				}
 			}
