@@ -71,6 +71,12 @@ const (
 	maxAheadVotes = 256
 	// maxProposals bounds the proposals kept for one height.
 	maxProposals = 64
+	// maxRoundsAhead bounds how far beyond this member's round a vote
+	// may be and still be kept or forwarded, and maxVotes the votes kept
+	// for one height: a faulty member signs as many rounds and blocks as
+	// it likes.
+	maxRoundsAhead = 64
+	maxVotes       = 4096
 	// catchUpAfter is how long a member waits for a height's precommits
 	// or its block before it fetches the final blocks from the others.
 	catchUpAfter = time.Second
@@ -317,10 +323,33 @@ func (c *Committee) onVote(v *voteMsg) {
 		e.mu.Unlock()
 		return
 	}
+	if v.round > e.round+maxRoundsAhead || len(e.first) >= maxVotes {
+		e.mu.Unlock()
+		return
+	}
 	out := c.addVoteLocked(v)
 	out = append(out, c.stepLocked()...)
 	e.mu.Unlock()
 	c.send(out)
+}
+
+// voteInWindow says whether a vote is near enough to this member's height
+// and round to forward: gossipsub ignores the rest (a faulty member's
+// votes for far rounds or heights cost it nothing to sign, and would cost
+// every member to carry).
+func (c *Committee) voteInWindow(v *voteMsg) bool {
+	e := c.bft
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch {
+	case v.height+1 < e.height:
+		return false // decided two heights ago
+	case v.height > e.height+maxEarlyHeights:
+		return false
+	case v.height == e.height && v.round > e.round+maxRoundsAhead:
+		return false
+	}
+	return true
 }
 
 // addVoteLocked records a vote at this height, and the proof when its

@@ -27,6 +27,7 @@ const (
 	reasonReceipt      = "receipt"       // a receipt on the transactions topic
 	reasonPoolFull     = "pool_full"     // ignored: the pool holds maxTxPool
 	reasonAccountFull  = "account_full"  // ignored: the account has maxAccountTxs waiting
+	reasonOutOfWindow  = "out_of_window" // ignored: a vote for a height or round far from this member's
 )
 
 // errNotMember is a block signature by a peer outside the committee.
@@ -36,7 +37,7 @@ func newGossipRefused() *prometheus.CounterVec {
 	v := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ore_ledger_gossip_refused_total",
 		Help: "Messages on the ledger's gossip topics that this coordinator's validator refused, by topic and reason (pool_full and account_full are ignored, the others rejected: their sender loses peer score)."},
 		[]string{"topic", "reason"})
-	for _, r := range []string{reasonMalformed, reasonNotMember, reasonBadSignature} {
+	for _, r := range []string{reasonMalformed, reasonNotMember, reasonBadSignature, reasonOutOfWindow} {
 		v.WithLabelValues(BlocksTopic, r)
 	}
 	for _, r := range []string{reasonMalformed, reasonBadSignature, reasonReceipt, reasonPoolFull, reasonAccountFull} {
@@ -98,6 +99,10 @@ func (c *Committee) validateSig(_ context.Context, _ peer.ID, msg *pubsub.Messag
 	if err != nil {
 		c.metrics.gossip.WithLabelValues(BlocksTopic, reason).Inc()
 		return pubsub.ValidationReject
+	}
+	if v, ok := data.(*voteMsg); ok && !c.voteInWindow(v) {
+		c.metrics.gossip.WithLabelValues(BlocksTopic, reasonOutOfWindow).Inc()
+		return pubsub.ValidationIgnore
 	}
 	msg.ValidatorData = data
 	return pubsub.ValidationAccept
