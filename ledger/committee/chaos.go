@@ -333,7 +333,23 @@ func (ch *chaos) cut() {
 func (ch *chaos) setup(ctx context.Context) error {
 	h, _ := mh.Sum([]byte(fmt.Sprint("chaos", ch.cfg.Seed)), mh.SHA2_256, -1)
 	ch.root = cid.NewCidV1(cid.DagProtobuf, h)
-	c := ch.live(ch.members[0])
+	// Through the leader, once there is one: a member that knows no
+	// leader yet keeps a transaction in its own pool, and gossip on a mesh
+	// still forming may carry it nowhere.
+	var c *Committee
+	for wait := time.Now().Add(30 * time.Second); c == nil; {
+		if l := ch.leader(); l != nil {
+			c = ch.live(l)
+		} else if time.Now().After(wait) {
+			return errors.New("committee: chaos setup: no leader in 30 s")
+		} else {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
 	for i, tx := range []ledger.Tx{ledger.NewDeposit(ch.pubID, 1, 1<<49), ledger.NewRegister(ch.pubID, 2, ch.root, 0)} {
 		if err := tx.Sign(ch.g.Network, ch.pub); err != nil {
 			return err
