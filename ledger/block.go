@@ -199,27 +199,16 @@ func (b *Block) AddSignature(s Signature) error {
 }
 
 // VerifySignatures counts the valid signatures of distinct committee
-// members of g.
-func (b *Block) VerifySignatures(g *Genesis) int {
-	payload := SigPayload(b.Hash())
-	seen := make(map[peer.ID]bool, len(b.Sigs))
-	n := 0
-	for _, s := range b.Sigs {
-		if seen[s.Signer] || !g.IsMember(s.Signer) {
-			continue
-		}
-		pk, err := s.Signer.ExtractPublicKey()
-		if err != nil {
-			continue
-		}
-		if ok, err := pk.Verify(payload, s.Sig); err == nil && ok {
-			seen[s.Signer] = true
-			n++
-		}
-	}
-	return n
+// members of g under its finality rule (under FinalityBFT, the precommits
+// of the round with the most).
+func (b *Block) VerifySignatures(g *Genesis) int { return b.countSigs(g, nil) }
+
+// VerifySignaturesExcept is VerifySignatures without the signatures of
+// the members excluded names (excluded for equivocation).
+func (b *Block) VerifySignaturesExcept(g *Genesis, excluded func(peer.ID) bool) int {
+	return b.countSigs(g, excluded)
 }
 
-// Final reports whether a majority of the committee signed the block (2
-// of 3, 3 of 5). A follower applies a block once it is final.
+// Final reports whether g.Quorum() members signed the block under g's
+// finality rule. A block's state is applied only once it is final.
 func (b *Block) Final(g *Genesis) bool { return b.VerifySignatures(g) >= g.Quorum() }

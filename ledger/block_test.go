@@ -166,9 +166,12 @@ func TestGenesis(t *testing.T) {
 	k, _, _ := crypto.GenerateSecp256k1Key(nil)
 	secp, _ := peer.IDFromPrivateKey(k)
 	bad := map[string]func(g *Genesis){
-		"committee of 4": func(g *Genesis) {
-			g.Committee = append(g.Committee, Member{ID: f.pubs[0].ID, Addrs: []string{"/ip4/1.2.3.4/tcp/1"}})
+		"committee of 6": func(g *Genesis) {
+			for i := range 3 {
+				g.Committee = append(g.Committee, Member{ID: f.pubs[i].ID, Addrs: []string{"/ip4/1.2.3.4/tcp/1"}})
+			}
 		},
+		"finality rule 9":  func(g *Genesis) { g.Finality = 9 },
 		"committee of 2":   func(g *Genesis) { g.Committee = g.Committee[:2] },
 		"duplicate member": func(g *Genesis) { g.Committee[1].ID = g.Committee[0].ID },
 		"secp member":      func(g *Genesis) { g.Committee[0].ID = secp },

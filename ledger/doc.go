@@ -61,6 +61,12 @@
 //     requester pays the runner floor(work*price/2^30) from the
 //     requester's escrow, once per (job, requester) over every runner,
 //     for work up to the function's limit.
+//   - Evidence (FinalityBFT): two votes of one committee member for two
+//     blocks at one (height, round, step), which anyone checks with the
+//     member's key (evidence.go). Anyone may submit it; the block that
+//     takes it excludes the member: its signatures count for nothing
+//     from the next block on (Verify), the quorum stays counted over the
+//     genesis committee, and one proof per member is taken.
 //   - Receipt: a pod.Receipt signed by client and server. It pays the
 //     server floor(bytes*price/2^30) cumulatively for the (server, client,
 //     root, epoch): only the bytes beyond those already accounted, from
@@ -79,7 +85,12 @@
 // over the header hash (not part of the hash). Encodings are versioned,
 // length-prefixed and canonical (a decoder accepts one encoding per value
 // and re-encodes to check); hashes and signatures are domain-separated.
-// A block is final once a majority of the committee signed it (Final).
+// A block is final (Final) under the genesis's finality rule
+// (finality.go): FinalityBFT, more than two thirds of the committee's
+// precommits of one round over (height, round, hash), which tolerates
+// one lying member in 4 or 5; or the first rule, a majority's signatures
+// over the hash, which genesis files without "finality" keep so their
+// chains still verify.
 //
 // # Usage
 //

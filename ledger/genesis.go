@@ -19,9 +19,11 @@ import (
 	"github.com/orecdn/ore/pod"
 )
 
-// Committee sizes a genesis accepts: a Raft committee of 3 tolerates one
-// faulty coordinator, 5 tolerate two.
-var CommitteeSizes = []int{3, 5}
+// Committee sizes a genesis accepts. What each tolerates depends on the
+// finality rule (Genesis.Tolerates): under FinalityBFT 4 and 5 tolerate
+// one faulty coordinator, lying or crashed, and 3 none; under
+// FinalityMajority 3 and 4 tolerate one crashed, 5 two, and none lying.
+var CommitteeSizes = []int{3, 4, 5}
 
 // Genesis limits.
 const (
@@ -64,7 +66,7 @@ type Genesis struct {
 	Network     string        // network ID, as in receipts
 	Time        time.Time     // epoch 0 starts here
 	EpochLength time.Duration // default pod.DefaultEpochLength
-	Committee   []Member      // 3 or 5 coordinators
+	Committee   []Member      // 3, 4 or 5 coordinators
 	Balances    []Allocation  // initial balances, sorted by account
 	PricePerGiB uint64        // the network's price, for registrations that name none
 	// Rules is the version of the state rules: 0 and RulesV1 are the
@@ -76,6 +78,11 @@ type Genesis struct {
 	// file without "rules" keeps RulesV1, so chains written before
 	// RulesV2 still verify, and each chain keeps the rules it began with.
 	Rules uint8
+	// Finality is the finality rule (see finality.go): 0 and
+	// FinalityMajority are a majority of the committee's signatures;
+	// FinalityBFT is more than two thirds of the committee's precommits
+	// of one round. NewGenesis picks FinalityBFT for committees of 4 or 5.
+	Finality uint8
 }
 
 // The state rules versions (Genesis.Rules).
@@ -99,12 +106,25 @@ type genesisJSON struct {
 	Balances    []Allocation `json:"balances"`
 	PricePerGiB uint64       `json:"price_per_gib"`
 	Rules       uint8        `json:"rules,omitempty"`
+	Finality    uint8        `json:"finality,omitempty"`
+	// Tolerates is written for the reader, from the committee's size and
+	// the finality rule; it is not read back.
+	Tolerates *tolerance `json:"tolerates,omitempty"`
+}
+
+// tolerance is what the committee survives (Genesis.Tolerates).
+type tolerance struct {
+	Crashed   int    `json:"crashed"`
+	Byzantine int    `json:"byzantine"`
+	Quorum    string `json:"quorum"`
 }
 
 // MarshalJSON writes the human-editable form ("epoch_length": "10s").
 func (g *Genesis) MarshalJSON() ([]byte, error) {
+	crashed, byz := g.Tolerates()
 	return json.Marshal(genesisJSON{Network: g.Network, Time: g.Time.UTC(), EpochLength: g.EpochLength.String(),
-		Committee: g.Committee, Balances: g.Balances, PricePerGiB: g.PricePerGiB, Rules: g.Rules})
+		Committee: g.Committee, Balances: g.Balances, PricePerGiB: g.PricePerGiB, Rules: g.Rules, Finality: g.Finality,
+		Tolerates: &tolerance{Crashed: crashed, Byzantine: byz, Quorum: fmt.Sprintf("%d of %d", g.Quorum(), len(g.Committee))}})
 }
 
 // UnmarshalJSON reads what MarshalJSON writes; a missing epoch length
@@ -125,7 +145,7 @@ func (g *Genesis) UnmarshalJSON(data []byte) error {
 		el = d
 	}
 	*g = Genesis{Network: j.Network, Time: j.Time, EpochLength: el, Committee: j.Committee,
-		Balances: j.Balances, PricePerGiB: j.PricePerGiB, Rules: j.Rules}
+		Balances: j.Balances, PricePerGiB: j.PricePerGiB, Rules: j.Rules, Finality: j.Finality}
 	return nil
 }
 
@@ -169,10 +189,18 @@ func (g *Genesis) Save(path string) error {
 }
 
 // NewGenesis builds and validates a genesis, as `ore testnet` and `ore demo`
-// do. The epoch length is the default; balances are sorted by account.
+// do. The epoch length is the default; balances are sorted by account;
+// the finality rule is FinalityBFT for committees of 4 and 5 and the
+// majority rule for 3 (see Tolerates).
 func NewGenesis(network string, t time.Time, committee []Member, balances map[peer.ID]uint64, pricePerGiB uint64) (*Genesis, error) {
 	g := &Genesis{Network: network, Time: t.UTC(), EpochLength: pod.DefaultEpochLength,
-		Committee: slices.Clone(committee), PricePerGiB: pricePerGiB, Rules: RulesLatest}
+		Committee: slices.Clone(committee), PricePerGiB: pricePerGiB, Rules: RulesLatest, Finality: FinalityLatest}
+	// Under FinalityBFT a committee of 3 needs every signature (it
+	// tolerates no fault at all); under the majority rule it survives a
+	// crashed member. It keeps the majority rule; 4 and 5 get FinalityBFT.
+	if len(committee) < 4 {
+		g.Finality = FinalityMajority
+	}
 	for id, n := range balances {
 		g.Balances = append(g.Balances, Allocation{Account: id, Amount: n})
 	}
@@ -184,7 +212,7 @@ func NewGenesis(network string, t time.Time, committee []Member, balances map[pe
 }
 
 // Validate checks the genesis: network ID, time, epoch length, a committee
-// of 3 or 5 distinct Ed25519 peer IDs with parseable addresses, positive
+// of 3, 4 or 5 distinct Ed25519 peer IDs with parseable addresses, positive
 // balances of distinct Ed25519 accounts whose sum fits in a uint64, and a
 // price.
 func (g *Genesis) Validate() error {
@@ -200,8 +228,11 @@ func (g *Genesis) Validate() error {
 	if g.Rules > rulesMax {
 		return fmt.Errorf("%w: rules version %d, this build knows up to %d: upgrade ore", ErrBadGenesis, g.Rules, rulesMax)
 	}
+	if g.Finality > finalityMax {
+		return fmt.Errorf("%w: finality rule %d, this build knows up to %d: upgrade ore", ErrBadGenesis, g.Finality, finalityMax)
+	}
 	if !slices.Contains(CommitteeSizes, len(g.Committee)) {
-		return fmt.Errorf("%w: committee of %d, want 3 or 5", ErrBadGenesis, len(g.Committee))
+		return fmt.Errorf("%w: committee of %d, want 3, 4 or 5", ErrBadGenesis, len(g.Committee))
 	}
 	seen := make(map[peer.ID]bool)
 	for _, m := range g.Committee {
@@ -287,10 +318,6 @@ func (g *Genesis) IsMember(id peer.ID) bool {
 	return false
 }
 
-// Quorum is the number of committee signatures that make a block final: a
-// majority (2 of 3, 3 of 5).
-func (g *Genesis) Quorum() int { return len(g.Committee)/2 + 1 }
-
 const genesisDomain = "ore/ledger/v1/genesis\x00"
 
 // Hash is SHA-256 over a canonical binary form of the genesis: committee
@@ -323,6 +350,13 @@ func (g *Genesis) Hash() [32]byte {
 	// of the first rules hashes as it did before Rules existed.
 	if g.Rules >= RulesV2 {
 		b = binary.AppendUvarint(b, uint64(g.Rules))
+	}
+	// Likewise a genesis of the first finality rule hashes as before.
+	if g.FinalityRule() > FinalityMajority {
+		if g.Rules < RulesV2 {
+			b = binary.AppendUvarint(b, uint64(g.Rules))
+		}
+		b = binary.AppendUvarint(b, uint64(g.Finality))
 	}
 	return sha256.Sum256(b)
 }

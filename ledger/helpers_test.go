@@ -72,6 +72,10 @@ func newFixture(t testing.TB, nPubs, nSrvs, nClis int, pubBalance uint64) *fixtu
 	// Rules 3, whose rules most tests here try: every receipt of
 	// registered content pays. Tests of rules 4 set them (newFixtureV4).
 	g.Rules = RulesV3
+	// The state rules' tests sign blocks by a majority, and their golden
+	// state hashes chain from this genesis's hash: they keep the first
+	// finality rule. finality_test.go tests FinalityBFT.
+	g.Finality = FinalityMajority
 	f.g = g
 	if f.s, err = NewState(g); err != nil {
 		t.Fatal(err)

@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 
 	"github.com/orecdn/ore/heat"
@@ -30,10 +29,6 @@ const (
 	MaxOrderProofSize = maxOrderTx + 1024 + MaxBlockSigs*(maxPeerIDLen+maxSigLen+4) + maxProofPath*32 + 16
 	orderProofVersion = 1
 )
-
-// ErrNotFinal is an order proof whose header a quorum did not sign or
-// that does not commit to its order.
-var ErrNotFinal = errors.New("ledger: order not proven final")
 
 // NewOrderProof proves transaction i of the final block b, an order.
 func NewOrderProof(b *Block, i int) (*OrderProof, error) {
@@ -105,7 +100,7 @@ func UnmarshalOrderProof(data []byte) (*OrderProof, error) {
 
 // Verify checks that a quorum of g's committee signed the proof's header
 // (Block.Final) and that the header's TxRoot commits to the order, and
-// returns the order. The ledger checked the order's rules when the block
+// returns the order; it wraps ErrNotFinal when either fails. The ledger checked the order's rules when the block
 // was built and signed; a box still checks it against its own clock
 // (heat.CheckOrder).
 func (p *OrderProof) Verify(g *Genesis) (*heat.Order, error) {

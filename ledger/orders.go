@@ -98,6 +98,10 @@ func (n *State) applyOrder(t *Tx) error {
 		return refuse(ReasonWrongNetwork, "order for network %q, this is %q", o.Network, n.params.Network)
 	case !n.g.IsMember(o.Issuer):
 		return refuse(ReasonNotCommittee, "order issued by %s, not a committee member", o.Issuer)
+	case n.Excluded(o.Issuer):
+		// Evidence of equivocation took its authority: its orders move no
+		// box and spend no escrow.
+		return refuse(ReasonNotCommittee, "order issued by %s, which evidence excluded from the committee", o.Issuer)
 	case o.Epoch > n.epoch+1 || n.epoch > o.Epoch+n.params.MaxSkew:
 		// The leader plans the epoch that begins as it closes the block's.
 		return refuse(ReasonEpochOutOfRange, "order of epoch %d in a block of epoch %d (at most %d before it, or the next)", o.Epoch, n.epoch, n.params.MaxSkew)

@@ -116,7 +116,10 @@ type State struct {
 	// section, and a block copies only the sections it adds to.
 	paid map[uint64]*paidEpoch
 	jobs *jobLedger // RulesV4's functions and paid jobs (jobs.go); nil: none yet
-	hash [32]byte   // Hash, computed once the state is complete
+	// excluded are the members evidence excluded (evidence.go), sorted;
+	// a slice is never written in place.
+	excluded []peer.ID
+	hash     [32]byte // Hash, computed once the state is complete
 }
 
 // paidEpoch is one epoch's section of the paid entries. A State shares the
@@ -417,6 +420,7 @@ func (s *State) computeHash() [32]byte {
 		b = s.appendDelegates(b)
 		b = s.appendJobsHash(b)
 	}
+	b = s.appendExcluded(b)
 	h.Write(b)
 	var out [32]byte
 	h.Sum(out[:0])
@@ -734,6 +738,8 @@ func (n *State) applyTx(t *Tx, sigErr error) error {
 			return refuse(ReasonNotInRules, "%s needs rules version %d, this chain's genesis has %d", t.Kind, RulesV4, n.g.Rules)
 		}
 		return n.applyJob(t.Job)
+	case KindEvidence:
+		return n.applyEvidence(t)
 	default:
 		return refuse(ReasonMalformed, "unknown transaction kind %d", t.Kind)
 	}

@@ -107,6 +107,8 @@ func (k Kind) String() string {
 		return "function"
 	case KindJob:
 		return "job"
+	case KindEvidence:
+		return "evidence"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -153,6 +155,7 @@ type Tx struct {
 	Ticket    *pod.Ticket     // KindTicket's
 	Order     *heat.Order     // KindOrder's
 	Job       *pod.JobReceipt // KindJob's
+	Evidence  *Evidence       // KindEvidence's
 	Sig       []byte
 }
 
@@ -300,6 +303,11 @@ func (t *Tx) appendUnsigned(b []byte) []byte {
 			return wire.AppendBytes(b, nil)
 		}
 		return wire.AppendBytes(b, t.Job.Marshal())
+	case KindEvidence:
+		if t.Evidence == nil {
+			return b
+		}
+		return t.Evidence.appendTo(b)
 	case KindTransfer:
 		b = wire.AppendPeer(b, t.From)
 		b = binary.AppendUvarint(b, t.Nonce)
@@ -329,7 +337,7 @@ func (t *Tx) appendTo(b []byte) []byte {
 // receipt's parties, a ticket's publisher, an order's issuer) rather than
 // an account's signature of the transaction.
 func (k Kind) selfSigned() bool {
-	return k == KindReceipt || k == KindTicket || k == KindOrder || k == KindJob
+	return k == KindReceipt || k == KindTicket || k == KindOrder || k == KindJob || k == KindEvidence
 }
 
 // ID is the transaction's hash: SHA-256 over a domain prefix and Marshal.
@@ -422,6 +430,11 @@ func (t *Tx) Authenticate(network string) error {
 			return fmt.Errorf("%w: %w", ErrBadSignature, err)
 		}
 		return nil
+	case KindEvidence:
+		if t.Evidence == nil {
+			return fmt.Errorf("%w: an evidence transaction without evidence", ErrBadSignature)
+		}
+		return t.Evidence.VerifySigs()
 	}
 	return t.VerifySig(network)
 }
@@ -486,6 +499,8 @@ func UnmarshalTx(data []byte) (*Tx, error) {
 			}
 			t.Job, t.From = r, r.Requester
 		}
+	case KindEvidence:
+		t.Evidence = readEvidence(d)
 	case KindDeposit, KindTransfer, KindRegister, KindPrewarm, KindWithdraw, KindSpendCap, KindRegisterRoot, KindDelegate, KindFunction:
 		t.From = d.Peer(maxPeerIDLen, "from")
 		t.Nonce = d.Uvarint("nonce")

@@ -3,7 +3,7 @@ package ledger
 import "fmt"
 
 // Verify replays a chain from genesis, as any peer can: every block must be
-// final (signed by a majority of the committee) and must apply to the state
+// final under the genesis's finality rule (Block.Final) and must apply to the state
 // the blocks before it left (which checks its hash chain, transaction root,
 // every transaction and receipt signature, and its state hash). It returns
 // the final state; its Hash is what every honest peer gets.
@@ -21,7 +21,9 @@ func Verify(g *Genesis, blocks []*Block) (*State, error) {
 func VerifyFrom(g *Genesis, s *State, blocks []*Block) (*State, error) {
 	var err error
 	for i, b := range blocks {
-		if n := b.VerifySignatures(g); n < g.Quorum() {
+		// Members that evidence in the chain before this block excluded
+		// sign for nothing; the quorum stays counted over the committee.
+		if n := b.VerifySignaturesExcept(g, s.Excluded); n < g.Quorum() {
 			return nil, fmt.Errorf("ledger: block %d (height %d) has %d valid committee signatures, needs %d", i+1, b.Header.Height, n, g.Quorum())
 		}
 		if s, err = Apply(s, b); err != nil {

@@ -1,10 +1,12 @@
 package testnet
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"io"
 	"runtime"
 	"runtime/pprof"
@@ -39,10 +41,16 @@ type LedgerConfig struct {
 	// before the stream, and every receipt names its client's ticket, the
 	// mix of a client session fetching from many servers.
 	Tickets bool
+	// Members is the committee's size (0: 3). A committee of 4 or 5 runs
+	// byzantine-safe finality (3 of 4 precommits, two voting steps); 3
+	// the majority rule (2 of 3 signatures).
+	Members int
 }
 
 // LedgerFigures are what BenchLedger measured.
 type LedgerFigures struct {
+	Members      int     `json:"members"`  // the committee's size
+	Finality     uint8   `json:"finality"` // its finality rule (ledger.FinalityBFT: 2)
 	Receipts     int     `json:"receipts"`
 	Final        int     `json:"final"`           // the others expired: an overloaded committee did not take them within MaxSkew epochs
 	Stale        int     `json:"stale"`           // not published: the publisher fell behind its schedule by the skew
@@ -117,7 +125,7 @@ func newBenchParty() benchParty {
 	return benchParty{k, id}
 }
 
-// BenchLedger runs a 3-coordinator committee and a publisher box in this
+// BenchLedger runs a committee (cfg.Members, default 3) and a publisher box in this
 // process on loopback. The publisher box gossips a paced stream of signed
 // receipts for registered content (cfg.Rate a second for cfg.Duration,
 // every receipt its own (server, client, root, epoch), each carrying the
@@ -130,16 +138,25 @@ func BenchLedger(ctx context.Context, cfg LedgerConfig, opts ...Option) (LedgerF
 	if n < 1 {
 		return figs, fmt.Errorf("testnet: a stream of %d receipts/s for %s is empty", cfg.Rate, cfg.Duration)
 	}
-	spec := LedgerSpec{Coordinators: []int{0, 1, 2}, Balances: map[int]uint64{3: 1 << 60}, EpochLength: cfg.Epoch, Network: "ore-bench"}
+	members := cmp.Or(cfg.Members, 3)
+	if members < 3 || members > 5 {
+		return figs, fmt.Errorf("testnet: a committee of %d, want 3, 4 or 5", members)
+	}
+	pubBox := members // the box after the coordinators
+	spec := LedgerSpec{Balances: map[int]uint64{pubBox: 1 << 60}, EpochLength: cfg.Epoch, Network: "ore-bench"}
+	for i := range members {
+		spec.Coordinators = append(spec.Coordinators, i)
+	}
 	if cfg.Tickets {
 		spec.Rules = ledger.RulesV4
 	}
-	nw, err := New(ctx, 4, append(opts, WithLedger(spec))...)
+	nw, err := New(ctx, members+1, append(opts, WithLedger(spec))...)
 	if err != nil {
 		return figs, err
 	}
 	defer nw.Close()
-	g, pub := nw.Genesis, nw.Nodes[3]
+	figs.Members, figs.Finality = members, nw.Genesis.FinalityRule()
+	g, pub := nw.Genesis, nw.Nodes[pubBox]
 	h, _ := mh.Sum([]byte(fmt.Sprint("bench", time.Now().UnixNano())), mh.SHA2_256, -1)
 	root := cid.NewCidV1(cid.DagProtobuf, h)
 	register := ledger.NewRegister("", 0, root, 0)
@@ -191,7 +208,7 @@ func BenchLedger(ctx context.Context, cfg LedgerConfig, opts ...Option) (LedgerF
 	// One ticket per client, on the ledger before the stream starts.
 	var tickets [][32]byte
 	if cfg.Tickets {
-		key, err := node.LoadIdentity(nw.Dirs[3])
+		key, err := node.LoadIdentity(nw.Dirs[pubBox])
 		if err != nil {
 			return figs, err
 		}
@@ -362,7 +379,15 @@ func BenchLedger(ctx context.Context, cfg LedgerConfig, opts ...Option) (LedgerF
 				mu.Unlock()
 				if err := pub.GossipReceipts(ctx, part); err != nil {
 					mu.Lock()
-					pubErr = err
+					var ve pubsub.ValidationError
+					if errors.As(err, &ve) && ve.Reason == pubsub.RejectValidationIgnored {
+						// The publisher's own intake found them out of its
+						// epoch window between the check above and the
+						// send: stale as well.
+						figs.Stale += len(part)
+					} else {
+						pubErr = err
+					}
 					mu.Unlock()
 				}
 			}

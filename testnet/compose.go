@@ -39,6 +39,9 @@ const (
 	ComposeBox         = "box"
 )
 
+// ComposeCoordinators is the size of a compose testnet's committee.
+const ComposeCoordinators = 4
+
 // p2pPort is where every container listens for libp2p (TCP and QUIC);
 // GatewayHTTPPort is the gateway's HTTP port inside its container.
 const (
@@ -133,7 +136,9 @@ func PrepareCompose(spec ComposeSpec) (*Compose, error) {
 		a[3] += byte(n)
 		return netip.AddrFrom4(a).String()
 	}
-	for i := range 3 {
+	// A committee of 4: under byzantine-safe finality (what NewGenesis
+	// picks for it) one coordinator may crash or lie.
+	for i := range ComposeCoordinators {
 		c.Nodes = append(c.Nodes, ComposeNode{Name: fmt.Sprintf("coord%d", i), Role: ComposeCoordinator, IP: ip(10 + i)})
 	}
 	c.Nodes = append(c.Nodes, ComposeNode{Name: "pub", Role: ComposePublisher, IP: ip(20)},

@@ -18,12 +18,16 @@ func TestPrepareCompose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.Nodes) != 3+1+1+4 {
-		t.Fatalf("%d nodes, want 9", len(c.Nodes))
+	if len(c.Nodes) != ComposeCoordinators+1+1+4 {
+		t.Fatalf("%d nodes, want %d", len(c.Nodes), ComposeCoordinators+6)
 	}
 	g, err := ledger.LoadGenesis(filepath.Join(dir, node.GenesisFile))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if crashed, byz := g.Tolerates(); len(g.Committee) != 4 || g.FinalityRule() != ledger.FinalityBFT || crashed != 1 || byz != 1 {
+		t.Fatalf("committee of %d, finality rule %d, tolerates %d crashed %d byzantine; want 4, %d, 1, 1",
+			len(g.Committee), g.FinalityRule(), crashed, byz, ledger.FinalityBFT)
 	}
 	compose, err := os.ReadFile(filepath.Join(dir, ComposeFile))
 	if err != nil {
@@ -76,9 +80,6 @@ func TestPrepareCompose(t *testing.T) {
 				t.Errorf("gateway config %+v", fc)
 			}
 		}
-	}
-	if len(g.Committee) != 3 {
-		t.Errorf("committee of %d", len(g.Committee))
 	}
 	if !strings.Contains(string(compose), `"127.0.0.1::8080"`) {
 		t.Error("the gateway's port is not published on loopback")

@@ -78,8 +78,8 @@ height() { "$ore" testnet exec "$1" ledger balance --json | json_num height; }
 step "build ore (static, for the host and the image)"
 (cd "$root" && CGO_ENABLED=0 go build -trimpath -o "$ore" ./cmd/ore)
 
-step "testnet up: 3 coordinators, a publisher, a gateway and $BOXES boxes"
-node="coord0 coord1 coord2"
+step "testnet up: 4 coordinators, a publisher, a gateway and $BOXES boxes"
+node="coord0 coord1 coord2 coord3"
 "$ore" testnet up --boxes "$BOXES" --binary "$ore"
 url=$("$ore" testnet url)
 
@@ -117,7 +117,7 @@ cmp <(tail -c +1001 "$pubrepo/first.bin" | head -c 1000) "$work/range.bin" || di
 echo "range 1000-1999 matches"
 
 step "wait for the block that pays the serving boxes"
-node="coord0 coord1 coord2 box1 box2"
+node="coord0 coord1 coord2 coord3 box1 box2"
 paid() {
   local b1 b2
   b1=$(balance box1) b2=$(balance box2)
@@ -141,7 +141,7 @@ new_leader() {
   echo "new leader $l after $(($(date +%s) - killed_at))s"
   newleader=$l
 }
-node="coord0 coord1 coord2"
+node="coord0 coord1 coord2 coord3"
 wait_for 30 "a new leader" new_leader
 
 step "publish a second file, fetch it through the gateway"
@@ -196,7 +196,7 @@ rejoined() {
 wait_for 60 "box1 back among its peers" rejoined
 
 step "ore ledger verify on every node: one state hash"
-node="coord0 coord1 coord2"
+node="coord0 coord1 coord2 coord3"
 "$ore" testnet verify
 
 step "down"

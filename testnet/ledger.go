@@ -14,7 +14,7 @@ import (
 
 // LedgerSpec describes the ledger of a test network.
 type LedgerSpec struct {
-	Coordinators []int          // boxes that form the committee (3 or 5)
+	Coordinators []int          // boxes that form the committee (3, 4 or 5; 4 and 5 get byzantine-safe finality)
 	Balances     map[int]uint64 // initial balances of boxes (publishers)
 	EpochLength  time.Duration  // default 10 s
 	PricePerGiB  uint64         // default 1 ore (1e9 base units) per GiB

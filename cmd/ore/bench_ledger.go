@@ -12,8 +12,9 @@ import (
 
 const benchLedgerHelp = `usage: ore bench ledger [flags]
 
-A 3-coordinator committee and a publisher box run in this process on
-loopback. The publisher gossips a paced stream of countersigned receipts;
+A committee of coordinators (--members: 3 under the majority rule, 4 or 5
+under byzantine-safe finality, two voting steps per block) and a publisher
+box run in this process on loopback. The publisher gossips a paced stream of countersigned receipts;
 the bench measures how fast they land in final blocks (receipts/s) and how
 long each takes from publish to final block (p50, p99, in epochs). A
 receipt's latency starts at its time in the paced schedule, so a publisher
@@ -40,6 +41,7 @@ func benchLedger(ctx context.Context, e *env, args []string) error {
 	useQUIC := fs.Bool("quic", false, "the nodes listen on QUIC too, which libp2p dials first (default: TCP only, as in bench swarm; see above)")
 	perBlock := fs.Bool("blocks", false, "print each final block's times from the end of its epoch (built, final)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the stream and its blocks to this file")
+	members := fs.Int("members", 4, "committee size: 3 (majority rule, 2 of 3 signatures), 4 or 5 (byzantine-safe: 3 of 4, 4 of 5 precommits)")
 	tickets := fs.Bool("tickets", false, "a ledger of rules version 4: one ticket per client (64 receipts, one per server), every receipt paid under its client's ticket")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -51,13 +53,16 @@ func benchLedger(ctx context.Context, e *env, args []string) error {
 	if *rate < 1 || *dur < time.Second || *epoch < time.Second {
 		return fmt.Errorf("%w: need --rate ≥ 1, --for ≥ 1s and --epoch ≥ 1s", errUsage)
 	}
+	if *members < 3 || *members > 5 {
+		return fmt.Errorf("%w: --members must be 3, 4 or 5", errUsage)
+	}
 	if !*asJSON {
-		fmt.Fprintf(e.stderr, "bench ledger: 3 coordinators and a publisher box in this process; signing %d receipts, then gossiping %d/s for %s...\n",
-			int(float64(*rate)*dur.Seconds()), *rate, *dur)
+		fmt.Fprintf(e.stderr, "bench ledger: %d coordinators and a publisher box in this process; signing %d receipts, then gossiping %d/s for %s...\n",
+			*members, int(float64(*rate)*dur.Seconds()), *rate, *dur)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute+2**dur+10**epoch)
 	defer cancel()
-	cfg := testnet.LedgerConfig{Rate: *rate, Duration: *dur, Epoch: *epoch, Tickets: *tickets}
+	cfg := testnet.LedgerConfig{Rate: *rate, Duration: *dur, Epoch: *epoch, Tickets: *tickets, Members: *members}
 	if *cpuProfile != "" {
 		pf, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -77,7 +82,7 @@ func benchLedger(ctx context.Context, e *env, args []string) error {
 	if *asJSON {
 		return json.NewEncoder(e.stdout).Encode(f)
 	}
-	fmt.Fprintf(e.stdout, "%d receipts offered at %.0f/s, published at %.0f/s\n", f.Receipts, f.OfferedRate, f.PublishedPer)
+	fmt.Fprintf(e.stdout, "committee of %d, finality rule %d; %d receipts offered at %.0f/s, published at %.0f/s\n", f.Members, f.Finality, f.Receipts, f.OfferedRate, f.PublishedPer)
 	fmt.Fprintf(e.stdout, "finalized: %d of %d, %.0f receipts/s from the first publish to the last of %d blocks (%.2fs)\n",
 		f.Final, f.Receipts, f.FinalizedPerSec, f.Blocks, f.Seconds)
 	if f.SteadyPerSec > 0 {
@@ -93,7 +98,7 @@ func benchLedger(ctx context.Context, e *env, args []string) error {
 				b.Height, b.Epoch, b.Receipts, b.Built, b.Final)
 		}
 	}
-	fmt.Fprintf(e.stdout, "process CPU: %.1f µs per receipt (4 nodes, 2 signatures each)\n", f.CPUPerReceipt)
+	fmt.Fprintf(e.stdout, "process CPU: %.1f µs per receipt (%d nodes, 2 signatures each)\n", f.CPUPerReceipt, f.Members+1)
 	if f.Tickets > 0 {
 		fmt.Fprintf(e.stdout, "rules 4: every receipt paid under one of %d tickets (one per client), handed to the ledger before the stream\n", f.Tickets)
 	}

@@ -83,8 +83,8 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 	if err := wantArgs(pos, 0, "no arguments"); err != nil {
 		return err
 	}
-	if *boxes < 6 {
-		return fmt.Errorf("%w: --boxes must be at least 6 (3 of them coordinate the ledger)", errUsage)
+	if *boxes < 7 {
+		return fmt.Errorf("%w: --boxes must be at least 7 (4 of them coordinate the ledger)", errUsage)
 	}
 	size, err := sizeArg("size", *sizeFlag, "16MiB")
 	if err != nil {
@@ -128,7 +128,9 @@ func (d *demo) start(ctx context.Context) (string, error) {
 	sctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	d.gateway, d.publisher, d.getter = 2, 1, d.boxes-1
-	d.coordinators = []int{0, 3, 4}
+	// A committee of 4 under byzantine-safe finality (NewGenesis): 3 of 4
+	// precommits make a block final, one member may crash or lie.
+	d.coordinators = []int{0, 3, 4, 5}
 	nw, err := testnet.New(sctx, d.boxes, testnet.WithDir(filepath.Join(d.dir, "boxes")),
 		testnet.WithNodeOptions(node.WithStallTimeout(20*time.Second), node.WithSchedule(demoSchedule())),
 		testnet.WithBoxOptions(d.gateway, node.WithRole(node.RoleGateway), node.WithGatewayListen("127.0.0.1:0")),

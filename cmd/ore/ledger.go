@@ -142,8 +142,12 @@ func cmdLedger(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		return out(v, func() {
-			fmt.Fprintf(e.stdout, "verified %d final blocks from genesis: every hash, signature and receipt\nheight %d, supply %s\nstate hash %s\n",
-				v.Blocks, v.Height, formatOre(v.Supply), v.StateHash)
+			fmt.Fprintf(e.stdout, "verified %d final blocks from genesis: every hash, signature and receipt\nheight %d, supply %s\nstate hash %s\nfinality %s\n",
+				v.Blocks, v.Height, formatOre(v.Supply), v.StateHash, v.Finality)
+			for _, ev := range v.Evidence {
+				fmt.Fprintf(e.stdout, "evidence in block %d: member %s signed two blocks (%s…, %s…) as %s at height %d round %d: excluded from signing\n",
+					ev.Block, ev.Member, ev.A[:12], ev.B[:12], ev.Step, ev.Height, ev.Round)
+			}
 		})
 	case "deposit", "register", "transfer", "prewarm", "withdraw", "cap", "delegate":
 		q := url.Values{"kind": {sub}}

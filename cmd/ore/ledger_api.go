@@ -133,10 +133,23 @@ func (s *apiServer) ledgerBlocks(w http.ResponseWriter, r *http.Request) {
 }
 
 type verifyInfo struct {
-	Blocks    int    `json:"blocks"`
-	Height    uint64 `json:"height"`
-	StateHash string `json:"state_hash"`
-	Supply    uint64 `json:"supply"`
+	Blocks    int            `json:"blocks"`
+	Height    uint64         `json:"height"`
+	StateHash string         `json:"state_hash"`
+	Supply    uint64         `json:"supply"`
+	Finality  string         `json:"finality"`
+	Evidence  []evidenceInfo `json:"evidence,omitempty"`
+}
+
+// evidenceInfo is a member the chain excluded for equivocation.
+type evidenceInfo struct {
+	Member string `json:"member"`
+	Block  uint64 `json:"block"` // the block that recorded the evidence
+	Height uint64 `json:"height"`
+	Round  uint32 `json:"round"`
+	Step   string `json:"step"`
+	A      string `json:"a"`
+	B      string `json:"b"`
 }
 
 // ledgerVerify replays the final chain from genesis.
@@ -156,7 +169,18 @@ func (s *apiServer) ledgerVerify(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h := st.Hash()
-	writeJSON(w, verifyInfo{Blocks: len(blocks), Height: st.Height(), StateHash: hex.EncodeToString(h[:]), Supply: st.Supply()})
+	v := verifyInfo{Blocks: len(blocks), Height: st.Height(), StateHash: hex.EncodeToString(h[:]), Supply: st.Supply()}
+	crashed, byz := g.Tolerates()
+	v.Finality = fmt.Sprintf("rule %d: %d of %d members' signatures; tolerates %d crashed, %d byzantine", g.FinalityRule(), g.Quorum(), len(g.Committee), crashed, byz)
+	for _, b := range blocks {
+		for _, tx := range b.Txs {
+			if e := tx.Evidence; tx.Kind == ledger.KindEvidence && e != nil {
+				v.Evidence = append(v.Evidence, evidenceInfo{Member: e.Signer.String(), Block: b.Header.Height, Height: e.Height,
+					Round: e.Round, Step: e.Step.String(), A: hex.EncodeToString(e.A[:]), B: hex.EncodeToString(e.B[:])})
+			}
+		}
+	}
+	writeJSON(w, v)
 }
 
 type txInfo struct {

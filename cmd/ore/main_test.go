@@ -287,7 +287,7 @@ func TestInitRefusesExistingRepo(t *testing.T) {
 }
 
 func TestDemo(t *testing.T) {
-	code, out, errs := ore(t, "demo", "--boxes", "6", "--size", "2MiB")
+	code, out, errs := ore(t, "demo", "--boxes", "7", "--size", "2MiB")
 	if code != 0 {
 		t.Fatalf("demo exit %d: %s\n%s", code, out, errs)
 	}

@@ -27,7 +27,7 @@ import (
 
 const testnetUsage = `usage: ore testnet COMMAND [flags]
 
-A multi-node ore network in docker containers (3 coordinators, a publisher,
+A multi-node ore network in docker containers (4 coordinators, a publisher,
 a gateway and N boxes on a private network), for trying ore the way it is
 deployed. Needs a Docker engine; ` + "`ore demo`" + ` runs the same in one process.
 

@@ -97,6 +97,7 @@ type Committee struct {
 
 	metrics struct {
 		blocks, finals, rejected, orders prometheus.Counter
+		equivocations, rounds            prometheus.Counter
 		refused, gossip                  *prometheus.CounterVec
 		epoch                            epochMetrics
 		sync                             syncMetrics
@@ -106,6 +107,15 @@ type Committee struct {
 	// finalOrders are the heights of final blocks this member proposed,
 	// for ordersLoop to publish their orders.
 	finalOrders chan uint64
+
+	// Under ledger.FinalityBFT (nil otherwise): the consensus on the next
+	// height and the guard over what this member signed (bft.go).
+	bft     *bft
+	guard   *guard
+	accused map[peer.ID]bool // members this one submitted evidence against (mu)
+	// testEquivocate, set by tests only, runs as this member proposes: a
+	// harness that makes the leader sign and show other blocks too.
+	testEquivocate func(round uint32, b *ledger.Block, parent *ledger.State)
 
 	ctx    context.Context // the coordinator's lifetime: Close cancels it
 	cancel context.CancelFunc
@@ -151,7 +161,13 @@ func New(ctx context.Context, cfg Config) (*Committee, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.fsm = &fsm{g: cfg.Genesis, chain: c.chain, state: state, applied: c.signApplied,
+	if cfg.Genesis.FinalityRule() == ledger.FinalityBFT {
+		if c.guard, err = openGuard(cfg.Dir, cfg.Key); err != nil {
+			return nil, err
+		}
+		c.bft = newBFT(state.Height()+1, c.guard.state(), cfg.Clock())
+	}
+	c.fsm = &fsm{g: cfg.Genesis, chain: c.chain, state: state, applied: c.signApplied, committee: c,
 		signable: func(h *ledger.Header, parent uint64) error {
 			return checkEpoch(h.Epoch, parent, cfg.Genesis.Params().EpochAt(cfg.Clock()))
 		},
@@ -193,6 +209,10 @@ func New(ctx context.Context, cfg Config) (*Committee, error) {
 		}
 		c.subs = append(c.subs, sub)
 	}
+	if c.bftMode() {
+		c.wg.Add(1)
+		go c.bftLoop(rctx)
+	}
 	c.wg.Add(5)
 	go c.readSigs(rctx, c.subs[0])
 	go c.readTxs(rctx, c.subs[1])
@@ -222,7 +242,7 @@ func (c *Committee) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("committee: raft snapshots: %w", err)
 	}
-	c.trans = raftp2p.NewTransport(c.cfg.Host, raftp2p.WithAllow(c.cfg.Genesis.IsMember), raftp2p.WithLogger(c.log))
+	c.trans = raftp2p.NewTransport(c.cfg.Host, raftp2p.WithAllow(c.raftAllowed), raftp2p.WithLogger(c.log))
 	exists, err := raft.HasExistingState(c.store, c.store, snaps)
 	if err != nil {
 		return fmt.Errorf("committee: raft state: %w", err)
@@ -255,6 +275,8 @@ func (c *Committee) initMetrics() {
 	c.metrics.blocks = prometheus.NewCounter(prometheus.CounterOpts{Name: "ore_ledger_blocks_applied_total", Help: "Blocks this coordinator applied."})
 	c.metrics.finals = prometheus.NewCounter(prometheus.CounterOpts{Name: "ore_ledger_blocks_final_total", Help: "Blocks that gathered a committee majority."})
 	c.metrics.rejected = prometheus.NewCounter(prometheus.CounterOpts{Name: "ore_ledger_blocks_rejected_total", Help: "Proposed blocks the state machine refused."})
+	c.metrics.equivocations = prometheus.NewCounter(prometheus.CounterOpts{Name: "ore_ledger_equivocations_total", Help: "Pairs of votes by one member for two blocks at one height, round and step that this coordinator saw."})
+	c.metrics.rounds = prometheus.NewCounter(prometheus.CounterOpts{Name: "ore_ledger_round_timeouts_total", Help: "Rounds that ended on this coordinator without a final block (FinalityBFT): each asks for another leader."})
 	c.metrics.orders = prometheus.NewCounter(prometheus.CounterOpts{Name: "ore_sched_orders_issued_total", Help: "Replication orders this coordinator issued as leader."})
 	c.metrics.refused = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ore_ledger_txs_refused_total", Help: "Transactions the leader left out of a block, by reason."}, []string{"reason"})
 	c.metrics.epoch = newEpochMetrics()
@@ -276,7 +298,7 @@ func (c *Committee) initMetrics() {
 			size(func() int { return len(c.pending) })),
 	}
 	if c.cfg.Registry != nil {
-		for _, m := range append(append([]prometheus.Collector{c.metrics.blocks, c.metrics.finals, c.metrics.rejected, c.metrics.refused, c.metrics.orders, c.metrics.gossip,
+		for _, m := range append(append([]prometheus.Collector{c.metrics.blocks, c.metrics.finals, c.metrics.rejected, c.metrics.equivocations, c.metrics.rounds, c.metrics.refused, c.metrics.orders, c.metrics.gossip,
 			c.metrics.sync.served, c.metrics.sync.limited}, c.metrics.epoch.collectors()...), tables...) {
 			_ = c.cfg.Registry.Register(m)
 		}
@@ -460,12 +482,40 @@ func closeAt(p pod.Params, closing uint64, now time.Time) time.Time {
 // It reports whether the block was full: what did not fit waits in the
 // pools for the next block, which the caller proposes at once.
 func (c *Committee) propose(epoch uint64) (full bool, err error) {
-	params := c.cfg.Genesis.Params()
+	if c.bftMode() {
+		return c.proposeBFT(c.ctx, epoch, c.buildBlock)
+	}
 	// Apply everything committed before building on the state.
 	if err := c.raft.Barrier(applyTimeout).Error(); err != nil {
 		return false, fmt.Errorf("barrier: %w", err)
 	}
 	s := c.fsm.current()
+	bl, full, requeue, err := c.buildBlock(s, epoch)
+	if err != nil || bl == nil {
+		return false, err
+	}
+	b := bl.block
+	c.fsm.proposed(bl)
+	f := c.raft.Apply(bl.data, applyTimeout)
+	if err := f.Error(); err != nil {
+		requeue()
+		return false, fmt.Errorf("raft apply: %w", err)
+	}
+	if res, ok := f.Response().(applyResult); ok && res.err != nil {
+		c.metrics.rejected.Inc()
+		requeue()
+		return false, fmt.Errorf("the state machine refused block %d: %w", b.Header.Height, res.err)
+	}
+	// Applying the block took its receipts out of every member's pool.
+	c.log.Info("block committed", "height", b.Header.Height, "epoch", b.Header.Epoch, "txs", len(b.Txs), "full", full)
+	return full, nil
+}
+
+// buildBlock builds the block that closes epoch on state s (nil: nothing
+// to propose). requeue puts its account transactions back in the pool,
+// should it not be final.
+func (c *Committee) buildBlock(s *ledger.State, epoch uint64) (bl *built, full bool, requeue func(), err error) {
+	params := c.cfg.Genesis.Params()
 	if epoch < s.Epoch() {
 		epoch = s.Epoch()
 	}
@@ -473,7 +523,15 @@ func (c *Committee) propose(epoch uint64) (full bool, err error) {
 	// included: a chain already there (a leader with a fast clock wrote
 	// it) waits for the clocks to catch up.
 	if err := checkEpoch(epoch, s.Epoch(), params.EpochAt(c.cfg.Clock())); err != nil {
-		return false, fmt.Errorf("the chain is at epoch %d: %w", s.Epoch(), err)
+		if c.bftMode() && errors.Is(err, ErrFutureEpoch) {
+			// This leader's clock is behind the committee's chain: another
+			// member leads while it is (see bft.go).
+			c.log.Warn("this leader's clock is behind the chain: handing the lead over", "chain_epoch", s.Epoch())
+			if terr := c.raft.LeadershipTransfer().Error(); terr != nil {
+				c.log.Debug("leadership transfer", "err", terr)
+			}
+		}
+		return nil, false, nil, fmt.Errorf("the chain is at epoch %d: %w", s.Epoch(), err)
 	}
 	// The block's path (build, log, commit; the followers' apply, see
 	// fsm.prepare) goes before this process's checks of gossiped
@@ -496,12 +554,12 @@ func (c *Committee) propose(epoch uint64) (full bool, err error) {
 		txs = append(txs, ledger.NewReceiptTx(r))
 	}
 	if len(txs) == 0 {
-		return false, nil
+		return nil, false, nil, nil
 	}
 	b, next, rejected, err := ledger.Build(s, epoch, c.self, c.cfg.Clock().UnixNano(), txs)
 	if err != nil {
 		c.requeue(accountTxs)
-		return false, fmt.Errorf("build: %w", err)
+		return nil, false, nil, fmt.Errorf("build: %w", err)
 	}
 	var invalid []*pod.Receipt // refused for good: out of the pool
 	var later []ledger.Tx      // account transactions that did not fit
@@ -526,7 +584,7 @@ func (c *Committee) propose(epoch uint64) (full bool, err error) {
 	c.cfg.Pool.Done(invalid)
 	c.requeue(later)
 	if len(b.Txs) == 0 {
-		return false, nil
+		return nil, false, nil, nil
 	}
 	var included []ledger.Tx // account transactions in the block
 	for i := range b.Txs {
@@ -534,19 +592,8 @@ func (c *Committee) propose(epoch uint64) (full bool, err error) {
 			included = append(included, b.Txs[i])
 		}
 	}
-	data := b.Marshal()
-	c.fsm.proposed(&built{data: data, block: b, parent: s, state: next})
-	f := c.raft.Apply(data, applyTimeout)
-	if err := f.Error(); err != nil {
-		c.requeue(included)
-		return false, fmt.Errorf("raft apply: %w", err)
+	if len(rejected) > 0 {
+		c.log.Debug("transactions left out of the block", "height", b.Header.Height, "left_out", len(rejected))
 	}
-	if res, ok := f.Response().(applyResult); ok && res.err != nil {
-		c.metrics.rejected.Inc()
-		c.requeue(included)
-		return false, fmt.Errorf("the state machine refused block %d: %w", b.Header.Height, res.err)
-	}
-	// Applying the block took its receipts out of every member's pool.
-	c.log.Info("block committed", "height", b.Header.Height, "epoch", epoch, "txs", len(b.Txs), "left_out", len(rejected), "full", full)
-	return full, nil
+	return &built{data: b.Marshal(), block: b, parent: s, state: next}, full, func() { c.requeue(included) }, nil
 }

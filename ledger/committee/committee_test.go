@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,6 +36,8 @@ type member struct {
 	pool   *intake.Pool
 	c      *Committee
 	dir    string
+
+	skew atomic.Int64 // added to the cluster's clock for this coordinator (nanoseconds)
 
 	scoreMu sync.Mutex
 	scores  map[peer.ID]float64 // gossipsub's peer scores, as last inspected
@@ -73,11 +76,27 @@ func newClusterEpoch(t *testing.T, epoch time.Duration) *cluster {
 
 // newClusterRules is newClusterEpoch on a genesis of the given rules
 // version (0: NewGenesis's).
+//
+// These clusters keep the majority finality rule (ledger.FinalityMajority)
+// that the tests of Raft, gossip and sync were written for;
+// newClusterBFT starts a committee of ledger.FinalityBFT.
 func newClusterRules(t *testing.T, epoch time.Duration, rules uint8) *cluster {
+	t.Helper()
+	return newClusterSpec(t, 3, epoch, rules, ledger.FinalityMajority)
+}
+
+// newClusterBFT starts a committee of n (4: one faulty member tolerated)
+// under ledger.FinalityBFT.
+func newClusterBFT(t *testing.T, n int, epoch time.Duration) *cluster {
+	t.Helper()
+	return newClusterSpec(t, n, epoch, 0, ledger.FinalityBFT)
+}
+
+func newClusterSpec(t *testing.T, n int, epoch time.Duration, rules, finality uint8) *cluster {
 	t.Helper()
 	cl := &cluster{pub: newAccount(t), net: newFabric(), clock: testkit.NewClock()}
 	var committee []ledger.Member
-	for i := 0; i < 3; i++ {
+	for i := 0; i < n; i++ {
 		k, _, _ := crypto.GenerateEd25519Key(nil)
 		h, err := cl.newHost(k)
 		if err != nil {
@@ -100,6 +119,7 @@ func newClusterRules(t *testing.T, epoch time.Duration, rules uint8) *cluster {
 	if rules != 0 {
 		g.Rules = rules
 	}
+	g.Finality = finality
 	cl.g = g
 	for _, m := range cl.members {
 		cl.start(t, m)
@@ -196,7 +216,8 @@ func (cl *cluster) start(t *testing.T, m *member) {
 	if m.in, err = intake.New(m.ps, cl.g.Params(), intake.WithPool(m.pool), intake.WithClock(cl.clock.Now)); err != nil {
 		t.Fatal(err)
 	}
-	if m.c, err = New(context.Background(), Config{Genesis: cl.g, Host: m.h, Key: m.key, PubSub: m.ps, Pool: m.pool, Dir: m.dir, Logger: logger, Clock: cl.clock.Now}); err != nil {
+	if m.c, err = New(context.Background(), Config{Genesis: cl.g, Host: m.h, Key: m.key, PubSub: m.ps, Pool: m.pool, Dir: m.dir, Logger: logger,
+		Clock: func() time.Time { return cl.clock.Now().Add(time.Duration(m.skew.Load())) }}); err != nil {
 		t.Fatal(err)
 	}
 }

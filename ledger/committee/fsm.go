@@ -30,6 +30,9 @@ type fsm struct {
 	// and verifies them (SyncFrom): a snapshot from the leader may cover
 	// blocks this member never had (see Restore).
 	catchUp func(base *ledger.State) (*ledger.State, []*ledger.Block, error)
+	// committee takes the proposals under FinalityBFT (bft.go): the log
+	// then orders proposals, and the state moves only with final blocks.
+	committee *Committee
 
 	mu    sync.RWMutex
 	state *ledger.State
@@ -76,7 +79,11 @@ func (f *fsm) prepare(data []byte) {
 	go func() {
 		defer intake.Prioritize()()
 		defer close(e.done)
-		b, err := ledger.UnmarshalBlock(data)
+		raw := data
+		if _, blk, ok := decodeProposal(data); ok {
+			raw = blk
+		}
+		b, err := ledger.UnmarshalBlock(raw)
 		if err != nil || b.Header.Height != parent.Height()+1 {
 			return // Apply says why, or skips a replayed entry
 		}
@@ -102,6 +109,9 @@ type applyResult struct {
 }
 
 func (f *fsm) Apply(l *raft.Log) any {
+	if f.committee != nil && f.committee.bftMode() {
+		return f.applyProposal(l)
+	}
 	f.mu.Lock()
 	e := f.early
 	if e != nil && bytes.Equal(e.data, l.Data) {
@@ -158,6 +168,59 @@ func (f *fsm) Apply(l *raft.Log) any {
 	return applyResult{height: b.Header.Height}
 }
 
+// applyProposal hands a proposal of the log to the consensus (FinalityBFT),
+// checked against the final state: the state does not move here.
+func (f *fsm) applyProposal(l *raft.Log) any {
+	round, raw, ok := decodeProposal(l.Data)
+	if !ok {
+		return applyResult{err: fmt.Errorf("committee: log entry %d is not a proposal", l.Index)}
+	}
+	f.mu.Lock()
+	e := f.early
+	if e != nil && bytes.Equal(e.data, l.Data) {
+		f.early = nil
+	} else {
+		e = nil
+	}
+	f.mu.Unlock()
+	if e != nil {
+		<-e.done
+	}
+	f.mu.Lock()
+	parent := f.state
+	var b *ledger.Block
+	var next *ledger.State
+	var err error
+	if pb := f.built; pb != nil && pb.parent == parent && bytes.Equal(pb.data, l.Data) {
+		b, next = pb.block, pb.state
+		f.built = nil
+	} else if e != nil && e.block != nil && e.parent == parent {
+		b, next, err = e.block, e.state, e.err
+	}
+	f.mu.Unlock()
+	if b == nil {
+		if b, err = ledger.UnmarshalBlock(raw); err != nil {
+			return applyResult{err: fmt.Errorf("committee: log entry %d is not a block: %w", l.Index, err)}
+		}
+		if b.Header.Height != parent.Height()+1 {
+			return applyResult{height: b.Header.Height} // decided, or this member is behind (it syncs)
+		}
+		next, err = ledger.Apply(parent, b)
+	}
+	if err != nil {
+		next = nil
+	}
+	f.committee.onProposal(round, b, next, err)
+	return applyResult{height: b.Header.Height, err: err}
+}
+
+// install makes next (the state after a final block) the current state.
+func (f *fsm) install(next *ledger.State) {
+	f.mu.Lock()
+	f.state, f.built, f.early = next, nil, nil
+	f.mu.Unlock()
+}
+
 func (f *fsm) current() *ledger.State {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
@@ -207,6 +270,10 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	f.mu.Lock()
 	f.state, f.built, f.early = s, nil, nil
 	f.mu.Unlock()
+	if f.committee != nil && f.committee.bftMode() {
+		f.committee.resetBFT(s) // fetched blocks are final already: nothing to sign
+		return nil
+	}
 	parentEpoch := baseEpoch
 	for i, b := range fetched {
 		if i > 0 {

@@ -257,8 +257,11 @@ func (c *Committee) readSigs(ctx context.Context, sub *pubsub.Subscription) {
 		if err != nil {
 			return
 		}
-		if m, ok := msg.ValidatorData.(*sigMsg); ok { // validateSig checked it
+		switch m := msg.ValidatorData.(type) { // validateSig checked it
+		case *sigMsg:
 			c.addSig(m)
+		case *voteMsg:
+			c.onVote(m)
 		}
 	}
 }

@@ -27,6 +27,7 @@ const (
 	reasonReceipt      = "receipt"       // a receipt on the transactions topic
 	reasonPoolFull     = "pool_full"     // ignored: the pool holds maxTxPool
 	reasonAccountFull  = "account_full"  // ignored: the account has maxAccountTxs waiting
+	reasonOutOfWindow  = "out_of_window" // ignored: a vote for a height or round far from this member's
 )
 
 // errNotMember is a block signature by a peer outside the committee.
@@ -36,7 +37,7 @@ func newGossipRefused() *prometheus.CounterVec {
 	v := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ore_ledger_gossip_refused_total",
 		Help: "Messages on the ledger's gossip topics that this coordinator's validator refused, by topic and reason (pool_full and account_full are ignored, the others rejected: their sender loses peer score)."},
 		[]string{"topic", "reason"})
-	for _, r := range []string{reasonMalformed, reasonNotMember, reasonBadSignature} {
+	for _, r := range []string{reasonMalformed, reasonNotMember, reasonBadSignature, reasonOutOfWindow} {
 		v.WithLabelValues(BlocksTopic, r)
 	}
 	for _, r := range []string{reasonMalformed, reasonBadSignature, reasonReceipt, reasonPoolFull, reasonAccountFull} {
@@ -69,21 +70,41 @@ func (c *Committee) unregisterValidators() {
 
 // validateSig admits a committee member's well-formed signature over a
 // block hash; it attaches the decoded message for readSigs.
+// Under FinalityBFT it admits votes instead (bft.go): a member's signed
+// prevote or precommit.
 func (c *Committee) validateSig(_ context.Context, _ peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
-	m, err := unmarshalSig(msg.Data)
+	var data any
+	var err error
 	reason := reasonMalformed
-	if err == nil {
-		if err = m.verify(c.cfg.Genesis); errors.Is(err, errNotMember) {
+	check := func(e error) {
+		if err = e; errors.Is(err, errNotMember) {
 			reason = reasonNotMember
 		} else {
 			reason = reasonBadSignature
+		}
+	}
+	if c.bftMode() {
+		var m *voteMsg
+		if m, err = unmarshalVote(msg.Data); err == nil {
+			check(m.verify(c.cfg.Genesis))
+			data = m
+		}
+	} else {
+		var m *sigMsg
+		if m, err = unmarshalSig(msg.Data); err == nil {
+			check(m.verify(c.cfg.Genesis))
+			data = m
 		}
 	}
 	if err != nil {
 		c.metrics.gossip.WithLabelValues(BlocksTopic, reason).Inc()
 		return pubsub.ValidationReject
 	}
-	msg.ValidatorData = m
+	if v, ok := data.(*voteMsg); ok && !c.voteInWindow(v) {
+		c.metrics.gossip.WithLabelValues(BlocksTopic, reasonOutOfWindow).Inc()
+		return pubsub.ValidationIgnore
+	}
+	msg.ValidatorData = data
 	return pubsub.ValidationAccept
 }
 
@@ -104,6 +125,8 @@ func (c *Committee) validateTx(_ context.Context, _ peer.ID, msg *pubsub.Message
 		return refuse(reasonReceipt, pubsub.ValidationReject)
 	case tx.Authenticate(c.cfg.Genesis.Network) != nil:
 		return refuse(reasonBadSignature, pubsub.ValidationReject)
+	case tx.Kind == ledger.KindEvidence && tx.Evidence.Check(c.cfg.Genesis) != nil:
+		return refuse(reasonNotMember, pubsub.ValidationReject)
 	}
 	if !msg.Local { // this member's own were admitted when submitted
 		if err := c.admit(*tx); err != nil {

@@ -130,3 +130,20 @@ func (p *Pool) Len() int {
 	defer p.mu.Unlock()
 	return len(p.m)
 }
+
+// Waiting reports whether the pool holds a receipt of an epoch from from
+// to to (inclusive): a coordinator that holds one whose epoch's block is
+// overdue expects a block (committee, FinalityBFT).
+func (p *Pool) Waiting(from, to uint64) bool {
+	if from > to {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for k := range p.m {
+		if k.Epoch >= from && k.Epoch <= to {
+			return true
+		}
+	}
+	return false
+}

@@ -46,7 +46,7 @@ type Option func(*Transport)
 // WithTimeout sets how long one RPC may take (DefaultTimeout).
 func WithTimeout(d time.Duration) Option { return func(t *Transport) { t.timeout = d } }
 
-// WithAllow admits incoming Raft streams only from peers for which allow
+// WithAllow admits incoming Raft requests only from peers for which allow
 // returns true (the committee's members); others are reset unread.
 func WithAllow(allow func(peer.ID) bool) Option { return func(t *Transport) { t.allow = allow } }
 
@@ -329,6 +329,12 @@ func (t *Transport) handle(ns network.Stream) {
 	}()
 	s := newStream(ns)
 	for {
+		// allow may change its mind (a committee that stops taking a
+		// leader's entries, to elect another): asked on every request.
+		if t.allow != nil && !t.allow(remote) {
+			_ = ns.Reset()
+			return
+		}
 		keep, err := t.serveOne(s)
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, raft.ErrTransportShutdown) {

@@ -1,0 +1,270 @@
+package committee
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/orecdn/ore/internal/testkit"
+	"github.com/orecdn/ore/ledger"
+	"github.com/orecdn/ore/pod"
+)
+
+// checkOneHistory fails t unless every running member holds the same
+// final chain up to the lowest height among them, each block final under
+// the genesis's rule, and the chain verifies from genesis to the state of
+// the member that holds it.
+func (cl *cluster) checkOneHistory(t *testing.T) {
+	t.Helper()
+	var ref *member
+	low := ^uint64(0)
+	for _, m := range cl.members {
+		if m.c != nil {
+			low = min(low, m.c.State().Height())
+			if ref == nil {
+				ref = m
+			}
+		}
+	}
+	for h := uint64(1); h <= low; h++ {
+		want, ok := ref.c.Block(h)
+		if !ok {
+			t.Fatalf("block %d missing", h)
+		}
+		for _, m := range cl.members {
+			if m.c == nil {
+				continue
+			}
+			b, ok := m.c.Block(h)
+			if !ok || b.Hash() != want.Hash() {
+				t.Fatalf("two blocks at height %d", h)
+			}
+			if !b.Final(cl.g) {
+				t.Fatalf("block %d stored but not final (%d of %d)", h, b.VerifySignatures(cl.g), cl.g.Quorum())
+			}
+		}
+	}
+	blocks, err := ref.c.Blocks(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ledger.Verify(cl.g, blocks)
+	if err != nil {
+		t.Fatalf("the chain does not verify from genesis: %v", err)
+	}
+	if s.Hash() != ref.c.State().Hash() {
+		t.Fatal("the chain replays to another state than the member's")
+	}
+	var total uint64
+	for _, a := range s.Accounts() {
+		total += s.Balance(a) + s.Escrow(a)
+	}
+	if total != s.Supply() {
+		t.Fatalf("supply not conserved: %d != %d", total, s.Supply())
+	}
+}
+
+// paying publishes receipts of fresh (server, client) pairs through
+// member via, one per call, and returns what they should pay in total.
+type paying struct {
+	cl   *cluster
+	root cid.Cid
+	srv  []account
+	want map[string]uint64
+}
+
+func (p *paying) pay(t *testing.T, via *member) *pod.Receipt {
+	t.Helper()
+	srv, cli := newAccount(t), newAccount(t)
+	r := p.cl.receipt(t, srv, cli, p.root, 3)
+	if err := via.in.Publish(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+	p.srv = append(p.srv, srv)
+	p.want[string(srv.ID)] = r.Bytes // price 2^30 per GiB: one unit per byte
+	return r
+}
+
+// paidOnce waits until every receipt is paid exactly its bytes on m.
+func (p *paying) paidOnce(t *testing.T, m *member, d time.Duration) {
+	t.Helper()
+	waitFor(t, d, "every receipt paid", func() bool {
+		s := m.c.State()
+		for _, srv := range p.srv {
+			if s.Balance(srv.ID) != p.want[string(srv.ID)] {
+				return false
+			}
+		}
+		return true
+	})
+	s := m.c.State()
+	for _, srv := range p.srv {
+		if got := s.Balance(srv.ID); got != p.want[string(srv.ID)] {
+			t.Fatalf("server paid %d, want %d", got, p.want[string(srv.ID)])
+		}
+	}
+}
+
+func (cl *cluster) startPaying(t *testing.T, m *member) *paying {
+	root := testkit.Root(t, "bft")
+	cl.register(t, m, root, 500_000_000_000)
+	return &paying{cl: cl, root: root, want: make(map[string]uint64)}
+}
+
+func (cl *cluster) other(not ...*member) *member {
+	for _, m := range cl.members {
+		skip := m.c == nil
+		for _, n := range not {
+			skip = skip || m == n
+		}
+		if !skip {
+			return m
+		}
+	}
+	return nil
+}
+
+// TestBFTCommitteeOfFour: blocks are final with 3 of 4 precommits,
+// payments go on with a member down, and the chain verifies from genesis.
+func TestBFTCommitteeOfFour(t *testing.T) {
+	cl := newClusterBFT(t, 4, time.Second)
+	l := cl.leader(t, 10*time.Second)
+	p := cl.startPaying(t, l)
+	p.pay(t, l)
+	p.paidOnce(t, l, 15*time.Second)
+	down := cl.other(l)
+	down.stop()
+	p.pay(t, l)
+	p.paidOnce(t, l, 15*time.Second)
+	// Back from its disk (its sign guard included), it fetches the final
+	// blocks it missed and votes again.
+	cl.start(t, down)
+	for _, m := range cl.members {
+		if m != down {
+			_ = down.h.Connect(context.Background(), peer.AddrInfo{ID: m.h.ID(), Addrs: m.h.Addrs()})
+		}
+	}
+	p.pay(t, l)
+	p.paidOnce(t, down, 20*time.Second)
+	cl.checkOneHistory(t)
+}
+
+// TestBFTEquivocatingLeader: the leader shows a different block of the
+// same height to each of the three others (a harness appends its
+// proposal and injects two more, and signs prevotes and precommits for
+// all three). No block gets a quorum in that round, none is ever final
+// beside another at its height, the round runs out, the members stop
+// taking the leader's Raft traffic, another leader finalizes the height
+// and payments go on.
+func TestBFTEquivocatingLeader(t *testing.T) {
+	cl := newClusterBFT(t, 4, 4*time.Second)
+	bad := cl.leader(t, 10*time.Second)
+	p := cl.startPaying(t, bad)
+	start := bad.c.State().Height()
+	others := []*member{}
+	for _, m := range cl.members {
+		if m != bad {
+			others = append(others, m)
+		}
+	}
+	split := 0
+	bad.c.setEquivocate(func(round uint32, x *ledger.Block, parent *ledger.State) {
+		split++
+		for i, m := range others[1:] { // others[0] gets x from the log
+			y, next, _, err := ledger.Build(parent, x.Header.Epoch, bad.h.ID(), x.Header.Time+int64(i+1), x.Txs)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			m.c.onProposal(round, y, next, nil)
+			for _, step := range []ledger.VoteType{ledger.Prevote, ledger.Precommit} {
+				sig, err := ledger.SignVote(bad.key, step, y.Header.Height, round, y.Hash())
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				m.c.onVote(&voteMsg{typ: step, height: y.Header.Height, round: round, hash: y.Hash(), signer: bad.h.ID(), sig: sig})
+			}
+		}
+	})
+	p.pay(t, others[0])
+	p.paidOnce(t, others[0], 40*time.Second)
+	if split == 0 {
+		t.Fatal("the leader never equivocated")
+	}
+	// The evidence is in a final block: every member excludes the
+	// equivocating one, which leads no more (its Raft traffic is refused).
+	waitFor(t, 40*time.Second, "the evidence in a final block", func() bool {
+		for _, m := range cl.members {
+			if !m.c.State().Excluded(bad.h.ID()) {
+				return false
+			}
+		}
+		return true
+	})
+	waitFor(t, 15*time.Second, "a leader other than the excluded member", func() bool {
+		for _, m := range others {
+			if m.c.Leader() {
+				return true
+			}
+		}
+		return false
+	})
+	p.pay(t, others[1])
+	p.paidOnce(t, others[2], 40*time.Second)
+	cl.checkOneHistory(t)
+	blocks, err := others[0].c.Blocks(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var evidence int
+	for _, b := range blocks {
+		for _, tx := range b.Txs {
+			if tx.Kind == ledger.KindEvidence && tx.Evidence.Signer == bad.h.ID() {
+				evidence++
+			}
+		}
+	}
+	if evidence != 1 {
+		t.Fatalf("%d blocks hold evidence against the equivocating member, want 1", evidence)
+	}
+	if cl.other(bad).c.State().Height() <= start {
+		t.Fatal("no block after the equivocation")
+	}
+	var seen float64
+	for _, m := range others {
+		seen += testutil.ToFloat64(m.c.metrics.equivocations)
+	}
+	if seen == 0 {
+		t.Fatal("no member saw the equivocation")
+	}
+}
+
+// TestBFTSkewedLeaders: a leader whose clock runs an hour ahead proposes
+// blocks the others refuse; one an hour behind proposes none. Each time
+// another leader takes over and every receipt is paid exactly once.
+func TestBFTSkewedLeaders(t *testing.T) {
+	cl := newClusterBFT(t, 4, 4*time.Second)
+	l := cl.leader(t, 10*time.Second)
+	p := cl.startPaying(t, l)
+	for _, skew := range []time.Duration{time.Hour, -time.Hour} {
+		l := cl.leader(t, 10*time.Second)
+		l.skew.Store(int64(skew))
+		p.pay(t, cl.other(l))
+		p.paidOnce(t, cl.other(l), 40*time.Second)
+		if cl.leader(t, 10*time.Second) == l {
+			t.Fatalf("the leader %s off still leads", skew)
+		}
+		l.skew.Store(0)
+		for _, m := range cl.members {
+			if m.c.State().Epoch() > cl.g.Params().EpochAt(cl.clock.Now())+1 {
+				t.Fatalf("a block from the future is final: epoch %d", m.c.State().Epoch())
+			}
+		}
+	}
+	cl.checkOneHistory(t)
+}
