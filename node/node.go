@@ -51,7 +51,7 @@ type Node struct {
 	metrics *metrics
 	traffic *traffic
 	recent  *recentBlocks // blocks received lately (see seed.go)
-	pod     *podService
+	pod     *receipts
 	reach   *reach
 
 	key         crypto.PrivKey
@@ -159,7 +159,7 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 	closers = append(closers, n.router.Close)
 	n.host = routedhost.Wrap(base, n.router.Routing())
 
-	if n.pod, err = newPodService(n, key); err != nil {
+	if err := n.startReceipts(key); err != nil {
 		return nil, err
 	}
 	recent := newRecentBlocks()
@@ -175,7 +175,7 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 			n.traffic.received(p, b)
 			n.pod.received(p, b)
 		}
-		bopts = append(bopts, bitswap.WithGate(n.pod))
+		bopts = append(bopts, bitswap.WithGate(n.pod.server))
 	}
 	bopts = append(bopts, cfg.profileBitswapOptions()...)
 	if cfg.UploadLimit > 0 {
