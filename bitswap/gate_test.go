@@ -39,7 +39,7 @@ type budget struct {
 	left int
 }
 
-func (b *budget) Allow(_ peer.ID, size int) bool {
+func (b *budget) Allow(_ peer.ID, _ cid.Cid, size int) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if size > b.left {

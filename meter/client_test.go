@@ -91,7 +91,7 @@ func TestFlushEndsWhenTheServerRefuses(t *testing.T) {
 	c := rg.client(func(cfg *Config) { cfg.Clock = past.Now })
 	s := rg.server()
 	b := rawBlock(t, []byte("receipted too late"))
-	if !s.Allow(c.self, len(b.RawData())) {
+	if !s.Allow(c.self, b.Cid(), len(b.RawData())) {
 		t.Fatal("the gate held back a first block")
 	}
 	c.Want(b.Cid(), []cid.Cid{b.Cid()})
@@ -177,14 +177,14 @@ func TestTicketNamedByNewDeliveries(t *testing.T) {
 	if !c.UsesTicket(b.Cid(), tk.ID()) {
 		t.Fatal("the ticket in use is not known")
 	}
-	s.Allow(c.self, len(b.RawData()))
+	s.Allow(c.self, b.Cid(), len(b.RawData()))
 	c.Want(b.Cid(), []cid.Cid{b.Cid()})
 	c.Received(s.self, b)
 	if d := c.delivery(s.self, b.Cid(), rg.epoch()); d == nil || d.ticket != tk.ID() {
 		t.Fatalf("the delivery does not name the ticket: %+v", d)
 	}
 	rg.clock.Advance(testParams.EpochLength)
-	s.Allow(c.self, len(b.RawData()))
+	s.Allow(c.self, b.Cid(), len(b.RawData()))
 	c.Want(b.Cid(), []cid.Cid{b.Cid()})
 	c.Received(s.self, b)
 	if d := c.delivery(s.self, b.Cid(), rg.epoch()); d == nil || d.ticket != ([32]byte{}) {

@@ -18,6 +18,19 @@ type debt struct {
 	// the server's clock). A client that is gone for the debt grace is
 	// forgotten, whether it signed or not (see Server.AgeDebts).
 	seen time.Time
+	// sent: the blocks the gate let through to the client that no receipt
+	// claimed yet, oldest first (at most MaxSentPerClient): the meter a
+	// receipt is checked against, by root.
+	sent []sentBlock
+}
+
+// sentBlock is a block the gate let through, not yet claimed by a
+// receipt (or only in part: size is what is left).
+type sentBlock struct {
+	key   blockKey
+	size  int64
+	epoch uint64
+	seq   uint64 // the gate's send count: a block sent after a root's walk may be new to the box
 }
 
 type epochDebt struct {

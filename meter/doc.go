@@ -19,12 +19,53 @@
 //
 // Server (the serving side): Allow and Refund are bitswap's send gate
 // (bitswap.Gate, bitswap.GateRefunder): they count what each client was
-// sent and holds no receipt for (its debt) and hold blocks back once the
-// debt reaches the credit window. Countersign (behind HandleStream, the
-// /ore/pod/1.0.0 handler) checks a client's receipt, signs it, keeps it,
-// pays the debt, has bitswap release what it held back (Release), and
-// tells the box once (Countersigned), which fans it out to heat and gossip.
-// AgeDebts forgives debt no receipt can pay any more.
+// sent and holds no receipt for (its debt), hold blocks back once the
+// debt reaches the credit window, and keep each block let through (its
+// CID, size and epoch) until a receipt claims it. Countersign (behind
+// HandleStream, the /ore/pod/1.0.0 handler) checks a client's receipt
+// against that meter, signs it, keeps it, pays the debt, has bitswap
+// release what it held back (Release), and tells the box once
+// (Countersigned), which fans it out to heat and gossip. AgeDebts
+// forgives debt no receipt can pay any more.
+//
+// # Which root a sent block counts for
+//
+// A server countersigns a receipt only up to its own meter for the
+// receipt's (client, root, epoch), and only for roots it holds. Bitswap
+// cannot tell it the root: a want names a CID and nothing else, and a
+// client asks the parent of a block from one box and the block from
+// another. The receipt names the root, and the server holds the DAG: so
+// the gate keeps each block it let through to a client, and a receipt's
+// added bytes must be covered by such blocks, not claimed yet, that belong
+// to the DAG of the root the receipt names as this box holds it, sent
+// within MaxSkew epochs of the receipt's epoch (two boxes' clocks may
+// differ that much). A root's DAG is walked in the box's Blocks once, its
+// inner nodes only (a link whose cumulative size is its block's own is a
+// leaf, not read), and kept in a bounded index (MaxRootMembers,
+// MaxIndexedMembers) as keyed 64-bit hashes of the blocks' multihashes.
+// A DAG the box holds only in part is walked again when a client claims a
+// block sent after the last walk that the walk did not find (the box may
+// have fetched more of the root meanwhile): a client makes the box walk
+// again only by taking a new block each time.
+//
+// A block in the DAGs of two roots (a file in two directories, a repeated
+// chunk), sent once, counts for the first receipt that claims it under
+// either root, and for no other: claims take a client's unclaimed blocks
+// of the named DAG oldest first, so a block is paid once whatever roots
+// share it. What this costs an honest client: if it fetches two
+// overlapping roots from one server at once, a receipt of one root may
+// take a shared block the client counted under the other, whose receipt
+// then falls short by that block and is refused; and a server that holds
+// a sub-DAG but not the root a client fetches it under (a file, not the
+// directory the client names) is refused as not serving that root. Both
+// cost the server its pay for those bytes, never the publisher more.
+//
+// The refusals carry pod.ReasonNotServed (a root the server does not
+// hold, or of which it sent the client nothing unclaimed) and
+// pod.ReasonUnsent (more bytes than it sent of the root). The receipt's
+// Blocks field is not metered: a client may count blocks in another order
+// than the server sent them, and only bytes are paid (Blocks bounds Bytes
+// by the stateless rule, bytes ≤ blocks × 2 MiB).
 //
 // # Dependencies
 //
@@ -33,28 +74,33 @@
 // for the receipt exchange (HostTransport over libp2p), Peers
 // (connectedness), Release, a Clock, the Countersigned callback, Go (the
 // box's goroutine runner) and a Prometheus registry. No side holds a
-// pointer to the box, and each has its own lock, taken by nothing else:
+// pointer to the box, and each has its own locks, taken by nothing else:
 // the gate's lock is never held while the client works, nor across a
-// store read, a callback or Release.
+// store read, a DAG walk, a callback or Release. Countersigning takes one
+// more of its own (so two receipts never draw on the same sent blocks),
+// which the gate never waits on.
 //
 // # Invariants
 //
-//   - A server countersigns only bytes it sent: the bytes a receipt adds
-//     to the one before it for the same (client, root, epoch) are at most
-//     what the gate let through to that client and no receipt paid yet,
-//     in the epochs a receipt may still name. A refusal carries its
+//   - A server countersigns only bytes it sent of the root a receipt
+//     names: the bytes a receipt adds to the one before it for the same
+//     (client, root, epoch) are covered by blocks of that root's DAG the
+//     gate let through to that client, that no receipt claimed; each
+//     sent byte pays at most one receipt. A refusal carries its
 //     pod.Reason on the wire.
 //   - A client receipts only blocks it asked for (Want), from the peer
 //     that sent them, never its own; a receipt is cumulative and each new
 //     one supersedes the last (pod.Receipt.Supersedes).
 //   - Every table a remote peer can grow is bounded: MaxDebtors clients
 //     in the debt table (the idlest pushed out; one gone for the debt
-//     grace forgotten), MaxTickets tickets, and the client's wants,
-//     deliveries and senders forgotten MaxSkew+1 epochs on.
+//     grace forgotten), MaxSentPerClient and MaxSent unclaimed blocks
+//     (dropped past MaxSkew epochs), the DAG index, MaxTickets tickets,
+//     and the client's wants, deliveries and senders forgotten MaxSkew+1
+//     epochs on.
 //
 // # Usage
 //
-//	srv, _ := meter.NewServer(meter.Config{Params: params, Key: key, Store: st,
+//	srv, _ := meter.NewServer(meter.Config{Params: params, Key: key, Store: st, Blocks: bs,
 //		Peers: meter.HostPeers{Host: h}, Release: ex.Release, Countersigned: fanOut})
 //	h.SetStreamHandler(pod.ProtocolID, srv.HandleStream)
 //	// bitswap.WithGate(srv); every meter.TickEvery: srv.AgeDebts(ctx)

@@ -4,14 +4,20 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/ipfs/boxo/blockstore"
+	"github.com/ipfs/boxo/ipld/merkledag"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
+	ds "github.com/ipfs/go-datastore"
+	dssync "github.com/ipfs/go-datastore/sync"
+	format "github.com/ipfs/go-ipld-format"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/orecdn/ore/internal/testkit"
@@ -131,14 +137,14 @@ var testParams = pod.Params{Network: "ore-meter-test", GenesisTime: time.Date(20
 // rig is a client and its own world: a clock, a transport to servers in
 // this process, goroutines that end with the test.
 type rig struct {
-	t     *testing.T
+	t     testing.TB
 	clock *testkit.Clock
 	net   *direct
 	ctx   context.Context
 	wg    sync.WaitGroup
 }
 
-func newRig(t *testing.T) *rig {
+func newRig(t testing.TB) *rig {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &rig{t: t, clock: testkit.NewClock(), net: &direct{}, ctx: ctx}
@@ -150,6 +156,7 @@ func newRig(t *testing.T) *rig {
 // config is a Config on the rig's clock for a new party.
 func (r *rig) config(p testkit.Party) Config {
 	return Config{Params: testParams, Key: p.Key, Store: newMemStore(), Clock: r.clock.Now, Transport: r.net,
+		Blocks: blockstore.NewBlockstore(dssync.MutexWrap(ds.NewMapDatastore())),
 		Go: func(f func(context.Context)) {
 			r.wg.Add(1)
 			go func() { defer r.wg.Done(); f(r.ctx) }()
@@ -232,4 +239,35 @@ func flushReturns(t *testing.T, c *Client, root cid.Cid, d time.Duration) bool {
 	case <-time.After(d):
 		return false
 	}
+}
+
+// anyCID is a block's CID for gate calls that only count bytes.
+var anyCID = cid.MustParse("bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku")
+
+// putDAG stores in s's blocks a dag-pb node linking to children (with
+// their sizes, as an importer writes them), and the children; it returns
+// the node.
+func putDAG(t testing.TB, s *Server, children ...blocks.Block) blocks.Block {
+	t.Helper()
+	nd := merkledag.NodeWithData([]byte("a test node"))
+	for i, c := range children {
+		tsize := uint64(len(c.RawData())) // the link's cumulative size: the child's block and all below it
+		if c.Cid().Prefix().Codec == cid.DagProtobuf {
+			pn, err := merkledag.DecodeProtobufBlock(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, l := range pn.Links() {
+				tsize += l.Size
+			}
+		}
+		if err := nd.AddRawLink(fmt.Sprint(i), &format.Link{Cid: c.Cid(), Size: tsize}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bs := s.dag.blocks.(blockstore.Blockstore)
+	if err := bs.PutMany(context.Background(), append([]blocks.Block{nd}, children...)); err != nil {
+		t.Fatal(err)
+	}
+	return nd
 }

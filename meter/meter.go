@@ -79,7 +79,8 @@ type Config struct {
 	Go           func(func(ctx context.Context)) // runs a sender goroutine until the box closes
 
 	// Server side.
-	CreditWindow int64 // bytes sent ahead of receipts (0: DefaultCreditWindow)
+	CreditWindow int64  // bytes sent ahead of receipts (0: DefaultCreditWindow)
+	Blocks       Blocks // the blocks the box serves: a receipt's root's DAG is read from it
 	Peers        Peers
 	// Release asks bitswap to send what the gate held back for p
 	// (bitswap.Exchange.Release); called without the meter's lock.

@@ -2,11 +2,14 @@ package meter
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
+	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,19 +36,32 @@ type Server struct {
 	release       func(peer.ID)
 	countersigned func(*pod.Receipt, uint64, bool)
 
+	keyer     keyer
+	dag       *dagIndex
 	rejected  *prometheus.CounterVec
 	countered prometheus.Counter
 	withheld  prometheus.Counter
 
-	mu   sync.Mutex
-	debt map[peer.ID]*debt
+	// claimMu orders countersigning: a receipt's meter is checked, the
+	// receipt kept and the meter drawn down before the next is looked at,
+	// so two receipts never draw on the same sent bytes. The gate does
+	// not take it.
+	claimMu sync.Mutex
+
+	mu      sync.Mutex // the gate's: never held across a store read or a callback
+	debt    map[peer.ID]*debt
+	seq     uint64 // blocks the gate let through, ever
+	pending int    // sentBlock entries over every client (at most MaxSent)
 }
 
-// NewServer builds a server meter from cfg (Params, Key, Store; Peers,
-// Release and Countersigned may be nil).
+// NewServer builds a server meter from cfg (Params, Key, Store, Blocks;
+// Peers, Release and Countersigned may be nil).
 func NewServer(cfg Config) (*Server, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
+	}
+	if cfg.Blocks == nil {
+		return nil, errors.New("meter: a server needs its Blocks (the DAGs it serves)")
 	}
 	self, err := peer.IDFromPrivateKey(cfg.Key)
 	if err != nil {
@@ -54,7 +70,7 @@ func NewServer(cfg Config) (*Server, error) {
 	s := &Server{
 		params: cfg.Params, key: cfg.Key, self: self, store: cfg.Store, log: cfg.Logger, now: cfg.Clock,
 		window: cfg.CreditWindow, peers: cfg.Peers, release: cfg.Release, countersigned: cfg.Countersigned,
-		debt: make(map[peer.ID]*debt),
+		debt: make(map[peer.ID]*debt), keyer: newKeyer(),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ore_pod_receipts_rejected_total", Help: "Receipts refused, by the rule they broke."}, []string{"reason"}),
 		countered: prometheus.NewCounter(prometheus.CounterOpts{
@@ -62,6 +78,7 @@ func NewServer(cfg Config) (*Server, error) {
 		withheld: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ore_pod_blocks_withheld_total", Help: "Blocks held back because a client's unreceipted bytes reached the credit window."}),
 	}
+	s.dag = newDAGIndex(cfg.Blocks, s.keyer)
 	if s.release == nil {
 		s.release = func(peer.ID) {}
 	}
@@ -83,9 +100,26 @@ func NewServer(cfg Config) (*Server, error) {
 
 func (s *Server) epoch() uint64 { return s.params.EpochAt(s.now()) }
 
-// Allow is bitswap's send gate (bitswap.Gate).
-func (s *Server) Allow(p peer.ID, size int) bool {
-	e := s.epoch()
+// Bounds of the sent-block meter.
+const (
+	// MaxSentPerClient bounds the unclaimed blocks kept for one client
+	// (past it the oldest is dropped: its bytes can no longer be claimed).
+	// An honest client claims every ReceiptEvery bytes and at every Tick,
+	// and the credit window holds it to a few MiB unclaimed: 8,192 blocks
+	// is 8 MiB of 1 KiB blocks.
+	MaxSentPerClient = 8192
+	// MaxSent bounds the unclaimed blocks kept over every client (24 MiB
+	// of entries); past it the client with the most loses its older half.
+	MaxSent = 1 << 20
+)
+
+// Allow is bitswap's send gate (bitswap.Gate): it lets a block through
+// unless client p's unreceipted bytes would pass the credit window, and
+// meters what it lets through: the block's bytes count against p's debt
+// and wait, by block, for a receipt to claim them under a root whose DAG
+// holds the block.
+func (s *Server) Allow(p peer.ID, c cid.Cid, size int) bool {
+	e, now, k := s.epoch(), s.now(), s.keyer.key(c)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	d := s.debt[p]
@@ -96,7 +130,7 @@ func (s *Server) Allow(p peer.ID, size int) bool {
 		d = &debt{}
 		s.debt[p] = d
 	}
-	d.seen = s.now()
+	d.seen = now
 	if d.signs {
 		d.age(e, s.params.MaxSkew)
 	}
@@ -105,19 +139,71 @@ func (s *Server) Allow(p peer.ID, size int) bool {
 		return false
 	}
 	d.add(e, int64(size))
+	s.seq++
+	s.ageSentLocked(d, e)
+	if len(d.sent) >= MaxSentPerClient {
+		s.dropSentLocked(d, 1)
+	}
+	if s.pending >= MaxSent {
+		s.trimHogLocked()
+	}
+	d.sent = append(d.sent, sentBlock{key: k, size: int64(size), epoch: e, seq: s.seq})
+	s.pending++
 	return true
 }
 
-// Refund takes back bytes Allow counted against p for a block that did not
+// Refund takes back what Allow counted against p for a block that did not
 // leave after all (p cancelled it while it waited for the uplink): p will
-// never sign for them, and counted they would shrink its credit window
-// until the debt ages out (MaxSkew epochs later). It is
-// bitswap.GateRefunder.
-func (s *Server) Refund(p peer.ID, size int) {
+// never sign for it, counted it would shrink p's credit window until the
+// debt ages out (MaxSkew epochs later), and a receipt must not claim it.
+// It is bitswap.GateRefunder.
+func (s *Server) Refund(p peer.ID, c cid.Cid, size int) {
+	k := s.keyer.key(c)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if d := s.debt[p]; d != nil {
-		d.pay(int64(size), true)
+	d := s.debt[p]
+	if d == nil {
+		return
+	}
+	d.pay(int64(size), true)
+	for i := len(d.sent) - 1; i >= 0; i-- {
+		if d.sent[i].key == k {
+			d.sent = slices.Delete(d.sent, i, i+1)
+			s.pending--
+			return
+		}
+	}
+}
+
+// ageSentLocked drops p's sent blocks of epochs no receipt may name any
+// more (the debt's horizon).
+func (s *Server) ageSentLocked(d *debt, e uint64) {
+	i := 0
+	for i < len(d.sent) && d.sent[i].epoch+s.params.MaxSkew < e {
+		i++
+	}
+	s.dropSentLocked(d, i)
+}
+
+func (s *Server) dropSentLocked(d *debt, n int) {
+	if n <= 0 {
+		return
+	}
+	d.sent = d.sent[n:] // append copies only what is left when it grows
+	s.pending -= n
+}
+
+// trimHogLocked makes room under MaxSent: the client with the most
+// unclaimed blocks loses its older half.
+func (s *Server) trimHogLocked() {
+	var hog *debt
+	for _, d := range s.debt {
+		if hog == nil || len(d.sent) > len(hog.sent) {
+			hog = d
+		}
+	}
+	if hog != nil {
+		s.dropSentLocked(hog, (len(hog.sent)+1)/2)
 	}
 }
 
@@ -130,19 +216,6 @@ func (s *Server) credit(p peer.ID, bytes int64) {
 	}
 	s.mu.Unlock()
 	s.release(p)
-}
-
-// unpaid is what the server sent client p that no receipt paid yet, in
-// the epochs a receipt may still name.
-func (s *Server) unpaid(p peer.ID) int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	d := s.debt[p]
-	if d == nil {
-		return 0
-	}
-	d.age(s.epoch(), s.params.MaxSkew)
-	return max(d.bytes, 0)
 }
 
 // signs notes that client p sent a receipt it signed (see debt.signs).
@@ -188,7 +261,9 @@ func (s *Server) AgeDebts(context.Context) {
 		if d.signs && d.age(e, s.params.MaxSkew) {
 			freed = append(freed, p)
 		}
+		s.ageSentLocked(d, e)
 		if d.bytes == 0 {
+			s.dropSentLocked(d, len(d.sent))
 			delete(s.debt, p)
 			continue
 		}
@@ -200,6 +275,7 @@ func (s *Server) AgeDebts(context.Context) {
 		if s.peers != nil && s.peers.Connected(p) {
 			d.seen = now
 		} else if now.Sub(d.seen) >= grace {
+			s.dropSentLocked(d, len(d.sent))
 			delete(s.debt, p)
 		}
 	}
@@ -221,6 +297,9 @@ func (s *Server) evictIdlestLocked() {
 			idlest, oldest = p, d.seen
 		}
 	}
+	if d := s.debt[idlest]; d != nil {
+		s.dropSentLocked(d, len(d.sent))
+	}
 	delete(s.debt, idlest)
 	s.log.Debug("debt table full: forgot the idlest client", "client", idlest, "entries", MaxDebtors)
 }
@@ -228,6 +307,15 @@ func (s *Server) evictIdlestLocked() {
 // Countersign checks a receipt that client from sent, signs it as server
 // and keeps it; it returns the refusal otherwise (a *pod.RejectError
 // whose Reason goes on the wire), or the store's error.
+//
+// The meter: a server signs only bytes it sent, of the root the receipt
+// names. The bytes a receipt adds to the one before it for the same
+// (client, root, epoch) must be covered by blocks the gate let through to
+// that client that no receipt claimed yet, that belong to the root's DAG
+// as this box holds it, and that were sent within MaxSkew epochs of the
+// receipt's epoch (the clocks of two boxes may differ that much). Those
+// blocks are then claimed, oldest first: a block belongs to one receipt,
+// never two, whatever roots share it.
 func (s *Server) Countersign(ctx context.Context, from peer.ID, r *pod.Receipt) error {
 	reject := func(reason pod.Reason, err error) error {
 		s.rejected.WithLabelValues(string(reason)).Inc()
@@ -247,6 +335,19 @@ func (s *Server) Countersign(ctx context.Context, from peer.ID, r *pod.Receipt) 
 		return err
 	}
 	s.signs(from)
+	s.mu.Lock()
+	sent := s.seq
+	s.mu.Unlock()
+	dag, err := s.dag.get(ctx, r.Root, sent, false)
+	if err != nil {
+		return err
+	}
+	if dag == nil {
+		return reject(pod.ReasonNotServed, fmt.Errorf("this server does not hold root %s", r.Root))
+	}
+
+	s.claimMu.Lock()
+	defer s.claimMu.Unlock()
 	key := receiptKey(servedPrefix, r.Epoch, r.Client, r.Root)
 	var prevBytes uint64
 	first := true
@@ -262,14 +363,29 @@ func (s *Server) Countersign(ctx context.Context, from peer.ID, r *pod.Receipt) 
 		}
 		prevBytes, first = prev.Bytes, false
 	}
-	// The meter: a server signs only for bytes it sent. The client's debt
-	// is what the send gate let through to it and no receipt paid yet,
-	// over every root, in the epochs a receipt may still name; a receipt
-	// may claim that much more than the one before it, and no more. (It
-	// does not say which root a byte was of: a client can move its own
-	// bytes between roots, not make more of them.)
-	if claimed := r.Bytes - prevBytes; claimed > uint64(s.unpaid(from)) {
-		return reject(pod.ReasonUnsent, fmt.Errorf("receipt claims %d more bytes, this server sent %s %d not yet receipted", claimed, from, s.unpaid(from)))
+	added := r.Bytes - prevBytes
+	have, blocks, newest := s.claimable(from, dag, r.Epoch)
+	if uint64(have) < added && !dag.complete && newest > dag.seq {
+		// The box may hold more of the DAG than when it was walked (it
+		// fetches it while it serves it): walk it again when it sent this
+		// client a block since that is not in the set. A client can make
+		// the box walk again only by taking a new block for each walk.
+		s.mu.Lock()
+		sent = s.seq
+		s.mu.Unlock()
+		if dag, err = s.dag.get(ctx, r.Root, sent, true); err != nil {
+			return err
+		}
+		if dag == nil {
+			return reject(pod.ReasonNotServed, fmt.Errorf("this server does not hold root %s", r.Root))
+		}
+		have, blocks, _ = s.claimable(from, dag, r.Epoch)
+	}
+	switch {
+	case added > 0 && blocks == 0:
+		return reject(pod.ReasonNotServed, fmt.Errorf("receipt claims %d more bytes of %s; this server sent %s no block of it that is not claimed yet", added, r.Root, from))
+	case uint64(have) < added:
+		return reject(pod.ReasonUnsent, fmt.Errorf("receipt claims %d more bytes of %s; this server sent %s %d of it not claimed yet", added, r.Root, from, have))
 	}
 	if err := r.SignServer(s.key); err != nil {
 		return err
@@ -278,10 +394,67 @@ func (s *Server) Countersign(ctx context.Context, from peer.ID, r *pod.Receipt) 
 		return fmt.Errorf("meter: keep receipt: %w", err)
 	}
 	s.countered.Inc()
-	added := r.Bytes - prevBytes
+	s.claim(from, dag, r.Epoch, int64(added))
 	s.credit(from, int64(added))
 	if s.countersigned != nil {
 		s.countersigned(r, added, first)
 	}
 	return nil
+}
+
+// claimable sums what client p may still claim of a root whose members
+// are dag, in a receipt of epoch re: its unclaimed sent blocks of the DAG,
+// in bytes and in blocks; newest is the send count of the last block sent
+// it in those epochs that is not in the DAG's set.
+func (s *Server) claimable(p peer.ID, dag *members, re uint64) (bytes int64, blocks int, newest uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.debt[p]
+	if d == nil {
+		return 0, 0, 0
+	}
+	s.ageSentLocked(d, s.epoch())
+	for _, b := range d.sent {
+		if !s.near(b.epoch, re) {
+			continue
+		}
+		if dag.has(b.key) {
+			bytes += b.size
+			blocks++
+		} else {
+			newest = max(newest, b.seq)
+		}
+	}
+	return bytes, blocks, newest
+}
+
+// claim takes bytes off client p's unclaimed blocks of the DAG, oldest
+// first, the last one in part.
+func (s *Server) claim(p peer.ID, dag *members, re uint64, bytes int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.debt[p]
+	if d == nil {
+		return
+	}
+	kept := d.sent[:0]
+	for _, b := range d.sent {
+		if bytes > 0 && s.near(b.epoch, re) && dag.has(b.key) {
+			take := min(bytes, b.size)
+			bytes -= take
+			if b.size -= take; b.size == 0 {
+				s.pending--
+				continue
+			}
+		}
+		kept = append(kept, b)
+	}
+	clear(d.sent[len(kept):])
+	d.sent = kept
+}
+
+// near says whether a block sent in epoch se may be claimed by a receipt
+// of epoch re: the two boxes' clocks may be MaxSkew epochs apart.
+func (s *Server) near(se, re uint64) bool {
+	return se <= re+s.params.MaxSkew && re <= se+s.params.MaxSkew
 }

@@ -25,7 +25,7 @@ func TestUnpaidDebtAgesOutWhileTheClientAsks(t *testing.T) {
 		s := rg.server()
 		cli := testkit.NewParty(t)
 		size := int(s.window)
-		if !s.Allow(cli.ID, size) {
+		if !s.Allow(cli.ID, anyCID, size) {
 			t.Fatal("the first block of a client without debt was held back")
 		}
 		if signs {
@@ -41,23 +41,23 @@ func TestUnpaidDebtAgesOutWhileTheClientAsks(t *testing.T) {
 			}
 		}
 		for i := uint64(0); i <= testParams.MaxSkew; i++ {
-			if s.Allow(cli.ID, size) {
+			if s.Allow(cli.ID, anyCID, size) {
 				t.Fatalf("signs %v, epoch %d: a client a window in debt was served", signs, i)
 			}
 			rg.clock.Advance(testParams.EpochLength)
 		}
 		if !signs {
-			if s.Allow(cli.ID, size) {
+			if s.Allow(cli.ID, anyCID, size) {
 				t.Fatalf("after %d epochs a client that never signed was served", testParams.MaxSkew+1)
 			}
 			continue
 		}
-		if !s.Allow(cli.ID, size) {
+		if !s.Allow(cli.ID, anyCID, size) {
 			t.Fatalf("after %d epochs the debt no receipt can pay any more still holds the client back", testParams.MaxSkew+1)
 		}
 		// A receipt pays the oldest debt first: what it covers frees the window.
 		s.credit(cli.ID, int64(size))
-		if !s.Allow(cli.ID, size) {
+		if !s.Allow(cli.ID, anyCID, size) {
 			t.Fatal("a paid debt still holds the client back")
 		}
 	}
@@ -78,7 +78,7 @@ func TestSilentClientIsForgottenAfterTheGrace(t *testing.T) {
 	s := rg.server(func(c *Config) { c.Peers = &peerSet{} }) // nobody connected: gone as soon as it asked
 	client := testkit.NewParty(t).ID
 	size := int(s.window)
-	if !s.Allow(client, size) {
+	if !s.Allow(client, anyCID, size) {
 		t.Fatal("the first block of a client without debt was held back")
 	}
 	grace := s.DebtGrace()
@@ -89,7 +89,7 @@ func TestSilentClientIsForgottenAfterTheGrace(t *testing.T) {
 	if s.debtors() != 1 {
 		t.Fatalf("a client gone for %s of a %s grace was forgotten", grace-testParams.EpochLength, grace)
 	}
-	if s.Allow(client, size) {
+	if s.Allow(client, anyCID, size) {
 		t.Fatal("a client that never signed was served again after leaving and coming back within the grace")
 	}
 
@@ -113,13 +113,13 @@ func TestDebtTableIsBounded(t *testing.T) {
 	rg := newRig(t)
 	s := rg.server()
 	first := peer.ID("first client")
-	s.Allow(first, 1)
+	s.Allow(first, anyCID, 1)
 	for i := 1; i < MaxDebtors; i++ {
 		rg.clock.Advance(time.Nanosecond)
-		s.Allow(peer.ID(fmt.Sprintf("client %d", i)), 1)
+		s.Allow(peer.ID(fmt.Sprintf("client %d", i)), anyCID, 1)
 	}
 	rg.clock.Advance(time.Nanosecond)
-	s.Allow(peer.ID("one too many"), 1)
+	s.Allow(peer.ID("one too many"), anyCID, 1)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.debt) != MaxDebtors {
@@ -140,14 +140,14 @@ func TestConnectedSilentClientStaysHeldBack(t *testing.T) {
 	client := testkit.NewParty(t).ID
 	peers.connect(client)
 	size := int(s.window)
-	if !s.Allow(client, size) {
+	if !s.Allow(client, anyCID, size) {
 		t.Fatal("the first block of a client without debt was held back")
 	}
 	for i := 0; i < 3; i++ {
 		rg.clock.Advance(s.DebtGrace())
 		s.AgeDebts(rg.ctx)
 	}
-	if s.Allow(client, size) {
+	if s.Allow(client, anyCID, size) {
 		t.Fatalf("a connected client that never signed was served again after %s idle", 3*s.DebtGrace())
 	}
 }
@@ -160,20 +160,20 @@ func TestRefundFreesTheCreditWindow(t *testing.T) {
 	p := peer.ID("client")
 	const block = 512 << 10
 	for i := 0; i < 4; i++ {
-		if !s.Allow(p, block) {
+		if !s.Allow(p, anyCID, block) {
 			t.Fatalf("block %d of a 2 MiB window refused", i)
 		}
 	}
-	if s.Allow(p, block) {
+	if s.Allow(p, anyCID, block) {
 		t.Fatal("a full window let a fifth block through")
 	}
-	s.Refund(p, block) // one of the four did not leave
-	if !s.Allow(p, block) {
+	s.Refund(p, anyCID, block) // one of the four did not leave
+	if !s.Allow(p, anyCID, block) {
 		t.Fatal("a refunded block's room must be free again")
 	}
-	s.Refund("stranger", block) // nothing counted: no effect, no panic
-	s.Refund(p, 8*block)
-	if !s.Allow(p, block) {
+	s.Refund("stranger", anyCID, block) // nothing counted: no effect, no panic
+	s.Refund(p, anyCID, 8*block)
+	if !s.Allow(p, anyCID, block) {
 		t.Fatal("debt cannot go below zero; the window must be empty")
 	}
 }
@@ -210,15 +210,18 @@ func TestDeliveryIsReceiptedAndCountersigned(t *testing.T) {
 		cids = append(cids, b.Cid())
 		bytes += uint64(len(b.RawData()))
 	}
-	root := cids[0]
-	c.Want(root, cids)
+	root := putDAG(t, s, blks...)
+	cids = append(cids, root.Cid())
+	bytes += uint64(len(root.RawData()))
+	blks = append([]blocks.Block{root}, blks...)
+	c.Want(root.Cid(), cids)
 	for _, b := range blks {
-		if !s.Allow(c.self, len(b.RawData())) {
+		if !s.Allow(c.self, b.Cid(), len(b.RawData())) {
 			t.Fatal("the gate held back a block under the window")
 		}
 		c.Received(s.self, b)
 	}
-	rs := c.Flush(context.Background(), root)
+	rs := c.Flush(context.Background(), root.Cid())
 	if len(rs) != 1 || rs[0].Bytes != bytes || rs[0].Blocks != uint64(len(blks)) {
 		t.Fatalf("the client holds %v, want one receipt of %d bytes in %d blocks", rs, bytes, len(blks))
 	}
@@ -252,7 +255,44 @@ func TestDeliveryIsReceiptedAndCountersigned(t *testing.T) {
 	default:
 		t.Fatal("a countersigned receipt did not release the client's held blocks")
 	}
-	if got := s.unpaid(c.self); got != 0 {
-		t.Fatalf("%d bytes unpaid after the receipts", got)
+	s.mu.Lock()
+	left, unclaimed := s.debt[c.self].bytes, len(s.debt[c.self].sent)
+	s.mu.Unlock()
+	if left != 0 || unclaimed != 0 {
+		t.Fatalf("%d bytes in debt and %d blocks unclaimed after the receipts", left, unclaimed)
+	}
+}
+
+// TestSentBlocksAreBounded: the unclaimed blocks kept for one client stop
+// at MaxSentPerClient (the oldest dropped), and over every client at
+// MaxSent (the client with the most loses its older half).
+func TestSentBlocksAreBounded(t *testing.T) {
+	rg := newRig(t)
+	s := rg.server()
+	sent := func(p peer.ID) int {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.debt[p].sent)
+	}
+	clients := MaxSent/MaxSentPerClient + 1
+	for i := range clients {
+		p := peer.ID(fmt.Sprintf("client %d", i))
+		for range MaxSentPerClient + 10 {
+			if !s.Allow(p, anyCID, 1) {
+				t.Fatal("a block of one byte held back")
+			}
+		}
+		if n := sent(p); n > MaxSentPerClient {
+			t.Fatalf("client %d: %d unclaimed blocks kept, the bound is %d", i, n, MaxSentPerClient)
+		}
+	}
+	s.mu.Lock()
+	pending, total := s.pending, 0
+	for _, d := range s.debt {
+		total += len(d.sent)
+	}
+	s.mu.Unlock()
+	if pending != total || total > MaxSent {
+		t.Fatalf("%d unclaimed blocks kept (counted %d), the bound is %d", total, pending, MaxSent)
 	}
 }

@@ -35,7 +35,7 @@ func (n *Node) startReceipts(key crypto.PrivKey) error {
 	cfg := meter.Config{
 		Params: n.cfg.Network, Key: key, Store: n.store, Logger: n.log.With("part", "pod"), Registry: n.reg,
 		Transport: meter.HostTransport{Host: n.host}, ReceiptEvery: n.cfg.ReceiptEvery, Go: n.spawn,
-		CreditWindow: n.cfg.CreditWindow, Peers: meter.HostPeers{Host: n.host},
+		CreditWindow: n.cfg.CreditWindow, Blocks: n.store, Peers: meter.HostPeers{Host: n.host},
 		Release:       func(p peer.ID) { n.ex.Release(p) },
 		Countersigned: n.countersigned,
 	}
