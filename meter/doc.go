@@ -48,6 +48,16 @@
 // have fetched more of the root meanwhile): a client makes the box walk
 // again only by taking a new block each time.
 //
+// Why this design: telling the server the root with each want would need
+// a protocol beside bitswap's (a message per want, or per session and
+// server, which boxo's sessions do not expose), and a server asked for a
+// block whose parent the client got elsewhere would still not know the
+// root. Checking the claim against the DAG needs nothing new on the wire
+// and costs little: at the gate, one hash and one append per block (see
+// BenchmarkServerMeterPerBlock); per root, one walk that reads only inner
+// nodes (one block in ~174 of a file's); per receipt, one set lookup per
+// unclaimed block of the client.
+//
 // A block in the DAGs of two roots (a file in two directories, a repeated
 // chunk), sent once, counts for the first receipt that claims it under
 // either root, and for no other: claims take a client's unclaimed blocks
