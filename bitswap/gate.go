@@ -16,19 +16,21 @@ import (
 )
 
 // Gate meters the blocks the server sends. Allow is asked for every block
-// just before it leaves for peer p: true lets it go (and the gate counts
-// size against p), false holds it back. Held blocks are sent when the gate
-// is asked again after Exchange.Release(p), without the peer re-asking.
-// Allow runs on the send path: it must be fast and must not block.
+// just before it leaves for peer p, with the block's CID (the proof of
+// delivery counts a block against the content it belongs to) and size:
+// true lets it go (and the gate counts it against p), false holds it
+// back. Held blocks are sent when the gate is asked again after
+// Exchange.Release(p), without the peer re-asking. Allow runs on the send
+// path: it must be fast and must not block.
 type Gate interface {
-	Allow(p peer.ID, size int) bool
+	Allow(p peer.ID, c cid.Cid, size int) bool
 }
 
 // GateRefunder is a Gate that takes back what Allow counted for a block
 // that then did not leave (its asker cancelled it while it waited for the
-// uplink); a Gate without it keeps such bytes counted.
+// uplink); a Gate without it keeps such blocks counted.
 type GateRefunder interface {
-	Refund(p peer.ID, size int)
+	Refund(p peer.ID, c cid.Cid, size int)
 }
 
 // Verdict is a GateDecider's answer for one block.
@@ -48,15 +50,15 @@ const (
 // served from a free budget it has spent). A gate without it holds what
 // Allow refuses.
 type GateDecider interface {
-	Decide(p peer.ID, size int) Verdict
+	Decide(p peer.ID, c cid.Cid, size int) Verdict
 }
 
 // decide asks the gate about one block.
-func (g *gatedNetwork) decide(p peer.ID, size int) Verdict {
+func (g *gatedNetwork) decide(p peer.ID, c cid.Cid, size int) Verdict {
 	if d, ok := g.gate.(GateDecider); ok {
-		return d.Decide(p, size)
+		return d.Decide(p, c, size)
 	}
-	if g.gate.Allow(p, size) {
+	if g.gate.Allow(p, c, size) {
 		return Send
 	}
 	return Hold
@@ -176,7 +178,7 @@ func (g *gatedNetwork) gated(ctx context.Context, p peer.ID, msg bsmsg.BitSwapMe
 	var allowed, hold []blocks.Block
 	var refused []cid.Cid
 	for _, b := range blks {
-		switch g.decide(p, len(b.RawData())) {
+		switch g.decide(p, b.Cid(), len(b.RawData())) {
 		case Send:
 			allowed = append(allowed, b)
 		case Hold:
@@ -247,7 +249,7 @@ func (g *gatedNetwork) send(ctx context.Context, p peer.ID, msg bsmsg.BitSwapMes
 func (g *gatedNetwork) unsent(p peer.ID, b blocks.Block) {
 	g.lateDropped.Add(1)
 	if r, ok := g.gate.(GateRefunder); ok {
-		r.Refund(p, len(b.RawData()))
+		r.Refund(p, b.Cid(), len(b.RawData()))
 	}
 }
 
@@ -333,7 +335,7 @@ func (g *gatedNetwork) release(ctx context.Context, p peer.ID) {
 		if !ok {
 			continue // deleted meanwhile: the peer asks again
 		}
-		v := g.decide(p, len(b.RawData()))
+		v := g.decide(p, b.Cid(), len(b.RawData()))
 		if v == Hold {
 			items[i].b = b
 			g.holdItems(p, items[i:])

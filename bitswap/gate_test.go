@@ -39,7 +39,7 @@ type budget struct {
 	left int
 }
 
-func (b *budget) Allow(_ peer.ID, size int) bool {
+func (b *budget) Allow(_ peer.ID, _ cid.Cid, size int) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if size > b.left {
@@ -155,8 +155,8 @@ type verdicts struct {
 	per map[int]Verdict // by block size, which the test makes distinct
 }
 
-func (v *verdicts) Allow(p peer.ID, size int) bool { return v.Decide(p, size) == Send }
-func (v *verdicts) Decide(_ peer.ID, size int) Verdict {
+func (v *verdicts) Allow(p peer.ID, c cid.Cid, size int) bool { return v.Decide(p, c, size) == Send }
+func (v *verdicts) Decide(_ peer.ID, _ cid.Cid, size int) Verdict {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return v.per[size]

@@ -110,9 +110,9 @@ func TestSendDropsBlocksCancelledBeforeTheyLeave(t *testing.T) {
 // countGate allows every block and records refunds.
 type countGate struct{ refunded map[peer.ID]int }
 
-func (c *countGate) Allow(peer.ID, int) bool { return true }
+func (c *countGate) Allow(peer.ID, cid.Cid, int) bool { return true }
 
-func (c *countGate) Refund(p peer.ID, size int) { c.refunded[p] += size }
+func (c *countGate) Refund(p peer.ID, _ cid.Cid, size int) { c.refunded[p] += size }
 
 // The gate gets back what it counted for a block dropped on a late cancel.
 func TestLateCancelRefundsTheGate(t *testing.T) {

@@ -138,11 +138,11 @@ type capGate struct {
 	next bitswap.Gate // nil: none
 }
 
-func (g capGate) Allow(p peer.ID, size int) bool {
+func (g capGate) Allow(p peer.ID, c cid.Cid, size int) bool {
 	if !g.d.reserve(size) {
 		return false
 	}
-	if g.next != nil && !g.next.Allow(p, size) {
+	if g.next != nil && !g.next.Allow(p, c, size) {
 		g.d.unreserve(size)
 		return false
 	}
@@ -151,14 +151,14 @@ func (g capGate) Allow(p peer.ID, size int) bool {
 
 // Decide passes the next gate's three verdicts on (the free tier refuses
 // outright what its budget cannot pay) within the month's cap.
-func (g capGate) Decide(p peer.ID, size int) bitswap.Verdict {
+func (g capGate) Decide(p peer.ID, c cid.Cid, size int) bitswap.Verdict {
 	if !g.d.reserve(size) {
 		return bitswap.Hold
 	}
 	v := bitswap.Send
 	if d, ok := g.next.(bitswap.GateDecider); ok {
-		v = d.Decide(p, size)
-	} else if g.next != nil && !g.next.Allow(p, size) {
+		v = d.Decide(p, c, size)
+	} else if g.next != nil && !g.next.Allow(p, c, size) {
 		v = bitswap.Hold
 	}
 	if v != bitswap.Send {
@@ -167,10 +167,10 @@ func (g capGate) Decide(p peer.ID, size int) bitswap.Verdict {
 	return v
 }
 
-func (g capGate) Refund(p peer.ID, size int) {
+func (g capGate) Refund(p peer.ID, c cid.Cid, size int) {
 	g.d.unreserve(size)
 	if r, ok := g.next.(bitswap.GateRefunder); ok {
-		r.Refund(p, size)
+		r.Refund(p, c, size)
 	}
 }
 

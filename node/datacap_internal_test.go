@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -38,11 +39,11 @@ func TestDataCapHoldsTheMonthAndResets(t *testing.T) {
 	}
 	g := capGate{d: d}
 	for i := 0; i < 4; i++ {
-		if !g.Allow("p", 250) {
+		if !g.Allow("p", cid.Undef, 250) {
 			t.Fatalf("block %d of 250 bytes refused under a 1000-byte cap", i)
 		}
 	}
-	if g.Allow("p", 1) || d.allow("p", testCID(t, 1)) {
+	if g.Allow("p", cid.Undef, 1) || d.allow("p", testCID(t, 1)) {
 		t.Fatal("a byte past the cap was let through, or a new want taken")
 	}
 	v := d.view()
@@ -50,8 +51,8 @@ func TestDataCapHoldsTheMonthAndResets(t *testing.T) {
 		t.Fatalf("view at the cap: %+v", v)
 	}
 	// A block that did not leave gives its bytes back.
-	g.Refund("p", 250)
-	if !g.Allow("p", 200) || g.Allow("p", 51) {
+	g.Refund("p", cid.Undef, 250)
+	if !g.Allow("p", cid.Undef, 200) || g.Allow("p", cid.Undef, 51) {
 		t.Fatal("a refund did not give back exactly its bytes")
 	}
 	// Restart: the count is kept.
@@ -68,16 +69,16 @@ func TestDataCapHoldsTheMonthAndResets(t *testing.T) {
 	if v := d2.view(); v.Used != 0 || v.Reached || v.Month != "2027-01" || v.Left != 1000 {
 		t.Fatalf("a new month: %+v", v)
 	}
-	if !(capGate{d: d2}).Allow("p", 1000) {
+	if !(capGate{d: d2}).Allow("p", cid.Undef, 1000) {
 		t.Fatal("a new month's first block refused")
 	}
 	// A raised cap serves again at once; 0 lifts it.
 	d2.set(2000)
-	if !(capGate{d: d2}).Allow("p", 1000) {
+	if !(capGate{d: d2}).Allow("p", cid.Undef, 1000) {
 		t.Fatal("a raised cap did not serve")
 	}
 	d2.set(0)
-	if !(capGate{d: d2}).Allow("p", 1<<40) {
+	if !(capGate{d: d2}).Allow("p", cid.Undef, 1<<40) {
 		t.Fatal("no cap refused a block")
 	}
 }
@@ -96,7 +97,7 @@ func TestDataCapDamagedFile(t *testing.T) {
 	}
 	// A gate in front of a next gate that says no counts nothing.
 	g := capGate{d: d, next: refuseAll{}}
-	if g.Allow("p", 5) {
+	if g.Allow("p", cid.Undef, 5) {
 		t.Fatal("the next gate's refusal was overridden")
 	}
 	if v := d.view(); v.Used != 0 {
@@ -106,4 +107,4 @@ func TestDataCapDamagedFile(t *testing.T) {
 
 type refuseAll struct{}
 
-func (refuseAll) Allow(peer.ID, int) bool { return false }
+func (refuseAll) Allow(peer.ID, cid.Cid, int) bool { return false }

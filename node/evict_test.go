@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ipfs/boxo/files"
+	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 
 	"github.com/orecdn/ore/heat"
@@ -161,4 +162,17 @@ func TestFetchEvictsWhenFull(t *testing.T) {
 	if box.store.Used() > box.store.Quota() {
 		t.Fatalf("used %d over quota %d", box.store.Used(), box.store.Quota())
 	}
+}
+
+func rawBlock(t *testing.T, data []byte) blocks.Block {
+	t.Helper()
+	c, err := cid.Prefix{Version: 1, Codec: cid.Raw, MhType: 0x12, MhLength: -1}.Sum(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := blocks.NewBlockWithCid(data, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
@@ -16,6 +17,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/orecdn/ore/bitswap"
+	"github.com/orecdn/ore/meter"
 	"github.com/orecdn/ore/pod"
 )
 
@@ -73,7 +75,7 @@ func speaksPod(h host.Host, p peer.ID) bool {
 
 // errNotOre marks a receipt not sent: its server does not speak the
 // receipt protocol (it is not refused by it either; it never will sign).
-var errNotOre = fmt.Errorf("%w: the server does not speak %s", pod.ErrRefused, pod.ProtocolID)
+var errNotOre = meter.ErrNoReceipts
 
 type freePeer struct {
 	lim    *rate.Limiter
@@ -148,12 +150,14 @@ func newFreeTier(h host.Host, inner bitswap.Gate, rateBps, daily int64, log *slo
 	return f, nil
 }
 
-func (f *freeTier) Allow(p peer.ID, size int) bool { return f.Decide(p, size) == bitswap.Send }
+func (f *freeTier) Allow(p peer.ID, c cid.Cid, size int) bool {
+	return f.Decide(p, c, size) == bitswap.Send
+}
 
 // Decide is bitswap's send gate.
-func (f *freeTier) Decide(p peer.ID, size int) bitswap.Verdict {
+func (f *freeTier) Decide(p peer.ID, c cid.Cid, size int) bitswap.Verdict {
 	if f.isOre(p) {
-		if f.inner.Allow(p, size) {
+		if f.inner.Allow(p, c, size) {
 			return bitswap.Send
 		}
 		if _, seen, _ := f.loggedPod.PeekOrAdd(p, struct{}{}); !seen {
@@ -237,10 +241,10 @@ func (f *freeTier) refuseLocked(p peer.ID, fp *freePeer, reason, why string) bit
 }
 
 // Refund gives back what Decide counted for a block that did not leave.
-func (f *freeTier) Refund(p peer.ID, size int) {
+func (f *freeTier) Refund(p peer.ID, c cid.Cid, size int) {
 	if f.isOre(p) {
 		if r, ok := f.inner.(bitswap.GateRefunder); ok {
-			r.Refund(p, size)
+			r.Refund(p, c, size)
 		}
 		return
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -15,7 +16,7 @@ import (
 // never is a credit window that never lets a block go.
 type never struct{ asked int }
 
-func (n *never) Allow(peer.ID, int) bool { n.asked++; return false }
+func (n *never) Allow(peer.ID, cid.Cid, int) bool { n.asked++; return false }
 
 // testFree is a free tier on a fake clock where every peer but "ore" is
 // not an ore peer; release calls are recorded, timers fire when told.
@@ -47,7 +48,7 @@ const kib = 1 << 10
 // budget, which a new peer ID does not enlarge.
 func TestFreeTierSharesOneBudget(t *testing.T) {
 	f, inner := newTestFree(t, 1<<20, 1<<40)
-	if v := f.Decide("ore", 100); v != bitswap.Hold || inner.asked != 1 {
+	if v := f.Decide("ore", cid.Undef, 100); v != bitswap.Hold || inner.asked != 1 {
 		t.Fatalf("an ore peer: %v (window asked %d times), want the credit window's hold", v, inner.asked)
 	}
 	// The global bucket holds max(rate, 2 MiB) at the start: 8 blocks of
@@ -55,7 +56,7 @@ func TestFreeTierSharesOneBudget(t *testing.T) {
 	sent := 0
 	for i := range 64 {
 		p := peer.ID(rune('a' + i%32)) // 32 sybils
-		if f.Decide(p, 256*kib) == bitswap.Send {
+		if f.Decide(p, cid.Undef, 256*kib) == bitswap.Send {
 			sent++
 		}
 	}
@@ -73,17 +74,17 @@ func TestFreeTierHoldsThenRefuses(t *testing.T) {
 	f, _ := newTestFree(t, 256*kib, 1<<40)
 	p := peer.ID("kubo")
 	for range 8 { // the 2 MiB burst
-		if v := f.Decide(p, 256*kib); v != bitswap.Send {
+		if v := f.Decide(p, cid.Undef, 256*kib); v != bitswap.Send {
 			t.Fatalf("within the burst: %v", v)
 		}
 	}
-	if v := f.Decide(p, 256*kib); v != bitswap.Hold || len(f.timers) != 1 {
+	if v := f.Decide(p, cid.Undef, 256*kib); v != bitswap.Hold || len(f.timers) != 1 {
 		t.Fatalf("a block one second away: %v, %d timers; want a hold and one release timer", v, len(f.timers))
 	}
-	if v := f.Decide(p, 256*kib); v != bitswap.Hold || len(f.timers) != 1 {
+	if v := f.Decide(p, cid.Undef, 256*kib); v != bitswap.Hold || len(f.timers) != 1 {
 		t.Fatalf("second held block: %v, %d timers; want one timer per peer", v, len(f.timers))
 	}
-	if v := f.Decide(p, 1<<20); v != bitswap.DontHave {
+	if v := f.Decide(p, cid.Undef, 1<<20); v != bitswap.DontHave {
 		t.Fatalf("a block 4 s away: %v, want DONT_HAVE", v)
 	}
 	f.timers[0]()
@@ -91,7 +92,7 @@ func TestFreeTierHoldsThenRefuses(t *testing.T) {
 		t.Fatalf("released %v", f.released)
 	}
 	f.clock = f.clock.Add(time.Second)
-	if v := f.Decide(p, 256*kib); v != bitswap.Send {
+	if v := f.Decide(p, cid.Undef, 256*kib); v != bitswap.Send {
 		t.Fatalf("a second later: %v", v)
 	}
 }
@@ -102,15 +103,15 @@ func TestFreeTierFairShareAndDailyBudget(t *testing.T) {
 	f, _ := newTestFree(t, 1<<20, 1<<40)
 	a, b := peer.ID("a"), peer.ID("b")
 	// Drain both buckets, both peers active.
-	for f.Decide(a, 256*kib) == bitswap.Send {
+	for f.Decide(a, cid.Undef, 256*kib) == bitswap.Send {
 	}
-	f.Decide(b, 256*kib)
+	f.Decide(b, cid.Undef, 256*kib)
 	f.clock = f.clock.Add(1100 * time.Millisecond) // recount: 2 active
 	got := map[peer.ID]int{}
 	for range 200 { // 20 s
 		f.clock = f.clock.Add(100 * time.Millisecond)
 		for _, p := range []peer.ID{a, b} {
-			for f.Decide(p, 16*kib) == bitswap.Send {
+			for f.Decide(p, cid.Undef, 16*kib) == bitswap.Send {
 				got[p] += 16 * kib
 			}
 		}
@@ -125,11 +126,11 @@ func TestFreeTierFairShareAndDailyBudget(t *testing.T) {
 	// The day's budget.
 	c := peer.ID("c")
 	f.daily, f.used = 5<<20, 5<<20-100
-	if v := f.Decide(c, 200); v != bitswap.DontHave {
+	if v := f.Decide(c, cid.Undef, 200); v != bitswap.DontHave {
 		t.Fatalf("over the day's budget: %v", v)
 	}
 	f.clock = f.clock.Add(time.Hour) // past midnight UTC
-	if v := f.Decide(c, 200); v != bitswap.Send {
+	if v := f.Decide(c, cid.Undef, 200); v != bitswap.Send {
 		t.Fatalf("a new day: %v", v)
 	}
 }

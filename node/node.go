@@ -52,7 +52,7 @@ type Node struct {
 	metrics *metrics
 	traffic *traffic
 	recent  *recentBlocks // blocks received lately (see seed.go)
-	pod     *podService
+	pod     *receipts
 	reach   *reach
 	datacap *dataCap
 	started time.Time
@@ -177,7 +177,7 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 		return nil, err
 	}
 
-	if n.pod, err = newPodService(n, key); err != nil {
+	if err := n.startReceipts(key); err != nil {
 		return nil, err
 	}
 	recent := newRecentBlocks()
@@ -193,9 +193,9 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 			n.traffic.received(p, b)
 			n.pod.received(p, b)
 		}
-		var gate bitswap.Gate = n.pod
+		var gate bitswap.Gate = n.pod.server
 		if r, d := cfg.freeTier(); r > 0 {
-			ft, err := newFreeTier(n.host, n.pod, r, d, n.log.With("part", "free"), n.reg)
+			ft, err := newFreeTier(n.host, n.pod.server, r, d, n.log.With("part", "free"), n.reg)
 			if err != nil {
 				return nil, err
 			}

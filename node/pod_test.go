@@ -210,8 +210,8 @@ func TestServerRefusesCraftedReceipts(t *testing.T) {
 	}
 	// Nothing sent yet: a well-signed receipt for bytes the server never
 	// sent is refused by its meter.
-	if err := send(base(), true); pod.ReasonOf(err) != pod.ReasonUnsent {
-		t.Fatalf("a receipt before any byte was sent: %v, want %s", err, pod.ReasonUnsent)
+	if err := send(base(), true); pod.ReasonOf(err) != pod.ReasonNotServed {
+		t.Fatalf("a receipt before any byte was sent: %v, want %s", err, pod.ReasonNotServed)
 	}
 	if _, err := cli.Fetch(ctx, res.Root, nil); err != nil {
 		t.Fatal(err)
@@ -234,6 +234,17 @@ func TestServerRefusesCraftedReceipts(t *testing.T) {
 			t.Errorf("%s: err = %v, want a refusal", tc.name, err)
 		}
 	}
+	// Bytes of this root claimed under another root the server holds.
+	other, _ := randomFile(t, 256<<10)
+	resB, err := srv.AddPath(ctx, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	underB := base()
+	underB.Root = resB.Root
+	if err := send(underB, true); pod.ReasonOf(err) != pod.ReasonNotServed {
+		t.Fatalf("bytes of one root claimed under another: %v, want %s", err, pod.ReasonNotServed)
+	}
 	good := base()
 	if err := send(good, true); err != nil {
 		t.Fatalf("valid receipt refused: %v", err)
@@ -254,8 +265,8 @@ func TestServerRefusesCraftedReceipts(t *testing.T) {
 			}
 		}
 	}
-	if rejected != float64(len(cases)+2) {
-		t.Fatalf("rejections counted: %v, want %d", rejected, len(cases)+2)
+	if rejected != float64(len(cases)+3) {
+		t.Fatalf("rejections counted: %v, want %d", rejected, len(cases)+3)
 	}
 }
 

@@ -149,11 +149,7 @@ func (n *Node) useTicket(ctx context.Context, root cid.Cid, tk *pod.Ticket) erro
 		return nil
 	}
 	params := n.cfg.Network
-	rk := string(root.Bytes())
-	n.pod.mu.Lock()
-	known, ok := n.pod.tickets[rk]
-	n.pod.mu.Unlock()
-	if ok && known.id == tk.ID() {
+	if n.pod.client.UsesTicket(root, tk.ID()) {
 		return nil // checked and handed over when first used
 	}
 	if err := params.CheckTicket(tk); err != nil {
@@ -182,8 +178,6 @@ func (n *Node) useTicket(ctx context.Context, root cid.Cid, tk *pod.Ticket) erro
 			return fmt.Errorf("node: hand the ticket to the ledger: %w", err)
 		}
 	}
-	n.pod.mu.Lock()
-	n.pod.useTicketLocked(root, tk)
-	n.pod.mu.Unlock()
+	n.pod.client.UseTicket(root, tk)
 	return nil
 }

@@ -75,15 +75,18 @@ const (
 	ReasonMissingSig      Reason = "missing_signature"
 	ReasonBadSig          Reason = "bad_signature"
 	ReasonStaleSeq        Reason = "stale_sequence"
-	// ReasonUnsent: the receipt claims more bytes than its server sent
-	// the client and the client has not receipted yet (the server's own
-	// meter, see node).
+	// ReasonUnsent: the receipt claims more bytes of its root than its
+	// server sent the client and the client has not receipted yet (the
+	// server's own meter, see package meter).
 	ReasonUnsent Reason = "unsent_bytes"
+	// ReasonNotServed: the server does not hold the receipt's root, or
+	// sent the client no block of it that a receipt has not claimed yet.
+	ReasonNotServed Reason = "root_not_served"
 )
 
 // Reasons lists every reason, for metrics that start at zero.
 var Reasons = []Reason{ReasonMalformed, ReasonUnknownVersion, ReasonWrongNetwork, ReasonEpochOutOfRange,
-	ReasonSelfDealing, ReasonOversized, ReasonMissingSig, ReasonBadSig, ReasonStaleSeq, ReasonUnsent}
+	ReasonSelfDealing, ReasonOversized, ReasonMissingSig, ReasonBadSig, ReasonStaleSeq, ReasonUnsent, ReasonNotServed}
 
 // RejectError is a receipt that broke a rule.
 type RejectError struct {

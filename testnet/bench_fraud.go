@@ -66,7 +66,8 @@ func newFraudParties(n int) []fraudParty {
 // reports per attack the ore that moved and the ore the rules allow:
 // inflated bytes, sybil clients without tickets, one ticket spent through
 // many servers, an expired and a forged ticket, a replayed receipt, a
-// squatted registration, a publisher's spending cap under a flood of
+// squatted registration, claims honest servers' meters do not cover (bytes
+// never sent, bytes of another root, a root the server does not hold), a publisher's spending cap under a flood of
 // receipts, and honest traffic alongside, paid to the byte. Receipts are
 // signed by keys the bench holds (colluding servers and clients) and
 // gossiped like any; tickets and registrations go through the boxes'
@@ -81,7 +82,10 @@ func BenchFraud(ctx context.Context, cfg FraudConfig, opts ...Option) (FraudFigu
 	}
 	figs := FraudFigures{Rules: ledger.RulesV4}
 	const a, b = 3, 4 // the publisher, and a second one (a squatter of a's root, with a root of its own)
-	nw, err := New(ctx, 5, append(opts, WithLedger(LedgerSpec{Coordinators: []int{0, 1, 2},
+	// Box 5 fetches without signing receipts, so the bytes servers send it
+	// stay unclaimed for the receipts it crafts.
+	const taker = 5
+	nw, err := New(ctx, 6, append(opts, WithBoxOptions(taker, node.WithReceipts(false)), WithLedger(LedgerSpec{Coordinators: []int{0, 1, 2},
 		Balances: map[int]uint64{a: 1 << 50, b: 1 << 50}, EpochLength: cfg.Epoch, Network: "ore-fraud", Rules: ledger.RulesV4}))...)
 	if err != nil {
 		return figs, err
@@ -208,6 +212,73 @@ func BenchFraud(ctx context.Context, cfg FraudConfig, opts ...Option) (FraudFigu
 		return figs, err
 	}
 
+	// Claims honest servers' meters do not cover, each refused before it
+	// could pay anything from a's escrow:
+	//   - a coordinator's box, which fetched nothing from a's box, signs a
+	//     receipt for a TiB of a's root under a ticket of its own;
+	//   - box 5 fetches b's root from a's box (which fetched it too, so it
+	//     holds both roots) and claims those bytes under a's root, with a
+	//     ticket of a's: it received real bytes, of the wrong root;
+	//   - it claims the same bytes under a's root at b's box, which does
+	//     not hold a's root.
+	claimAt := func(cli *node.Node, dir string, srv *node.Node, root cid.Cid, bytes uint64) error {
+		key, err := node.LoadIdentity(dir)
+		if err != nil {
+			return err
+		}
+		tk, err := ticket(pubA, rootA, cli.ID(), 1<<40, time.Hour)
+		if err != nil {
+			return err
+		}
+		r := &pod.Receipt{Version: pod.VersionTicket, Network: g.Network, Epoch: params.EpochAt(time.Now()), Server: srv.ID(), Client: cli.ID(),
+			Root: root, Seq: 1, Bytes: bytes, Blocks: max(1, (bytes+pod.MaxBlockSize-1)/pod.MaxBlockSize), Ticket: tk.ID()}
+		if err := r.SignClient(key); err != nil {
+			return err
+		}
+		if err := cli.Connect(ctx, srv.AddrInfo()); err != nil {
+			return err
+		}
+		st, err := cli.Host().NewStream(ctx, srv.ID(), pod.ProtocolID)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		if err := pod.WriteRequest(st, r); err != nil {
+			return err
+		}
+		_ = st.CloseWrite()
+		_, err = pod.ReadResponse(st)
+		return err
+	}
+	unsentErr := claimAt(nw.Nodes[2], nw.Dirs[2], pubA, rootA, 1<<40)
+	crossErr, unheldErr := func() (error, error) {
+		if _, err := pubA.Fetch(ctx, rootB, nil); err != nil {
+			return err, err
+		}
+		tk := nw.Nodes[taker]
+		if err := tk.Connect(ctx, pubA.AddrInfo()); err != nil {
+			return err, err
+		}
+		// It never signs, so each server's credit window stops it after
+		// a few MiB: it takes what it can for a few seconds.
+		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, _ = tk.Fetch(fctx, rootB, nil)
+		cancel()
+		var fromA, fromB uint64
+		for _, t := range pubA.Traffic() {
+			if t.Peer == tk.ID() {
+				fromA = uint64(t.BytesSent)
+			}
+		}
+		for _, t := range pubB.Traffic() {
+			if t.Peer == tk.ID() {
+				fromB = uint64(t.BytesSent)
+			}
+		}
+		logf("box %d took %d bytes of b's root from a's box and %d from b's, receipting none", taker, fromA, fromB)
+		return claimAt(tk, nw.Dirs[taker], pubA, rootA, max(fromA, 1)), claimAt(tk, nw.Dirs[taker], pubB, rootA, max(fromB, 1))
+	}()
+
 	// The receipts, all of one epoch but the expired ticket's.
 	now := params.EpochAt(time.Now())
 	servers := newFraudParties(64)
@@ -274,40 +345,6 @@ func BenchFraud(ctx context.Context, cfg FraudConfig, opts ...Option) (FraudFigu
 	}
 	add(fmt.Sprintf("a flood against a spending cap of %d", capB), false, capB, "b's escrow pays at most its cap for the epoch", servers[20:60])
 	rows[len(rows)-1].paysB = true
-	// A claim to an honest server (a's box) for bytes it never sent: a
-	// coordinator's box, which fetched nothing from it, signs a receipt
-	// for a TiB of a's root under a ticket of its own and asks a's box to
-	// countersign it. The server's meter refuses it: nothing to gossip.
-	unsentErr := func() error {
-		cli := nw.Nodes[2]
-		key, err := node.LoadIdentity(nw.Dirs[2])
-		if err != nil {
-			return err
-		}
-		tk, err := ticket(pubA, rootA, cli.ID(), 1<<40, time.Hour)
-		if err != nil {
-			return err
-		}
-		r := &pod.Receipt{Version: pod.VersionTicket, Network: g.Network, Epoch: now, Server: pubA.ID(), Client: cli.ID(),
-			Root: rootA, Seq: 1, Bytes: 1 << 40, Blocks: 1 << 20, Ticket: tk.ID()}
-		if err := r.SignClient(key); err != nil {
-			return err
-		}
-		if err := cli.Connect(ctx, pubA.AddrInfo()); err != nil {
-			return err
-		}
-		st, err := cli.Host().NewStream(ctx, pubA.ID(), pod.ProtocolID)
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		if err := pod.WriteRequest(st, r); err != nil {
-			return err
-		}
-		_ = st.CloseWrite()
-		_, err = pod.ReadResponse(st)
-		return err
-	}()
 	// Replication: a box the committee's recorded order names claims a PiB
 	// of the pre-warmed root from a colluding server, under no ticket.
 	var ordered []peer.ID
@@ -333,8 +370,8 @@ func BenchFraud(ctx context.Context, cfg FraudConfig, opts ...Option) (FraudFigu
 	rows[len(rows)-1].reservation = true
 
 	escrowA0 := st.Escrow(pubA.ID())
-	add("a TiB claimed from an honest server that sent nothing", true, 0,
-		fmt.Sprintf("its meter refused to countersign: %v", unsentErr), nil)
+	add("claims honest servers' meters do not cover", true, 0,
+		fmt.Sprintf("refused to countersign: a TiB never sent: %v; b's bytes under a's root: %v; at a box without a's root: %v", unsentErr, crossErr, unheldErr), nil)
 	rows[len(rows)-1].paysA = true
 
 	// Honest traffic: 5 clients, each half from two servers.
