@@ -17,6 +17,10 @@
 # namespaces. On it:
 #   boot       11.99.0.10, 2a99::10   the public bootstrap box (a relay once AutoNAT finds it public)
 #   client     11.99.0.20, 2a99::20   a public dual-stack box that fetches from every home box
+#   pub        11.99.0.30, 2a99::30   a third public box: one more that dials a box back for
+#              AutoNAT v2, which confirms an address after two dial-backs and asks
+#              one box once in 2 minutes (the dual-stack box's IPv6 address waits
+#              minutes for a verdict with two such boxes)
 #   a router per home, its WAN on 11.99.0.10x, its LAN 192.168.N.0/24 with one box at .10:
 #   cone       port-preserving MASQUERADE (endpoint-independent mapping, as
 #              most home routers): hole punching passes
@@ -128,7 +132,7 @@ if [ "$upnp" = yes ] && ! command -v iptables-legacy >/dev/null 2>&1; then
   upnp="no (miniupnpd-iptables writes the legacy iptables tables: no iptables-legacy here)"
 fi
 
-say "network: an internet bridge, two public boxes, five home routers"
+say "network: an internet bridge, three public boxes, five home routers"
 mkns net
 nx net ip link add br0 type bridge
 nx net ip link set br0 up
@@ -184,6 +188,7 @@ home() {
 
 public boot 11.99.0.10 2a99::10
 public client 11.99.0.20 2a99::20
+public pub 11.99.0.30 2a99::30
 home cone 1
 home cone2 2
 home symmetric 3
@@ -197,7 +202,7 @@ nx r-dualstack ip -6 addr add 2a99:5::1/64 dev lan0 nodad
 nx dualstack sysctl -qw net.ipv6.conf.all.disable_ipv6=0
 nx dualstack ip -6 addr add 2a99:5::10/64 dev eth0 nodad
 nx dualstack ip -6 route add default via 2a99:5::1
-for n in boot client; do nx "$n" ip -6 route add 2a99:5::/64 via 2a99::105; done
+for n in boot client pub; do nx "$n" ip -6 route add 2a99:5::/64 via 2a99::105; done
 kinds="$kinds dualstack"
 if [ "$upnp" = yes ]; then
   home upnp 4
@@ -254,7 +259,7 @@ wait_ready() {
 status() { nx "$1" "$ore" status --repo "$work/$1" "${@:2}"; }
 state() { status "$1" --json 2>/dev/null | json_str state; }
 
-say "boxes: start boot, then the client and the home boxes"
+say "boxes: start boot, then the other public boxes and the home boxes"
 declare -A id
 id[boot]=$(init boot)
 run boot
@@ -263,24 +268,24 @@ wait_ready boot
 # to the client are then of one transport, and two observers of one
 # transport tell a box its NAT's kind (see node/natkind.go).
 boot_addr="/ip4/11.99.0.10/udp/4601/quic-v1/p2p/${id[boot]},/ip4/11.99.0.10/tcp/4601/p2p/${id[boot]}"
-for k in client $kinds; do
+for k in client pub $kinds; do
   id[$k]=$(init "$k" "$boot_addr")
   run "$k"
 done
-for k in client $kinds; do wait_ready "$k"; done
+for k in client pub $kinds; do wait_ready "$k"; done
 
 # A home box serves once it is reachable: mapped, or private with a relay
 # reservation (AutoNAT decides after a dial-back, seconds after the first
 # connection; a reservation takes a round trip more).
 say "wait until every box is reachable (ore status), at most 120 s"
 t_start=$(date +%s)
-waiting="client $kinds"
+waiting="client pub $kinds"
 while [ -n "$waiting" ]; do
   still=""
   for k in $waiting; do
     s=$(state "$k")
     case "$k:$s" in
-    client:public | dualstack:public | *:mapped | *:private-relayed)
+    client:public | pub:public | dualstack:public | *:mapped | *:private-relayed)
       say "$(printf '%-10s %-16s %3ss after the boxes started' "$k" "$s" "$(($(date +%s) - t_start))")" ;;
     *) still="$still $k" ;;
     esac
@@ -330,11 +335,19 @@ secs() { awk "BEGIN { printf \"%.2f\", $2 - $1 }"; }
 # json_num FIELD: the first number value of "FIELD" in the JSON on stdin.
 json_num() { grep -o "\"$1\": *[0-9]*" | head -n1 | sed 's/.*: *//' || true; }
 # counters NAME: "received_direct received_holepunched received_relayed
-# attempts successes" of the box, from ore status --json.
+# attempts successes direct_dials direct_dials_ok" of the box, from ore
+# status --json.
 counters() {
-  local j
+  local j f
   j=$(status "$1" --json 2>/dev/null)
-  echo "$(json_num received_direct <<<"$j") $(json_num received_holepunched <<<"$j") $(json_num received_relayed <<<"$j") $(json_num attempts <<<"$j") $(json_num successes <<<"$j")"
+  for f in received_direct received_holepunched received_relayed attempts successes direct_dials direct_dials_ok; do
+    printf '%s ' "$(json_num "$f" <<<"$j")"
+  done
+}
+# punches: "S of A, dials back D of T" from the counters before and after
+# of both boxes (a0 b0 a1 b1).
+punches() {
+  echo "$((a1[4] - a0[4] + b1[4] - b0[4])) of $((a1[3] - a0[3] + b1[3] - b0[3])), dials back $((a1[6] - a0[6] + b1[6] - b0[6])) of $((a1[5] - a0[5] + b1[5] - b0[5]))"
 }
 
 # transfer FROM TO: FROM adds a file of its own, TO fetches it; one line.
@@ -361,14 +374,14 @@ transfer() {
     ttfb=$(sed -n 's/.*first byte after \([0-9.]*\) s.*/\1/p' "$work/$to-get-$from.err" | tail -n1)
     share=$(awk -v d=$((a1[0] - a0[0])) -v h=$((a1[1] - a0[1])) -v r=$((a1[2] - a0[2])) \
       'BEGIN { t = d + h + r; if (t == 0) print "-"; else printf "%.1f%% (%.1f%% punched)", 100 * (d + h) / t, 100 * h / t }')
-    punch="$((a1[4] - a0[4] + b1[4] - b0[4])) of $((a1[3] - a0[3] + b1[3] - b0[3]))"
-    line=$(printf '%-10s -> %-10s fetched      %4d MiB in %6.2f s, first byte %5s s, direct %-22s hole punches %-7s %s' \
+    punch=$(punches)
+    line=$(printf '%-10s -> %-10s fetched      %4d MiB in %6.2f s, first byte %5s s, direct %-22s hole punches %s; %s' \
       "$from" "$to" $((size >> 20)) "$(secs "$t0" "$t1")" "${ttfb:--}" "$share" "$punch" "$how")
   else
     t1=$(date +%s.%N)
     read -ra a1 <<<"$(counters "$to")"
     read -ra b1 <<<"$(counters "$from")"
-    punch="$((a1[4] - a0[4] + b1[4] - b0[4])) of $((a1[3] - a0[3] + b1[3] - b0[3]))"
+    punch=$(punches)
     local why
     why=$(tail -n1 "$work/$to-get-$from.err")
     line=$(printf '%-10s -> %-10s NOT fetched  after %6.2f s, hole punches %s; %s' "$from" "$to" "$(secs "$t0" "$t1")" "$punch" "$why")
@@ -396,7 +409,7 @@ grep -q "^dualstack  -> client .*direct (IPv6)" <<<"$(printf '%s\n' "${results[@
 
 echo
 echo "--- reachability and hole punching, per box ---"
-for k in boot client $kinds; do
+for k in boot client pub $kinds; do
   printf '%-10s %s\n' "$k" "$(status "$k" --json | grep -o '"hole_punch":{[^}]*}' || true)"
   status "$k" | sed -n '/^reach/,/^storage/p' | sed '$d' | sed 's/^/           /'
 done
