@@ -34,6 +34,11 @@ import (
 // costs that box the replicas only boxes behind NATs would need (see
 // heat.Plan), and nothing of anyone else.
 type natObservations struct {
+	// own says whether ip is an address of this machine: an observer
+	// that sees the box at one saw no NAT between them (nil: the
+	// machine's interface addresses, looked up at each observation).
+	own func(ip net.IP) bool
+
 	mu  sync.Mutex
 	obs map[network.Conn]observation
 	seq uint64 // observations so far, to tell the latest
@@ -65,7 +70,11 @@ func (o *natObservations) add(c network.Conn, observed ma.Multiaddr) bool {
 	if c == nil || observed == nil || c.Stat().Limited {
 		return false
 	}
-	ob, ok := observationOf(c.LocalMultiaddr(), c.RemoteMultiaddr(), observed)
+	own := o.own
+	if own == nil {
+		own = interfaceIP
+	}
+	ob, ok := observationOf(c.LocalMultiaddr(), c.RemoteMultiaddr(), observed, own)
 	if !ok {
 		return false
 	}
@@ -92,18 +101,20 @@ func (o *natObservations) add(c network.Conn, observed ma.Multiaddr) bool {
 
 // observationOf makes an observation of a connection from local to
 // remote on which the remote peer observed the box at observed; false
-// when it tells nothing of a NAT: a local address that is public (no NAT
-// between the box and the internet) or loopback, an observer on a
-// private network (the box's own LAN), a relayed address, or an observed
-// address of another family or transport than the local one.
-func observationOf(local, remote, observed ma.Multiaddr) (observation, bool) {
+// when it tells nothing of a NAT: an observed address that is the box's
+// own (own: no NAT between them; a QUIC connection's local address is
+// the unspecified listen address, so the local address cannot tell),
+// loopback, an observer on a private network (the box's own LAN), a
+// relayed address, or an observed address of another family or
+// transport than the local one.
+func observationOf(local, remote, observed ma.Multiaddr, own func(net.IP) bool) (observation, bool) {
 	lip, lport, ltcp, ok1 := thinWaist(local)
 	rip, _, _, ok2 := thinWaist(remote)
 	oip, oport, otcp, ok3 := thinWaist(observed)
 	switch {
 	case !ok1 || !ok2 || !ok3 || ltcp != otcp:
 		return observation{}, false
-	case manet.IsPublicAddr(local) || manet.IsIPLoopback(local):
+	case manet.IsIPLoopback(local) || oip.Equal(lip) || own(oip):
 		return observation{}, false
 	case !manet.IsPublicAddr(remote) || !manet.IsPublicAddr(observed):
 		return observation{}, false
@@ -120,6 +131,21 @@ func observationOf(local, remote, observed ma.Multiaddr) (observation, bool) {
 		observer: observer,
 		external: net.JoinHostPort(oip.String(), oport),
 	}, true
+}
+
+// interfaceIP says whether ip is an address of one of the machine's
+// network interfaces.
+func interfaceIP(ip net.IP) bool {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.Equal(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // thinWaist reads the IP and the TCP or UDP port of a (/ip4|/ip6)/(tcp|

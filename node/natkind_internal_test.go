@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"net"
 	"slices"
 	"strconv"
 	"testing"
@@ -45,6 +46,17 @@ func observe(t *testing.T, o *natObservations, remote string, port string) *fake
 }
 
 func TestNATKindFromTwoObservers(t *testing.T) {
+	// A QUIC connection's local address is the listen address.
+	var quic natObservations
+	for i, obs := range []string{"11.1.0.1", "11.2.0.1"} {
+		c := &fakeConn{local: ma.StringCast("/ip4/0.0.0.0/udp/4601/quic-v1"), remote: ma.StringCast("/ip4/" + obs + "/udp/4601/quic-v1")}
+		if !quic.add(c, ma.StringCast("/ip4/11.0.0.1/udp/"+strconv.Itoa(40000+i)+"/quic-v1")) {
+			t.Fatal("QUIC observation not counted")
+		}
+	}
+	if _, udp := quic.kinds(); udp != network.NATDeviceTypeEndpointDependent {
+		t.Fatalf("QUIC, two observers see two ports: %v, want symmetric", udp)
+	}
 	var cone, sym natObservations
 	observe(t, &cone, "11.1.0.1", "4601")
 	if tcp, udp := cone.kinds(); tcp != network.NATDeviceTypeUnknown || udp != network.NATDeviceTypeUnknown {
@@ -78,13 +90,14 @@ func TestNATKindFromTwoObservers(t *testing.T) {
 }
 
 func TestNATObservationsIgnored(t *testing.T) {
-	var o natObservations
+	o := natObservations{own: func(ip net.IP) bool { return ip.Equal(net.IPv4(11, 0, 0, 7)) }}
 	for _, tc := range []struct {
 		name                    string
 		local, remote, observed string
 		limited                 bool
 	}{
 		{"public local address (no NAT)", "/ip4/11.0.0.1/tcp/4601", "/ip4/11.1.0.1/tcp/4601", "/ip4/11.0.0.1/tcp/4601", false},
+		{"an address of the box's own (QUIC: the local address is the listen address)", "/ip4/0.0.0.0/udp/4601/quic-v1", "/ip4/11.1.0.1/udp/4601/quic-v1", "/ip4/11.0.0.7/udp/4601/quic-v1", false},
 		{"observer on the LAN", "/ip4/192.168.1.10/tcp/4601", "/ip4/192.168.1.20/tcp/4601", "/ip4/192.168.1.10/tcp/4601", false},
 		{"relayed connection", "/ip4/192.168.1.10/tcp/4601", "/ip4/11.1.0.1/tcp/4601", "/ip4/11.0.0.1/tcp/5000", true},
 		{"relayed observed address", "/ip4/192.168.1.10/tcp/4601", "/ip4/11.1.0.1/tcp/4601",
