@@ -9,7 +9,8 @@
 //   - Report: what a box (or gateway) gossips once per epoch on ReportTopic
 //     (/ore/heat/1), signed by its Ed25519 peer key: the heat it saw (the
 //     MaxHeat hottest roots), the roots it holds whole, its quota and usage,
-//     and the state of the orders it executes.
+//     the state of the orders it executes, and how the internet reaches it
+//     (Reach: directly, behind a NAT, behind a symmetric NAT).
 //   - Order: what the committee's leader signs, "these boxes fetch root R
 //     whole and hold it through epoch Until", for heat or for a
 //     publisher's pre-warm request. It puts the order in its next block,
@@ -62,7 +63,13 @@
 //
 // Invariants:
 //
-//   - Reports and orders have one canonical, versioned binary encoding;
+//   - A box behind a symmetric NAT (ReachSymmetric) is no source for
+//     boxes behind other NATs: Plan neither counts nor orders it replicas
+//     of a root that a box not known to be directly reachable asked for,
+//     or that a pre-warm covers (see Plan).
+//   - Reports and orders have one canonical, versioned binary encoding
+//     (a report that states its Reach is ReportVersionReach, one that
+//     does not is encoded as builds before Reach encoded it);
 //     the decoders refuse oversized input before decoding it, trailing
 //     bytes, over-long lists, duplicate roots, unsorted or repeated boxes,
 //     unparseable CIDs and peer IDs, and unknown versions, states and

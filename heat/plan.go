@@ -72,12 +72,18 @@ type Target struct {
 	Reason   Reason
 	Requests float64 // summed over reachable reporters
 	Bytes    float64
-	Replicas int       // boxes that should hold it
-	Size     uint64    // bytes of the DAG if known, else 0
-	Until    uint64    // last epoch the order runs
-	Holders  []peer.ID // reachable boxes that report holding the root whole (sorted)
-	Boxes    []peer.ID // the order's boxes: holders renewing an order + boxes fetching + newly assigned (sorted)
-	Assigned []peer.ID // newly assigned this round (sorted)
+	Replicas int    // boxes that should hold it
+	Size     uint64 // bytes of the DAG if known, else 0
+	Until    uint64 // last epoch the order runs
+	// NATDemand: a box not known to be directly reachable (a report of
+	// ReachNAT, ReachSymmetric or ReachUnknown) asked for the root, or a
+	// pre-warm covers it (whoever fetches it later): its replicas must be
+	// on boxes that boxes behind NATs reach, so boxes behind a symmetric
+	// NAT are none of its Holders, Boxes or Assigned (see Plan).
+	NATDemand bool
+	Holders   []peer.ID // reachable boxes that report holding the root whole and count towards Replicas (sorted)
+	Boxes     []peer.ID // the order's boxes: holders renewing an order + boxes fetching + newly assigned (sorted)
+	Assigned  []peer.ID // newly assigned this round (sorted)
 }
 
 // Order builds the target's unsigned order. A target without Boxes needs
@@ -110,6 +116,18 @@ func (t Target) Order(network string, issuer peer.ID, epoch uint64) *Order {
 // the target; the rest is assigned to the reachable boxes with room that
 // have not declined or failed it, ranked by capacity-weighted rendezvous
 // hashing (see score).
+//
+// Boxes behind a symmetric NAT (ReachSymmetric) serve only boxes they can
+// dial: a box behind another NAT reaches them through a relay, hole
+// punching fails, and relays carry no blocks. So for a root with
+// NATDemand, a ReachSymmetric box counts neither as a holder nor as a box
+// fetching it, is not assigned it, and its order for it is not renewed
+// (its hold lapses at the order's Until): the target is met by boxes that
+// every box reaches. A root only ReachDirect boxes asked for (gateways,
+// public boxes: a box behind a symmetric NAT that they reach through a
+// relay dials them back) is planned on every box alike. A box with a
+// mapped port or an IPv6 address without NAT reports ReachDirect, not
+// ReachSymmetric: boxes reach it directly there.
 func Plan(p Params, epoch uint64, reports []*Report, prewarms []Prewarm) []Target {
 	if err := p.Validate(); err != nil {
 		panic(fmt.Sprintf("heat: Plan: %v", err))
@@ -164,10 +182,14 @@ func latest(reports []*Report, epoch, reachable uint64) ([]peer.ID, map[peer.ID]
 // hottest first, with Reason, Requests, Bytes, Replicas, Until and the
 // prewarm's Size filled in.
 func choose(p Params, epoch uint64, boxes []peer.ID, byID map[peer.ID]*Report, prewarms []Prewarm) []Target {
-	type sum struct{ requests, bytes uint64 }
+	type sum struct {
+		requests, bytes uint64
+		nat             bool // a reporter not known to be directly reachable asked for it
+	}
 	sums := make(map[cid.Cid]*sum)
 	for _, id := range boxes {
-		for _, h := range byID[id].Heat {
+		r := byID[id]
+		for _, h := range r.Heat {
 			s := sums[h.Root]
 			if s == nil {
 				s = &sum{}
@@ -175,6 +197,7 @@ func choose(p Params, epoch uint64, boxes []peer.ID, byID map[peer.ID]*Report, p
 			}
 			s.requests = addSat(s.requests, h.Requests)
 			s.bytes = addSat(s.bytes, h.Bytes)
+			s.nat = s.nat || r.Reach != ReachDirect
 		}
 	}
 	pws := make(map[cid.Cid]*Prewarm)
@@ -195,7 +218,7 @@ func choose(p Params, epoch uint64, boxes []peer.ID, byID map[peer.ID]*Report, p
 	plan := func(root cid.Cid, s *sum, pw *Prewarm) {
 		t := Target{Root: root, Reason: ReasonHeat}
 		if s != nil {
-			t.Requests, t.Bytes = float64(s.requests), float64(s.bytes)
+			t.Requests, t.Bytes, t.NATDemand = float64(s.requests), float64(s.bytes), s.nat
 		}
 		hot := t.Requests >= p.HotRequests
 		if hot {
@@ -211,6 +234,7 @@ func choose(p Params, epoch uint64, boxes []peer.ID, byID map[peer.ID]*Report, p
 			// ordered for as long as they take, and renewed later.
 			t.Until = min(max(t.Until, pw.Until), addSat(epoch, MaxPrewarmOrderEpochs))
 			t.Size = pw.Size
+			t.NATDemand = true
 		}
 		if hot || pw != nil {
 			out = append(out, t)
@@ -284,6 +308,14 @@ func observe(index map[cid.Cid]*rootState, id peer.ID, r *Report) {
 func assign(t *Target, s *rootState, boxes []peer.ID, byID map[peer.ID]*Report, free map[peer.ID]uint64) {
 	if t.Size == 0 {
 		t.Size = s.size
+	}
+	if t.NATDemand {
+		// Boxes behind a symmetric NAT are no sources for it (see Plan).
+		open := func(ids []peer.ID) []peer.ID {
+			return slices.DeleteFunc(slices.Clone(ids), func(id peer.ID) bool { return byID[id].Reach == ReachSymmetric })
+		}
+		s.holders, s.renew, s.fetching = open(s.holders), open(s.renew), open(s.fetching)
+		boxes = open(boxes)
 	}
 	t.Holders = s.holders
 	busy := make(map[peer.ID]struct{}, len(s.holders)+len(s.fetching))

@@ -360,3 +360,84 @@ func TestParamsValidate(t *testing.T) {
 	}()
 	Plan(Params{}, 0, nil, nil)
 }
+
+// natFleet: box 0 asks for hot (20 requests: a target of 5 replicas);
+// boxes 1-6 are behind symmetric NATs, of which 1 and 2 hold hot, 3 holds
+// it under an order and 4 is fetching it; boxes 7-11 are the only others
+// with room (box 0 is full).
+func natFleet(t *testing.T, asker Reach) (*fleet, []peer.ID) {
+	const epoch = 10
+	f := newFleet(t, 12, epoch)
+	hot := root(t, "hot")
+	f.reports[0].Heat = []RootHeat{{Root: hot, Requests: 20}}
+	f.reports[0].Reach = asker
+	f.reports[0].Used = f.reports[0].Quota
+	for i := 1; i <= 6; i++ {
+		f.reports[i].Reach = ReachSymmetric
+	}
+	f.reports[1].Held = []Holding{{Root: hot, Size: 1 << 20}}
+	f.reports[2].Held = []Holding{{Root: hot, Size: 1 << 20}}
+	f.reports[3].Orders = []OrderStatus{{Root: hot, State: OrderHeld}}
+	f.reports[4].Orders = []OrderStatus{{Root: hot, State: OrderFetching}}
+	for i := 7; i <= 11; i++ {
+		f.reports[i].Reach = []Reach{ReachDirect, ReachNAT, ReachUnknown}[i%3]
+	}
+	return f, f.ids(7, 8, 9, 10, 11)
+}
+
+// TestPlanSymmetricNATNoSourceForNATedBoxes: a root a box behind a NAT
+// asked for is placed on boxes every box reaches: the boxes behind
+// symmetric NATs that hold it, hold it under an order or fetch it count
+// for nothing, are not renewed, and none is assigned it.
+func TestPlanSymmetricNATNoSourceForNATedBoxes(t *testing.T) {
+	for _, asker := range []Reach{ReachNAT, ReachSymmetric, ReachUnknown} {
+		t.Run(asker.String(), func(t *testing.T) {
+			f, open := natFleet(t, asker)
+			tg := Plan(DefaultParams(), 10, f.reports, nil)[0]
+			if !tg.NATDemand || tg.Replicas != 5 {
+				t.Fatalf("target %+v, want NATDemand and 5 replicas", tg)
+			}
+			if len(tg.Holders) != 0 {
+				t.Errorf("holders %v: boxes behind symmetric NATs counted", tg.Holders)
+			}
+			if !reflect.DeepEqual(tg.Assigned, open) || !reflect.DeepEqual(tg.Boxes, open) {
+				t.Errorf("assigned %v, boxes %v; want exactly the 5 open boxes %v", tg.Assigned, tg.Boxes, open)
+			}
+		})
+	}
+}
+
+// TestPlanSymmetricNATServesDirectBoxes: a root only directly reachable
+// boxes asked for (they reach a box behind a symmetric NAT through a
+// relay, and it dials them back) counts that box's replicas, renews its
+// order and may assign it; once a box behind a NAT asks for it too, or a
+// pre-warm covers it, it does not.
+func TestPlanSymmetricNATServesDirectBoxes(t *testing.T) {
+	f, _ := natFleet(t, ReachDirect)
+	tg := Plan(DefaultParams(), 10, f.reports, nil)[0]
+	if tg.NATDemand {
+		t.Fatal("NATDemand with only a directly reachable box asking")
+	}
+	if !reflect.DeepEqual(tg.Holders, f.ids(1, 2, 3)) {
+		t.Errorf("holders %v, want the boxes behind symmetric NATs that hold it", tg.Holders)
+	}
+	if len(tg.Assigned) != 1 {
+		t.Errorf("assigned %v, want 5 - 3 holders - 1 fetching = 1", tg.Assigned)
+	}
+	if want := f.ids(3, 4, f.index(tg.Assigned[0])); len(tg.Assigned) == 1 && !reflect.DeepEqual(tg.Boxes, want) {
+		t.Errorf("boxes %v, want the renewal, the fetching box and the assigned one %v", tg.Boxes, want)
+	}
+
+	// A box behind a NAT asks too.
+	hot := f.reports[0].Heat[0].Root
+	f.reports[7].Heat = []RootHeat{{Root: hot, Requests: 1}}
+	if tg := Plan(DefaultParams(), 10, f.reports, nil)[0]; !tg.NATDemand || len(tg.Holders) != 0 {
+		t.Errorf("a NATed asker more: NATDemand %v, holders %v", tg.NATDemand, tg.Holders)
+	}
+	// A pre-warm covers it.
+	f.reports[7].Heat = nil
+	pw := Prewarm{Root: hot, Replicas: 3, Until: 20}
+	if tg := Plan(DefaultParams(), 10, f.reports, []Prewarm{pw})[0]; !tg.NATDemand || len(tg.Holders) != 0 {
+		t.Errorf("pre-warmed: NATDemand %v, holders %v", tg.NATDemand, tg.Holders)
+	}
+}

@@ -24,6 +24,54 @@ const (
 
 const reportDomain = "ore/heat/v1/report\x00"
 
+// ReportVersionReach is the encoding version of a report that says how
+// the internet reaches its reporter: Version's fields with Reach after
+// Used. A report whose Reach is ReachUnknown is encoded as Version,
+// without the field, byte for byte as builds before Reach encoded every
+// report, so that those builds still read it; a ReportVersionReach
+// report with ReachUnknown is not canonical and is refused.
+const ReportVersionReach = 2
+
+// Reach is how the internet reaches a box, as far as the planner cares:
+// who can fetch from it.
+type Reach uint8
+
+// Reaches.
+const (
+	// ReachUnknown: the report does not say (the box has not found out
+	// yet, or a build before Reach made it).
+	ReachUnknown Reach = 0
+	// ReachDirect: boxes dial it directly, on a public address, a port
+	// its router maps (UPnP, NAT-PMP) or an IPv6 address without NAT.
+	ReachDirect Reach = 1
+	// ReachNAT: behind a NAT that hole punching passes (or of a kind not
+	// known yet): boxes behind other NATs reach it through a relay, then
+	// directly by hole punching.
+	ReachNAT Reach = 2
+	// ReachSymmetric: behind a NAT that picks a new external port for
+	// every destination, with no mapped port and no IPv6 address without
+	// NAT: hole punching fails through it, so only the boxes it can dial
+	// (ReachDirect ones, which reach it through a relay first) fetch from
+	// it.
+	ReachSymmetric Reach = 3
+)
+
+func (r Reach) String() string {
+	switch r {
+	case ReachUnknown:
+		return "unknown"
+	case ReachDirect:
+		return "direct"
+	case ReachNAT:
+		return "nat"
+	case ReachSymmetric:
+		return "symmetric-nat"
+	}
+	return fmt.Sprintf("reach(%d)", uint8(r))
+}
+
+func (r Reach) valid() bool { return r <= ReachSymmetric }
+
 // RootHeat is one root's decayed request and byte counts, rounded.
 type RootHeat struct {
 	Root     cid.Cid
@@ -80,6 +128,7 @@ type Report struct {
 	Epoch    uint64
 	Quota    uint64        // bytes this box may store (0: unlimited)
 	Used     uint64        // bytes stored
+	Reach    Reach         // how the internet reaches the reporter (see ReportVersionReach)
 	Heat     []RootHeat    // at most MaxHeat, hottest first (see Top)
 	Held     []Holding     // at most MaxHeld
 	Orders   []OrderStatus // at most MaxOrders
@@ -99,12 +148,19 @@ func (r *Report) Free() uint64 {
 }
 
 func (r *Report) appendUnsigned(b []byte) []byte {
-	b = append(b, Version)
+	v := byte(Version)
+	if r.Reach != ReachUnknown {
+		v = ReportVersionReach
+	}
+	b = append(b, v)
 	b = wire.AppendBytes(b, []byte(r.Network))
 	b = wire.AppendPeer(b, r.Reporter)
 	b = binary.AppendUvarint(b, r.Epoch)
 	b = binary.AppendUvarint(b, r.Quota)
 	b = binary.AppendUvarint(b, r.Used)
+	if v == ReportVersionReach {
+		b = append(b, byte(r.Reach))
+	}
 	b = binary.AppendUvarint(b, uint64(len(r.Heat)))
 	for _, h := range r.Heat {
 		b = wire.AppendCID(b, h.Root)
@@ -153,6 +209,8 @@ func (r *Report) check() error {
 		return fmt.Errorf("%w: %d order states, the limit is %d", ErrMalformed, len(r.Orders), MaxOrders)
 	case len(r.Sig) > MaxSigLen:
 		return fmt.Errorf("%w: report signature is %d bytes, the limit is %d", ErrMalformed, len(r.Sig), MaxSigLen)
+	case !r.Reach.valid():
+		return fmt.Errorf("%w: report reach is unknown %s", ErrMalformed, r.Reach)
 	}
 	seen := make(map[cid.Cid]bool, len(r.Heat))
 	for _, h := range r.Heat {
@@ -245,16 +303,19 @@ func CheckReport(r *Report, network string, nowEpoch, skew uint64) error {
 }
 
 // UnmarshalReport decodes a report. It accepts only the canonical encoding
-// of a known version within MaxReportSize and the list limits, with peer
-// IDs and CIDs that parse, no root twice in a list and known order states;
+// of a known version (Version, or ReportVersionReach with a known Reach
+// other than ReachUnknown) within MaxReportSize and the list limits, with
+// peer IDs and CIDs that parse, no root twice in a list and known order
+// states;
 // it does not check the signature (see CheckReport).
 func UnmarshalReport(data []byte) (*Report, error) {
 	if len(data) > MaxReportSize {
 		return nil, fmt.Errorf("%w: report of %d bytes, the limit is %d", ErrTooLarge, len(data), MaxReportSize)
 	}
 	d := wire.NewDecoder(data, ErrMalformed)
-	if v := d.Byte("version"); d.Err() == nil && v != Version {
-		return nil, fmt.Errorf("%w: report version %d, this build reads %d", ErrMalformed, v, Version)
+	v := d.Byte("version")
+	if d.Err() == nil && v != Version && v != ReportVersionReach {
+		return nil, fmt.Errorf("%w: report version %d, this build reads %d and %d", ErrMalformed, v, Version, ReportVersionReach)
 	}
 	r := &Report{}
 	r.Network = string(d.Bytes(MaxNetworkLen, "network"))
@@ -262,6 +323,9 @@ func UnmarshalReport(data []byte) (*Report, error) {
 	r.Epoch = d.Uvarint("epoch")
 	r.Quota = d.Uvarint("quota")
 	r.Used = d.Uvarint("used")
+	if v == ReportVersionReach {
+		r.Reach = Reach(d.Byte("reach"))
+	}
 	if n := d.Count(MaxHeat, "heat entries"); n > 0 {
 		r.Heat = make([]RootHeat, n)
 		for i := range r.Heat {

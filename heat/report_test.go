@@ -2,6 +2,7 @@ package heat
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
 	"math"
 	"reflect"
@@ -79,6 +80,61 @@ func TestReportRoundTrip(t *testing.T) {
 	}
 }
 
+// oldReport is a report signed by a build before Reach (version 1; key
+// from the seed 1..32, network ore-test, epoch 7, one root in each list).
+const oldReport = "01086f72652d746573742600240801122079b5562e8fe654f94078b112e8a98ba7901f853ae695bed7e0e3910bad049664078080808004808040012401551220cba06b5736faf67e54b07b561eae94395e774c517a7d910a54369e1263ccfbd4098407012401551220cba06b5736faf67e54b07b561eae94395e774c517a7d910a54369e1263ccfbd48020012401551220cba06b5736faf67e54b07b561eae94395e774c517a7d910a54369e1263ccfbd4020040c9f78c76b5ae64b2525ed2296ce88f5e658a6a83e38093c9a3d7e0c75db4f2d6ff2e15dbe7010fded4f6903d132a18aec6d730bbe191f9bbf049b72d9a2fa008"
+
+// TestReportReach: a report that says its reporter's reach is version 2
+// and signs the reach; one that does not is byte for byte what builds
+// before Reach made, and their reports still decode and verify.
+func TestReportReach(t *testing.T) {
+	p := newParty(t)
+	for _, reach := range []Reach{ReachUnknown, ReachDirect, ReachNAT, ReachSymmetric} {
+		r := signedReport(t, p, func(r *Report) { r.Reach = reach })
+		b := r.Marshal()
+		want := byte(ReportVersionReach)
+		if reach == ReachUnknown {
+			want = Version
+		}
+		if b[0] != want {
+			t.Errorf("reach %s encoded as version %d, want %d", reach, b[0], want)
+		}
+		got, err := UnmarshalReport(b)
+		if err != nil {
+			t.Fatalf("reach %s: %v", reach, err)
+		}
+		if got.Reach != reach || CheckReport(got, testNetwork, r.Epoch, 0) != nil {
+			t.Errorf("reach %s decoded as %s", reach, got.Reach)
+		}
+	}
+	// Stripping the reach (a relay downgrading the report to version 1)
+	// breaks the signature.
+	r := signedReport(t, p, func(r *Report) { r.Reach = ReachSymmetric })
+	r.Reach = ReachUnknown
+	d, err := UnmarshalReport(r.Marshal())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckReport(d, testNetwork, d.Epoch, 0); !errors.Is(err, ErrBadSignature) {
+		t.Errorf("reach stripped: %v, want ErrBadSignature", err)
+	}
+
+	old, err := hex.DecodeString(oldReport)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := UnmarshalReport(old)
+	if err != nil {
+		t.Fatalf("a report of a build before Reach: %v", err)
+	}
+	if got.Reach != ReachUnknown || got.Epoch != 7 || len(got.Heat) != 1 || len(got.Held) != 1 || len(got.Orders) != 1 {
+		t.Fatalf("old report decoded as %+v", got)
+	}
+	if err := CheckReport(got, testNetwork, 7, 0); err != nil {
+		t.Fatalf("old report: %v", err)
+	}
+}
+
 func TestReportForged(t *testing.T) {
 	p, q := newParty(t), newParty(t)
 	secp, _, err := crypto.GenerateSecp256k1Key(nil)
@@ -99,6 +155,7 @@ func TestReportForged(t *testing.T) {
 		{"heat altered", func(r *Report) { r.Heat[0].Requests *= 10 }},
 		{"holding added", func(r *Report) { r.Held = append(r.Held, Holding{Root: root(t, "x"), Size: 1}) }},
 		{"order state altered", func(r *Report) { r.Orders[1].State = OrderHeld }},
+		{"reach altered", func(r *Report) { r.Reach = ReachDirect }},
 		{"network altered", func(r *Report) { r.Network = "other" }},
 		{"reporter swapped", func(r *Report) { r.Reporter = q.ID }},
 		{"signature of another report", func(r *Report) { r.Sig = other.Sig }},
@@ -182,7 +239,9 @@ func TestUnmarshalReportRejects(t *testing.T) {
 	}{
 		{"empty", nil, ErrMalformed},
 		{"over the size limit", make([]byte, MaxReportSize+1), ErrTooLarge},
-		{"unknown version", append([]byte{2}, good[1:]...), ErrMalformed},
+		{"unknown version", append([]byte{3}, good[1:]...), ErrMalformed},
+		{"version 2 without the reach field", append([]byte{ReportVersionReach}, good[1:]...), ErrMalformed},
+		{"unknown reach", marshal(func(r *Report) { r.Reach = ReachSymmetric + 1 }), ErrMalformed},
 		{"trailing byte", append(append([]byte(nil), good...), 0), ErrMalformed},
 		{"truncated", good[:len(good)-1], ErrMalformed},
 		{"over-long heat list", marshal(func(r *Report) { r.Heat = long }), ErrMalformed},
@@ -270,6 +329,7 @@ func TestStrings(t *testing.T) {
 	for v, want := range map[interface{ String() string }]string{
 		OrderFetching: "fetching", OrderHeld: "held", OrderDeclined: "declined", OrderFailed: "failed",
 		State(9): "state(9)", ReasonHeat: "heat", ReasonPrewarm: "prewarm", Reason(0): "reason(0)",
+		ReachUnknown: "unknown", ReachDirect: "direct", ReachNAT: "nat", ReachSymmetric: "symmetric-nat", Reach(4): "reach(4)",
 	} {
 		if v.String() != want {
 			t.Errorf("%v, want %s", v, want)
@@ -281,7 +341,9 @@ func FuzzUnmarshalReport(f *testing.F) {
 	p := newParty(f)
 	f.Add(signedReport(f, p, nil).Marshal())
 	f.Add(signedReport(f, p, func(r *Report) { *r = Report{} }).Marshal())
+	f.Add(signedReport(f, p, func(r *Report) { r.Reach = ReachSymmetric }).Marshal())
 	f.Add([]byte{Version})
+	f.Add([]byte{ReportVersionReach})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := UnmarshalReport(b)

@@ -17,6 +17,8 @@ import (
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/orecdn/ore/pod"
 )
@@ -73,6 +75,10 @@ type FetchResult struct {
 	Fetched   int64         `json:"fetched"`
 	Providers []peer.ID     `json:"providers"`
 	Duration  time.Duration `json:"duration"`
+	// FirstByte is how long the first block from the network took to
+	// arrive, from the fetch's start (0 when nothing came from the
+	// network): the DHT look-up, the dials and the first round trip.
+	FirstByte time.Duration `json:"first_byte"`
 	// Rewants is how often a chunk of the fetch got none of its blocks for
 	// a quarter of the stall timeout and asked for the rest again.
 	Rewants int64 `json:"rewants"`
@@ -118,7 +124,7 @@ func (n *Node) fetch(ctx context.Context, root cid.Cid, progress func(FetchProgr
 	parent := ctx
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	f := &fetch{n: n, root: root, ctx: ctx, cancel: cancel, ses: n.ex.NewSession(ctx), expanded: map[cid.Cid]struct{}{}}
+	f := &fetch{n: n, root: root, ctx: ctx, cancel: cancel, ses: n.ex.NewSession(ctx), expanded: map[cid.Cid]struct{}{}, start: start}
 	f.touch()
 
 	var wg sync.WaitGroup
@@ -166,7 +172,8 @@ func (n *Node) fetch(ctx context.Context, root cid.Cid, progress func(FetchProgr
 		progress(f.progress())
 	}
 	res := FetchResult{Root: root, Blocks: f.blocks.Load(), Bytes: f.bytes.Load(), Fetched: f.fetched.Load(),
-		Providers: f.providerIDs(), Duration: time.Since(start), Rewants: f.rewants.Load()}
+		Providers: f.providerIDs(), Duration: time.Since(start), Rewants: f.rewants.Load(),
+		FirstByte: time.Duration(f.firstByte.Load())}
 	if rootOnly {
 		return res, nil
 	}
@@ -183,7 +190,7 @@ func (n *Node) fetch(ctx context.Context, root cid.Cid, progress func(FetchProgr
 	if !f.announced.Load() {
 		n.provideAsync(root)
 	}
-	n.log.Info("fetched", "root", root, "blocks", res.Blocks, "bytes", res.Bytes, "from_network", res.Fetched, "took", res.Duration)
+	n.log.Info("fetched", "root", root, "blocks", res.Blocks, "bytes", res.Bytes, "from_network", res.Fetched, "took", res.Duration, "first_byte", res.FirstByte)
 	return res, nil
 }
 
@@ -209,6 +216,7 @@ type fetch struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 	ses    exchange.Fetcher
+	start  time.Time
 
 	mu sync.Mutex
 	// expanded: the nodes with links met so far, so that a node linked
@@ -222,6 +230,8 @@ type fetch struct {
 	blocks, bytes, fetched, total atomic.Int64
 	rewants                       atomic.Int64  // times a chunk asked again for blocks that did not come
 	lastActive                    atomic.Int64  // unix nanos of the last block
+	firstByte                     atomic.Int64  // nanoseconds from start to the first block from the network (0: none yet)
+	directSources                 atomic.Int64  // sources the fetch holds a direct connection to
 	announced                     atomic.Bool   // root announced before the fetch ended
 	protected                     []peer.ID     // provider connections kept open while the fetch runs (guarded by mu)
 	sourced                       chan struct{} // closed once firstSources sources are held, or the first look-up's dials ended
@@ -301,7 +311,10 @@ func (f *fetch) findProviders(root cid.Cid, again bool) {
 	// fetchSources of them: the first look-up's as they come (a fetch must
 	// not wait for the whole look-up), a later one's at random.
 	lookUp := func(first bool) {
-		var found []peer.AddrInfo
+		var (
+			found  []peer.AddrInfo
+			direct int // providers with a direct address dialled as they came
+		)
 		for p := range f.n.router.FindProvidersAsync(f.ctx, root, fetchProviders) {
 			if p.ID == f.n.ID() {
 				continue
@@ -315,7 +328,13 @@ func (f *fetch) findProviders(root cid.Cid, again bool) {
 			if sources[p.ID] != nil {
 				continue
 			}
-			if first && len(sources) < fetchSources {
+			// Direct sources first: one reached only through a relay
+			// serves once hole punching connected it directly, if ever,
+			// so it waits while firstSources others may serve.
+			if first && len(sources) < fetchSources && (!relayOnly(p) || direct < firstSources) {
+				if !relayOnly(p) {
+					direct++
+				}
 				dial(p, true)
 				continue
 			}
@@ -328,6 +347,7 @@ func (f *fetch) findProviders(root cid.Cid, again bool) {
 			go func() { defer wg.Done(); firstDials.Wait(); f.markSourced() }()
 		}
 		rand.Shuffle(len(found), func(i, j int) { found[i], found[j] = found[j], found[i] })
+		preferDirect(found, net)
 		for _, p := range found[:min(len(found), max(fetchSources-len(sources), 0))] {
 			dial(p, false)
 		}
@@ -362,24 +382,63 @@ func (f *fetch) connect(p peer.AddrInfo) {
 		f.n.log.Debug("provider unreachable", "peer", p.ID, "err", err)
 		return
 	}
-	if f.n.host.Network().Connectedness(p.ID) == network.Limited {
+	limited := f.n.host.Network().Connectedness(p.ID) == network.Limited
+	if limited {
 		// Reached through a relay alone: bitswap sends it nothing until
 		// hole punching opens a direct connection (relays carry
 		// signalling, not blocks), so the direct sources serve first.
 		f.n.log.Debug("provider reached through a relay; it serves once hole punching connects it directly", "peer", p.ID)
 		f.n.repunch(f.ctx, p)
+		limited = f.n.host.Network().Connectedness(p.ID) == network.Limited
 	}
 	// The connection manager must not trim a source while the fetch
 	// needs it.
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if !slices.Contains(f.protected, p.ID) {
-		f.protected = append(f.protected, p.ID)
-		f.n.holdSource(p.ID)
+	if slices.Contains(f.protected, p.ID) {
+		return
 	}
-	if len(f.protected) >= firstSources {
+	f.protected = append(f.protected, p.ID)
+	f.n.holdSource(p.ID)
+	// The fetch asks once firstSources sources can serve: a source
+	// reached only through a relay cannot yet.
+	if !limited && f.directSources.Add(1) >= firstSources {
 		f.markSourced()
 	}
+}
+
+// relayOnly says whether a provider is reached only through relays: it
+// announces relayed addresses (AutoRelay found it behind a NAT) and no
+// public one besides (the LAN addresses it announces too reach it only
+// from its own LAN). A provider without relayed addresses is dialled
+// directly on whatever it announces (boxes on one LAN, tests on
+// loopback).
+func relayOnly(p peer.AddrInfo) bool {
+	relayed := false
+	for _, a := range p.Addrs {
+		if _, err := a.ValueForProtocol(ma.P_CIRCUIT); err == nil {
+			relayed = true
+		} else if manet.IsPublicAddr(a) {
+			return false
+		}
+	}
+	return relayed
+}
+
+// preferDirect orders providers, keeping their order otherwise: first
+// those the box is connected to directly, then those it can dial
+// directly, then those reached only through a relay.
+func preferDirect(ps []peer.AddrInfo, net network.Network) {
+	rank := func(p peer.AddrInfo) int {
+		switch {
+		case net != nil && net.Connectedness(p.ID) == network.Connected:
+			return 0
+		case !relayOnly(p):
+			return 1
+		}
+		return 2
+	}
+	slices.SortStableFunc(ps, func(a, b peer.AddrInfo) int { return rank(a) - rank(b) })
 }
 
 // release stops protecting the connection to p, a source the fetch gave up.
@@ -714,6 +773,7 @@ func (f *fetch) ask(cids, parents []cid.Cid, fresh bool) (_, left []cid.Cid, sta
 		f.blocks.Add(1)
 		f.bytes.Add(int64(size))
 		f.fetched.Add(int64(size))
+		f.firstByte.CompareAndSwap(0, max(int64(time.Since(f.start)), 1))
 		f.n.metrics.fetchBlocks.Inc()
 		f.n.metrics.fetchBytes.Add(float64(size))
 		f.touch()

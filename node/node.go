@@ -182,15 +182,20 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 	}
 	recent := newRecentBlocks()
 	n.recent = recent
-	hooks := bitswap.Hooks{BlockSent: n.traffic.sent, BlockReceived: func(p peer.ID, b blocks.Block) {
+	hooks := bitswap.Hooks{BlockSent: func(p peer.ID, b blocks.Block) {
+		n.traffic.sent(p, b)
+		n.reach.countBlock(p, false, len(b.RawData()))
+	}, BlockReceived: func(p peer.ID, b blocks.Block) {
 		recent.add(b.Cid())
 		n.traffic.received(p, b)
+		n.reach.countBlock(p, true, len(b.RawData()))
 	}}
 	var bopts []bitswap.Option
 	if !cfg.ReceiptsOff {
 		hooks.BlockReceived = func(p peer.ID, b blocks.Block) {
 			recent.add(b.Cid())
 			n.traffic.received(p, b)
+			n.reach.countBlock(p, true, len(b.RawData()))
 			n.pod.received(p, b)
 		}
 		var gate bitswap.Gate = n.pod.server

@@ -13,12 +13,15 @@ import (
 	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 	basichost "github.com/libp2p/go-libp2p/p2p/host/basic"
 	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
 	inat "github.com/libp2p/go-libp2p/p2p/net/nat"
 	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/orecdn/ore/heat"
 )
 
 // ReachState is how the internet reaches a box, in one word.
@@ -83,6 +86,14 @@ type Reachability struct {
 	NATUDP string `json:"nat_udp,omitempty"`
 	// HolePunch counts the box's hole punches since it started.
 	HolePunch HolePunchStats `json:"hole_punch"`
+	// Bytes are the block bytes the box sent and received since it
+	// started, by the kind of connection they travelled on.
+	Bytes PathBytes `json:"bytes"`
+	// Report is how the box's heat reports tell the committee the
+	// internet reaches it (heat.Reach: direct, nat, symmetric-nat or
+	// unknown); the committee orders a box behind a symmetric NAT no
+	// replicas that boxes behind NATs would need.
+	Report string `json:"report_reach"`
 }
 
 // HolePunchStats count hole punches (DCUtR) and the direct dials tried
@@ -106,6 +117,9 @@ type reach struct {
 	relays       relaySource
 	m            reachMetrics
 
+	obs   natObservations
+	paths pathCounters
+
 	mu         sync.Mutex
 	pm         *portMapper // nil until the host built its NAT manager
 	autonat    network.Reachability
@@ -114,7 +128,9 @@ type reach struct {
 	natTCP     network.NATDeviceType
 	natUDP     network.NATDeviceType
 	state      ReachState
+	kinds      string // the NAT kinds last logged
 	hp         HolePunchStats
+	punched    map[peer.ID][]string // the IDs of the connections hole punching opened, by peer (see markPunched)
 }
 
 type reachMetrics struct {
@@ -142,7 +158,10 @@ func newReach(log *slog.Logger, reg prometheus.Registerer) (*reach, error) {
 		directDials: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ore_holepunch_direct_dials_total",
 			Help: "Direct dials back to a box that came through a relay, tried before hole punching, by outcome."}, []string{"outcome"}),
 	}
-	for _, c := range []prometheus.Collector{r.m.state, r.m.mappings, r.m.reservations, r.m.relayService, r.m.holePunches, r.m.directDials} {
+	r.paths.m = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ore_block_bytes_total",
+		Help: "Block bytes bitswap sent and received, by direction (sent, received) and the connection they travelled on (direct: dialled; holepunched: opened by hole punching; relayed: through a relay, which bitswap never uses)."},
+		[]string{"direction", "path"})
+	for _, c := range []prometheus.Collector{r.m.state, r.m.mappings, r.m.reservations, r.m.relayService, r.m.holePunches, r.m.directDials, r.paths.m} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("node: register reachability metrics: %w", err)
 		}
@@ -151,6 +170,7 @@ func newReach(log *slog.Logger, reg prometheus.Registerer) (*reach, error) {
 		r.m.holePunches.WithLabelValues(o)
 		r.m.directDials.WithLabelValues(o)
 	}
+	r.paths.init()
 	r.m.state.WithLabelValues(string(ReachUnknown)).Set(1)
 	return r, nil
 }
@@ -172,6 +192,7 @@ func (r *reach) watch(ctx context.Context, h host.Host) error {
 		new(event.EvtHostReachableAddrsChanged),
 		new(event.EvtAutoRelayAddrsUpdated),
 		new(event.EvtNATDeviceTypeChanged),
+		new(event.EvtPeerIdentificationCompleted),
 	}, eventbus.Name("ore reachability"))
 	if err != nil {
 		return fmt.Errorf("node: follow reachability events: %w", err)
@@ -194,6 +215,12 @@ func (r *reach) watch(ctx context.Context, h host.Host) error {
 }
 
 func (r *reach) handle(e any) {
+	if e, ok := e.(event.EvtPeerIdentificationCompleted); ok {
+		if r.obs.add(e.Conn, e.ObservedAddr) {
+			r.update()
+		}
+		return
+	}
 	r.mu.Lock()
 	switch e := e.(type) {
 	case event.EvtLocalReachabilityChanged:
@@ -217,10 +244,14 @@ func (r *reach) handle(e any) {
 // its advice and sets the metrics.
 func (r *reach) update() {
 	v := r.view()
+	kinds := fmt.Sprintf("tcp %s, udp %s", orUnknown(v.NATTCP), orUnknown(v.NATUDP))
 	r.mu.Lock()
-	old := r.state
-	r.state = v.State
+	old, oldKinds := r.state, r.kinds
+	r.state, r.kinds = v.State, kinds
 	r.mu.Unlock()
+	if oldKinds != kinds && (v.NATTCP != "" || v.NATUDP != "") {
+		r.log.Info("NAT kind, from the addresses other boxes observe", "nat", kinds, "heat_report_reach", v.Report)
+	}
 	r.m.mappings.Set(float64(len(v.Mappings)))
 	r.m.reservations.Set(float64(len(v.Relays)))
 	r.m.relayService.Set(b2f(v.RelayService))
@@ -247,6 +278,13 @@ func (r *reach) update() {
 	}
 }
 
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
 func b2f(b bool) float64 {
 	if b {
 		return 1
@@ -256,6 +294,19 @@ func b2f(b bool) float64 {
 
 // view is the box's reachability now.
 func (r *reach) view() Reachability {
+	v, _ := r.viewReach()
+	return v
+}
+
+// heatReach is what the box's heat report says of its reach now.
+func (r *reach) heatReach() heat.Reach {
+	_, hr := r.viewReach()
+	return hr
+}
+
+// viewReach is the box's reachability now, and what its heat report says
+// of it.
+func (r *reach) viewReach() (Reachability, heat.Reach) {
 	r.mu.Lock()
 	pm := r.pm
 	in := reachInputs{
@@ -270,12 +321,21 @@ func (r *reach) view() Reachability {
 		Reachable:  in.reachable,
 		RelayAddrs: strs(r.relayAddrs),
 		Relays:     relaysOf(r.relayAddrs),
-		NATTCP:     natKind(r.natTCP),
-		NATUDP:     natKind(r.natUDP),
 		HolePunch:  r.hp,
 		AutoNAT:    strings.ToLower(r.autonat.String()),
 	}
 	r.mu.Unlock()
+	// go-libp2p's NAT kind, once it has enough observers; the box's own
+	// reading of a few until then.
+	obsTCP, obsUDP := r.obs.kinds()
+	if in.natTCP == network.NATDeviceTypeUnknown {
+		in.natTCP = obsTCP
+	}
+	if in.natUDP == network.NATDeviceTypeUnknown {
+		in.natUDP = obsUDP
+	}
+	v.NATTCP, v.NATUDP = natKind(in.natTCP), natKind(in.natUDP)
+	v.Bytes = r.paths.totals()
 	if pm != nil {
 		v.Mappings = pm.Mappings()
 		v.Router = "searching"
@@ -294,7 +354,37 @@ func (r *reach) view() Reachability {
 	}
 	in.mappings, in.relays = v.Mappings, v.Relays
 	v.State, v.Advice = classify(in)
-	return v
+	hr := heatReach(v.State, in.natTCP, in.natUDP)
+	v.Report = hr.String()
+	return v, hr
+}
+
+// heatReach is what the box's heat reports say of its reach: direct when
+// boxes dial it (a public address, a mapped port, an IPv6 address without
+// NAT: AutoNAT confirmed one), symmetric-nat when it is behind a NAT that
+// defeats hole punching (see symmetricNAT), nat when it is behind another
+// NAT (AutoNAT found it private, or the observed addresses show a NAT of
+// the cone kind), unknown until one of these is known.
+func heatReach(state ReachState, natTCP, natUDP network.NATDeviceType) heat.Reach {
+	switch {
+	case state == ReachPublic || state == ReachMapped:
+		return heat.ReachDirect
+	case symmetricNAT(natTCP, natUDP):
+		return heat.ReachSymmetric
+	case state == ReachRelayed || state == ReachUnreachable,
+		natTCP == network.NATDeviceTypeEndpointIndependent, natUDP == network.NATDeviceTypeEndpointIndependent:
+		return heat.ReachNAT
+	}
+	return heat.ReachUnknown
+}
+
+// symmetricNAT says whether the box's NAT defeats hole punching: it picks
+// a new port per destination on one transport and is not known to keep
+// one on the other (hole punching tries TCP and QUIC at once, and one
+// transport that passes is enough).
+func symmetricNAT(natTCP, natUDP network.NATDeviceType) bool {
+	return natTCP == network.NATDeviceTypeEndpointDependent && natUDP != network.NATDeviceTypeEndpointIndependent ||
+		natUDP == network.NATDeviceTypeEndpointDependent && natTCP != network.NATDeviceTypeEndpointIndependent
 }
 
 func strs(as []ma.Multiaddr) []string {
@@ -366,8 +456,7 @@ func classify(in reachInputs) (ReachState, string) {
 	if len(in.mappings) > 0 {
 		doubleNAT = "the router mapped a port but nobody reaches the box on it (a second NAT upstream, e.g. the provider's carrier-grade NAT?); "
 	}
-	symmetric := in.natTCP == network.NATDeviceTypeEndpointDependent && in.natUDP != network.NATDeviceTypeEndpointIndependent ||
-		in.natUDP == network.NATDeviceTypeEndpointDependent && in.natTCP != network.NATDeviceTypeEndpointIndependent
+	symmetric := symmetricNAT(in.natTCP, in.natUDP)
 	switch {
 	case len(in.relays) > 0 && symmetric:
 		return ReachRelayed, doubleNAT + "the NAT picks a new port for every destination (symmetric): hole punching fails, so only public boxes fetch from this one; " + forward
@@ -405,6 +494,9 @@ func (r *reach) Trace(e *holepunch.Event) {
 			r.hp.Successes++
 		}
 		r.mu.Unlock()
+		if ev.Success {
+			r.markPunched(e.Remote, time.Unix(0, e.Timestamp).Add(-ev.EllapsedTime))
+		}
 		if ev.Success {
 			r.log.Info("hole punched: direct connection", "peer", e.Remote, "took", ev.EllapsedTime)
 		} else {

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/orecdn/ore/heat"
 	"github.com/orecdn/ore/internal/testkit"
 )
 
@@ -74,11 +76,22 @@ func TestReachabilityFollowsAutoNAT(t *testing.T) {
 	testkit.WaitFor(t, 30*time.Second, "the verdicts", func() bool {
 		return pub.Reachability().State == ReachPublic && priv.Reachability().State == ReachUnreachable
 	})
-	if r := pub.Reachability(); !r.RelayService || r.Advice != "" {
-		t.Fatalf("public box: %+v, want a relay service and no advice", r)
+	if r := pub.Reachability(); !r.RelayService || r.Advice != "" || r.Report != "direct" {
+		t.Fatalf("public box: %+v, want a relay service, no advice, and direct in its heat reports", r)
 	}
-	if r := priv.Reachability(); r.RelayService || !strings.Contains(r.Advice, "forward") {
-		t.Fatalf("private box: %+v, want no relay service and advice to forward a port", r)
+	if r := priv.Reachability(); r.RelayService || !strings.Contains(r.Advice, "forward") || r.Report != "nat" {
+		t.Fatalf("private box: %+v, want no relay service, advice to forward a port, and nat in its heat reports", r)
+	}
+	// What the heat reports say, signed: the committee's planner reads it.
+	for box, want := range map[*Node]heat.Reach{pub: heat.ReachDirect, priv: heat.ReachNAT} {
+		r, err := box.sched.report(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := heat.UnmarshalReport(r.Marshal())
+		if err != nil || d.Reach != want {
+			t.Fatalf("heat report: reach %v (%v), want %s", d, err, want)
+		}
 	}
 	mfs, err := pub.Metrics().Gather()
 	if err != nil {

@@ -301,7 +301,7 @@ func (s *sched) soon() {
 func (s *sched) report(ctx context.Context) (*heat.Report, error) {
 	now := time.Now()
 	st := s.n.store
-	r := &heat.Report{Epoch: s.epoch(), Quota: uint64(st.Quota()), Used: uint64(max(st.Used(), 0))}
+	r := &heat.Report{Epoch: s.epoch(), Quota: uint64(st.Quota()), Used: uint64(max(st.Used(), 0)), Reach: s.n.reach.heatReach()}
 	for _, e := range s.demandSnapshot(now) {
 		if len(r.Heat) == heat.MaxHeat {
 			break

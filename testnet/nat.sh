@@ -12,10 +12,15 @@
 # ore binary; default: build one, static), KEEP=1 keeps the work directory.
 #
 # The network. An "internet" bridge in a namespace of its own, on
-# 11.99.0.0/24: addresses that go-libp2p takes for public (AutoNAT and hole
-# punching ignore private ranges), which never leave the namespaces. On it:
-#   boot       11.99.0.10   the public bootstrap box (a relay once AutoNAT finds it public)
-#   client     11.99.0.20   a public box that fetches from every home box
+# 11.99.0.0/24 and 2a99::/64: addresses that go-libp2p takes for public
+# (AutoNAT and hole punching ignore private ranges), which never leave the
+# namespaces. On it:
+#   boot       11.99.0.10, 2a99::10   the public bootstrap box (a relay once AutoNAT finds it public)
+#   client     11.99.0.20, 2a99::20   a public dual-stack box that fetches from every home box
+#   pub        11.99.0.30, 2a99::30   a third public box: one more that dials a box back for
+#              AutoNAT v2, which confirms an address after two dial-backs and asks
+#              one box once in 2 minutes (the dual-stack box's IPv6 address waits
+#              minutes for a verdict with two such boxes)
 #   a router per home, its WAN on 11.99.0.10x, its LAN 192.168.N.0/24 with one box at .10:
 #   cone       port-preserving MASQUERADE (endpoint-independent mapping, as
 #              most home routers): hole punching passes
@@ -24,15 +29,25 @@
 #              which defeats hole punching
 #   upnp       port-preserving MASQUERADE plus miniupnpd (UPnP IGD, NAT-PMP):
 #              the box maps its port and is reachable directly
-# Every router drops unsolicited inbound traffic (as a home router does),
-# except what miniupnpd forwards.
+#   dualstack  IPv4 behind MASQUERADE --random-fully (symmetric), IPv6
+#              routed without NAT (2a99:5::/64, the box at 2a99:5::10, its
+#              port open as on a router with no IPv6 firewall or one that
+#              opens it): the client reaches it directly over IPv6
+# Every router drops unsolicited inbound IPv4 traffic (as a home router
+# does), except what miniupnpd forwards.
 #
 # The drill: every home box waits until `ore status` says it is reachable
-# (mapped, or private with a relay); for each pair of home NATs each box
+# (mapped, or private with a relay) and its heat reports say what its NAT
+# is (nat, symmetric-nat, direct); for each pair of home NATs each box
 # adds a file of its own and the other fetches it (both ways); the public
 # client fetches a file from each home box; bytes compared. One line per
-# transfer: fetched or not, the time, and whether the fetching box ended up
-# connected to the serving one directly or through a relay only.
+# transfer: fetched or not, the time of the whole get and to its first
+# byte (from the fetch's start: DHT look-up, dials, hole punch, first
+# round trip), the share of the block bytes the fetching box received
+# over direct connections (ore_block_bytes_total by path, before and
+# after), the hole punches both boxes started and those that succeeded
+# meanwhile, and how the fetching box is connected to the serving one at
+# the end (direct over IPv4 or IPv6, or through a relay only).
 #
 # A pair of boxes behind a symmetric NAT and another NAT has no direct
 # path; relays carry signalling, never blocks (a relayed connection is
@@ -117,17 +132,21 @@ if [ "$upnp" = yes ] && ! command -v iptables-legacy >/dev/null 2>&1; then
   upnp="no (miniupnpd-iptables writes the legacy iptables tables: no iptables-legacy here)"
 fi
 
-say "network: an internet bridge, two public boxes, four home routers"
+say "network: an internet bridge, three public boxes, five home routers"
 mkns net
 nx net ip link add br0 type bridge
 nx net ip link set br0 up
 
-# public NAME IP: a namespace on the internet bridge.
+# public NAME IP [IP6]: a namespace on the internet bridge.
 public() {
   mkns "$1"
   ip link add eth0 netns "$P-$1" type veth peer name "v-$1" netns "$P-net"
   nx net ip link set "v-$1" master br0 up
   nx "$1" ip addr add "$2/24" dev eth0
+  if [ -n "${3:-}" ]; then
+    nx "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.eth0.disable_ipv6=0
+    nx "$1" ip -6 addr add "$3/64" dev eth0 nodad
+  fi
   nx "$1" ip link set eth0 up
 }
 
@@ -156,7 +175,7 @@ home() {
   nx "r-$kind" $ipt -A FORWARD -i eth0 -o lan0 -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
   nx "r-$kind" $ipt -P FORWARD DROP
   case $kind in
-  symmetric)
+  symmetric | dualstack)
     # A new external port for every destination (endpoint-dependent
     # mapping): the port a relay saw is not the one another box sees.
     nx "r-$kind" $ipt -t nat -A POSTROUTING -o eth0 -j MASQUERADE --random-fully ;;
@@ -167,12 +186,24 @@ home() {
   esac
 }
 
-public boot 11.99.0.10
-public client 11.99.0.20
+public boot 11.99.0.10 2a99::10
+public client 11.99.0.20 2a99::20
+public pub 11.99.0.30 2a99::30
 home cone 1
 home cone2 2
 home symmetric 3
 kinds="cone cone2 symmetric"
+
+# The dual-stack home: a symmetric NAT on IPv4, IPv6 routed to the box.
+home dualstack 5
+nx r-dualstack sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.all.forwarding=1
+nx r-dualstack ip -6 addr add 2a99::105/64 dev eth0 nodad
+nx r-dualstack ip -6 addr add 2a99:5::1/64 dev lan0 nodad
+nx dualstack sysctl -qw net.ipv6.conf.all.disable_ipv6=0
+nx dualstack ip -6 addr add 2a99:5::10/64 dev eth0 nodad
+nx dualstack ip -6 route add default via 2a99:5::1
+for n in boot client pub; do nx "$n" ip -6 route add 2a99:5::/64 via 2a99::105; done
+kinds="$kinds dualstack"
 if [ "$upnp" = yes ]; then
   home upnp 4
   # miniupnpd's chains, as its iptables_init.sh makes them.
@@ -228,30 +259,33 @@ wait_ready() {
 status() { nx "$1" "$ore" status --repo "$work/$1" "${@:2}"; }
 state() { status "$1" --json 2>/dev/null | json_str state; }
 
-say "boxes: start boot, then the client and the home boxes"
+say "boxes: start boot, then the other public boxes and the home boxes"
 declare -A id
 id[boot]=$(init boot)
 run boot
 wait_ready boot
-boot_addr="/ip4/11.99.0.10/tcp/4601/p2p/${id[boot]}"
-for k in client $kinds; do
+# QUIC first, as go-libp2p dials: the home boxes' connections to boot and
+# to the client are then of one transport, and two observers of one
+# transport tell a box its NAT's kind (see node/natkind.go).
+boot_addr="/ip4/11.99.0.10/udp/4601/quic-v1/p2p/${id[boot]},/ip4/11.99.0.10/tcp/4601/p2p/${id[boot]}"
+for k in client pub $kinds; do
   id[$k]=$(init "$k" "$boot_addr")
   run "$k"
 done
-for k in client $kinds; do wait_ready "$k"; done
+for k in client pub $kinds; do wait_ready "$k"; done
 
 # A home box serves once it is reachable: mapped, or private with a relay
 # reservation (AutoNAT decides after a dial-back, seconds after the first
 # connection; a reservation takes a round trip more).
 say "wait until every box is reachable (ore status), at most 120 s"
 t_start=$(date +%s)
-waiting="client $kinds"
+waiting="client pub $kinds"
 while [ -n "$waiting" ]; do
   still=""
   for k in $waiting; do
     s=$(state "$k")
     case "$k:$s" in
-    client:public | *:mapped | *:private-relayed)
+    client:public | pub:public | dualstack:public | *:mapped | *:private-relayed)
       say "$(printf '%-10s %-16s %3ss after the boxes started' "$k" "$s" "$(($(date +%s) - t_start))")" ;;
     *) still="$still $k" ;;
     esac
@@ -264,6 +298,33 @@ while [ -n "$waiting" ]; do
   fi
   sleep 1
 done
+# What each home box's heat reports tell the committee: a box behind a
+# symmetric NAT says so (the planner orders it no replicas that boxes
+# behind NATs would need), unless boxes reach it directly (a mapped port,
+# IPv6). It takes two boxes observing its address (identify), and
+# AutoNAT v2's dial-backs for the addresses it confirms.
+declare -A want_reach=([cone]=nat [cone2]=nat [symmetric]=symmetric-nat [upnp]=direct [dualstack]=direct)
+say "wait until every home box's heat reports say what its NAT is, at most 60 s"
+t_reach=$(date +%s)
+waiting="$kinds"
+while [ -n "$waiting" ]; do
+  still=""
+  for k in $waiting; do
+    r=$(status "$k" --json 2>/dev/null | json_str report_reach)
+    if [ "$r" = "${want_reach[$k]}" ]; then
+      say "$(printf '%-10s heat reports say %-14s %3ss later' "$k" "$r" "$(($(date +%s) - t_reach))")"
+    else
+      still="$still $k"
+    fi
+  done
+  waiting=${still# }
+  [ -z "$waiting" ] && break
+  if [ "$(date +%s)" -ge $((t_reach + 60)) ]; then
+    for k in $waiting; do status "$k" || true; done
+    die "heat reports do not say the NAT's kind after 60 s: $waiting"
+  fi
+  sleep 1
+done
 if [ "$upnp" = yes ]; then
   echo "--- ore status of the UPnP box ---"
   status upnp | sed -n '/^reach/,/^storage/p' | sed '$d'
@@ -271,27 +332,59 @@ fi
 
 secs() { awk "BEGIN { printf \"%.2f\", $2 - $1 }"; }
 
+# json_num FIELD: the first number value of "FIELD" in the JSON on stdin.
+json_num() { grep -o "\"$1\": *[0-9]*" | head -n1 | sed 's/.*: *//' || true; }
+# counters NAME: "received_direct received_holepunched received_relayed
+# attempts successes direct_dials direct_dials_ok" of the box, from ore
+# status --json.
+counters() {
+  local j f
+  j=$(status "$1" --json 2>/dev/null)
+  for f in received_direct received_holepunched received_relayed attempts successes direct_dials direct_dials_ok; do
+    printf '%s ' "$(json_num "$f" <<<"$j")"
+  done
+}
+# punches: "S of A, dials back D of T" from the counters before and after
+# of both boxes (a0 b0 a1 b1).
+punches() {
+  echo "$((a1[4] - a0[4] + b1[4] - b0[4])) of $((a1[3] - a0[3] + b1[3] - b0[3])), dials back $((a1[6] - a0[6] + b1[6] - b0[6])) of $((a1[5] - a0[5] + b1[5] - b0[5]))"
+}
+
 # transfer FROM TO: FROM adds a file of its own, TO fetches it; one line.
 failures=0
 results=()
 transfer() {
-  local from=$1 to=$2 f="$work/$1-for-$2.bin" root t0 t1 how peers line
+  local from=$1 to=$2 f="$work/$1-for-$2.bin" root t0 t1 how peers line ttfb share punch
+  local -a a0 b0 a1 b1
   head -c "$size" /dev/urandom >"$f"
   root=$(nx "$from" "$ore" add -q --repo "$work/$from" "$f")
+  read -ra a0 <<<"$(counters "$to")"
+  read -ra b0 <<<"$(counters "$from")"
   t0=$(date +%s.%N)
   if nx "$to" "$ore" get --repo "$work/$to" --timeout 60s -o "$work/$to-got-$from.bin" "$root" >/dev/null 2>"$work/$to-get-$from.err"; then
     t1=$(date +%s.%N)
     cmp -s "$f" "$work/$to-got-$from.bin" || die "$to got other bytes than $from added"
+    read -ra a1 <<<"$(counters "$to")"
+    read -ra b1 <<<"$(counters "$from")"
     peers=$(nx "$to" "$ore" peers --repo "$work/$to" | grep "/p2p/${id[$from]}" || true)
-    if grep -qv p2p-circuit <<<"$peers"; then how=direct
+    if grep -v p2p-circuit <<<"$peers" | grep -q /ip6/; then how="direct (IPv6)"
+    elif grep -qv p2p-circuit <<<"$peers"; then how="direct (IPv4)"
     elif [ -n "$peers" ]; then how="relayed only"
     else how="not connected any more"; fi
-    line=$(printf '%-10s -> %-10s fetched      %4d MiB in %6.2f s   %s' "$from" "$to" $((size >> 20)) "$(secs "$t0" "$t1")" "$how")
+    ttfb=$(sed -n 's/.*first byte after \([0-9.]*\) s.*/\1/p' "$work/$to-get-$from.err" | tail -n1)
+    share=$(awk -v d=$((a1[0] - a0[0])) -v h=$((a1[1] - a0[1])) -v r=$((a1[2] - a0[2])) \
+      'BEGIN { t = d + h + r; if (t == 0) print "-"; else printf "%.1f%% (%.1f%% punched)", 100 * (d + h) / t, 100 * h / t }')
+    punch=$(punches)
+    line=$(printf '%-10s -> %-10s fetched      %4d MiB in %6.2f s, first byte %5s s, direct %-22s hole punches %s; %s' \
+      "$from" "$to" $((size >> 20)) "$(secs "$t0" "$t1")" "${ttfb:--}" "$share" "$punch" "$how")
   else
     t1=$(date +%s.%N)
+    read -ra a1 <<<"$(counters "$to")"
+    read -ra b1 <<<"$(counters "$from")"
+    punch=$(punches)
     local why
     why=$(tail -n1 "$work/$to-get-$from.err")
-    line=$(printf '%-10s -> %-10s NOT fetched  after %6.2f s   %s' "$from" "$to" "$(secs "$t0" "$t1")" "$why")
+    line=$(printf '%-10s -> %-10s NOT fetched  after %6.2f s, hole punches %s; %s' "$from" "$to" "$(secs "$t0" "$t1")" "$punch" "$why")
     case "$from:$to" in
     symmetric:cone* | cone*:symmetric) line="$line (expected: a symmetric NAT against another NAT has no direct path)" ;;
     *) failures=$((failures + 1)) ;;
@@ -311,10 +404,12 @@ for p in $pairs; do
 done
 say "the public client fetches from every home box"
 for k in $kinds; do transfer "$k" client; done
+grep -q "^dualstack  -> client .*direct (IPv6)" <<<"$(printf '%s\n' "${results[@]}")" ||
+  die "the client did not fetch from the dual-stack box over IPv6"
 
 echo
 echo "--- reachability and hole punching, per box ---"
-for k in boot client $kinds; do
+for k in boot client pub $kinds; do
   printf '%-10s %s\n' "$k" "$(status "$k" --json | grep -o '"hole_punch":{[^}]*}' || true)"
   status "$k" | sed -n '/^reach/,/^storage/p' | sed '$d' | sed 's/^/           /'
 done

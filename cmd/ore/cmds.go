@@ -364,7 +364,11 @@ func cmdGet(ctx context.Context, e *env, args []string) error {
 	if res == nil {
 		return errors.New("the daemon sent no result")
 	}
-	bar.done(res.Bytes, res.Bytes, fmt.Sprintf("%d blocks, %s from the network", res.Blocks, humanize.IBytes(uint64(res.Fetched))))
+	detail := fmt.Sprintf("%d blocks, %s from the network", res.Blocks, humanize.IBytes(uint64(res.Fetched)))
+	if res.FirstByte > 0 {
+		detail += fmt.Sprintf(", first byte after %.2f s", res.FirstByte.Seconds())
+	}
+	bar.done(res.Bytes, res.Bytes, detail)
 
 	req, err = http.NewRequestWithContext(ctx, http.MethodGet, c.base+apiCat+"?"+url.Values{"cid": {root.String()}}.Encode(), nil)
 	if err != nil {
@@ -505,6 +509,19 @@ func printReach(w io.Writer, r node.Reachability) {
 	}
 	if hp := r.HolePunch; hp.Attempts > 0 || hp.DirectDials > 0 {
 		fmt.Fprintf(w, "          hole punching: %d of %d succeeded; direct dials back: %d of %d\n", hp.Successes, hp.Attempts, hp.DirectDialsOK, hp.DirectDials)
+	}
+	if b := r.Bytes; b != (node.PathBytes{}) {
+		ib := func(n uint64) string { return humanize.IBytes(n) }
+		fmt.Fprintf(w, "          blocks received %s direct (%s of them hole punched), %s relayed; sent %s direct (%s hole punched), %s relayed\n",
+			ib(b.ReceivedDirect+b.ReceivedHolePunched), ib(b.ReceivedHolePunched), ib(b.ReceivedRelayed),
+			ib(b.SentDirect+b.SentHolePunched), ib(b.SentHolePunched), ib(b.SentRelayed))
+	}
+	switch r.Report {
+	case "symmetric-nat":
+		fmt.Fprintln(w, "          heat reports say: behind a symmetric NAT (the committee orders this box no replicas that boxes behind NATs would need)")
+	case "":
+	default:
+		fmt.Fprintf(w, "          heat reports say: %s\n", r.Report)
 	}
 	if r.Advice != "" {
 		fmt.Fprintf(w, "          what to do: %s\n", r.Advice)
