@@ -280,6 +280,9 @@ func (c *Client) runSender(ctx context.Context, server peer.ID, sd *sender) {
 
 // exchange signs r, sends it to its server and keeps the countersigned copy.
 func (c *Client) exchange(ctx context.Context, r *pod.Receipt) error {
+	if t, ok := c.transport.(ReceiptTaker); ok && !t.TakesReceipts(r.Server) {
+		return ErrNoReceipts // signed for no one: it would never be countersigned
+	}
 	if err := r.SignClient(c.key); err != nil {
 		return err
 	}

@@ -56,6 +56,12 @@ type Transport interface {
 	RoundTrip(ctx context.Context, r *pod.Receipt) (*pod.Receipt, error)
 }
 
+// ReceiptTaker is a Transport that knows which servers take receipts: the
+// client signs none for a server that does not.
+type ReceiptTaker interface {
+	TakesReceipts(server peer.ID) bool
+}
+
 // ErrNoReceipts is what a Transport answers for a server that does not
 // speak the receipt protocol (Kubo, Helia): it never countersigns, so its
 // deliveries go unreceipted, and that is no fault to warn about.

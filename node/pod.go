@@ -110,9 +110,5 @@ func (n *Node) ReceivedReceipts(ctx context.Context, since uint64) ([]*pod.Recei
 // protocol: one that does not (Kubo) never countersigns.
 type podTransport struct{ meter.HostTransport }
 
-func (t podTransport) RoundTrip(ctx context.Context, r *pod.Receipt) (*pod.Receipt, error) {
-	if !speaksPod(t.Host, r.Server) {
-		return nil, errNotOre
-	}
-	return t.HostTransport.RoundTrip(ctx, r)
-}
+// TakesReceipts is meter.ReceiptTaker.
+func (t podTransport) TakesReceipts(server peer.ID) bool { return speaksPod(t.Host, server) }

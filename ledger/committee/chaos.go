@@ -202,6 +202,9 @@ func Chaos(ctx context.Context, cfg ChaosConfig) (*ChaosReport, error) {
 		return nil, err
 	}
 	ch.g.EpochLength = cfg.Epoch
+	// Rules 3 pay every receipt of the registered root, so "each receipt
+	// paid at most once" is checked on every receipt the bench makes.
+	ch.g.Rules = ledger.RulesV3
 	for _, m := range ch.members {
 		if err := ch.startMember(m); err != nil {
 			return nil, err

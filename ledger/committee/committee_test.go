@@ -89,7 +89,9 @@ func newClusterRules(t *testing.T, epoch time.Duration, rules uint8) *cluster {
 // under ledger.FinalityBFT.
 func newClusterBFT(t *testing.T, n int, epoch time.Duration) *cluster {
 	t.Helper()
-	return newClusterSpec(t, n, epoch, 0, ledger.FinalityBFT)
+	// Rules 3 (every receipt of registered content pays), as the other
+	// tests of ordering and paying.
+	return newClusterSpec(t, n, epoch, ledger.RulesV3, ledger.FinalityBFT)
 }
 
 func newClusterSpec(t *testing.T, n int, epoch time.Duration, rules, finality uint8) *cluster {
