@@ -234,14 +234,7 @@ func (n *State) payReplication(r *pod.Receipt, p *paidEpoch, prev uint64, root s
 		n.put(r.Server, srv)
 		return
 	}
-	k := regKey(reg.Publisher, root)
-	due = min(due, reg.Replicate-min(p.replicated[k], reg.Replicate))
-	if due > 0 {
-		if p.replicated == nil {
-			p.replicated = make(map[string]uint64)
-		}
-		p.replicated[k] += due
-	}
+	due = spendBudget(&p.replicated, regKey(reg.Publisher, root), reg.Replicate, due)
 	n.pay(reg.Publisher, r.Server, due, p)
 }
 
@@ -249,18 +242,7 @@ func (n *State) payReplication(r *pod.Receipt, p *paidEpoch, prev uint64, root s
 // of root the committee ordered for heat in p's epoch: the first, by height
 // and then publisher, that opted in with budget left.
 func (n *State) replicatingRegistration(root string, p *paidEpoch) (Registration, bool) {
-	var best Registration
-	found := false
-	for _, k := range n.rootRegs[root] {
-		reg := n.regs[k]
-		if reg.Replicate == 0 || p.replicated[k] >= reg.Replicate {
-			continue
-		}
-		if !found || reg.Since < best.Since || reg.Since == best.Since && reg.Publisher < best.Publisher {
-			best, found = reg, true
-		}
-	}
-	return best, found
+	return n.firstWithBudget(n.rootRegs[root], func(r Registration) uint64 { return r.Replicate }, p.replicated)
 }
 
 // Reservation is what a pre-warm of replicas boxes of the root reg

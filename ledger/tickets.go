@@ -318,14 +318,7 @@ func (n *State) payV4(r *pod.Receipt, p *paidEpoch, prev uint64, tk *ticketEntry
 	}
 	due := owed(prev+delta, reg.PricePerGiB) - owed(prev, reg.PricePerGiB)
 	if tk == nil {
-		k := regKey(reg.Publisher, root)
-		due = min(due, reg.Open-min(p.open[k], reg.Open))
-		if due > 0 {
-			if p.open == nil {
-				p.open = make(map[string]uint64)
-			}
-			p.open[k] += due
-		}
+		due = spendBudget(&p.open, regKey(reg.Publisher, root), reg.Open, due)
 	}
 	n.pay(reg.Publisher, r.Server, due, p)
 }
@@ -334,11 +327,17 @@ func (n *State) payV4(r *pod.Receipt, p *paidEpoch, prev uint64, tk *ticketEntry
 // root in p's epoch: the first, by height and then publisher, that opened
 // the root with budget left.
 func (n *State) openRegistration(root string, p *paidEpoch) (Registration, bool) {
+	return n.firstWithBudget(n.openRoots[root], func(r Registration) uint64 { return r.Open }, p.open)
+}
+
+// firstWithBudget is the first registration of keys, by height and then
+// publisher, whose budget per epoch is more than spent holds for it.
+func (n *State) firstWithBudget(keys []string, budget func(Registration) uint64, spent map[string]uint64) (Registration, bool) {
 	var best Registration
 	found := false
-	for _, k := range n.openRoots[root] {
+	for _, k := range keys {
 		reg := n.regs[k]
-		if reg.Open == 0 || p.open[k] >= reg.Open {
+		if b := budget(reg); b == 0 || spent[k] >= b {
 			continue
 		}
 		if !found || reg.Since < best.Since || reg.Since == best.Since && reg.Publisher < best.Publisher {
@@ -346,6 +345,19 @@ func (n *State) openRegistration(root string, p *paidEpoch) (Registration, bool)
 		}
 	}
 	return best, found
+}
+
+// spendBudget takes at most due from what is left of budget under key in
+// *spent (made on first use), and returns what it took.
+func spendBudget(spent *map[string]uint64, key string, budget, due uint64) uint64 {
+	due = min(due, budget-min((*spent)[key], budget))
+	if due > 0 {
+		if *spent == nil {
+			*spent = make(map[string]uint64)
+		}
+		(*spent)[key] += due
+	}
+	return due
 }
 
 // clientRoot keys what one client's receipts for one root claimed in an
