@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ipfs/boxo/files"
+	"github.com/ipfs/go-cid"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/orecdn/ore/node"
@@ -122,23 +123,34 @@ func (s *apiServer) add(w http.ResponseWriter, r *http.Request) {
 	st.send(streamLine{Added: &res})
 }
 
-func (s *apiServer) fetch(w http.ResponseWriter, r *http.Request) {
+// cidRequest reads a request's "cid" and optional "timeout" (which bounds
+// the returned context), or answers 400 and reports false.
+func cidRequest(w http.ResponseWriter, r *http.Request) (cid.Cid, context.Context, context.CancelFunc, bool) {
 	c, err := node.ParseCID(r.URL.Query().Get("cid"))
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
+		return cid.Undef, nil, nil, false
+	}
+	t := r.URL.Query().Get("timeout")
+	if t == "" {
+		ctx, cancel := context.WithCancel(r.Context())
+		return c, ctx, cancel, true
+	}
+	d, err := time.ParseDuration(t)
+	if err != nil || d <= 0 {
+		http.Error(w, "bad timeout "+t, http.StatusBadRequest)
+		return cid.Undef, nil, nil, false
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), d)
+	return c, ctx, cancel, true
+}
+
+func (s *apiServer) fetch(w http.ResponseWriter, r *http.Request) {
+	c, ctx, cancel, ok := cidRequest(w, r)
+	if !ok {
 		return
 	}
-	ctx := r.Context()
-	if t := r.URL.Query().Get("timeout"); t != "" {
-		d, err := time.ParseDuration(t)
-		if err != nil || d <= 0 {
-			http.Error(w, "bad timeout "+t, http.StatusBadRequest)
-			return
-		}
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, d)
-		defer cancel()
-	}
+	defer cancel()
 	if v := r.URL.Query().Get("ticket"); v != "" {
 		tk, err := pod.ParseTicket(v)
 		if err != nil {

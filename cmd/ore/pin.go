@@ -103,22 +103,11 @@ func cmdPin(ctx context.Context, e *env, args []string) error {
 }
 
 func (s *apiServer) pinAdd(w http.ResponseWriter, r *http.Request) {
-	c, err := node.ParseCID(r.URL.Query().Get("cid"))
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+	c, ctx, cancel, ok := cidRequest(w, r)
+	if !ok {
 		return
 	}
-	ctx := r.Context()
-	if t := r.URL.Query().Get("timeout"); t != "" {
-		d, err := time.ParseDuration(t)
-		if err != nil || d <= 0 {
-			http.Error(w, "bad timeout "+t, http.StatusBadRequest)
-			return
-		}
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, d)
-		defer cancel()
-	}
+	defer cancel()
 	res, err := s.n.Pin(ctx, c)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadGateway)
