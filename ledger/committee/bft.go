@@ -133,22 +133,10 @@ func unmarshalVote(data []byte) (*voteMsg, error) {
 		return nil, bad
 	}
 	copy(m.hash[:], data[14:46])
-	rest := data[46:]
-	n, k := binary.Uvarint(rest)
-	if k <= 0 || n > 64 || uint64(len(rest)-k) < n {
+	var ok bool
+	if m.signer, m.sig, ok = readSigned(data[46:]); !ok {
 		return nil, bad
 	}
-	id, err := peer.IDFromBytes(rest[k : k+int(n)])
-	if err != nil {
-		return nil, bad
-	}
-	m.signer = id
-	rest = rest[k+int(n):]
-	n, k = binary.Uvarint(rest)
-	if k <= 0 || n > 128 || uint64(len(rest)-k) != n {
-		return nil, bad
-	}
-	m.sig = append([]byte(nil), rest[k:]...)
 	if !bytes.Equal(m.marshal(), data) {
 		return nil, bad
 	}

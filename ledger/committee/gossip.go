@@ -50,21 +50,11 @@ func unmarshalSig(data []byte) (*sigMsg, error) {
 	}
 	m := &sigMsg{height: binary.BigEndian.Uint64(data[1:9])}
 	copy(m.hash[:], data[9:41])
-	rest := data[41:]
-	n, k := binary.Uvarint(rest)
-	if k <= 0 || n > 64 || uint64(len(rest)-k) < n {
+	id, sig, ok := readSigned(data[41:])
+	if !ok {
 		return nil, bad
 	}
-	id, err := peer.IDFromBytes(rest[k : k+int(n)])
-	if err != nil {
-		return nil, bad
-	}
-	rest = rest[k+int(n):]
-	n, k = binary.Uvarint(rest)
-	if k <= 0 || n > 128 || uint64(len(rest)-k) != n {
-		return nil, bad
-	}
-	m.sig = ledger.Signature{Signer: id, Sig: append([]byte(nil), rest[k:]...)}
+	m.sig = ledger.Signature{Signer: id, Sig: sig}
 	if !bytes.Equal(m.marshal(), data) {
 		return nil, bad
 	}
@@ -196,6 +186,26 @@ func awaitTopicPeer(ctx context.Context, t *pubsub.Topic) error {
 const maxEarlyHeights = 64
 
 // addSig records a verified signature on the stored block it names.
+// readSigned reads what ends a signature or vote message: the signer's
+// peer ID (at most 64 bytes) and its signature (at most 128), each behind
+// a uvarint length, and nothing after. The signature is copied.
+func readSigned(b []byte) (peer.ID, []byte, bool) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > 64 || uint64(len(b)-k) < n {
+		return "", nil, false
+	}
+	id, err := peer.IDFromBytes(b[k : k+int(n)])
+	if err != nil {
+		return "", nil, false
+	}
+	b = b[k+int(n):]
+	n, k = binary.Uvarint(b)
+	if k <= 0 || n > 128 || uint64(len(b)-k) != n {
+		return "", nil, false
+	}
+	return id, append([]byte(nil), b[k:]...), true
+}
+
 func (c *Committee) addSig(m *sigMsg) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
