@@ -79,6 +79,10 @@ type FetchResult struct {
 	// arrive, from the fetch's start (0 when nothing came from the
 	// network): the DHT look-up, the dials and the first round trip.
 	FirstByte time.Duration `json:"first_byte"`
+	// FirstLeaf is how long the first leaf (a block without links: file
+	// data) from the network took to arrive, from the fetch's start: the
+	// least a streaming reader of the file waits (0 when none came).
+	FirstLeaf time.Duration `json:"first_leaf"`
 	// Rewants is how often a chunk of the fetch got none of its blocks for
 	// a quarter of the stall timeout and asked for the rest again.
 	Rewants int64 `json:"rewants"`
@@ -173,7 +177,7 @@ func (n *Node) fetch(ctx context.Context, root cid.Cid, progress func(FetchProgr
 	}
 	res := FetchResult{Root: root, Blocks: f.blocks.Load(), Bytes: f.bytes.Load(), Fetched: f.fetched.Load(),
 		Providers: f.providerIDs(), Duration: time.Since(start), Rewants: f.rewants.Load(),
-		FirstByte: time.Duration(f.firstByte.Load())}
+		FirstByte: time.Duration(f.firstByte.Load()), FirstLeaf: time.Duration(f.firstLeaf.Load())}
 	if rootOnly {
 		return res, nil
 	}
@@ -231,6 +235,7 @@ type fetch struct {
 	rewants                       atomic.Int64  // times a chunk asked again for blocks that did not come
 	lastActive                    atomic.Int64  // unix nanos of the last block
 	firstByte                     atomic.Int64  // nanoseconds from start to the first block from the network (0: none yet)
+	firstLeaf                     atomic.Int64  // nanoseconds from start to the first leaf from the network (0: none yet)
 	directSources                 atomic.Int64  // sources the fetch holds a direct connection to
 	announced                     atomic.Bool   // root announced before the fetch ended
 	protected                     []peer.ID     // provider connections kept open while the fetch runs (guarded by mu)
@@ -777,8 +782,12 @@ func (f *fetch) ask(cids, parents []cid.Cid, fresh bool) (_, left []cid.Cid, sta
 		f.n.metrics.fetchBlocks.Inc()
 		f.n.metrics.fetchBytes.Add(float64(size))
 		f.touch()
+		before := len(parents)
 		if parents, err = f.visit(b, parents); err != nil {
 			return nil, nil, false, err
+		}
+		if len(parents) == before {
+			f.firstLeaf.CompareAndSwap(0, max(int64(time.Since(f.start)), 1))
 		}
 		batch = append(batch, b)
 		if batchBytes += size; batchBytes >= fetchBatchBytes {

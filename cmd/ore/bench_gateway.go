@@ -19,6 +19,8 @@ func benchGateway(ctx context.Context, e *env, args []string) error {
 	asJSON := fs.Bool("json", false, "print the figures as one JSON object")
 	small := fs.Int("requests", 200, "requests for the 1 MiB object")
 	big := fs.Int("big-requests", 10, "requests for the 256 MiB object")
+	cold := fs.Bool("cold", false, "cache misses instead: 1 MiB and 256 MiB objects another box holds, time to the first byte next to the time a fetch's first leaf takes")
+	coldRounds := fs.Int("rounds", 10, "--cold: new objects of each size")
 	abuse := fs.Bool("abuse", false, "the gateway under abuse instead: slow readers, a flood, huge-directory and deep-DAG requests, beside an honest client")
 	var ac testnet.AbuseConfig
 	fs.DurationVar(&ac.Duration, "for", time.Minute, "--abuse: how long the abuse lasts")
@@ -41,6 +43,9 @@ func benchGateway(ctx context.Context, e *env, args []string) error {
 	}
 	if *abuse {
 		return benchGatewayAbuse(ctx, e, ac, *asJSON)
+	}
+	if *cold {
+		return benchGatewayCold(ctx, e, *coldRounds, *asJSON)
 	}
 	if *small < 1 || *big < 1 {
 		return fmt.Errorf("%w: request counts must be positive", errUsage)
