@@ -45,6 +45,42 @@ func BenchmarkGateway(b *testing.B) {
 	}
 }
 
+// BenchmarkGatewayCold is `ore bench gateway --cold`: cache misses, the
+// body's first byte next to a fetch's first leaf.
+//
+//	go test -run XXX -bench GatewayCold -benchtime 1x ./testnet/
+func BenchmarkGatewayCold(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		figs, err := testnet.BenchGatewayCold(ctx, []int64{1 << 20, 256 << 20}, 5, nil, testnet.WithDir(b.TempDir()))
+		cancel()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(figs[1].TTFBp50, "ttfb-256MiB-ms")
+		b.ReportMetric(figs[1].LeafRatio, "ttfb/first-leaf")
+	}
+}
+
+// TestBenchGatewayColdMeasures runs the cold bench small: every request
+// is a cache miss answered in full, and each figure was measured.
+func TestBenchGatewayColdMeasures(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	figs, err := testnet.BenchGatewayCold(ctx, []int64{300 << 10, 3 << 20}, 2, nil, testnet.WithDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(figs) != 2 {
+		t.Fatalf("%d figures for 2 sizes", len(figs))
+	}
+	for _, f := range figs {
+		if f.Rounds != 2 || f.TTFBp50 <= 0 || f.FirstLeafp50 <= 0 || f.TotalP50 < f.TTFBp50 || f.RangeP50 <= 0 || f.MBps <= 0 {
+			t.Errorf("%d B: figures not all measured: %+v", f.Bytes, f)
+		}
+	}
+}
+
 // BenchmarkGatewayAbuse is a short `ore bench gateway --abuse`.
 //
 //	go test -run XXX -bench GatewayAbuse -benchtime 1x ./testnet/
