@@ -264,10 +264,19 @@ declare -A id
 id[boot]=$(init boot)
 run boot
 wait_ready boot
-# QUIC first, as go-libp2p dials: the home boxes' connections to boot and
-# to the client are then of one transport, and two observers of one
-# transport tell a box its NAT's kind (see node/natkind.go).
-boot_addr="/ip4/11.99.0.10/udp/4601/quic-v1/p2p/${id[boot]},/ip4/11.99.0.10/tcp/4601/p2p/${id[boot]}"
+# Boot's IPv6 and IPv4 addresses, as a real bootstrap list carries both.
+# go-libp2p dials IPv6 QUIC first and IPv4 QUIC a moment later, so:
+# - the dual-stack box connects to the public boxes over IPv6, and their
+#   AutoNAT dial-backs test its IPv6 address (AutoNAT v1 dials back only
+#   the IP a connection comes from; v2 asks each server once in 2 minutes
+#   and wants two confirmations, so over IPv4 alone the box waited minutes
+#   for one);
+# - the IPv4-only home boxes fail the IPv6 dial at once (no route) and use
+#   QUIC over IPv4: their connections to boot and to the client are of one
+#   transport, and two observers of one transport tell a box its NAT's kind
+#   (see node/natkind.go).
+boot_addr="/ip6/2a99::10/udp/4601/quic-v1/p2p/${id[boot]},/ip6/2a99::10/tcp/4601/p2p/${id[boot]}"
+boot_addr="$boot_addr,/ip4/11.99.0.10/udp/4601/quic-v1/p2p/${id[boot]},/ip4/11.99.0.10/tcp/4601/p2p/${id[boot]}"
 for k in client pub $kinds; do
   id[$k]=$(init "$k" "$boot_addr")
   run "$k"
