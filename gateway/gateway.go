@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -114,6 +115,37 @@ func WithRoot(ctx context.Context, root cid.Cid) context.Context {
 func RootFrom(ctx context.Context) (cid.Cid, bool) {
 	c, ok := ctx.Value(rootKey{}).(cid.Cid)
 	return c, ok
+}
+
+type requestKey struct{}
+
+// Request is what a Backend may keep for one request, from its Locate to
+// its last block read: a box keeps the bitswap session that fetched the
+// root, so the box that sent the root is asked for the rest at once,
+// without a broadcast and its round trip first.
+type Request struct {
+	ctx  context.Context // the request's: it outlives Locate's deadline
+	once sync.Once
+	val  any
+}
+
+// withRequest gives ctx (a request's context) a Request.
+func withRequest(ctx context.Context) context.Context {
+	return context.WithValue(ctx, requestKey{}, &Request{ctx: ctx})
+}
+
+// RequestFrom returns the Request of the HTTP request ctx serves, or nil.
+func RequestFrom(ctx context.Context) *Request {
+	r, _ := ctx.Value(requestKey{}).(*Request)
+	return r
+}
+
+// Once returns what make made on the first call of the request, made with
+// the request's context (which ends with the request, not with the
+// deadline of the call that came first).
+func (r *Request) Once(make func(ctx context.Context) any) any {
+	r.once.Do(func() { r.val = make(r.ctx) })
+	return r.val
 }
 
 // Config tunes a gateway. Zero values take the defaults.
@@ -531,6 +563,7 @@ func (g *Gateway) serveContent(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	r = r.WithContext(withRequest(r.Context()))
 	if offline {
 		r = r.WithContext(withOffline(r.Context()))
 	} else if !identity {

@@ -128,7 +128,13 @@ func (n *Node) fetch(ctx context.Context, root cid.Cid, progress func(FetchProgr
 	parent := ctx
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	f := &fetch{n: n, root: root, ctx: ctx, cancel: cancel, ses: n.ex.NewSession(ctx), expanded: map[cid.Cid]struct{}{}, start: start}
+	ses := n.ex.NewSession(ctx)
+	if rootOnly {
+		// A gateway's look-up of a request's root: the request's reads use
+		// this session too (see gatewaySession).
+		ses = n.gatewaySession(ctx)
+	}
+	f := &fetch{n: n, root: root, ctx: ctx, cancel: cancel, ses: ses, expanded: map[cid.Cid]struct{}{}, start: start}
 	f.touch()
 
 	var wg sync.WaitGroup

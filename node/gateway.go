@@ -135,7 +135,22 @@ func (e receiptExchange) NotifyNewBlocks(ctx context.Context, bs ...blocks.Block
 }
 
 func (e receiptExchange) NewSession(ctx context.Context) exchange.Fetcher {
-	return receiptSession{x: e, ses: e.n.ex.NewSession(ctx), ctx: ctx}
+	return receiptSession{x: e, ses: e.n.gatewaySession(ctx), ctx: ctx}
+}
+
+// gatewaySession is the bitswap session of the gateway request ctx serves:
+// one for the look-up of its root and for its reads, so the box that sent
+// the root is in the session when the first leaves are wanted and gets
+// want-blocks at once (a new session broadcasts want-haves first, a round
+// trip more, and boxo sends one peer at most a message per 20 ms).
+// Outside a request (or in a request's whole-DAG prefetch, whose chunk
+// cancellations would cancel the reads' wants) each caller gets its own.
+func (n *Node) gatewaySession(ctx context.Context) exchange.Fetcher {
+	req := gateway.RequestFrom(ctx)
+	if req == nil {
+		return n.ex.NewSession(ctx)
+	}
+	return req.Once(func(rctx context.Context) any { return n.ex.NewSession(rctx) }).(exchange.Fetcher)
 }
 
 func (e receiptExchange) Close() error { return nil }
