@@ -169,7 +169,10 @@ func (f *fsm) Apply(l *raft.Log) any {
 }
 
 // applyProposal hands a proposal of the log to the consensus (FinalityBFT),
-// checked against the final state: the state does not move here.
+// checked against the final state: the state does not move here. A
+// proposal for the height after next (a leader pipelines them, see
+// proposeBFT) is handed over as it is, to be judged once its parent is
+// final.
 func (f *fsm) applyProposal(l *raft.Log) any {
 	round, raw, ok := decodeProposal(l.Data)
 	if !ok {
@@ -189,12 +192,20 @@ func (f *fsm) applyProposal(l *raft.Log) any {
 	f.mu.Lock()
 	parent := f.state
 	var b *ledger.Block
-	var next *ledger.State
+	var next, ownParent *ledger.State // ownParent: what the leader built its pipelined proposal on
 	var err error
-	if pb := f.built; pb != nil && pb.parent == parent && bytes.Equal(pb.data, l.Data) {
-		b, next = pb.block, pb.state
-		f.built = nil
-	} else if e != nil && e.block != nil && e.parent == parent {
+	ahead := false
+	if pb := f.built; pb != nil && bytes.Equal(pb.data, l.Data) {
+		switch {
+		case pb.parent == parent:
+			b, next = pb.block, pb.state
+			f.built = nil
+		case pb.block.Header.Height == parent.Height()+2:
+			b, next, ownParent, ahead = pb.block, pb.state, pb.parent, true
+			f.built = nil
+		}
+	}
+	if b == nil && e != nil && e.block != nil && e.parent == parent {
 		b, next, err = e.block, e.state, e.err
 	}
 	f.mu.Unlock()
@@ -202,15 +213,26 @@ func (f *fsm) applyProposal(l *raft.Log) any {
 		if b, err = ledger.UnmarshalBlock(raw); err != nil {
 			return applyResult{err: fmt.Errorf("committee: log entry %d is not a block: %w", l.Index, err)}
 		}
-		if b.Header.Height != parent.Height()+1 {
+		switch b.Header.Height {
+		case parent.Height() + 1:
+			next, err = ledger.Apply(parent, b)
+		case parent.Height() + 2:
+			ahead = true
+		default:
 			return applyResult{height: b.Header.Height} // decided, or this member is behind (it syncs)
 		}
-		next, err = ledger.Apply(parent, b)
+	}
+	if len(b.Sigs) > 0 {
+		raw = nil // the store keeps blocks without the proposal's signatures
+	}
+	if ahead {
+		f.committee.onAhead(round, b, raw, ownParent, next)
+		return applyResult{height: b.Header.Height}
 	}
 	if err != nil {
 		next = nil
 	}
-	f.committee.onProposal(round, b, next, err)
+	f.committee.onProposal(round, b, raw, next, err)
 	return applyResult{height: b.Header.Height, err: err}
 }
 
