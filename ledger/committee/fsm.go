@@ -58,9 +58,10 @@ type built struct {
 // the result is used only if the state it was applied to is still the
 // current one.
 type early struct {
-	built               // data is set at once, the rest once done is closed
-	done  chan struct{} // closed when the fields below are set
-	err   error         // Apply's verdict on parent
+	built                 // data is set at once, the rest once done is closed
+	done    chan struct{} // closed when the fields below are set
+	err     error         // Apply's verdict on parent
+	decoded *ledger.Block // the entry's block, decoded (nil: it is not one)
 }
 
 // prepare applies data early, in the background, if it is a block that
@@ -84,8 +85,12 @@ func (f *fsm) prepare(data []byte) {
 			raw = blk
 		}
 		b, err := ledger.UnmarshalBlock(raw)
-		if err != nil || b.Header.Height != parent.Height()+1 {
-			return // Apply says why, or skips a replayed entry
+		if err != nil {
+			return // Apply says why
+		}
+		e.decoded = b // a proposal ahead (bft.go) is judged later, but decoded once
+		if b.Header.Height != parent.Height()+1 {
+			return // a replayed entry, or a proposal ahead
 		}
 		if f.signable != nil && f.signable(&b.Header, parent.Epoch()) != nil {
 			return // applied at commit like any entry; judged (and counted) then
@@ -210,7 +215,9 @@ func (f *fsm) applyProposal(l *raft.Log) any {
 	}
 	f.mu.Unlock()
 	if b == nil {
-		if b, err = ledger.UnmarshalBlock(raw); err != nil {
+		if e != nil && e.decoded != nil {
+			b = e.decoded
+		} else if b, err = ledger.UnmarshalBlock(raw); err != nil {
 			return applyResult{err: fmt.Errorf("committee: log entry %d is not a block: %w", l.Index, err)}
 		}
 		switch b.Header.Height {
