@@ -260,10 +260,20 @@ type ahead struct {
 
 // keepAheadLocked keeps a for when its parent height is final, and starts
 // applying it on the state of the proposal it names as its parent, if
-// this member holds that one and found it valid.
+// this member holds that one and found it valid. One such apply runs at a
+// time: a leader that sends proposal after proposal ahead gets the others
+// applied when their parent is final, as any proposal is.
 func (c *Committee) keepAheadLocked(a *ahead) {
 	e := c.bft
-	if a.parent == nil {
+	busy := false
+	if e.next != nil && e.next.done != nil {
+		select {
+		case <-e.next.done:
+		default:
+			busy = true
+		}
+	}
+	if a.parent == nil && !busy {
 		if p := e.props[a.block.Header.Prev]; p != nil && p.next != nil {
 			base := p.next
 			a.done = make(chan struct{})
