@@ -410,9 +410,41 @@ func (c *Committee) onVote(v *voteMsg) {
 		return
 	}
 	out := c.addVoteLocked(v)
+	c.skipRoundLocked()
 	out = append(out, c.stepLocked()...)
 	e.mu.Unlock()
 	c.send(out)
+}
+
+// skipRoundLocked moves this member to a later round in which more
+// members voted than may lie (Tendermint's round skip: f+1 of them, so
+// at least one honest member is there, by its own timeout or a polka).
+// Members whose round ran out at different times so meet in one round
+// without each waiting out its own deadline. Entering a round signs
+// nothing: the lock and the guard rule what it then votes.
+func (c *Committee) skipRoundLocked() {
+	e := c.bft
+	_, f := c.cfg.Genesis.Tolerates()
+	signers := make(map[uint32]map[peer.ID]bool)
+	target := e.round
+	for k := range e.first {
+		if k.round <= target {
+			continue
+		}
+		m := signers[k.round]
+		if m == nil {
+			m = make(map[peer.ID]bool)
+			signers[k.round] = m
+		}
+		m[k.signer] = true
+		if len(m) > f {
+			target = k.round
+		}
+	}
+	if target > e.round {
+		c.log.Info("more members than may lie voted in a later round: skipping to it", "height", e.height, "from", e.round, "to", target)
+		e.enterRound(target, c.cfg.Clock())
+	}
 }
 
 // voteInWindow says whether a vote is near enough to this member's height

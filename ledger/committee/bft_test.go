@@ -357,3 +357,35 @@ func TestBFTPipelinesOnAPendingBlock(t *testing.T) {
 	}
 	cl.checkOneHistory(t)
 }
+
+// TestBFTSkipsToARoundOthersAreIn: votes of as many members as may lie
+// (one of four) for a later round move nobody; votes of one more move a
+// member to that round at once (crafted votes, signed by the members'
+// keys, for a block nobody proposed).
+func TestBFTSkipsToARoundOthersAreIn(t *testing.T) {
+	cl := newClusterBFT(t, 4, time.Second)
+	cl.leader(t, 10*time.Second)
+	a := cl.members[0]
+	round := func() (uint64, uint32) {
+		a.c.bft.mu.Lock()
+		defer a.c.bft.mu.Unlock()
+		return a.c.bft.height, a.c.bft.round
+	}
+	height, r0 := round()
+	vote := func(m *member, r uint32) {
+		hash := [32]byte{byte(r), 0xAA}
+		sig, err := ledger.SignVote(m.key, ledger.Prevote, height, r, hash)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.c.onVote(&voteMsg{typ: ledger.Prevote, height: height, round: r, hash: hash, signer: m.h.ID(), sig: sig})
+	}
+	vote(cl.members[1], r0+5)
+	if h, r := round(); h != height || r != r0 {
+		t.Fatalf("one member's vote for round %d moved the member to height %d round %d", r0+5, h, r)
+	}
+	vote(cl.members[2], r0+5)
+	if h, r := round(); h != height || r != r0+5 {
+		t.Fatalf("two members' votes for round %d left the member at height %d round %d", r0+5, h, r)
+	}
+}
