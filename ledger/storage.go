@@ -595,3 +595,14 @@ func (r *storageRoot) seal() [32]byte {
 	}
 	return sha256.Sum256(b)
 }
+
+// NeedsBeacon reports whether a block of epoch on s should open a
+// challenge round: under RulesV5, after the first block, when no beacon
+// opened the epoch's round yet.
+func NeedsBeacon(s *State, epoch uint64) bool {
+	if s.g.Rules < RulesV5 || s.height == 0 {
+		return false
+	}
+	bk, ok := s.Beacon()
+	return !ok || bk.Round < storeproof.RoundOf(epoch)
+}

@@ -492,6 +492,9 @@ func (t *Tx) Authenticate(network string) error {
 		if t.Proof == nil {
 			return fmt.Errorf("%w: a proof transaction without a proof", ErrBadSignature)
 		}
+		if err := checkAccount(t.From); err != nil {
+			return fmt.Errorf("%w: the proving box: %w", ErrBadSignature, err)
+		}
 		return nil
 	}
 	return t.VerifySig(network)

@@ -89,6 +89,7 @@ func split(n uint64) uint64 { return 1 << (bits.Len64(n-1) - 1) }
 type Tree struct {
 	leaves [][32]byte
 	length uint64
+	inner  map[[2]uint64][32]byte // subtree roots by leaf range, computed once
 }
 
 // NewTree reads a root's bytes from r to its end and hashes them.
@@ -128,15 +129,24 @@ func Commit(data []byte) (Commitment, error) {
 
 // Commitment is the tree's root and length.
 func (t *Tree) Commitment() Commitment {
-	return Commitment{Root: nodes(t.leaves), Length: t.length}
+	return Commitment{Root: t.node(0, uint64(len(t.leaves))), Length: t.length}
 }
 
-func nodes(h [][32]byte) [32]byte {
-	if len(h) == 1 {
-		return h[0]
+// node is the root of the subtree over leaves [lo, hi), remembered.
+func (t *Tree) node(lo, hi uint64) [32]byte {
+	if hi-lo == 1 {
+		return t.leaves[lo]
 	}
-	k := split(uint64(len(h)))
-	return innerHash(nodes(h[:k]), nodes(h[k:]))
+	if h, ok := t.inner[[2]uint64{lo, hi}]; ok {
+		return h
+	}
+	if t.inner == nil {
+		t.inner = make(map[[2]uint64][32]byte, len(t.leaves))
+	}
+	k := split(hi - lo)
+	h := innerHash(t.node(lo, lo+k), t.node(lo+k, hi))
+	t.inner[[2]uint64{lo, hi}] = h
+	return h
 }
 
 // Path is the audit path of segment i, sibling hashes bottom up.
@@ -144,16 +154,15 @@ func (t *Tree) Path(i uint64) ([][32]byte, error) {
 	if i >= uint64(len(t.leaves)) {
 		return nil, fmt.Errorf("storeproof: segment %d of %d", i, len(t.leaves))
 	}
-	h := t.leaves
 	var path [][32]byte
-	for len(h) > 1 {
-		k := split(uint64(len(h)))
-		if i < k {
-			path = append(path, nodes(h[k:]))
-			h = h[:k]
+	for lo, hi := uint64(0), uint64(len(t.leaves)); hi-lo > 1; {
+		k := split(hi - lo)
+		if i < lo+k {
+			path = append(path, t.node(lo+k, hi))
+			hi = lo + k
 		} else {
-			path = append(path, nodes(h[:k]))
-			h, i = h[k:], i-k
+			path = append(path, t.node(lo, lo+k))
+			lo += k
 		}
 	}
 	for a, b := 0, len(path)-1; a < b; a, b = a+1, b-1 {
@@ -346,3 +355,71 @@ func RoundsPerDay(epochSeconds float64) float64 { return 86400 / (epochSeconds *
 
 // RoundOf is the challenge round of an epoch.
 func RoundOf(epoch uint64) uint64 { return epoch / RoundEpochs }
+
+// ErrMismatch is a root whose bytes do not match the commitment offered
+// for it: a box declines to hold it for pay (no proof of it can verify).
+var ErrMismatch = errors.New("storeproof: the bytes do not match the commitment")
+
+// Check reads a root's bytes and reports whether they match c (wrapping
+// ErrMismatch if not): what a box does when it fetched a root offered for
+// storage, before it holds it for pay.
+func Check(r io.Reader, c Commitment) (*Tree, error) {
+	t, err := NewTree(r)
+	if err != nil {
+		return nil, err
+	}
+	if got := t.Commitment(); got != c {
+		return nil, fmt.Errorf("%w: %d bytes under %x, the offer commits to %d under %x", ErrMismatch, got.Length, got.Root[:8], c.Length, c.Root[:8])
+	}
+	return t, nil
+}
+
+// ProveFrom answers challenges from a root's bytes read twice by open,
+// holding no more than the tree (32 bytes a segment) and the challenged
+// segments: once to build the tree and check it against c (ErrMismatch),
+// once to take the segments.
+func ProveFrom(open func() (io.ReadCloser, error), c Commitment, indices []uint64) (*Proof, error) {
+	r, err := open()
+	if err != nil {
+		return nil, err
+	}
+	t, err := Check(r, c)
+	r.Close()
+	if err != nil {
+		return nil, err
+	}
+	want := make(map[uint64][]byte, len(indices))
+	for _, i := range indices {
+		if i >= uint64(len(t.leaves)) {
+			return nil, fmt.Errorf("storeproof: challenge of segment %d, the root has %d", i, len(t.leaves))
+		}
+		want[i] = nil
+	}
+	r, err = open()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	buf := make([]byte, SegmentSize)
+	for i := uint64(0); i < uint64(len(t.leaves)); i++ {
+		n, err := io.ReadFull(r, buf)
+		if n < segmentLen(i, t.length) {
+			return nil, fmt.Errorf("storeproof: segment %d changed between reads (%d bytes): %w", i, n, err)
+		}
+		if _, ok := want[i]; ok {
+			want[i] = append([]byte(nil), buf[:n]...)
+		}
+	}
+	p := &Proof{Segments: make([]Segment, len(indices))}
+	for j, i := range indices {
+		path, err := t.Path(i)
+		if err != nil {
+			return nil, err
+		}
+		p.Segments[j] = Segment{Data: want[i], Path: path}
+	}
+	if err := Verify(c, indices, p); err != nil {
+		return nil, fmt.Errorf("storeproof: the root changed between reads: %w", err)
+	}
+	return p, nil
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"io"
 	"math"
 	"testing"
 
@@ -220,5 +221,42 @@ func BenchmarkVerify64MiB(b *testing.B) {
 		if err := Verify(c, idx, p); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// ProveFrom answers from two reads of the bytes, and refuses bytes that
+// do not match the commitment (the box declines) or change between reads.
+func TestProveFrom(t *testing.T) {
+	data := randomBytes(t, 50*SegmentSize+3)
+	c, err := Commit(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := Challenge([32]byte{5}, []byte("box"), []byte("root"), c.Length)
+	open := func(b []byte) func() (io.ReadCloser, error) {
+		return func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+	}
+	p, err := ProveFrom(open(data), c, idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Verify(c, idx, p); err != nil {
+		t.Fatal(err)
+	}
+	other := append([]byte{}, data...)
+	other[len(other)-1] ^= 1
+	if _, err := ProveFrom(open(other), c, idx); !errors.Is(err, ErrMismatch) {
+		t.Fatalf("bytes that differ from the commitment: %v", err)
+	}
+	reads := 0
+	changing := func() (io.ReadCloser, error) {
+		reads++
+		if reads == 1 {
+			return io.NopCloser(bytes.NewReader(data)), nil
+		}
+		return io.NopCloser(bytes.NewReader(other[:len(other)-SegmentSize])), nil
+	}
+	if _, err := ProveFrom(changing, c, idx); err == nil {
+		t.Fatal("bytes that changed between the reads gave a proof")
 	}
 }
