@@ -20,6 +20,10 @@ type LedgerSpec struct {
 	PricePerGiB  uint64         // default 1 ore (1e9 base units) per GiB
 	Network      string         // default "ore-testnet"
 	Rules        uint8          // the ledger's rules version (default: ledger.RulesLatest)
+	// GenesisTime is when epoch 0 began (default: now). An earlier one
+	// starts the chain at a later epoch: a test of storage proofs starts
+	// it just before a challenge round begins.
+	GenesisTime time.Time
 }
 
 // WithLedger gives the network a genesis: the coordinators get the
@@ -76,7 +80,11 @@ func (nw *Network) makeGenesis(cfg *config) error {
 		}
 		balances[ids[i]] = amount
 	}
-	g, err := ledger.NewGenesis(spec.Network, time.Now().Truncate(time.Second), committee, balances, spec.PricePerGiB)
+	start := spec.GenesisTime
+	if start.IsZero() {
+		start = time.Now()
+	}
+	g, err := ledger.NewGenesis(spec.Network, start.Truncate(time.Second), committee, balances, spec.PricePerGiB)
 	if err != nil {
 		return fmt.Errorf("testnet: genesis: %w", err)
 	}

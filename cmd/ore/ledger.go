@@ -92,6 +92,9 @@ func cmdLedger(ctx context.Context, e *env, args []string) error {
 		return out(st, func() {
 			fmt.Fprintf(e.stdout, "account  %s\nbalance  %s\nescrow   %s\nnonce    %d\nledger   %s at height %d, epoch %d\n",
 				st.Account, formatOre(st.Balance), formatOre(st.Escrow), st.Nonce, st.Network, st.Height, st.Epoch)
+			if st.StorageEarned > 0 {
+				fmt.Fprintf(e.stdout, "earned   %s for proven storage (of roots still held; the rest of the balance: deliveries and transfers)\n", formatOre(st.StorageEarned))
+			}
 			if st.EpochCap > 0 {
 				fmt.Fprintf(e.stdout, "cap      %s an epoch (spent %s on this epoch's deliveries)\n", formatOre(st.EpochCap), formatOre(st.Spent))
 			}
