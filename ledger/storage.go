@@ -606,3 +606,17 @@ func NeedsBeacon(s *State, epoch uint64) bool {
 	bk, ok := s.Beacon()
 	return !ok || bk.Round < storeproof.RoundOf(epoch)
 }
+
+// StorageBacking says how far the ledger backs box's claim to hold root:
+// offered is false for a root no storage offer covers (nothing proves
+// it); revoked if the box missed MaxMisses rounds of it; recent if it
+// proved the open round or the one before.
+func (s *State) StorageBacking(box peer.ID, root cid.Cid) (offered, recent, revoked bool) {
+	r := s.storageRoot(root.KeyString())
+	if r == nil || !root.Defined() {
+		return false, false, false
+	}
+	rec := r.records[box]
+	bk, _ := s.Beacon()
+	return true, rec.Last > 0 && rec.Last >= bk.Round, rec.Revoked
+}

@@ -176,7 +176,19 @@ func TestStoragePaysProvenRounds(t *testing.T) {
 	// Round 1: only a proves; b misses (it was seen in round 0).
 	n.step(t, storeproof.RoundEpochs, n.beacon(t))
 	n.step(t, storeproof.RoundEpochs+1, n.proof(t, a, n.data))
+	// The planner's view: both proved recently (a this round, b the last).
+	for _, box := range []party{a, b} {
+		if offered, recent, revoked := n.s.StorageBacking(box.ID, n.root); !offered || !recent || revoked {
+			t.Fatalf("backing of a box that proved: %v %v %v", offered, recent, revoked)
+		}
+	}
+	if offered, _, _ := n.s.StorageBacking(a.ID, testRoot(t, "unoffered")); offered {
+		t.Fatal("a root without an offer is backed by one")
+	}
 	n.step(t, 2*storeproof.RoundEpochs, n.beacon(t))
+	if _, recent, _ := n.s.StorageBacking(b.ID, n.root); recent {
+		t.Fatal("b proved nothing in two rounds and is still backed")
+	}
 	if got := n.s.Balance(a.ID); got != 2*n.pay {
 		t.Fatalf("a earned %d over two rounds, want %d", got, 2*n.pay)
 	}
@@ -375,6 +387,9 @@ func TestStorageMissesRevoke(t *testing.T) {
 	}
 	if h := n.s.ReplicaRecords(honest.ID); h[0].Misses != 0 || h[0].Revoked {
 		t.Fatalf("honest record %+v", h)
+	}
+	if _, _, revoked := n.s.StorageBacking(cheat.ID, n.root); !revoked {
+		t.Fatal("the planner does not see the revocation")
 	}
 	// A revoked box's proof is refused even if valid.
 	n.wantReason(t, n.s, n.s.Epoch(), n.proof(t, cheat, n.data), ReasonNotOrdered)
