@@ -29,10 +29,10 @@ import (
 //     committee for the previous block, checked against the hash and
 //     height the state holds. Its seed (storeproof.Seed) names, per (box,
 //     root), the segments the box answers for. One beacon per round
-//     (storeproof.RoundOf of the block's epoch); a round without one
+//     (Genesis.RoundOf of the block's epoch); a round without one
 //     challenges and pays nobody.
 //   - A proof (KindProof) of (box, root, round) is accepted in a block up
-//     to storeproof.ProofWindow epochs after its round's beacon, if the
+//     to Genesis.ProofWindow epochs after its round's beacon, if the
 //     root has an offer, the root's recorded order (orders.go) names the
 //     box, the box was not revoked for the root, it did not prove the
 //     round already, and the segments verify against the offer's
@@ -116,11 +116,29 @@ func NewProofTx(box peer.ID, root cid.Cid, round uint64, p *storeproof.Proof) Tx
 	return Tx{Kind: KindProof, From: box, Root: root, Round: round, Proof: p}
 }
 
+// ChallengeRound is the epochs of a storage challenge round: the
+// genesis's StorageRound, or storeproof.RoundEpochs.
+func (g *Genesis) ChallengeRound() uint64 {
+	if g.StorageRound == 0 {
+		return storeproof.RoundEpochs
+	}
+	return g.StorageRound
+}
+
+// RoundOf is the challenge round of an epoch.
+func (g *Genesis) RoundOf(epoch uint64) uint64 { return epoch / g.ChallengeRound() }
+
+// ProofWindow is how many epochs after a round's beacon a block takes its
+// proofs: storeproof.ProofWindow, at most half a round.
+func (g *Genesis) ProofWindow() uint64 {
+	return min(storeproof.ProofWindow, max(1, g.ChallengeRound()/2))
+}
+
 // RoundPay is what a box earns for proving one round of a root of length
 // bytes at price per GiB per epoch: the price of the bytes over the
 // round's epochs.
-func RoundPay(length, price uint64) uint64 {
-	return owed(satMul(length, storeproof.RoundEpochs), price)
+func (g *Genesis) RoundPay(length, price uint64) uint64 {
+	return owed(satMul(length, g.ChallengeRound()), price)
 }
 
 // StorageOffer is a publisher's offer to pay for storage of a root.
@@ -262,7 +280,7 @@ type Challenge struct {
 // round's proof window (a block of a later epoch refuses the proofs).
 func (s *State) Challenges(box peer.ID) []Challenge {
 	bk, ok := s.Beacon()
-	if !ok || s.epoch > bk.Epoch+storeproof.ProofWindow {
+	if !ok || s.epoch > bk.Epoch+s.g.ProofWindow() {
 		return nil
 	}
 	var out []Challenge
@@ -305,9 +323,13 @@ func (n *State) applyStorage(t *Tx, a *Account) error {
 		if old.Publisher != t.From {
 			return refuse(ReasonNotOwner, "%s's storage is offered by %s until epoch %d", t.Root, old.Publisher, old.Until)
 		}
+	} else if n.storage != nil && len(n.storage.roots) >= MaxActiveOrders {
+		// No more roots than the ledger keeps orders for: an offer no
+		// order can name pays no one.
+		return refuse(ReasonOrdersFull, "the ledger holds %d storage offers, the most it keeps", MaxActiveOrders)
 	}
-	round := storeproof.RoundOf(n.epoch)
-	pay := RoundPay(t.Amount, t.Price)
+	round := n.g.RoundOf(n.epoch)
+	pay := n.g.RoundPay(t.Amount, t.Price)
 	switch {
 	case t.Amount == 0 || t.Amount > storeproof.MaxLength:
 		return refuse(ReasonMalformed, "a commitment to %d bytes (1 to %d)", t.Amount, uint64(storeproof.MaxLength))
@@ -318,7 +340,7 @@ func (n *State) applyStorage(t *Tx, a *Account) error {
 	case t.Until <= n.epoch || t.Until-n.epoch > MaxPrewarmEpochs:
 		return refuse(ReasonUntilOutOfRange, "until epoch %d in a block of epoch %d (after it, at most %d epochs)", t.Until, n.epoch, MaxPrewarmEpochs)
 	}
-	reserve := satMul(satMul(pay, uint64(t.Replicas)), storeproof.RoundOf(t.Until)-round+1)
+	reserve := satMul(satMul(pay, uint64(t.Replicas)), n.g.RoundOf(t.Until)-round+1)
 	freed := old.Reserved
 	if reserve > a.Escrow+freed {
 		return refuse(ReasonInsufficientEscrow, "storage of %d replicas until epoch %d reserves %d, escrow %d", t.Replicas, t.Until, reserve, a.Escrow+freed)
@@ -355,7 +377,7 @@ func (n *State) applyBeacon(t *Tx) error {
 	if n.height == 0 {
 		return refuse(ReasonMalformed, "a beacon needs a block before it")
 	}
-	round := storeproof.RoundOf(n.epoch)
+	round := n.g.RoundOf(n.epoch)
 	if n.storage != nil && n.storage.seeded && n.storage.beacon.Round >= round {
 		return refuse(ReasonRoundSeeded, "round %d has its beacon already (of epoch %d)", round, n.storage.beacon.Epoch)
 	}
@@ -461,8 +483,8 @@ func (n *State) applyProof(t *Tx) error {
 	switch {
 	case !ok || t.Round != bk.Round:
 		return refuse(ReasonNotChallenged, "a proof of round %d, the open round is %d", t.Round, bk.Round)
-	case n.epoch > bk.Epoch+storeproof.ProofWindow:
-		return refuse(ReasonNotChallenged, "round %d took proofs until epoch %d, this block is of epoch %d", bk.Round, bk.Epoch+storeproof.ProofWindow, n.epoch)
+	case n.epoch > bk.Epoch+n.g.ProofWindow():
+		return refuse(ReasonNotChallenged, "round %d took proofs until epoch %d, this block is of epoch %d", bk.Round, bk.Epoch+n.g.ProofWindow(), n.epoch)
 	}
 	key := t.Root.KeyString()
 	r := n.storageRoot(key)
@@ -498,7 +520,7 @@ func (n *State) applyProof(t *Tx) error {
 	rec.Proofs++
 	if w.offer.PaidBoxes < w.offer.Replicas {
 		w.offer.PaidBoxes++
-		pay := min(RoundPay(w.offer.Commitment.Length, w.offer.Price), w.offer.Reserved)
+		pay := min(n.g.RoundPay(w.offer.Commitment.Length, w.offer.Price), w.offer.Reserved)
 		if pay > 0 {
 			w.offer.Reserved -= pay
 			pub := n.accounts[w.offer.Publisher]
@@ -520,9 +542,9 @@ func (n *State) advanceStorage(epoch uint64) {
 	if n.storage == nil {
 		return
 	}
-	round := storeproof.RoundOf(epoch)
+	round := n.g.RoundOf(epoch)
 	for key, r := range n.storage.roots {
-		if storeproof.RoundOf(r.offer.Until) >= round {
+		if n.g.RoundOf(r.offer.Until) >= round {
 			continue
 		}
 		if r.offer.Reserved > 0 {
@@ -604,7 +626,7 @@ func NeedsBeacon(s *State, epoch uint64) bool {
 		return false
 	}
 	bk, ok := s.Beacon()
-	return !ok || bk.Round < storeproof.RoundOf(epoch)
+	return !ok || bk.Round < s.g.RoundOf(epoch)
 }
 
 // StorageBacking says how far the ledger backs box's claim to hold root:

@@ -61,7 +61,7 @@ func newStorageNet(t *testing.T, replicas uint32, escrow uint64, commitTo []byte
 	n.step(t, 4, f.signed(t, f.s, NewPrewarm(pub, 3, root, 3, 50_000)),
 		f.signed(t, f.s, NewStorage(pub, 4, root, offered, storagePrice, replicas, 3*storeproof.RoundEpochs-1)))
 	n.step(t, 4, orderTx(t, f.com[0], heat.ReasonPrewarm, 4, 40_000, root, f.clis[0], f.clis[1]))
-	n.pay = RoundPay(offered.Length, storagePrice)
+	n.pay = n.g.RoundPay(offered.Length, storagePrice)
 	return n
 }
 
@@ -265,7 +265,7 @@ func TestStorageAttacks(t *testing.T) {
 	n.step(t, storeproof.RoundEpochs, n.beacon(t))
 	n.wantReason(t, n.s, storeproof.RoundEpochs, round0, ReasonNotChallenged)
 	relabelled := round0
-	relabelled.Round = storeproof.RoundOf(storeproof.RoundEpochs)
+	relabelled.Round = n.g.RoundOf(storeproof.RoundEpochs)
 	n.wantReason(t, n.s, storeproof.RoundEpochs, relabelled, ReasonBadProof)
 
 	// Under RulesV4 none of the kinds exists.
@@ -430,5 +430,59 @@ func TestStorageBeaconBFT(t *testing.T) {
 	f.advance(t, 4, bt)
 	if bk, ok := f.s.Beacon(); !ok || bk.Epoch != 4 || bk.Round != 0 {
 		t.Fatalf("beacon %+v %v", bk, ok)
+	}
+}
+
+// A genesis may shorten the challenge round (rules 5 only); the round is
+// in its hash and its JSON, and the ledger's rounds follow it.
+func TestStorageRoundInGenesis(t *testing.T) {
+	f := newFixture(t, 1, 0, 0, 1<<30)
+	g := *f.g
+	g.StorageRound = 10
+	if err := g.Validate(); err == nil {
+		t.Fatal("a storage round under rules 3 validated")
+	}
+	g.Rules = RulesV5
+	if err := g.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []uint64{1, MaxPrewarmEpochs + 1} {
+		b := g
+		b.StorageRound = bad
+		if b.Validate() == nil {
+			t.Fatalf("a storage round of %d epochs validated", bad)
+		}
+	}
+	def := g
+	def.StorageRound = 0
+	if def.Hash() == g.Hash() {
+		t.Fatal("the storage round is not in the genesis hash")
+	}
+	data, err := g.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := ParseGenesis(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.StorageRound != 10 || back.Hash() != g.Hash() {
+		t.Fatalf("genesis JSON round trip: round %d", back.StorageRound)
+	}
+	if g.RoundOf(25) != 2 || g.ProofWindow() != 5 || def.ChallengeRound() != storeproof.RoundEpochs || def.ProofWindow() != storeproof.ProofWindow {
+		t.Fatalf("rounds: %d, window %d, default %d/%d", g.RoundOf(25), g.ProofWindow(), def.ChallengeRound(), def.ProofWindow())
+	}
+	// The ledger opens a round per 10 epochs.
+	s, err := NewState(&g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _, _, err := Build(s, 1, f.com[0].ID, 0, nil); err != nil || NeedsBeacon(s, 1) {
+		t.Fatalf("a beacon asked for at height 0: %v", err)
+	} else if s, err = Apply(s, b); err != nil {
+		t.Fatal(err)
+	}
+	if !NeedsBeacon(s, 9) {
+		t.Fatal("no beacon asked for in round 0")
 	}
 }

@@ -102,7 +102,7 @@ func StorageViews(st *ledger.State, box peer.ID) []StorageView {
 			Earned: r.Earned, Revoked: r.Revoked}
 		if o, ok := st.StorageOffer(r.Root); ok {
 			v.Bytes = o.Commitment.Length
-			v.PerEpoch = ledger.RoundPay(o.Commitment.Length, o.Price) / storeproof.RoundEpochs
+			v.PerEpoch = st.Genesis().RoundPay(o.Commitment.Length, o.Price) / st.Genesis().ChallengeRound()
 		}
 		if r.Revoked {
 			v.Why = fmt.Sprintf("missed %d challenge rounds (the ledger revokes after %d): the box did not prove it holds the root", r.Misses, storeproof.MaxMisses)

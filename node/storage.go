@@ -125,8 +125,8 @@ func (n *Node) ProveStorage(ctx context.Context) ([]ProofResult, error) {
 
 // proveEvery is how often a box looks for challenges: five times in a
 // round's proof window.
-func proveEvery(epoch time.Duration) time.Duration {
-	return max(time.Second, epoch*storeproof.ProofWindow/5)
+func proveEvery(g *ledger.Genesis) time.Duration {
+	return max(time.Second, g.EpochLength*time.Duration(g.ProofWindow())/5)
 }
 
 // startProving answers challenges in the background on a network whose
@@ -136,7 +136,7 @@ func (n *Node) startProving() {
 	if g == nil || g.Rules < ledger.RulesV5 {
 		return
 	}
-	n.every(proveEvery(g.EpochLength), func(ctx context.Context) {
+	n.every(proveEvery(g), func(ctx context.Context) {
 		if _, err := n.ProveStorage(ctx); err != nil && ctx.Err() == nil {
 			n.log.Debug("storage challenges", "err", err)
 		}

@@ -21,8 +21,9 @@ const (
 	// ChallengesPerRound is K: the segments each held (box, root) answers
 	// for in each round.
 	ChallengesPerRound = 8
-	// RoundEpochs is the length of a challenge round: 720 epochs are 2 h
-	// at the default 10 s epoch, 12 rounds and 96 challenges a day.
+	// RoundEpochs is the default length of a challenge round (a genesis
+	// may set another): 720 epochs are 2 h at the default 10 s epoch, 12
+	// rounds and 96 challenges a day.
 	RoundEpochs = 720
 	// ProofWindow is how many epochs after the beacon's epoch a block may
 	// still take a proof of its round: 30 epochs are 5 minutes.
@@ -352,9 +353,6 @@ func CatchProbability(alpha float64, rounds int) float64 {
 
 // RoundsPerDay is how many rounds a day has at epochSeconds per epoch.
 func RoundsPerDay(epochSeconds float64) float64 { return 86400 / (epochSeconds * RoundEpochs) }
-
-// RoundOf is the challenge round of an epoch.
-func RoundOf(epoch uint64) uint64 { return epoch / RoundEpochs }
 
 // ErrMismatch is a root whose bytes do not match the commitment offered
 // for it: a box declines to hold it for pay (no proof of it can verify).

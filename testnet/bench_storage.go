@@ -277,7 +277,7 @@ func BenchStorage(ctx context.Context, cfg StorageConfig) (StorageFigures, error
 			return f, err
 		}
 	}
-	pay := ledger.RoundPay(uint64(cfg.Size), price)
+	pay := g.RoundPay(uint64(cfg.Size), price)
 	cheater := boxes[0].id
 
 	// The rounds.
