@@ -61,3 +61,27 @@ func TestPlanBelievesOnlyBackedHoldings(t *testing.T) {
 		t.Fatal("Back changed its input")
 	}
 }
+
+// A pre-warm order never names more boxes than its replicas (the ledger
+// refuses one that does), however many boxes report holding or fetching
+// the root under an older order: unproven holders become fetchers, and
+// there may be many.
+func TestPrewarmOrderNamesAtMostItsReplicas(t *testing.T) {
+	p := DefaultParams()
+	offered := root(t, "offered")
+	var reports []*Report
+	for _, q := range newParties(t, 8) {
+		reports = append(reports, &Report{Reporter: q.ID, Epoch: 30, Reach: ReachDirect,
+			Orders: []OrderStatus{{Root: offered, State: OrderHeld}}})
+	}
+	pw := []Prewarm{{Root: offered, Replicas: 4, Until: 300}}
+	for name, rs := range map[string][]*Report{
+		"as reported": reports,
+		"unproven":    Back(reports, func(peer.ID, cid.Cid) Backing { return Unproven }),
+	} {
+		got := Plan(p, 30, rs, pw)
+		if len(got) != 1 || len(got[0].Boxes) != 4 {
+			t.Fatalf("%s: the pre-warm order names %d boxes, it asks for 4", name, len(got[0].Boxes))
+		}
+	}
+}
