@@ -351,6 +351,11 @@ func assign(t *Target, s *rootState, boxes []peer.ID, byID map[peer.ID]*Report, 
 			}
 		}
 	}
+	if t.Reason == ReasonPrewarm && len(named) > t.Replicas {
+		// The ledger refuses a pre-warm order naming more boxes than the
+		// pre-warm asks for: keep the first by the order above.
+		named = named[:t.Replicas]
+	}
 	slices.Sort(named)
 	t.Boxes = named
 	t.Assigned = slices.Clone(t.Assigned)

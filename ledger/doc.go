@@ -67,6 +67,20 @@
 //     takes it excludes the member: its signatures count for nothing
 //     from the next block on (Verify), the quorum stays counted over the
 //     genesis committee, and one proof per member is taken.
+//   - Storage (RulesV5): a publisher's offer to pay, per GiB per epoch,
+//     Replicas boxes that prove they hold a root it registered, until
+//     epoch Until, against its commitment to the root's bytes (package
+//     storeproof); it reserves from the escrow what every replica could
+//     earn. See storage.go.
+//   - Beacon (RulesV5): exactly a quorum of the committee's signatures of
+//     the previous block, which a leader puts first in the first block of
+//     a challenge round; their hash seeds the round's challenges.
+//   - Proof (RulesV5): a box's segments and Merkle paths for its
+//     challenges of one root in the open round, checked against the
+//     offer's commitment alone; it pays the box the round's price from the
+//     reservation, once per (box, root, round), if the root's recorded
+//     order names it. Missed rounds are unpaid, and MaxMisses of them
+//     revoke the box's storage and take it off the order.
 //   - Receipt: a pod.Receipt signed by client and server. It pays the
 //     server floor(bytes*price/2^30) cumulatively for the (server, client,
 //     root, epoch): only the bytes beyond those already accounted, from
@@ -131,7 +145,12 @@
 //     when no receipt its reservation pays can come any more, and its
 //     reservation returns to the escrow). The state hash covers them.
 //   - Under RulesV4 an account's Reserved is the sum of its pre-warms'
-//     Reserved; supply is every Balance, Escrow and Reserved.
+//     Reserved (under RulesV5, and of its storage offers' Reserved);
+//     supply is every Balance, Escrow and Reserved.
+//   - RulesV5 pays storage only for a proof that verifies against the
+//     offer's commitment for the challenges the state derives from the
+//     beacon of the open round, at most once per (box, root, round), at
+//     most Replicas boxes a round, never beyond the offer's reservation.
 //   - The state hash follows the genesis's rules version (Genesis.Rules):
 //     RulesV2 hashes each epoch's paid entries on their own, so a block
 //     costs what it pays, not the whole skew window; RulesV3 adds spending caps, what each capped publisher spent per

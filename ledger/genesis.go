@@ -83,6 +83,10 @@ type Genesis struct {
 	// FinalityBFT is more than two thirds of the committee's precommits
 	// of one round. NewGenesis picks FinalityBFT for committees of 4 or 5.
 	Finality uint8
+	// StorageRound (RulesV5) is the epochs of a storage challenge round;
+	// 0 takes storeproof.RoundEpochs (2 h of 10 s epochs). A test or demo
+	// network sets a few epochs to see rounds pass.
+	StorageRound uint64
 }
 
 // The state rules versions (Genesis.Rules).
@@ -93,20 +97,24 @@ const (
 	// RulesV4 pays only demand a publisher authorized (tickets, roots
 	// opened to anyone within a budget, per-client size caps; see
 	// tickets.go) and replication a final block ordered (orders.go).
-	RulesV4     = 4
+	RulesV4 = 4
+	// RulesV5 pays storage a box proves it holds (storage.go, package
+	// storeproof).
+	RulesV5     = 5
 	RulesLatest = RulesV4
-	rulesMax    = RulesV4
+	rulesMax    = RulesV5
 )
 
 type genesisJSON struct {
-	Network     string       `json:"network"`
-	Time        time.Time    `json:"genesis_time"`
-	EpochLength string       `json:"epoch_length,omitempty"`
-	Committee   []Member     `json:"committee"`
-	Balances    []Allocation `json:"balances"`
-	PricePerGiB uint64       `json:"price_per_gib"`
-	Rules       uint8        `json:"rules,omitempty"`
-	Finality    uint8        `json:"finality,omitempty"`
+	Network      string       `json:"network"`
+	Time         time.Time    `json:"genesis_time"`
+	EpochLength  string       `json:"epoch_length,omitempty"`
+	Committee    []Member     `json:"committee"`
+	Balances     []Allocation `json:"balances"`
+	PricePerGiB  uint64       `json:"price_per_gib"`
+	Rules        uint8        `json:"rules,omitempty"`
+	Finality     uint8        `json:"finality,omitempty"`
+	StorageRound uint64       `json:"storage_round_epochs,omitempty"`
 	// Tolerates is written for the reader, from the committee's size and
 	// the finality rule; it is not read back.
 	Tolerates *tolerance `json:"tolerates,omitempty"`
@@ -123,7 +131,7 @@ type tolerance struct {
 func (g *Genesis) MarshalJSON() ([]byte, error) {
 	crashed, byz := g.Tolerates()
 	return json.Marshal(genesisJSON{Network: g.Network, Time: g.Time.UTC(), EpochLength: g.EpochLength.String(),
-		Committee: g.Committee, Balances: g.Balances, PricePerGiB: g.PricePerGiB, Rules: g.Rules, Finality: g.Finality,
+		Committee: g.Committee, Balances: g.Balances, PricePerGiB: g.PricePerGiB, Rules: g.Rules, Finality: g.Finality, StorageRound: g.StorageRound,
 		Tolerates: &tolerance{Crashed: crashed, Byzantine: byz, Quorum: fmt.Sprintf("%d of %d", g.Quorum(), len(g.Committee))}})
 }
 
@@ -145,7 +153,7 @@ func (g *Genesis) UnmarshalJSON(data []byte) error {
 		el = d
 	}
 	*g = Genesis{Network: j.Network, Time: j.Time, EpochLength: el, Committee: j.Committee,
-		Balances: j.Balances, PricePerGiB: j.PricePerGiB, Rules: j.Rules, Finality: j.Finality}
+		Balances: j.Balances, PricePerGiB: j.PricePerGiB, Rules: j.Rules, Finality: j.Finality, StorageRound: j.StorageRound}
 	return nil
 }
 
@@ -227,6 +235,9 @@ func (g *Genesis) Validate() error {
 	}
 	if g.Rules > rulesMax {
 		return fmt.Errorf("%w: rules version %d, this build knows up to %d: upgrade ore", ErrBadGenesis, g.Rules, rulesMax)
+	}
+	if g.StorageRound != 0 && (g.Rules < RulesV5 || g.StorageRound < 2 || g.StorageRound > MaxPrewarmEpochs) {
+		return fmt.Errorf("%w: storage round of %d epochs: rules version 5 takes 2 to %d (0: the default)", ErrBadGenesis, g.StorageRound, MaxPrewarmEpochs)
 	}
 	if g.Finality > finalityMax {
 		return fmt.Errorf("%w: finality rule %d, this build knows up to %d: upgrade ore", ErrBadGenesis, g.Finality, finalityMax)
@@ -357,6 +368,11 @@ func (g *Genesis) Hash() [32]byte {
 			b = binary.AppendUvarint(b, uint64(g.Rules))
 		}
 		b = binary.AppendUvarint(b, uint64(g.Finality))
+	}
+	// A genesis of RulesV5 or later (named above) ends with its storage
+	// round.
+	if g.Rules >= RulesV5 {
+		b = binary.AppendUvarint(b, g.StorageRound)
 	}
 	return sha256.Sum256(b)
 }

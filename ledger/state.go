@@ -119,7 +119,10 @@ type State struct {
 	// excluded are the members evidence excluded (evidence.go), sorted;
 	// a slice is never written in place.
 	excluded []peer.ID
-	hash     [32]byte // Hash, computed once the state is complete
+	// storage is RulesV5's storage offers, proof records and open round
+	// (storage.go); nil: none yet.
+	storage *storageBook
+	hash    [32]byte // Hash, computed once the state is complete
 }
 
 // paidEpoch is one epoch's section of the paid entries. A State shares the
@@ -420,6 +423,9 @@ func (s *State) computeHash() [32]byte {
 		b = s.appendDelegates(b)
 		b = s.appendJobsHash(b)
 	}
+	if s.g.Rules >= RulesV5 {
+		b = s.appendStorageHash(b)
+	}
 	b = s.appendExcluded(b)
 	h.Write(b)
 	var out [32]byte
@@ -583,6 +589,7 @@ func (s *State) next(epoch uint64) *State {
 	n.ordersOwned = false
 	n.pruneOrders()
 	n.jobs = s.jobs.advance(epoch, s.params.MaxSkew)
+	n.advanceStorage(epoch)
 	n.paid = make(map[uint64]*paidEpoch, len(s.paid))
 	for e, p := range s.paid {
 		if !tooOld(e, epoch, s.params.MaxSkew) {
@@ -743,6 +750,14 @@ func (n *State) applyTx(t *Tx, sigErr error) error {
 		return n.applyJob(t.Job)
 	case KindEvidence:
 		return n.applyEvidence(t)
+	case KindBeacon:
+		return n.applyBeacon(t)
+	case KindProof:
+		return n.applyProof(t)
+	case KindStorage:
+		if err := n.needV5(t.Kind); err != nil {
+			return err
+		}
 	default:
 		return refuse(ReasonMalformed, "unknown transaction kind %d", t.Kind)
 	}
@@ -833,6 +848,10 @@ func (n *State) applyTx(t *Tx, sigErr error) error {
 		}
 	case KindFunction:
 		if err := n.applyRegisterFunction(t); err != nil {
+			return err
+		}
+	case KindStorage:
+		if err := n.applyStorage(t, &a); err != nil {
 			return err
 		}
 	}

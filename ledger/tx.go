@@ -13,6 +13,7 @@ import (
 	"github.com/orecdn/ore/heat"
 	"github.com/orecdn/ore/internal/wire"
 	"github.com/orecdn/ore/pod"
+	"github.com/orecdn/ore/storeproof"
 )
 
 // Version is the encoding version of transactions and blocks.
@@ -109,6 +110,12 @@ func (k Kind) String() string {
 		return "job"
 	case KindEvidence:
 		return "evidence"
+	case KindStorage:
+		return "storage"
+	case KindBeacon:
+		return "beacon"
+	case KindProof:
+		return "proof"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -128,6 +135,9 @@ func (k Kind) String() string {
 //	KindDelegate: From, Nonce, To, Until, Sig
 //	KindFunction: From, Nonce, Root (the function), Price, Amount (work limit), Sig
 //	KindJob:      Job (From is the requester, not encoded)
+//	KindStorage:  From, Nonce, Root, Price (per GiB per epoch), Amount (length), Commit, Replicas, Until, Sig
+//	KindBeacon:   Beacon (no From)
+//	KindProof:    From (the box), Root, Round, Proof (no signature)
 //
 // Account transactions are signed by From (Sign) and carry From's next
 // nonce (State.Nonce(From)+1). Receipts are signed by their client and
@@ -156,7 +166,15 @@ type Tx struct {
 	Order     *heat.Order     // KindOrder's
 	Job       *pod.JobReceipt // KindJob's
 	Evidence  *Evidence       // KindEvidence's
-	Sig       []byte
+	// Commit is a storage offer's commitment root (KindStorage; its length
+	// is Amount).
+	Commit [32]byte
+	// Round and Proof are a storage proof's (KindProof).
+	Round uint64
+	Proof *storeproof.Proof
+	// Beacon is a quorum's signatures of the previous block (KindBeacon).
+	Beacon []Signature
+	Sig    []byte
 }
 
 // NewReceiptTx wraps a receipt signed by both sides.
@@ -234,6 +252,10 @@ func maxTxSize(k Kind) int {
 		return maxRegisterRootTx
 	case KindOrder:
 		return maxOrderTx
+	case KindProof:
+		return maxProofTx
+	case KindBeacon:
+		return maxBeaconTx
 	}
 	if k == KindJob {
 		return pod.MaxJobEncoded + 16
@@ -313,6 +335,30 @@ func (t *Tx) appendUnsigned(b []byte) []byte {
 		b = binary.AppendUvarint(b, t.Nonce)
 		b = wire.AppendPeer(b, t.To)
 		return binary.AppendUvarint(b, t.Amount)
+	case KindStorage:
+		b = wire.AppendPeer(b, t.From)
+		b = binary.AppendUvarint(b, t.Nonce)
+		b = wire.AppendCID(b, t.Root)
+		b = binary.AppendUvarint(b, t.Price)
+		b = binary.AppendUvarint(b, t.Amount)
+		b = append(b, t.Commit[:]...)
+		b = binary.AppendUvarint(b, uint64(t.Replicas))
+		return binary.AppendUvarint(b, t.Until)
+	case KindBeacon:
+		b = binary.AppendUvarint(b, uint64(len(t.Beacon)))
+		for _, s := range t.Beacon {
+			b = wire.AppendPeer(b, s.Signer)
+			b = wire.AppendBytes(b, s.Sig)
+		}
+		return b
+	case KindProof:
+		b = wire.AppendPeer(b, t.From)
+		b = wire.AppendCID(b, t.Root)
+		b = binary.AppendUvarint(b, t.Round)
+		if t.Proof == nil {
+			return binary.AppendUvarint(b, 0)
+		}
+		return t.Proof.AppendTo(b)
 	case KindDelegate:
 		b = wire.AppendPeer(b, t.From)
 		b = binary.AppendUvarint(b, t.Nonce)
@@ -337,7 +383,8 @@ func (t *Tx) appendTo(b []byte) []byte {
 // receipt's parties, a ticket's publisher, an order's issuer) rather than
 // an account's signature of the transaction.
 func (k Kind) selfSigned() bool {
-	return k == KindReceipt || k == KindTicket || k == KindOrder || k == KindJob || k == KindEvidence
+	return k == KindReceipt || k == KindTicket || k == KindOrder || k == KindJob || k == KindEvidence ||
+		k == KindBeacon || k == KindProof
 }
 
 // ID is the transaction's hash: SHA-256 over a domain prefix and Marshal.
@@ -435,6 +482,20 @@ func (t *Tx) Authenticate(network string) error {
 			return fmt.Errorf("%w: an evidence transaction without evidence", ErrBadSignature)
 		}
 		return t.Evidence.VerifySigs()
+	case KindBeacon:
+		// The ledger checks a beacon against the block before it
+		// (applyBeacon); only a leader puts one in its block.
+		return fmt.Errorf("%w: a beacon enters a block only from the leader that builds it", ErrBadSignature)
+	case KindProof:
+		// A proof is its own authority: its segments verify against the
+		// ledger's commitment or the ledger refuses it (applyProof).
+		if t.Proof == nil {
+			return fmt.Errorf("%w: a proof transaction without a proof", ErrBadSignature)
+		}
+		if err := checkAccount(t.From); err != nil {
+			return fmt.Errorf("%w: the proving box: %w", ErrBadSignature, err)
+		}
+		return nil
 	}
 	return t.VerifySig(network)
 }
@@ -444,7 +505,7 @@ func (t *Tx) Authenticate(network string) error {
 // carries transactions must take.
 const MaxTxEncoded = maxTxEncoded
 
-const maxTxEncoded = max(maxRegisterRootTx, maxOrderTx)
+const maxTxEncoded = max(maxRegisterRootTx, maxOrderTx, maxProofTx, maxBeaconTx)
 
 // UnmarshalTx decodes a transaction. It accepts only the canonical
 // encoding of a known version and kind within its size limit (MaxTxSize,
@@ -501,6 +562,30 @@ func UnmarshalTx(data []byte) (*Tx, error) {
 		}
 	case KindEvidence:
 		t.Evidence = readEvidence(d)
+	case KindBeacon:
+		n := d.Count(MaxBlockSigs, "beacon signatures")
+		for i := 0; i < n && d.Err() == nil; i++ {
+			t.Beacon = append(t.Beacon, Signature{Signer: d.Peer(maxPeerIDLen, "signer"), Sig: d.Bytes(maxSigLen, "signature")})
+		}
+	case KindProof:
+		t.From = d.Peer(maxPeerIDLen, "box")
+		t.Root = d.CID(maxCIDLen, "root")
+		t.Round = d.Uvarint("round")
+		t.Proof = storeproof.Read(d)
+	case KindStorage:
+		t.From = d.Peer(maxPeerIDLen, "from")
+		t.Nonce = d.Uvarint("nonce")
+		t.Root = d.CID(maxCIDLen, "root")
+		t.Price = d.Uvarint("price")
+		t.Amount = d.Uvarint("length")
+		t.Commit = d.Hash("commitment")
+		if r := d.Uvarint("replicas"); r > math.MaxUint32 {
+			d.Failf("%d replicas do not fit 32 bits", r)
+		} else {
+			t.Replicas = uint32(r)
+		}
+		t.Until = d.Uvarint("until")
+		t.Sig = d.Bytes(maxSigLen, "signature")
 	case KindDeposit, KindTransfer, KindRegister, KindPrewarm, KindWithdraw, KindSpendCap, KindRegisterRoot, KindDelegate, KindFunction:
 		t.From = d.Peer(maxPeerIDLen, "from")
 		t.Nonce = d.Uvarint("nonce")

@@ -66,6 +66,7 @@ type Node struct {
 		state *ledger.State
 	}
 	committee *committee.Committee
+	proofs    proofs // storage proofs submitted (storage.go)
 
 	sources sourceRefs // fetch sources' connection protection
 
@@ -274,6 +275,7 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 		}
 	})
 	n.every(nameRepublishEvery, n.republishName)
+	n.startProving()
 	n.spawn(n.reach.watchRouter)
 	n.log.Info("box started", "peer", n.host.ID(), "addrs", n.host.Addrs(), "role", cfg.Role, "dht", cfg.DHTMode)
 	if len(cfg.Bootstrap) > 0 {

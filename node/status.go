@@ -10,6 +10,7 @@ import (
 
 	"github.com/orecdn/ore/ledger"
 	"github.com/orecdn/ore/ledger/committee"
+	"github.com/orecdn/ore/storeproof"
 )
 
 // Status is the box's state as `ore status` prints it and the dashboard
@@ -75,6 +76,40 @@ type StatusLedger struct {
 	Leader    string `json:"leader,omitempty"` // the Raft leader, as a coordinator knows it
 	IsLeader  bool   `json:"is_leader,omitempty"`
 	Error     string `json:"error,omitempty"` // why the ledger could not be read
+	// Storage is the box's proof record per root it is ordered to hold
+	// under a storage offer (rules version 5).
+	Storage []StorageView `json:"storage,omitempty"`
+}
+
+// StorageView is a box's proof record of one root.
+type StorageView struct {
+	Root      string `json:"root"`
+	Bytes     uint64 `json:"bytes"`     // the committed length
+	PerEpoch  uint64 `json:"per_epoch"` // what a proven round pays, per epoch of it
+	Proofs    uint64 `json:"proofs"`
+	Misses    uint64 `json:"misses"`
+	LastRound int64  `json:"last_round"` // -1: none proven
+	Earned    uint64 `json:"earned"`
+	Revoked   bool   `json:"revoked,omitempty"`
+	Why       string `json:"why,omitempty"` // why it was revoked
+}
+
+// StorageViews is box's proof records in st.
+func StorageViews(st *ledger.State, box peer.ID) []StorageView {
+	var out []StorageView
+	for _, r := range st.ReplicaRecords(box) {
+		v := StorageView{Root: r.Root.String(), Proofs: r.Proofs, Misses: r.Misses, LastRound: int64(r.Last) - 1,
+			Earned: r.Earned, Revoked: r.Revoked}
+		if o, ok := st.StorageOffer(r.Root); ok {
+			v.Bytes = o.Commitment.Length
+			v.PerEpoch = st.Genesis().RoundPay(o.Commitment.Length, o.Price) / st.Genesis().ChallengeRound()
+		}
+		if r.Revoked {
+			v.Why = fmt.Sprintf("missed %d challenge rounds (the ledger revokes after %d): the box did not prove it holds the root", r.Misses, storeproof.MaxMisses)
+		}
+		out = append(out, v)
+	}
+	return out
 }
 
 // ledgerStatusTimeout bounds the chain sync a status may wait for.
@@ -168,6 +203,7 @@ func (n *Node) ledgerStatus(ctx context.Context) *StatusLedger {
 	h := ls.Hash()
 	out.Height, out.StateHash = ls.Height(), hex.EncodeToString(h[:])
 	out.Balance, out.Escrow = ls.Balance(n.ID()), ls.Escrow(n.ID())
+	out.Storage = StorageViews(ls, n.ID())
 	return out
 }
 
@@ -192,6 +228,10 @@ type AccountView struct {
 	WithdrawAt  uint64 `json:"withdraw_at,omitempty"`
 	// Prewarms are the account's active pre-warms.
 	Prewarms []PrewarmView `json:"prewarms,omitempty"`
+	// StorageEarned is what the account earned for proven storage of the
+	// roots it is still ordered to hold (rules version 5); the rest of its
+	// balance came from deliveries and transfers.
+	StorageEarned uint64 `json:"storage_earned,omitempty"`
 }
 
 // PrewarmView is one active pre-warm.
@@ -210,6 +250,9 @@ func Account(st *ledger.State, account peer.ID) AccountView {
 		EpochCap: st.Account(account).EpochCap, Spent: st.Spent(account, st.Epoch())}
 	if wd, ok := st.Withdrawal(account); ok {
 		v.Withdrawing, v.WithdrawAt = wd.Amount, wd.At
+	}
+	for _, r := range st.ReplicaRecords(account) {
+		v.StorageEarned += r.Earned
 	}
 	for _, p := range st.Prewarms() {
 		if p.Publisher == account {

@@ -20,6 +20,9 @@ type LedgerSpec struct {
 	PricePerGiB  uint64         // default 1 ore (1e9 base units) per GiB
 	Network      string         // default "ore-testnet"
 	Rules        uint8          // the ledger's rules version (default: ledger.RulesLatest)
+	// StorageRound is the epochs of a storage challenge round (rules 5;
+	// default: the ledger's, 720): tests and demos set a few.
+	StorageRound uint64
 }
 
 // WithLedger gives the network a genesis: the coordinators get the
@@ -84,6 +87,7 @@ func (nw *Network) makeGenesis(cfg *config) error {
 	if spec.Rules != 0 {
 		g.Rules = spec.Rules
 	}
+	g.StorageRound = spec.StorageRound
 	if err := g.Validate(); err != nil {
 		return fmt.Errorf("testnet: genesis: %w", err)
 	}

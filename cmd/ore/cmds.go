@@ -446,6 +446,18 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 		default:
 			fmt.Fprintf(w, "ledger    height %d, balance %s, escrow %s, state %s…\n", l.Height, formatOre(l.Balance), formatOre(l.Escrow), l.StateHash[:16])
 		}
+		for _, r := range l.Storage {
+			last := "none yet"
+			if r.LastRound >= 0 {
+				last = fmt.Sprintf("round %d", r.LastRound)
+			}
+			line := fmt.Sprintf("          stores %s (%s): %s per epoch proven, %d proofs (last %s), %d missed, earned %s",
+				r.Root, humanize.IBytes(r.Bytes), formatOre(r.PerEpoch), r.Proofs, last, r.Misses, formatOre(r.Earned))
+			if r.Revoked {
+				line += "; REVOKED: " + r.Why
+			}
+			fmt.Fprintln(w, line)
+		}
 		if l.IsLeader {
 			fmt.Fprintln(w, "          this coordinator leads the committee")
 		} else if l.Leader != "" {

@@ -34,6 +34,11 @@ func cmdLedger(ctx context.Context, e *env, args []string) error {
                             box) for D, e.g. before a release; on a network of
                             rules 4 it reserves from the escrow what the N
                             replicas may cost and gives back the rest after
+  storage ROOT --price P [--replicas N] [--for D]
+                            pay N boxes P ore per GiB per epoch to hold ROOT
+                            (registered by this box) for D, each round they
+                            prove it (rules 5); reserves from the escrow what
+                            they may earn, and commits to ROOT's bytes
   transfer PEER AMOUNT      pay PEER AMOUNT ore
   ticket TICKET|ID          what the ledger knows of a ticket: its cap and
                             the bytes paid under it
@@ -53,7 +58,7 @@ func cmdLedger(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "ledger "+sub, "[flags]")
 	repo := repoFlag(e, fs)
 	from := fs.Uint64("from", 1, "first block height (blocks)")
-	price := fs.String("price", "", "price per GiB in ore (register; default: the network's)")
+	price := fs.String("price", "", "price per GiB in ore (register; default: the network's), or per GiB per epoch held (storage)")
 	openBudget := fs.String("open", "", "ore an epoch paid for deliveries under no ticket (register; rules 4; default 0: tickets only)")
 	replicate := fs.String("replicate", "", "ore an epoch paid for the replicas the committee orders when the root is hot (register; rules 4; default 0: none)")
 	replicas := fs.Uint("replicas", 8, fmt.Sprintf("how many boxes pre-store the content (prewarm; 1 to %d)", ledger.MaxPrewarmReplicas))
@@ -92,6 +97,9 @@ func cmdLedger(ctx context.Context, e *env, args []string) error {
 		return out(st, func() {
 			fmt.Fprintf(e.stdout, "account  %s\nbalance  %s\nescrow   %s\nnonce    %d\nledger   %s at height %d, epoch %d\n",
 				st.Account, formatOre(st.Balance), formatOre(st.Escrow), st.Nonce, st.Network, st.Height, st.Epoch)
+			if st.StorageEarned > 0 {
+				fmt.Fprintf(e.stdout, "earned   %s for proven storage (of roots still held; the rest of the balance: deliveries and transfers)\n", formatOre(st.StorageEarned))
+			}
 			if st.EpochCap > 0 {
 				fmt.Fprintf(e.stdout, "cap      %s an epoch (spent %s on this epoch's deliveries)\n", formatOre(st.EpochCap), formatOre(st.Spent))
 			}
@@ -149,7 +157,7 @@ func cmdLedger(ctx context.Context, e *env, args []string) error {
 					ev.Block, ev.Member, ev.A[:12], ev.B[:12], ev.Step, ev.Height, ev.Round)
 			}
 		})
-	case "deposit", "register", "transfer", "prewarm", "withdraw", "cap", "delegate":
+	case "deposit", "register", "transfer", "prewarm", "storage", "withdraw", "cap", "delegate":
 		q := url.Values{"kind": {sub}}
 		switch sub {
 		case "delegate":
@@ -212,9 +220,19 @@ func cmdLedger(ctx context.Context, e *env, args []string) error {
 				}
 				q.Set("price", strconv.FormatUint(p, 10))
 			}
-		case "prewarm":
+		case "prewarm", "storage":
 			if err := wantArgs(pos, 1, "ROOT"); err != nil {
 				return err
+			}
+			if sub == "storage" {
+				if *price == "" {
+					return fmt.Errorf("%w: storage needs --price (ore per GiB per epoch held)", errUsage)
+				}
+				p, err := parseOre(*price)
+				if err != nil {
+					return err
+				}
+				q.Set("price", strconv.FormatUint(p, 10))
 			}
 			if _, err := node.ParseCID(pos[0]); err != nil {
 				return err

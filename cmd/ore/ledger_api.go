@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -284,6 +285,24 @@ func (s *apiServer) ledgerTx(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		tx = pw
+	case "storage":
+		// A storage offer (rules 5): the root, replicas and duration as a
+		// pre-warm's, the price per GiB per epoch held, and the commitment
+		// this box computes from its store.
+		pw, status, err := s.prewarmTx(r.Context(), q)
+		if err != nil {
+			http.Error(w, strings.Replace(err.Error(), "prewarm", "storage", 1), status)
+			return
+		}
+		price, err := strconv.ParseUint(q.Get("price"), 10, 64)
+		if err != nil || price == 0 {
+			http.Error(w, "storage needs a positive price per GiB per epoch", http.StatusBadRequest)
+			return
+		}
+		if tx, err = s.n.StorageTx(r.Context(), pw.Root, price, pw.Replicas, pw.Until); err != nil {
+			http.Error(w, err.Error(), http.StatusConflict)
+			return
+		}
 	case "delegate":
 		key, err := peer.Decode(q.Get("to"))
 		if err != nil {

@@ -166,6 +166,9 @@ func TestCLILedger(t *testing.T) {
 			t.Errorf("prewarm %v: %d %s, want %d and %q", c.args, code, errs, c.code, c.want)
 		}
 	}
+	if code, _, errs := ore(t, "ledger", "storage", "--repo", pub, root); code != 2 || !strings.Contains(errs, "storage needs --price") {
+		t.Errorf("storage without a price: %d %s", code, errs)
+	}
 	code, out, _ = ore(t, "ledger", "blocks", "--repo", pub)
 	if code != 0 || strings.Count(out, "final")+strings.Count(out, "signing") < 3 {
 		t.Fatalf("blocks: %s", out)

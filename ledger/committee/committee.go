@@ -547,7 +547,10 @@ func (c *Committee) buildBlock(s *ledger.State, epoch uint64, taken map[*pod.Rec
 	// push a deposit behind thousands of receipts.
 	accountTxs := c.takeTxs()
 	receipts := c.cfg.Pool.Pending(epoch)
-	txs := make([]ledger.Tx, 0, len(accountTxs)+len(receipts))
+	txs := make([]ledger.Tx, 0, len(accountTxs)+len(receipts)+1)
+	if bt, ok := c.beacon(s, epoch); ok { // RulesV5: first, to open the round
+		txs = append(txs, bt)
+	}
 	txs = append(txs, accountTxs...)
 	for _, r := range receipts {
 		// Too old for this block, but not dropped here: should this block

@@ -60,7 +60,7 @@ func (c *Committee) schedule(ctx context.Context, epoch uint64) error {
 	for _, p := range c.fsm.current().Prewarms() {
 		prewarms = append(prewarms, heat.Prewarm{Root: p.Root, Replicas: int(p.Replicas), Until: p.Until})
 	}
-	plan := heat.Plan(s.Params, epoch, s.Reports(), prewarms)
+	plan := heat.Plan(s.Params, epoch, backedReports(c.fsm.current(), s.Reports()), prewarms)
 	c.targets.mu.Lock()
 	c.targets.epoch, c.targets.list = epoch, plan
 	c.targets.mu.Unlock()

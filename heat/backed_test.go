@@ -1,0 +1,87 @@
+package heat
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// A fake holder of a root it cannot prove keeps no honest box from being
+// ordered once the plan believes only backed holdings, and a box the
+// ledger revoked is not chosen again.
+func TestPlanBelievesOnlyBackedHoldings(t *testing.T) {
+	p := DefaultParams()
+	p.Floor, p.Ceiling = 3, 3
+	offered := root(t, "offered")
+	var ids []peer.ID
+	for _, q := range newParties(t, 6) {
+		ids = append(ids, q.ID)
+	}
+	liar, revoked := ids[0], ids[1]
+	var reports []*Report
+	for i, id := range ids {
+		r := &Report{Reporter: id, Epoch: 10, Reach: ReachDirect}
+		switch i {
+		case 0: // claims to hold it under an order, never proved it
+			r.Orders = []OrderStatus{{Root: offered, State: OrderHeld}}
+			r.Held = []Holding{{Root: offered, Size: 1 << 20}}
+		case 1: // held it, missed its proofs, revoked
+			r.Held = []Holding{{Root: offered, Size: 1 << 20}}
+		}
+		reports = append(reports, r)
+	}
+	pw := []Prewarm{{Root: offered, Replicas: 3, Until: 100}}
+	naive := Plan(p, 10, reports, pw)[0]
+	if !slices.Contains(naive.Holders, liar) || !slices.Contains(naive.Holders, revoked) {
+		t.Fatalf("the naive plan's holders %v: the test's premise fails", naive.Holders)
+	}
+	backing := func(box peer.ID, r cid.Cid) Backing {
+		switch box {
+		case liar:
+			return Unproven
+		case revoked:
+			return Revoked
+		}
+		return Backed
+	}
+	got := Plan(p, 10, Back(reports, backing), pw)[0]
+	if len(got.Holders) != 0 {
+		t.Fatalf("unbacked holders counted: %v", got.Holders)
+	}
+	if slices.Contains(got.Boxes, revoked) {
+		t.Fatalf("the revoked box is on the order again: %v", got.Boxes)
+	}
+	if !slices.Contains(got.Boxes, liar) || len(got.Assigned) != 2 {
+		t.Fatalf("the unproven box stays on the order as a fetcher and 2 boxes are assigned: boxes %v, assigned %v", got.Boxes, got.Assigned)
+	}
+	// The reports handed in are not changed.
+	if reports[0].Orders[0].State != OrderHeld || len(reports[1].Held) != 1 {
+		t.Fatal("Back changed its input")
+	}
+}
+
+// A pre-warm order never names more boxes than its replicas (the ledger
+// refuses one that does), however many boxes report holding or fetching
+// the root under an older order: unproven holders become fetchers, and
+// there may be many.
+func TestPrewarmOrderNamesAtMostItsReplicas(t *testing.T) {
+	p := DefaultParams()
+	offered := root(t, "offered")
+	var reports []*Report
+	for _, q := range newParties(t, 8) {
+		reports = append(reports, &Report{Reporter: q.ID, Epoch: 30, Reach: ReachDirect,
+			Orders: []OrderStatus{{Root: offered, State: OrderHeld}}})
+	}
+	pw := []Prewarm{{Root: offered, Replicas: 4, Until: 300}}
+	for name, rs := range map[string][]*Report{
+		"as reported": reports,
+		"unproven":    Back(reports, func(peer.ID, cid.Cid) Backing { return Unproven }),
+	} {
+		got := Plan(p, 30, rs, pw)
+		if len(got) != 1 || len(got[0].Boxes) != 4 {
+			t.Fatalf("%s: the pre-warm order names %d boxes, it asks for 4", name, len(got[0].Boxes))
+		}
+	}
+}
