@@ -93,9 +93,12 @@ const (
 	// RulesV4 pays only demand a publisher authorized (tickets, roots
 	// opened to anyone within a budget, per-client size caps; see
 	// tickets.go) and replication a final block ordered (orders.go).
-	RulesV4     = 4
+	RulesV4 = 4
+	// RulesV5 verifies jobs: runner bonds, held pay, sampled checks and
+	// proofs of a mismatch, jobs under tickets (jobcheck.go).
+	RulesV5     = 5
 	RulesLatest = RulesV4
-	rulesMax    = RulesV4
+	rulesMax    = RulesV5
 )
 
 type genesisJSON struct {

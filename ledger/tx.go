@@ -109,6 +109,12 @@ func (k Kind) String() string {
 		return "job"
 	case KindEvidence:
 		return "evidence"
+	case KindBond:
+		return "bond"
+	case KindUnbond:
+		return "unbond"
+	case KindJobMismatch:
+		return "job_mismatch"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -128,6 +134,8 @@ func (k Kind) String() string {
 //	KindDelegate: From, Nonce, To, Until, Sig
 //	KindFunction: From, Nonce, Root (the function), Price, Amount (work limit), Sig
 //	KindJob:      Job (From is the requester, not encoded)
+//	KindBond, KindUnbond: From, Nonce, Amount, Sig
+//	KindJobMismatch: Mismatch (no From)
 //
 // Account transactions are signed by From (Sign) and carry From's next
 // nonce (State.Nonce(From)+1). Receipts are signed by their client and
@@ -156,6 +164,7 @@ type Tx struct {
 	Order     *heat.Order     // KindOrder's
 	Job       *pod.JobReceipt // KindJob's
 	Evidence  *Evidence       // KindEvidence's
+	Mismatch  *JobMismatch    // KindJobMismatch's
 	Sig       []byte
 }
 
@@ -238,6 +247,9 @@ func maxTxSize(k Kind) int {
 	if k == KindJob {
 		return pod.MaxJobEncoded + 16
 	}
+	if k == KindJobMismatch {
+		return maxMismatchTx
+	}
 	return MaxTxSize
 }
 
@@ -259,7 +271,7 @@ func (t *Tx) appendUnsigned(b []byte) []byte {
 		}
 		var buf [pod.MaxEncoded]byte // on the stack for any decodable receipt
 		return wire.AppendBytes(b, t.Receipt.AppendMarshal(buf[:0]))
-	case KindDeposit, KindWithdraw, KindSpendCap:
+	case KindDeposit, KindWithdraw, KindSpendCap, KindBond, KindUnbond:
 		b = wire.AppendPeer(b, t.From)
 		b = binary.AppendUvarint(b, t.Nonce)
 		return binary.AppendUvarint(b, t.Amount)
@@ -308,6 +320,11 @@ func (t *Tx) appendUnsigned(b []byte) []byte {
 			return b
 		}
 		return t.Evidence.appendTo(b)
+	case KindJobMismatch:
+		if t.Mismatch == nil {
+			return b
+		}
+		return t.Mismatch.appendTo(b)
 	case KindTransfer:
 		b = wire.AppendPeer(b, t.From)
 		b = binary.AppendUvarint(b, t.Nonce)
@@ -337,7 +354,7 @@ func (t *Tx) appendTo(b []byte) []byte {
 // receipt's parties, a ticket's publisher, an order's issuer) rather than
 // an account's signature of the transaction.
 func (k Kind) selfSigned() bool {
-	return k == KindReceipt || k == KindTicket || k == KindOrder || k == KindJob || k == KindEvidence
+	return k == KindReceipt || k == KindTicket || k == KindOrder || k == KindJob || k == KindEvidence || k == KindJobMismatch
 }
 
 // ID is the transaction's hash: SHA-256 over a domain prefix and Marshal.
@@ -435,6 +452,14 @@ func (t *Tx) Authenticate(network string) error {
 			return fmt.Errorf("%w: an evidence transaction without evidence", ErrBadSignature)
 		}
 		return t.Evidence.VerifySigs()
+	case KindJobMismatch:
+		if t.Mismatch == nil {
+			return fmt.Errorf("%w: a mismatch transaction without a proof", ErrBadSignature)
+		}
+		if err := t.Mismatch.verifySigs(); err != nil {
+			return fmt.Errorf("%w: %w", ErrBadSignature, err)
+		}
+		return nil
 	}
 	return t.VerifySig(network)
 }
@@ -501,11 +526,13 @@ func UnmarshalTx(data []byte) (*Tx, error) {
 		}
 	case KindEvidence:
 		t.Evidence = readEvidence(d)
-	case KindDeposit, KindTransfer, KindRegister, KindPrewarm, KindWithdraw, KindSpendCap, KindRegisterRoot, KindDelegate, KindFunction:
+	case KindJobMismatch:
+		t.Mismatch = readJobMismatch(d)
+	case KindDeposit, KindTransfer, KindRegister, KindPrewarm, KindWithdraw, KindSpendCap, KindRegisterRoot, KindDelegate, KindFunction, KindBond, KindUnbond:
 		t.From = d.Peer(maxPeerIDLen, "from")
 		t.Nonce = d.Uvarint("nonce")
 		switch t.Kind {
-		case KindDeposit, KindWithdraw, KindSpendCap:
+		case KindDeposit, KindWithdraw, KindSpendCap, KindBond, KindUnbond:
 			t.Amount = d.Uvarint("amount")
 		case KindTransfer:
 			t.To = d.Peer(maxPeerIDLen, "to")
