@@ -49,12 +49,13 @@ func TestCheatingRunnerLosesItsBond(t *testing.T) {
 	nw, err := testnet.New(ctx, 5, testnet.WithDir(t.TempDir()),
 		testnet.WithNodeOptions(node.WithStallTimeout(20*time.Second), node.WithComputeService(1)),
 		testnet.WithLedger(testnet.LedgerSpec{Coordinators: []int{0, 1, 2}, Balances: map[int]uint64{3: 1 << 50, 4: 1 << 40},
-			EpochLength: time.Second, Network: "ore-jobcheck-test", Rules: ledger.RulesV5}))
+			EpochLength: 2 * time.Second, Network: "ore-jobcheck-test", Rules: ledger.RulesV5}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = nw.Close() })
 	req, run := nw.Nodes[3], nw.Nodes[4]
+	start := time.Now()
 	for _, n := range nw.Nodes[:3] {
 		if err := req.Connect(ctx, n.AddrInfo()); err != nil {
 			t.Fatal(err)
@@ -76,6 +77,7 @@ func TestCheatingRunnerLosesItsBond(t *testing.T) {
 		_, ok := st.Function(info.Fn)
 		return ok
 	})
+	t.Logf("%s: network up, function registered", time.Since(start))
 	submitFinal(t, ctx, req, ledger.NewDeposit(req.ID(), 0, 1<<40))
 	const bond = 1 << 36
 	submitFinal(t, ctx, run, ledger.NewBond(run.ID(), 0, bond))
@@ -91,16 +93,19 @@ func TestCheatingRunnerLosesItsBond(t *testing.T) {
 		_, ok := st.PendingJob(r.JobID(), r.Requester)
 		return ok
 	}
+	t.Logf("%s: deposit and bond final", time.Since(start))
 	// An honest job, paid, checked by the committee: cleared.
 	honest, err := req.RunJobOn(ctx, run.ID(), info.Fn, in.Root, []string{"upper"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	testkit.WaitFor(t, time.Minute, "the honest job under challenge", func() bool { return pending(honest) })
+	t.Logf("%s: honest job pending", time.Since(start))
 	ch, err := req.ChallengeJob(ctx, honest)
 	if err != nil || ch.Mismatch {
 		t.Fatalf("an honest job's challenge: %+v, %v", ch, err)
 	}
+	t.Logf("%s: honest job cleared", time.Since(start))
 	// A cheat: the runner claims the input as the job's output, and a
 	// requester (its accomplice, or fooled) countersigns.
 	runKey, err := node.LoadIdentity(nw.Dirs[4])
@@ -123,10 +128,12 @@ func TestCheatingRunnerLosesItsBond(t *testing.T) {
 		t.Fatal(err)
 	}
 	testkit.WaitFor(t, time.Minute, "the cheat paid and under challenge", func() bool { return pending(cheat) })
+	t.Logf("%s: cheat pending", time.Since(start))
 	ch, err = req.ChallengeJob(ctx, cheat)
 	if err != nil || !ch.Mismatch || len(ch.Checks) < nw.Genesis.Quorum() {
 		t.Fatalf("the cheat's challenge: %+v, %v", ch, err)
 	}
+	t.Logf("%s: proof submitted", time.Since(start))
 	testkit.WaitFor(t, time.Minute, "the proof in a final block", func() bool {
 		st, err := req.LedgerState(ctx)
 		if err != nil {
