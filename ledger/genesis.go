@@ -100,6 +100,8 @@ const (
 	RulesV4 = 4
 	// RulesV5 pays storage a box proves it holds (storage.go, package
 	// storeproof).
+	// RulesV5 verifies jobs: runner bonds, held pay, sampled checks and
+	// proofs of a mismatch, jobs under tickets (jobcheck.go).
 	RulesV5     = 5
 	RulesLatest = RulesV4
 	rulesMax    = RulesV5

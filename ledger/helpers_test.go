@@ -196,6 +196,7 @@ func checkSupply(t testing.TB, s *State) {
 		}
 		sum += a.Balance + a.Escrow + a.Reserved
 	}
+	sum += s.jobs.locked() // RulesV5: bonds and held pay
 	if sum != s.Supply() {
 		t.Fatalf("supply %d, accounts hold %d", s.Supply(), sum)
 	}

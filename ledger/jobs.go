@@ -1,7 +1,6 @@
 package ledger
 
 import (
-	"crypto/sha256"
 	"encoding/binary"
 	"maps"
 	"slices"
@@ -33,10 +32,8 @@ import (
 //     MaxSkew epochs before the block's and not after it, as a delivery
 //     receipt's; the (job, requester) pairs paid are kept as long.
 //
-// Not built here: jobs paid under a publisher's ticket (a publisher
-// sponsoring functions of its content, as tickets sponsor delivery),
-// re-execution by a second box chosen after the fact with a bond that a
-// proven mismatch forfeits, and a record of verified mappings.
+// RulesV5 adds runner bonds, held pay, sampled checks, proofs of a
+// mismatch and jobs under tickets (jobcheck.go).
 
 // FunctionReg is a registered function.
 type FunctionReg struct {
@@ -52,6 +49,11 @@ type jobLedger struct {
 	owner *State
 	fns   map[string]FunctionReg         // by CID bytes
 	paid  map[uint64]map[[32]byte]uint64 // receipt epoch -> jobPaidKey -> work paid
+	// RulesV5 (jobcheck.go): runner bonds, paid jobs under challenge by
+	// jobKey, and the runners proven to have cheated.
+	bonds   map[peer.ID]Bond
+	pending map[[32]byte]PendingJob
+	cheats  map[peer.ID]Cheat
 }
 
 // Function returns a registered function.
@@ -73,18 +75,17 @@ func NewRegisterFunction(from peer.ID, nonce uint64, fn cid.Cid, price, maxWork 
 func NewJobTx(r *pod.JobReceipt) Tx { return Tx{Kind: KindJob, From: r.Requester, Job: r} }
 
 // jobPaidKey names a (job, requester) pair.
-func jobPaidKey(r *pod.JobReceipt) [32]byte {
-	id := r.JobID()
-	return sha256.Sum256(wire.AppendPeer(append([]byte("ore/ledger/v1/job-paid\x00"), id[:]...), r.Requester))
-}
+func jobPaidKey(r *pod.JobReceipt) [32]byte { return jobKey(r.JobID(), r.Requester) }
 
 // writableJobs returns n's jobs, copied first if n shares them.
 func (n *State) writableJobs() *jobLedger {
 	j := n.jobs
 	if j == nil {
-		j = &jobLedger{fns: map[string]FunctionReg{}, paid: map[uint64]map[[32]byte]uint64{}}
+		j = &jobLedger{fns: map[string]FunctionReg{}, paid: map[uint64]map[[32]byte]uint64{},
+			bonds: map[peer.ID]Bond{}, pending: map[[32]byte]PendingJob{}, cheats: map[peer.ID]Cheat{}}
 	} else if j.owner != n {
-		c := &jobLedger{fns: maps.Clone(j.fns), paid: make(map[uint64]map[[32]byte]uint64, len(j.paid))}
+		c := &jobLedger{fns: maps.Clone(j.fns), paid: make(map[uint64]map[[32]byte]uint64, len(j.paid)),
+			bonds: cloneOrNew(j.bonds), pending: cloneOrNew(j.pending), cheats: cloneOrNew(j.cheats)}
 		for e, m := range j.paid {
 			c.paid[e] = maps.Clone(m)
 		}
@@ -108,7 +109,8 @@ func (j *jobLedger) advance(epoch, skew uint64) *jobLedger {
 	if !drop {
 		return j
 	}
-	c := &jobLedger{owner: nil, fns: j.fns, paid: make(map[uint64]map[[32]byte]uint64, len(j.paid))}
+	c := &jobLedger{owner: nil, fns: j.fns, paid: make(map[uint64]map[[32]byte]uint64, len(j.paid)),
+		bonds: j.bonds, pending: j.pending, cheats: j.cheats}
 	for e, m := range j.paid {
 		if !tooOld(e, epoch, skew) {
 			c.paid[e] = m
@@ -145,8 +147,8 @@ func (n *State) applyJob(r *pod.JobReceipt) error {
 	if r.Epoch > n.epoch || tooOld(r.Epoch, n.epoch, n.params.MaxSkew) {
 		return refuse(ReasonEpochOutOfRange, "job receipt of epoch %d in a block of epoch %d (at most %d before)", r.Epoch, n.epoch, n.params.MaxSkew)
 	}
-	if r.Ticket != ([32]byte{}) {
-		return refuse(ReasonNotInRules, "jobs paid under a ticket are not in these rules: the requester pays")
+	if r.Ticket != ([32]byte{}) && n.g.Rules < RulesV5 {
+		return refuse(ReasonNotInRules, "jobs paid under a ticket need rules version %d: the requester pays", RulesV5)
 	}
 	if err := r.Verify(); err != nil {
 		return refuse(ReasonBadSignature, "%w", err)
@@ -166,6 +168,9 @@ func (n *State) applyJob(r *pod.JobReceipt) error {
 			}
 		}
 	}
+	if n.g.Rules >= RulesV5 {
+		return n.payJobV5(r, fn, key)
+	}
 	j := n.writableJobs()
 	if j.paid[r.Epoch] == nil {
 		j.paid[r.Epoch] = map[[32]byte]uint64{}
@@ -180,7 +185,7 @@ func (n *State) applyJob(r *pod.JobReceipt) error {
 // function was ever registered, so chains without jobs keep their hashes.
 func (s *State) appendJobsHash(b []byte) []byte {
 	j := s.jobs
-	if j == nil || len(j.fns) == 0 && len(j.paid) == 0 {
+	if j == nil || len(j.fns) == 0 && len(j.paid) == 0 && len(j.bonds) == 0 && len(j.pending) == 0 && len(j.cheats) == 0 {
 		return b
 	}
 	b = append(b, "ore/ledger/v1/jobs\x00"...)
@@ -203,5 +208,16 @@ func (s *State) appendJobsHash(b []byte) []byte {
 			b = binary.AppendUvarint(b, m[k])
 		}
 	}
+	if s.g.Rules >= RulesV5 {
+		b = j.appendV5Hash(b)
+	}
 	return b
+}
+
+// cloneOrNew copies m, or makes a map if m is nil.
+func cloneOrNew[K comparable, V any](m map[K]V) map[K]V {
+	if m == nil {
+		return map[K]V{}
+	}
+	return maps.Clone(m)
 }

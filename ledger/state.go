@@ -590,6 +590,7 @@ func (s *State) next(epoch uint64) *State {
 	n.pruneOrders()
 	n.jobs = s.jobs.advance(epoch, s.params.MaxSkew)
 	n.advanceStorage(epoch)
+	n.settleJobs(s)
 	n.paid = make(map[uint64]*paidEpoch, len(s.paid))
 	for e, p := range s.paid {
 		if !tooOld(e, epoch, s.params.MaxSkew) {
@@ -758,6 +759,15 @@ func (n *State) applyTx(t *Tx, sigErr error) error {
 		if err := n.needV5(t.Kind); err != nil {
 			return err
 		}
+	case KindBond, KindUnbond:
+		if n.g.Rules < RulesV5 {
+			return refuse(ReasonNotInRules, "%s needs rules version %d, this chain's genesis has %d", t.Kind, RulesV5, n.g.Rules)
+		}
+	case KindJobMismatch:
+		if n.g.Rules < RulesV5 {
+			return refuse(ReasonNotInRules, "%s needs rules version %d, this chain's genesis has %d", t.Kind, RulesV5, n.g.Rules)
+		}
+		return n.applyJobMismatch(t.Mismatch)
 	default:
 		return refuse(ReasonMalformed, "unknown transaction kind %d", t.Kind)
 	}
@@ -852,6 +862,10 @@ func (n *State) applyTx(t *Tx, sigErr error) error {
 		}
 	case KindStorage:
 		if err := n.applyStorage(t, &a); err != nil {
+			return err
+		}
+	case KindBond, KindUnbond:
+		if err := n.applyBond(t, &a); err != nil {
 			return err
 		}
 	}
@@ -950,6 +964,17 @@ func (n *State) applyReceipt(r *pod.Receipt, sigErr error) error {
 // of p's epoch: at most what the escrow holds and, by RulesV3, what is
 // left of the publisher's EpochCap for that epoch.
 func (n *State) pay(publisher, server peer.ID, due uint64, p *paidEpoch) {
+	if due = n.take(publisher, due, p); due == 0 {
+		return
+	}
+	srv := n.accounts[server]
+	srv.Balance += due
+	n.put(server, srv)
+}
+
+// take moves at most due out of publisher's escrow, within what it holds
+// and its EpochCap for p's epoch, and returns what it moved.
+func (n *State) take(publisher peer.ID, due uint64, p *paidEpoch) uint64 {
 	pub := n.accounts[publisher]
 	due = min(due, pub.Escrow)
 	if pub.EpochCap > 0 && n.g.Rules >= RulesV3 {
@@ -965,13 +990,11 @@ func (n *State) pay(publisher, server peer.ID, due uint64, p *paidEpoch) {
 		}
 	}
 	if due == 0 {
-		return
+		return 0
 	}
 	pub.Escrow -= due
 	n.put(publisher, pub)
-	srv := n.accounts[server]
-	srv.Balance += due
-	n.put(server, srv)
+	return due
 }
 
 // Owed is what bytes of content cost at price per GiB, in base units: the

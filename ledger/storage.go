@@ -65,7 +65,7 @@ const (
 
 // Refusal reasons of storage transactions.
 const (
-	ReasonBadProof      Reason = "bad_proof"      // segments that do not verify for the challenges
+	ReasonBadProof      Reason = "bad_proof"      // storage segments that do not verify for the challenges; a job mismatch's checks that are too few, not members', or disagree
 	ReasonNotChallenged Reason = "not_challenged" // no round open, another round, or past its window
 	ReasonProven        Reason = "proven"         // the box proved the round already
 	ReasonNotOrdered    Reason = "not_ordered"    // no order names the box, or its storage was revoked

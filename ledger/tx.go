@@ -116,6 +116,12 @@ func (k Kind) String() string {
 		return "beacon"
 	case KindProof:
 		return "proof"
+	case KindBond:
+		return "bond"
+	case KindUnbond:
+		return "unbond"
+	case KindJobMismatch:
+		return "job_mismatch"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -138,6 +144,8 @@ func (k Kind) String() string {
 //	KindStorage:  From, Nonce, Root, Price (per GiB per epoch), Amount (length), Commit, Replicas, Until, Sig
 //	KindBeacon:   Beacon (no From)
 //	KindProof:    From (the box), Root, Round, Proof (no signature)
+//	KindBond, KindUnbond: From, Nonce, Amount, Sig
+//	KindJobMismatch: Mismatch (no From)
 //
 // Account transactions are signed by From (Sign) and carry From's next
 // nonce (State.Nonce(From)+1). Receipts are signed by their client and
@@ -174,7 +182,8 @@ type Tx struct {
 	Proof *storeproof.Proof
 	// Beacon is a quorum's signatures of the previous block (KindBeacon).
 	Beacon []Signature
-	Sig    []byte
+	Mismatch *JobMismatch // KindJobMismatch's
+	Sig      []byte
 }
 
 // NewReceiptTx wraps a receipt signed by both sides.
@@ -260,6 +269,9 @@ func maxTxSize(k Kind) int {
 	if k == KindJob {
 		return pod.MaxJobEncoded + 16
 	}
+	if k == KindJobMismatch {
+		return maxMismatchTx
+	}
 	return MaxTxSize
 }
 
@@ -281,7 +293,7 @@ func (t *Tx) appendUnsigned(b []byte) []byte {
 		}
 		var buf [pod.MaxEncoded]byte // on the stack for any decodable receipt
 		return wire.AppendBytes(b, t.Receipt.AppendMarshal(buf[:0]))
-	case KindDeposit, KindWithdraw, KindSpendCap:
+	case KindDeposit, KindWithdraw, KindSpendCap, KindBond, KindUnbond:
 		b = wire.AppendPeer(b, t.From)
 		b = binary.AppendUvarint(b, t.Nonce)
 		return binary.AppendUvarint(b, t.Amount)
@@ -330,6 +342,11 @@ func (t *Tx) appendUnsigned(b []byte) []byte {
 			return b
 		}
 		return t.Evidence.appendTo(b)
+	case KindJobMismatch:
+		if t.Mismatch == nil {
+			return b
+		}
+		return t.Mismatch.appendTo(b)
 	case KindTransfer:
 		b = wire.AppendPeer(b, t.From)
 		b = binary.AppendUvarint(b, t.Nonce)
@@ -384,7 +401,7 @@ func (t *Tx) appendTo(b []byte) []byte {
 // an account's signature of the transaction.
 func (k Kind) selfSigned() bool {
 	return k == KindReceipt || k == KindTicket || k == KindOrder || k == KindJob || k == KindEvidence ||
-		k == KindBeacon || k == KindProof
+		k == KindBeacon || k == KindProof || k == KindJobMismatch
 }
 
 // ID is the transaction's hash: SHA-256 over a domain prefix and Marshal.
@@ -496,6 +513,14 @@ func (t *Tx) Authenticate(network string) error {
 			return fmt.Errorf("%w: the proving box: %w", ErrBadSignature, err)
 		}
 		return nil
+	case KindJobMismatch:
+		if t.Mismatch == nil {
+			return fmt.Errorf("%w: a mismatch transaction without a proof", ErrBadSignature)
+		}
+		if err := t.Mismatch.verifySigs(); err != nil {
+			return fmt.Errorf("%w: %w", ErrBadSignature, err)
+		}
+		return nil
 	}
 	return t.VerifySig(network)
 }
@@ -505,7 +530,7 @@ func (t *Tx) Authenticate(network string) error {
 // carries transactions must take.
 const MaxTxEncoded = maxTxEncoded
 
-const maxTxEncoded = max(maxRegisterRootTx, maxOrderTx, maxProofTx, maxBeaconTx)
+const maxTxEncoded = max(maxRegisterRootTx, maxOrderTx, maxProofTx, maxBeaconTx, maxMismatchTx)
 
 // UnmarshalTx decodes a transaction. It accepts only the canonical
 // encoding of a known version and kind within its size limit (MaxTxSize,
@@ -586,11 +611,13 @@ func UnmarshalTx(data []byte) (*Tx, error) {
 		}
 		t.Until = d.Uvarint("until")
 		t.Sig = d.Bytes(maxSigLen, "signature")
-	case KindDeposit, KindTransfer, KindRegister, KindPrewarm, KindWithdraw, KindSpendCap, KindRegisterRoot, KindDelegate, KindFunction:
+	case KindJobMismatch:
+		t.Mismatch = readJobMismatch(d)
+	case KindDeposit, KindTransfer, KindRegister, KindPrewarm, KindWithdraw, KindSpendCap, KindRegisterRoot, KindDelegate, KindFunction, KindBond, KindUnbond:
 		t.From = d.Peer(maxPeerIDLen, "from")
 		t.Nonce = d.Uvarint("nonce")
 		switch t.Kind {
-		case KindDeposit, KindWithdraw, KindSpendCap:
+		case KindDeposit, KindWithdraw, KindSpendCap, KindBond, KindUnbond:
 			t.Amount = d.Uvarint("amount")
 		case KindTransfer:
 			t.To = d.Peer(maxPeerIDLen, "to")

@@ -244,6 +244,9 @@ func (n *Node) RunJobOn(ctx context.Context, runner peer.ID, fn, input cid.Cid, 
 	if err := pod.CheckJobArgs(args); err != nil {
 		return nil, err
 	}
+	if err := n.checkRunner(ctx, runner); err != nil {
+		return nil, err
+	}
 	st, err := n.host.NewStream(ctx, runner, ComputeProtocol)
 	if err != nil {
 		return nil, fmt.Errorf("node: runner %s: %w", runner, err)

@@ -266,6 +266,7 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 			return nil, err
 		}
 		closers = append(closers, n.committee.Close)
+		n.startJobChecker()
 	}
 
 	n.every(dataCapSaveEvery, func(context.Context) { n.datacap.save() })

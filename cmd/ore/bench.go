@@ -12,7 +12,7 @@ import (
 )
 
 func cmdBench(ctx context.Context, e *env, args []string) error {
-	sub, rest, done, err := subcommand(e, "usage: ore bench transfer|memory|gateway|ledger|swarm|fraud|chaos|storage [flags] [--json]\n\n  transfer  one box fetches a file from another over loopback, against a raw libp2p stream\n  memory    RSS of a box (its own process): idle, serving and fetching a file\n  gateway   TTFB and throughput of cached objects through the gateway, next to http.FileServer;\n            --abuse: an honest client beside slow readers, a flood and heavy requests\n  ledger    receipts/s finalized by a committee (--members 3|4), and their latency\n  swarm     a flash crowd of boxes fetches one file: origin upload, completion time, replicas; scheduling off and on\n  fraud     attacks on paid delivery against a real committee: ore moved against what the rules allow\n  chaos     a committee of 4 under a random fault schedule (--seed): the ledger's invariants at the end\n  storage   proofs of storage: bytes and CPU per proof, capacity, a cheater caught against the formula", "a benchmark", args)
+	sub, rest, done, err := subcommand(e, "usage: ore bench transfer|memory|gateway|ledger|swarm|fraud|chaos|storage|compute [flags] [--json]\n\n  transfer  one box fetches a file from another over loopback, against a raw libp2p stream\n  memory    RSS of a box (its own process): idle, serving and fetching a file\n  gateway   TTFB and throughput of cached objects through the gateway, next to http.FileServer;\n            --abuse: an honest client beside slow readers, a flood and heavy requests\n  ledger    receipts/s finalized by a committee (--members 3|4), and their latency\n  swarm     a flash crowd of boxes fetches one file: origin upload, completion time, replicas; scheduling off and on\n  fraud     attacks on paid delivery against a real committee: ore moved against what the rules allow\n  chaos     a committee of 4 under a random fault schedule (--seed): the ledger's invariants at the end\n  storage   proofs of storage: bytes and CPU per proof, capacity, a cheater caught against the formula\n  compute   a function job: the runtime against native Go, the meter's cost, jobs/s, cache hits, checks' share", "a benchmark", args)
 	if done {
 		return err
 	}
@@ -33,8 +33,10 @@ func cmdBench(ctx context.Context, e *env, args []string) error {
 		return benchChaos(ctx, e, rest)
 	case "storage":
 		return benchStorage(ctx, e, rest)
+	case "compute":
+		return benchCompute(ctx, e, rest)
 	}
-	return fmt.Errorf("%w: unknown benchmark %q (there are: transfer, memory, gateway, ledger, swarm, fraud, chaos, storage)", errUsage, sub)
+	return fmt.Errorf("%w: unknown benchmark %q (there are: transfer, memory, gateway, ledger, swarm, fraud, chaos, storage, compute)", errUsage, sub)
 }
 
 func benchTransfer(ctx context.Context, e *env, args []string) error {

@@ -584,6 +584,13 @@ func (c *Committee) buildBlock(s *ledger.State, epoch uint64, taken map[*pod.Rec
 			}
 			continue
 		}
+		// A job receipt signed in an epoch this block's has not reached
+		// (the runner's clock a little ahead of the leader's) is not
+		// refused for good: the next block takes it.
+		if r.Reason == ledger.ReasonEpochOutOfRange && t.Kind == ledger.KindJob && t.Job != nil && t.Job.Epoch > epoch && t.Job.Epoch <= epoch+params.MaxSkew {
+			later = append(later, t)
+			continue
+		}
 		c.metrics.refused.WithLabelValues(string(r.Reason)).Inc()
 		c.log.Debug("transaction left out", "reason", r.Reason, "err", r.Err)
 		// A receipt under a ticket no block holds yet stays in the pool:
