@@ -181,7 +181,7 @@ type Tx struct {
 	Round uint64
 	Proof *storeproof.Proof
 	// Beacon is a quorum's signatures of the previous block (KindBeacon).
-	Beacon []Signature
+	Beacon   []Signature
 	Mismatch *JobMismatch // KindJobMismatch's
 	Sig      []byte
 }
