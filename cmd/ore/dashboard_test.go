@@ -213,7 +213,7 @@ func TestConfigDataCap(t *testing.T) {
 		t.Fatalf("the daemon started with a cap of %d, want 2 GiB from config.json", got)
 	}
 	code, out, errs := ore(t, "config", "data-cap", "--repo", repo, "1 GiB")
-	if code != 0 || !strings.Contains(out, "of 1.0 GiB served in") {
+	if code != 0 || !strings.Contains(out, "of 1.0 GiB used in") {
 		t.Fatalf("set on a running daemon: %d %s %s", code, out, errs)
 	}
 	if got := status(t, repo).DataCap.Cap; got != 1<<30 {
