@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -295,7 +296,17 @@ func New(cfg Config, backend Backend) (*Gateway, error) {
 	// Identity CIDs carry their block: it is read from the CID itself,
 	// never from the store or the network, whatever the backend does.
 	bsvc := backend.BlockService()
-	bsvc = blockservice.New(blockstore.NewIdStore(bsvc.Blockstore()), bsvc.Exchange())
+	var bstore blockstore.Blockstore = blockstore.NewIdStore(bsvc.Blockstore())
+	exch := bsvc.Exchange()
+	if cfg.Denylist != nil {
+		// A listed block is refused wherever it is met: as a root, through
+		// a path, inside a DAG.
+		bstore = deniedBlocks{Blockstore: bstore, d: cfg.Denylist}
+		if exch != nil {
+			exch = deniedExchange{Interface: exch, d: cfg.Denylist}
+		}
+	}
+	bsvc = blockservice.New(bstore, exch)
 	bopts := []boxogw.BackendOption{boxogw.WithPrometheusRegistry(cfg.Registry)}
 	paths := []string{"/ipfs"}
 	names, hasNames := backend.(Names)
@@ -450,8 +461,12 @@ func (g *Gateway) subdomainHost(r *http.Request) bool {
 	return false
 }
 
+// formats are the values of ?format= the gateway answers (the path and
+// trustless gateway specs' list, as boxo maps them to media types).
+var formats = []string{"raw", "car", "tar", "json", "cbor", "dag-json", "dag-cbor", "ipns-record"}
+
 // admit applies what every content request goes through before any
-// lookup: read-only methods, the client's rate limit and its cap on
+// lookup: read-only methods, a known ?format=, the data budget, the client's rate limit and its cap on
 // requests in flight, and the answer to a CORS preflight. ok false: the
 // response is written. Call leave when the request ends.
 func (g *Gateway) admit(w http.ResponseWriter, r *http.Request) (leave func(), ok bool) {
@@ -460,6 +475,13 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request) (leave func(), o
 	default:
 		w.Header().Set("Allow", "GET, HEAD, OPTIONS")
 		g.fail(w, http.StatusMethodNotAllowed, "the gateway is read-only")
+		return nil, false
+	}
+	if f := r.URL.Query().Get("format"); f != "" && !slices.Contains(formats, f) {
+		// boxo ignores an unknown ?format= and answers the default
+		// response, which a client that asked for a format it cannot get
+		// would take for the one it asked for.
+		g.fail(w, http.StatusBadRequest, fmt.Sprintf("unsupported ?format=%s: the gateway answers %s", f, strings.Join(formats, ", ")))
 		return nil, false
 	}
 	if m := g.cfg.Meter; m != nil {
@@ -529,8 +551,8 @@ func (g *Gateway) serveContent(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, http.StatusBadRequest, fmt.Sprintf("%q is not a CID: %v", seg, err))
 		return
 	}
-	if g.cfg.Denylist.Denied(root) {
-		g.fail(w, http.StatusGone, fmt.Sprintf("%s is blocked by this gateway's denylist", root))
+	if _, sub, _ := strings.Cut(rest, "/"); g.cfg.Denylist.DeniedPath(root, sub) {
+		g.fail(w, http.StatusGone, fmt.Sprintf("/ipfs/%s is blocked by this gateway's denylist", rest))
 		return
 	}
 	identity := root.Prefix().MhType == mh.IDENTITY
@@ -633,13 +655,13 @@ func (g *Gateway) serveName(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer leave()
-	seg, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/ipns/"), "/")
+	seg, sub, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/ipns/"), "/")
 	if _, err := ipns.NameFromString(seg); err != nil && !IsDNSLinkName(seg) {
 		g.fail(w, http.StatusBadRequest, fmt.Sprintf("%q is not an IPNS name (a k51... key or a peer ID) nor a DNSLink domain: %v", seg, err))
 		return
 	}
-	if g.cfg.Denylist.DeniedName(seg) {
-		g.fail(w, http.StatusGone, fmt.Sprintf("/ipns/%s is blocked by this gateway's denylist", seg))
+	if g.cfg.Denylist.DeniedNamePath(seg, sub) {
+		g.fail(w, http.StatusGone, fmt.Sprintf("/ipns/%s is blocked by this gateway's denylist", strings.TrimPrefix(r.URL.Path, "/ipns/")))
 		return
 	}
 	free, ok := g.slot(w)
