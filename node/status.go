@@ -220,17 +220,19 @@ func Account(st *ledger.State, account peer.ID) AccountView {
 }
 
 // LedgerBlocksFrom returns the ledger's blocks after base's height (base
-// nil: from height 1) and the last state this box knows: a coordinator's
-// applied chain (at most maxBlocksPerRead blocks a call), or, on any other box, the final blocks
-// synced from the coordinators and verified from base. A view that
-// follows the chain (the dashboard's earnings) applies them itself and so
-// reads only what it has not seen.
+// nil: from height 1), at most maxBlocksPerRead of them, and a state: a
+// coordinator's applied chain and its head state, or, on any other box,
+// the final blocks synced from the coordinators, verified from base, and
+// the state they end at. A view that follows the chain (the dashboard's
+// earnings) applies them itself, reads only what it has not seen, and
+// asks again until no block comes back: a long chain is read a page at a
+// time, never all in memory.
 func (n *Node) LedgerBlocksFrom(ctx context.Context, base *ledger.State) (*ledger.State, []*ledger.Block, error) {
 	if n.cfg.Genesis == nil {
 		return nil, nil, fmt.Errorf("node: this box has no ledger network (start it with a genesis: `ore init --genesis FILE`)")
 	}
 	if n.committee == nil {
-		return committee.SyncFrom(ctx, n.host, n.cfg.Genesis, base)
+		return committee.SyncPage(ctx, n.host, n.cfg.Genesis, base, maxBlocksPerRead)
 	}
 	from := uint64(1)
 	if base != nil {
@@ -248,6 +250,6 @@ func (n *Node) LedgerBlocksFrom(ctx context.Context, base *ledger.State) (*ledge
 	return st, blocks, nil
 }
 
-// maxBlocksPerRead bounds the blocks a coordinator hands a view at once: a
-// view that starts on a long chain reads it in steps, not all in memory.
+// maxBlocksPerRead bounds the blocks a view gets at once: a view that
+// starts on a long chain reads it in steps, not all in memory.
 const maxBlocksPerRead = 512
