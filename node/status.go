@@ -75,6 +75,67 @@ type StatusLedger struct {
 	Leader    string `json:"leader,omitempty"` // the Raft leader, as a coordinator knows it
 	IsLeader  bool   `json:"is_leader,omitempty"`
 	Error     string `json:"error,omitempty"` // why the ledger could not be read
+	// Coordinator is a coordinator's view of the chain (nil on other boxes).
+	Coordinator *StatusCoordinator `json:"coordinator,omitempty"`
+}
+
+// StatusCoordinator is what a coordinator knows of the chain it makes:
+// its head, how final it is, and what waits for the next block.
+type StatusCoordinator struct {
+	Head      uint64 `json:"head"`       // the height of the last block this member applied
+	HeadEpoch uint64 `json:"head_epoch"` // that block's epoch
+	// Final is the highest block a quorum signed, as far as this member
+	// has gathered the signatures (looked back at most finalLookBack
+	// blocks from the head; 0: none found there). HeadSigs is the head
+	// block's signatures so far.
+	Final    uint64 `json:"final_height"`
+	HeadSigs int    `json:"head_signatures"`
+	// The genesis's finality: the rule (majority or bft), the signatures
+	// that make a block final, the members, and how many of them may
+	// crash, or lie, with the chain still making final blocks.
+	Rule      string `json:"finality_rule"`
+	Quorum    int    `json:"quorum"`
+	Members   int    `json:"members"`
+	Crashed   int    `json:"tolerates_crashed"`
+	Byzantine int    `json:"tolerates_byzantine"`
+	// The pools: account transactions and receipts waiting for a block,
+	// and the receipts of new keys the full receipt pool refused.
+	TxPool          int    `json:"tx_pool"`
+	ReceiptPool     int    `json:"receipt_pool"`
+	ReceiptsRefused uint64 `json:"receipts_refused"`
+}
+
+// finalLookBack bounds the blocks a status reads back from the head to
+// find the last final one (headers only).
+const finalLookBack = 256
+
+// coordinatorStatus is StatusCoordinator for this member.
+func (n *Node) coordinatorStatus() *StatusCoordinator {
+	c, g := n.committee, n.cfg.Genesis
+	st := c.State()
+	out := &StatusCoordinator{Head: st.Height(), Quorum: g.Quorum(), Members: len(g.Committee), TxPool: c.TxPool()}
+	out.Crashed, out.Byzantine = g.Tolerates()
+	out.Rule = "majority"
+	if g.FinalityRule() == ledger.FinalityBFT {
+		out.Rule = "bft"
+	}
+	if n.receiptPool != nil {
+		out.ReceiptPool, out.ReceiptsRefused = n.receiptPool.Len(), n.receiptPool.Refused()
+	}
+	for h := out.Head; h > 0 && out.Head-h < finalLookBack; h-- {
+		b, ok := c.Head(h)
+		if !ok {
+			break
+		}
+		if h == out.Head {
+			out.HeadEpoch, out.HeadSigs = b.Header.Epoch, b.VerifySignatures(g)
+		}
+		if b.Final(g) {
+			out.Final = h
+			break
+		}
+	}
+	return out
 }
 
 // ledgerStatusTimeout bounds the chain sync a status may wait for.
@@ -157,6 +218,7 @@ func (n *Node) ledgerStatus(ctx context.Context) *StatusLedger {
 			out.Leader = id.String()
 		}
 		out.IsLeader = c.Leader()
+		out.Coordinator = n.coordinatorStatus()
 	}
 	ctx, cancel := context.WithTimeout(ctx, ledgerStatusTimeout)
 	defer cancel()

@@ -451,6 +451,12 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 		} else if l.Leader != "" {
 			fmt.Fprintf(w, "          committee leader %s\n", l.Leader)
 		}
+		if c := l.Coordinator; c != nil {
+			fmt.Fprintf(w, "chain     head %d (epoch %d, %d of %d signatures), final to %d; finality %s: %d of %d members sign, tolerates %d crashed or %d lying\n",
+				c.Head, c.HeadEpoch, c.HeadSigs, c.Quorum, c.Final, c.Rule, c.Quorum, c.Members, c.Crashed, c.Byzantine)
+			fmt.Fprintf(w, "pools     %d transactions and %d receipts wait for a block; %d receipts refused (pool full)\n",
+				c.TxPool, c.ReceiptPool, c.ReceiptsRefused)
+		}
 	}
 	fmt.Fprintf(w, "pinned    %d roots\n", len(st.Pins))
 	for _, p := range st.Pins {
