@@ -452,8 +452,8 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 			fmt.Fprintf(w, "          committee leader %s\n", l.Leader)
 		}
 		if c := l.Coordinator; c != nil {
-			fmt.Fprintf(w, "chain     head %d (epoch %d, %d of %d signatures), final to %d; finality %s: %d of %d members sign, tolerates %d crashed or %d lying\n",
-				c.Head, c.HeadEpoch, c.HeadSigs, c.Quorum, c.Final, c.Rule, c.Quorum, c.Members, c.Crashed, c.Byzantine)
+			fmt.Fprintf(w, "chain     head %d (epoch %d, %d signatures), final to %d; finality %s: %d of %d members sign a block, tolerates %d crashed or %d lying\n",
+				c.Head, c.HeadEpoch, c.HeadSigs, c.Final, c.Rule, c.Quorum, c.Members, c.Crashed, c.Byzantine)
 			fmt.Fprintf(w, "pools     %d transactions and %d receipts wait for a block; %d receipts refused (pool full)\n",
 				c.TxPool, c.ReceiptPool, c.ReceiptsRefused)
 		}
