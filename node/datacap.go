@@ -80,11 +80,12 @@ type dataCap struct {
 	now  func() time.Time
 	log  *slog.Logger
 
-	mu    sync.Mutex
-	cap   int64
-	month string
-	used  [capPaths]int64
-	dirty bool
+	mu          sync.Mutex
+	cap         int64
+	month       string
+	from, until time.Time // the counted month's bounds (zero: not computed yet)
+	used        [capPaths]int64
+	dirty       bool
 }
 
 // dataCapState is what DataCapFile holds. served_bytes kept its name from
@@ -126,10 +127,18 @@ func newDataCap(dir string, limit int64, now func() time.Time, log *slog.Logger)
 }
 
 // rollLocked starts a new month's count when the calendar month changed.
+// It runs on every counted write and block, so within the month it only
+// compares t with the month's bounds.
 func (d *dataCap) rollLocked(t time.Time) {
+	if !t.Before(d.from) && t.Before(d.until) {
+		return
+	}
 	if m := monthOf(t); m != d.month {
 		d.month, d.used, d.dirty = m, [capPaths]int64{}, true
 	}
+	y, m, _ := t.Date()
+	d.from = time.Date(y, m, 1, 0, 0, 0, 0, t.Location())
+	d.until = d.from.AddDate(0, 1, 0)
 }
 
 // totalLocked is the month's count over every path.
