@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -148,6 +149,24 @@ func (r *Request) Once(make func(ctx context.Context) any) any {
 	return r.val
 }
 
+// Meter is a budget of response bytes (a box's monthly data cap). The
+// gateway reserves each body write before it leaves: a write the budget
+// has no room for fails, which cuts that response, and once Refusal says
+// the budget is spent, content requests answer 503 with its reason.
+type Meter interface {
+	// Refusal is nil while the budget has room, and otherwise says why
+	// the gateway serves no content and until when.
+	Refusal() error
+	// Reserve counts n bytes about to be written; false: they would pass
+	// the budget, nothing is counted and they must not be written.
+	Reserve(n int) bool
+	// Unreserve gives back reserved bytes that were not written.
+	Unreserve(n int)
+}
+
+// ErrBudget fails a response write the gateway's Meter has no room for.
+var ErrBudget = errors.New("gateway: the box's data budget has no room for this response")
+
 // Config tunes a gateway. Zero values take the defaults.
 type Config struct {
 	NotFoundTimeout      time.Duration // no provider within this: 404 (default 30 s)
@@ -198,7 +217,10 @@ type Config struct {
 	// subdomains): New fails.
 	Domains []string
 	// Denylist is content the gateway answers 410 Gone for (nil: none).
-	Denylist        *Denylist
+	Denylist *Denylist
+	// Meter counts the body bytes of every response against the box's
+	// budget (its monthly data cap; nil: none).
+	Meter           Meter
 	NoLocalFastPath bool // serve wholly local files through boxo's handler too
 	Registry        prometheus.Registerer
 	// Gatherer is served at /metrics when PublicMetrics is set. By default
@@ -288,6 +310,8 @@ const (
 	refusedRate  = "rate"       // the client's token bucket is empty (429)
 	refusedCap   = "client_cap" // the client has MaxPerClient requests in flight (429)
 	refusedSlots = "slots"      // every slot is taken (503)
+	// refusedBudget: the box's data budget (Meter) is spent (503).
+	refusedBudget = "budget"
 )
 
 // New builds a gateway over backend.
@@ -304,7 +328,17 @@ func New(cfg Config, backend Backend) (*Gateway, error) {
 	// Identity CIDs carry their block: it is read from the CID itself,
 	// never from the store or the network, whatever the backend does.
 	bsvc := backend.BlockService()
-	bsvc = blockservice.New(blockstore.NewIdStore(bsvc.Blockstore()), bsvc.Exchange())
+	var bstore blockstore.Blockstore = blockstore.NewIdStore(bsvc.Blockstore())
+	exch := bsvc.Exchange()
+	if cfg.Denylist != nil {
+		// A listed block is refused wherever it is met: as a root, through
+		// a path, inside a DAG.
+		bstore = deniedBlocks{Blockstore: bstore, d: cfg.Denylist}
+		if exch != nil {
+			exch = deniedExchange{Interface: exch, d: cfg.Denylist}
+		}
+	}
+	bsvc = blockservice.New(bstore, exch)
 	bopts := []boxogw.BackendOption{boxogw.WithPrometheusRegistry(cfg.Registry)}
 	paths := []string{"/ipfs"}
 	names, hasNames := backend.(Names)
@@ -338,11 +372,11 @@ func New(cfg Config, backend Backend) (*Gateway, error) {
 		local: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ore_gateway_local_responses_total", Help: "Responses served on the local fast path (a wholly local UnixFS file)."}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ore_gateway_refused_total", Help: "Requests refused before being served: rate (429), client_cap (429), slots (503)."}, []string{"reason"}),
+			Name: "ore_gateway_refused_total", Help: "Requests refused before being served: rate (429), client_cap (429), slots (503), budget (503)."}, []string{"reason"}),
 		writeTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ore_gateway_write_timeouts_total", Help: "Responses cut because the client did not read within the write deadline or below the minimum rate."}),
 	}
-	for _, r := range []string{refusedRate, refusedCap, refusedSlots} {
+	for _, r := range []string{refusedRate, refusedCap, refusedSlots, refusedBudget} {
 		g.refused.WithLabelValues(r) // every reason shows, at zero
 	}
 	slotsInUse := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -426,7 +460,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.cfg.Logger.Debug("client cut: it did not read in time", "client", clientKey(r.RemoteAddr), "path", r.URL.Path)
 	})
 	defer dw.finish()
-	cw := &countingWriter{ResponseWriter: dw}
+	cw := &countingWriter{ResponseWriter: dw, meter: g.cfg.Meter}
 	g.front.ServeHTTP(cw, r)
 	if cw.code == 0 {
 		cw.code = http.StatusOK
@@ -459,8 +493,12 @@ func (g *Gateway) subdomainHost(r *http.Request) bool {
 	return false
 }
 
+// formats are the values of ?format= the gateway answers (the path and
+// trustless gateway specs' list, as boxo maps them to media types).
+var formats = []string{"raw", "car", "tar", "json", "cbor", "dag-json", "dag-cbor", "ipns-record"}
+
 // admit applies what every content request goes through before any
-// lookup: read-only methods, the client's rate limit and its cap on
+// lookup: read-only methods, a known ?format=, the data budget, the client's rate limit and its cap on
 // requests in flight, and the answer to a CORS preflight. ok false: the
 // response is written. Call leave when the request ends.
 func (g *Gateway) admit(w http.ResponseWriter, r *http.Request) (leave func(), ok bool) {
@@ -470,6 +508,25 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request) (leave func(), o
 		w.Header().Set("Allow", "GET, HEAD, OPTIONS")
 		g.fail(w, http.StatusMethodNotAllowed, "the gateway is read-only")
 		return nil, false
+	}
+	if f := r.URL.Query().Get("format"); f != "" && !slices.Contains(formats, f) {
+		// boxo ignores an unknown ?format= and answers the default
+		// response, which a client that asked for a format it cannot get
+		// would take for the one it asked for.
+		g.fail(w, http.StatusBadRequest, fmt.Sprintf("unsupported ?format=%s: the gateway answers %s", f, strings.Join(formats, ", ")))
+		return nil, false
+	}
+	if m := g.cfg.Meter; m != nil {
+		if err := m.Refusal(); err != nil {
+			g.refused.WithLabelValues(refusedBudget).Inc()
+			// The refusal itself is a few hundred bytes the budget cannot
+			// pay: it leaves unmetered, or the client would read nothing.
+			if cw, ok := w.(*countingWriter); ok {
+				cw.unmetered = true
+			}
+			g.fail(w, http.StatusServiceUnavailable, err.Error())
+			return nil, false
+		}
 	}
 	client := clientKey(r.RemoteAddr)
 	if !g.clients.allow(client) {
@@ -526,8 +583,8 @@ func (g *Gateway) serveContent(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, http.StatusBadRequest, fmt.Sprintf("%q is not a CID: %v", seg, err))
 		return
 	}
-	if g.cfg.Denylist.Denied(root) {
-		g.fail(w, http.StatusGone, fmt.Sprintf("%s is blocked by this gateway's denylist", root))
+	if _, sub, _ := strings.Cut(rest, "/"); g.cfg.Denylist.DeniedPath(root, sub) {
+		g.fail(w, http.StatusGone, fmt.Sprintf("/ipfs/%s is blocked by this gateway's denylist", rest))
 		return
 	}
 	identity := root.Prefix().MhType == mh.IDENTITY
@@ -631,13 +688,13 @@ func (g *Gateway) serveName(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer leave()
-	seg, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/ipns/"), "/")
+	seg, sub, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/ipns/"), "/")
 	if _, err := ipns.NameFromString(seg); err != nil && !IsDNSLinkName(seg) {
 		g.fail(w, http.StatusBadRequest, fmt.Sprintf("%q is not an IPNS name (a k51... key or a peer ID) nor a DNSLink domain: %v", seg, err))
 		return
 	}
-	if g.cfg.Denylist.DeniedName(seg) {
-		g.fail(w, http.StatusGone, fmt.Sprintf("/ipns/%s is blocked by this gateway's denylist", seg))
+	if g.cfg.Denylist.DeniedNamePath(seg, sub) {
+		g.fail(w, http.StatusGone, fmt.Sprintf("/ipns/%s is blocked by this gateway's denylist", strings.TrimPrefix(r.URL.Path, "/ipns/")))
 		return
 	}
 	free, ok := g.slot(w)
@@ -668,11 +725,14 @@ func wantsWholeDAG(r *http.Request, rest string) bool {
 // client: it forgets the coldest tenth when full.
 const maxHeatRoots = 100_000
 
-// countingWriter records the status and body bytes of a response.
+// countingWriter records the status and body bytes of a response, and
+// reserves each write with the gateway's Meter, if any.
 type countingWriter struct {
 	http.ResponseWriter
-	code int
-	n    int64
+	code      int
+	n         int64
+	meter     Meter // nil: none
+	unmetered bool  // the response is the budget's own refusal
 }
 
 func (c *countingWriter) WriteHeader(code int) {
@@ -686,7 +746,14 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	if c.code == 0 {
 		c.code = http.StatusOK
 	}
+	metered := c.meter != nil && !c.unmetered && len(p) > 0
+	if metered && !c.meter.Reserve(len(p)) {
+		return 0, ErrBudget
+	}
 	k, err := c.ResponseWriter.Write(p)
+	if metered && k < len(p) {
+		c.meter.Unreserve(len(p) - k)
+	}
 	c.n += int64(k)
 	return k, err
 }

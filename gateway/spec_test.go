@@ -11,7 +11,17 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/ipfs/boxo/blockservice"
+	"github.com/ipfs/boxo/blockstore"
+	"github.com/ipfs/boxo/exchange/offline"
+	"github.com/ipfs/boxo/ipld/merkledag"
+	ft "github.com/ipfs/boxo/ipld/unixfs"
+	uio "github.com/ipfs/boxo/ipld/unixfs/io"
 	"github.com/ipfs/go-cid"
+	"github.com/ipfs/go-datastore"
+	dssync "github.com/ipfs/go-datastore/sync"
+	ipld "github.com/ipfs/go-ipld-format"
+	mbase "github.com/multiformats/go-multibase"
 	mh "github.com/multiformats/go-multihash"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -301,8 +311,8 @@ func TestDenylist(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.Rules != 7 || d.Skipped != 2 {
-		t.Errorf("%d rules, %d skipped; want 7 and 2", d.Rules, d.Skipped)
+	if d.Rules != 8 || d.Skipped != 1 {
+		t.Errorf("%d rules, %d skipped; want 8 and 1", d.Rules, d.Skipped)
 	}
 	v0 := cid.NewCidV0(wild.Hash())
 	for c, want := range map[cid.Cid]bool{blocked: true, wild: true, v0: true, legacy: true, modern: true,
@@ -310,6 +320,9 @@ func TestDenylist(t *testing.T) {
 		if d.Denied(c) != want {
 			t.Errorf("Denied(%s) = %v, want %v", c, !want, want)
 		}
+	}
+	if !d.DeniedPath(fine, "some/path") || d.DeniedPath(fine, "some") || d.DeniedPath(fine, "") {
+		t.Error("a path rule blocks its path alone")
 	}
 	if !d.DeniedName("bad.example") || d.DeniedName("good.example") {
 		t.Error("DNSLink name rules")
@@ -328,5 +341,115 @@ func TestDenylist(t *testing.T) {
 	d2, err := ReadDenylist(nil, strings.NewReader("/ipfs/"+blocked.String()+"\n"))
 	if err != nil || !d2.Denied(blocked) {
 		t.Errorf("a list without header: %v", err)
+	}
+}
+
+// An unknown ?format= answers 400 saying which formats there are (boxo
+// would answer the default response, which a client asking for a format
+// would take for the one it asked for), on every path to content; the
+// known ones pass.
+func TestUnknownFormat(t *testing.T) {
+	gw, _, b := newFake(t, Config{})
+	root := b.Cid().String()
+	for _, tc := range []struct {
+		method, host, target string
+		want                 int
+	}{
+		{"GET", "example.com", "/ipfs/" + root + "?format=nonsense", 400},
+		{"HEAD", "example.com", "/ipfs/" + root + "?format=nonsense", 400},
+		{"GET", "example.com", "/ipfs/" + root + "/?format=CAR", 400},
+		{"GET", root + ".ipfs.localhost", "/?format=nonsense", 400},
+		{"GET", "example.com", "/ipfs/" + root + "?format=raw", 200},
+		{"GET", "example.com", "/ipfs/" + root + "?format=car", 200},
+		{"GET", "example.com", "/ipfs/" + root + "?format=", 200},
+		{"GET", root + ".ipfs.localhost", "/?format=raw", 200},
+	} {
+		rec := hostGet(t, gw, tc.method, tc.host, tc.target)
+		if rec.Code != tc.want {
+			t.Errorf("%s %s%s: %d, want %d (%s)", tc.method, tc.host, tc.target, rec.Code, tc.want, rec.Body.String())
+		}
+		if tc.want == 400 && (rec.Header().Get("Access-Control-Allow-Origin") != "*" || tc.method == "GET" && !strings.Contains(rec.Body.String(), "dag-json")) {
+			t.Errorf("%s %s: the refusal lacks CORS or the list of formats: %v %q", tc.method, tc.target, rec.Header(), rec.Body.String())
+		}
+	}
+}
+
+// Path rules of the denylist: a path, every path under a prefix (PATH*
+// and PATH/*), allow rules that except a path, percent-encoded paths,
+// legacy double hashes of a path; and a listed CID met through a path
+// (a blocked file in an open directory) answers 410 as well.
+func TestDenylistPaths(t *testing.T) {
+	ctx := context.Background()
+	bstore := blockstore.NewBlockstore(dssync.MutexWrap(datastore.NewMapDatastore()))
+	dag := merkledag.NewDAGService(blockservice.New(bstore, offline.Exchange(bstore)))
+	file := func(s string) ipld.Node {
+		f := merkledag.NodeWithData(ft.FilePBData([]byte(s), uint64(len(s))))
+		if err := dag.Add(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	dirOf := func(children map[string]ipld.Node) ipld.Node {
+		dir, err := uio.NewDirectory(dag)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, c := range children {
+			if err := dir.AddChild(ctx, name, c); err != nil {
+				t.Fatal(err)
+			}
+		}
+		nd, err := dir.GetNode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := dag.Add(ctx, nd); err != nil {
+			t.Fatal(err)
+		}
+		return nd
+	}
+	bad := file("listed file")
+	root := dirOf(map[string]ipld.Node{
+		"ok.txt": file("ok"), "exact.txt": file("exact"), "exact.txt.bak": file("bak"),
+		"secret":     dirOf(map[string]ipld.Node{"a.txt": file("a"), "b.txt": file("b")}),
+		"open":       dirOf(map[string]ipld.Node{"bad.txt": bad, "good.txt": file("good")}),
+		"with space": file("space"), "hashed.txt": file("hashed"),
+	}).Cid()
+	v1, _ := cid.NewCidV1(root.Type(), root.Hash()).StringOfBase(mbase.Base32)
+	dh := sha256.Sum256([]byte(v1 + "/hashed.txt"))
+	list := "/ipfs/" + root.String() + "/exact.txt\n" +
+		"/ipfs/" + root.String() + "/secret/*\n" +
+		"!/ipfs/" + root.String() + "/secret/b.txt\n" +
+		"/ipfs/" + root.String() + "/with%20space\n" +
+		"//" + hex.EncodeToString(dh[:]) + "\n" +
+		"/ipfs/" + bad.Cid().String() + "\n"
+	d, err := ReadDenylist(nil, strings.NewReader(list))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fb := &fakeBackend{bs: blockservice.New(bstore, offline.Exchange(bstore))}
+	reg := prometheus.NewRegistry()
+	gw, err := New(Config{Denylist: d, Registry: reg, Gatherer: reg}, fb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]int{
+		"ok.txt": 200, "exact.txt": 410, "exact.txt.bak": 200,
+		"secret/a.txt": 410, "secret": 410, "secret/b.txt": 200,
+		"with space": 410, "hashed.txt": 410,
+		"open/bad.txt": 410, "open/good.txt": 200,
+	} {
+		rec := get(t, gw, "GET", "/ipfs/"+root.String()+"/"+strings.ReplaceAll(p, " ", "%20"))
+		if rec.Code != want {
+			t.Errorf("/ipfs/{root}/%s: %d, want %d (%s)", p, rec.Code, want, rec.Body.String())
+		}
+	}
+	// The subdomain form of the same paths.
+	b32, _ := cid.NewCidV1(root.Type(), root.Hash()).StringOfBase(mbase.Base32)
+	if rec := hostGet(t, gw, "GET", b32+".ipfs.localhost", "/secret/a.txt"); rec.Code != 410 {
+		t.Errorf("{root}.ipfs.localhost/secret/a.txt: %d, want 410", rec.Code)
+	}
+	if rec := get(t, gw, "GET", "/ipfs/"+bad.Cid().String()); rec.Code != 410 {
+		t.Errorf("the listed file by its own CID: %d", rec.Code)
 	}
 }

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -108,3 +109,55 @@ func TestDataCapDamagedFile(t *testing.T) {
 type refuseAll struct{}
 
 func (refuseAll) Allow(peer.ID, cid.Cid, int) bool { return false }
+
+// TestDataCapOneMeter: the three paths share one count and one cap, each
+// kept across a restart, and a file from before the gateway and fetches
+// were counted (served bytes only) still reads.
+func TestDataCapOneMeter(t *testing.T) {
+	dir := t.TempDir()
+	clk := &clock{t: time.Date(2026, 12, 7, 12, 0, 0, 0, time.Local)}
+	d, err := newDataCap(dir, 1000, clk.now, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !(capGate{d: d}).Allow("p", cid.Undef, 300) || !(gatewayMeter{d}).Reserve(300) {
+		t.Fatal("bytes within the cap refused")
+	}
+	d.add(capFetched, 300)
+	if err := d.refusal(); err != nil {
+		t.Fatalf("900 of 1000 bytes used: %v", err)
+	}
+	// 100 bytes left: the gateway's 101st byte is refused, and a block
+	// that arrives counts anyway.
+	if (gatewayMeter{d}).Reserve(101) {
+		t.Fatal("the gateway wrote past the cap the other paths used")
+	}
+	d.add(capFetched, 200)
+	if err := d.refusal(); !errors.Is(err, ErrDataCapReached) {
+		t.Fatalf("1100 of 1000 bytes used: %v", err)
+	}
+	if (capGate{d: d}).Allow("p", cid.Undef, 1) || d.allow("p", testCID(t, 1)) {
+		t.Fatal("bitswap served after fetches used up the cap")
+	}
+	want := DataCapView{Cap: 1000, Month: "2026-12", Used: 1100, Served: 300, Gateway: 300, Fetched: 500, Reached: true}
+	d.save()
+	d2, err := newDataCap(dir, 1000, clk.now, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := d2.view(); v.Cap != want.Cap || v.Month != want.Month || v.Used != want.Used || v.Served != want.Served ||
+		v.Gateway != want.Gateway || v.Fetched != want.Fetched || v.Reached != want.Reached || v.Left != 0 {
+		t.Fatalf("after a restart: %+v, want %+v", v, want)
+	}
+	old := t.TempDir()
+	if err := os.WriteFile(filepath.Join(old, DataCapFile), []byte(`{"month":"2026-12","served_bytes":700}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d3, err := newDataCap(old, 1000, clk.now, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := d3.view(); v.Used != 700 || v.Served != 700 {
+		t.Fatalf("an older file's count: %+v", v)
+	}
+}

@@ -117,6 +117,9 @@ func (n *Node) fetch(ctx context.Context, root cid.Cid, progress func(FetchProgr
 	if n.deny.Denied(root) {
 		return FetchResult{}, fmt.Errorf("%w: %s is blocked by the box's denylist", ErrDenied, root)
 	}
+	if err := n.datacap.refusal(); err != nil {
+		return FetchResult{}, fmt.Errorf("node: fetch %s: %w", root, err)
+	}
 	if tk := ticketFrom(ctx); tk != nil {
 		if err := n.useTicket(ctx, root, tk); err != nil {
 			return FetchResult{}, err
@@ -619,6 +622,11 @@ func (f *fetch) chunk(cids []cid.Cid) ([]cid.Cid, error) {
 	// trade them, instead of all waiting on the origin for the same next
 	// block (BitTorrent's random first piece, for every piece).
 	rand.Shuffle(len(missing), func(i, j int) { missing[i], missing[j] = missing[j], missing[i] })
+	// Blocks received count against the month's data cap: a fetch asks
+	// for no more once it is reached.
+	if err := f.n.datacap.refusal(); err != nil {
+		return nil, err
+	}
 	f.n.pod.want(f.root, missing)
 	left := missing
 	for ask := 0; ; ask++ {
@@ -800,6 +808,14 @@ func (f *fetch) ask(cids, parents []cid.Cid, fresh bool) (_, left []cid.Cid, sta
 			if err := flush(); err != nil {
 				return nil, nil, false, err
 			}
+		}
+		if cerr := f.n.datacap.refusal(); cerr != nil {
+			// The month's data cap is used up: keep what arrived (its bytes
+			// are spent), ask for nothing more.
+			if err := flush(); err != nil {
+				return nil, nil, false, err
+			}
+			return nil, nil, false, cerr
 		}
 	}
 	if err := flush(); err != nil {

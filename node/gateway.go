@@ -56,6 +56,8 @@ func (b *gatewayBackend) Locate(ctx context.Context, root cid.Cid) error {
 		return fmt.Errorf("%w: %w", gateway.ErrNotFound, err)
 	case errors.Is(err, ErrQuotaFull):
 		return fmt.Errorf("%w: the gateway's store is full: %w", gateway.ErrOutOfResources, err)
+	case errors.Is(err, ErrDataCapReached):
+		return fmt.Errorf("%w: %w", gateway.ErrOutOfResources, err)
 	case errors.Is(err, ErrUnsupported):
 		return fmt.Errorf("%w: %w", gateway.ErrNotFound, err)
 	case errors.Is(err, ErrTicket):
@@ -118,6 +120,9 @@ func (e receiptExchange) GetBlock(ctx context.Context, c cid.Cid) (blocks.Block,
 	if gateway.Offline(ctx) {
 		return nil, errOffline
 	}
+	if err := e.n.datacap.refusal(); err != nil {
+		return nil, err
+	}
 	e.want(ctx, c)
 	return e.n.ex.GetBlock(ctx, c)
 }
@@ -125,6 +130,9 @@ func (e receiptExchange) GetBlock(ctx context.Context, c cid.Cid) (blocks.Block,
 func (e receiptExchange) GetBlocks(ctx context.Context, cs []cid.Cid) (<-chan blocks.Block, error) {
 	if gateway.Offline(ctx) {
 		return closedBlocks(), nil
+	}
+	if err := e.n.datacap.refusal(); err != nil {
+		return nil, err
 	}
 	e.want(ctx, cs...)
 	return e.n.ex.GetBlocks(ctx, cs)
@@ -165,6 +173,9 @@ func (s receiptSession) GetBlock(ctx context.Context, c cid.Cid) (blocks.Block, 
 	if gateway.Offline(ctx) || gateway.Offline(s.ctx) {
 		return nil, errOffline
 	}
+	if err := s.x.n.datacap.refusal(); err != nil {
+		return nil, err
+	}
 	s.x.want(s.ctx, c)
 	return s.ses.GetBlock(ctx, c)
 }
@@ -172,6 +183,9 @@ func (s receiptSession) GetBlock(ctx context.Context, c cid.Cid) (blocks.Block, 
 func (s receiptSession) GetBlocks(ctx context.Context, cs []cid.Cid) (<-chan blocks.Block, error) {
 	if gateway.Offline(ctx) || gateway.Offline(s.ctx) {
 		return closedBlocks(), nil
+	}
+	if err := s.x.n.datacap.refusal(); err != nil {
+		return nil, err
 	}
 	s.x.want(s.ctx, cs...)
 	return s.ses.GetBlocks(ctx, cs)
@@ -196,6 +210,9 @@ func (n *Node) startGateway() error {
 	}
 	if gc.Denylist == nil {
 		gc.Denylist = n.deny
+	}
+	if gc.Meter == nil {
+		gc.Meter = gatewayMeter{n.datacap}
 	}
 	gw, err := gateway.New(gc, b)
 	if err != nil {

@@ -580,3 +580,27 @@ func TestGatewayMetricsNotPublic(t *testing.T) {
 		t.Fatalf("/metrics with WithGatewayMetrics: %d", resp.StatusCode)
 	}
 }
+
+// TestGatewayClientLimitsFromConfig: config.json's per-client limits reach
+// the gateway (a reverse proxy or a test suite is one client): a rate of
+// one request in 1000 s lets one request through and refuses the next.
+func TestGatewayClientLimitsFromConfig(t *testing.T) {
+	fc := node.DefaultFileConfig()
+	fc.Role, fc.GatewayClientRate, fc.Listen = string(node.RoleGateway), 0.001, nil
+	opts, err := fc.Options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nw := newNet(t, 1, append(opts, node.WithGatewayListen("127.0.0.1:0"))...)
+	url := "http://" + nw.Nodes[0].GatewayAddr() + "/ipfs/bafkqabtimvwgy3yk"
+	if resp, _ := httpGet(t, url); resp.StatusCode != http.StatusOK {
+		t.Fatalf("first request: %s", resp.Status)
+	}
+	if resp, _ := httpGet(t, url); resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("second request at a rate of 0.001/s: %s", resp.Status)
+	}
+	fc.GatewayClientCap = -1
+	if _, err := fc.Options(); err == nil {
+		t.Fatal("a negative per-client cap was taken")
+	}
+}

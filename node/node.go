@@ -190,6 +190,7 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 		recent.add(b.Cid())
 		n.traffic.received(p, b)
 		n.reach.countBlock(p, true, len(b.RawData()))
+		n.datacap.add(capFetched, len(b.RawData()))
 	}}
 	var bopts []bitswap.Option
 	if !cfg.ReceiptsOff {
@@ -197,6 +198,7 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 			recent.add(b.Cid())
 			n.traffic.received(p, b)
 			n.reach.countBlock(p, true, len(b.RawData()))
+			n.datacap.add(capFetched, len(b.RawData()))
 			n.pod.received(p, b)
 		}
 		var gate bitswap.Gate = n.pod.server

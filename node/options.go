@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+	"golang.org/x/time/rate"
 
 	"github.com/orecdn/ore/dht"
 	"github.com/orecdn/ore/gateway"
@@ -495,6 +496,22 @@ func WithGatewayTLS(certFile, keyFile string) Option {
 func WithGatewayDomains(domains ...string) Option {
 	return func(c *Config) error {
 		c.GatewayDomains = append([]string{}, domains...)
+		return nil
+	}
+}
+
+// WithGatewayClientLimits sets the gateway's limits per client address:
+// requests a second (burst: two seconds' worth) and requests in flight;
+// 0 keeps the gateway's default.
+func WithGatewayClientLimits(perSecond float64, inFlight int) Option {
+	return func(c *Config) error {
+		if perSecond > 0 {
+			c.Gateway.RatePerClient = rate.Limit(perSecond)
+			c.Gateway.BurstPerClient = max(1, int(2*perSecond))
+		}
+		if inFlight > 0 {
+			c.Gateway.MaxPerClient = inFlight
+		}
 		return nil
 	}
 }

@@ -52,6 +52,12 @@ type FileConfig struct {
 	// serves HTTPS.
 	GatewayTLSCert string `json:"gateway_tls_cert,omitempty"`
 	GatewayTLSKey  string `json:"gateway_tls_key,omitempty"`
+	// GatewayClientRate (requests per second) and GatewayClientCap
+	// (requests in flight) are the gateway's limits per client address;
+	// absent: the gateway's defaults (100/s, 16). A gateway behind a
+	// reverse proxy sees one client, and a test suite is one client too.
+	GatewayClientRate float64 `json:"gateway_client_rate,omitempty"`
+	GatewayClientCap  int     `json:"gateway_client_cap,omitempty"`
 	// DNSResolver is the DNS server ("host:port") DNSLink names are looked
 	// up at; absent: the system's resolver.
 	DNSResolver string `json:"dns_resolver,omitempty"`
@@ -198,6 +204,12 @@ func (fc FileConfig) Options() ([]Option, error) {
 	}
 	if fc.GatewayDomains != nil {
 		opts = append(opts, WithGatewayDomains(fc.GatewayDomains...))
+	}
+	if fc.GatewayClientRate < 0 || fc.GatewayClientCap < 0 {
+		return nil, fmt.Errorf("node: gateway_client_rate %v and gateway_client_cap %d must not be negative (absent: the defaults)", fc.GatewayClientRate, fc.GatewayClientCap)
+	}
+	if fc.GatewayClientRate > 0 || fc.GatewayClientCap > 0 {
+		opts = append(opts, WithGatewayClientLimits(fc.GatewayClientRate, fc.GatewayClientCap))
 	}
 	if len(fc.Listen) > 0 {
 		opts = append(opts, WithListenAddrs(fc.Listen...))

@@ -79,6 +79,8 @@ type StatusLedger struct {
 	// Storage is the box's proof record per root it is ordered to hold
 	// under a storage offer (rules version 5).
 	Storage []StorageView `json:"storage,omitempty"`
+	// Coordinator is a coordinator's view of the chain (nil on other boxes).
+	Coordinator *StatusCoordinator `json:"coordinator,omitempty"`
 }
 
 // StorageView is a box's proof record of one root.
@@ -108,6 +110,65 @@ func StorageViews(st *ledger.State, box peer.ID) []StorageView {
 			v.Why = fmt.Sprintf("missed %d challenge rounds (the ledger revokes after %d): the box did not prove it holds the root", r.Misses, storeproof.MaxMisses)
 		}
 		out = append(out, v)
+	}
+	return out
+}
+
+// StatusCoordinator is what a coordinator knows of the chain it makes:
+// its head, how final it is, and what waits for the next block.
+type StatusCoordinator struct {
+	Head      uint64 `json:"head"`       // the height of the last block this member applied
+	HeadEpoch uint64 `json:"head_epoch"` // that block's epoch
+	// Final is the highest block a quorum signed, as far as this member
+	// has gathered the signatures (looked back at most finalLookBack
+	// blocks from the head; 0: none found there). HeadSigs is the head
+	// block's signatures so far.
+	Final    uint64 `json:"final_height"`
+	HeadSigs int    `json:"head_signatures"`
+	// The genesis's finality: the rule (majority or bft), the signatures
+	// that make a block final, the members, and how many of them may
+	// crash, or lie, with the chain still making final blocks.
+	Rule      string `json:"finality_rule"`
+	Quorum    int    `json:"quorum"`
+	Members   int    `json:"members"`
+	Crashed   int    `json:"tolerates_crashed"`
+	Byzantine int    `json:"tolerates_byzantine"`
+	// The pools: account transactions and receipts waiting for a block,
+	// and the receipts of new keys the full receipt pool refused.
+	TxPool          int    `json:"tx_pool"`
+	ReceiptPool     int    `json:"receipt_pool"`
+	ReceiptsRefused uint64 `json:"receipts_refused"`
+}
+
+// finalLookBack bounds the blocks a status reads back from the head to
+// find the last final one (headers only).
+const finalLookBack = 256
+
+// coordinatorStatus is StatusCoordinator for this member.
+func (n *Node) coordinatorStatus() *StatusCoordinator {
+	c, g := n.committee, n.cfg.Genesis
+	st := c.State()
+	out := &StatusCoordinator{Head: st.Height(), Quorum: g.Quorum(), Members: len(g.Committee), TxPool: c.TxPool()}
+	out.Crashed, out.Byzantine = g.Tolerates()
+	out.Rule = "majority"
+	if g.FinalityRule() == ledger.FinalityBFT {
+		out.Rule = "bft"
+	}
+	if n.receiptPool != nil {
+		out.ReceiptPool, out.ReceiptsRefused = n.receiptPool.Len(), n.receiptPool.Refused()
+	}
+	for h := out.Head; h > 0 && out.Head-h < finalLookBack; h-- {
+		b, ok := c.Head(h)
+		if !ok {
+			break
+		}
+		if h == out.Head {
+			out.HeadEpoch, out.HeadSigs = b.Header.Epoch, b.VerifySignatures(g)
+		}
+		if b.Final(g) {
+			out.Final = h
+			break
+		}
 	}
 	return out
 }
@@ -192,6 +253,7 @@ func (n *Node) ledgerStatus(ctx context.Context) *StatusLedger {
 			out.Leader = id.String()
 		}
 		out.IsLeader = c.Leader()
+		out.Coordinator = n.coordinatorStatus()
 	}
 	ctx, cancel := context.WithTimeout(ctx, ledgerStatusTimeout)
 	defer cancel()
@@ -263,17 +325,19 @@ func Account(st *ledger.State, account peer.ID) AccountView {
 }
 
 // LedgerBlocksFrom returns the ledger's blocks after base's height (base
-// nil: from height 1) and the last state this box knows: a coordinator's
-// applied chain (at most maxBlocksPerRead blocks a call), or, on any other box, the final blocks
-// synced from the coordinators and verified from base. A view that
-// follows the chain (the dashboard's earnings) applies them itself and so
-// reads only what it has not seen.
+// nil: from height 1), at most maxBlocksPerRead of them, and a state: a
+// coordinator's applied chain and its head state, or, on any other box,
+// the final blocks synced from the coordinators, verified from base, and
+// the state they end at. A view that follows the chain (the dashboard's
+// earnings) applies them itself, reads only what it has not seen, and
+// asks again until no block comes back: a long chain is read a page at a
+// time, never all in memory.
 func (n *Node) LedgerBlocksFrom(ctx context.Context, base *ledger.State) (*ledger.State, []*ledger.Block, error) {
 	if n.cfg.Genesis == nil {
 		return nil, nil, fmt.Errorf("node: this box has no ledger network (start it with a genesis: `ore init --genesis FILE`)")
 	}
 	if n.committee == nil {
-		return committee.SyncFrom(ctx, n.host, n.cfg.Genesis, base)
+		return committee.SyncPage(ctx, n.host, n.cfg.Genesis, base, maxBlocksPerRead)
 	}
 	from := uint64(1)
 	if base != nil {
@@ -291,6 +355,6 @@ func (n *Node) LedgerBlocksFrom(ctx context.Context, base *ledger.State) (*ledge
 	return st, blocks, nil
 }
 
-// maxBlocksPerRead bounds the blocks a coordinator hands a view at once: a
-// view that starts on a long chain reads it in steps, not all in memory.
+// maxBlocksPerRead bounds the blocks a view gets at once: a view that
+// starts on a long chain reads it in steps, not all in memory.
 const maxBlocksPerRead = 512

@@ -82,8 +82,23 @@ func newChain(me peer.ID, g *ledger.Genesis, src blockSource) *chain {
 		epochs: map[uint64]*Figure{}, days: map[string]*Figure{}, roots: map[cid.Cid]*Offload{}}
 }
 
-// refresh reads the blocks since the last refresh and applies them.
+// refresh reads the blocks since the last refresh and applies them, a
+// page at a time (the source hands a bounded number of blocks a call)
+// until a page comes back empty.
 func (c *chain) refresh(ctx context.Context) error {
+	for {
+		n, err := c.refreshPage(ctx)
+		if err != nil || n == 0 {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+}
+
+// refreshPage reads and applies one page of blocks; it returns how many.
+func (c *chain) refreshPage(ctx context.Context) (int, error) {
 	c.mu.Lock()
 	base := c.st
 	c.mu.Unlock()
@@ -116,7 +131,7 @@ func (c *chain) refresh(ctx context.Context) error {
 	if err != nil {
 		c.err = err.Error()
 	}
-	return err
+	return len(blocks), err
 }
 
 // account adds block b (taking prev to next) to the figures. Within a

@@ -10,7 +10,7 @@ import (
 )
 
 type pageTemplates struct {
-	owner, publisher, login *template.Template
+	owner, publisher, coordinator, login *template.Template
 }
 
 var funcs = template.FuncMap{
@@ -72,6 +72,9 @@ func parsePages() (*pageTemplates, error) {
 	if p.publisher, err = parse("assets/page.html", "assets/publisher.html"); err != nil {
 		return nil, err
 	}
+	if p.coordinator, err = parse("assets/page.html", "assets/coordinator.html"); err != nil {
+		return nil, err
+	}
 	if p.login, err = template.New("login.html").ParseFS(assets, "assets/login.html"); err != nil {
 		return nil, fmt.Errorf("web: templates: %w", err)
 	}
@@ -84,6 +87,8 @@ type pageData struct {
 	CSRF string
 	Peer string
 	View any
+	// Coordinator: the box is a committee member (the tab is shown).
+	Coordinator bool
 }
 
 // render writes a tab: the whole page, or only its <main> when the page's
@@ -94,7 +99,7 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, t *template.Temp
 	if r.Header.Get("X-Ore-Partial") == "1" {
 		name = "main"
 	}
-	d := pageData{Tab: tab, CSRF: sessionOf(r).csrf, Peer: s.n.ID().String(), View: view}
+	d := pageData{Tab: tab, CSRF: sessionOf(r).csrf, Peer: s.n.ID().String(), View: view, Coordinator: s.n.Committee() != nil}
 	if err := t.ExecuteTemplate(w, name, d); err != nil {
 		s.cfg.Logger.Debug("dashboard: render", "tab", tab, "err", err)
 	}
@@ -111,4 +116,13 @@ func (s *Server) ownerPage(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) publisherPage(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, s.page.publisher, "publisher", s.publisher(r.Context()))
+}
+
+func (s *Server) coordinatorPage(w http.ResponseWriter, r *http.Request) {
+	v, err := s.coordinator(r.Context())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	s.render(w, r, s.page.coordinator, "coordinator", v)
 }

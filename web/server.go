@@ -155,7 +155,7 @@ func (s *Server) Addr() net.Addr { return s.cfg.Listener.Addr() }
 
 // LoginURL makes a one-time login link: it works once, for loginTTL, and
 // starts a session in the browser that opens it. Adding &tab=publisher
-// lands on the publisher's tab.
+// (or &tab=coordinator) lands on that tab.
 func (s *Server) LoginURL() string {
 	return s.BaseURL() + "/login?token=" + s.auth.newLogin()
 }
@@ -211,8 +211,10 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /login", s.login)
 	mux.HandleFunc("GET /{$}", s.authed(s.ownerPage))
 	mux.HandleFunc("GET /publisher", s.authed(s.publisherPage))
+	mux.HandleFunc("GET /coordinator", s.authed(s.coordinatorPage))
 	mux.HandleFunc("GET /api/owner", s.authed(s.ownerJSON))
 	mux.HandleFunc("GET /api/publisher", s.authed(s.publisherJSON))
+	mux.HandleFunc("GET /api/coordinator", s.authed(s.coordinatorJSON))
 	mux.HandleFunc("GET /chart/{name}", s.authed(s.chart))
 	mux.HandleFunc("POST /datacap", s.authed(s.changing(s.setDataCap)))
 	mux.HandleFunc("POST /logout", s.authed(s.changing(s.logout)))
@@ -290,8 +292,11 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	s.cfg.Logger.Info("dashboard login", "from", r.RemoteAddr)
 	// Only the dashboard's own tabs: a link cannot send the browser away.
 	next := "/"
-	if r.URL.Query().Get("tab") == "publisher" {
+	switch r.URL.Query().Get("tab") {
+	case "publisher":
 		next = "/publisher"
+	case "coordinator":
+		next = "/coordinator"
 	}
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }

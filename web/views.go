@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/network"
 
 	"github.com/orecdn/ore/node"
 )
@@ -49,6 +50,72 @@ type PeerView struct {
 	Relayed  bool   `json:"relayed"` // through a relay: signalling only, no blocks
 	Sent     int64  `json:"bytes_sent"`
 	Received int64  `json:"bytes_received"`
+}
+
+// CoordinatorView is a coordinator's tab: the chain head and its
+// finality, the leader, the committee's members, the pools and the
+// replica plan, from node.Status (what `ore status` prints on the same
+// box) and the member's own chain.
+type CoordinatorView struct {
+	Ledger  *node.StatusLedger  `json:"ledger,omitempty"`
+	Members []MemberView        `json:"members"`
+	Blocks  []BlockView         `json:"recent_blocks"` // newest first
+	Targets []node.StatusTarget `json:"replica_targets"`
+	// TargetEpoch is the epoch the replica plan was made in.
+	TargetEpoch uint64 `json:"replica_targets_epoch"`
+	Error       string `json:"error,omitempty"`
+}
+
+// MemberView is one member of the genesis committee.
+type MemberView struct {
+	Peer      string `json:"peer"`
+	Self      bool   `json:"self"`
+	Leader    bool   `json:"leader"`
+	Connected bool   `json:"connected"`
+}
+
+// BlockView is one block of the chain as this member holds it.
+type BlockView struct {
+	Height     uint64 `json:"height"`
+	Epoch      uint64 `json:"epoch"`
+	Proposer   string `json:"proposer"`
+	Signatures int    `json:"signatures"`
+	Final      bool   `json:"final"`
+}
+
+// recentBlocks is how many of the newest blocks the coordinator tab lists.
+const recentBlocks = 12
+
+func (s *Server) coordinator(ctx context.Context) (CoordinatorView, error) {
+	var v CoordinatorView
+	c, g := s.n.Committee(), s.n.Genesis()
+	if c == nil || g == nil {
+		v.Error = "this box is not a coordinator: the coordinator tab shows a committee member's chain (`ore init --role coordinator` with a genesis that names it)"
+		return v, nil
+	}
+	st, err := s.n.Status(ctx)
+	if err != nil {
+		return v, err
+	}
+	v.Ledger, v.Targets, v.TargetEpoch = st.Ledger, st.Targets, st.TargetEpoch
+	if v.Ledger != nil && v.Ledger.Error != "" {
+		v.Error = v.Ledger.Error
+	}
+	leader := c.LeaderID()
+	for _, m := range g.Committee {
+		v.Members = append(v.Members, MemberView{Peer: m.ID.String(), Self: m.ID == s.n.ID(), Leader: m.ID == leader,
+			Connected: m.ID == s.n.ID() || s.n.Host().Network().Connectedness(m.ID) == network.Connected})
+	}
+	head := c.State().Height()
+	for h := head; h > 0 && head-h < recentBlocks; h-- {
+		b, ok := c.Head(h)
+		if !ok {
+			break
+		}
+		v.Blocks = append(v.Blocks, BlockView{Height: h, Epoch: b.Header.Epoch, Proposer: b.Header.Proposer.String(),
+			Signatures: b.VerifySignatures(g), Final: b.Final(g)})
+	}
+	return v, nil
 }
 
 // PublisherView is the publisher's tab.
@@ -227,6 +294,15 @@ func (r *replicas) get() map[cid.Cid]int {
 
 func (s *Server) ownerJSON(w http.ResponseWriter, r *http.Request) {
 	v, err := s.owner(r.Context())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	writeJSON(w, v)
+}
+
+func (s *Server) coordinatorJSON(w http.ResponseWriter, r *http.Request) {
+	v, err := s.coordinator(r.Context())
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return

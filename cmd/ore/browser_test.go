@@ -93,7 +93,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Skip("SKIPPED: " + why)
 	}
 	b := browser{bin: bin, t: t}
-	pub, box, _, _ := earningNet(t)
+	pub, box, _, coord := earningNet(t)
 	link := loginLink(t, pub)
 	base := strings.SplitN(link, "/login", 2)[0]
 
@@ -167,5 +167,24 @@ func TestDashboardInBrowser(t *testing.T) {
 	if _, ok := figure(t, page, "pub-escrow"); !ok || !strings.Contains(page, `id="roots"`) {
 		t.Fatalf("the publisher's tab:\n%s", page)
 	}
-	t.Logf("screenshots: %s, %s", owner, publisher)
+	if strings.Contains(page, `href="/coordinator"`) {
+		t.Fatal("a box that is not a coordinator shows the coordinator tab")
+	}
+	coordShot := filepath.Join(dir, "dashboard-coordinator.png")
+	b.shot(loginLink(t, coord)+"&tab=coordinator", coordShot)
+	page = b.dom(loginLink(t, coord) + "&tab=coordinator")
+	if _, ok := figure(t, page, "coord-final"); !ok || !strings.Contains(page, `href="/coordinator" class="on"`) || !strings.Contains(page, `id="members"`) {
+		t.Fatalf("the coordinator's tab:\n%s", page)
+	}
+
+	// On a phone's screen no tab is wider than the screen.
+	ph := openPhone(t, bin)
+	phone := filepath.Join(dir, "dashboard-phone.png")
+	ph.load(loginLink(t, pub), "balance")
+	ph.checkPhone("the box tab", phone)
+	ph.load(base+"/publisher", "tickets")
+	ph.checkPhone("the publisher tab", "")
+	ph.load(loginLink(t, coord)+"&tab=coordinator", "coord-final")
+	ph.checkPhone("the coordinator tab", "")
+	t.Logf("screenshots: %s, %s, %s, %s", owner, publisher, coordShot, phone)
 }

@@ -37,7 +37,7 @@ func cmdInit(ctx context.Context, e *env, args []string) error {
 	genesis := fs.String("genesis", "", "genesis file of the ledger network to join (copied into the repo)")
 	role := fs.String("role", "box", "box, gateway or coordinator (a member of the genesis committee)")
 	portMap := fs.Bool("port-map", true, "ask the home router to forward the listen ports (UPnP IGD, NAT-PMP)")
-	dataCap := fs.String("data-cap", "", "bytes the box serves a calendar month, e.g. 500GiB (default: no cap)")
+	dataCap := fs.String("data-cap", "", "content bytes the box sends and fetches a calendar month (bitswap, gateway, fetches), e.g. 500GiB (default: no cap)")
 	dashboard := fs.String("dashboard", "", "web dashboard address (default "+node.DefaultDashboard+", loopback; a LAN address for a headless box; off)")
 	computeShare := fs.Int("compute-share", 0, "jobs (functions over content) the box runs for other peers at once: the cores it lends (0: none)")
 	pos, err := parse(fs, args)
@@ -462,6 +462,12 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 			fmt.Fprintln(w, "          this coordinator leads the committee")
 		} else if l.Leader != "" {
 			fmt.Fprintf(w, "          committee leader %s\n", l.Leader)
+		}
+		if c := l.Coordinator; c != nil {
+			fmt.Fprintf(w, "chain     head %d (epoch %d, %d signatures), final to %d; finality %s: %d of %d members sign a block, tolerates %d crashed or %d lying\n",
+				c.Head, c.HeadEpoch, c.HeadSigs, c.Final, c.Rule, c.Quorum, c.Members, c.Crashed, c.Byzantine)
+			fmt.Fprintf(w, "pools     %d transactions and %d receipts wait for a block; %d receipts refused (pool full)\n",
+				c.TxPool, c.ReceiptPool, c.ReceiptsRefused)
 		}
 	}
 	fmt.Fprintf(w, "pinned    %d roots\n", len(st.Pins))

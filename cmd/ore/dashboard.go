@@ -161,7 +161,7 @@ func cmdDashboard(ctx context.Context, e *env, args []string) error {
 }
 
 func cmdConfig(ctx context.Context, e *env, args []string) error {
-	const usage = "usage: ore config data-cap [SIZE|off]   show or set the monthly data cap (bytes served a calendar month)"
+	const usage = "usage: ore config data-cap [SIZE|off]   show or set the monthly data cap (content bytes sent and fetched a calendar month)"
 	sub, rest, done, err := subcommand(e, usage, "a setting (data-cap)", args)
 	if done {
 		return err
@@ -222,13 +222,15 @@ func capOrOff(s string) string {
 }
 
 func printDataCap(w interface{ Write([]byte) (int, error) }, dc node.DataCapView) {
+	ib := func(v int64) string { return humanize.IBytes(uint64(v)) }
+	parts := fmt.Sprintf("served %s, gateway %s, fetched %s", ib(dc.Served), ib(dc.Gateway), ib(dc.Fetched))
 	if dc.Cap <= 0 {
-		fmt.Fprintf(w, "data cap  none; %s served in %s\n", humanize.IBytes(uint64(dc.Used)), dc.Month)
+		fmt.Fprintf(w, "data cap  none; %s used in %s (%s)\n", ib(dc.Used), dc.Month, parts)
 		return
 	}
-	line := fmt.Sprintf("data cap  %s of %s served in %s, %s left", humanize.IBytes(uint64(dc.Used)), humanize.IBytes(uint64(dc.Cap)), dc.Month, humanize.IBytes(uint64(dc.Left)))
+	line := fmt.Sprintf("data cap  %s of %s used in %s (%s), %s left", ib(dc.Used), ib(dc.Cap), dc.Month, parts, ib(dc.Left))
 	if dc.Reached {
-		line += ": reached, the box serves nothing until the month ends"
+		line += ": reached, the box sends and fetches no content until the month ends"
 	}
 	fmt.Fprintln(w, line)
 }

@@ -199,6 +199,41 @@ func TestDashboardMatchesCLI(t *testing.T) {
 		}
 		return st.Ledger != nil && st.Ledger.Height > 0 && ov.ChainHeight == st.Ledger.Height
 	})
+	// Its coordinator tab shows what `ore status` shows: the head, its
+	// finality, the leader and the pools (read before and after the tab;
+	// a block may land between).
+	testkit.WaitFor(t, 60*time.Second, "the coordinator tab equals `ore status`", func() bool {
+		before := status(t, coord)
+		var cv web.CoordinatorView
+		dashJSON(t, cc, cbase+"/api/coordinator", &cv)
+		after := status(t, coord)
+		if cv.Error != "" || cv.Ledger == nil || cv.Ledger.Coordinator == nil {
+			t.Fatalf("the coordinator tab: %+v", cv)
+		}
+		if after.Ledger == nil || after.Ledger.Coordinator == nil {
+			t.Fatalf("`ore status` on a coordinator has no chain part: %+v", after.Ledger)
+		}
+		if !reflect.DeepEqual(before.Ledger, after.Ledger) {
+			return false // a block landed: read again
+		}
+		a, d := after.Ledger.Coordinator, cv.Ledger.Coordinator
+		if !reflect.DeepEqual(cv.Ledger, after.Ledger) {
+			t.Fatalf("coordinator tab %+v (%+v), `ore status` %+v (%+v)", cv.Ledger, d, after.Ledger, a)
+		}
+		if a.Head == 0 || a.Final == 0 || a.Final > a.Head || a.Quorum < 2 || a.Members != len(cv.Members) {
+			t.Fatalf("a coordinator's chain: %+v, %d members listed", a, len(cv.Members))
+		}
+		if len(cv.Blocks) == 0 || cv.Blocks[0].Height != a.Head {
+			t.Fatalf("recent blocks %+v, head %d", cv.Blocks, a.Head)
+		}
+		return true
+	})
+	// A box that is not a coordinator says so, and has no such tab.
+	var cv web.CoordinatorView
+	dashJSON(t, c, base+"/api/coordinator", &cv)
+	if cv.Error == "" || cv.Ledger != nil {
+		t.Fatalf("a publisher's box's coordinator tab: %+v", cv)
+	}
 }
 
 // TestConfigDataCap: `ore config data-cap` sets the cap in config.json
@@ -213,7 +248,7 @@ func TestConfigDataCap(t *testing.T) {
 		t.Fatalf("the daemon started with a cap of %d, want 2 GiB from config.json", got)
 	}
 	code, out, errs := ore(t, "config", "data-cap", "--repo", repo, "1 GiB")
-	if code != 0 || !strings.Contains(out, "of 1.0 GiB served in") {
+	if code != 0 || !strings.Contains(out, "of 1.0 GiB used in") {
 		t.Fatalf("set on a running daemon: %d %s %s", code, out, errs)
 	}
 	if got := status(t, repo).DataCap.Cap; got != 1<<30 {

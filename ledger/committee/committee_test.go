@@ -408,4 +408,27 @@ func TestCommitteePaysReceiptsAndSurvivesLeaderDeath(t *testing.T) {
 	if uint64(len(blocks)) != h || st.Hash() != next.c.State().Hash() {
 		t.Fatalf("synced %d blocks to state %x, the committee is at %d with %x", len(blocks), st.Hash(), h, next.c.State().Hash())
 	}
+	// The same a page of 2 blocks at a time, each page verified from the
+	// state the last one ended at.
+	var paged *ledger.State
+	pages, read := 0, 0
+	for {
+		st, page, err := SyncPage(context.Background(), outsider, cl.g, paged, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) > 2 {
+			t.Fatalf("a page of 2 blocks held %d", len(page))
+		}
+		if len(page) == 0 {
+			break
+		}
+		paged, pages, read = st, pages+1, read+len(page)
+	}
+	if paged == nil || paged.Height() != uint64(read) || uint64(read) < h || pages < (read+1)/2 {
+		t.Fatalf("paged sync read %d blocks in %d pages; the committee was at height %d", read, pages, h)
+	}
+	if paged.Height() == h && paged.Hash() != st.Hash() {
+		t.Fatalf("paged sync ended at state %x, the whole sync at %x", paged.Hash(), st.Hash())
+	}
 }

@@ -111,6 +111,22 @@ func SyncChain(ctx context.Context, h host.Host, g *ledger.Genesis) (*ledger.Sta
 // fetches only the final blocks after base's height and verifies them
 // from base. It returns the new state and those blocks.
 func SyncFrom(ctx context.Context, h host.Host, g *ledger.Genesis, base *ledger.State) (*ledger.State, []*ledger.Block, error) {
+	return syncFrom(ctx, h, g, base, 0)
+}
+
+// SyncPage is SyncFrom for at most max blocks (max > 0): a view that
+// follows a long chain (the dashboard) reads it a page at a time, holding
+// one page in memory, and asks again from the state it returns until a
+// page comes back empty.
+func SyncPage(ctx context.Context, h host.Host, g *ledger.Genesis, base *ledger.State, max int) (*ledger.State, []*ledger.Block, error) {
+	if max <= 0 {
+		return nil, nil, fmt.Errorf("committee: a page of %d blocks: want at least one", max)
+	}
+	return syncFrom(ctx, h, g, base, max)
+}
+
+// syncFrom is SyncFrom for at most limit blocks (0: no limit).
+func syncFrom(ctx context.Context, h host.Host, g *ledger.Genesis, base *ledger.State, limit int) (*ledger.State, []*ledger.Block, error) {
 	if base == nil {
 		var err error
 		if base, err = ledger.NewState(g); err != nil {
@@ -135,7 +151,7 @@ func SyncFrom(ctx context.Context, h host.Host, g *ledger.Genesis, base *ledger.
 		}
 		asked++
 		go func() {
-			blocks, err := fetchChain(ctx, h, m.ID, base.Height()+1)
+			blocks, err := fetchChain(ctx, h, m.ID, base.Height()+1, limit)
 			if err != nil {
 				results <- result{err: fmt.Errorf("%s: %w", m.ID, err)}
 				return
@@ -179,7 +195,9 @@ func SyncFrom(ctx context.Context, h host.Host, g *ledger.Genesis, base *ledger.
 	return nil, nil, fmt.Errorf("committee: no coordinator served a valid chain (are they running?): %w", errors.Join(errs...))
 }
 
-func fetchChain(ctx context.Context, h host.Host, p peer.ID, from uint64) ([]*ledger.Block, error) {
+// fetchChain reads p's final blocks from height from on, at most limit
+// of them (0: all).
+func fetchChain(ctx context.Context, h host.Host, p peer.ID, from uint64, limit int) ([]*ledger.Block, error) {
 	var blocks []*ledger.Block
 	for {
 		got, err := fetchBatch(ctx, h, p, from+uint64(len(blocks)))
@@ -187,6 +205,9 @@ func fetchChain(ctx context.Context, h host.Host, p peer.ID, from uint64) ([]*le
 			return nil, err
 		}
 		blocks = append(blocks, got...)
+		if limit > 0 && len(blocks) >= limit {
+			return blocks[:limit], nil
+		}
 		if len(got) < syncBatch {
 			return blocks, nil
 		}

@@ -183,6 +183,14 @@ func (c *Committee) requeue(txs []ledger.Tx) {
 	}
 }
 
+// TxPool is the number of account transactions waiting in this member's
+// pool for a block (the dashboard's coordinator view, `ore status`).
+func (c *Committee) TxPool() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.txpool.txs)
+}
+
 // Keep adds a transaction submitted on this member to its own pool (gossip
 // does not deliver a member's own messages to itself twice), or says why
 // the pool cannot take it.
