@@ -17,8 +17,13 @@
 // /64), a bound on concurrent fetches (503), a write deadline and a minimum
 // send rate on every response (a client that stops reading loses its slot),
 // a not-found timeout that answers 404 when no box provides the content,
-// retrieval timeouts (504), request heat per root CID with exponential
-// decay, and /healthz; /metrics only when asked (PublicMetrics), since the
+// retrieval timeouts (504), an unknown ?format= answered 400 (boxo would
+// answer the default response), a data budget (Config.Meter, the box's
+// monthly data cap: each body write is reserved first, a write it has no
+// room for cuts the response, and content requests answer 503 once it is
+// spent), a denylist (Config.Denylist: 410 for a listed root, path, or
+// block met anywhere through a path or DAG), request heat per root CID
+// with exponential decay, and /healthz; /metrics only when asked (PublicMetrics), since the
 // daemon serves them on its API address. A request may carry a publisher's
 // ticket (?ore-ticket= or the Ore-Ticket header, as a CDN's signed URL
 // carries its token): the backend fetches under it, so the boxes that serve

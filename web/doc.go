@@ -1,7 +1,9 @@
 // Package web is the box's dashboard: what a box owner and a publisher
 // want to see (earnings, balance, traffic, storage, reachability, the
 // monthly data cap; registered roots, spend, replicas, offload, tickets),
-// served by the daemon on a listener of its own.
+// and on a coordinator what runs the chain (head, finality, leader,
+// members, pools, the replica plan), served by the daemon on a listener of
+// its own.
 //
 // It exists apart from node because it is a view: it reads node's views
 // (node.Node.Status, the same function behind `ore status`, and
@@ -35,5 +37,6 @@
 //     internet; charts are SVG drawn by the server.
 //   - Every table is bounded: logins (16), sessions (64), warnings (64),
 //     traffic samples (360), epoch and day figures (720, 90), roots
-//     (1,024), tickets (256).
+//     (1,024), tickets (256), recent blocks (12); the chain is read a
+//     page at a time (node.Node.LedgerBlocksFrom), never held whole.
 package web
