@@ -10,9 +10,13 @@ type Backing uint8
 
 // Backings.
 const (
-	// Backed: the claim counts (a recent proof, or a root nothing proves:
-	// no storage offer, no commitment to check).
+	// Backed: the claim counts as reported (a root nothing proves: no
+	// storage offer, no commitment to check).
 	Backed Backing = iota
+	// Proven: a recent proof backs it: the box holds the root and the
+	// root's order keeps naming it (a holding outside any order becomes a
+	// renewal), since only boxes an order names are challenged and paid.
+	Proven
 	// Unproven: the box has not proven the root recently (it may have just
 	// fetched it): it stays on the root's order like a box fetching it,
 	// but is no holder.
@@ -50,6 +54,11 @@ func Back(reports []*Report, backing func(box peer.ID, root cid.Cid) Backing) []
 			switch backing(r.Reporter, h.Root) {
 			case Backed:
 				c.Held = append(c.Held, h)
+			case Proven:
+				c.Held = append(c.Held, h)
+				if !ordered[h.Root] {
+					c.Orders = append(c.Orders, OrderStatus{Root: h.Root, State: OrderHeld})
+				}
 			case Revoked:
 				if !ordered[h.Root] {
 					c.Orders = append(c.Orders, OrderStatus{Root: h.Root, State: OrderDeclined, Reason: "revoked by the ledger for missed proofs"})

@@ -85,3 +85,49 @@ func TestPrewarmOrderNamesAtMostItsReplicas(t *testing.T) {
 		}
 	}
 }
+
+// Boxes that proved an offered root stay on its order even when they
+// hold it outside any order (else no challenge names them, and their pay
+// stops), ahead of unproven ones when the pre-warm has fewer replicas.
+func TestProvenHoldersStayOnTheOrder(t *testing.T) {
+	p := DefaultParams()
+	offered := root(t, "offered")
+	parties := newParties(t, 6)
+	var reports []*Report
+	for _, q := range parties {
+		reports = append(reports, &Report{Reporter: q.ID, Epoch: 30, Reach: ReachDirect, Held: []Holding{{Root: offered, Size: 1 << 20}}})
+	}
+	unproven := parties[0].ID
+	reports[0].Held, reports[0].Orders = nil, []OrderStatus{{Root: offered, State: OrderHeld}}
+	backing := func(box peer.ID, _ cid.Cid) Backing {
+		if box == unproven {
+			return Unproven
+		}
+		return Proven
+	}
+	got := Plan(p, 30, Back(reports, backing), []Prewarm{{Root: offered, Replicas: 4, Until: 300}})[0]
+	if len(got.Boxes) != 4 || slices.Contains(got.Boxes, unproven) || len(got.Assigned) != 0 {
+		t.Fatalf("order names %v (assigned %v): want 4 proven holders, not the unproven box", got.Boxes, got.Assigned)
+	}
+	// As reported, the holders outside an order are not named at all.
+	if naive := Plan(p, 30, reports, []Prewarm{{Root: offered, Replicas: 4, Until: 300}})[0]; len(naive.Boxes) > 1 {
+		t.Fatalf("the naive plan names %v: the test's premise fails", naive.Boxes)
+	}
+}
+
+// A hot root with a smaller pre-warm: heat asks for more replicas than the
+// pre-warm, but the pre-warm order names no more boxes than the pre-warm
+// asks for (the ledger's bound).
+func TestHotPrewarmOrderNamesThePrewarmsReplicas(t *testing.T) {
+	p := DefaultParams()
+	offered := root(t, "hot and pre-warmed")
+	var reports []*Report
+	for _, q := range newParties(t, 10) {
+		reports = append(reports, &Report{Reporter: q.ID, Epoch: 30, Reach: ReachDirect,
+			Heat: []RootHeat{{Root: offered, Requests: 10}}})
+	}
+	got := Plan(p, 30, reports, []Prewarm{{Root: offered, Replicas: 2, Until: 300}})[0]
+	if got.Reason != ReasonPrewarm || got.Replicas <= 2 || len(got.Boxes) != 2 {
+		t.Fatalf("target %s of %d replicas names %d boxes, want 2", got.Reason, got.Replicas, len(got.Boxes))
+	}
+}

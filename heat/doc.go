@@ -22,6 +22,10 @@
 //     take the missing replicas, ranked by capacity-weighted rendezvous
 //     hashing, so every coordinator computes the same assignment and a box
 //     joining or leaving moves only its own share.
+//   - Back: reports as far as the ledger's proofs of storage back them
+//     (ledger rules 5): a holding of a root under a storage offer counts
+//     only with a recent proof, a proven holder stays on the root's order,
+//     and a box the ledger revoked for missed proofs is not chosen again.
 //
 // Why its own package: the gateway (counting), node (reporting, executing
 // orders) and ledger/committee (planning) all use it, and none of them

@@ -84,6 +84,10 @@ type Target struct {
 	Holders   []peer.ID // reachable boxes that report holding the root whole and count towards Replicas (sorted)
 	Boxes     []peer.ID // the order's boxes: holders renewing an order + boxes fetching + newly assigned (sorted)
 	Assigned  []peer.ID // newly assigned this round (sorted)
+	// prewarmed is the most boxes a pre-warm order may name: the
+	// ledger's bound (the largest pre-warm's replicas), which heat may
+	// have raised Replicas above.
+	prewarmed int
 }
 
 // Order builds the target's unsigned order. A target without Boxes needs
@@ -229,6 +233,7 @@ func choose(p Params, epoch uint64, boxes []peer.ID, byID map[peer.ID]*Report, p
 		if pw != nil {
 			t.Reason = ReasonPrewarm
 			t.Replicas = min(max(t.Replicas, pw.Replicas), p.Ceiling)
+			t.prewarmed = min(pw.Replicas, t.Replicas)
 			// Boxes refuse an order that runs longer than this: a pre-warm
 			// that does (its block's epoch was ahead of this one) is
 			// ordered for as long as they take, and renewed later.
@@ -351,10 +356,18 @@ func assign(t *Target, s *rootState, boxes []peer.ID, byID map[peer.ID]*Report, 
 			}
 		}
 	}
-	if t.Reason == ReasonPrewarm && len(named) > t.Replicas {
+	if t.Reason == ReasonPrewarm && len(named) > t.prewarmed {
 		// The ledger refuses a pre-warm order naming more boxes than the
-		// pre-warm asks for: keep the first by the order above.
-		named = named[:t.Replicas]
+		// pre-warm asks for: keep the new boxes, then those that hold it,
+		// then those fetching it.
+		named = slices.Clone(t.Assigned[:min(len(t.Assigned), t.prewarmed)])
+		for _, group := range [][]peer.ID{s.renew, s.fetching} {
+			for _, id := range rank(t.Root, slices.Clone(group), byID) {
+				if len(named) < t.prewarmed && !slices.Contains(named, id) {
+					named = append(named, id)
+				}
+			}
+		}
 	}
 	slices.Sort(named)
 	t.Boxes = named

@@ -74,7 +74,9 @@
 //     earn. See storage.go.
 //   - Beacon (RulesV5): exactly a quorum of the committee's signatures of
 //     the previous block, which a leader puts first in the first block of
-//     a challenge round; their hash seeds the round's challenges.
+//     a challenge round (Genesis.ChallengeRound epochs: 720, or the
+//     genesis's storage_round_epochs); their hash seeds the round's
+//     challenges.
 //   - Proof (RulesV5): a box's segments and Merkle paths for its
 //     challenges of one root in the open round, checked against the
 //     offer's commitment alone; it pays the box the round's price from the

@@ -53,7 +53,8 @@
 //
 //   - Catching a 5 % loss with 99 % certainty per day needs K_day with
 //     0.95^K_day <= 0.01, K_day >= 90 (log 0.01 / log 0.95 = 89.8). A round
-//     every RoundEpochs = 720 epochs (2 h) is 12 rounds a day; K = 8 per
+//     every RoundEpochs = 720 epochs (2 h; the default, a genesis may set
+//     another) is 12 rounds a day; K = 8 per
 //     round is 96 challenges a day: 0.95^96 = 0.72 % chance of passing a
 //     day, so a cheater that dropped 5 % is caught within a day with
 //     probability 99.28 %. After MaxMisses (3) missed rounds its order is

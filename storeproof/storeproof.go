@@ -26,7 +26,9 @@ const (
 	// rounds and 96 challenges a day.
 	RoundEpochs = 720
 	// ProofWindow is how many epochs after the beacon's epoch a block may
-	// still take a proof of its round: 30 epochs are 5 minutes.
+	// still take a proof of its round: 30 epochs are 5 minutes (at most
+	// half a round on a network with shorter rounds; see
+	// ledger.Genesis.ProofWindow).
 	ProofWindow = 30
 	// MaxMisses is how many missed rounds revoke a box's order of a root.
 	MaxMisses = 3

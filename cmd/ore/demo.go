@@ -68,6 +68,7 @@ func demoSteps() []demoStep {
 		{"fetch the file again through the HTTP gateway", (*demo).viaGateway},
 		{"wait for the block that pays the ticketed fetch and not the other, verify the chain", (*demo).settle},
 		{"make the file hot: a burst of requests, the committee orders replicas", (*demo).heatUp},
+		{"pay storage only when proven: a storage offer, a proof round, a box that deletes its copy loses its pay and its order", (*demo).storage},
 	}
 }
 
@@ -139,6 +140,10 @@ func (d *demo) start(ctx context.Context) (string, error) {
 			Balances:     map[int]uint64{d.publisher: 1000 * oreUnit},
 			EpochLength:  demoEpoch,
 			Network:      "ore-demo",
+			// Rules 5 pays proven storage; its challenge rounds are short
+			// here so the demo sees several.
+			Rules:        ledger.RulesV5,
+			StorageRound: demoStorageRound,
 		}))
 	if err != nil {
 		return "", err

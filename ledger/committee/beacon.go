@@ -41,7 +41,7 @@ func backedReports(st *ledger.State, reports []*heat.Report) []*heat.Report {
 		case revoked:
 			return heat.Revoked
 		case recent:
-			return heat.Backed
+			return heat.Proven
 		}
 		return heat.Unproven
 	})
