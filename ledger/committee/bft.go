@@ -481,7 +481,9 @@ func (c *Committee) onVote(v *voteMsg) {
 		return
 	}
 	out := c.addVoteLocked(v)
-	c.skipRoundLocked()
+	if v.round > e.round {
+		c.skipRoundLocked()
+	}
 	out = append(out, c.stepLocked()...)
 	e.mu.Unlock()
 	c.send(out)
@@ -492,7 +494,8 @@ func (c *Committee) onVote(v *voteMsg) {
 // at least one honest member is there, by its own timeout or a polka).
 // Members whose round ran out at different times so meet in one round
 // without each waiting out its own deadline. Entering a round signs
-// nothing: the lock and the guard rule what it then votes.
+// nothing: the lock and the guard rule what it then votes. Called for a
+// vote of a later round only: it goes over the height's votes.
 func (c *Committee) skipRoundLocked() {
 	e := c.bft
 	_, f := c.cfg.Genesis.Tolerates()
