@@ -12,6 +12,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 	"github.com/tetratelabs/wazero/sys"
 
@@ -275,7 +276,7 @@ func (rt *Runtime) Run(ctx context.Context, f *Function, job Job, out io.Writer)
 		WithNanosleep(clock.sleep).
 		WithOsyield(func() {}).
 		WithRandSource(rand.NewChaCha8(job.Seed))
-	mod, err := rt.r.InstantiateModule(ctx, f.mod, cfg)
+	mod, err := rt.r.InstantiateModule(experimental.WithMemoryAllocator(ctx, memoryAllocator), f.mod, cfg)
 	if err != nil {
 		return Result{}, fmt.Errorf("compute: instantiate %s: %w", f.Key, err)
 	}

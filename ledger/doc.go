@@ -61,6 +61,17 @@
 //     requester pays the runner floor(work*price/2^30) from the
 //     requester's escrow, once per (job, requester) over every runner,
 //     for work up to the function's limit.
+//     Under RulesV5 the pay is held for JobChallengeEpochs and reaches
+//     the runner only if no proof of a mismatch came, the runner's bond
+//     must cover BondFactor times its pay under challenge, and a job may
+//     be paid under a publisher's ticket (jobcheck.go).
+//   - Bond, Unbond (RulesV5): a runner locks balance as its bond, and
+//     asks it back after the challenge window (jobcheck.go).
+//   - JobMismatch (RulesV5): a quorum of committee members' signed
+//     checks (pod.JobCheck) of a pending job that agree with each other
+//     and not with the runner's claim: the job's pay returns to its
+//     payer, the runner's bond goes to the checkers, and the runner is
+//     recorded as a cheat (jobcheck.go).
 //   - Evidence (FinalityBFT): two votes of one committee member for two
 //     blocks at one (height, round, step), which anyone checks with the
 //     member's key (evidence.go). Anyone may submit it; the block that
