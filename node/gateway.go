@@ -47,7 +47,7 @@ func (b *gatewayBackend) Locate(ctx context.Context, root cid.Cid) error {
 	if has, err := b.n.store.Has(ctx, root); err == nil && has {
 		return nil
 	}
-	_, err := b.n.fetch(ctx, root, nil, true)
+	_, err := b.n.fetch(ctx, root, nil, fetchRoot)
 	switch {
 	case err == nil:
 		return nil
@@ -71,7 +71,7 @@ func (b *gatewayBackend) Prefetch(ctx context.Context, root cid.Cid) {
 	if b.n.isComplete(ctx, root) {
 		return // nothing to fill: every block is local
 	}
-	if _, err := b.n.fetch(ctx, root, nil, false); err != nil && ctx.Err() == nil {
+	if _, err := b.n.fetch(ctx, root, nil, fetchStream); err != nil && ctx.Err() == nil {
 		b.n.log.Debug("gateway prefetch", "root", root, "err", err)
 	}
 }

@@ -584,7 +584,7 @@ func (s *sched) execute(ctx context.Context, st *orderState) {
 	defer func() { <-s.sem }()
 	fctx, cancel := context.WithTimeout(ctx, orderFetchTimeout)
 	defer cancel()
-	_, err := s.n.fetch(fctx, root, nil, false)
+	_, err := s.n.fetch(fctx, root, nil, fetchWhole)
 	switch {
 	case err == nil:
 		s.finish(ctx, st, heat.OrderHeld, "")
