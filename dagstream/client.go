@@ -1,0 +1,302 @@
+package dagstream
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+)
+
+// Client defaults.
+const (
+	// DefaultReadTimeout bounds the wait for the server's next frame. It
+	// is above DefaultHoldTimeout: a server whose gate holds a block ends
+	// the stream itself, with a reason.
+	DefaultReadTimeout = DefaultHoldTimeout + 10*time.Second
+	// DefaultBatchBytes bounds a batch handed to the Sink. Blocks are
+	// handed on as soon as the sink is free, so a batch is large only
+	// when the network is faster than the store.
+	DefaultBatchBytes = 8 << 20
+	// batchQueue is how many verified blocks wait for the sink at most:
+	// past it the client stops reading, and the stream's flow control
+	// stops the server.
+	batchQueue = 64
+	readBuffer = 64 << 10
+)
+
+// Opener opens streams to peers (a libp2p host is one).
+type Opener interface {
+	NewStream(ctx context.Context, p peer.ID, pids ...protocol.ID) (network.Stream, error)
+}
+
+// Sink stores verified blocks (a batch at a time, in walk order).
+type Sink interface {
+	Put(ctx context.Context, bs []blocks.Block) error
+}
+
+// ClientOption configures a Client.
+type ClientOption func(*Client) error
+
+// WithReadTimeout sets how long the client waits for a frame.
+func WithReadTimeout(d time.Duration) ClientOption {
+	return func(c *Client) error {
+		if d <= 0 {
+			return fmt.Errorf("dagstream: read timeout must be positive, got %s", d)
+		}
+		c.readTimeout = d
+		return nil
+	}
+}
+
+// WithMaxBlocks bounds the blocks of one stream (node.WithMaxFetchBlocks).
+func WithMaxBlocks(n int64) ClientOption {
+	return func(c *Client) error {
+		if n <= 0 {
+			return fmt.Errorf("dagstream: max blocks must be positive, got %d", n)
+		}
+		c.maxBlocks = n
+		return nil
+	}
+}
+
+// WithBatchBytes bounds a batch handed to the sink.
+func WithBatchBytes(n int) ClientOption {
+	return func(c *Client) error {
+		if n <= 0 {
+			return fmt.Errorf("dagstream: batch bytes must be positive, got %d", n)
+		}
+		c.batchBytes = n
+		return nil
+	}
+}
+
+// Client fetches DAGs over bulk streams.
+type Client struct {
+	open        Opener
+	readTimeout time.Duration
+	maxBlocks   int64
+	batchBytes  int
+}
+
+// NewClient fetches through open.
+func NewClient(open Opener, opts ...ClientOption) (*Client, error) {
+	if open == nil {
+		return nil, errors.New("dagstream: a client needs a stream opener")
+	}
+	c := &Client{open: open, readTimeout: DefaultReadTimeout, maxBlocks: DefaultMaxBlocks, batchBytes: DefaultBatchBytes}
+	for _, o := range opts {
+		if err := o(c); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// Result is what a Get received and verified.
+type Result struct {
+	Blocks int64
+	Bytes  int64
+}
+
+// Get asks from for req's DAG and hands every block to sink as it
+// arrives, verified: it hashes to its CID, and its CID is the next one
+// the walk of the blocks verified before it yields (see walker). received,
+// if not nil, is called for each verified block before the sink gets it,
+// with whether it is a leaf (it has no links to walk).
+//
+// It returns when the walk is done and the server closed the stream, or
+// with an error: a *RefusedError (errors.Is ErrRefused: the server
+// answered that it will not send, or no more), a *LieError (ErrLied: drop
+// the source), the sink's error, or the stream's. Whatever the error, the
+// blocks verified before it were handed to the sink.
+func (c *Client) Get(ctx context.Context, from peer.ID, req Request, sink Sink, received func(b blocks.Block, leaf bool)) (Result, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	st, err := c.open.NewStream(ctx, from, ProtocolID)
+	if err != nil {
+		return Result{}, fmt.Errorf("dagstream: open a stream to %s: %w", from, err)
+	}
+	stopped := context.AfterFunc(ctx, func() { _ = st.Reset() })
+	defer stopped()
+	_ = st.SetWriteDeadline(time.Now().Add(requestTimeout))
+	if _, err := st.Write(req.marshal()); err != nil {
+		_ = st.Reset()
+		return Result{}, fmt.Errorf("dagstream: send request to %s: %w", from, err)
+	}
+	_ = st.CloseWrite()
+
+	queue := make(chan blocks.Block, batchQueue)
+	sinkErr := make(chan error, 1)
+	go func() { sinkErr <- c.drain(ctx, queue, sink) }()
+	res, rerr := c.read(ctx, st, req, queue, received)
+	close(queue)
+	serr := <-sinkErr
+	if rerr != nil {
+		_ = st.Reset()
+	} else {
+		_ = st.Close()
+	}
+	switch {
+	case serr != nil:
+		return res, fmt.Errorf("dagstream: store blocks of %s: %w", req.Root, serr)
+	case rerr != nil && ctx.Err() != nil && !errors.Is(rerr, ErrLied) && !errors.Is(rerr, ErrRefused):
+		return res, fmt.Errorf("dagstream: get %s from %s: %w", req.Root, from, ctx.Err())
+	}
+	return res, rerr
+}
+
+// drain hands queued blocks to sink: whatever is queued when the sink is
+// free, up to batchBytes a batch. After a sink error it drops the rest
+// (Get returns that error).
+func (c *Client) drain(ctx context.Context, queue <-chan blocks.Block, sink Sink) error {
+	var err error
+	for b := range queue {
+		if err != nil {
+			continue
+		}
+		batch := []blocks.Block{b}
+		size := len(b.RawData())
+	more:
+		for size < c.batchBytes {
+			select {
+			case nb, ok := <-queue:
+				if !ok {
+					break more
+				}
+				batch = append(batch, nb)
+				size += len(nb.RawData())
+			default:
+				break more
+			}
+		}
+		err = sink.Put(ctx, batch)
+	}
+	return err
+}
+
+// read reads the status and the frames, verifies each block and queues
+// it for the sink.
+func (c *Client) read(ctx context.Context, st network.Stream, req Request, queue chan<- blocks.Block, received func(blocks.Block, bool)) (Result, error) {
+	var res Result
+	br := bufio.NewReaderSize(st, readBuffer)
+	_ = st.SetReadDeadline(time.Now().Add(c.readTimeout))
+	status, err := br.ReadByte()
+	if err != nil {
+		return res, fmt.Errorf("dagstream: read the answer: %w", err)
+	}
+	if Code(status) != Ok {
+		if Code(status) >= numCodes {
+			return res, &LieError{Reason: fmt.Sprintf("unknown answer %d", status)}
+		}
+		return res, &RefusedError{Code: Code(status)}
+	}
+	w := newWalker(req, c.maxBlocks)
+	lie := func(format string, args ...any) error {
+		return &LieError{Blocks: res.Blocks, Reason: fmt.Sprintf(format, args...)}
+	}
+	for {
+		it, ok, err := w.next()
+		if err != nil {
+			return res, err
+		}
+		if !ok {
+			break
+		}
+		_ = st.SetReadDeadline(time.Now().Add(c.readTimeout))
+		n, err := readUvarint(br)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return res, fmt.Errorf("dagstream: the stream ended after %d blocks, before the DAG's end: %w", res.Blocks, io.ErrUnexpectedEOF)
+			}
+			if errors.Is(err, errFrameHeader) {
+				return res, lie("%v", err)
+			}
+			return res, fmt.Errorf("dagstream: read frame %d: %w", res.Blocks+1, err)
+		}
+		if n == 0 {
+			code, err := br.ReadByte()
+			if err != nil {
+				return res, fmt.Errorf("dagstream: read stop code: %w", err)
+			}
+			if Code(code) == Ok || Code(code) >= numCodes {
+				return res, lie("stop frame with code %d", code)
+			}
+			return res, &RefusedError{Code: Code(code), Blocks: res.Blocks}
+		}
+		if n-1 > MaxBlockSize {
+			return res, lie("frame of %d bytes, more than a block's %d", n-1, MaxBlockSize)
+		}
+		data := make([]byte, n-1)
+		if _, err := io.ReadFull(br, data); err != nil {
+			return res, fmt.Errorf("dagstream: read block %d: %w", res.Blocks+1, err)
+		}
+		got, err := it.c.Prefix().Sum(data)
+		if err != nil {
+			return res, fmt.Errorf("dagstream: hash block %d (%s): %w", res.Blocks+1, it.c, err)
+		}
+		if !got.Equals(it.c) {
+			return res, lie("block %d hashes to %s, not to %s, the next block of the DAG", res.Blocks+1, got, it.c)
+		}
+		b, err := blocks.NewBlockWithCid(data, it.c)
+		if err != nil {
+			return res, fmt.Errorf("dagstream: block %s: %w", it.c, err)
+		}
+		links, err := w.visited(it, data)
+		if err != nil {
+			return res, fmt.Errorf("dagstream: walk %s: %w", req.Root, err)
+		}
+		res.Blocks++
+		res.Bytes += int64(len(data))
+		if received != nil {
+			received(b, links == 0)
+		}
+		select {
+		case queue <- b:
+		case <-ctx.Done():
+			return res, ctx.Err()
+		}
+	}
+	// The walk is done: the server must close the stream now.
+	_ = st.SetReadDeadline(time.Now().Add(c.readTimeout))
+	if _, err := br.ReadByte(); err == nil {
+		return res, lie("data after the DAG's last block")
+	} else if !errors.Is(err, io.EOF) {
+		return res, fmt.Errorf("dagstream: read the stream's end: %w", err)
+	}
+	return res, nil
+}
+
+var errFrameHeader = errors.New("dagstream: a frame header longer than a 64-bit uvarint")
+
+// readUvarint is binary.ReadUvarint with an error of its own for a
+// header no uvarint encoder writes (a lie, not a broken stream).
+func readUvarint(br io.ByteReader) (uint64, error) {
+	var x uint64
+	var s uint
+	for i := 0; i < binary.MaxVarintLen64; i++ {
+		b, err := br.ReadByte()
+		if err != nil {
+			if i > 0 && errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return x, err
+		}
+		if b < 0x80 {
+			if i == binary.MaxVarintLen64-1 && b > 1 {
+				return x, errFrameHeader
+			}
+			return x | uint64(b)<<s, nil
+		}
+		x |= uint64(b&0x7f) << s
+		s += 7
+	}
+	return x, errFrameHeader
+}
