@@ -131,7 +131,8 @@ func (c *Client) Get(ctx context.Context, from peer.ID, req Request, sink Sink, 
 		_ = st.Reset()
 		return Result{}, fmt.Errorf("dagstream: send request to %s: %w", from, err)
 	}
-	_ = st.CloseWrite()
+	// The write side stays open: the server reads it to learn when the
+	// client gives up (a reset) while it waits on its gate.
 
 	queue := make(chan blocks.Block, batchQueue)
 	sinkErr := make(chan error, 1)

@@ -484,3 +484,40 @@ func TestSinkError(t *testing.T) {
 		t.Fatalf("got %v, want the sink's error", err)
 	}
 }
+
+// A client that gives up while the gate holds its next block frees its
+// stream at once, not after the hold timeout.
+func TestClientResetEndsHeldStream(t *testing.T) {
+	cl, sv := pair(t)
+	bs := newStore()
+	_, root := testFile(t, bs, 100<<10, 12)
+	g := newHeldGate(0)
+	done := make(chan error, 1)
+	srv, _ := NewServer(bs, always, WithGate(g), WithTimeouts(time.Minute, time.Hour),
+		WithStreamDone(func(_ peer.ID, err error) { done <- err }))
+	serve(t, sv, srv)
+	cli, _ := NewClient(cl)
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan error, 1)
+	go func() {
+		_, err := cli.Get(ctx, sv.ID(), Request{Root: root}, &memSink{}, nil)
+		got <- err
+	}()
+	select {
+	case <-g.held:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the gate never held")
+	}
+	cancel()
+	if err := <-got; !errors.Is(err, context.Canceled) {
+		t.Fatalf("client: %v, want canceled", err)
+	}
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("the stream ended as if complete")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server still holds the stream of a client that left")
+	}
+}

@@ -20,7 +20,8 @@
 //
 // # Wire
 //
-// Request (client → server, then the client closes its side): uvarint
+// Request (client → server; the client then sends nothing, and resets
+// the stream if it gives up): uvarint
 // size (≤ MaxRequestSize), then uvarint version, uvarint CID length, the
 // root CID, uvarint offset, uvarint length (0: the whole DAG).
 // Answer: one Code byte; after Ok, frames: uvarint(n+1) and a block's n

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -284,6 +285,17 @@ func (s *Server) serve(st network.Stream, p peer.ID) error {
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
+	// The client sends nothing after its request and keeps its side
+	// open: a read ends when it resets the stream (it gave up), which
+	// ends a wait on the gate or the uplink at once, or when it closes
+	// the stream after the last block (EOF).
+	go func() {
+		var b [1]byte
+		_ = st.SetReadDeadline(time.Time{})
+		if _, err := st.Read(b[:]); !errors.Is(err, io.EOF) {
+			cancel()
+		}
+	}()
 	bw := bufio.NewWriterSize(st, writeBuffer)
 	flush := func() error {
 		if bw.Buffered() == 0 {
