@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	blocks "github.com/ipfs/go-block-format"
@@ -183,8 +184,67 @@ func (c *Client) drain(ctx context.Context, queue <-chan blocks.Block, sink Sink
 	return err
 }
 
-// read reads the status and the frames, verifies each block and queues
-// it for the sink.
+// frame is one frame as frames read it: a block's bytes, a stop code, or
+// why reading ended (io.EOF: the stream closed cleanly).
+type frame struct {
+	data []byte
+	stop Code
+	err  error
+}
+
+// frameAhead is how many frames are read ahead of their verification:
+// the next frame's bytes come off the stream while a block is hashed.
+const frameAhead = 4
+
+// frames reads frames from br until the stream ends or fails, or done
+// closes. Frames are checked for size and form here; what they hold is
+// checked by read, in order.
+func (c *Client) frames(st network.Stream, br *bufio.Reader, out chan<- frame, done <-chan struct{}) {
+	defer close(out)
+	send := func(f frame) bool {
+		select {
+		case out <- f:
+			return true
+		case <-done:
+			return false
+		}
+	}
+	for {
+		_ = st.SetReadDeadline(time.Now().Add(c.readTimeout))
+		n, err := readUvarint(br)
+		if err != nil {
+			send(frame{err: err})
+			return
+		}
+		if n == 0 {
+			code, err := br.ReadByte()
+			if err != nil {
+				send(frame{err: fmt.Errorf("dagstream: read stop code: %w", err)})
+				return
+			}
+			send(frame{stop: Code(code)})
+			return
+		}
+		if n-1 > MaxBlockSize {
+			send(frame{err: &LieError{Reason: fmt.Sprintf("frame of %d bytes, more than a block's %d", n-1, MaxBlockSize)}})
+			return
+		}
+		data := make([]byte, n-1)
+		if _, err := io.ReadFull(br, data); err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			send(frame{err: fmt.Errorf("dagstream: read a block: %w", err)})
+			return
+		}
+		if !send(frame{data: data}) {
+			return
+		}
+	}
+}
+
+// read reads the status, then verifies each frame's block and queues it
+// for the sink.
 func (c *Client) read(ctx context.Context, st network.Stream, req Request, queue chan<- blocks.Block, received func(blocks.Block, bool)) (Result, error) {
 	var res Result
 	br := bufio.NewReaderSize(st, readBuffer)
@@ -199,9 +259,40 @@ func (c *Client) read(ctx context.Context, st network.Stream, req Request, queue
 		}
 		return res, &RefusedError{Code: Code(status)}
 	}
+	in := make(chan frame, frameAhead)
+	done := make(chan struct{})
+	var reading sync.WaitGroup
+	reading.Add(1)
+	go func() { defer reading.Done(); c.frames(st, br, in, done) }()
+	clean := false
+	defer func() {
+		close(done)
+		if !clean {
+			_ = st.Reset() // ends a read under way
+		}
+		reading.Wait()
+	}()
 	w := newWalker(req, c.maxBlocks)
 	lie := func(format string, args ...any) error {
 		return &LieError{Blocks: res.Blocks, Reason: fmt.Sprintf(format, args...)}
+	}
+	// ended maps how reading ended before the walk did.
+	ended := func(f frame) error {
+		var le *LieError
+		switch {
+		case errors.As(f.err, &le):
+			le.Blocks = res.Blocks
+			return le
+		case errors.Is(f.err, errFrameHeader):
+			return lie("%v", f.err)
+		case errors.Is(f.err, io.EOF):
+			return fmt.Errorf("dagstream: the stream ended after %d blocks, before the DAG's end: %w", res.Blocks, io.ErrUnexpectedEOF)
+		case f.err != nil:
+			return fmt.Errorf("dagstream: read frame %d: %w", res.Blocks+1, f.err)
+		case f.stop == Ok || f.stop >= numCodes:
+			return lie("stop frame with code %d", byte(f.stop))
+		}
+		return &RefusedError{Code: f.stop, Blocks: res.Blocks}
 	}
 	for {
 		it, ok, err := w.next()
@@ -211,34 +302,16 @@ func (c *Client) read(ctx context.Context, st network.Stream, req Request, queue
 		if !ok {
 			break
 		}
-		_ = st.SetReadDeadline(time.Now().Add(c.readTimeout))
-		n, err := readUvarint(br)
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return res, fmt.Errorf("dagstream: the stream ended after %d blocks, before the DAG's end: %w", res.Blocks, io.ErrUnexpectedEOF)
-			}
-			if errors.Is(err, errFrameHeader) {
-				return res, lie("%v", err)
-			}
-			return res, fmt.Errorf("dagstream: read frame %d: %w", res.Blocks+1, err)
+		var f frame
+		select {
+		case f = <-in:
+		case <-ctx.Done():
+			return res, ctx.Err()
 		}
-		if n == 0 {
-			code, err := br.ReadByte()
-			if err != nil {
-				return res, fmt.Errorf("dagstream: read stop code: %w", err)
-			}
-			if Code(code) == Ok || Code(code) >= numCodes {
-				return res, lie("stop frame with code %d", code)
-			}
-			return res, &RefusedError{Code: Code(code), Blocks: res.Blocks}
+		if f.data == nil {
+			return res, ended(f)
 		}
-		if n-1 > MaxBlockSize {
-			return res, lie("frame of %d bytes, more than a block's %d", n-1, MaxBlockSize)
-		}
-		data := make([]byte, n-1)
-		if _, err := io.ReadFull(br, data); err != nil {
-			return res, fmt.Errorf("dagstream: read block %d: %w", res.Blocks+1, err)
-		}
+		data := f.data
 		got, err := it.c.Prefix().Sum(data)
 		if err != nil {
 			return res, fmt.Errorf("dagstream: hash block %d (%s): %w", res.Blocks+1, it.c, err)
@@ -266,12 +339,19 @@ func (c *Client) read(ctx context.Context, st network.Stream, req Request, queue
 		}
 	}
 	// The walk is done: the server must close the stream now.
-	_ = st.SetReadDeadline(time.Now().Add(c.readTimeout))
-	if _, err := br.ReadByte(); err == nil {
-		return res, lie("data after the DAG's last block")
-	} else if !errors.Is(err, io.EOF) {
-		return res, fmt.Errorf("dagstream: read the stream's end: %w", err)
+	var f frame
+	select {
+	case f = <-in:
+	case <-ctx.Done():
+		return res, ctx.Err()
 	}
+	switch {
+	case f.data != nil || f.err == nil:
+		return res, lie("data after the DAG's last block")
+	case !errors.Is(f.err, io.EOF):
+		return res, fmt.Errorf("dagstream: read the stream's end: %w", f.err)
+	}
+	clean = true // the reader saw the end and returned
 	return res, nil
 }
 

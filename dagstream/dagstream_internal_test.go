@@ -182,7 +182,7 @@ func liar(t *testing.T, h host.Host, write func(w io.Writer)) {
 	})
 }
 
-func frame(w io.Writer, data []byte) {
+func writeFrame(w io.Writer, data []byte) {
 	_, _ = w.Write(appendFrameHeader(nil, len(data)))
 	_, _ = w.Write(data)
 }
@@ -203,41 +203,41 @@ func TestLyingServerCaughtAtFirstWrongBlock(t *testing.T) {
 	}{
 		{"wrong bytes", func(w io.Writer) {
 			for _, b := range order[:3] {
-				frame(w, b.RawData())
+				writeFrame(w, b.RawData())
 			}
-			frame(w, flipped)
+			writeFrame(w, flipped)
 		}, 3},
 		{"wrong order", func(w io.Writer) {
 			for _, b := range order[:4] {
-				frame(w, b.RawData())
+				writeFrame(w, b.RawData())
 			}
-			frame(w, order[5].RawData())
-			frame(w, order[4].RawData())
+			writeFrame(w, order[5].RawData())
+			writeFrame(w, order[4].RawData())
 		}, 4},
 		{"block not linked", func(w io.Writer) {
 			for _, b := range order[:2] {
-				frame(w, b.RawData())
+				writeFrame(w, b.RawData())
 			}
-			frame(w, stray.RawData())
+			writeFrame(w, stray.RawData())
 		}, 2},
 		{"oversize frame", func(w io.Writer) {
-			frame(w, order[0].RawData())
+			writeFrame(w, order[0].RawData())
 			_, _ = w.Write(appendFrameHeader(nil, MaxBlockSize+1))
 			_, _ = w.Write(make([]byte, 1024))
 		}, 1},
 		{"frame header overflows", func(w io.Writer) {
-			frame(w, order[0].RawData())
+			writeFrame(w, order[0].RawData())
 			_, _ = w.Write(bytes.Repeat([]byte{0xff}, 11))
 		}, 1},
 		{"stop frame saying ok", func(w io.Writer) {
-			frame(w, order[0].RawData())
+			writeFrame(w, order[0].RawData())
 			_, _ = w.Write(appendStop(nil, Ok))
 		}, 1},
 		{"data after the end", func(w io.Writer) {
 			for _, b := range order {
-				frame(w, b.RawData())
+				writeFrame(w, b.RawData())
 			}
-			frame(w, order[1].RawData())
+			writeFrame(w, order[1].RawData())
 		}, len(order)},
 	}
 	for _, tc := range cases {
@@ -268,7 +268,7 @@ func TestEarlyCloseIsNotALie(t *testing.T) {
 	cl, sv := pair(t)
 	liar(t, sv, func(w io.Writer) {
 		for _, b := range order[:4] {
-			frame(w, b.RawData())
+			writeFrame(w, b.RawData())
 		}
 	})
 	cli, _ := NewClient(cl)

@@ -32,6 +32,11 @@ func newStore() blockstore.Blockstore {
 // links a node (a few levels deep), and returns the bytes and the root.
 func testFile(t *testing.T, bs blockstore.Blockstore, size int, seed uint64) ([]byte, cid.Cid) {
 	t.Helper()
+	return testFileChunked(t, bs, size, seed, 4096, 8)
+}
+
+// testFileChunked is testFile with leaves of chunk bytes, links a node.
+func testFileChunked(t testing.TB, bs blockstore.Blockstore, size int, seed uint64, chunk int64, links int) ([]byte, cid.Cid) {
 	data := make([]byte, size)
 	r := rand.New(rand.NewPCG(seed, seed))
 	for i := range data {
@@ -42,8 +47,8 @@ func testFile(t *testing.T, bs blockstore.Blockstore, size int, seed uint64) ([]
 	if err != nil {
 		t.Fatal(err)
 	}
-	params := helpers.DagBuilderParams{Maxlinks: 8, RawLeaves: true, CidBuilder: prefix, Dagserv: dag}
-	db, err := params.New(chunker.NewSizeSplitter(bytes.NewReader(data), 4096))
+	params := helpers.DagBuilderParams{Maxlinks: links, RawLeaves: true, CidBuilder: prefix, Dagserv: dag}
+	db, err := params.New(chunker.NewSizeSplitter(bytes.NewReader(data), chunk))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,8 +38,10 @@ const (
 	// requestTimeout bounds the wait for a request.
 	requestTimeout = 10 * time.Second
 	// writeBuffer is what the server gathers before it writes to the
-	// stream: small blocks leave together, large ones pass straight.
-	writeBuffer = 64 << 10
+	// stream. Large writes matter: with 64 KiB a QUIC stream carried
+	// 84 MB/s in `ore bench transfer`, with 1 MiB 112 MB/s (raw copy in
+	// 1 MiB writes: 152-199 MB/s), for one copy of each block's bytes.
+	writeBuffer = 1 << 20
 )
 
 // Blocks is the store a server reads DAGs from (store.Store is one).
