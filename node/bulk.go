@@ -83,9 +83,9 @@ type fetchSink struct{ f *fetch }
 func (s fetchSink) Put(_ context.Context, bs []blocks.Block) error { return s.f.storeBatch(bs) }
 
 // tryBulk waits for the fetch's first direct source (at most until
-// firstSourceWait after the fetch started) and asks for the whole DAG over
-// a bulk stream; true: it is all local.
-func (f *fetch) tryBulk() bool {
+// firstSourceWait after the fetch started) and asks for req over a bulk
+// stream; true: all of it is local.
+func (f *fetch) tryBulk(req dagstream.Request) bool {
 	t := time.NewTimer(time.Until(f.start.Add(firstSourceWait)))
 	defer t.Stop()
 	select {
@@ -94,7 +94,7 @@ func (f *fetch) tryBulk() bool {
 	case <-t.C:
 	case <-f.ctx.Done():
 	}
-	ok := f.bulk()
+	ok := f.bulk(req)
 	// The level walk that follows counts every block as it finds it local.
 	f.blocks.Store(0)
 	f.bytes.Store(0)
@@ -102,17 +102,17 @@ func (f *fetch) tryBulk() bool {
 }
 
 // bulk asks the fetch's first directly connected sources, one at a time,
-// to stream the whole DAG, and says whether one did. A source that lied
+// to stream req, and says whether one did. A source that lied
 // is dropped; after a refusal before any block the next is asked; after
 // anything else bitswap fetches what is missing.
-func (f *fetch) bulk() bool {
+func (f *fetch) bulk(req dagstream.Request) bool {
 	tried := 0
 	for _, p := range f.directSourcesNow() {
 		if tried == bulkTries || f.ctx.Err() != nil {
 			return false
 		}
 		tried++
-		res, err := f.n.bulk.cli.Get(f.ctx, p, dagstream.Request{Root: f.root}, fetchSink{f}, func(b blocks.Block, leaf bool) {
+		res, err := f.n.bulk.cli.Get(f.ctx, p, req, fetchSink{f}, func(b blocks.Block, leaf bool) {
 			f.bulkBlock(p, b, leaf)
 		})
 		if err == nil {

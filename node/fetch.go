@@ -21,6 +21,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 
+	"github.com/orecdn/ore/dagstream"
 	"github.com/orecdn/ore/pod"
 )
 
@@ -141,8 +142,15 @@ func (n *Node) fetch(ctx context.Context, root cid.Cid, progress func(FetchProgr
 		wg.Add(1)
 		go func() { defer wg.Done(); f.findProviders(root, !rootOnly) }()
 		// With the whole DAG over a bulk stream, bitswap has nothing to
-		// ask for and waits for no more sources.
-		if rootOnly || n.bulk == nil || !f.tryBulk() {
+		// ask for and waits for no more sources. A fetch of the root
+		// alone (the gateway's Locate) asks for the path to the first
+		// byte: the root, the nodes above the first leaf and the leaf,
+		// so the response's first bytes are local when it starts.
+		req := dagstream.Request{Root: root}
+		if rootOnly {
+			req.Length = 1
+		}
+		if n.bulk == nil || !f.tryBulk(req) {
 			f.waitSources()
 		}
 	}
