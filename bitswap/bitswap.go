@@ -175,6 +175,14 @@ func (e *Exchange) Release(p peer.ID) {
 	}()
 }
 
+// WaitUplink blocks until n more bytes may leave under the upload limit
+// (WithUploadLimit; at once without one), or ctx ends. Other senders of
+// blocks than bitswap (the bulk DAG stream) wait here, so the limit holds
+// over everything the box uploads.
+func (e *Exchange) WaitUplink(ctx context.Context, n int) error {
+	return e.net.up.wait(ctx, n)
+}
+
 // GetBlock fetches one block from the network.
 func (e *Exchange) GetBlock(ctx context.Context, c cid.Cid) (blocks.Block, error) {
 	return e.bs.GetBlock(ctx, c)

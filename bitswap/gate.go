@@ -53,15 +53,23 @@ type GateDecider interface {
 	Decide(p peer.ID, c cid.Cid, size int) Verdict
 }
 
-// decide asks the gate about one block.
-func (g *gatedNetwork) decide(p peer.ID, c cid.Cid, size int) Verdict {
-	if d, ok := g.gate.(GateDecider); ok {
+// Decide asks gate g about one block for peer p: a GateDecider's verdict,
+// else Send when Allow lets it go and Hold when not. Every sender of
+// blocks asks the gate through it: bitswap's network layer here, and the
+// bulk DAG stream (dagstream).
+func Decide(g Gate, p peer.ID, c cid.Cid, size int) Verdict {
+	if d, ok := g.(GateDecider); ok {
 		return d.Decide(p, c, size)
 	}
-	if g.gate.Allow(p, c, size) {
+	if g.Allow(p, c, size) {
 		return Send
 	}
 	return Hold
+}
+
+// decide asks the gate about one block.
+func (g *gatedNetwork) decide(p peer.ID, c cid.Cid, size int) Verdict {
+	return Decide(g.gate, p, c, size)
 }
 
 // WithGate sets the server's send gate (the proof-of-delivery credit window).

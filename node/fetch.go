@@ -15,11 +15,13 @@ import (
 	unixfile "github.com/ipfs/boxo/ipld/unixfs/file"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
+	format "github.com/ipfs/go-ipld-format"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 
+	"github.com/orecdn/ore/dagstream"
 	"github.com/orecdn/ore/pod"
 )
 
@@ -164,20 +166,20 @@ func (n *Node) fetch(ctx context.Context, root cid.Cid, progress func(FetchProgr
 	defer wg.Wait()
 	defer cancel(nil)
 	if has, _ := n.store.Has(ctx, root); !has {
-		f.sourced = make(chan struct{})
+		f.sourced, f.firstSource = make(chan struct{}), make(chan struct{})
 		wg.Add(1)
 		go func() { defer wg.Done(); f.findProviders(root, !rootOnly) }()
-		// The root's want is the session's first broadcast, and bitswap
-		// broadcasts a want once: to the sources it goes to only if they
-		// are sources by then (a box the box was already connected to
-		// gets no new-connection broadcast when it becomes one). One
-		// source is not enough: the origin holds back a root it sent
-		// recently (WithSpread), and in a 200-box crowd 2 boxes whose
-		// first source was the origin never got the root within a minute.
-		select {
-		case <-f.sourced:
-		case <-time.After(firstSourceWait):
-		case <-ctx.Done():
+		// With the whole DAG over a bulk stream, bitswap has nothing to
+		// ask for and waits for no more sources. A fetch of the root
+		// alone (the gateway's Locate) asks for the path to the first
+		// byte: the root, the nodes above the first leaf and the leaf,
+		// so the response's first bytes are local when it starts.
+		req := dagstream.Request{Root: root}
+		if rootOnly {
+			req.Length = 1
+		}
+		if n.bulk == nil || !f.tryBulk(req) {
+			f.waitSources()
 		}
 	}
 	wg.Add(1)
@@ -271,6 +273,28 @@ type fetch struct {
 	protected                     []peer.ID     // provider connections kept open while the fetch runs (guarded by mu)
 	sourced                       chan struct{} // closed once firstSources sources are held, or the first look-up's dials ended
 	sourcedOnce                   sync.Once
+	firstSource                   chan struct{} // closed once a source is connected directly (the bulk path asks it)
+	firstSourceOnce               sync.Once
+}
+
+// waitSources waits until the fetch has sources enough for bitswap to ask
+// for the root.
+//
+// The root's want is the session's first broadcast, and bitswap
+// broadcasts a want once: to the sources it goes to only if they are
+// sources by then (a box the box was already connected to gets no
+// new-connection broadcast when it becomes one). One source is not
+// enough: the origin holds back a root it sent recently (WithSpread), and
+// in a 200-box crowd 2 boxes whose first source was the origin never got
+// the root within a minute.
+func (f *fetch) waitSources() {
+	t := time.NewTimer(time.Until(f.start.Add(firstSourceWait)))
+	defer t.Stop()
+	select {
+	case <-f.sourced:
+	case <-t.C:
+	case <-f.ctx.Done():
+	}
 }
 
 // markSourced closes f.sourced, once: the fetch asks for the root.
@@ -439,6 +463,9 @@ func (f *fetch) connect(p peer.AddrInfo) {
 	// reached only through a relay cannot yet.
 	if !limited && f.directSources.Add(1) >= firstSources {
 		f.markSourced()
+	}
+	if !limited && f.firstSource != nil {
+		f.firstSourceOnce.Do(func() { close(f.firstSource) })
 	}
 }
 
@@ -841,23 +868,10 @@ func (f *fetch) ask(cids, parents []cid.Cid, fresh bool, t turn) (_, left []cid.
 		if len(batch) == 0 {
 			return nil
 		}
-		if err := f.n.store.PutMany(f.ctx, batch); err != nil {
-			if !errors.Is(err, ErrQuotaFull) {
-				return err
-			}
-			// Make room from cold content, once, then give up.
-			if res, eerr := f.n.Evict(f.ctx, int64(batchBytes)); eerr != nil || res.Freed < int64(batchBytes) {
-				return err
-			}
-			if err := f.n.store.PutMany(f.ctx, batch); err != nil {
-				return err
-			}
-		}
-		if err := f.n.ex.NotifyNewBlocks(f.ctx, batch...); err != nil {
-			f.n.log.Debug("notify bitswap of new blocks", "err", err)
+		if err := f.storeBatch(batch); err != nil {
+			return err
 		}
 		batch, batchBytes = batch[:0], 0
-		f.maybeAnnounce()
 		return nil
 	}
 	// A batch is stored (and announced to bitswap, which tells the peers
@@ -935,6 +949,33 @@ func (f *fetch) ask(cids, parents []cid.Cid, fresh bool, t turn) (_, left []cid.
 	return parents, left, stalled && f.ctx.Err() == nil, nil
 }
 
+// storeBatch stores blocks that arrived (making room from cold content,
+// once, when the store is full), tells bitswap (which answers the peers
+// that asked for them, and this box's own waiting wants) and announces the
+// root after its first MiB.
+func (f *fetch) storeBatch(batch []blocks.Block) error {
+	if err := f.n.store.PutMany(f.ctx, batch); err != nil {
+		if !errors.Is(err, ErrQuotaFull) {
+			return err
+		}
+		size := 0
+		for _, b := range batch {
+			size += len(b.RawData())
+		}
+		if res, eerr := f.n.Evict(f.ctx, int64(size)); eerr != nil || res.Freed < int64(size) {
+			return err
+		}
+		if err := f.n.store.PutMany(f.ctx, batch); err != nil {
+			return err
+		}
+	}
+	if err := f.n.ex.NotifyNewBlocks(f.ctx, batch...); err != nil {
+		f.n.log.Debug("notify bitswap of new blocks", "err", err)
+	}
+	f.maybeAnnounce()
+	return nil
+}
+
 // maybeAnnounce announces the root once the box stored announceAfter bytes
 // of it from the network: a box serves the blocks it has while it fetches the
 // rest, so a crowd fetching the same root finds its peers in the DHT, not
@@ -981,14 +1022,7 @@ func (f *fetch) visit(b blocks.Block, parents []cid.Cid) ([]cid.Cid, error) {
 		if err != nil {
 			return nil, err
 		}
-		if f.total.Load() == 0 {
-			// A dag-pb node's links carry the sizes below them.
-			total := int64(len(b.RawData()))
-			for _, l := range links {
-				total += int64(l.Size)
-			}
-			f.total.CompareAndSwap(0, total)
-		}
+		f.noteTotal(b, links)
 		nlinks = len(links)
 	case hasLinks(b.Cid()):
 		links, err := linkCIDs(b)
@@ -997,9 +1031,7 @@ func (f *fetch) visit(b blocks.Block, parents []cid.Cid) ([]cid.Cid, error) {
 		}
 		nlinks = len(links)
 	}
-	if f.total.Load() == 0 {
-		f.total.CompareAndSwap(0, int64(len(b.RawData()))) // no sizes below: the root's own
-	}
+	f.noteTotal(b, nil)
 	if nlinks == 0 {
 		return parents, nil
 	}
@@ -1010,6 +1042,20 @@ func (f *fetch) visit(b blocks.Block, parents []cid.Cid) ([]cid.Cid, error) {
 	}
 	f.expanded[b.Cid()] = struct{}{}
 	return append(parents, b.Cid()), nil
+}
+
+// noteTotal records the DAG's size from the first block visited, the
+// root: a dag-pb node's links carry the sizes below them; another block
+// gives its own.
+func (f *fetch) noteTotal(b blocks.Block, links []*format.Link) {
+	if f.total.Load() != 0 {
+		return
+	}
+	total := int64(len(b.RawData()))
+	for _, l := range links {
+		total += int64(l.Size)
+	}
+	f.total.CompareAndSwap(0, total)
 }
 
 // provideAsync announces a root this box now holds, so later fetches can

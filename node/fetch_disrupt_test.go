@@ -13,10 +13,12 @@ import (
 // slowSourceNet is a mocknet of n boxes whose uploads are slow, so that a
 // fetch is still running when the test disrupts it, with the given stall
 // timeout: a short one makes the fetch ask again (at a quarter of it) well
-// before the test's deadline, and fail if it never does.
+// before the test's deadline, and fail if it never does. It tests
+// bitswap's recovery: the bulk path is off (it would fetch the file in
+// one stream, and fall back to this).
 func slowSourceNet(t *testing.T, n int, stall time.Duration) *testnet.Network {
 	return newMocknet(t, n, node.WithReceipts(false), node.WithSpread(0),
-		node.WithUploadLimit(1<<20), node.WithStallTimeout(stall))
+		node.WithUploadLimit(1<<20), node.WithStallTimeout(stall), node.WithBulk(false))
 }
 
 // fetchWhileSourceLeaves has box 1 of nw (4 boxes) fetch size random bytes

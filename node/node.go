@@ -53,6 +53,7 @@ type Node struct {
 	traffic *traffic
 	recent  *recentBlocks // blocks received lately (see seed.go)
 	pod     *receipts
+	bulk    *bulk // the bulk DAG path (bulk.go); nil: off
 	reach   *reach
 	datacap *dataCap
 	started time.Time
@@ -192,7 +193,10 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 		n.reach.countBlock(p, true, len(b.RawData()))
 		n.datacap.add(capFetched, len(b.RawData()))
 	}}
-	var bopts []bitswap.Option
+	var (
+		bopts    []bitswap.Option
+		sendGate bitswap.Gate // bitswap's and the bulk path's
+	)
 	if !cfg.ReceiptsOff {
 		hooks.BlockReceived = func(p peer.ID, b blocks.Block) {
 			recent.add(b.Cid())
@@ -207,13 +211,14 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 			if err != nil {
 				return nil, err
 			}
-			ft.release = func(p peer.ID) { n.ex.Release(p) }
+			ft.release = n.release
 			gate = ft
 		}
-		bopts = append(bopts, bitswap.WithGate(capGate{d: n.datacap, next: gate}))
+		sendGate = capGate{d: n.datacap, next: gate}
 	} else {
-		bopts = append(bopts, bitswap.WithGate(capGate{d: n.datacap}))
+		sendGate = capGate{d: n.datacap}
 	}
+	bopts = append(bopts, bitswap.WithGate(sendGate))
 	// One request filter: the month's data cap, and the denylist.
 	filter := n.datacap.allow
 	if n.deny != nil {
@@ -225,16 +230,25 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 	if cfg.UploadLimit > 0 {
 		bopts = append(bopts, bitswap.WithUploadLimit(cfg.UploadLimit))
 	}
-	if cfg.SpreadHold > 0 && (cfg.UploadLimit > 0 || cfg.spreadSet) {
+	if cfg.spreads() {
 		bopts = append(bopts, bitswap.WithSpread(min(cfg.SpreadHold, cfg.StallTimeout/2), recent.seeded))
 	}
 
+	if !cfg.BulkOff {
+		if n.bulk, err = n.newBulk(sendGate, filter, hooks); err != nil {
+			return nil, err
+		}
+		closers = append(closers, n.bulk.close)
+	}
 	n.ex, err = bitswap.New(n.ctx, n.host, n.router, n.store, append(bopts, bitswap.WithHooks(hooks))...)
 	if err != nil {
 		return nil, err
 	}
 	closers = append(closers, n.ex.Close)
 	n.dag = merkledag.NewDAGService(blockservice.New(n.store, nil))
+	if n.bulk != nil {
+		n.bulk.serve(n.host)
+	}
 
 	if n.metrics, err = newMetrics(n); err != nil {
 		return nil, err
@@ -369,6 +383,9 @@ func (n *Node) Close() error {
 		n.sched.close()
 		add("intake", n.intake.Close())
 		n.cancel()
+		if n.bulk != nil {
+			add("bulk", n.bulk.close())
+		}
 		n.wg.Wait()
 		add("bitswap", n.ex.Close())
 		add("dht", n.router.Close())

@@ -126,6 +126,7 @@ type Config struct {
 	ComputeService int
 
 	ReceiptsOff   bool   // no proof of delivery at all: no gate, no signing
+	BulkOff       bool   // no bulk DAG streams (/ore/dag/1.0.0): bitswap only; see WithBulk
 	GatewayListen string // HTTP address of the gateway role
 	// Denylists are files in the compact denylist format: content the box
 	// neither serves nor fetches (and its gateway answers 410 for). See
@@ -558,6 +559,24 @@ func WithRelayService(on bool) Option {
 func WithReceipts(on bool) Option {
 	return func(c *Config) error {
 		c.ReceiptsOff = !on
+		return nil
+	}
+}
+
+// spreads says whether the box spreads the blocks it seeds (see WithSpread):
+// with an upload limit, or when WithSpread was given.
+func (c *Config) spreads() bool {
+	return c.SpreadHold > 0 && (c.UploadLimit > 0 || c.spreadSet)
+}
+
+// WithBulk turns the bulk DAG path (/ore/dag/1.0.0, package dagstream) on
+// (the default) or off. On, a fetch asks its first source to stream the
+// whole DAG before it asks bitswap, and the box streams the DAGs it holds
+// whole to others; off, both go through bitswap alone (to measure one
+// against the other, or for a box that serves only IPFS tools).
+func WithBulk(on bool) Option {
+	return func(c *Config) error {
+		c.BulkOff = !on
 		return nil
 	}
 }

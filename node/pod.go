@@ -36,7 +36,7 @@ func (n *Node) startReceipts(key crypto.PrivKey) error {
 		Params: n.cfg.Network, Key: key, Store: n.store, Logger: n.log.With("part", "pod"), Registry: n.reg,
 		Transport: podTransport{meter.HostTransport{Host: n.host}}, ReceiptEvery: n.cfg.ReceiptEvery, Go: n.spawn,
 		CreditWindow: n.cfg.CreditWindow, Blocks: n.store, Peers: meter.HostPeers{Host: n.host},
-		Release:       func(p peer.ID) { n.ex.Release(p) },
+		Release:       n.release,
 		Countersigned: n.countersigned,
 	}
 	var err error

@@ -50,7 +50,9 @@ func sentTo(n *node.Node, p peer.ID) uint64 {
 }
 
 func TestReceiptsAddUpToBytesSent(t *testing.T) {
-	nw := newNet(t, 5)
+	// Several servers in one fetch: bitswap's (the bulk path streams a
+	// DAG from one; TestBulkFetchPaysReceiptsAsBitswap).
+	nw := newNet(t, 5, node.WithBulk(false))
 	ctx := testCtx(t)
 	src, _ := randomFile(t, 64<<20)
 	res, err := nw.Nodes[0].AddPath(ctx, src)

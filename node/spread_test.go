@@ -33,7 +33,9 @@ func TestSpreadSeedSendsEachBlockAboutOnce(t *testing.T) {
 			defer cancel()
 			nw, err := testnet.New(ctx, 1+crowd, testnet.WithDir(t.TempDir()),
 				testnet.WithMocknet(mocknet.LinkOptions{}),
-				testnet.WithNodeOptions(node.WithSpread(tc.hold), node.WithReceipts(false)))
+				// Bitswap with and without spreading: a seed that does
+				// not spread serves bulk streams (see node.WithBulk).
+				testnet.WithNodeOptions(node.WithSpread(tc.hold), node.WithReceipts(false), node.WithBulk(false)))
 			if err != nil {
 				t.Fatal(err)
 			}
