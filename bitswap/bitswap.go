@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bs "github.com/ipfs/boxo/bitswap"
@@ -88,6 +89,8 @@ type Exchange struct {
 	closed    bool
 	wg        sync.WaitGroup
 	closeOnce sync.Once
+	// Blocks another path than bitswap brought (CountReceived).
+	otherBlocks, otherData atomic.Uint64
 }
 
 var _ exchange.SessionExchange = (*Exchange)(nil)
@@ -218,23 +221,42 @@ type Stats struct {
 	// LateCancelled is blocks the server had packed for a peer that
 	// cancelled them before their turn at the uplink came (not sent).
 	LateCancelled uint64
+	// OtherBlocksReceived is how many of BlocksReceived another path
+	// than bitswap brought (CountReceived: the bulk DAG stream).
+	OtherBlocksReceived uint64
 }
 
-// Stats returns the exchange's counters.
+// CountSent counts a block another path than bitswap sent (the bulk DAG
+// stream): Stats is what the box uploaded, whichever way.
+func (e *Exchange) CountSent(b blocks.Block) {
+	e.net.blocksSent.Add(1)
+	e.net.dataSent.Add(uint64(len(b.RawData())))
+}
+
+// CountReceived counts a block another path than bitswap brought: Stats
+// is what the box downloaded, whichever way.
+func (e *Exchange) CountReceived(b blocks.Block) {
+	e.otherBlocks.Add(1)
+	e.otherData.Add(uint64(len(b.RawData())))
+}
+
+// Stats returns the exchange's counters: blocks and bytes bitswap moved,
+// and those counted with CountSent and CountReceived.
 func (e *Exchange) Stats() (Stats, error) {
 	s, err := e.bs.Stat()
 	if err != nil {
 		return Stats{}, fmt.Errorf("bitswap: stat: %w", err)
 	}
 	return Stats{
-		Peers:          len(s.Peers),
-		WantlistLen:    len(s.Wantlist),
-		BlocksReceived: s.BlocksReceived,
-		DataReceived:   s.DataReceived,
-		DupBlocks:      s.DupBlksReceived,
-		BlocksSent:     e.net.blocksSent.Load(),
-		DataSent:       e.net.dataSent.Load(),
-		LateCancelled:  e.net.lateDropped.Load(),
+		Peers:               len(s.Peers),
+		WantlistLen:         len(s.Wantlist),
+		BlocksReceived:      s.BlocksReceived + e.otherBlocks.Load(),
+		DataReceived:        s.DataReceived + e.otherData.Load(),
+		DupBlocks:           s.DupBlksReceived,
+		BlocksSent:          e.net.blocksSent.Load(),
+		DataSent:            e.net.dataSent.Load(),
+		LateCancelled:       e.net.lateDropped.Load(),
+		OtherBlocksReceived: e.otherBlocks.Load(),
 	}, nil
 }
 

@@ -43,8 +43,16 @@ func (n *Node) newBulk(gate bitswap.Gate, filter bitswap.RequestFilter, hooks bi
 	if n.cfg.spreads() {
 		return b, nil
 	}
+	// Bulk sends count in the exchange's traffic (ore status, the
+	// dashboard, metrics) as bitswap's do; n.ex exists by the first send.
+	sent := func(p peer.ID, b blocks.Block) {
+		n.ex.CountSent(b)
+		if hooks.BlockSent != nil {
+			hooks.BlockSent(p, b)
+		}
+	}
 	opts := []dagstream.ServerOption{dagstream.WithGate(gate), dagstream.WithFilter(filter),
-		dagstream.WithSent(hooks.BlockSent), dagstream.WithServerLogger(n.log.With("part", "bulk"))}
+		dagstream.WithSent(sent), dagstream.WithServerLogger(n.log.With("part", "bulk"))}
 	if n.cfg.UploadLimit > 0 {
 		opts = append(opts, dagstream.WithUplink(func(ctx context.Context, k int) error { return n.ex.WaitUplink(ctx, k) }))
 	}
@@ -141,6 +149,7 @@ func (f *fetch) bulk(req dagstream.Request) bool {
 // for it as for a block bitswap brought).
 func (f *fetch) bulkBlock(from peer.ID, b blocks.Block, leaf bool) {
 	f.n.pod.want(f.root, []cid.Cid{b.Cid()})
+	f.n.ex.CountReceived(b)
 	f.n.bulk.received(from, b)
 	size := int64(len(b.RawData()))
 	if b.Cid().Equals(f.root) {
