@@ -137,7 +137,13 @@ func (c *Client) Get(ctx context.Context, from peer.ID, req Request, sink Sink, 
 
 	queue := make(chan blocks.Block, batchQueue)
 	sinkErr := make(chan error, 1)
-	go func() { sinkErr <- c.drain(ctx, queue, sink) }()
+	go func() {
+		err := c.drain(ctx, queue, sink)
+		if err != nil {
+			cancel() // a sink that fails (a full store) stops the stream
+		}
+		sinkErr <- err
+	}()
 	res, rerr := c.read(ctx, st, req, queue, received)
 	close(queue)
 	serr := <-sinkErr

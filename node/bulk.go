@@ -120,9 +120,17 @@ func (f *fetch) bulk(req dagstream.Request) bool {
 			return false
 		}
 		tried++
-		res, err := f.n.bulk.cli.Get(f.ctx, p, req, fetchSink{f}, func(b blocks.Block, leaf bool) {
+		// Blocks received count against the month's data cap: past it the
+		// stream stops at once (and the fetch fails where bitswap would
+		// ask for more), not after the blocks queued for the store.
+		gctx, stop := context.WithCancel(f.ctx)
+		res, err := f.n.bulk.cli.Get(gctx, p, req, fetchSink{f}, func(b blocks.Block, leaf bool) {
 			f.bulkBlock(p, b, leaf)
+			if f.n.datacap.refusal() != nil {
+				stop()
+			}
 		})
+		stop()
 		if err == nil {
 			f.n.log.Debug("fetched over a bulk stream", "root", f.root, "from", p, "blocks", res.Blocks, "bytes", res.Bytes)
 			return true
