@@ -711,9 +711,31 @@ func Build(s *State, epoch uint64, proposer peer.ID, timeUnixNano int64, txs []T
 	return b, n, rejected, nil
 }
 
+// sinceRules is the rules version that brought each kind of transaction
+// (a kind not listed is in every version): a chain whose genesis has
+// older rules refuses it, so chains made before a kind existed replay as
+// they were made.
+var sinceRules = map[Kind]uint8{
+	KindWithdraw: RulesV3, KindSpendCap: RulesV3,
+	KindOrder: RulesV4, KindDelegate: RulesV4, KindTicket: RulesV4, KindRegisterRoot: RulesV4, KindFunction: RulesV4, KindJob: RulesV4,
+	KindStorage: RulesV5, KindBeacon: RulesV5, KindProof: RulesV5,
+	KindBond: RulesV5, KindUnbond: RulesV5, KindJobMismatch: RulesV5,
+}
+
+// needRules refuses a kind of transaction the chain's rules do not have.
+func (n *State) needRules(k Kind) error {
+	if v := sinceRules[k]; n.g.Rules < v {
+		return refuse(ReasonNotInRules, "%s needs rules version %d, this chain's genesis has %d", k, v, n.g.Rules)
+	}
+	return nil
+}
+
 // applyTx checks one transaction against n and applies it, or leaves n
 // unchanged and says why not. sigErr is the receipt's signature check.
 func (n *State) applyTx(t *Tx, sigErr error) error {
+	if err := n.needRules(t.Kind); err != nil {
+		return err
+	}
 	switch t.Kind {
 	case KindReceipt:
 		return n.applyReceipt(t.Receipt, sigErr)
@@ -723,31 +745,13 @@ func (n *State) applyTx(t *Tx, sigErr error) error {
 		}
 	case KindDeposit, KindTransfer, KindPrewarm:
 	case KindOrder:
-		if n.g.Rules < RulesV4 {
-			return refuse(ReasonNotInRules, "%s needs rules version %d, this chain's genesis has %d", t.Kind, RulesV4, n.g.Rules)
-		}
 		return n.applyOrder(t)
 	case KindDelegate:
-		if n.g.Rules < RulesV4 {
-			return refuse(ReasonNotInRules, "%s needs rules version %d, this chain's genesis has %d", t.Kind, RulesV4, n.g.Rules)
-		}
 	case KindWithdraw, KindSpendCap:
-		if n.g.Rules < RulesV3 {
-			return refuse(ReasonNotInRules, "%s needs rules version %d, this chain's genesis has %d", t.Kind, RulesV3, n.g.Rules)
-		}
 	case KindTicket:
-		if n.g.Rules < RulesV4 {
-			return refuse(ReasonNotInRules, "%s needs rules version %d, this chain's genesis has %d", t.Kind, RulesV4, n.g.Rules)
-		}
 		return n.applyTicket(t)
 	case KindRegisterRoot, KindFunction:
-		if n.g.Rules < RulesV4 {
-			return refuse(ReasonNotInRules, "%s needs rules version %d, this chain's genesis has %d", t.Kind, RulesV4, n.g.Rules)
-		}
 	case KindJob:
-		if n.g.Rules < RulesV4 {
-			return refuse(ReasonNotInRules, "%s needs rules version %d, this chain's genesis has %d", t.Kind, RulesV4, n.g.Rules)
-		}
 		return n.applyJob(t.Job)
 	case KindEvidence:
 		return n.applyEvidence(t)
@@ -756,17 +760,8 @@ func (n *State) applyTx(t *Tx, sigErr error) error {
 	case KindProof:
 		return n.applyProof(t)
 	case KindStorage:
-		if err := n.needV5(t.Kind); err != nil {
-			return err
-		}
 	case KindBond, KindUnbond:
-		if n.g.Rules < RulesV5 {
-			return refuse(ReasonNotInRules, "%s needs rules version %d, this chain's genesis has %d", t.Kind, RulesV5, n.g.Rules)
-		}
 	case KindJobMismatch:
-		if n.g.Rules < RulesV5 {
-			return refuse(ReasonNotInRules, "%s needs rules version %d, this chain's genesis has %d", t.Kind, RulesV5, n.g.Rules)
-		}
 		return n.applyJobMismatch(t.Mismatch)
 	default:
 		return refuse(ReasonMalformed, "unknown transaction kind %d", t.Kind)

@@ -300,13 +300,6 @@ func (s *State) Challenges(box peer.ID) []Challenge {
 	return out
 }
 
-func (n *State) needV5(k Kind) error {
-	if n.g.Rules < RulesV5 {
-		return refuse(ReasonNotInRules, "%s needs rules version %d, this chain's genesis has %d", k, RulesV5, n.g.Rules)
-	}
-	return nil
-}
-
 // applyStorage applies a storage offer to From's account a (applyTx
 // stores a and the nonce).
 func (n *State) applyStorage(t *Tx, a *Account) error {
@@ -371,9 +364,6 @@ func (s *State) storageRoot(key string) *storageRoot {
 // applyBeacon checks a beacon against the last block and opens the round
 // of the block's epoch, closing the one before.
 func (n *State) applyBeacon(t *Tx) error {
-	if err := n.needV5(t.Kind); err != nil {
-		return err
-	}
 	if n.height == 0 {
 		return refuse(ReasonMalformed, "a beacon needs a block before it")
 	}
@@ -470,9 +460,6 @@ func (n *State) closeRound(bk Beacon) {
 
 // applyProof pays a box for a round of a root it proved.
 func (n *State) applyProof(t *Tx) error {
-	if err := n.needV5(t.Kind); err != nil {
-		return err
-	}
 	if t.Proof == nil || !t.Root.Defined() {
 		return refuse(ReasonMalformed, "a proof transaction without a proof or root")
 	}
