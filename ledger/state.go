@@ -674,10 +674,7 @@ func Build(s *State, epoch uint64, proposer peer.ID, timeUnixNano int64, txs []T
 	sigErrs := verifyReceipts(txs)
 	n := s.next(epoch)
 	var rejected []Rejected
-	// Sized once: growing a block of 50,000 transactions copies it again
-	// and again.
-	b.Txs = make([]Tx, 0, min(len(txs), MaxBlockTxs))
-	ids := make([][32]byte, 0, cap(b.Txs))
+	var ids [][32]byte
 	size := 256
 	var scratch []byte // txIDDomain, then the transaction's encoding
 	for i := range txs {
