@@ -561,12 +561,12 @@ func (f *fetch) watch(cancel context.CancelCauseFunc, progress func(FetchProgres
 // them, and returns the level's nodes with links: the next level's parents.
 func (f *fetch) level(src *levelSource) ([]cid.Cid, error) {
 	var (
-		mu      sync.Mutex
-		parents []cid.Cid
+		mu sync.Mutex
 		// byChunk are each chunk's parents, by the chunk's place in the
-		// level, when the fetch keeps the DAG's order (the chunks end in
-		// any order).
+		// level: chunks end in any order, and a fetch that keeps the DAG's
+		// order asks for the next level in its parents' order.
 		byChunk = map[int][]cid.Cid{}
+		count   int // the parents in byChunk
 		chunks  int
 		errs    = make(chan error, fetchParallel)
 		sem     = make(chan struct{}, fetchParallel)
@@ -612,11 +612,9 @@ func (f *fetch) level(src *levelSource) ([]cid.Cid, error) {
 				return
 			}
 			mu.Lock()
-			parents = append(parents, ps...)
-			if f.inOrder {
-				byChunk[no] = ps
-			}
-			over := len(parents) > f.n.cfg.levelParents
+			byChunk[no] = ps
+			count += len(ps)
+			over := count > f.n.cfg.levelParents
 			mu.Unlock()
 			if over {
 				fail(fmt.Errorf("%w: a level of %s has more than %d nodes with links; UnixFS builders make far fewer (a 2 TiB file has ~50,000)", ErrDAGTooLarge, f.root, f.n.cfg.levelParents))
@@ -629,11 +627,9 @@ func (f *fetch) level(src *levelSource) ([]cid.Cid, error) {
 		return nil, err
 	default:
 	}
-	if f.inOrder {
-		parents = parents[:0]
-		for i := range chunks {
-			parents = append(parents, byChunk[i]...)
-		}
+	parents := make([]cid.Cid, 0, count)
+	for i := range chunks {
+		parents = append(parents, byChunk[i]...)
 	}
 	return parents, nil
 }
