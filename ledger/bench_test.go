@@ -3,6 +3,7 @@ package ledger
 import (
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ipfs/go-cid"
 
@@ -160,3 +161,29 @@ func benchApplyMix(b *testing.B, tickets bool) {
 
 func BenchmarkApplyMixPlain(b *testing.B)   { benchApplyMix(b, false) }
 func BenchmarkApplyMixTickets(b *testing.B) { benchApplyMix(b, true) }
+
+// BenchmarkApplyMixTicketCost applies the two blocks of the mix by turns
+// in each iteration, so that both see the same share of a shared machine,
+// and reports each one's time per receipt and the difference: the cost of
+// the ticket checks per receipt.
+func BenchmarkApplyMixTicketCost(b *testing.B) {
+	ps, pb := benchMix(b, false)
+	ts, tb := benchMix(b, true)
+	var plain, tickets time.Duration
+	b.ResetTimer()
+	for b.Loop() {
+		t0 := time.Now()
+		if _, err := Apply(ps, pb); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if _, err := Apply(ts, tb); err != nil {
+			b.Fatal(err)
+		}
+		plain, tickets = plain+t1.Sub(t0), tickets+time.Since(t1)
+	}
+	per := func(d time.Duration, n int) float64 { return d.Seconds() * 1e6 / float64(b.N*n) }
+	b.ReportMetric(per(plain, len(pb.Txs)), "plain-µs/receipt")
+	b.ReportMetric(per(tickets, len(tb.Txs)), "tickets-µs/receipt")
+	b.ReportMetric(per(tickets, len(tb.Txs))-per(plain, len(pb.Txs)), "ticket-checks-µs/receipt")
+}

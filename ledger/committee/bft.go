@@ -290,6 +290,75 @@ func (c *Committee) keepAheadLocked(a *ahead) {
 	e.next = a
 }
 
+// appliedOn reports whether a was applied in advance on s, and is done.
+func (a *ahead) appliedOn(s *ledger.State) bool {
+	if a.done != nil {
+		select {
+		case <-a.done:
+		default:
+			return false
+		}
+	}
+	return a.parent == s
+}
+
+// judgeAhead applies a on parent, the state its parent height left,
+// unless it was applied there in advance, and admits it as a proposal at
+// this member's height, if that is still its height.
+func (c *Committee) judgeAhead(a *ahead, parent *ledger.State) {
+	defer c.wg.Done()
+	if a.done != nil {
+		<-a.done
+	}
+	n, err := a.next, a.err
+	if a.parent != parent {
+		done := intake.Prioritize()
+		n, err = ledger.Apply(parent, a.block)
+		done()
+	}
+	e := c.bft
+	e.mu.Lock()
+	if e.height != a.block.Header.Height || c.fsm.current() != parent {
+		e.mu.Unlock()
+		return // decided meanwhile
+	}
+	c.admitAheadLocked(a, n, err, parent, c.cfg.Clock())
+	out := c.stepLocked()
+	e.mu.Unlock()
+	c.send(out)
+}
+
+// admitAheadLocked makes a, with Apply's result on parent (the final
+// state), a proposal at this member's height, judged as onProposal does.
+func (c *Committee) admitAheadLocked(a *ahead, n *ledger.State, err error, parent *ledger.State, now time.Time) {
+	e := c.bft
+	if err == nil {
+		err = c.judgeEpoch(&a.block.Header, parent.Epoch())
+	} else {
+		c.metrics.rejected.Inc()
+	}
+	if err == nil && c.excluded(a.block.Header.Proposer) {
+		err = fmt.Errorf("committee: proposer %s was excluded for equivocation", a.block.Header.Proposer)
+	}
+	if err != nil {
+		n = nil
+		c.log.Warn("proposal refused", "height", a.block.Header.Height, "round", a.round, "proposer", a.block.Header.Proposer, "err", err)
+	}
+	hash := a.block.Hash()
+	p := e.props[hash]
+	if p == nil {
+		p = &proposal{block: a.block, raw: a.raw, next: n, err: err, rounds: make(map[uint32]bool)}
+		e.props[hash] = p
+	}
+	p.rounds[a.round] = true
+	if e.due.IsZero() {
+		e.due = now
+	}
+	if a.round > e.round {
+		e.enterRound(a.round, now)
+	}
+}
+
 // onAhead takes a proposal of the log for the height after this member's
 // (see ahead); parent and next are the leader's own result for it, if any.
 func (c *Committee) onAhead(round uint32, b *ledger.Block, raw []byte, parent, next *ledger.State) {
@@ -301,13 +370,15 @@ func (c *Committee) onAhead(round uint32, b *ledger.Block, raw []byte, parent, n
 		e.mu.Unlock()
 	case e.height:
 		// Its parent height became final since the log delivered it: a
-		// proposal at this member's height, judged on its state now.
+		// proposal at this member's height, judged on its state now
+		// (applied without the lock; onProposal drops it should the
+		// height be decided meanwhile).
 		s := c.fsm.current()
+		e.mu.Unlock()
 		var err error
 		if parent != s {
 			next, err = ledger.Apply(s, b)
 		}
-		e.mu.Unlock()
 		c.onProposal(round, b, raw, next, err)
 	default:
 		e.mu.Unlock()
@@ -410,7 +481,9 @@ func (c *Committee) onVote(v *voteMsg) {
 		return
 	}
 	out := c.addVoteLocked(v)
-	c.skipRoundLocked()
+	if v.round > e.round {
+		c.skipRoundLocked()
+	}
 	out = append(out, c.stepLocked()...)
 	e.mu.Unlock()
 	c.send(out)
@@ -421,7 +494,8 @@ func (c *Committee) onVote(v *voteMsg) {
 // at least one honest member is there, by its own timeout or a polka).
 // Members whose round ran out at different times so meet in one round
 // without each waiting out its own deadline. Entering a round signs
-// nothing: the lock and the guard rule what it then votes.
+// nothing: the lock and the guard rule what it then votes. Called for a
+// vote of a later round only: it goes over the height's votes.
 func (c *Committee) skipRoundLocked() {
 	e := c.bft
 	_, f := c.cfg.Genesis.Tolerates()
@@ -652,35 +726,14 @@ func (c *Committee) installLocked(b *ledger.Block, raw []byte, next *ledger.Stat
 	}
 	if a := e.next; a != nil && a.block.Header.Height == e.height {
 		e.next = nil
-		if a.done != nil {
-			<-a.done
-		}
-		var n *ledger.State
-		var err error
-		if a.parent == next {
-			n, err = a.next, a.err // applied in advance on this very state
+		// Judged now if it was applied in advance on this state already;
+		// else applied without the lock (Raft's requests wait for it:
+		// raftAllowed), then judged.
+		if a.appliedOn(next) {
+			c.admitAheadLocked(a, a.next, a.err, next, now)
 		} else {
-			n, err = ledger.Apply(next, a.block)
-		}
-		if err == nil {
-			err = c.judgeEpoch(&a.block.Header, next.Epoch())
-		} else {
-			c.metrics.rejected.Inc()
-		}
-		if err == nil && c.excluded(a.block.Header.Proposer) {
-			err = fmt.Errorf("committee: proposer %s was excluded for equivocation", a.block.Header.Proposer)
-		}
-		if err != nil {
-			n = nil
-		}
-		p := &proposal{block: a.block, raw: a.raw, next: n, err: err, rounds: map[uint32]bool{a.round: true}}
-		e.props[a.block.Hash()] = p
-		e.due = now
-		if a.round > 0 {
-			e.enterRound(a.round, now)
-		}
-		if err != nil {
-			c.log.Warn("proposal refused", "height", a.block.Header.Height, "round", a.round, "proposer", a.block.Header.Proposer, "err", err)
+			c.wg.Add(1)
+			go c.judgeAhead(a, next)
 		}
 	}
 	ahead := e.ahead
