@@ -840,6 +840,10 @@ func (c *Committee) raftAllowed(p peer.ID) bool {
 // member lacks.
 func (c *Committee) bftLoop(ctx context.Context) {
 	defer c.wg.Done()
+	// A member that starts (or restarts from its disk) asks the others
+	// for the final blocks it lacks at once: with no new block to vote
+	// on, no vote would tell it that it is behind.
+	c.catchUpFinal(ctx)
 	t := time.NewTicker(bftTick)
 	defer t.Stop()
 	for {
@@ -905,8 +909,16 @@ func (c *Committee) bftCheck(ctx context.Context) {
 	}
 	round, height := e.round, e.height
 	e.mu.Unlock()
-	if behind {
-		c.catchUpFinal(ctx)
+	if behind || timedOut {
+		// A round that ran out may be this member's own lag, not the
+		// leader's fault: the others finalized the height without it
+		// (it restarted, or missed the precommits) and, with nothing new
+		// to vote on, sent no votes that would show it. It asks them
+		// first, and blames the leader only when nothing was final.
+		if c.catchUpFinal(ctx) && timedOut {
+			c.log.Info("round ran out on a height the others had finalized: fetched their blocks, the leader is not refused", "height", height, "round", round)
+			return
+		}
 	}
 	if !timedOut {
 		return
@@ -937,26 +949,29 @@ func (c *Committee) bftCheck(ctx context.Context) {
 // member saw the committee decide a height it has not (or votes for
 // heights above its own), verifies them as any peer does, and installs
 // them.
-func (c *Committee) catchUpFinal(ctx context.Context) {
+//
+// It reports whether the chain moved: this member's height advanced,
+// fetched or finalized meanwhile.
+func (c *Committee) catchUpFinal(ctx context.Context) (moved bool) {
 	base := c.fsm.current()
 	sctx, cancel := context.WithTimeout(ctx, syncTimeout)
 	defer cancel()
 	next, blocks, err := SyncFrom(sctx, c.cfg.Host, c.cfg.Genesis, base)
 	if err != nil || len(blocks) == 0 {
-		return
+		return c.fsm.current() != base
 	}
 	e := c.bft
 	e.mu.Lock()
 	defer e.mu.Unlock() // before the deferred send
 	if c.fsm.current() != base {
-		return // finalized meanwhile
+		return true // finalized meanwhile
 	}
 	s := base
 	for _, b := range blocks {
 		n, err := ledger.Apply(s, b)
 		if err != nil {
 			c.log.Warn("fetched final block does not apply", "height", b.Header.Height, "err", err)
-			return
+			return s != base
 		}
 		c.installLocked(b, nil, n)
 		s = n
@@ -967,6 +982,7 @@ func (c *Committee) catchUpFinal(ctx context.Context) {
 		c.log.Error("fetched final blocks replay to another state", "height", s.Height())
 	}
 	c.log.Info("fetched final blocks", "to", s.Height(), "blocks", len(blocks))
+	return true
 }
 
 // resetBFT starts the consensus over at the height after s, which the

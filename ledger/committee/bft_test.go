@@ -389,3 +389,41 @@ func TestBFTSkipsToARoundOthersAreIn(t *testing.T) {
 		t.Fatalf("two members' votes for round %d left the member at height %d round %d", r0+5, h, r)
 	}
 }
+
+// TestBFTRestartedLeaderCatchesUp: the leader of a committee of four is
+// stopped while receipts keep coming (a block every epoch, proposals
+// pipelined), the three others finalize without it, traffic stops, and it
+// comes back from its disk: with no new block to vote on, no vote tells it
+// it is behind, yet it fetches what it missed, takes the new leader's Raft
+// traffic, and votes on the next receipts' block. The docker testnet does
+// the same with a killed process.
+func TestBFTRestartedLeaderCatchesUp(t *testing.T) {
+	cl := newClusterBFT(t, 4, time.Second)
+	l := cl.leader(t, 10*time.Second)
+	p := cl.startPaying(t, l)
+	p.pay(t, l)
+	p.paidOnce(t, l, 15*time.Second)
+	l.stop()
+	l2 := cl.leader(t, 20*time.Second)
+	h0 := l2.c.State().Height()
+	for i := 0; l2.c.State().Height() < h0+5; i++ { // a receipt every 200 ms
+		if i > 150 {
+			t.Fatalf("five blocks without the old leader: height %d after %d receipts", l2.c.State().Height(), i)
+		}
+		p.pay(t, l2)
+		time.Sleep(200 * time.Millisecond) // the receipts' pace, not a wait for an event
+	}
+	p.paidOnce(t, l2, 20*time.Second)
+	cl.start(t, l)
+	for _, m := range cl.members {
+		if m != l && m.h != nil {
+			_ = l.h.Connect(context.Background(), peer.AddrInfo{ID: m.h.ID(), Addrs: m.h.Addrs()})
+		}
+	}
+	waitFor(t, 30*time.Second, "the restarted member at the committee's height", func() bool {
+		return l.c.State().Height() >= l2.c.State().Height()
+	})
+	p.pay(t, l2)
+	p.paidOnce(t, l, 30*time.Second)
+	cl.checkOneHistory(t)
+}
