@@ -674,7 +674,10 @@ func Build(s *State, epoch uint64, proposer peer.ID, timeUnixNano int64, txs []T
 	sigErrs := verifyReceipts(txs)
 	n := s.next(epoch)
 	var rejected []Rejected
-	var ids [][32]byte
+	// Sized once: growing a block of 50,000 transactions copies it again
+	// and again.
+	b.Txs = make([]Tx, 0, min(len(txs), MaxBlockTxs))
+	ids := make([][32]byte, 0, cap(b.Txs))
 	size := 256
 	var scratch []byte // txIDDomain, then the transaction's encoding
 	for i := range txs {

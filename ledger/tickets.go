@@ -64,6 +64,15 @@ const (
 // publisher, so a root's registrations sort together.
 func regKey(pub peer.ID, root string) string { return root + string(pub) }
 
+// registration looks up pub's registration of root under RulesV4 without
+// building the key as a string (a lookup per receipt paid under a ticket).
+func (n *State) registration(pub peer.ID, root string) (Registration, bool) {
+	var buf [160]byte
+	k := append(append(buf[:0], root...), pub...)
+	reg, ok := n.regs[string(k)] // the compiler looks up without a copy
+	return reg, ok
+}
+
 // rootSize is the size of the DAG under root by its block: the block's
 // own length plus the cumulative sizes its links declare (dag-pb), or at
 // most pod.MaxBlockSize for a raw block, which a registration need not
@@ -294,7 +303,7 @@ func (n *State) payV4(r *pod.Receipt, p *paidEpoch, prev uint64, tk *ticketEntry
 		}
 	}
 	if tk != nil {
-		if reg, ok = n.regs[regKey(tk.Publisher, root)]; !ok {
+		if reg, ok = n.registration(tk.Publisher, root); !ok {
 			return // the ticket's publisher did not register this root
 		}
 		delta = min(delta, tk.Cap-min(tk.Spent, tk.Cap))

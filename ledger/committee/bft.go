@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/orecdn/ore/ledger"
+	"github.com/orecdn/ore/ledger/intake"
 	"github.com/orecdn/ore/pod"
 )
 
@@ -154,6 +155,7 @@ func (m *voteMsg) verify(g *ledger.Genesis) error {
 // its final state.
 type proposal struct {
 	block  *ledger.Block
+	raw    []byte        // its encoding without signatures, as the log carried it (nil: unknown)
 	next   *ledger.State // the state after it (valid only)
 	err    error         // why this member refuses it
 	rounds map[uint32]bool
@@ -195,11 +197,20 @@ type bft struct {
 	// timeout denies (not whoever leads at the timeout: an honest leader
 	// elected meanwhile must not be the one refused).
 	roundLeader peer.ID
-	nextProp    *ledger.Block // a proposal for the height after, kept until this one is final
-	nextRound   uint32
-	proposed    int64 // the round this member last proposed in as leader (-1: none)
-	denied      map[peer.ID]time.Time
-	changed     chan struct{} // closed and replaced when the height advances
+	next        *ahead // a proposal for the height after, kept until this one is final
+	// proposed is the round this member last proposed in at this height
+	// as leader (-1: none), proposedHash the block; pipelined is its
+	// proposal for the height after (proposeBFT), which becomes proposed
+	// when this height is final.
+	proposed     int64
+	proposedHash [32]byte
+	pipelined    struct {
+		height uint64
+		round  int64
+		hash   [32]byte
+	}
+	denied  map[peer.ID]time.Time
+	changed chan struct{} // closed and replaced when the height advances
 }
 
 func newBFT(height uint64, gs guardState, now time.Time) *bft {
@@ -219,8 +230,158 @@ func (e *bft) reset(height uint64, now time.Time) {
 	e.votes = make(map[voteKey]map[peer.ID][]byte)
 	e.first = make(map[signerKey]*voteMsg)
 	e.decided, e.proposed = nil, -1
-	if e.nextProp != nil && e.nextProp.Header.Height < height {
-		e.nextProp = nil
+	if e.pipelined.height == height {
+		e.proposed, e.proposedHash = e.pipelined.round, e.pipelined.hash
+	}
+	if e.next != nil && e.next.block.Header.Height < height {
+		e.next = nil
+	}
+}
+
+// ahead is a proposal for the height after this member's: a leader
+// pipelines them (proposeBFT), proposing height h+1 on the state its
+// proposal for h leaves while h collects its votes. It is kept until h is
+// final, then judged on the state h left, like any proposal: nothing is
+// voted on before. Applying it there is pure, so when it was applied in
+// advance on the state of the proposal for h that became final (the very
+// state installed, compared by identity), that result is the one Apply
+// would give and is taken instead of applying it again.
+type ahead struct {
+	block *ledger.Block
+	raw   []byte
+	round uint32
+	// done is closed when parent, next and err are set by an apply in
+	// advance (nil: none runs; parent set already for the leader's own).
+	done   chan struct{}
+	parent *ledger.State // the state it was applied to in advance
+	next   *ledger.State
+	err    error
+}
+
+// keepAheadLocked keeps a for when its parent height is final, and starts
+// applying it on the state of the proposal it names as its parent, if
+// this member holds that one and found it valid. One such apply runs at a
+// time: a leader that sends proposal after proposal ahead gets the others
+// applied when their parent is final, as any proposal is.
+func (c *Committee) keepAheadLocked(a *ahead) {
+	e := c.bft
+	busy := false
+	if e.next != nil && e.next.done != nil {
+		select {
+		case <-e.next.done:
+		default:
+			busy = true
+		}
+	}
+	if a.parent == nil && !busy {
+		if p := e.props[a.block.Header.Prev]; p != nil && p.next != nil {
+			base := p.next
+			a.done = make(chan struct{})
+			c.wg.Add(1)
+			go func() {
+				defer c.wg.Done()
+				defer close(a.done)
+				defer intake.Prioritize()()
+				n, err := ledger.Apply(base, a.block)
+				a.parent, a.next, a.err = base, n, err
+			}()
+		}
+	}
+	e.next = a
+}
+
+// appliedOn reports whether a was applied in advance on s, and is done.
+func (a *ahead) appliedOn(s *ledger.State) bool {
+	if a.done != nil {
+		select {
+		case <-a.done:
+		default:
+			return false
+		}
+	}
+	return a.parent == s
+}
+
+// judgeAhead applies a on parent, the state its parent height left,
+// unless it was applied there in advance, and admits it as a proposal at
+// this member's height, if that is still its height.
+func (c *Committee) judgeAhead(a *ahead, parent *ledger.State) {
+	defer c.wg.Done()
+	if a.done != nil {
+		<-a.done
+	}
+	n, err := a.next, a.err
+	if a.parent != parent {
+		done := intake.Prioritize()
+		n, err = ledger.Apply(parent, a.block)
+		done()
+	}
+	e := c.bft
+	e.mu.Lock()
+	if e.height != a.block.Header.Height || c.fsm.current() != parent {
+		e.mu.Unlock()
+		return // decided meanwhile
+	}
+	c.admitAheadLocked(a, n, err, parent, c.cfg.Clock())
+	out := c.stepLocked()
+	e.mu.Unlock()
+	c.send(out)
+}
+
+// admitAheadLocked makes a, with Apply's result on parent (the final
+// state), a proposal at this member's height, judged as onProposal does.
+func (c *Committee) admitAheadLocked(a *ahead, n *ledger.State, err error, parent *ledger.State, now time.Time) {
+	e := c.bft
+	if err == nil {
+		err = c.judgeEpoch(&a.block.Header, parent.Epoch())
+	} else {
+		c.metrics.rejected.Inc()
+	}
+	if err == nil && c.excluded(a.block.Header.Proposer) {
+		err = fmt.Errorf("committee: proposer %s was excluded for equivocation", a.block.Header.Proposer)
+	}
+	if err != nil {
+		n = nil
+		c.log.Warn("proposal refused", "height", a.block.Header.Height, "round", a.round, "proposer", a.block.Header.Proposer, "err", err)
+	}
+	hash := a.block.Hash()
+	p := e.props[hash]
+	if p == nil {
+		p = &proposal{block: a.block, raw: a.raw, next: n, err: err, rounds: make(map[uint32]bool)}
+		e.props[hash] = p
+	}
+	p.rounds[a.round] = true
+	if e.due.IsZero() {
+		e.due = now
+	}
+	if a.round > e.round {
+		e.enterRound(a.round, now)
+	}
+}
+
+// onAhead takes a proposal of the log for the height after this member's
+// (see ahead); parent and next are the leader's own result for it, if any.
+func (c *Committee) onAhead(round uint32, b *ledger.Block, raw []byte, parent, next *ledger.State) {
+	e := c.bft
+	e.mu.Lock()
+	switch b.Header.Height {
+	case e.height + 1:
+		c.keepAheadLocked(&ahead{block: b, raw: raw, round: round, parent: parent, next: next})
+		e.mu.Unlock()
+	case e.height:
+		// Its parent height became final since the log delivered it: a
+		// proposal at this member's height, judged on its state now
+		// (applied without the lock; onProposal drops it should the
+		// height be decided meanwhile).
+		s := c.fsm.current()
+		e.mu.Unlock()
+		var err error
+		if parent != s {
+			next, err = ledger.Apply(s, b)
+		}
+		c.onProposal(round, b, raw, next, err)
+	default:
+		e.mu.Unlock()
 	}
 }
 
@@ -243,13 +404,13 @@ func (c *Committee) bftMode() bool { return c.bft != nil }
 
 // onProposal takes a proposal from the Raft log: the block checked
 // against the final state (next and err are ledger.Apply's result on it).
-func (c *Committee) onProposal(round uint32, b *ledger.Block, next *ledger.State, err error) {
+func (c *Committee) onProposal(round uint32, b *ledger.Block, raw []byte, next *ledger.State, err error) {
 	e := c.bft
 	e.mu.Lock()
 	if b.Header.Height == e.height+1 {
 		// The leader finalized e.height and proposed the next before
 		// this member saw the precommits: checked once it has.
-		e.nextProp, e.nextRound = b, round
+		c.keepAheadLocked(&ahead{block: b, raw: raw, round: round})
 		e.mu.Unlock()
 		return
 	}
@@ -270,7 +431,7 @@ func (c *Committee) onProposal(round uint32, b *ledger.Block, next *ledger.State
 		if err == nil && c.excluded(b.Header.Proposer) {
 			err = fmt.Errorf("committee: proposer %s was excluded for equivocation", b.Header.Proposer)
 		}
-		p = &proposal{block: b, next: next, err: err, rounds: make(map[uint32]bool)}
+		p = &proposal{block: b, raw: raw, next: next, err: err, rounds: make(map[uint32]bool)}
 		e.props[hash] = p
 		if err != nil {
 			c.metrics.rejected.Inc()
@@ -300,6 +461,10 @@ func (e *bft) enterRound(r uint32, now time.Time) {
 func (c *Committee) onVote(v *voteMsg) {
 	e := c.bft
 	e.mu.Lock()
+	if hold := c.testHoldVote; hold != nil && hold(v) {
+		e.mu.Unlock()
+		return
+	}
 	switch {
 	case v.height < e.height:
 		e.mu.Unlock()
@@ -316,9 +481,44 @@ func (c *Committee) onVote(v *voteMsg) {
 		return
 	}
 	out := c.addVoteLocked(v)
+	if v.round > e.round {
+		c.skipRoundLocked()
+	}
 	out = append(out, c.stepLocked()...)
 	e.mu.Unlock()
 	c.send(out)
+}
+
+// skipRoundLocked moves this member to a later round in which more
+// members voted than may lie (Tendermint's round skip: f+1 of them, so
+// at least one honest member is there, by its own timeout or a polka).
+// Members whose round ran out at different times so meet in one round
+// without each waiting out its own deadline. Entering a round signs
+// nothing: the lock and the guard rule what it then votes. Called for a
+// vote of a later round only: it goes over the height's votes.
+func (c *Committee) skipRoundLocked() {
+	e := c.bft
+	_, f := c.cfg.Genesis.Tolerates()
+	signers := make(map[uint32]map[peer.ID]bool)
+	target := e.round
+	for k := range e.first {
+		if k.round <= target {
+			continue
+		}
+		m := signers[k.round]
+		if m == nil {
+			m = make(map[peer.ID]bool)
+			signers[k.round] = m
+		}
+		m[k.signer] = true
+		if len(m) > f {
+			target = k.round
+		}
+	}
+	if target > e.round {
+		c.log.Info("more members than may lie voted in a later round: skipping to it", "height", e.height, "from", e.round, "to", target)
+		e.enterRound(target, c.cfg.Clock())
+	}
 }
 
 // voteInWindow says whether a vote is near enough to this member's height
@@ -488,14 +688,15 @@ func (c *Committee) finalizeLocked(p *proposal, round uint32, sigs map[peer.ID][
 		}
 		_ = b.AddSignature(ledger.Signature{Signer: id, Sig: ledger.PrecommitSig(round, sigs[id])})
 	}
-	c.installLocked(b, p.next)
+	c.installLocked(b, p.raw, p.next)
 }
 
 // installLocked makes b (final, applying to the current state as next)
-// this member's next block.
-func (c *Committee) installLocked(b *ledger.Block, next *ledger.State) {
+// this member's next block; raw is its encoding without signatures (nil:
+// the store encodes it).
+func (c *Committee) installLocked(b *ledger.Block, raw []byte, next *ledger.State) {
 	e := c.bft
-	if err := c.chain.put(b, nil); err != nil {
+	if err := c.chain.put(b, raw); err != nil {
 		panic(fmt.Sprintf("committee: store final block %d: %v", b.Header.Height, err))
 	}
 	c.fsm.install(next)
@@ -523,22 +724,16 @@ func (c *Committee) installLocked(b *ledger.Block, next *ledger.State) {
 		default: // the next epoch's renewals order the same boxes
 		}
 	}
-	if np := e.nextProp; np != nil && np.Header.Height == e.height {
-		e.nextProp = nil
-		n, err := ledger.Apply(next, np)
-		if err == nil {
-			err = c.judgeEpoch(&np.Header, next.Epoch())
+	if a := e.next; a != nil && a.block.Header.Height == e.height {
+		e.next = nil
+		// Judged now if it was applied in advance on this state already;
+		// else applied without the lock (Raft's requests wait for it:
+		// raftAllowed), then judged.
+		if a.appliedOn(next) {
+			c.admitAheadLocked(a, a.next, a.err, next, now)
 		} else {
-			c.metrics.rejected.Inc()
-		}
-		if err != nil {
-			n = nil
-		}
-		p := &proposal{block: np, next: n, err: err, rounds: map[uint32]bool{e.nextRound: true}}
-		e.props[np.Hash()] = p
-		e.due = now
-		if e.nextRound > 0 {
-			e.enterRound(e.nextRound, now)
+			c.wg.Add(1)
+			go c.judgeAhead(a, next)
 		}
 	}
 	ahead := e.ahead
@@ -645,6 +840,10 @@ func (c *Committee) raftAllowed(p peer.ID) bool {
 // member lacks.
 func (c *Committee) bftLoop(ctx context.Context) {
 	defer c.wg.Done()
+	// A member that starts (or restarts from its disk) asks the others
+	// for the final blocks it lacks at once: with no new block to vote
+	// on, no vote would tell it that it is behind.
+	c.catchUpFinal(ctx)
 	t := time.NewTicker(bftTick)
 	defer t.Stop()
 	for {
@@ -710,8 +909,16 @@ func (c *Committee) bftCheck(ctx context.Context) {
 	}
 	round, height := e.round, e.height
 	e.mu.Unlock()
-	if behind {
-		c.catchUpFinal(ctx)
+	if behind || timedOut {
+		// A round that ran out may be this member's own lag, not the
+		// leader's fault: the others finalized the height without it
+		// (it restarted, or missed the precommits) and, with nothing new
+		// to vote on, sent no votes that would show it. It asks them
+		// first, and blames the leader only when nothing was final.
+		if c.catchUpFinal(ctx) && timedOut {
+			c.log.Info("round ran out on a height the others had finalized: fetched their blocks, the leader is not refused", "height", height, "round", round)
+			return
+		}
 	}
 	if !timedOut {
 		return
@@ -742,28 +949,31 @@ func (c *Committee) bftCheck(ctx context.Context) {
 // member saw the committee decide a height it has not (or votes for
 // heights above its own), verifies them as any peer does, and installs
 // them.
-func (c *Committee) catchUpFinal(ctx context.Context) {
+//
+// It reports whether the chain moved: this member's height advanced,
+// fetched or finalized meanwhile.
+func (c *Committee) catchUpFinal(ctx context.Context) (moved bool) {
 	base := c.fsm.current()
 	sctx, cancel := context.WithTimeout(ctx, syncTimeout)
 	defer cancel()
 	next, blocks, err := SyncFrom(sctx, c.cfg.Host, c.cfg.Genesis, base)
 	if err != nil || len(blocks) == 0 {
-		return
+		return c.fsm.current() != base
 	}
 	e := c.bft
 	e.mu.Lock()
 	defer e.mu.Unlock() // before the deferred send
 	if c.fsm.current() != base {
-		return // finalized meanwhile
+		return true // finalized meanwhile
 	}
 	s := base
 	for _, b := range blocks {
 		n, err := ledger.Apply(s, b)
 		if err != nil {
 			c.log.Warn("fetched final block does not apply", "height", b.Header.Height, "err", err)
-			return
+			return s != base
 		}
-		c.installLocked(b, n)
+		c.installLocked(b, nil, n)
 		s = n
 	}
 	out := c.stepLocked()
@@ -772,6 +982,7 @@ func (c *Committee) catchUpFinal(ctx context.Context) {
 		c.log.Error("fetched final blocks replay to another state", "height", s.Height())
 	}
 	c.log.Info("fetched final blocks", "to", s.Height(), "blocks", len(blocks))
+	return true
 }
 
 // resetBFT starts the consensus over at the height after s, which the
@@ -811,55 +1022,124 @@ func (c *Committee) waitHeight(ctx context.Context, height uint64, d time.Durati
 
 // proposeBFT is propose under FinalityBFT: re-propose the block the
 // committee polkaed last at this height, if any, else build one on the
-// final state; wait for it to be final.
-func (c *Committee) proposeBFT(ctx context.Context, epoch uint64, build func(s *ledger.State, epoch uint64) (*built, bool, func(), error)) (full bool, err error) {
+// final state.
+//
+// Pipelining: when this member proposed at its height and round already
+// and that proposal is valid, it proposes the next height on the state
+// that proposal leaves (leaving out the pooled receipts it holds), while
+// the committee votes on the first; the members keep it until its parent
+// is final and only then judge it and vote (see ahead). The voting rules,
+// the lock and the guard are the same for every height, so pipelining
+// changes when a proposal arrives, not what a member signs: should the
+// parent height finalize another block (a later round, another leader),
+// the pipelined proposal does not apply to the state it left and no
+// honest member prevotes it. One proposal is in flight ahead at most:
+// having proposed at height h+1, the leader waits for h to be final.
+// A block's account transactions go back to the pool when it is not
+// final in time (a watcher, so the leader goes on meanwhile).
+func (c *Committee) proposeBFT(ctx context.Context, epoch uint64) (full bool, err error) {
 	if err := c.raft.Barrier(applyTimeout).Error(); err != nil {
 		return false, fmt.Errorf("barrier: %w", err)
 	}
 	e := c.bft
 	e.mu.Lock()
 	s := c.fsm.current()
-	if e.height != s.Height()+1 || e.proposed == int64(e.round) {
+	if e.height != s.Height()+1 {
 		e.mu.Unlock()
 		return false, nil
 	}
-	round := e.round
-	var again *proposal
-	if e.validRound >= 0 {
+	round, height, base := e.round, e.height, s
+	var again, own *proposal
+	if e.proposed == int64(round) {
+		own = e.props[e.proposedHash]
+		moved := (e.validRound >= 0 && e.validHash != e.proposedHash) || (e.lockRound >= 0 && e.lockHash != e.proposedHash)
+		if e.pipelined.height > height || moved {
+			e.mu.Unlock()
+			return false, nil // a proposal ahead already, or the committee went for another block
+		}
+		if own == nil || own.next == nil {
+			// This member's proposal is unknown or invalid here (one it
+			// pipelined on a block that did not become final): propose
+			// afresh on the final state.
+			own = nil
+		} else {
+			round, height, base = 0, height+1, own.next
+		}
+	}
+	switch {
+	case own != nil: // pipelined
+	case e.validRound >= 0:
 		again = e.props[e.validHash]
-	} else if e.lockRound >= 0 {
+	case e.lockRound >= 0:
 		again = e.props[e.lockHash]
 	}
 	e.mu.Unlock()
 	var bl *built
 	requeue := func() {}
 	if again != nil && again.next != nil {
-		bl = &built{block: again.block, parent: s, state: again.next, data: (&ledger.Block{Header: again.block.Header, Txs: again.block.Txs}).Marshal()}
+		data := again.raw
+		if data == nil {
+			data = (&ledger.Block{Header: again.block.Header, Txs: again.block.Txs}).Marshal()
+		}
+		bl = &built{block: again.block, parent: s, state: again.next, data: data}
 	} else {
-		if bl, full, requeue, err = build(s, epoch); err != nil || bl == nil {
+		var taken map[*pod.Receipt]struct{}
+		if own != nil {
+			taken = make(map[*pod.Receipt]struct{}, len(own.block.Txs))
+			for i := range own.block.Txs {
+				if r := own.block.Txs[i].Receipt; r != nil {
+					taken[r] = struct{}{}
+				}
+			}
+		}
+		if bl, full, requeue, err = c.buildBlock(base, epoch, taken); err != nil || bl == nil {
 			return false, err
 		}
 	}
 	entry := encodeProposal(round, bl.data)
-	c.fsm.proposed(&built{data: entry, block: bl.block, parent: s, state: bl.state})
+	c.fsm.proposed(&built{data: entry, block: bl.block, parent: base, state: bl.state})
 	e.mu.Lock()
-	e.proposed = int64(round)
+	hash := bl.block.Hash()
+	if own == nil && e.height == height {
+		e.proposed, e.proposedHash = int64(round), hash
+	}
 	equivocate := c.testEquivocate
 	e.mu.Unlock()
 	// The harness stands for a leader whose log entries differ per
 	// follower: only a member that leads can do that.
-	if equivocate != nil && c.raft.State() == raft.Leader {
+	if equivocate != nil && own == nil && c.raft.State() == raft.Leader {
 		equivocate(round, bl.block, s)
 	}
 	if err := c.raft.Apply(entry, applyTimeout).Error(); err != nil {
 		requeue()
 		return false, fmt.Errorf("raft apply: %w", err)
 	}
-	height := bl.block.Header.Height
-	if !c.waitHeight(ctx, height, roundGrace*time.Duration(round+1)+c.cfg.Genesis.EpochLength) {
-		requeue()
-		return false, fmt.Errorf("block %d (round %d) not final in time", height, round)
+	limit := roundGrace*time.Duration(round+1) + c.cfg.Genesis.EpochLength
+	if own != nil {
+		e.mu.Lock()
+		switch {
+		case e.height < height: // the parent is not final yet: this becomes proposed once it is
+			e.pipelined.height, e.pipelined.round, e.pipelined.hash = height, int64(round), hash
+		case e.height == height && e.proposed < 0:
+			e.proposed, e.proposedHash = int64(round), hash
+		}
+		e.mu.Unlock()
+		limit += roundGrace + c.cfg.Genesis.EpochLength // its parent's votes first
 	}
-	c.log.Info("block final", "height", height, "round", round, "epoch", bl.block.Header.Epoch, "txs", len(bl.block.Txs), "full", full)
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		if !c.waitHeight(c.ctx, height, limit) {
+			requeue()
+			if c.ctx.Err() == nil {
+				c.log.Warn("block not final in time: its account transactions go back to the pool", "height", height, "round", round)
+			}
+			return
+		}
+		c.log.Info("block final", "height", height, "round", round, "epoch", bl.block.Header.Epoch, "txs", len(bl.block.Txs), "full", full)
+	}()
+	if own != nil && !c.waitHeight(ctx, height-1, limit) {
+		return false, fmt.Errorf("block %d not final in time, with block %d proposed on it", height-1, height)
+	}
 	return full, nil
 }

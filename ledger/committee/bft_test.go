@@ -2,6 +2,7 @@ package committee
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -180,7 +181,7 @@ func TestBFTEquivocatingLeader(t *testing.T) {
 				t.Error(err)
 				return
 			}
-			m.c.onProposal(round, y, next, nil)
+			m.c.onProposal(round, y, nil, next, nil)
 			for _, step := range []ledger.VoteType{ledger.Prevote, ledger.Precommit} {
 				sig, err := ledger.SignVote(bad.key, step, y.Header.Height, round, y.Hash())
 				if err != nil {
@@ -269,5 +270,160 @@ func TestBFTSkewedLeaders(t *testing.T) {
 			}
 		}
 	}
+	cl.checkOneHistory(t)
+}
+
+// TestBFTPipelinesOnAPendingBlock: while a block collects its precommits
+// (the test holds them back), the leader proposes the next height on the
+// state the pending block leaves, without the pending block's receipts;
+// the members keep that proposal unvoted until its parent is final, then
+// finalize both, each receipt paid once.
+func TestBFTPipelinesOnAPendingBlock(t *testing.T) {
+	cl := newClusterBFT(t, 4, time.Second)
+	l := cl.leader(t, 10*time.Second)
+	p := cl.startPaying(t, l)
+	base := l.c.State().Height()
+	pending := base + 1
+	var mu sync.Mutex
+	held := make(map[*member][]*voteMsg)
+	holding := true
+	for _, m := range cl.members {
+		m.c.bft.mu.Lock()
+		m.c.testHoldVote = func(v *voteMsg) bool {
+			mu.Lock()
+			defer mu.Unlock()
+			if holding && v.typ == ledger.Precommit && v.height == pending {
+				held[m] = append(held[m], v)
+				return true
+			}
+			return false
+		}
+		m.c.bft.mu.Unlock()
+	}
+	first := p.pay(t, l)
+	// The pending block: every member precommitted it, none counts more
+	// than its own precommit.
+	waitFor(t, 20*time.Second, "a proposal at the pending height precommitted by every member", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, m := range cl.members {
+			if len(held[m]) < len(cl.members)-1 {
+				return false
+			}
+		}
+		return true
+	})
+	second := p.pay(t, l)
+	var ahead *ledger.Block
+	waitFor(t, 20*time.Second, "every member to hold the leader's proposal for the height after the pending one", func() bool {
+		for _, m := range cl.members {
+			m.c.bft.mu.Lock()
+			a, h := m.c.bft.next, m.c.bft.height
+			m.c.bft.mu.Unlock()
+			if h != pending || a == nil || a.block.Header.Height != pending+1 {
+				return false
+			}
+			ahead = a.block
+		}
+		return true
+	})
+	if got := l.c.State().Height(); got != base {
+		t.Fatalf("the final chain moved to height %d while the precommits were held", got)
+	}
+	var has1, has2 bool
+	for _, tx := range ahead.Txs {
+		if tx.Kind == ledger.KindReceipt {
+			has1 = has1 || tx.Receipt.Key() == first.Key()
+			has2 = has2 || tx.Receipt.Key() == second.Key()
+		}
+	}
+	if has1 || !has2 {
+		t.Fatalf("the pipelined proposal holds the pending block's receipt: %v, the new one: %v", has1, has2)
+	}
+	mu.Lock()
+	holding = false
+	release := held
+	held = nil
+	mu.Unlock()
+	for m, vs := range release {
+		for _, v := range vs {
+			m.c.onVote(v)
+		}
+	}
+	waitFor(t, 20*time.Second, "both heights final", func() bool { return l.c.State().Height() >= pending+1 })
+	p.paidOnce(t, l, 20*time.Second)
+	if b := mustBlock(t, l, pending+1); b.Hash() != ahead.Hash() {
+		t.Fatal("another block than the pipelined proposal became final after the pending one")
+	}
+	cl.checkOneHistory(t)
+}
+
+// TestBFTSkipsToARoundOthersAreIn: votes of as many members as may lie
+// (one of four) for a later round move nobody; votes of one more move a
+// member to that round at once (crafted votes, signed by the members'
+// keys, for a block nobody proposed).
+func TestBFTSkipsToARoundOthersAreIn(t *testing.T) {
+	cl := newClusterBFT(t, 4, time.Second)
+	cl.leader(t, 10*time.Second)
+	a := cl.members[0]
+	round := func() (uint64, uint32) {
+		a.c.bft.mu.Lock()
+		defer a.c.bft.mu.Unlock()
+		return a.c.bft.height, a.c.bft.round
+	}
+	height, r0 := round()
+	vote := func(m *member, r uint32) {
+		hash := [32]byte{byte(r), 0xAA}
+		sig, err := ledger.SignVote(m.key, ledger.Prevote, height, r, hash)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.c.onVote(&voteMsg{typ: ledger.Prevote, height: height, round: r, hash: hash, signer: m.h.ID(), sig: sig})
+	}
+	vote(cl.members[1], r0+5)
+	if h, r := round(); h != height || r != r0 {
+		t.Fatalf("one member's vote for round %d moved the member to height %d round %d", r0+5, h, r)
+	}
+	vote(cl.members[2], r0+5)
+	if h, r := round(); h != height || r != r0+5 {
+		t.Fatalf("two members' votes for round %d left the member at height %d round %d", r0+5, h, r)
+	}
+}
+
+// TestBFTRestartedLeaderCatchesUp: the leader of a committee of four is
+// stopped while receipts keep coming (a block every epoch, proposals
+// pipelined), the three others finalize without it, traffic stops, and it
+// comes back from its disk: with no new block to vote on, no vote tells it
+// it is behind, yet it fetches what it missed, takes the new leader's Raft
+// traffic, and votes on the next receipts' block. The docker testnet does
+// the same with a killed process.
+func TestBFTRestartedLeaderCatchesUp(t *testing.T) {
+	cl := newClusterBFT(t, 4, time.Second)
+	l := cl.leader(t, 10*time.Second)
+	p := cl.startPaying(t, l)
+	p.pay(t, l)
+	p.paidOnce(t, l, 15*time.Second)
+	l.stop()
+	l2 := cl.leader(t, 20*time.Second)
+	h0 := l2.c.State().Height()
+	for i := 0; l2.c.State().Height() < h0+5; i++ { // a receipt every 200 ms
+		if i > 150 {
+			t.Fatalf("five blocks without the old leader: height %d after %d receipts", l2.c.State().Height(), i)
+		}
+		p.pay(t, l2)
+		time.Sleep(200 * time.Millisecond) // the receipts' pace, not a wait for an event
+	}
+	p.paidOnce(t, l2, 20*time.Second)
+	cl.start(t, l)
+	for _, m := range cl.members {
+		if m != l && m.h != nil {
+			_ = l.h.Connect(context.Background(), peer.AddrInfo{ID: m.h.ID(), Addrs: m.h.Addrs()})
+		}
+	}
+	waitFor(t, 30*time.Second, "the restarted member at the committee's height", func() bool {
+		return l.c.State().Height() >= l2.c.State().Height()
+	})
+	p.pay(t, l2)
+	p.paidOnce(t, l, 30*time.Second)
 	cl.checkOneHistory(t)
 }

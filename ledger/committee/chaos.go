@@ -536,7 +536,7 @@ func (ch *chaos) inject(fault string, m, other *chaosMember, ahead bool) func() 
 				if err != nil {
 					continue
 				}
-				oc.onProposal(round, y, next, nil)
+				oc.onProposal(round, y, nil, next, nil)
 				for _, step := range []ledger.VoteType{ledger.Prevote, ledger.Precommit} {
 					if sig, err := ledger.SignVote(m.key, step, y.Header.Height, round, y.Hash()); err == nil {
 						oc.onVote(&voteMsg{typ: step, height: y.Header.Height, round: round, hash: y.Hash(), signer: m.id, sig: sig})

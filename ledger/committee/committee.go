@@ -116,6 +116,10 @@ type Committee struct {
 	// testEquivocate, set by tests only, runs as this member proposes: a
 	// harness that makes the leader sign and show other blocks too.
 	testEquivocate func(round uint32, b *ledger.Block, parent *ledger.State)
+	// testHoldVote, set by tests only, takes the votes it returns true
+	// for out of the way before this member counts them (a network that
+	// delays them; the test delivers them later through onVote).
+	testHoldVote func(v *voteMsg) bool
 
 	ctx    context.Context // the coordinator's lifetime: Close cancels it
 	cancel context.CancelFunc
@@ -483,14 +487,14 @@ func closeAt(p pod.Params, closing uint64, now time.Time) time.Time {
 // pools for the next block, which the caller proposes at once.
 func (c *Committee) propose(epoch uint64) (full bool, err error) {
 	if c.bftMode() {
-		return c.proposeBFT(c.ctx, epoch, c.buildBlock)
+		return c.proposeBFT(c.ctx, epoch)
 	}
 	// Apply everything committed before building on the state.
 	if err := c.raft.Barrier(applyTimeout).Error(); err != nil {
 		return false, fmt.Errorf("barrier: %w", err)
 	}
 	s := c.fsm.current()
-	bl, full, requeue, err := c.buildBlock(s, epoch)
+	bl, full, requeue, err := c.buildBlock(s, epoch, nil)
 	if err != nil || bl == nil {
 		return false, err
 	}
@@ -512,9 +516,11 @@ func (c *Committee) propose(epoch uint64) (full bool, err error) {
 }
 
 // buildBlock builds the block that closes epoch on state s (nil: nothing
-// to propose). requeue puts its account transactions back in the pool,
-// should it not be final.
-func (c *Committee) buildBlock(s *ledger.State, epoch uint64) (bl *built, full bool, requeue func(), err error) {
+// to propose), leaving out the pooled receipts in taken (those of the
+// block s follows from while that one is not final yet: a pipelined
+// proposal, see proposeBFT). requeue puts its account transactions back
+// in the pool, should it not be final.
+func (c *Committee) buildBlock(s *ledger.State, epoch uint64, taken map[*pod.Receipt]struct{}) (bl *built, full bool, requeue func(), err error) {
 	params := c.cfg.Genesis.Params()
 	if epoch < s.Epoch() {
 		epoch = s.Epoch()
@@ -552,6 +558,9 @@ func (c *Committee) buildBlock(s *ledger.State, epoch uint64) (bl *built, full b
 		// lead), a block of an earlier epoch may still pay it. Forget
 		// drops it once the chain's epoch leaves no block that can.
 		if r.Epoch+params.MaxSkew < epoch {
+			continue
+		}
+		if _, ok := taken[r]; ok {
 			continue
 		}
 		txs = append(txs, ledger.NewReceiptTx(r))

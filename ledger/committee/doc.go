@@ -24,7 +24,11 @@
 //     on /ore/txs/1, whose validator checks both signatures and the
 //     membership), and once a final block holds it the member's votes
 //     count for nothing, its proposals get no vote and its Raft traffic
-//     is refused.
+//     is refused. The leader pipelines: while its block at height h
+//     collects votes it proposes h+1 on the state h leaves; members keep
+//     that proposal unvoted until h is final and then judge it like any
+//     other (bft.go, proposeBFT), so one slow block does not hold back
+//     the next.
 //   - ledger.FinalityMajority (genesis files without "finality", and
 //     committees of 3): every member's FSM applies what Raft commits with
 //     the pure state machine (ledger.Apply), stores it, signs its hash

@@ -58,9 +58,10 @@ type built struct {
 // the result is used only if the state it was applied to is still the
 // current one.
 type early struct {
-	built               // data is set at once, the rest once done is closed
-	done  chan struct{} // closed when the fields below are set
-	err   error         // Apply's verdict on parent
+	built                 // data is set at once, the rest once done is closed
+	done    chan struct{} // closed when the fields below are set
+	err     error         // Apply's verdict on parent
+	decoded *ledger.Block // the entry's block, decoded (nil: it is not one)
 }
 
 // prepare applies data early, in the background, if it is a block that
@@ -84,8 +85,12 @@ func (f *fsm) prepare(data []byte) {
 			raw = blk
 		}
 		b, err := ledger.UnmarshalBlock(raw)
-		if err != nil || b.Header.Height != parent.Height()+1 {
-			return // Apply says why, or skips a replayed entry
+		if err != nil {
+			return // Apply says why
+		}
+		e.decoded = b // a proposal ahead (bft.go) is judged later, but decoded once
+		if b.Header.Height != parent.Height()+1 {
+			return // a replayed entry, or a proposal ahead
 		}
 		if f.signable != nil && f.signable(&b.Header, parent.Epoch()) != nil {
 			return // applied at commit like any entry; judged (and counted) then
@@ -169,7 +174,10 @@ func (f *fsm) Apply(l *raft.Log) any {
 }
 
 // applyProposal hands a proposal of the log to the consensus (FinalityBFT),
-// checked against the final state: the state does not move here.
+// checked against the final state: the state does not move here. A
+// proposal for the height after next (a leader pipelines them, see
+// proposeBFT) is handed over as it is, to be judged once its parent is
+// final.
 func (f *fsm) applyProposal(l *raft.Log) any {
 	round, raw, ok := decodeProposal(l.Data)
 	if !ok {
@@ -189,28 +197,49 @@ func (f *fsm) applyProposal(l *raft.Log) any {
 	f.mu.Lock()
 	parent := f.state
 	var b *ledger.Block
-	var next *ledger.State
+	var next, ownParent *ledger.State // ownParent: what the leader built its pipelined proposal on
 	var err error
-	if pb := f.built; pb != nil && pb.parent == parent && bytes.Equal(pb.data, l.Data) {
-		b, next = pb.block, pb.state
-		f.built = nil
-	} else if e != nil && e.block != nil && e.parent == parent {
+	ahead := false
+	if pb := f.built; pb != nil && bytes.Equal(pb.data, l.Data) {
+		switch {
+		case pb.parent == parent:
+			b, next = pb.block, pb.state
+			f.built = nil
+		case pb.block.Header.Height == parent.Height()+2:
+			b, next, ownParent, ahead = pb.block, pb.state, pb.parent, true
+			f.built = nil
+		}
+	}
+	if b == nil && e != nil && e.block != nil && e.parent == parent {
 		b, next, err = e.block, e.state, e.err
 	}
 	f.mu.Unlock()
 	if b == nil {
-		if b, err = ledger.UnmarshalBlock(raw); err != nil {
+		if e != nil && e.decoded != nil {
+			b = e.decoded
+		} else if b, err = ledger.UnmarshalBlock(raw); err != nil {
 			return applyResult{err: fmt.Errorf("committee: log entry %d is not a block: %w", l.Index, err)}
 		}
-		if b.Header.Height != parent.Height()+1 {
+		switch b.Header.Height {
+		case parent.Height() + 1:
+			next, err = ledger.Apply(parent, b)
+		case parent.Height() + 2:
+			ahead = true
+		default:
 			return applyResult{height: b.Header.Height} // decided, or this member is behind (it syncs)
 		}
-		next, err = ledger.Apply(parent, b)
+	}
+	if len(b.Sigs) > 0 {
+		raw = nil // the store keeps blocks without the proposal's signatures
+	}
+	if ahead {
+		f.committee.onAhead(round, b, raw, ownParent, next)
+		return applyResult{height: b.Header.Height}
 	}
 	if err != nil {
 		next = nil
 	}
-	f.committee.onProposal(round, b, next, err)
+	f.committee.onProposal(round, b, raw, next, err)
 	return applyResult{height: b.Header.Height, err: err}
 }
 

@@ -188,6 +188,43 @@ func TestPoolKeepsLatest(t *testing.T) {
 	}
 }
 
+// TestPoolWaitingFollowsWhatItHolds: Waiting answers by the receipts held
+// now, through Add, a newer receipt of a key, Done and Forget.
+func TestPoolWaitingFollowsWhatItHolds(t *testing.T) {
+	srv, cli := newParty(t), newParty(t)
+	p := NewPool()
+	r1 := receipt(t, srv, cli, 1, nil)
+	e := r1.Epoch
+	if p.Waiting(0, e+10) {
+		t.Fatal("an empty pool waits")
+	}
+	r2 := receipt(t, srv, cli, 2, nil)
+	if !p.Add(r1) || !p.Add(r2) {
+		t.Fatal("the pool refused a receipt")
+	}
+	if !p.Waiting(e, e) || p.Waiting(e+1, e+10) || p.Waiting(0, e-1) {
+		t.Fatalf("Waiting does not say the pool holds one receipt of epoch %d and none other", e)
+	}
+	p.Done([]*pod.Receipt{r1}) // older than what the pool holds: r2 stays
+	if !p.Waiting(e, e) {
+		t.Fatal("Done of an older receipt emptied the epoch")
+	}
+	p.Done([]*pod.Receipt{r2})
+	if p.Waiting(e, e) {
+		t.Fatal("the pool waits on a receipt a block took")
+	}
+	r3 := receipt(t, srv, cli, 3, nil)
+	p.Add(r3)
+	p.Forget(e)
+	if !p.Waiting(e, e) {
+		t.Fatal("Forget of earlier epochs dropped this epoch's receipt")
+	}
+	p.Forget(e + 1)
+	if p.Waiting(0, e+10) || p.Len() != 0 {
+		t.Fatal("the pool waits on (or holds) a forgotten receipt")
+	}
+}
+
 // pair connects a sender to a coordinator with a pool and waits until a
 // receipt published by the sender reaches the pool (the mesh formed).
 func pair(t *testing.T) (sender *Intake, raw *pubsub.Topic, pool *Pool) {

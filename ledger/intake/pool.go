@@ -23,13 +23,14 @@ type Pool struct {
 	mu      sync.Mutex
 	m       map[pod.Key]*pod.Receipt
 	added   map[uint64]uint64 // receipts kept so far, per epoch
+	held    map[uint64]int    // receipts held now (len(m) by epoch), for Waiting
 	refused uint64            // receipts of new keys refused while full
 	max     int
 }
 
 // NewPool returns an empty pool.
 func NewPool() *Pool {
-	return &Pool{m: make(map[pod.Key]*pod.Receipt), added: make(map[uint64]uint64), max: MaxPoolReceipts}
+	return &Pool{m: make(map[pod.Key]*pod.Receipt), added: make(map[uint64]uint64), held: make(map[uint64]int), max: MaxPoolReceipts}
 }
 
 // Add keeps r if it supersedes what the pool holds for its key and reports
@@ -48,6 +49,9 @@ func (p *Pool) Add(r *pod.Receipt) bool {
 	}
 	p.m[k] = r
 	p.added[r.Epoch]++
+	if !ok {
+		p.held[k.Epoch]++
+	}
 	return true
 }
 
@@ -95,6 +99,7 @@ func (p *Pool) Done(rs []*pod.Receipt) {
 		k := r.Key()
 		if cur, ok := p.m[k]; ok && !cur.Supersedes(r) {
 			delete(p.m, k)
+			p.unhold(k.Epoch)
 		}
 	}
 	p.mu.Unlock()
@@ -103,9 +108,18 @@ func (p *Pool) Done(rs []*pod.Receipt) {
 // Forget drops receipts of epochs before epoch (no block may take them).
 func (p *Pool) Forget(before uint64) {
 	p.mu.Lock()
-	for k := range p.m {
-		if k.Epoch < before {
-			delete(p.m, k)
+	old := false // any receipt held of an epoch before: else no scan
+	for e := range p.held {
+		if e < before {
+			old = true
+			delete(p.held, e)
+		}
+	}
+	if old {
+		for k := range p.m {
+			if k.Epoch < before {
+				delete(p.m, k)
+			}
 		}
 	}
 	for e := range p.added {
@@ -140,10 +154,20 @@ func (p *Pool) Waiting(from, to uint64) bool {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for k := range p.m {
-		if k.Epoch >= from && k.Epoch <= to {
+	// By the count per epoch, not a scan of every receipt held: each
+	// coordinator asks ten times a second, and a scan holds the pool's
+	// lock (and so the intake's Add) over tens of thousands of receipts.
+	for e, n := range p.held {
+		if n > 0 && e >= from && e <= to {
 			return true
 		}
 	}
 	return false
+}
+
+// unhold counts one receipt of epoch e less held (mu held).
+func (p *Pool) unhold(e uint64) {
+	if p.held[e]--; p.held[e] <= 0 {
+		delete(p.held, e)
+	}
 }
