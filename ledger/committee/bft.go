@@ -47,7 +47,9 @@ import (
 //
 // Rounds and leaders. A member that sees no final block at its height by
 // a deadline (the proposal's epoch's close plus roundGrace, growing with
-// the round) moves to the next round and stops taking Raft's heartbeats
+// the round) first asks the others for final blocks (it may be the one
+// behind: restarted, or cut off while they finalized), and if none came,
+// moves to the next round and stops taking Raft's heartbeats
 // and entries from the current leader for denyFor (raftp2p.WithAllow):
 // when the honest members do, their election timers fire and Raft elects
 // another leader among them, which proposes at the new round (the block
