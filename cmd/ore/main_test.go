@@ -291,7 +291,7 @@ func TestDemo(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("demo exit %d: %s\n%s", code, out, errs)
 	}
-	for _, want := range []string{"provider found", "matches the published file", "its ticketed bytes at the price", "earned its servers nothing", "the ledger records the order", "verify from genesis", "demo passed"} {
+	for _, want := range []string{"provider found", "matches the published file", "its ticketed bytes at the price", "earned its servers nothing", "the ledger records the order", "verify from genesis", "Ore-Job-Cache: hit", "the same output CID and work units", "to the base unit; escrow now", "demo passed"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
