@@ -100,7 +100,7 @@ func benchCompute(ctx context.Context, e *env, args []string) error {
 	w := e.stdout
 	fmt.Fprintf(w, "compute: %s over %s inputs (the ore binary's bytes), ratios measured by turns in one run\n", rep.Job, humanize.IBytes(uint64(rep.InputBytes)))
 	r := rep.Runtime
-	fmt.Fprintf(w, "  (ratios of %s time; wall time: metered/native %.2fx, meter %+.1f %%)\n", r.Clock, r.WallMeteredNative, 100*r.WallMeterOverhead)
+	fmt.Fprintf(w, "  (ratios of the fastest of the rounds, %s time; in wall time: metered/native %.2fx, meter %+.1f %%)\n", r.Clock, r.WallMeteredNative, 100*r.WallMeterOverhead)
 	fmt.Fprintf(w, "  native Go              %8.1f ms  (CPU %.1f ms)\n", r.NativeMs, r.NativeCPUMs)
 	fmt.Fprintf(w, "  wasm, unmetered        %8.1f ms  (CPU %.1f ms; %.2fx native)\n", r.UnmeteredMs, r.UnmeteredCPUMs, r.UnmeteredNative)
 	fmt.Fprintf(w, "  wasm, metered          %8.1f ms  (CPU %.1f ms; %.2fx native; %d work units)\n", r.MeteredMs, r.MeteredCPUMs, r.MeteredNative, r.Work)
