@@ -33,4 +33,8 @@ func TestBenchRuntime(t *testing.T) {
 	if fig.Work != res.Work || natives != 2 || fig.NativeMs <= 0 || fig.MeteredMs <= 0 || fig.UnmeteredMs <= 0 {
 		t.Fatalf("figures %+v (native runs %d), a run counts %d work units", fig, natives, res.Work)
 	}
+	// Where the system reports CPU time, the ratios are of it.
+	if _, ok := processCPU(); ok != (fig.Clock == "cpu") || ok && (fig.MeteredCPUMs <= 0 || fig.UnmeteredCPUMs <= 0) {
+		t.Fatalf("CPU time known: %v; figures %+v", ok, fig)
+	}
 }

@@ -42,6 +42,34 @@
 // (ErrWorkLimit, ErrMemoryLimit, ErrOutputLimit, ErrStackLimit); a function that traps or
 // exits non-zero fails with ErrFunction and its stderr's first bytes.
 //
+// # Job → output: where it lives, who vouches for it
+//
+// A job's ID is pod.JobID(function, input, args); its output is a UnixFS
+// file whose CID is the job's result. The mapping from one to the other
+// is held and vouched for in three places, from the weakest word to the
+// strongest:
+//
+//   - The runner's claim: a pod.JobReceipt (job, output CID, work units)
+//     signed by the box that ran the job, kept in that box's Index under
+//     IndexKey(job ID) (the store's metadata, so it survives restarts;
+//     the output's blocks are pinned next to it). It is what the engine
+//     answers the same job from (Outcome.Cached) and what a gateway
+//     returns in Ore-Job-Claim with its redirect. It is one box's word:
+//     another box does not trust it, it runs the job or asks a runner.
+//   - The countersigned receipt: the requester signs the claim once it
+//     holds the output (and, if it chose to, re-ran the job and got the
+//     same output and work); the ledger pays that receipt. Two signatures,
+//     still not a proof: the requester may not have checked.
+//   - A final block, and the challenge window after it (RulesV5,
+//     ledger/jobcheck.go): the receipt sits in a block the committee
+//     finalized; a sampled share of paid jobs is re-run by the committee,
+//     and any box may challenge; a job unchallenged after the window is
+//     paid, and its mapping stands on that block, which anyone can replay
+//     (node.JobReceiptIn finds the receipt in the blocks). The ledger's
+//     state keeps the job only while it is pending: an index of job
+//     outputs past the window, which a box could consult instead of
+//     running or trusting a runner, is not built.
+//
 // # Invariants
 //
 //   - Run's outcome (output bytes, error kind, Result.Work on success) is

@@ -69,6 +69,7 @@ func demoSteps() []demoStep {
 		{"wait for the block that pays the ticketed fetch and not the other, verify the chain", (*demo).settle},
 		{"make the file hot: a burst of requests, the committee orders replicas", (*demo).heatUp},
 		{"pay storage only when proven: a storage offer, a proof round, a box that deletes its copy loses its pay and its order", (*demo).storage},
+		{"run a function over content: through the gateway, from its cache, and paid on the ledger", (*demo).compute},
 	}
 }
 
@@ -135,9 +136,11 @@ func (d *demo) start(ctx context.Context) (string, error) {
 	nw, err := testnet.New(sctx, d.boxes, testnet.WithDir(filepath.Join(d.dir, "boxes")),
 		testnet.WithNodeOptions(node.WithStallTimeout(20*time.Second), node.WithSchedule(demoSchedule())),
 		testnet.WithBoxOptions(d.gateway, node.WithRole(node.RoleGateway), node.WithGatewayListen("127.0.0.1:0")),
+		// The runner lends its CPU: it runs one job at a time for others.
+		testnet.WithBoxOptions(d.runner(), node.WithComputeService(1)),
 		testnet.WithLedger(testnet.LedgerSpec{
 			Coordinators: d.coordinators,
-			Balances:     map[int]uint64{d.publisher: 1000 * oreUnit},
+			Balances:     map[int]uint64{d.publisher: 1000 * oreUnit, d.runner(): demoRunnerBalance},
 			EpochLength:  demoEpoch,
 			Network:      "ore-demo",
 			// Rules 5 pays proven storage; its challenge rounds are short

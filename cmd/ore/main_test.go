@@ -291,7 +291,7 @@ func TestDemo(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("demo exit %d: %s\n%s", code, out, errs)
 	}
-	for _, want := range []string{"provider found", "matches the published file", "its ticketed bytes at the price", "earned its servers nothing", "the ledger records the order", "verify from genesis", "demo passed"} {
+	for _, want := range []string{"provider found", "matches the published file", "its ticketed bytes at the price", "earned its servers nothing", "the ledger records the order", "verify from genesis", "Ore-Job-Cache: hit", "the same output CID and work units", "to the base unit; escrow now", "demo passed"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
@@ -307,5 +307,23 @@ func TestBenchTransferJSON(t *testing.T) {
 		if !strings.Contains(out, k) {
 			t.Errorf("bench JSON lacks %s: %s", k, out)
 		}
+	}
+}
+
+// ore bench compute runs end to end on small inputs and reports every
+// figure, the gateway's among them.
+func TestBenchComputeJSON(t *testing.T) {
+	code, out, errs := ore(t, "bench", "compute", "--size", "64KiB", "--jobs", "2", "--rounds", "1", "--json")
+	if code != 0 {
+		t.Fatalf("bench exit %d: %s", code, errs)
+	}
+	var rep computeReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("bench JSON: %v: %s", err, out)
+	}
+	r := rep.Runtime
+	if r.Work == 0 || r.MeteredNative <= 0 || r.MeterOverhead <= -1 || rep.RunMs <= 0 || rep.CheckMs <= 0 ||
+		rep.ColdTTFB[0] <= 0 || rep.CachedTTFB[0] <= 0 || rep.PlainTTFB[0] <= 0 || len(rep.Rows) < 7 {
+		t.Fatalf("bench figures: %s", out)
 	}
 }
