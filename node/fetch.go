@@ -276,6 +276,7 @@ type fetch struct {
 	firstByte                     atomic.Int64  // nanoseconds from start to the first block from the network (0: none yet)
 	firstLeaf                     atomic.Int64  // nanoseconds from start to the first leaf from the network (0: none yet)
 	directSources                 atomic.Int64  // sources the fetch holds a direct connection to
+	lateDirect                    atomic.Int64  // unix nanos when a source reached through a relay last turned direct (0: never)
 	announced                     atomic.Bool   // root announced before the fetch ended
 	protected                     []peer.ID     // provider connections kept open while the fetch runs (guarded by mu)
 	sourced                       chan struct{} // closed once firstSources sources are held, or the first look-up's dials ended
@@ -480,7 +481,9 @@ func (f *fetch) connect(p peer.AddrInfo, dialed func()) {
 		// The dial is over: the first look-up's wait for its dials ends
 		// here, not with the hole punch.
 		dialed()
-		limited = !f.waitDirect(p.ID)
+		if limited = !f.waitDirect(p.ID); !limited {
+			f.lateDirect.Store(time.Now().UnixNano())
+		}
 	}
 	// The fetch asks once firstSources sources can serve: a source
 	// reached only through a relay cannot yet.
@@ -946,6 +949,7 @@ func (f *fetch) ask(cids, parents []cid.Cid, fresh bool, t turn) (_, left []cid.
 		batch      []blocks.Block
 		batchBytes int
 		last       = time.Now()
+		asked      = last
 	)
 	flush := func() error {
 		if len(batch) == 0 {
@@ -975,7 +979,13 @@ func (f *fetch) ask(cids, parents []cid.Cid, fresh bool, t turn) (_, left []cid.
 			if err := flush(); err != nil {
 				return nil, nil, false, err
 			}
-			if !stalled && time.Since(last) >= f.rewantAfter() {
+			// A source reached through a relay that turned direct after
+			// these wants went out never got them (bitswap sent them
+			// to the session's peers and broadcast targets of the
+			// time): with no block since, the chunk asks again at once
+			// rather than after rewantAfter.
+			late := last.Equal(asked) && f.lateDirect.Load() > asked.UnixNano()
+			if !stalled && (late || time.Since(last) >= f.rewantAfter()) {
 				// The channel closes once the cancelled wants are
 				// gone; blocks already on their way still count.
 				stalled = true
