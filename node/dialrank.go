@@ -25,7 +25,7 @@ import (
 // (AutoNAT v2, which tests every address, confirms the IPv6 one only
 // after minutes: it asks one peer once in 2 minutes). With 250 ms, a
 // loaded machine lost the race: in the NAT drill the dual-stack box's
-// first connections went over IPv4 in 2 runs of 4 on a 2-core machine
+// first connections went over IPv4 in 3 runs of 6 on a 2-core machine
 // with a load of 2 to 7, and it stayed private. A peer whose IPv6
 // address does not answer costs one more second to connect.
 const ipv4After = time.Second
