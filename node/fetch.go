@@ -16,6 +16,7 @@ import (
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	format "github.com/ipfs/go-ipld-format"
+	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
@@ -27,9 +28,13 @@ import (
 
 // Errors of Fetch and Get.
 var (
-	ErrNotFound    = errors.New("node: no box provides this content")
-	ErrStalled     = errors.New("node: transfer stalled")
-	ErrUnsupported = errors.New("node: unsupported content")
+	ErrNotFound = errors.New("node: no box provides this content")
+	// ErrNoDirectPath: the providers found are reached only through
+	// relays, which carry no blocks, and hole punching opened no direct
+	// connection to any of them. It comes wrapped with ErrNotFound.
+	ErrNoDirectPath = errors.New("node: no direct path to the boxes that provide this content")
+	ErrStalled      = errors.New("node: transfer stalled")
+	ErrUnsupported  = errors.New("node: unsupported content")
 	// ErrDenied: the content is on one of the box's denylists.
 	ErrDenied      = errors.New("node: blocked content")
 	ErrDAGTooLarge = errors.New("node: DAG exceeds a fetch limit")
@@ -230,6 +235,8 @@ func (n *Node) fetch(ctx context.Context, root cid.Cid, progress func(FetchProgr
 
 func reason(err error) string {
 	switch {
+	case errors.Is(err, ErrNoDirectPath):
+		return "no_direct_path"
 	case errors.Is(err, ErrNotFound):
 		return "not_found"
 	case errors.Is(err, ErrStalled):
@@ -269,6 +276,7 @@ type fetch struct {
 	firstByte                     atomic.Int64  // nanoseconds from start to the first block from the network (0: none yet)
 	firstLeaf                     atomic.Int64  // nanoseconds from start to the first leaf from the network (0: none yet)
 	directSources                 atomic.Int64  // sources the fetch holds a direct connection to
+	lateDirect                    atomic.Int64  // unix nanos when a source reached through a relay last turned direct (0: never)
 	announced                     atomic.Bool   // root announced before the fetch ended
 	protected                     []peer.ID     // provider connections kept open while the fetch runs (guarded by mu)
 	sourced                       chan struct{} // closed once firstSources sources are held, or the first look-up's dials ended
@@ -360,10 +368,14 @@ func (f *fetch) findProviders(root cid.Cid, again bool) {
 		go func() {
 			defer wg.Done()
 			defer busy.Store(false)
-			if first {
-				defer firstDials.Done()
+			var once sync.Once
+			dialed := func() {
+				if first {
+					once.Do(firstDials.Done)
+				}
 			}
-			f.connect(p)
+			defer dialed()
+			f.connect(p, dialed)
 		}()
 	}
 	// lookUp asks the DHT and dials sources until the fetch has
@@ -435,8 +447,14 @@ func (f *fetch) findProviders(root cid.Cid, again bool) {
 }
 
 // connect dials a provider and protects the connection while the fetch
-// runs.
-func (f *fetch) connect(p peer.AddrInfo) {
+// runs, and calls dialed once the dial is over. A provider reached only
+// through a relay counts as a source once
+// a direct connection to it opens: the box behind the NAT dials this one
+// back, or a hole is punched, usually within a round trip or two of the
+// relayed connection, and the fetch learns of it at once (the bulk path
+// and the count of direct sources wait for it) instead of leaving the
+// source to bitswap's next rebroadcast.
+func (f *fetch) connect(p peer.AddrInfo, dialed func()) {
 	if err := f.n.host.Connect(f.ctx, p); err != nil {
 		f.n.log.Debug("provider unreachable", "peer", p.ID, "err", err)
 		return
@@ -448,25 +466,67 @@ func (f *fetch) connect(p peer.AddrInfo) {
 		// signalling, not blocks), so the direct sources serve first.
 		f.n.log.Debug("provider reached through a relay; it serves once hole punching connects it directly", "peer", p.ID)
 		f.n.repunch(f.ctx, p)
-		limited = f.n.host.Network().Connectedness(p.ID) == network.Limited
 	}
 	// The connection manager must not trim a source while the fetch
 	// needs it.
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	if slices.Contains(f.protected, p.ID) {
+		f.mu.Unlock()
 		return
 	}
 	f.protected = append(f.protected, p.ID)
 	f.n.holdSource(p.ID)
+	f.mu.Unlock()
+	if limited {
+		// The dial is over: the first look-up's wait for its dials ends
+		// here, not with the hole punch.
+		dialed()
+		if limited = !f.waitDirect(p.ID); !limited {
+			f.lateDirect.Store(time.Now().UnixNano())
+		}
+	}
 	// The fetch asks once firstSources sources can serve: a source
 	// reached only through a relay cannot yet.
-	if !limited && f.directSources.Add(1) >= firstSources {
+	if limited {
+		return
+	}
+	if f.directSources.Add(1) >= firstSources {
 		f.markSourced()
 	}
-	if !limited && f.firstSource != nil {
+	if f.firstSource != nil {
 		f.firstSourceOnce.Do(func() { close(f.firstSource) })
 	}
+}
+
+// waitDirect waits, at most repunchAfter (DCUtR's three attempts), for a
+// direct connection to p, reached through a relay so far, and says
+// whether one is open. Its subscription is read without pause while it
+// lives: the event bus blocks the network's emitter on a full subscriber.
+func (f *fetch) waitDirect(p peer.ID) bool {
+	sub, err := f.n.host.EventBus().Subscribe(new(event.EvtPeerConnectednessChanged))
+	if err != nil {
+		return f.n.host.Network().Connectedness(p) == network.Connected
+	}
+	defer sub.Close()
+	t := time.NewTimer(repunchAfter)
+	defer t.Stop()
+	for f.n.host.Network().Connectedness(p) != network.Connected {
+		select {
+		case e, ok := <-sub.Out():
+			if !ok {
+				return false
+			}
+			if ev, _ := e.(event.EvtPeerConnectednessChanged); ev.Peer == p && ev.Connectedness == network.Connected {
+				f.n.log.Debug("provider reached through a relay is connected directly", "peer", p, "after", time.Since(f.start))
+				return true
+			}
+		case <-t.C:
+			return false
+		case <-f.ctx.Done():
+			return false
+		}
+	}
+	return true
 }
 
 // relayOnly says whether a provider is reached only through relays: it
@@ -546,15 +606,41 @@ func (f *fetch) watch(cancel context.CancelCauseFunc, progress func(FetchProgres
 			continue
 		}
 		if f.blocks.Load() == 0 {
-			f.mu.Lock()
-			np := len(f.providers)
-			f.mu.Unlock()
-			cancel(fmt.Errorf("%w within %s (%d providers found in the DHT): check the CID, that the publishing box runs, and this box's bootstrap peers", ErrNotFound, f.n.cfg.StallTimeout, np))
+			cancel(f.notFound())
 		} else {
 			cancel(fmt.Errorf("%w: no block for %s after %d blocks: the providers left or are unreachable; run the same get again to resume", ErrStalled, f.n.cfg.StallTimeout, f.blocks.Load()))
 		}
 		return
 	}
+}
+
+// notFound says why a fetch got no block within the stall timeout, from
+// the providers it found and how the box is connected to them now: none
+// found (the record is not in the DHT), found but reached only through
+// relays (no direct path: relays carry no blocks and hole punching
+// failed, as it does through a NAT that picks a new port for every
+// destination), or found and not serving.
+func (f *fetch) notFound() error {
+	f.mu.Lock()
+	ps := append([]peer.ID(nil), f.providers...)
+	f.mu.Unlock()
+	timeout := f.n.cfg.StallTimeout
+	if len(ps) == 0 {
+		return fmt.Errorf("%w within %s: no provider record found in the DHT: check the CID, that the publishing box runs and announced it, and this box's bootstrap peers", ErrNotFound, timeout)
+	}
+	var direct, relayed int
+	for _, p := range ps {
+		switch f.n.host.Network().Connectedness(p) {
+		case network.Connected:
+			direct++
+		case network.Limited:
+			relayed++
+		}
+	}
+	if direct == 0 && relayed > 0 {
+		return fmt.Errorf("%w within %s: %w: %d providers found in the DHT, none connected directly, %d through a relay only, which carries no blocks, and hole punching opened no direct connection (it fails through a NAT that picks a new port for every destination, a symmetric one, on either side); boxes with a public address, a mapped port (UPnP, NAT-PMP) or IPv6 reach them directly", ErrNotFound, timeout, ErrNoDirectPath, len(ps), relayed)
+	}
+	return fmt.Errorf("%w within %s (%d providers found in the DHT, %d of them connected directly, %d only through a relay): check the CID, that the publishing box runs, and this box's bootstrap peers", ErrNotFound, timeout, len(ps), direct, relayed)
 }
 
 // level makes one level of the DAG local, a chunk at a time as src yields
@@ -859,6 +945,7 @@ func (f *fetch) ask(cids, parents []cid.Cid, fresh bool, t turn) (_, left []cid.
 		batch      []blocks.Block
 		batchBytes int
 		last       = time.Now()
+		asked      = last
 	)
 	flush := func() error {
 		if len(batch) == 0 {
@@ -888,7 +975,13 @@ func (f *fetch) ask(cids, parents []cid.Cid, fresh bool, t turn) (_, left []cid.
 			if err := flush(); err != nil {
 				return nil, nil, false, err
 			}
-			if !stalled && time.Since(last) >= f.rewantAfter() {
+			// A source reached through a relay that turned direct after
+			// these wants went out never got them (bitswap sent them
+			// to the session's peers and broadcast targets of the
+			// time): with no block since, the chunk asks again at once
+			// rather than after rewantAfter.
+			late := last.Equal(asked) && f.lateDirect.Load() > asked.UnixNano()
+			if !stalled && (late || time.Since(last) >= f.rewantAfter()) {
 				// The channel closes once the cancelled wants are
 				// gone; blocks already on their way still count.
 				stalled = true

@@ -68,6 +68,7 @@ func newHost(cfg *Config, key crypto.PrivKey, reg prometheus.Registerer, r *reac
 		rm.Close()
 		return nil, nil, fmt.Errorf("node: connection manager: %w", err)
 	}
+	ranker := new(v6Ranker)
 	opts := []libp2p.Option{
 		libp2p.Identity(key),
 		libp2p.ListenAddrs(cfg.ListenAddrs...),
@@ -84,6 +85,7 @@ func newHost(cfg *Config, key crypto.PrivKey, reg prometheus.Registerer, r *reac
 			holepunch.NewMetricsTracer(holepunch.WithRegisterer(reg)), r)),
 		libp2p.EnableRelay(),
 		libp2p.UserAgent("ore/" + Version),
+		libp2p.DialRanker(ranker.rank),
 		libp2p.PrometheusRegisterer(reg),
 	}
 	if !cfg.RelayServiceOff {
@@ -109,6 +111,11 @@ func newHost(cfg *Config, key crypto.PrivKey, reg prometheus.Registerer, r *reac
 		return nil, nil, fmt.Errorf("node: start libp2p host (is another process on the listen ports %v?): %w", cfg.ListenAddrs, err)
 	}
 	r.relays.host.Store(&h)
+	// The interfaces' addresses at start: a box that gains a global IPv6
+	// address later ranks its dials as go-libp2p does until it restarts.
+	if la, err := h.Network().InterfaceListenAddresses(); err == nil {
+		ranker.global.Store(globalIPv6(la))
+	}
 	// go-libp2p starts when at least one listen address works and drops
 	// the others silently; say which, so that an operator who asked for
 	// IPv6 on a machine without it, or a port another process holds,

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -242,6 +243,10 @@ func TestBadInput(t *testing.T) {
 		_, err = nd.Fetch(ctx, c, nil)
 		if !errors.Is(err, node.ErrNotFound) {
 			t.Fatalf("err = %v, want ErrNotFound", err)
+		}
+		// The reason is the missing record, not a path to a provider.
+		if errors.Is(err, node.ErrNoDirectPath) || !strings.Contains(err.Error(), "no provider record found") {
+			t.Fatalf("err = %v, want the reason: no provider record found", err)
 		}
 		if d := time.Since(start); d > 20*time.Second {
 			t.Fatalf("gave up after %s; the stall timeout is 2s", d)
