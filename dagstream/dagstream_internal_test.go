@@ -63,6 +63,41 @@ func TestWholeDAGInWalkOrder(t *testing.T) {
 	}
 }
 
+// Leaves of directWrite bytes and more leave the server straight, not
+// through its buffer, between inner nodes and a short last leaf that go
+// through it: the client still gets every block, in walk order.
+func TestLargeAndSmallBlocksInterleaved(t *testing.T) {
+	cl, sv := pair(t)
+	bs := newStore()
+	_, root := testFileChunked(t, bs, 3<<20+5000, 11, directWrite+4096, 4)
+	srv, err := NewServer(bs, always)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve(t, sv, srv)
+	cli, err := NewClient(cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := walkOrder(t, bs, Request{Root: root})
+	var large, small int
+	for _, b := range want {
+		if len(b.RawData()) >= directWrite {
+			large++
+		} else {
+			small++
+		}
+	}
+	if large == 0 || small < 2 {
+		t.Fatalf("the DAG has %d large and %d small blocks: the test needs both", large, small)
+	}
+	sink := &memSink{}
+	if _, err := cli.Get(context.Background(), sv.ID(), Request{Root: root}, sink, nil); err != nil {
+		t.Fatal(err)
+	}
+	sameBlocks(t, sink.blocks(), want)
+}
+
 // A range fetches the blocks that hold its bytes (and the nodes above
 // them) and no other: the file's bytes there read back from them alone.
 func TestRangeFetchesOnlyItsBlocks(t *testing.T) {

@@ -367,11 +367,7 @@ func (s *Server) walk(ctx context.Context, st network.Stream, bw *bufio.Writer, 
 		}
 		_ = st.SetWriteDeadline(time.Now().Add(s.writeTimeout))
 		hdr = appendFrameHeader(hdr[:0], len(b.RawData()))
-		if _, err := bw.Write(hdr); err != nil {
-			s.refund(p, it.c, size)
-			return fmt.Errorf("dagstream: write to %s: %w", p, err)
-		}
-		if _, err := bw.Write(b.RawData()); err != nil {
+		if err := sendFrame(st, bw, hdr, b.RawData()); err != nil {
 			s.refund(p, it.c, size)
 			return fmt.Errorf("dagstream: write to %s: %w", p, err)
 		}
@@ -382,6 +378,31 @@ func (s *Server) walk(ctx context.Context, st network.Stream, bw *bufio.Writer, 
 			return stop(TooLarge, "%w", err)
 		}
 	}
+}
+
+// directWrite is the block size from which a frame's bytes go to the
+// stream as they are, after the buffer (with the frame's header): a
+// copy into the buffer cost the serving side ~0.4 CPU s per GiB of
+// 256 KiB blocks, and a write this large is large enough for the stream.
+// Smaller blocks are gathered in the buffer (see writeBuffer).
+const directWrite = 64 << 10
+
+// sendFrame writes one block's frame: through bw, or, for a block of
+// directWrite bytes or more, its header through bw and its bytes straight
+// to st.
+func sendFrame(st io.Writer, bw *bufio.Writer, hdr, data []byte) error {
+	if _, err := bw.Write(hdr); err != nil {
+		return err
+	}
+	if len(data) < directWrite {
+		_, err := bw.Write(data)
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	_, err := st.Write(data)
+	return err
 }
 
 // ask asks the gate about one block, and while it holds the block, waits

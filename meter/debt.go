@@ -8,7 +8,11 @@ import (
 // debt is what a server sent a client and holds no receipt for, by the
 // epoch it was sent in, oldest first. It is the credit window's count.
 type debt struct {
-	bytes  int64 // the sum of epochs
+	bytes int64 // the sum of epochs
+	// paid: the bytes of receipts the server countersigned for the client
+	// since this entry was made: its credit window grows with them (see
+	// Server.windowOf).
+	paid   int64
 	epochs []epochDebt
 	// signs: the client sent a receipt it signed, countersigned or not.
 	// Only then does debt no receipt can pay age out: a client that never

@@ -20,7 +20,9 @@
 // Server (the serving side): Allow and Refund are bitswap's send gate
 // (bitswap.Gate, bitswap.GateRefunder): they count what each client was
 // sent and holds no receipt for (its debt), hold blocks back once the
-// debt reaches the credit window, and keep each block let through (its
+// debt reaches the client's credit window (CreditWindow for a new client,
+// widened by each byte it paid up to MaxCreditWindow: Server.windowOf is
+// the rule), and keep each block let through (its
 // CID, size and epoch) until a receipt claims it. Countersign (behind
 // HandleStream, the /ore/pod/1.0.0 handler) checks a client's receipt
 // against that meter, signs it, keeps it, pays the debt, has bitswap
@@ -98,6 +100,10 @@
 //     gate let through to that client, that no receipt claimed; each
 //     sent byte pays at most one receipt. A refusal carries its
 //     pod.Reason on the wire.
+//   - A server's gate lets through to a client at most windowOf(client)
+//     bytes that no receipt paid: CreditWindow for a client that never
+//     paid, and never more than what it paid plus CreditWindow, nor more
+//     than MaxCreditWindow. That bounds a cheating client's free ride.
 //   - A client receipts only blocks it asked for (Want), from the peer
 //     that sent them, never its own; a receipt is cumulative and each new
 //     one supersedes the last (pod.Receipt.Supersedes).

@@ -31,7 +31,8 @@ type Server struct {
 	store         Store
 	log           *slog.Logger
 	now           func() time.Time
-	window        int64
+	window        int64 // a new client's credit window
+	maxWindow     int64 // the most a paying client's window grows to
 	peers         Peers
 	release       func(peer.ID)
 	countersigned func(*pod.Receipt, uint64, bool)
@@ -69,7 +70,7 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		params: cfg.Params, key: cfg.Key, self: self, store: cfg.Store, log: cfg.Logger, now: cfg.Clock,
-		window: cfg.CreditWindow, peers: cfg.Peers, release: cfg.Release, countersigned: cfg.Countersigned,
+		window: cfg.CreditWindow, maxWindow: cfg.MaxCreditWindow, peers: cfg.Peers, release: cfg.Release, countersigned: cfg.Countersigned,
 		debt: make(map[peer.ID]*debt), keyer: newKeyer(),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ore_pod_receipts_rejected_total", Help: "Receipts refused, by the rule they broke."}, []string{"reason"}),
@@ -134,7 +135,7 @@ func (s *Server) Allow(p peer.ID, c cid.Cid, size int) bool {
 	if d.signs {
 		d.age(e, s.params.MaxSkew)
 	}
-	if d.bytes > 0 && d.bytes+int64(size) > s.window {
+	if d.bytes > 0 && d.bytes+int64(size) > s.windowOf(d) {
 		s.withheld.Inc()
 		return false
 	}
@@ -150,6 +151,22 @@ func (s *Server) Allow(p peer.ID, c cid.Cid, size int) bool {
 	d.sent = append(d.sent, sentBlock{key: k, size: int64(size), epoch: e, seq: s.seq})
 	s.pending++
 	return true
+}
+
+// windowOf is the credit window of a client: the most bytes the server
+// sends it that no receipt paid. It is the one rule that bounds a client's
+// free ride. A new client gets CreditWindow; each byte it pays (a receipt
+// countersigned) widens it by a byte, up to MaxCreditWindow. So a client
+// that never pays gets CreditWindow, one that stops paying gets at most
+// what it paid before plus CreditWindow (and never more than
+// MaxCreditWindow), while a paying client on a fast link is not held back
+// by the round trip of its receipts: the bytes in flight between the gate
+// and its receipts (a bulk stream's buffers, the stream's flow-control
+// window) fit in its window. The entry, and its growth, is forgotten once
+// the client owes nothing at an AgeDebts round (or leaves for the grace):
+// a later fetch starts at CreditWindow again.
+func (s *Server) windowOf(d *debt) int64 {
+	return min(s.maxWindow, s.window+d.paid)
 }
 
 // Refund takes back what Allow counted against p for a block that did not
@@ -213,6 +230,7 @@ func (s *Server) credit(p peer.ID, bytes int64) {
 	s.mu.Lock()
 	if d := s.debt[p]; d != nil {
 		d.pay(bytes, false)
+		d.paid = min(d.paid+bytes, s.maxWindow) // windowOf grows no further
 	}
 	s.mu.Unlock()
 	s.release(p)

@@ -178,6 +178,64 @@ func TestRefundFreesTheCreditWindow(t *testing.T) {
 	}
 }
 
+// TestCreditWindowGrowsWithWhatTheClientPaid: a new client is held at
+// CreditWindow; each byte it pays widens its window by a byte, up to
+// MaxCreditWindow and never past it; a client that stops paying is held
+// once it owes its window; and a client forgotten after paying what it
+// owed starts at CreditWindow again.
+func TestCreditWindowGrowsWithWhatTheClientPaid(t *testing.T) {
+	const (
+		block  = 256 << 10
+		window = 1 << 20
+		most   = 3 << 20
+	)
+	rg := newRig(t)
+	s := rg.server(func(c *Config) { c.CreditWindow, c.MaxCreditWindow = window, most })
+	p := peer.ID("client")
+	// take sends blocks until the gate holds one, and returns the bytes sent.
+	take := func() int64 {
+		var n int64
+		for s.Allow(p, anyCID, block) {
+			if n += block; n > 100*most {
+				t.Fatal("the gate never held the client back")
+			}
+		}
+		return n
+	}
+	if got := take(); got != window {
+		t.Fatalf("a new client got %d bytes ahead of its receipts, want its window %d", got, window)
+	}
+	// Pay it all: the window is now window+paid.
+	s.credit(p, window)
+	if got := take(); got != window+window {
+		t.Fatalf("after paying %d, the client got %d bytes ahead, want %d", window, got, 2*window)
+	}
+	// Pay a lot more: the window stops at MaxCreditWindow.
+	for i := 0; i < 10; i++ {
+		s.credit(p, 2*window)
+		take()
+	}
+	s.credit(p, most) // owes nothing now
+	if got := take(); got != most {
+		t.Fatalf("a client that paid %d got %d bytes ahead, want the most window %d", 22*window, got, most)
+	}
+	// It stops paying: held, whatever it asks.
+	for i := 0; i < 3; i++ {
+		if s.Allow(p, anyCID, block) {
+			t.Fatal("a client that owes its whole window was served")
+		}
+	}
+	// Paid up and forgotten at an AgeDebts round: a fresh, small window.
+	s.credit(p, most)
+	s.AgeDebts(rg.ctx)
+	if s.debtors() != 0 {
+		t.Fatal("a client that owes nothing was kept in the debt table")
+	}
+	if got := take(); got != window {
+		t.Fatalf("a forgotten client got %d bytes ahead, want a new client's window %d", got, window)
+	}
+}
+
 // settlement is one call of Config.Countersigned.
 type settlement struct {
 	r     *pod.Receipt

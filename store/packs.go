@@ -91,7 +91,12 @@ type packs struct {
 	cur     *os.File
 	curID   uint32
 	curSize int64
-	dirty   bool // written since the last fsync
+	dirty   bool   // written since the last fsync
+	scratch []byte // a record's header and data, as one write (under mu; grows to the largest record)
+	// smu orders syncs: the fsync runs outside mu (appends go on while it
+	// runs), and a sync that finds nothing dirty may return only once the
+	// fsync under way, which covers its records, is done.
+	smu sync.Mutex
 
 	rmu   sync.RWMutex
 	files map[uint32]*os.File // every pack, for reading
@@ -165,18 +170,17 @@ func (p *packs) rotate(id uint32) error {
 	return nil
 }
 
+// maxScratch bounds the buffer packs keeps for its next record: a block
+// (≤ 2 MiB on the wire) fits, anything larger gets a buffer of its own.
+const maxScratch = 4 << 20
+
 // append writes one record and returns its pointer.
 func (p *packs) append(key, data []byte) (pointer, error) {
 	if len(key) > 0xffff || int64(len(data)) > 1<<31 {
 		return pointer{}, fmt.Errorf("store: block of %d bytes with a %d-byte key is too large", len(data), len(key))
 	}
-	rec := make([]byte, recordHeader+len(key), recordHeader+len(key)+len(data))
-	binary.BigEndian.PutUint16(rec[0:], recordMagic)
-	binary.BigEndian.PutUint16(rec[2:], uint16(len(key)))
-	binary.BigEndian.PutUint32(rec[4:], uint32(len(data)))
-	binary.BigEndian.PutUint32(rec[8:], crc32.Checksum(data, crcTable))
-	copy(rec[recordHeader:], key)
-	size := int64(len(rec) + len(data))
+	sum := crc32.Checksum(data, crcTable)
+	size := int64(recordHeader + len(key) + len(data))
 
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -187,8 +191,26 @@ func (p *packs) append(key, data []byte) (pointer, error) {
 	}
 	off := p.curSize
 	// Header and data in one write: two writes would leave a window where
-	// a reader of the file sees a header without its data.
-	if _, err := p.cur.WriteAt(append(rec, data...), off); err != nil {
+	// a reader of the file sees a header without its data. The record is
+	// built in a buffer kept for the next one: a new one per block cost a
+	// fetch ~0.25 CPU s per GiB in allocation and zeroing.
+	var rec []byte
+	switch {
+	case size > maxScratch:
+		rec = make([]byte, size)
+	case cap(p.scratch) < int(size):
+		p.scratch = make([]byte, size)
+		fallthrough
+	default:
+		rec = p.scratch[:size]
+	}
+	binary.BigEndian.PutUint16(rec[0:], recordMagic)
+	binary.BigEndian.PutUint16(rec[2:], uint16(len(key)))
+	binary.BigEndian.PutUint32(rec[4:], uint32(len(data)))
+	binary.BigEndian.PutUint32(rec[8:], sum)
+	copy(rec[recordHeader:], key)
+	copy(rec[recordHeader+len(key):], data)
+	if _, err := p.cur.WriteAt(rec, off); err != nil {
 		return pointer{}, wrapIOErr("write pack", err)
 	}
 	p.curSize += size
@@ -196,17 +218,33 @@ func (p *packs) append(key, data []byte) (pointer, error) {
 	return pointer{pack: p.curID, off: off, keyLen: uint16(len(key)), length: uint32(len(data))}, nil
 }
 
-// sync makes every appended record durable.
+// sync makes every record appended before it durable. The fsync runs
+// without the append lock: on a loaded disk one took up to 85 ms, and a
+// bulk fetch's appends waited for it every second.
 func (p *packs) sync() error {
+	p.smu.Lock()
+	defer p.smu.Unlock()
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if !p.dirty || p.cur == nil {
+	f := p.cur
+	if !p.dirty || f == nil {
+		p.mu.Unlock()
 		return nil
 	}
-	if err := p.cur.Sync(); err != nil {
+	p.dirty = false
+	p.mu.Unlock()
+	err := f.Sync()
+	if errors.Is(err, os.ErrClosed) {
+		// rotate synced the pack before it closed it.
+		return nil
+	}
+	if err != nil {
+		p.mu.Lock()
+		if p.cur == f {
+			p.dirty = true
+		}
+		p.mu.Unlock()
 		return wrapIOErr("sync pack", err)
 	}
-	p.dirty = false
 	return nil
 }
 

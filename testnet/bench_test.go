@@ -17,7 +17,7 @@ func BenchmarkTransfer(b *testing.B) {
 	const size = 256 << 20
 	for i := 0; i < b.N; i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		res, err := testnet.BenchTransfer(ctx, size, testnet.WithDir(b.TempDir()))
+		res, err := testnet.BenchTransfer(ctx, testnet.TransferConfig{Size: size}, testnet.WithDir(b.TempDir()))
 		cancel()
 		if err != nil {
 			b.Fatal(err)

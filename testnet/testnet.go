@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
+	"strconv"
 	"sync"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -38,6 +40,7 @@ type config struct {
 	log      *slog.Logger
 	ledger   *LedgerSpec
 	tcpOnly  bool
+	quicOnly bool
 	mock     *mocknet.LinkOptions
 }
 
@@ -55,10 +58,17 @@ func WithMocknet(links mocknet.LinkOptions) Option {
 // measure ore, not that.
 func WithTCPOnly() Option { return func(c *config) { c.tcpOnly = true } }
 
+// WithQUICOnly makes every box listen on QUIC alone: what `ore bench
+// transfer --transport quic` measures.
+func WithQUICOnly() Option { return func(c *config) { c.quicOnly = true } }
+
 // listenAddrs are box i's default listen addresses.
 func (c *config) listenAddrs() []string {
 	if c.tcpOnly {
 		return []string{"/ip4/127.0.0.1/tcp/0"}
+	}
+	if c.quicOnly {
+		return []string{"/ip4/127.0.0.1/udp/0/quic-v1"}
 	}
 	return []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
 }
@@ -127,7 +137,9 @@ func New(ctx context.Context, n int, opts ...Option) (_ *Network, err error) {
 		}
 	}
 	for i := 0; i < n; i++ {
-		if err := nw.start(ctx, i, &cfg); err != nil {
+		var err error
+		nw.AsBox(ctx, i, func(ctx context.Context) { err = nw.start(ctx, i, &cfg) })
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -137,9 +149,11 @@ func New(ctx context.Context, n int, opts ...Option) (_ *Network, err error) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			if err := nw.Nodes[i].Bootstrap(ctx); err != nil {
-				errs[i] = fmt.Errorf("testnet: box %d bootstrap: %w", i, err)
-			}
+			nw.AsBox(ctx, i, func(ctx context.Context) {
+				if err := nw.Nodes[i].Bootstrap(ctx); err != nil {
+					errs[i] = fmt.Errorf("testnet: box %d bootstrap: %w", i, err)
+				}
+			})
 		}(i)
 	}
 	wg.Wait()
@@ -147,6 +161,21 @@ func New(ctx context.Context, n int, opts ...Option) (_ *Network, err error) {
 		return nil, err
 	}
 	return nw, nil
+}
+
+// BoxLabel is the pprof label key that names the box a goroutine works
+// for ("0", "1", ...): box i starts and bootstraps under it, so the
+// goroutines it spawns (listeners, connections it dials or accepts, its
+// streams) carry it, and a CPU profile tells the boxes of one process
+// apart (what `ore bench transfer` splits its CPU by). The runtime's own
+// goroutines (the garbage collector's workers) carry none.
+const BoxLabel = "box"
+
+// AsBox runs f with the goroutine labelled as box i's (see BoxLabel): a
+// caller acting for a box (a fetch, a dial) runs it under AsBox for its
+// work to count as the box's.
+func (nw *Network) AsBox(ctx context.Context, i int, f func(ctx context.Context)) {
+	pprof.Do(ctx, pprof.Labels(BoxLabel, strconv.Itoa(i)), f)
 }
 
 func (nw *Network) start(ctx context.Context, i int, cfg *config) error {

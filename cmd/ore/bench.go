@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 
 	"github.com/dustin/go-humanize"
 
@@ -42,6 +43,9 @@ func cmdBench(ctx context.Context, e *env, args []string) error {
 func benchTransfer(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "bench transfer", "[flags]")
 	sizeFlag := fs.String("size", "256MiB", "bytes to transfer")
+	transport := fs.String("transport", "quic", "what the two boxes listen on: tcp or quic")
+	bulk := fs.Bool("bulk", true, "fetch over the bulk DAG path (false: bitswap alone)")
+	cpuProfile := fs.String("cpuprofile", "", "write the CPU profile of the fetch with receipts on to this file (samples labelled box=0 serving, box=1 fetching)")
 	asJSON := fs.Bool("json", false, "print the figures as one JSON object")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -54,30 +58,53 @@ func benchTransfer(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if !*asJSON {
-		fmt.Fprintf(e.stderr, "bench transfer: two boxes on loopback, %s of random bytes...\n", humanize.IBytes(size))
+	if *transport != "tcp" && *transport != "quic" {
+		return fmt.Errorf("%w: --transport %q: want tcp or quic", errUsage, *transport)
 	}
+	cfg := testnet.TransferConfig{Size: int64(size), Transport: *transport}
+	var prof *os.File
+	if *cpuProfile != "" {
+		if prof, err = os.Create(*cpuProfile); err != nil {
+			return fmt.Errorf("bench transfer: CPU profile: %w", err)
+		}
+		defer prof.Close()
+	}
+	if !*asJSON {
+		fmt.Fprintf(e.stderr, "bench transfer: two boxes on loopback (%s), %s of random bytes...\n", *transport, humanize.IBytes(size))
+	}
+	common := []node.Option{node.WithBulk(*bulk)}
 	// Receipts off first, then on (the real configuration), each against a
 	// raw stream copy between its own two hosts.
-	off, err := testnet.BenchTransfer(ctx, int64(size), testnet.WithNodeOptions(node.WithReceipts(false)))
+	off, err := testnet.BenchTransfer(ctx, cfg, testnet.WithNodeOptions(append(common, node.WithReceipts(false))...))
 	if err != nil {
 		return err
 	}
-	on, err := testnet.BenchTransfer(ctx, int64(size))
+	if prof != nil {
+		cfg.Profile = prof
+	}
+	on, err := testnet.BenchTransfer(ctx, cfg, testnet.WithNodeOptions(common...))
 	if err != nil {
 		return err
 	}
 	out := transferReport{TransferResult: on, OffMBps: off.OreMBps, OffRatio: off.Ratio,
-		ReceiptCost: 1 - on.OreMBps/off.OreMBps}
+		ReceiptCost: 1 - on.OreMBps/off.OreMBps, Bulk: *bulk}
 	if *asJSON {
 		return json.NewEncoder(e.stdout).Encode(out)
 	}
-	fmt.Fprintf(e.stdout, "transfer of %s over %s (%d blocks)\n", humanize.IBytes(size), on.Transport, on.Blocks)
+	path := "bulk DAG path"
+	if !*bulk {
+		path = "bitswap"
+	}
+	fmt.Fprintf(e.stdout, "transfer of %s over %s, %s (%d blocks)\n", humanize.IBytes(size), on.Transport, path, on.Blocks)
 	fmt.Fprintf(e.stdout, "  ore fetch       %8.1f MB/s  (%.2fs, receipts on)\n", on.OreMBps, on.OreSeconds)
 	fmt.Fprintf(e.stdout, "  raw stream      %8.1f MB/s  (same hosts, same run)\n", on.RawMBps)
 	fmt.Fprintf(e.stdout, "  ratio ore/raw   %8.2f\n", on.Ratio)
 	fmt.Fprintf(e.stdout, "  receipts off    %8.1f MB/s  ratio %.2f against its own raw copy\n", off.OreMBps, off.Ratio)
 	fmt.Fprintf(e.stdout, "  receipt cost    %8.1f%%  (1 - MB/s with receipts / without)\n", out.ReceiptCost*100)
+	fmt.Fprintf(e.stdout, "  CPU s/GiB       serving  fetching  runtime (GC)  process   (receipts on)\n")
+	fmt.Fprintf(e.stdout, "    ore           %7.2f  %8.2f  %12.2f  %7.2f\n", on.OreCPU.Serve, on.OreCPU.Fetch, on.OreCPU.Runtime, on.OreCPU.Total)
+	fmt.Fprintf(e.stdout, "    raw stream    %7.2f  %8.2f  %12.2f  %7.2f\n", on.RawCPU.Serve, on.RawCPU.Fetch, on.RawCPU.Runtime, on.RawCPU.Total)
+	fmt.Fprintf(e.stdout, "    ore / raw     %7.2f  %8.2f  (each side with its share of the runtime's)\n", on.ServeCPURatio, on.FetchCPURatio)
 	fmt.Fprintf(e.stdout, "  add (publish)   %8.1f MB/s\n", on.AddMBps)
 	fmt.Fprintf(e.stdout, "  duplicate blocks %d\n", on.DupBlocks)
 	return nil
@@ -90,6 +117,7 @@ type transferReport struct {
 	OffMBps     float64 `json:"ore_mb_per_s_receipts_off"`
 	OffRatio    float64 `json:"ratio_receipts_off"`
 	ReceiptCost float64 `json:"receipt_cost"` // 1 - ore MB/s with receipts / without, same run
+	Bulk        bool    `json:"bulk"`         // the fetch could use the bulk DAG path
 }
 
 // sizeArg reads a --flag value in bytes, like "256MiB": positive, at most

@@ -303,7 +303,7 @@ func TestBenchTransferJSON(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("bench exit %d: %s", code, errs)
 	}
-	for _, k := range []string{`"ore_mb_per_s"`, `"raw_mb_per_s"`, `"ratio"`} {
+	for _, k := range []string{`"ore_mb_per_s"`, `"raw_mb_per_s"`, `"ratio"`, `"serve_cpu_ratio"`, `"fetch_cpu_ratio"`} {
 		if !strings.Contains(out, k) {
 			t.Errorf("bench JSON lacks %s: %s", k, out)
 		}
