@@ -87,6 +87,11 @@
 //     member signs an order, so one signature must not pin a root on a
 //     box for good. Plan never orders longer (the leader renews an order
 //     every epoch while it is needed).
+//   - A report is one box's word: Plan counts it for at most
+//     Params.MaxReporterRequests requests of a root (one lying box alone
+//     makes a root hot at the floor), and a box's capacity weight for at
+//     most 1 TiB (a claimed quota of 2^64−1 wins no more roots than an
+//     unlimited one).
 //   - Plan is deterministic: the same reports and pre-warms, in any order,
 //     give the same targets. Replica targets stay within [Floor, Ceiling]
 //     for hot roots and never exceed Ceiling; a box is never assigned more

@@ -21,7 +21,18 @@ type Params struct {
 	Lifetime           uint64  // epochs a heat order lasts after issue
 	Reachable          uint64  // a box whose latest report is older than this many epochs is unreachable
 	MaxTargets         int     // hottest roots planned per epoch
+	// MaxReporterRequests is the most one report counts for one root (0:
+	// HotRequests). A report is one box's word: a box that lies about
+	// demand can alone make a root hot, with the floor's replicas, but it
+	// takes Ceiling×RequestsPerReplica/MaxReporterRequests reporters to
+	// fill the ceiling.
+	MaxReporterRequests float64
 }
+
+// maxWeight is the largest capacity weight a box has (see weight): a
+// quota beyond 1 TiB, like an unlimited one, counts as 1 TiB, so a box
+// that claims a quota of 2^64−1 bytes does not win every root.
+const maxWeight = 1024
 
 // DefaultParams returns the planner's defaults.
 func DefaultParams() Params {
@@ -33,7 +44,17 @@ func DefaultParams() Params {
 		Lifetime:           6,
 		Reachable:          2,
 		MaxTargets:         256,
+		// One box alone reaches at most the floor.
+		MaxReporterRequests: 8,
 	}
+}
+
+// reporterCap is MaxReporterRequests with its default.
+func (p Params) reporterCap() uint64 {
+	if p.MaxReporterRequests > 0 {
+		return uint64(p.MaxReporterRequests)
+	}
+	return uint64(p.HotRequests)
 }
 
 // Validate checks the params against each other.
@@ -54,6 +75,8 @@ func (p Params) Validate() error {
 		return fmt.Errorf("%w: lifetime %d, 1 to %d epochs (boxes refuse longer heat orders)", ErrInvalidParams, p.Lifetime, MaxHeatOrderEpochs)
 	case p.MaxTargets < 1:
 		return fmt.Errorf("%w: max targets %d, at least 1", ErrInvalidParams, p.MaxTargets)
+	case p.MaxReporterRequests != 0 && !(finite(p.MaxReporterRequests) && p.MaxReporterRequests >= 1):
+		return fmt.Errorf("%w: max reporter requests %v, at least 1 (0: hot requests)", ErrInvalidParams, p.MaxReporterRequests)
 	}
 	return nil
 }
@@ -191,6 +214,7 @@ func choose(p Params, epoch uint64, boxes []peer.ID, byID map[peer.ID]*Report, p
 		nat             bool // a reporter not known to be directly reachable asked for it
 	}
 	sums := make(map[cid.Cid]*sum)
+	limit := p.reporterCap()
 	for _, id := range boxes {
 		r := byID[id]
 		for _, h := range r.Heat {
@@ -199,7 +223,7 @@ func choose(p Params, epoch uint64, boxes []peer.ID, byID map[peer.ID]*Report, p
 				s = &sum{}
 				sums[h.Root] = s
 			}
-			s.requests = addSat(s.requests, h.Requests)
+			s.requests = addSat(s.requests, min(h.Requests, limit))
 			s.bytes = addSat(s.bytes, h.Bytes)
 			s.nat = s.nat || r.Reach != ReachDirect
 		}
@@ -406,13 +430,13 @@ func score(root cid.Cid, id peer.ID, w float64) float64 {
 	return -w / math.Log(u)
 }
 
-// weight is a box's capacity weight: its quota in GiB, at least 1; an
-// unlimited quota counts as 1 TiB.
+// weight is a box's capacity weight: its quota in GiB, at least 1 and at
+// most maxWeight; an unlimited quota counts as maxWeight.
 func weight(r *Report) float64 {
 	if r == nil || r.Quota == 0 {
-		return 1024
+		return maxWeight
 	}
-	return max(1, float64(r.Quota)/(1<<30))
+	return min(maxWeight, max(1, float64(r.Quota)/(1<<30)))
 }
 
 func addSat(a, b uint64) uint64 {

@@ -43,6 +43,14 @@ func (f *fleet) index(id peer.ID) int {
 	return slices.IndexFunc(f.boxes, func(p party) bool { return p.ID == id })
 }
 
+// uncapped is DefaultParams with no cap on what one report counts for a
+// root: the tests of the other rules make a root hot from one report.
+func uncapped() Params {
+	p := DefaultParams()
+	p.MaxReporterRequests = math.MaxUint32
+	return p
+}
+
 func sorted(ids []peer.ID) bool {
 	return slices.IsSorted(ids) && len(slices.Compact(slices.Clone(ids))) == len(ids)
 }
@@ -51,8 +59,9 @@ func TestPlanHotRoot(t *testing.T) {
 	const epoch = 50
 	f := newFleet(t, 14, epoch)
 	hot := root(t, "hot")
-	f.reports[0].Heat = []RootHeat{{Root: hot, Requests: 12, Bytes: 1200}}
-	f.reports[1].Heat = []RootHeat{{Root: hot, Requests: 8, Bytes: 800}} // 20 requests: target 5
+	f.reports[0].Heat = []RootHeat{{Root: hot, Requests: 8, Bytes: 1200}}
+	f.reports[1].Heat = []RootHeat{{Root: hot, Requests: 8, Bytes: 800}}
+	f.reports[2].Heat = []RootHeat{{Root: hot, Requests: 4}} // 20 requests: target 5
 	f.reports[0].Held = []Holding{{Root: hot, Size: 4 << 20}}
 	f.reports[1].Held = []Holding{{Root: hot, Size: 4 << 20}}
 	f.reports[2].Quota, f.reports[2].Used = 10*gib, 10*gib                        // full
@@ -63,7 +72,7 @@ func TestPlanHotRoot(t *testing.T) {
 	f.reports[7].Orders = []OrderStatus{{Root: root(t, "x"), State: OrderFailed}} // failed something else: eligible
 	eligible := f.ids(7, 8, 9, 10, 11, 12, 13)
 
-	targets := Plan(DefaultParams(), epoch, f.reports, nil)
+	targets := Plan(uncapped(), epoch, f.reports, nil)
 	if len(targets) != 1 {
 		t.Fatalf("%d targets, want 1: %+v", len(targets), targets)
 	}
@@ -93,7 +102,7 @@ func TestPlanHotRoot(t *testing.T) {
 		r := f.reports[f.index(id)]
 		r.Orders = append(r.Orders, OrderStatus{Root: hot, State: OrderFetching})
 	}
-	next := Plan(DefaultParams(), epoch, f.reports, nil)[0]
+	next := Plan(uncapped(), epoch, f.reports, nil)[0]
 	if len(next.Assigned) != 0 || !reflect.DeepEqual(next.Boxes, tg.Assigned) {
 		t.Errorf("with the assigned boxes fetching: assigned %v, boxes %v", next.Assigned, next.Boxes)
 	}
@@ -103,8 +112,8 @@ func TestPlanTooFewCandidates(t *testing.T) {
 	f := newFleet(t, 4, 10)
 	hot := root(t, "hot")
 	f.reports[0].Heat = []RootHeat{{Root: hot, Requests: 1000}} // target = Ceiling
-	tg := Plan(DefaultParams(), 10, f.reports, nil)[0]
-	if tg.Replicas != DefaultParams().Ceiling || len(tg.Assigned) != 4 {
+	tg := Plan(uncapped(), 10, f.reports, nil)[0]
+	if tg.Replicas != uncapped().Ceiling || len(tg.Assigned) != 4 {
 		t.Fatalf("replicas %d, assigned %d of 4 boxes", tg.Replicas, len(tg.Assigned))
 	}
 }
@@ -116,7 +125,7 @@ func TestPlanColdRootsGetNothing(t *testing.T) {
 	f.reports[2].Held = []Holding{{Root: root(t, "c"), Size: 1}}
 	stale := &Report{Reporter: f.id(3), Epoch: 1, Heat: []RootHeat{{Root: root(t, "d"), Requests: 1000}}}
 	expired := Prewarm{Root: root(t, "e"), Replicas: 3, Until: 9}
-	if got := Plan(DefaultParams(), 10, append(f.reports[:3:3], stale), []Prewarm{expired}); len(got) != 0 {
+	if got := Plan(uncapped(), 10, append(f.reports[:3:3], stale), []Prewarm{expired}); len(got) != 0 {
 		t.Fatalf("cold roots planned: %+v", got)
 	}
 }
@@ -124,7 +133,7 @@ func TestPlanColdRootsGetNothing(t *testing.T) {
 func TestPlanPrewarm(t *testing.T) {
 	f := newFleet(t, 10, 20)
 	pw := Prewarm{Root: root(t, "launch"), Replicas: 4, Until: 40, Size: 1 << 20}
-	targets := Plan(DefaultParams(), 20, f.reports, []Prewarm{pw})
+	targets := Plan(uncapped(), 20, f.reports, []Prewarm{pw})
 	if len(targets) != 1 {
 		t.Fatalf("targets %+v", targets)
 	}
@@ -134,19 +143,19 @@ func TestPlanPrewarm(t *testing.T) {
 	}
 	// Heat above the prewarm raises the target; the prewarm's Until holds.
 	f.reports[0].Heat = []RootHeat{{Root: pw.Root, Requests: 36}} // 9 replicas
-	tg = Plan(DefaultParams(), 20, f.reports, []Prewarm{pw})[0]
+	tg = Plan(uncapped(), 20, f.reports, []Prewarm{pw})[0]
 	if tg.Replicas != 9 || tg.Until != 40 || tg.Reason != ReasonPrewarm {
 		t.Fatalf("hot prewarmed root %+v", tg)
 	}
 	// Capped at Ceiling.
 	pw.Replicas = 1000
-	if tg = Plan(DefaultParams(), 20, f.reports, []Prewarm{pw})[0]; tg.Replicas != DefaultParams().Ceiling {
+	if tg = Plan(uncapped(), 20, f.reports, []Prewarm{pw})[0]; tg.Replicas != uncapped().Ceiling {
 		t.Fatalf("replicas %d over the ceiling", tg.Replicas)
 	}
 	// A pre-warm that ends further out than boxes take an order for (its
 	// block's epoch was ahead of this one) is ordered as far as they take.
 	pw.Until = 20 + MaxPrewarmOrderEpochs + 100
-	if tg = Plan(DefaultParams(), 20, f.reports, []Prewarm{pw})[0]; tg.Until != 20+MaxPrewarmOrderEpochs {
+	if tg = Plan(uncapped(), 20, f.reports, []Prewarm{pw})[0]; tg.Until != 20+MaxPrewarmOrderEpochs {
 		t.Fatalf("until %d, want the order's limit %d", tg.Until, 20+MaxPrewarmOrderEpochs)
 	}
 }
@@ -163,7 +172,7 @@ func TestPlanRenewals(t *testing.T) {
 	f.reports[2].Orders = []OrderStatus{{Root: hot, State: OrderHeld}}
 	// Box 4 holds it under an order but lists too many roots to name it in Held.
 	f.reports[4].Orders = []OrderStatus{{Root: hot, State: OrderHeld}}
-	tg := Plan(DefaultParams(), epoch, f.reports, nil)[0]
+	tg := Plan(uncapped(), epoch, f.reports, nil)[0]
 	if !reflect.DeepEqual(tg.Holders, f.ids(1, 2, 3, 4)) {
 		t.Errorf("holders %v", tg.Holders)
 	}
@@ -173,7 +182,7 @@ func TestPlanRenewals(t *testing.T) {
 	if !reflect.DeepEqual(tg.Boxes, f.ids(1, 2, 4)) {
 		t.Errorf("boxes %v, want the holders with OrderHeld", tg.Boxes)
 	}
-	if tg.Until != epoch+DefaultParams().Lifetime {
+	if tg.Until != epoch+uncapped().Lifetime {
 		t.Errorf("until %d", tg.Until)
 	}
 	o := tg.Order(testNetwork, "", epoch)
@@ -196,7 +205,7 @@ func TestPlanFreeSpaceAcrossRoots(t *testing.T) {
 	f.reports[0].Heat = []RootHeat{{Root: a, Requests: 9}, {Root: b, Requests: 8}}
 	f.reports[0].Held = []Holding{{Root: a, Size: 100}, {Root: b, Size: 100}}
 	f.reports[1].Quota, f.reports[1].Used = 1000, 850 // room for one
-	p := DefaultParams()
+	p := uncapped()
 	p.Floor = 2
 	targets := Plan(p, epoch, f.reports, nil)
 	if len(targets) != 2 || targets[0].Root != a {
@@ -212,7 +221,7 @@ func TestPlanMaxTargets(t *testing.T) {
 	for i := range 10 {
 		f.reports[0].Heat = append(f.reports[0].Heat, RootHeat{Root: root(t, i), Requests: uint64(10 + i)})
 	}
-	p := DefaultParams()
+	p := uncapped()
 	p.MaxTargets = 3
 	targets := Plan(p, 5, f.reports, nil)
 	if len(targets) != 3 {
@@ -252,7 +261,7 @@ func TestPlanDeterministic(t *testing.T) {
 	old.Heat = []RootHeat{{Root: root(t, "old"), Requests: 1000}}
 	reports := append(slices.Clone(f.reports), &old)
 
-	want := Plan(DefaultParams(), epoch, reports, prewarms)
+	want := Plan(uncapped(), epoch, reports, prewarms)
 	if len(want) == 0 {
 		t.Fatal("nothing planned")
 	}
@@ -267,7 +276,7 @@ func TestPlanDeterministic(t *testing.T) {
 	for i := range 5 {
 		rng.Shuffle(len(reports), func(a, b int) { reports[a], reports[b] = reports[b], reports[a] })
 		rng.Shuffle(len(prewarms), func(a, b int) { prewarms[a], prewarms[b] = prewarms[b], prewarms[a] })
-		if got := Plan(DefaultParams(), epoch, reports, prewarms); !reflect.DeepEqual(got, want) {
+		if got := Plan(uncapped(), epoch, reports, prewarms); !reflect.DeepEqual(got, want) {
 			t.Fatalf("shuffle %d: a different plan", i)
 		}
 	}
@@ -286,7 +295,7 @@ func TestPlanCapacityWeighted(t *testing.T) {
 	for i := range roots {
 		prewarms = append(prewarms, Prewarm{Root: root(t, i), Replicas: 1, Until: epoch})
 	}
-	p := DefaultParams()
+	p := uncapped()
 	p.Floor, p.MaxTargets = 1, roots
 	count := make(map[peer.ID]int)
 	for _, tg := range Plan(p, epoch, f.reports, prewarms) {
@@ -346,8 +355,11 @@ func TestParamsValidate(t *testing.T) {
 		"lifetime 0":         func(p *Params) { p.Lifetime = 0 },
 		"lifetime over cap":  func(p *Params) { p.Lifetime = MaxHeatOrderEpochs + 1 },
 		"max targets 0":      func(p *Params) { p.MaxTargets = 0 },
+		"reporter cap 0.5":   func(p *Params) { p.MaxReporterRequests = 0.5 },
+		"reporter cap NaN":   func(p *Params) { p.MaxReporterRequests = math.NaN() },
+		"reporter cap -1":    func(p *Params) { p.MaxReporterRequests = -1 },
 	} {
-		p := DefaultParams()
+		p := uncapped()
 		edit(&p)
 		if err := p.Validate(); !errors.Is(err, ErrInvalidParams) {
 			t.Errorf("%s: %v", name, err)
@@ -393,7 +405,7 @@ func TestPlanSymmetricNATNoSourceForNATedBoxes(t *testing.T) {
 	for _, asker := range []Reach{ReachNAT, ReachSymmetric, ReachUnknown} {
 		t.Run(asker.String(), func(t *testing.T) {
 			f, open := natFleet(t, asker)
-			tg := Plan(DefaultParams(), 10, f.reports, nil)[0]
+			tg := Plan(uncapped(), 10, f.reports, nil)[0]
 			if !tg.NATDemand || tg.Replicas != 5 {
 				t.Fatalf("target %+v, want NATDemand and 5 replicas", tg)
 			}
@@ -414,7 +426,7 @@ func TestPlanSymmetricNATNoSourceForNATedBoxes(t *testing.T) {
 // pre-warm covers it, it does not.
 func TestPlanSymmetricNATServesDirectBoxes(t *testing.T) {
 	f, _ := natFleet(t, ReachDirect)
-	tg := Plan(DefaultParams(), 10, f.reports, nil)[0]
+	tg := Plan(uncapped(), 10, f.reports, nil)[0]
 	if tg.NATDemand {
 		t.Fatal("NATDemand with only a directly reachable box asking")
 	}
@@ -431,13 +443,71 @@ func TestPlanSymmetricNATServesDirectBoxes(t *testing.T) {
 	// A box behind a NAT asks too.
 	hot := f.reports[0].Heat[0].Root
 	f.reports[7].Heat = []RootHeat{{Root: hot, Requests: 1}}
-	if tg := Plan(DefaultParams(), 10, f.reports, nil)[0]; !tg.NATDemand || len(tg.Holders) != 0 {
+	if tg := Plan(uncapped(), 10, f.reports, nil)[0]; !tg.NATDemand || len(tg.Holders) != 0 {
 		t.Errorf("a NATed asker more: NATDemand %v, holders %v", tg.NATDemand, tg.Holders)
 	}
 	// A pre-warm covers it.
 	f.reports[7].Heat = nil
 	pw := Prewarm{Root: hot, Replicas: 3, Until: 20}
-	if tg := Plan(DefaultParams(), 10, f.reports, []Prewarm{pw})[0]; !tg.NATDemand || len(tg.Holders) != 0 {
+	if tg := Plan(uncapped(), 10, f.reports, []Prewarm{pw})[0]; !tg.NATDemand || len(tg.Holders) != 0 {
 		t.Errorf("pre-warmed: NATDemand %v, holders %v", tg.NATDemand, tg.Holders)
+	}
+}
+
+// TestPlanOneReporterReachesTheFloor: a box that claims a trillion
+// requests for a root (a junk root nobody asked for) makes it hot with the
+// floor's replicas, not the ceiling's; the same claim from more boxes adds
+// MaxReporterRequests each.
+func TestPlanOneReporterReachesTheFloor(t *testing.T) {
+	const epoch = 50
+	p := DefaultParams()
+	f := newFleet(t, 20, epoch)
+	junk := root(t, "junk")
+	f.reports[0].Heat = []RootHeat{{Root: junk, Requests: 1e12, Bytes: math.MaxUint64}}
+	targets := Plan(p, epoch, f.reports, nil)
+	if len(targets) != 1 || targets[0].Requests != p.MaxReporterRequests || targets[0].Replicas != p.Floor {
+		t.Fatalf("one liar: %+v, want %v requests and the floor's %d replicas", targets, p.MaxReporterRequests, p.Floor)
+	}
+	for i := 1; i < 4; i++ {
+		f.reports[i].Heat = []RootHeat{{Root: junk, Requests: 1e12}}
+	}
+	targets = Plan(p, epoch, f.reports, nil)
+	if want := 4 * p.MaxReporterRequests; len(targets) != 1 || targets[0].Requests != want || targets[0].Replicas != int(want/p.RequestsPerReplica) {
+		t.Fatalf("four liars: %+v, want %v requests, %v replicas", targets, want, want/p.RequestsPerReplica)
+	}
+	p.MaxReporterRequests = 0 // the default: HotRequests
+	if got := Plan(p, epoch, f.reports, nil); len(got) != 1 || got[0].Requests != 4*p.HotRequests {
+		t.Fatalf("cap 0: %+v, want %v requests", got, 4*p.HotRequests)
+	}
+}
+
+// TestPlanHugeQuotaDoesNotWinEverything: a box that claims a quota of
+// 2^64−1 bytes weighs what an unlimited box weighs, so it is not assigned
+// every root.
+func TestPlanHugeQuotaDoesNotWinEverything(t *testing.T) {
+	const epoch = 50
+	if weight(&Report{Quota: math.MaxUint64}) != weight(&Report{}) {
+		t.Fatalf("weight of a 2^64-1 quota %v, of an unlimited one %v", weight(&Report{Quota: math.MaxUint64}), weight(&Report{}))
+	}
+	f := newFleet(t, 12, epoch)
+	for _, r := range f.reports {
+		r.Quota, r.Used = 0, 0 // unlimited
+	}
+	f.reports[0].Quota = math.MaxUint64
+	var reporters []*Report
+	const roots = 40
+	for i := range roots {
+		f.reports[1+i%11].Heat = append(f.reports[1+i%11].Heat, RootHeat{Root: root(t, i), Requests: 8})
+	}
+	reporters = f.reports
+	won := 0
+	for _, tg := range Plan(DefaultParams(), epoch, reporters, nil) {
+		if slices.Contains(tg.Assigned, f.id(0)) {
+			won++
+		}
+	}
+	// Each root takes 3 of 12 equal boxes: about 10 of 40 each.
+	if won > roots/2 {
+		t.Fatalf("the box claiming a 2^64-1 quota was assigned %d of %d roots", won, roots)
 	}
 }

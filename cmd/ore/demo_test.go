@@ -24,6 +24,11 @@ func TestDemoSchedule(t *testing.T) {
 	if burst < p.HotRequests || burst < float64(p.Ceiling)*p.RequestsPerReplica {
 		t.Errorf("a burst of %v requests does not reach the ceiling of %d replicas (%v per replica)", burst, p.Ceiling, p.RequestsPerReplica)
 	}
+	// One report counts for at most MaxReporterRequests of a root: each
+	// requester's burst (and its earlier request) must fit under it.
+	if float64(demoBurst+1) > p.MaxReporterRequests {
+		t.Errorf("a requester's %d requests exceed what one report counts (%v)", demoBurst+1, p.MaxReporterRequests)
+	}
 	if p.Ceiling <= holders || p.Ceiling > minBoxes {
 		t.Errorf("ceiling %d: want more than the %d boxes holding the file, at most %d boxes", p.Ceiling, holders, minBoxes)
 	}
