@@ -60,6 +60,7 @@ func benchLedger(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stderr, "bench ledger: %d coordinators and a publisher box in this process; signing %d receipts, then gossiping %d/s for %s...\n",
 			*members, int(float64(*rate)*dur.Seconds()), *rate, *dur)
 	}
+	coordinatorGC() // the process runs coordinators: measure them as they run
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute+2**dur+10**epoch)
 	defer cancel()
 	cfg := testnet.LedgerConfig{Rate: *rate, Duration: *dur, Epoch: *epoch, Tickets: *tickets, Members: *members}

@@ -189,6 +189,9 @@ func runDaemon(ctx context.Context, e *env, name string, args []string, gatewayR
 		return err
 	}
 	defer n.Close()
+	if n.Role() == node.RoleCoordinator {
+		coordinatorGC()
+	}
 
 	api := &apiServer{n: n, repo: *repo, guard: apiGuard{token: token, tokenPath: tokenPath, hosts: apiHosts(l.Addr(), fc.API)}}
 	dashAddr, chosen := dashboardAddr(*dashFlag, fc)
