@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -145,8 +146,11 @@ type chain struct {
 	offerPaid map[cid.Cid]uint64
 	fns       []cid.Cid
 	fnJobs    map[cid.Cid]*FunctionView
-	err       string
-	updated   time.Time
+	err       string // the last read's error
+	// gap says why the figures are incomplete from some block on (a
+	// reading of a block that did not add up); it stays.
+	gap     string
+	updated time.Time
 }
 
 // heldJob is a job this account ran whose pay the ledger holds.
@@ -353,7 +357,7 @@ func (c *chain) account(prev, next *ledger.State, b *ledger.Block) {
 				c.jobTotals.Held++
 				c.jobTotals.HeldPay += pj.Held
 			case fresh:
-				c.err = fmt.Sprintf("web: more than %d jobs of this box held at once: the compute figures from height %d on are incomplete", maxHeldJobs, b.Header.Height)
+				c.gap = fmt.Sprintf("web: more than %d jobs of this box held at once: the compute figures from height %d on are incomplete", maxHeldJobs, b.Header.Height)
 			case next.Genesis().Rules < ledger.RulesV5:
 				v.State = "paid (rules 4: counted with delivery)"
 				c.jobTotals.Paid++
@@ -389,7 +393,7 @@ func (c *chain) account(prev, next *ledger.State, b *ledger.Block) {
 	pot := func(s *ledger.State) uint64 { a := s.Account(me); return a.Escrow + a.Reserved }
 	pay, left := pot(prev)+deposits+refunds, released+pot(next)
 	if gain < loss || pay < left || gain-loss < storage+compute {
-		c.err = fmt.Sprintf("web: block at height %d moves the account in a way the dashboard does not know: its figures from here on are incomplete", b.Header.Height)
+		c.gap = fmt.Sprintf("web: block at height %d moves the account in a way the dashboard does not know: its figures from here on are incomplete", b.Header.Height)
 		return
 	}
 	earned, spent := gain-loss, pay-left
@@ -512,7 +516,8 @@ type chainFigures struct {
 func (c *chain) figures() chainFigures {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := chainFigures{State: c.st, Err: c.err, Updated: c.updated, Offload: map[cid.Cid]Offload{}}
+	out := chainFigures{State: c.st, Err: strings.TrimPrefix(c.err+"; "+c.gap, "; "), Updated: c.updated, Offload: map[cid.Cid]Offload{}}
+	out.Err = strings.TrimSuffix(out.Err, "; ")
 	es := make([]uint64, 0, len(c.epochs))
 	for e := range c.epochs {
 		es = append(es, e)
