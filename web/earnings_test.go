@@ -191,6 +191,17 @@ func TestEarningsSplitByKind(t *testing.T) {
 	}
 	fp := follow(3)
 	st := fp.State
+	// What the publisher's offer paid, from the records in the state its
+	// own figures reach (the boxes' followers above may stand a block
+	// before or after it).
+	storagePaid = 0
+	for _, n := range nw.Nodes {
+		for _, v := range node.StorageViews(st, n.ID()) {
+			if v.Root == res.Root.String() {
+				storagePaid += v.Earned
+			}
+		}
+	}
 	o, ok := st.StorageOffer(res.Root)
 	if !ok || len(fp.Offers) != 1 {
 		t.Fatalf("the publisher's offers: %+v (the ledger's: %+v, %v)", fp.Offers, o, ok)
