@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,5 +83,22 @@ func TestChainReadsPages(t *testing.T) {
 	}
 	if f := c.figures(); f.State.Hash() != states[len(states)-1].Hash() || calls != 2 {
 		t.Fatalf("a refresh after 2 new blocks: height %d in %d reads", f.State.Height(), calls)
+	}
+	// Transfers are not earnings.
+	if f := c.figures(); f.Err != "" || f.Total != (Figure{Period: "total"}) {
+		t.Fatalf("the receiver's figures after 12 transfers of 7: %+v, %q", f.Total, f.Err)
+	}
+	// A block whose reading does not add up (here: states swapped, the
+	// receiver's balance falls) leaves the figures incomplete, and the
+	// reads after it say so still.
+	c.mu.Lock()
+	c.account(states[2], states[1], chainBlocks[1])
+	c.mu.Unlock()
+	grow(1)
+	if err := c.refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if f := c.figures(); !strings.Contains(f.Err, "incomplete") {
+		t.Fatalf("after a block that did not add up, the figures say %q", f.Err)
 	}
 }

@@ -1,6 +1,8 @@
 // Package web is the box's dashboard: what a box owner and a publisher
-// want to see (earnings, balance, traffic, storage, reachability, the
-// monthly data cap; registered roots, spend, replicas, offload, tickets),
+// want to see (earnings by delivery, storage and compute, balance,
+// traffic, storage, proofs of storage, jobs run, reachability, the
+// monthly data cap; registered roots, spend, replicas, offload, storage
+// offers, functions, tickets),
 // and on a coordinator what runs the chain (head, finality, leader,
 // members, pools, the replica plan), served by the daemon on a listener of
 // its own.
@@ -37,6 +39,12 @@
 //     internet; charts are SVG drawn by the server.
 //   - Every table is bounded: logins (16), sessions (64), warnings (64),
 //     traffic samples (360), epoch and day figures (720, 90), roots
-//     (1,024), tickets (256), recent blocks (12); the chain is read a
-//     page at a time (node.Node.LedgerBlocksFrom), never held whole.
+//     (1,024), tickets (256), jobs listed (256), held jobs followed
+//     (65,536; past that the figures say they are incomplete), functions
+//     (256), recent blocks (12); the chain is read a page at a time
+//     (node.Node.LedgerBlocksFrom), never held whole.
+//   - An account's earnings in a block are what its balance gained beyond
+//     the money it moved itself; storage is what its proof records earned
+//     in the block and compute the job pay the block released, both the
+//     ledger's own figures, and delivery the rest.
 package web

@@ -86,21 +86,21 @@ func trafficChart(samples []Sample) template.HTML {
 		series{Name: "served", Class: "s1", Values: sent}, series{Name: "fetched", Class: "s2", Values: recv})
 }
 
+// figureChart draws an account's earnings split by delivery, storage and
+// compute, or its spend split by what it paid for.
 func figureChart(title string, fs []Figure, prefix string, spent bool) template.HTML {
 	labels := make([]string, len(fs))
-	vals := make([]float64, len(fs))
+	a, b, c := make([]float64, len(fs)), make([]float64, len(fs)), make([]float64, len(fs))
 	for i, f := range fs {
 		labels[i] = prefix + f.Period
-		vals[i] = float64(f.Earned)
 		if spent {
-			vals[i] = float64(f.Spent)
+			a[i], b[i], c[i] = float64(f.Spent-f.SpentStorage-f.SpentCompute), float64(f.SpentStorage), float64(f.SpentCompute)
+		} else {
+			a[i], b[i], c[i] = float64(f.Delivery), float64(f.Storage), float64(f.Compute)
 		}
 	}
-	name, class := "earned", "s1"
-	if spent {
-		name, class = "spent", "s2"
-	}
-	return barChart(title, labels, oreUnit, series{Name: name, Class: class, Values: vals})
+	return barChart(title, labels, oreUnit, series{Name: "delivery", Class: "s1", Values: a},
+		series{Name: "storage", Class: "s2", Values: b}, series{Name: "compute", Class: "s3", Values: c})
 }
 
 // chart serves one chart as an SVG document.

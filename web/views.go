@@ -20,9 +20,16 @@ type OwnerView struct {
 	Status node.Status `json:"status"`
 	Uptime int64       `json:"uptime_seconds"`
 	// Earnings per epoch and per UTC day, from the blocks the dashboard
-	// read since it started (oldest first).
+	// read since it started (oldest first), split by delivery, storage and
+	// compute; Total is every block's since genesis.
 	Epochs []Figure `json:"earnings_per_epoch"`
 	Days   []Figure `json:"earnings_per_day"`
+	Total  Figure   `json:"earnings_total"`
+	// Jobs are the jobs this box ran that the ledger took, newest first;
+	// JobTotals counts them all. The proof record of the roots it stores
+	// is Status.Ledger.Storage (what `ore status` prints).
+	Jobs      []JobView `json:"jobs"`
+	JobTotals JobTotals `json:"job_totals"`
 	// Traffic is the bytes served and fetched per interval, oldest first.
 	Traffic []Sample `json:"traffic"`
 	// UploadRate is the bytes per second served over the last minute,
@@ -124,7 +131,11 @@ type PublisherView struct {
 	Roots   []PubRoot         `json:"roots"`
 	Spend   []Figure          `json:"spend_per_epoch"` // oldest first
 	Tickets []TicketView      `json:"tickets"`
-	Error   string            `json:"error,omitempty"`
+	// Offers are its storage offers the ledger holds; Functions the
+	// functions it registered.
+	Offers    []OfferView    `json:"storage_offers"`
+	Functions []FunctionView `json:"functions"`
+	Error     string         `json:"error,omitempty"`
 }
 
 // PubRoot is one root the publisher registered.
@@ -150,6 +161,8 @@ func (s *Server) owner(ctx context.Context) (OwnerView, error) {
 	if s.chain != nil {
 		f := s.chain.figures()
 		v.Epochs, v.Days, v.ChainError = f.Epochs, f.Days, f.Err
+		v.Jobs, v.JobTotals = f.Jobs, f.JobTotals
+		v.Total = f.Total
 		if f.State != nil {
 			v.ChainHeight = f.State.Height()
 		}
@@ -213,7 +226,7 @@ func (s *Server) publisher(ctx context.Context) PublisherView {
 			v.Spend = append(v.Spend, e)
 		}
 	}
-	v.Tickets = f.Tickets
+	v.Tickets, v.Offers, v.Functions = f.Tickets, f.Offers, f.Functions
 	targets := map[string]int{}
 	if v.Account != nil {
 		for _, p := range v.Account.Prewarms {
