@@ -57,7 +57,9 @@ type TransferResult struct {
 	// CPU per GiB moved: ore's fetch, and the two raw copies together.
 	OreCPU CPUPerGiB `json:"ore_cpu"`
 	RawCPU CPUPerGiB `json:"raw_cpu"`
-	// ore / raw stream, CPU seconds per GiB of each side.
+	// ore / raw stream, CPU seconds per GiB of each side; 0 when the raw
+	// copy was too short for the profile (100 samples a second) to see
+	// that side, as with a few MiB.
 	ServeCPURatio float64 `json:"serve_cpu_ratio"`
 	FetchCPURatio float64 `json:"fetch_cpu_ratio"`
 }
@@ -186,9 +188,17 @@ func BenchTransfer(ctx context.Context, cfg TransferConfig, opts ...Option) (Tra
 	}
 	res.OreCPU = cpuOre.perGiB(size)
 	res.RawCPU = cpuRaw1.add(cpuRaw2).perGiB(2 * size)
-	res.ServeCPURatio = res.OreCPU.Serve / res.RawCPU.Serve
-	res.FetchCPURatio = res.OreCPU.Fetch / res.RawCPU.Fetch
+	res.ServeCPURatio = cpuRatio(res.OreCPU.Serve, res.RawCPU.Serve)
+	res.FetchCPURatio = cpuRatio(res.OreCPU.Fetch, res.RawCPU.Fetch)
 	return res, nil
+}
+
+// cpuRatio is a/b, or 0 when b is 0 (unmeasured: see TransferResult).
+func cpuRatio(a, b float64) float64 {
+	if b <= 0 {
+		return 0
+	}
+	return a / b
 }
 
 // cpuUse is the CPU a measured stretch cost: by box (labelled profile

@@ -104,7 +104,7 @@ func benchTransfer(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "  CPU s/GiB       serving  fetching  runtime (GC)  process   (receipts on)\n")
 	fmt.Fprintf(e.stdout, "    ore           %7.2f  %8.2f  %12.2f  %7.2f\n", on.OreCPU.Serve, on.OreCPU.Fetch, on.OreCPU.Runtime, on.OreCPU.Total)
 	fmt.Fprintf(e.stdout, "    raw stream    %7.2f  %8.2f  %12.2f  %7.2f\n", on.RawCPU.Serve, on.RawCPU.Fetch, on.RawCPU.Runtime, on.RawCPU.Total)
-	fmt.Fprintf(e.stdout, "    ore / raw     %7.2f  %8.2f  (each side with its share of the runtime's)\n", on.ServeCPURatio, on.FetchCPURatio)
+	fmt.Fprintf(e.stdout, "    ore / raw     %7.2f  %8.2f  (each side with its share of the runtime's; 0: too short for the profile to see)\n", on.ServeCPURatio, on.FetchCPURatio)
 	fmt.Fprintf(e.stdout, "  add (publish)   %8.1f MB/s\n", on.AddMBps)
 	fmt.Fprintf(e.stdout, "  duplicate blocks %d\n", on.DupBlocks)
 	return nil
