@@ -2,38 +2,19 @@ package node
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"io"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/orecdn/ore/compute"
+	"github.com/orecdn/ore/internal/testkit"
 	"github.com/orecdn/ore/pod"
 )
-
-func testFunctionModule(t *testing.T) []byte {
-	t.Helper()
-	f, err := os.Open("../compute/testdata/fn.wasm.gz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 // A function published on one box runs on another, which fetches the
 // function and the input like any content; both boxes get the same
@@ -46,7 +27,7 @@ func TestJobOnTwoBoxes(t *testing.T) {
 	if err := b.Connect(ctx, a.AddrInfo()); err != nil {
 		t.Fatal(err)
 	}
-	info, err := a.PublishFunction(ctx, testFunctionModule(t), compute.DefaultLimits(), nil)
+	info, err := a.PublishFunction(ctx, testkit.FunctionModule(t), compute.DefaultLimits(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +74,7 @@ func TestRemoteJob(t *testing.T) {
 	if err := requester.Connect(ctx, runner.AddrInfo()); err != nil {
 		t.Fatal(err)
 	}
-	info, err := requester.PublishFunction(ctx, testFunctionModule(t), compute.DefaultLimits(), nil)
+	info, err := requester.PublishFunction(ctx, testkit.FunctionModule(t), compute.DefaultLimits(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +115,7 @@ func TestCheatingRunnerCaught(t *testing.T) {
 	if err := requester.Connect(ctx, runner.AddrInfo()); err != nil {
 		t.Fatal(err)
 	}
-	info, err := requester.PublishFunction(ctx, testFunctionModule(t), compute.DefaultLimits(), nil)
+	info, err := requester.PublishFunction(ctx, testkit.FunctionModule(t), compute.DefaultLimits(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,11 +1,8 @@
 package node_test
 
 import (
-	"compress/gzip"
 	"context"
 	"errors"
-	"io"
-	"os"
 	"testing"
 	"time"
 
@@ -18,24 +15,6 @@ import (
 	"github.com/orecdn/ore/pod"
 	"github.com/orecdn/ore/testnet"
 )
-
-func fnModule(t *testing.T) []byte {
-	t.Helper()
-	f, err := os.Open("../compute/testdata/fn.wasm.gz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 // On a network of rules 5 (boxes 0-2 coordinate, box 3 publishes and
 // asks, box 4 runs), an honest job's challenge is cleared by a quorum of
@@ -65,7 +44,7 @@ func TestCheatingRunnerLosesItsBond(t *testing.T) {
 		t.Fatal(err)
 	}
 	price := uint64(1 << 20)
-	info, err := req.PublishFunction(ctx, fnModule(t), compute.DefaultLimits(), &price)
+	info, err := req.PublishFunction(ctx, testkit.FunctionModule(t), compute.DefaultLimits(), &price)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,11 +1,9 @@
 package web
 
 import (
-	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -76,7 +74,7 @@ func TestEarningsSplitByKind(t *testing.T) {
 
 	// Compute: a function of the publisher's, a job box 4 runs for it.
 	price := uint64(1 << 30)
-	info, err := pub.PublishFunction(ctx, fnModule(t), compute.DefaultLimits(), &price)
+	info, err := pub.PublishFunction(ctx, testkit.FunctionModule(t), compute.DefaultLimits(), &price)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,22 +323,4 @@ func submit(t *testing.T, ctx context.Context, n *node.Node, tx ledger.Tx) {
 		st, err := n.LedgerState(ctx)
 		return err == nil && st.Nonce(n.ID()) >= tx.Nonce
 	})
-}
-
-func fnModule(t *testing.T) []byte {
-	t.Helper()
-	f, err := os.Open("../compute/testdata/fn.wasm.gz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
