@@ -69,3 +69,25 @@ func Back(reports []*Report, backing func(box peer.ID, root cid.Cid) Backing) []
 	}
 	return out
 }
+
+// Vouch returns copies of reports in which the demand (Heat) of a reporter
+// that vouched does not hold is left out: what a report says of demand
+// cannot be checked, so only reporters that put something at stake (the
+// ledger's reporter bond) move the planner. Their holdings, quotas and
+// orders stay (Back rules the holdings). The copies are for Plan: their
+// signatures no longer cover them.
+func Vouch(reports []*Report, vouched func(reporter peer.ID) bool) []*Report {
+	out := make([]*Report, 0, len(reports))
+	for _, r := range reports {
+		if r == nil {
+			continue
+		}
+		if r.Heat != nil && !vouched(r.Reporter) {
+			c := *r
+			c.Heat = nil
+			r = &c
+		}
+		out = append(out, r)
+	}
+	return out
+}

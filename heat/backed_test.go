@@ -131,3 +131,36 @@ func TestHotPrewarmOrderNamesThePrewarmsReplicas(t *testing.T) {
 		t.Fatalf("target %s of %d replicas names %d boxes, want 2", got.Reason, got.Replicas, len(got.Boxes))
 	}
 }
+
+// TestVouchLeavesOutUnvouchedDemand: a crowd of reporters without the
+// reporter bond that claims demand for a junk root moves nothing; the
+// vouched reporters' demand counts, and every reporter's holdings stay.
+func TestVouchLeavesOutUnvouchedDemand(t *testing.T) {
+	p := DefaultParams()
+	junk, hot := root(t, "junk"), root(t, "hot")
+	var reports []*Report
+	vouched := map[peer.ID]bool{}
+	for i, q := range newParties(t, 12) {
+		r := &Report{Reporter: q.ID, Epoch: 10, Reach: ReachDirect, Held: []Holding{{Root: hot, Size: 1 << 20}}}
+		if i < 8 { // the crowd: no bond
+			r.Heat = []RootHeat{{Root: junk, Requests: 1e9}}
+		} else {
+			vouched[q.ID] = true
+			r.Heat = []RootHeat{{Root: hot, Requests: 8}}
+		}
+		reports = append(reports, r)
+	}
+	if naive := Plan(p, 10, reports, nil); len(naive) == 0 || naive[0].Root != junk {
+		t.Fatalf("the naive plan %+v: the test's premise fails", naive)
+	}
+	got := Plan(p, 10, Vouch(reports, func(id peer.ID) bool { return vouched[id] }), nil)
+	if len(got) != 1 || got[0].Root != hot || got[0].Requests != 32 {
+		t.Fatalf("plan %+v, want only the vouched demand (32 requests of hot)", got)
+	}
+	if len(got[0].Holders) != 12 {
+		t.Fatalf("holders %v: holdings of unvouched reporters are not for Vouch to drop", got[0].Holders)
+	}
+	if reports[0].Heat == nil {
+		t.Fatal("Vouch changed its input")
+	}
+}

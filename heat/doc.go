@@ -2,7 +2,7 @@
 // request heat per root CID, carries it between boxes and the committee,
 // and turns it into replication orders.
 //
-// It has four parts:
+// It has these parts:
 //
 //   - Counter: request and byte counts per root CID with exponential decay
 //     and a bound on its size. The gateway counts every request in one.
@@ -22,6 +22,9 @@
 //     take the missing replicas, ranked by capacity-weighted rendezvous
 //     hashing, so every coordinator computes the same assignment and a box
 //     joining or leaving moves only its own share.
+//   - Vouch: reports whose demand counts only if the reporter keeps the
+//     ledger's reporter bond (ledger rules 5: a report's word about
+//     demand cannot be checked, and a new key costs nothing but the bond).
 //   - Back: reports as far as the ledger's proofs of storage back them
 //     (ledger rules 5): a holding of a root under a storage offer counts
 //     only with a recent proof, a proven holder stays on the root's order,

@@ -492,3 +492,17 @@ func (j *jobLedger) appendV5Hash(b []byte) []byte {
 	}
 	return b
 }
+
+// ReporterBond is the bond (KindBond, the same a compute runner posts) a
+// box keeps to have its heat reports count under RulesV5: the demand a
+// report claims cannot be checked, and a new key costs nothing, so what
+// makes a crowd of fake reporters cost its owner is the bond locked by
+// each of them (1 ore; see heat.Vouch and the committee's planner).
+const ReporterBond = 1_000_000_000
+
+// Vouched reports whether id's heat reports count under RulesV5: it keeps
+// at least ReporterBond bonded (less what it is unbonding).
+func (s *State) Vouched(id peer.ID) bool {
+	b := s.Bond(id)
+	return b.Amount >= b.Unbonding && b.Amount-b.Unbonding >= ReporterBond
+}

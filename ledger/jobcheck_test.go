@@ -348,3 +348,31 @@ func TestJobV5TxEncoding(t *testing.T) {
 		t.Fatal("a proof with its checks out of order decoded")
 	}
 }
+
+// A box's heat reports count (Vouched) while it keeps the reporter bond:
+// a crafted bond of one base unit less does not vouch, and unbonding
+// below it ends the vouch at once.
+func TestVouchedTakesTheReporterBond(t *testing.T) {
+	f := newFixture(t, 1, 1, 1, 10*ReporterBond)
+	f.g.Rules = RulesV5
+	var err error
+	if f.s, err = NewState(f.g); err != nil {
+		t.Fatal(err)
+	}
+	p := f.pubs[0].ID
+	if f.s.Vouched(p) {
+		t.Fatal("vouched without a bond")
+	}
+	f.advance(t, 3, f.signed(t, f.s, NewBond(p, 0, ReporterBond-1)))
+	if f.s.Vouched(p) {
+		t.Fatal("vouched with one base unit less than the reporter bond")
+	}
+	f.advance(t, 4, f.signed(t, f.s, NewBond(p, 0, 1)))
+	if !f.s.Vouched(p) {
+		t.Fatal("not vouched with the reporter bond")
+	}
+	f.advance(t, 5, f.signed(t, f.s, NewUnbond(p, 0, 1)))
+	if f.s.Vouched(p) {
+		t.Fatal("still vouched while unbonding below the reporter bond")
+	}
+}

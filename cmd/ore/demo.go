@@ -129,7 +129,7 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 func (d *demo) start(ctx context.Context) (string, error) {
 	sctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	d.gateway, d.publisher, d.getter = 2, 1, d.boxes-1
+	d.gateway, d.publisher, d.replica, d.getter = 2, 1, d.boxes-2, d.boxes-1
 	// A committee of 4 under byzantine-safe finality (NewGenesis): 3 of 4
 	// precommits make a block final, one member may crash or lie.
 	d.coordinators = []int{0, 3, 4, 5}
@@ -140,9 +140,12 @@ func (d *demo) start(ctx context.Context) (string, error) {
 		testnet.WithBoxOptions(d.runner(), node.WithComputeService(1)),
 		testnet.WithLedger(testnet.LedgerSpec{
 			Coordinators: d.coordinators,
-			Balances:     map[int]uint64{d.publisher: 1000 * oreUnit, d.runner(): demoRunnerBalance},
-			EpochLength:  demoEpoch,
-			Network:      "ore-demo",
+			// The boxes whose heat reports the heat step counts keep the
+			// reporter bond: their genesis balances pay it.
+			Balances: map[int]uint64{d.publisher: 1000 * oreUnit, d.runner(): demoRunnerBalance,
+				d.gateway: demoReporterBalance, d.replica: demoReporterBalance},
+			EpochLength: demoEpoch,
+			Network:     "ore-demo",
 			// Rules 5 pays proven storage; its challenge rounds are short
 			// here so the demo sees several.
 			Rules:        ledger.RulesV5,
@@ -157,7 +160,6 @@ func (d *demo) start(ctx context.Context) (string, error) {
 		return "", err
 	}
 	d.leader = leader
-	d.replica = d.boxes - 2
 	var b strings.Builder
 	for i, n := range nw.Nodes {
 		fmt.Fprintf(&b, "box %d  %s  DHT peers %d", i, n.ID(), n.DHT().RoutingTableSize())
@@ -602,6 +604,30 @@ func (d *demo) heatUp(ctx context.Context) (string, error) {
 	p := demoSchedule()
 	fmt.Fprintf(&b, "before: %d boxes hold it (%s); the committee plans hot at %.0f requests, a replica per %.0f, %d to %d replicas\n",
 		len(before), joinBoxes(before), p.HotRequests, p.RequestsPerReplica, p.Floor, p.Ceiling)
+	// The committee counts the demand of reporters that keep the reporter
+	// bond only (rules 5): a report's demand cannot be checked and a key
+	// costs nothing. The three boxes the burst goes through post it.
+	reporters := []int{d.gateway, d.replica, d.getter}
+	errs := make(chan error, len(reporters))
+	for _, i := range reporters {
+		go func() { errs <- d.submitFinal(ctx, i, ledger.NewBond("", 0, ledger.ReporterBond)) }()
+	}
+	for range reporters {
+		if err := <-errs; err != nil {
+			return "", fmt.Errorf("reporter bond: %w", err)
+		}
+	}
+	st, err := d.net.Nodes[d.publisher].LedgerState(ctx)
+	if err != nil {
+		return "", err
+	}
+	for _, i := range reporters {
+		if !st.Vouched(d.net.Nodes[i].ID()) {
+			return "", fmt.Errorf("box %d's reporter bond is final but the ledger does not count its reports", i)
+		}
+	}
+	fmt.Fprintf(&b, "boxes %s each bond %s: the committee counts the demand only of boxes that keep the reporter bond (a report's word cannot be checked, a new key costs nothing)\n",
+		joinBoxes(reporters), formatOre(ledger.ReporterBond))
 	if _, ok, err := d.leaderTarget(ctx, root); err != nil {
 		return "", err
 	} else if ok {

@@ -31,6 +31,9 @@ const (
 	demoFnPrice       = oreUnit / 10
 	demoComputeInput  = 256 << 10
 	demoRunnerBalance = 100 * oreUnit
+	// demoReporterBalance pays the reporter bond of a box whose heat the
+	// heat step counts (ledger.ReporterBond), and its transactions.
+	demoReporterBalance = 2 * oreUnit
 )
 
 // demoJobArgs is the job's arguments: gzip at level 6.

@@ -29,10 +29,15 @@ func (c *Committee) beacon(s *ledger.State, epoch uint64) (ledger.Tx, bool) {
 // of the open round or the one before; a box revoked for a root is not
 // chosen for it again. Roots no offer covers count as reported (nothing
 // proves them).
+//
+// Under RulesV5 a report's demand counts only if its reporter keeps the
+// ledger's reporter bond (State.Vouched): one box's word about demand
+// cannot be checked, and a new key costs nothing but that bond.
 func backedReports(st *ledger.State, reports []*heat.Report) []*heat.Report {
 	if st.Genesis().Rules < ledger.RulesV5 {
 		return reports
 	}
+	reports = heat.Vouch(reports, st.Vouched)
 	return heat.Back(reports, func(box peer.ID, root cid.Cid) heat.Backing {
 		offered, recent, revoked := st.StorageBacking(box, root)
 		switch {
