@@ -18,7 +18,8 @@
 // send rate on every response (a client that stops reading loses its slot),
 // a not-found timeout that answers 404 when no box provides the content,
 // retrieval timeouts (504), an unknown ?format= answered 400 (boxo would
-// answer the default response), a data budget (Config.Meter, the box's
+// answer the default response), a TAR asked of a block that is not UnixFS
+// answered 406 (boxo: 500), a data budget (Config.Meter, the box's
 // monthly data cap: each body write is reserved first, a write it has no
 // room for cuts the response, and content requests answer 503 once it is
 // spent), a denylist (Config.Denylist: 410 for a listed root, path, or

@@ -22,7 +22,8 @@ import (
 // gateway's cores. Past MaxListingEntries the listing stops gathering and
 // the request fails with 501, saying to fetch the directory as a CAR (the
 // trustless formats are unaffected). Everything that is not a directory
-// takes boxo's own path.
+// takes boxo's own path. Its GetAll (tar.go) answers a TAR asked of a
+// block that is not UnixFS with a 406.
 type listingLimit struct {
 	*boxogw.BlocksBackend
 	dag ipld.DAGService

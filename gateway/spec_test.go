@@ -17,6 +17,7 @@ import (
 	"github.com/ipfs/boxo/ipld/merkledag"
 	ft "github.com/ipfs/boxo/ipld/unixfs"
 	uio "github.com/ipfs/boxo/ipld/unixfs/io"
+	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	"github.com/ipfs/go-datastore"
 	dssync "github.com/ipfs/go-datastore/sync"
@@ -451,5 +452,30 @@ func TestDenylistPaths(t *testing.T) {
 	}
 	if rec := get(t, gw, "GET", "/ipfs/"+bad.Cid().String()); rec.Code != 410 {
 		t.Errorf("the listed file by its own CID: %d", rec.Code)
+	}
+}
+
+// A TAR asked of a block that is not UnixFS (dag-cbor here) answers 406
+// and names the formats that can carry it; boxo answers 500. A raw block
+// is a file and its TAR holds it.
+func TestTARNotUnixFS(t *testing.T) {
+	gw, fb, b := newFake(t, Config{})
+	doc, _ := blocks.NewBlockWithCid([]byte{0xa1, 0x61, 0x61, 0x01}, cid.NewCidV1(cid.DagCBOR, must(mh.Sum([]byte{0xa1, 0x61, 0x61, 0x01}, mh.SHA2_256, -1))))
+	if err := fb.bs.Blockstore().Put(context.Background(), doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, hdr := range [][]string{nil, {"Accept", "application/x-tar"}} {
+		target := "/ipfs/" + doc.Cid().String()
+		if hdr == nil {
+			target += "?format=tar"
+		}
+		rec := get(t, gw, "GET", target, hdr...)
+		if rec.Code != http.StatusNotAcceptable || !strings.Contains(rec.Body.String(), "?format=car") {
+			t.Errorf("%s %v: %d %q, want 406 naming ?format=car", target, hdr, rec.Code, rec.Body.String())
+		}
+	}
+	rec := get(t, gw, "GET", "/ipfs/"+b.Cid().String()+"?format=tar")
+	if rec.Code != 200 || rec.Header().Get("Content-Type") != "application/x-tar" || !bytes.Contains(rec.Body.Bytes(), b.RawData()) {
+		t.Errorf("TAR of a raw block: %d %q", rec.Code, rec.Header().Get("Content-Type"))
 	}
 }
