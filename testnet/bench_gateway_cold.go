@@ -3,7 +3,6 @@ package testnet
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -94,18 +93,18 @@ func BenchGatewayCold(ctx context.Context, sizes []int64, rounds int, progress f
 			if err != nil {
 				return nil, err
 			}
-			t, all, err := bodyGet(ctx, client, base+whole, "", size)
+			w, err := timedGet(ctx, client, base+whole, "", size)
 			if err != nil {
 				return nil, err
 			}
-			ttfb, total = append(ttfb, t), append(total, all)
+			ttfb, total = append(ttfb, w.body), append(total, w.total)
 			from := size / 2
 			n := min(int64(coldRange), size-from)
-			_, all, err = bodyGet(ctx, client, base+part, fmt.Sprintf("bytes=%d-%d", from, from+n-1), n)
+			r, err := timedGet(ctx, client, base+part, fmt.Sprintf("bytes=%d-%d", from, from+n-1), n)
 			if err != nil {
 				return nil, err
 			}
-			rng = append(rng, all)
+			rng = append(rng, r.total)
 			c, err := node.ParseCID(fetched)
 			if err != nil {
 				return nil, err
@@ -131,38 +130,4 @@ func BenchGatewayCold(ctx context.Context, sizes []int64, rounds int, progress f
 		out = append(out, f)
 	}
 	return out, nil
-}
-
-// bodyGet downloads url (a Range of it when rng is not empty) and returns
-// the time to the first byte of the body and the total time; it checks the
-// status and the length.
-func bodyGet(ctx context.Context, c *http.Client, url, rng string, size int64) (time.Duration, time.Duration, error) {
-	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
-	if err != nil {
-		return 0, 0, err
-	}
-	want := http.StatusOK
-	if rng != "" {
-		req.Header.Set("Range", rng)
-		want = http.StatusPartialContent
-	}
-	start := time.Now()
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer resp.Body.Close()
-	one := make([]byte, 1)
-	if _, err := io.ReadFull(resp.Body, one); err != nil {
-		return 0, 0, fmt.Errorf("testnet: GET %s: %d: %w", url, resp.StatusCode, err)
-	}
-	first := time.Since(start)
-	n, err := io.Copy(io.Discard, resp.Body)
-	if err != nil {
-		return 0, 0, err
-	}
-	if resp.StatusCode != want || n+1 != size {
-		return 0, 0, fmt.Errorf("testnet: GET %s: %d, %d of %d bytes", url, resp.StatusCode, n+1, size)
-	}
-	return first, time.Since(start), nil
 }
