@@ -34,14 +34,9 @@ func ticketNet(t *testing.T) *testnet.Network {
 // submitFinal signs tx as n and waits until a final block holds it.
 func submitFinal(t *testing.T, ctx context.Context, n *node.Node, tx ledger.Tx) {
 	t.Helper()
-	tx, err := n.SignAndSubmit(ctx, tx)
-	if err != nil {
+	if err := testnet.SubmitFinal(ctx, n, tx, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	testkit.WaitFor(t, time.Minute, tx.Kind.String()+" in a final block", func() bool {
-		st, err := n.LedgerState(ctx)
-		return err == nil && st.Nonce(n.ID()) >= tx.Nonce
-	})
 }
 
 // On a network of rules 4, a fetch under a ticket names it in every

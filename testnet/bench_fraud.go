@@ -111,13 +111,7 @@ func BenchFraud(ctx context.Context, cfg FraudConfig, opts ...Option) (FraudFigu
 	}
 	// Each transaction is final before the next: nonces come from the
 	// final chain.
-	submit := func(n *node.Node, tx ledger.Tx) error {
-		tx, err := n.SignAndSubmit(ctx, tx)
-		if err != nil {
-			return err
-		}
-		return waitLedger(ctx, n, func(st *ledger.State) bool { return st.Nonce(n.ID()) >= tx.Nonce })
-	}
+	submit := func(n *node.Node, tx ledger.Tx) error { return SubmitFinal(ctx, n, tx, time.Hour) } // ctx bounds it
 	regA, err := pubA.RegisterTx(ctx, rootA, 0, 0)
 	if err != nil {
 		return figs, err

@@ -315,12 +315,7 @@ func dataValue(page, id string) string {
 // submit signs tx as n, submits it and waits until a final block holds it.
 func submit(t *testing.T, ctx context.Context, n *node.Node, tx ledger.Tx) {
 	t.Helper()
-	tx, err := n.SignAndSubmit(ctx, tx)
-	if err != nil {
+	if err := testnet.SubmitFinal(ctx, n, tx, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	testkit.WaitFor(t, time.Minute, tx.Kind.String()+" in a final block", func() bool {
-		st, err := n.LedgerState(ctx)
-		return err == nil && st.Nonce(n.ID()) >= tx.Nonce
-	})
 }

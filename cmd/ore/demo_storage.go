@@ -14,6 +14,7 @@ import (
 	"github.com/orecdn/ore/ledger"
 	"github.com/orecdn/ore/node"
 	"github.com/orecdn/ore/storeproof"
+	"github.com/orecdn/ore/testnet"
 )
 
 // The demo's storage: rounds of 10 epochs (20 s), a price per GiB per
@@ -27,23 +28,7 @@ const (
 // submitFinal signs tx as box i, submits it and waits until a final block
 // holds it.
 func (d *demo) submitFinal(ctx context.Context, i int, tx ledger.Tx) error {
-	n := d.net.Nodes[i]
-	tx, err := n.SignAndSubmit(ctx, tx)
-	if err != nil {
-		return err
-	}
-	wctx, cancel := context.WithTimeout(ctx, 15*demoEpoch)
-	defer cancel()
-	for {
-		if st, err := n.LedgerState(wctx); err == nil && st.Nonce(n.ID()) >= tx.Nonce {
-			return nil
-		}
-		select {
-		case <-wctx.Done():
-			return fmt.Errorf("the %s is in no final block after %s", tx.Kind, 15*demoEpoch)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	return testnet.SubmitFinal(ctx, d.net.Nodes[i], tx, 15*demoEpoch)
 }
 
 // storage offers storage of the file, waits for a round of paid proofs,
