@@ -3,7 +3,11 @@ package testnet
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
+	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -60,7 +64,7 @@ func (nw *Network) makeGenesis(cfg *config) error {
 		if i < 0 || i >= len(ids) {
 			return fmt.Errorf("testnet: no box %d to be a coordinator", i)
 		}
-		port, err := freePort()
+		port, err := FreePort()
 		if err != nil {
 			return err
 		}
@@ -96,14 +100,35 @@ func (nw *Network) makeGenesis(cfg *config) error {
 	return nil
 }
 
-// freePort asks the kernel for a free loopback TCP port.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("testnet: free port: %w", err)
+// FreePort returns a loopback TCP port that is free now, for a listener
+// whose address must be known before it listens (a coordinator's, which
+// goes into the genesis).
+//
+// The port comes from below the kernel's ephemeral range: in the window
+// before the listener binds it, a port the kernel handed out for "port 0"
+// could be handed out again to any other listener of this process or of
+// the test packages `go test ./...` runs beside it (a daemon once failed
+// to start so: "address already in use"); below the range only an
+// explicit bind takes it.
+func FreePort() (int, error) {
+	low := 32768 // Linux's default ip_local_port_range starts here
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 2048 {
+				low = n
+			}
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	for range 100 {
+		port := 1024 + rand.IntN(low-1024)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue // taken
+		}
+		l.Close()
+		return port, nil
+	}
+	return 0, fmt.Errorf("testnet: no free loopback TCP port below %d in 100 tries", low)
 }
 
 // Leader waits until a coordinator leads the committee and returns its box.

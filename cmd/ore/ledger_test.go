@@ -4,12 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,36 +17,19 @@ import (
 	"github.com/orecdn/ore/ledger"
 	"github.com/orecdn/ore/node"
 	"github.com/orecdn/ore/pod"
+	"github.com/orecdn/ore/testnet"
 	"github.com/orecdn/ore/web"
 )
 
-// The port comes from outside the kernel's ephemeral range: a coordinator's
-// address goes into the genesis before its daemon listens, and in that
-// window a port the kernel handed out for "port 0" could be handed out
-// again to any listener of the packages `go test ./...` runs beside this
-// one (a daemon here once failed to start so: "address already in use").
-// Below the range, only an explicit bind takes it.
+// freeTCPPort is a coordinator's port (testnet.FreePort: below the
+// kernel's ephemeral range).
 func freeTCPPort(t *testing.T) int {
 	t.Helper()
-	low := 32768 // Linux's default ip_local_port_range starts here
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if n, err := strconv.Atoi(f[0]); err == nil && n > 2048 {
-				low = n
-			}
-		}
+	port, err := testnet.FreePort()
+	if err != nil {
+		t.Fatal(err)
 	}
-	for range 100 {
-		port := 1024 + rand.IntN(low-1024)
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err != nil {
-			continue // taken
-		}
-		l.Close()
-		return port
-	}
-	t.Fatalf("no free TCP port below %d in 100 tries", low)
-	return 0
+	return port
 }
 
 // joinGenesis gives a repo the network's genesis, as `ore init --genesis` does.
