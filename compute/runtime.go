@@ -65,6 +65,8 @@ var (
 	ErrOutputLimit = fmt.Errorf("%w: output size", ErrLimit)
 	ErrStackLimit  = fmt.Errorf("%w: call depth", ErrLimit)
 	ErrFunction    = errors.New("compute: the function failed")
+	// ErrClosed: the runtime was closed (the box is stopping).
+	ErrClosed = errors.New("compute: the runtime is closed")
 )
 
 // stderrKeep is how much of a job's stderr is kept for its error.
@@ -91,6 +93,12 @@ type Runtime struct {
 	r     wazero.Runtime
 	cache wazero.CompilationCache
 	max   int
+
+	// life orders compiles and runs (read-held) before Close (write):
+	// wazero's runtime must not compile or instantiate once closed (it
+	// panicked: a job check arrived while its box stopped).
+	life   sync.RWMutex
+	closed bool
 
 	mu   sync.Mutex
 	fns  map[string]*Function
@@ -140,8 +148,16 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	return &Runtime{r: r, cache: cache, max: cfg.MaxFunctions, fns: map[string]*Function{}}, nil
 }
 
-// Close releases every compiled function; runs in flight fail.
+// Close waits for the compiles and runs in flight (a run stops when its
+// ctx ends), then releases every compiled function; later Loads and Runs
+// fail with ErrClosed.
 func (rt *Runtime) Close(ctx context.Context) error {
+	rt.life.Lock()
+	defer rt.life.Unlock()
+	if rt.closed {
+		return nil
+	}
+	rt.closed = true
 	err := rt.r.Close(ctx)
 	if rt.cache != nil {
 		err = errors.Join(err, rt.cache.Close(ctx))
@@ -182,6 +198,11 @@ func (rt *Runtime) Load(ctx context.Context, key string, wasm []byte, lim Limits
 	metered, err := instrument(wasm, lim)
 	if err != nil {
 		return nil, err
+	}
+	rt.life.RLock()
+	defer rt.life.RUnlock()
+	if rt.closed {
+		return nil, ErrClosed
 	}
 	mod, err := rt.r.CompileModule(ctx, metered)
 	if err != nil {
@@ -258,6 +279,11 @@ type Result struct {
 // on every machine. ctx bounds the run's wall time (a box's own safety,
 // not part of the job: it wraps ctx's error, not ErrLimit).
 func (rt *Runtime) Run(ctx context.Context, f *Function, job Job, out io.Writer) (Result, error) {
+	rt.life.RLock()
+	defer rt.life.RUnlock()
+	if rt.closed {
+		return Result{}, ErrClosed
+	}
 	st := &stopper{ctx: ctx}
 	stdout := &limitWriter{w: out, max: f.Limits.Output, st: st}
 	stderr := &headWriter{max: stderrKeep}

@@ -430,3 +430,40 @@ func TestCallDepthSameOnEveryEngine(t *testing.T) {
 		}
 	}
 }
+
+// TestClosedRuntimeRefuses: loads racing Close neither panic nor compile
+// on the closed runtime (a job check that arrived while its box stopped
+// made wazero panic), and a load or run after Close fails with ErrClosed.
+func TestClosedRuntimeRefuses(t *testing.T) {
+	loadFn(t, sharedRuntime(t), DefaultLimits()).Release() // the disk cache holds the compiled module
+	ctx := context.Background()
+	rt, err := New(ctx, Config{CacheDir: sharedDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := loadFn(t, rt, DefaultLimits())
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Go(func() {
+			for j := range 2 {
+				g, err := rt.Load(ctx, fmt.Sprintf("racing-%d-%d", i, j), testFn(t), DefaultLimits())
+				switch {
+				case err == nil:
+					g.Release()
+				case !errors.Is(err, ErrClosed):
+					t.Error(err)
+				}
+			}
+		})
+	}
+	if err := rt.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if _, err := rt.Load(ctx, "after", testFn(t), DefaultLimits()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("load after Close: %v, want ErrClosed", err)
+	}
+	if _, err := rt.Run(ctx, f, Job{Args: []string{"probe"}}, io.Discard); !errors.Is(err, ErrClosed) {
+		t.Fatalf("run after Close: %v, want ErrClosed", err)
+	}
+}
