@@ -20,6 +20,9 @@ func SubmitFinal(ctx context.Context, n *node.Node, tx ledger.Tx, d time.Duratio
 	wctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	if err := waitLedger(wctx, n, func(st *ledger.State) bool { return st.Nonce(n.ID()) >= tx.Nonce }); err != nil {
+		if ctx.Err() != nil { // the caller's deadline, not d
+			return fmt.Errorf("testnet: the %s (nonce %d) was in no final block when the caller's time ran out: %w", tx.Kind, tx.Nonce, ctx.Err())
+		}
 		return fmt.Errorf("testnet: the %s (nonce %d) is in no final block after %s: %w", tx.Kind, tx.Nonce, d, err)
 	}
 	return nil
