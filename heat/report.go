@@ -129,6 +129,7 @@ type Report struct {
 	Quota    uint64        // bytes this box may store (0: unlimited)
 	Used     uint64        // bytes stored
 	Reach    Reach         // how the internet reaches the reporter (see ReportVersionReach)
+	Compute  Compute       // what the reporter lends to jobs, and its load (see ReportVersionCompute)
 	Heat     []RootHeat    // at most MaxHeat, hottest first (see Top)
 	Held     []Holding     // at most MaxHeld
 	Orders   []OrderStatus // at most MaxOrders
@@ -149,7 +150,10 @@ func (r *Report) Free() uint64 {
 
 func (r *Report) appendUnsigned(b []byte) []byte {
 	v := byte(Version)
-	if r.Reach != ReachUnknown {
+	switch {
+	case r.Compute.Lends():
+		v = ReportVersionCompute
+	case r.Reach != ReachUnknown:
 		v = ReportVersionReach
 	}
 	b = append(b, v)
@@ -158,8 +162,11 @@ func (r *Report) appendUnsigned(b []byte) []byte {
 	b = binary.AppendUvarint(b, r.Epoch)
 	b = binary.AppendUvarint(b, r.Quota)
 	b = binary.AppendUvarint(b, r.Used)
-	if v == ReportVersionReach {
+	if v >= ReportVersionReach {
 		b = append(b, byte(r.Reach))
+	}
+	if v == ReportVersionCompute {
+		b = r.Compute.appendTo(b)
 	}
 	b = binary.AppendUvarint(b, uint64(len(r.Heat)))
 	for _, h := range r.Heat {
@@ -211,6 +218,9 @@ func (r *Report) check() error {
 		return fmt.Errorf("%w: report signature is %d bytes, the limit is %d", ErrMalformed, len(r.Sig), MaxSigLen)
 	case !r.Reach.valid():
 		return fmt.Errorf("%w: report reach is unknown %s", ErrMalformed, r.Reach)
+	}
+	if err := r.Compute.check(); err != nil {
+		return err
 	}
 	seen := make(map[cid.Cid]bool, len(r.Heat))
 	for _, h := range r.Heat {
@@ -303,8 +313,9 @@ func CheckReport(r *Report, network string, nowEpoch, skew uint64) error {
 }
 
 // UnmarshalReport decodes a report. It accepts only the canonical encoding
-// of a known version (Version, or ReportVersionReach with a known Reach
-// other than ReachUnknown) within MaxReportSize and the list limits, with
+// of a known version (Version; ReportVersionReach with a known Reach
+// other than ReachUnknown; ReportVersionCompute with a Compute that
+// lends) within MaxReportSize and the list limits, with
 // peer IDs and CIDs that parse, no root twice in a list and known order
 // states;
 // it does not check the signature (see CheckReport).
@@ -314,8 +325,8 @@ func UnmarshalReport(data []byte) (*Report, error) {
 	}
 	d := wire.NewDecoder(data, ErrMalformed)
 	v := d.Byte("version")
-	if d.Err() == nil && v != Version && v != ReportVersionReach {
-		return nil, fmt.Errorf("%w: report version %d, this build reads %d and %d", ErrMalformed, v, Version, ReportVersionReach)
+	if d.Err() == nil && v != Version && v != ReportVersionReach && v != ReportVersionCompute {
+		return nil, fmt.Errorf("%w: report version %d, this build reads %d to %d", ErrMalformed, v, Version, ReportVersionCompute)
 	}
 	r := &Report{}
 	r.Network = string(d.Bytes(MaxNetworkLen, "network"))
@@ -323,8 +334,11 @@ func UnmarshalReport(data []byte) (*Report, error) {
 	r.Epoch = d.Uvarint("epoch")
 	r.Quota = d.Uvarint("quota")
 	r.Used = d.Uvarint("used")
-	if v == ReportVersionReach {
+	if v >= ReportVersionReach {
 		r.Reach = Reach(d.Byte("reach"))
+	}
+	if v == ReportVersionCompute {
+		r.Compute = readCompute(d)
 	}
 	if n := d.Count(MaxHeat, "heat entries"); n > 0 {
 		r.Heat = make([]RootHeat, n)

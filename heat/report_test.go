@@ -239,7 +239,8 @@ func TestUnmarshalReportRejects(t *testing.T) {
 	}{
 		{"empty", nil, ErrMalformed},
 		{"over the size limit", make([]byte, MaxReportSize+1), ErrTooLarge},
-		{"unknown version", append([]byte{3}, good[1:]...), ErrMalformed},
+		{"unknown version", append([]byte{ReportVersionCompute + 1}, good[1:]...), ErrMalformed},
+		{"version 3 without the compute fields", append([]byte{ReportVersionCompute}, good[1:]...), ErrMalformed},
 		{"version 2 without the reach field", append([]byte{ReportVersionReach}, good[1:]...), ErrMalformed},
 		{"unknown reach", marshal(func(r *Report) { r.Reach = ReachSymmetric + 1 }), ErrMalformed},
 		{"trailing byte", append(append([]byte(nil), good...), 0), ErrMalformed},
@@ -344,6 +345,7 @@ func FuzzUnmarshalReport(f *testing.F) {
 	f.Add(signedReport(f, p, func(r *Report) { r.Reach = ReachSymmetric }).Marshal())
 	f.Add([]byte{Version})
 	f.Add([]byte{ReportVersionReach})
+	f.Add(signedReport(f, p, func(r *Report) { r.Compute = lender }).Marshal())
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := UnmarshalReport(b)
