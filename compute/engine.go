@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -64,6 +65,7 @@ type Engine struct {
 	jobs    *prometheus.CounterVec
 	work    prometheus.Counter
 	running prometheus.Gauge
+	now     atomic.Int32 // jobs running (the gauge, readable)
 }
 
 type flight struct {
@@ -125,6 +127,16 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	}
 	return e, nil
 }
+
+// Cap is how many jobs the engine runs at once (EngineConfig.Concurrency).
+func (e *Engine) Cap() int { return cap(e.sem) }
+
+// Running is how many jobs the engine runs now, of Cap.
+func (e *Engine) Running() int { return int(e.now.Load()) }
+
+// Compiled reports whether the engine's runtime compiles functions
+// (Runtime.Compiled).
+func (e *Engine) Compiled() bool { return e.cfg.Runtime.Compiled() }
 
 // IndexKey is where the Index keeps the claim of job id.
 func IndexKey(id [32]byte) []byte { return append([]byte("compute/job/"), id[:]...) }
@@ -262,7 +274,11 @@ func (e *Engine) run(ctx context.Context, id [32]byte, fn, input cid.Cid, args [
 		return Outcome{}, fmt.Errorf("compute: waiting for a free slot (%d jobs run at once): %w", cap(e.sem), ctx.Err())
 	}
 	e.running.Inc()
-	defer e.running.Dec()
+	e.now.Add(1)
+	defer func() {
+		e.running.Dec()
+		e.now.Add(-1)
+	}()
 	f, _, err := e.Load(ctx, fn)
 	if err != nil {
 		return Outcome{}, err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -90,9 +91,10 @@ type Config struct {
 // sleeps, randomness seeded by the job, bounded memory, output and work.
 // It is safe for concurrent use.
 type Runtime struct {
-	r     wazero.Runtime
-	cache wazero.CompilationCache
-	max   int
+	r        wazero.Runtime
+	cache    wazero.CompilationCache
+	max      int
+	compiled bool
 
 	// life orders compiles and runs (read-held) before Close (write):
 	// wazero's runtime must not compile or instantiate once closed (it
@@ -116,6 +118,16 @@ type Function struct {
 	refs     int // runs in flight, plus one while cached
 	lastUsed uint64
 }
+
+// compilerArch reports whether wazero compiles to machine code on arch
+// (its compiler's platforms; it interprets on every other).
+func compilerArch(arch string) bool { return arch == "amd64" || arch == "arm64" }
+
+// Compiled reports whether the runtime compiles functions to machine code
+// (wazero's compiler) rather than interpreting them: what a box tells the
+// choosers of runners (heat.Compute's Engine), since an interpreter is
+// several times slower on heavy jobs.
+func (r *Runtime) Compiled() bool { return r.compiled }
 
 // New starts a runtime.
 func New(ctx context.Context, cfg Config) (*Runtime, error) {
@@ -145,7 +157,8 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 		r.Close(ctx)
 		return nil, fmt.Errorf("compute: WASI: %w", err)
 	}
-	return &Runtime{r: r, cache: cache, max: cfg.MaxFunctions, fns: map[string]*Function{}}, nil
+	return &Runtime{r: r, cache: cache, max: cfg.MaxFunctions, fns: map[string]*Function{},
+		compiled: !cfg.Interpreter && compilerArch(runtime.GOARCH)}, nil
 }
 
 // Close waits for the compiles and runs in flight (a run stops when its

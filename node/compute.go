@@ -164,9 +164,10 @@ func (n *Node) RunJob(ctx context.Context, fn, input cid.Cid, args []string) (co
 
 var _ gateway.Jobs = (*gatewayBackend)(nil)
 
-// RunJob runs a job for the gateway on this box.
+// RunJob answers a job for the gateway: from the box's index, on a box
+// with idle CPU, or on this box (runJobAnywhere).
 func (b *gatewayBackend) RunJob(ctx context.Context, fn, input cid.Cid, args []string) (compute.Outcome, error) {
-	out, err := b.n.RunJob(ctx, fn, input, args)
+	out, err := b.n.runJobAnywhere(ctx, fn, input, args)
 	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrUnsupported) {
 		err = fmt.Errorf("%w: %w", gateway.ErrNotFound, err)
 	}

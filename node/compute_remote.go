@@ -103,6 +103,7 @@ func (n *Node) startComputeService() {
 		return
 	}
 	s := &computeService{n: n, slots: make(chan struct{}, n.cfg.ComputeService), busy: map[peer.ID]bool{}}
+	n.computeSvc = s
 	n.host.SetStreamHandler(ComputeProtocol, s.handle)
 }
 

@@ -78,7 +78,8 @@ type Node struct {
 	sched   *sched     // heat, reports, replication orders
 	evictMu sync.Mutex // one eviction at a time
 
-	compute computeState // the job engine, started on first use (compute.go)
+	compute    computeState    // the job engine, started on first use (compute.go)
+	computeSvc *computeService // serves jobs to other peers (compute_remote.go); nil: lends none
 
 	gateway      *gateway.Gateway
 	gatewaySrv   *http.Server

@@ -80,6 +80,7 @@ type sched struct {
 	mu      sync.Mutex
 	orders  map[cid.Cid]*orderState
 	reports map[peer.ID]*heat.Report // coordinators: latest report per box
+	runners map[peer.ID]heat.Runner  // gateways and coordinators: boxes that lend CPU (compute_runners.go)
 
 	metrics struct {
 		reports, orders *prometheus.CounterVec // rejected, by reason
@@ -107,6 +108,7 @@ func newSched(n *Node) *sched {
 		kick:    make(chan struct{}, 1),
 		orders:  make(map[cid.Cid]*orderState),
 		reports: make(map[peer.ID]*heat.Report),
+		runners: make(map[peer.ID]heat.Runner),
 	}
 	s.metrics.reports = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ore_heat_reports_rejected_total", Help: "Gossiped heat reports refused, by reason."}, []string{"reason"})
 	s.metrics.orders = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ore_orders_rejected_total", Help: "Gossiped replication orders refused, by reason."}, []string{"reason"})
@@ -170,7 +172,9 @@ func (s *sched) start() error {
 	}
 	s.subs = append(s.subs, osub)
 	s.n.spawn(func(ctx context.Context) { s.readOrders(ctx, osub) })
-	if s.n.cfg.Role == RoleCoordinator {
+	// Coordinators plan from the reports; gateways choose job runners
+	// from them (the boxes that lend CPU, compute_runners.go).
+	if s.n.cfg.Role == RoleCoordinator || s.n.cfg.Role == RoleGateway {
 		hsub, err := s.heatTopic.Subscribe(pubsub.WithBufferSize(1024))
 		if err != nil {
 			return fmt.Errorf("node: subscribe %s: %w", HeatTopic, err)
@@ -301,7 +305,8 @@ func (s *sched) soon() {
 func (s *sched) report(ctx context.Context) (*heat.Report, error) {
 	now := time.Now()
 	st := s.n.store
-	r := &heat.Report{Epoch: s.epoch(), Quota: uint64(st.Quota()), Used: uint64(max(st.Used(), 0)), Reach: s.n.reach.heatReach()}
+	r := &heat.Report{Epoch: s.epoch(), Quota: uint64(st.Quota()), Used: uint64(max(st.Used(), 0)), Reach: s.n.reach.heatReach(),
+		Compute: s.n.computeReport()}
 	for _, e := range s.demandSnapshot(now) {
 		if len(r.Heat) == heat.MaxHeat {
 			break
@@ -397,7 +402,10 @@ func (s *sched) readReports(ctx context.Context, sub *pubsub.Subscription) {
 			return
 		}
 		if r, ok := msg.ValidatorData.(*heat.Report); ok {
-			s.keepReport(r)
+			if s.n.cfg.Role == RoleCoordinator {
+				s.keepReport(r)
+			}
+			s.keepRunner(r)
 		}
 	}
 }
