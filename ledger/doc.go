@@ -61,9 +61,10 @@
 //     requester pays the runner floor(work*price/2^30) from the
 //     requester's escrow, once per (job, requester) over every runner,
 //     for work up to the function's limit.
-//     Under RulesV5 the pay is held for JobChallengeEpochs and reaches
-//     the runner only if no proof of a mismatch came, the runner's bond
-//     must cover BondFactor times its pay under challenge, and a job may
+//     Under RulesV5 the pay is held for the genesis's job challenge
+//     window and reaches the runner only if no proof of a mismatch came,
+//     the runner's bond must cover the genesis's JobBondFactor (1 / its
+//     sampling rate) times its pay under challenge, and a job may
 //     be paid under a publisher's ticket (jobcheck.go).
 //   - Bond, Unbond (RulesV5): a runner locks balance as its bond, and
 //     asks it back after the challenge window (jobcheck.go).

@@ -87,6 +87,15 @@ type Genesis struct {
 	// 0 takes storeproof.RoundEpochs (2 h of 10 s epochs). A test or demo
 	// network sets a few epochs to see rounds pass.
 	StorageRound uint64
+	// JobCheckPermille (RulesV5) is the share of paid jobs, per mille,
+	// sampled for a check by the committee; 0 takes
+	// DefaultJobCheckPermille. A runner's bond must cover
+	// JobBondFactor() times its pay under challenge: bond >= pay / rate.
+	JobCheckPermille uint16
+	// JobChallengeEpochs (RulesV5) is how long a job's pay is held after
+	// the block that took it, the time the checkers have to prove a
+	// mismatch; 0 takes DefaultJobChallengeEpochs.
+	JobChallengeEpochs uint64
 }
 
 // The state rules versions (Genesis.Rules).
@@ -117,6 +126,8 @@ type genesisJSON struct {
 	Rules        uint8        `json:"rules,omitempty"`
 	Finality     uint8        `json:"finality,omitempty"`
 	StorageRound uint64       `json:"storage_round_epochs,omitempty"`
+	JobCheck     uint16       `json:"job_check_permille,omitempty"`
+	JobWindow    uint64       `json:"job_challenge_epochs,omitempty"`
 	// Tolerates is written for the reader, from the committee's size and
 	// the finality rule; it is not read back.
 	Tolerates *tolerance `json:"tolerates,omitempty"`
@@ -134,6 +145,7 @@ func (g *Genesis) MarshalJSON() ([]byte, error) {
 	crashed, byz := g.Tolerates()
 	return json.Marshal(genesisJSON{Network: g.Network, Time: g.Time.UTC(), EpochLength: g.EpochLength.String(),
 		Committee: g.Committee, Balances: g.Balances, PricePerGiB: g.PricePerGiB, Rules: g.Rules, Finality: g.Finality, StorageRound: g.StorageRound,
+		JobCheck: g.JobCheckPermille, JobWindow: g.JobChallengeEpochs,
 		Tolerates: &tolerance{Crashed: crashed, Byzantine: byz, Quorum: fmt.Sprintf("%d of %d", g.Quorum(), len(g.Committee))}})
 }
 
@@ -155,7 +167,8 @@ func (g *Genesis) UnmarshalJSON(data []byte) error {
 		el = d
 	}
 	*g = Genesis{Network: j.Network, Time: j.Time, EpochLength: el, Committee: j.Committee,
-		Balances: j.Balances, PricePerGiB: j.PricePerGiB, Rules: j.Rules, Finality: j.Finality, StorageRound: j.StorageRound}
+		Balances: j.Balances, PricePerGiB: j.PricePerGiB, Rules: j.Rules, Finality: j.Finality, StorageRound: j.StorageRound,
+		JobCheckPermille: j.JobCheck, JobChallengeEpochs: j.JobWindow}
 	return nil
 }
 
@@ -240,6 +253,12 @@ func (g *Genesis) Validate() error {
 	}
 	if g.StorageRound != 0 && (g.Rules < RulesV5 || g.StorageRound < 2 || g.StorageRound > MaxPrewarmEpochs) {
 		return fmt.Errorf("%w: storage round of %d epochs: rules version 5 takes 2 to %d (0: the default)", ErrBadGenesis, g.StorageRound, MaxPrewarmEpochs)
+	}
+	if g.JobCheckPermille != 0 && (g.Rules < RulesV5 || g.JobCheckPermille > 1000) {
+		return fmt.Errorf("%w: jobs checked at %d per mille: rules version 5 takes 1 to 1000 (0: the default, %d)", ErrBadGenesis, g.JobCheckPermille, DefaultJobCheckPermille)
+	}
+	if g.JobChallengeEpochs != 0 && (g.Rules < RulesV5 || g.JobChallengeEpochs > MaxPrewarmEpochs) {
+		return fmt.Errorf("%w: a job challenge window of %d epochs: rules version 5 takes 1 to %d (0: the default, %d)", ErrBadGenesis, g.JobChallengeEpochs, MaxPrewarmEpochs, DefaultJobChallengeEpochs)
 	}
 	if g.Finality > finalityMax {
 		return fmt.Errorf("%w: finality rule %d, this build knows up to %d: upgrade ore", ErrBadGenesis, g.Finality, finalityMax)
@@ -375,6 +394,14 @@ func (g *Genesis) Hash() [32]byte {
 	// round.
 	if g.Rules >= RulesV5 {
 		b = binary.AppendUvarint(b, g.StorageRound)
+		// Then, if either is set, its jobs' sampling rate and challenge
+		// window: a genesis that sets neither hashes as before they
+		// existed (the uvarints are the hash input's last, so presence
+		// is unambiguous).
+		if g.JobCheckPermille != 0 || g.JobChallengeEpochs != 0 {
+			b = binary.AppendUvarint(b, uint64(g.JobCheckPermille))
+			b = binary.AppendUvarint(b, g.JobChallengeEpochs)
+		}
 	}
 	return sha256.Sum256(b)
 }

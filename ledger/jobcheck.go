@@ -20,21 +20,21 @@ import (
 // and the most work, and be paid. RulesV5 makes that a losing bet:
 //
 //   - Bonds. A runner is paid only while its bond (KindBond: balance
-//     locked as a bond) covers BondFactor times what it has at stake: the
-//     pay of its jobs still under challenge plus the new job's. BondFactor
-//     is 1000/JobCheckPermille, so bond >= pay / sampling rate: a runner
-//     that cheats on a job is caught with at least the sampling rate's
-//     chance and then loses at least BondFactor times the job's pay, more
-//     than cheating ever earns.
+//     locked as a bond) covers Genesis.JobBondFactor times what it has at
+//     stake: the pay of its jobs still under challenge plus the new job's.
+//     The factor is 1000/JobCheckRate rounded up, so bond >= pay /
+//     sampling rate: a runner that cheats on a job is caught with at
+//     least the sampling rate's chance and then loses at least the factor
+//     times the job's pay, more than cheating ever earns.
 //   - Held pay. A job's pay leaves the payer's escrow when its receipt is
 //     taken (so the payer's cap and escrow bound it as before) but reaches
-//     the runner only JobChallengeEpochs after the block that took it:
+//     the runner only JobChallengeWindow epochs after the block that took it:
 //     until then the job is pending, and a proven mismatch returns the pay
 //     to the payer. A job that is not challenged by then is paid, and its
 //     job -> output mapping stands on a final block.
 //   - Sampling after the fact. A pending job is sampled for a check when
 //     SHA-256 over the hash of the block that paid it and the job's key
-//     falls under JobCheckPermille per mille: no one knows which jobs are
+//     falls under the genesis's JobCheckRate per mille: no one knows which jobs are
 //     checked before their block is final (State.JobsToCheck lists them
 //     for the committee's checkers).
 //   - Proof of a mismatch (KindJobMismatch). A job's outcome (output CID,
@@ -48,7 +48,7 @@ import (
 //     and records the runner (State.Cheated), whom the planners send no
 //     more jobs.
 //   - Unbonding (KindUnbond) moves the bond back to the balance
-//     JobChallengeEpochs+1 epochs after the block that takes it: every job
+//     JobChallengeWindow+1 epochs after the block that takes it: every job
 //     paid while the bond stood is past its challenge window by then, and
 //     the amount unbonding no longer covers new jobs.
 //   - Tickets. A job under a ticket pays from the ticket's publisher's
@@ -64,25 +64,25 @@ const (
 	// KindBond: From locks Amount of its balance as its runner bond.
 	KindBond Kind = 20
 	// KindUnbond: From asks that Amount of its bond return to its balance
-	// JobChallengeEpochs+1 epochs later; a new one replaces a pending one.
+	// JobChallengeWindow+1 epochs later; a new one replaces a pending one.
 	KindUnbond Kind = 21
 	// KindJobMismatch: proof that a pending job's runner claimed a wrong
 	// outcome (JobMismatch); anyone may submit it.
 	KindJobMismatch Kind = 22
 )
 
-// RulesV5's parameters of jobs.
+// RulesV5's parameters of jobs. The sampling rate and the challenge
+// window are the genesis's (Genesis.JobCheckRate, JobChallengeWindow);
+// these are their defaults.
 const (
-	// JobCheckPermille is the share of paid jobs, per mille, sampled for
-	// a check: 5 %, so checking costs a twentieth of the compute sold.
-	JobCheckPermille = 50
-	// BondFactor is how many times what it has at stake a runner's bond
-	// must cover: 1 / the sampling rate.
-	BondFactor = 1000 / JobCheckPermille
-	// JobChallengeEpochs is how long a job's pay is held after the block
-	// that took it (10 minutes at 10 s epochs): the time the checkers have
-	// to re-run the sampled jobs and prove a mismatch.
-	JobChallengeEpochs = 60
+	// DefaultJobCheckPermille is the share of paid jobs, per mille,
+	// sampled for a check: 5 %, so checking costs a twentieth of the
+	// compute sold.
+	DefaultJobCheckPermille = 50
+	// DefaultJobChallengeEpochs is how long a job's pay is held after
+	// the block that took it (10 minutes at 10 s epochs): the time the
+	// checkers have to re-run the sampled jobs and prove a mismatch.
+	DefaultJobChallengeEpochs = 60
 	// MaxMismatchChecks bounds the checks of one proof: one per member of
 	// the largest committee.
 	MaxMismatchChecks = 5
@@ -197,11 +197,37 @@ func jobKey(job [32]byte, requester peer.ID) [32]byte {
 
 const jobSampleDomain = "ore/ledger/v5/job-sample\x00"
 
+// JobCheckRate is the share of paid jobs, per mille, the committee
+// checks: JobCheckPermille, or DefaultJobCheckPermille.
+func (g *Genesis) JobCheckRate() uint64 {
+	if g.JobCheckPermille == 0 {
+		return DefaultJobCheckPermille
+	}
+	return uint64(g.JobCheckPermille)
+}
+
+// JobBondFactor is how many times what it has at stake a runner's bond
+// must cover: 1 / the sampling rate, rounded up, so that bond >= pay /
+// rate holds for any rate the genesis sets.
+func (g *Genesis) JobBondFactor() uint64 {
+	r := g.JobCheckRate()
+	return (1000 + r - 1) / r
+}
+
+// JobChallengeWindow is how many epochs a job's pay is held after the
+// block that took it: JobChallengeEpochs, or DefaultJobChallengeEpochs.
+func (g *Genesis) JobChallengeWindow() uint64 {
+	if g.JobChallengeEpochs == 0 {
+		return DefaultJobChallengeEpochs
+	}
+	return g.JobChallengeEpochs
+}
+
 // jobSampled is the sampling rule: the job keyed key, paid by the block
-// of hash block, is checked.
-func jobSampled(key, block [32]byte) bool {
+// of hash block, is checked, with the chance of rate per mille.
+func jobSampled(key, block [32]byte, rate uint64) bool {
 	h := sha256.Sum256(append(append([]byte(jobSampleDomain), block[:]...), key[:]...))
-	return binary.BigEndian.Uint64(h[:8])%1000 < JobCheckPermille
+	return binary.BigEndian.Uint64(h[:8])%1000 < rate
 }
 
 // Bond returns id's runner bond.
@@ -240,7 +266,7 @@ func (s *State) JobsToCheck() []PendingJob {
 	var out []PendingJob
 	for _, k := range slices.SortedFunc(maps.Keys(s.jobs.pending), func(x, y [32]byte) int { return bytes.Compare(x[:], y[:]) }) {
 		p := s.jobs.pending[k]
-		if p.Sampled || p.Height == s.height && jobSampled(k, s.lastHash) {
+		if p.Sampled || p.Height == s.height && jobSampled(k, s.lastHash, s.g.JobCheckRate()) {
 			out = append(out, p)
 		}
 	}
@@ -284,7 +310,7 @@ func (n *State) applyBond(t *Tx, a *Account) error {
 			return refuse(ReasonInsufficientBond, "unbonding %d of a bond of %d", t.Amount, b.Amount)
 		}
 		// Past the challenge window of every job paid until this block.
-		b.Unbonding, b.At = t.Amount, n.epoch+JobChallengeEpochs+1
+		b.Unbonding, b.At = t.Amount, n.epoch+n.g.JobChallengeWindow()+1
 	}
 	n.writableJobs().bonds[t.From] = b
 	return nil
@@ -313,9 +339,9 @@ func (n *State) payJobV5(r *pod.JobReceipt, fn FunctionReg, key [32]byte) error 
 	}
 	due := owed(work, fn.PricePerGiWk)
 	b := n.Bond(r.Runner)
-	if need := satMul(BondFactor, b.Staked+due); due > 0 && b.free() < need {
+	if need := satMul(n.g.JobBondFactor(), b.Staked+due); due > 0 && b.free() < need {
 		return refuse(ReasonInsufficientBond, "runner %s has a free bond of %d; with this job's pay of %d it needs %d (%d times its pay under challenge)",
-			r.Runner, b.free(), due, need, BondFactor)
+			r.Runner, b.free(), due, need, n.g.JobBondFactor())
 	}
 	j := n.writableJobs()
 	if j.paid[r.Epoch] == nil {
@@ -330,7 +356,7 @@ func (n *State) payJobV5(r *pod.JobReceipt, fn FunctionReg, key [32]byte) error 
 	b.Staked += due
 	j.bonds[r.Runner] = b
 	j.pending[key] = PendingJob{Job: r.JobID(), Runner: r.Runner, Requester: r.Requester, Payer: payer, Fn: r.Fn, Input: r.Input,
-		Output: r.Output, Work: r.Work, Held: due, Height: n.height + 1, Release: n.epoch + JobChallengeEpochs}
+		Output: r.Output, Work: r.Work, Held: due, Height: n.height + 1, Release: n.epoch + n.g.JobChallengeWindow()}
 	return nil
 }
 
@@ -431,7 +457,7 @@ func (n *State) settleJobs(prev *State) {
 			a := n.accounts[p.Runner]
 			a.Balance += p.Held
 			n.put(p.Runner, a)
-		case p.Height == prev.height && !p.Sampled && jobSampled(k, prev.lastHash):
+		case p.Height == prev.height && !p.Sampled && jobSampled(k, prev.lastHash, n.g.JobCheckRate()):
 			p.Sampled = true
 			j.pending[k] = p
 		}

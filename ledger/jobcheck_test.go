@@ -13,10 +13,19 @@ import (
 // 1000 per GiWork paying at most 8 GiWork a job, pubs[1] (the requester)
 // deposited 10,000, and the runners srvs[0] and srvs[1] hold 1,000,000
 // each, of which srvs[0] bonded 100,000: enough for 5,000 at stake.
-func jobV5Fixture(t *testing.T) *fixture {
+func jobV5Fixture(t *testing.T) *fixture { return jobV5FixtureWith(t, nil) }
+
+// jobV5FixtureWith is jobV5Fixture on a genesis edit changed.
+func jobV5FixtureWith(t *testing.T, edit func(*Genesis)) *fixture {
 	t.Helper()
 	f := newFixture(t, 2, 3, 1, 10_000_000)
 	f.g.Rules = RulesV5
+	if edit != nil {
+		edit(f.g)
+		if err := f.g.Validate(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	var err error
 	if f.s, err = NewState(f.g); err != nil {
 		t.Fatal(err)
@@ -48,8 +57,8 @@ func TestJobPayHeldThroughTheWindow(t *testing.T) {
 	r := jobReceipt(t, f, run, req, 5, 5*GiB, nil)
 	f.advance(t, 5, NewJobTx(r))
 	p, ok := f.s.PendingJob(r.JobID(), req.ID)
-	if !ok || p.Held != 5000 || p.Release != 5+JobChallengeEpochs || !p.Output.Equals(r.Output) {
-		t.Fatalf("pending job %+v (%v), want 5000 held until epoch %d", p, ok, 5+JobChallengeEpochs)
+	if !ok || p.Held != 5000 || p.Release != 5+DefaultJobChallengeEpochs || !p.Output.Equals(r.Output) {
+		t.Fatalf("pending job %+v (%v), want 5000 held until epoch %d", p, ok, 5+DefaultJobChallengeEpochs)
 	}
 	if f.s.Balance(run.ID) != 900_000 || f.s.Escrow(req.ID) != 5000 || f.s.Bond(run.ID).Staked != 5000 {
 		t.Fatalf("runner %d, escrow %d, staked %d: want 900,000, 5000, 5000", f.s.Balance(run.ID), f.s.Escrow(req.ID), f.s.Bond(run.ID).Staked)
@@ -60,11 +69,11 @@ func TestJobPayHeldThroughTheWindow(t *testing.T) {
 	if f.s.Escrow(req.ID) != 5000 || f.s.Balance(f.srvs[1].ID) != 1_000_000 {
 		t.Fatalf("a replay moved money: escrow %d, other runner %d", f.s.Escrow(req.ID), f.s.Balance(f.srvs[1].ID))
 	}
-	f.advance(t, 5+JobChallengeEpochs-1)
+	f.advance(t, 5+DefaultJobChallengeEpochs-1)
 	if _, ok := f.s.PendingJob(r.JobID(), req.ID); !ok || f.s.Balance(run.ID) != 900_000 {
 		t.Fatal("paid before the challenge window ended")
 	}
-	f.advance(t, 5+JobChallengeEpochs)
+	f.advance(t, 5+DefaultJobChallengeEpochs)
 	if _, ok := f.s.PendingJob(r.JobID(), req.ID); ok || f.s.Balance(run.ID) != 905_000 || f.s.Bond(run.ID) != (Bond{Amount: 100_000}) {
 		t.Fatalf("after the window: runner %d, bond %+v; want 905,000 and nothing staked", f.s.Balance(run.ID), f.s.Bond(run.ID))
 	}
@@ -88,7 +97,7 @@ func TestJobMismatchForfeitsBond(t *testing.T) {
 			proof := NewJobMismatchTx(req.ID, r.JobID(), []pod.JobCheck{
 				jobCheck(t, f.com[2], r.JobID(), out, tc.work), jobCheck(t, f.com[0], r.JobID(), out, tc.work)})
 			before := f.s.Balance(f.com[0].ID) + f.s.Balance(f.com[2].ID)
-			f.advance(t, 5+JobChallengeEpochs-1, proof)
+			f.advance(t, 5+DefaultJobChallengeEpochs-1, proof)
 			if _, ok := f.s.PendingJob(r.JobID(), req.ID); ok {
 				t.Fatal("a proven job is still pending")
 			}
@@ -98,18 +107,18 @@ func TestJobMismatchForfeitsBond(t *testing.T) {
 			if got := f.s.Balance(f.com[0].ID) + f.s.Balance(f.com[2].ID) - before; got != 100_000 {
 				t.Fatalf("the checkers got %d, want the bond of 100,000", got)
 			}
-			if c, ok := f.s.Cheated(run.ID); !ok || c.Count != 1 || c.Epoch != 5+JobChallengeEpochs-1 {
+			if c, ok := f.s.Cheated(run.ID); !ok || c.Count != 1 || c.Epoch != 5+DefaultJobChallengeEpochs-1 {
 				t.Fatalf("cheat record %+v %v", c, ok)
 			}
 			// The window's end pays the runner nothing; a second proof finds
 			// no job.
-			f.wantReason(t, f.s, 5+JobChallengeEpochs, proof, ReasonNotPending)
-			f.advance(t, 5+JobChallengeEpochs)
+			f.wantReason(t, f.s, 5+DefaultJobChallengeEpochs, proof, ReasonNotPending)
+			f.advance(t, 5+DefaultJobChallengeEpochs)
 			if f.s.Balance(run.ID) != 900_000 {
 				t.Fatalf("a proven cheat was paid: %d", f.s.Balance(run.ID))
 			}
 			// A runner without a bond left is not paid again.
-			f.wantReason(t, f.s, 5+JobChallengeEpochs, NewJobTx(jobReceipt(t, f, run, f.pubs[0], 5+JobChallengeEpochs, GiB, nil)), ReasonInsufficientBond)
+			f.wantReason(t, f.s, 5+DefaultJobChallengeEpochs, NewJobTx(jobReceipt(t, f, run, f.pubs[0], 5+DefaultJobChallengeEpochs, GiB, nil)), ReasonInsufficientBond)
 		})
 	}
 }
@@ -161,8 +170,8 @@ func TestJobMismatchRefusals(t *testing.T) {
 	}
 	// The window past, a true proof comes too late: the job is paid.
 	late := NewJobMismatchTx(req.ID, id, []pod.JobCheck{c(f.com[0], wrong, r.Work), c(f.com[1], wrong, r.Work)})
-	f.advance(t, 5+JobChallengeEpochs)
-	f.wantReason(t, f.s, 5+JobChallengeEpochs, late, ReasonNotPending)
+	f.advance(t, 5+DefaultJobChallengeEpochs)
+	f.wantReason(t, f.s, 5+DefaultJobChallengeEpochs, late, ReasonNotPending)
 	if f.s.Balance(run.ID) != 905_000 {
 		t.Fatalf("the runner has %d, want 905,000", f.s.Balance(run.ID))
 	}
@@ -188,10 +197,10 @@ func TestJobBondRules(t *testing.T) {
 	f.wantReason(t, f.s, 7, f.signed(t, f.s, NewUnbond(bare.ID, 0, 20_000)), ReasonInsufficientBond)
 	f.wantReason(t, f.s, 7, f.signed(t, f.s, NewUnbond(bare.ID, 0, 0)), ReasonZeroAmount)
 	// Unbonding: the amount stops covering new jobs at once, and returns
-	// JobChallengeEpochs+1 epochs later, not before.
+	// DefaultJobChallengeEpochs+1 epochs later, not before.
 	f.advance(t, 7, f.signed(t, f.s, NewBond(bare.ID, 0, 1)), f.signed(t, f.s, NewUnbond(bare.ID, f.s.Nonce(bare.ID)+2, 10_000)))
 	f.wantReason(t, f.s, 8, NewJobTx(jobReceipt(t, f, bare, req, 8, GiB, other)), ReasonInsufficientBond)
-	at := uint64(7 + JobChallengeEpochs + 1)
+	at := uint64(7 + DefaultJobChallengeEpochs + 1)
 	f.advance(t, at-1)
 	if f.s.Bond(bare.ID).Amount != 20_000 || f.s.Balance(bare.ID) != 980_000 {
 		t.Fatalf("unbonded early: bond %+v, balance %d", f.s.Bond(bare.ID), f.s.Balance(bare.ID))
@@ -218,12 +227,12 @@ func TestUnbondDoesNotOutrunTheChallenge(t *testing.T) {
 	req, run := f.pubs[1], f.srvs[0]
 	r := jobReceipt(t, f, run, req, 5, 5*GiB, nil)
 	f.advance(t, 5, NewJobTx(r), f.signed(t, f.s, NewUnbond(run.ID, 0, 100_000)))
-	if b := f.s.Bond(run.ID); b.At <= 5+JobChallengeEpochs {
-		t.Fatalf("the bond returns at epoch %d, inside the job's window (to %d)", b.At, 5+JobChallengeEpochs)
+	if b := f.s.Bond(run.ID); b.At <= 5+DefaultJobChallengeEpochs {
+		t.Fatalf("the bond returns at epoch %d, inside the job's window (to %d)", b.At, 5+DefaultJobChallengeEpochs)
 	}
-	f.advance(t, 5+JobChallengeEpochs-1, NewJobMismatchTx(req.ID, r.JobID(), []pod.JobCheck{
+	f.advance(t, 5+DefaultJobChallengeEpochs-1, NewJobMismatchTx(req.ID, r.JobID(), []pod.JobCheck{
 		jobCheck(t, f.com[0], r.JobID(), testRoot(t, "real"), r.Work), jobCheck(t, f.com[1], r.JobID(), testRoot(t, "real"), r.Work)}))
-	f.advance(t, 5+JobChallengeEpochs+2)
+	f.advance(t, 5+DefaultJobChallengeEpochs+2)
 	if f.s.Balance(run.ID) != 900_000 || f.s.Bond(run.ID) != (Bond{}) {
 		t.Fatalf("the cheat kept %d and bond %+v; want 900,000 and none", f.s.Balance(run.ID), f.s.Bond(run.ID))
 	}
@@ -294,7 +303,7 @@ func TestJobTickets(t *testing.T) {
 	}
 }
 
-// About JobCheckPermille of paid jobs are sampled, chosen by the hash of
+// About DefaultJobCheckPermille of paid jobs are sampled, chosen by the hash of
 // the block that paid them: the sampled ones the state lists at once are
 // the ones the next block marks.
 func TestJobSampling(t *testing.T) {
@@ -320,7 +329,7 @@ func TestJobSampling(t *testing.T) {
 	}
 	// 5 % of 400 is 20; a binomial that far from its mean has odds below 1e-6.
 	if len(first) < 4 || len(first) > 45 {
-		t.Fatalf("%d of %d jobs sampled, want about %d", len(first), n, n*JobCheckPermille/1000)
+		t.Fatalf("%d of %d jobs sampled, want about %d", len(first), n, n*DefaultJobCheckPermille/1000)
 	}
 }
 
@@ -374,5 +383,104 @@ func TestVouchedTakesTheReporterBond(t *testing.T) {
 	f.advance(t, 5, f.signed(t, f.s, NewUnbond(p, 0, 1)))
 	if f.s.Vouched(p) {
 		t.Fatal("still vouched while unbonding below the reporter bond")
+	}
+}
+
+// A genesis sets the jobs' sampling rate and challenge window (rules 5
+// only): they are in its hash and JSON (a genesis that sets neither
+// hashes as before they existed), and the ledger follows them: the bond
+// a runner needs is pay / rate, rounded up; the pay is held for the
+// window; at 1000 per mille every job is checked.
+func TestJobParamsInGenesis(t *testing.T) {
+	base := newFixture(t, 1, 0, 0, 1<<30)
+	g := *base.g
+	g.JobCheckPermille = 300
+	if g.Validate() == nil {
+		t.Fatal("a job sampling rate under rules 3 validated")
+	}
+	g.JobCheckPermille, g.JobChallengeEpochs = 0, 7
+	if g.Validate() == nil {
+		t.Fatal("a job challenge window under rules 3 validated")
+	}
+	g.Rules = RulesV5
+	def := g
+	def.JobChallengeEpochs = 0
+	if def.JobCheckRate() != DefaultJobCheckPermille || def.JobChallengeWindow() != DefaultJobChallengeEpochs || def.JobBondFactor() != 20 {
+		t.Fatalf("defaults: %d per mille, %d epochs, factor %d", def.JobCheckRate(), def.JobChallengeWindow(), def.JobBondFactor())
+	}
+	g.JobCheckPermille = 300
+	if err := g.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if g.JobBondFactor() != 4 {
+		t.Fatalf("bond factor %d at 300 per mille, want 4 (1000/300 rounded up)", g.JobBondFactor())
+	}
+	for _, bad := range []func(*Genesis){
+		func(g *Genesis) { g.JobCheckPermille = 1001 },
+		func(g *Genesis) { g.JobChallengeEpochs = MaxPrewarmEpochs + 1 },
+	} {
+		b := g
+		bad(&b)
+		if b.Validate() == nil {
+			t.Fatalf("validated %d per mille, %d epochs", b.JobCheckPermille, b.JobChallengeEpochs)
+		}
+	}
+	// The hash: unchanged by neither field, changed by either.
+	plain := g
+	plain.JobCheckPermille, plain.JobChallengeEpochs = 0, 0
+	old := plain.Hash()
+	for _, e := range []func(*Genesis){
+		func(g *Genesis) { g.JobCheckPermille = 300 },
+		func(g *Genesis) { g.JobChallengeEpochs = 7 },
+	} {
+		x := plain
+		e(&x)
+		if x.Hash() == old {
+			t.Fatalf("%d per mille, %d epochs: not in the hash", x.JobCheckPermille, x.JobChallengeEpochs)
+		}
+	}
+	data, err := g.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := ParseGenesis(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.JobCheckPermille != 300 || back.JobChallengeEpochs != 7 || back.Hash() != g.Hash() {
+		t.Fatalf("genesis JSON round trip: %d per mille, %d epochs", back.JobCheckPermille, back.JobChallengeEpochs)
+	}
+
+	// The ledger: at 300 per mille a bond of 4,000 covers a pay of 1,000
+	// (at the default 50, 20,000 would), and the pay is held 7 epochs.
+	f := jobV5FixtureWith(t, func(g *Genesis) { g.JobCheckPermille, g.JobChallengeEpochs = 300, 7 })
+	req, bare := f.pubs[1], f.srvs[1]
+	f.advance(t, 5, f.signed(t, f.s, NewBond(bare.ID, 0, 3_999)))
+	r := jobReceipt(t, f, bare, req, 6, GiB, nil)
+	f.wantReason(t, f.s, 6, NewJobTx(r), ReasonInsufficientBond)
+	f.advance(t, 6, f.signed(t, f.s, NewBond(bare.ID, 0, 1)))
+	f.advance(t, 7, NewJobTx(jobReceipt(t, f, bare, req, 7, GiB, nil)))
+	p, ok := f.s.PendingJob(r.JobID(), req.ID)
+	if !ok || p.Held != 1000 || p.Release != 7+7 {
+		t.Fatalf("pending %+v (%v), want 1,000 held until epoch 14", p, ok)
+	}
+	f.advance(t, 13)
+	if _, ok := f.s.PendingJob(r.JobID(), req.ID); !ok {
+		t.Fatal("paid out before the window ended")
+	}
+	f.advance(t, 14)
+	if _, ok := f.s.PendingJob(r.JobID(), req.ID); ok || f.s.Balance(bare.ID) != 1_000_000-4_000+1000 {
+		t.Fatalf("after the window: balance %d", f.s.Balance(bare.ID))
+	}
+
+	// At 1000 per mille every job paid is checked.
+	all := jobV5FixtureWith(t, func(g *Genesis) { g.JobCheckPermille = 1000 })
+	var txs []Tx
+	for i := range 10 {
+		txs = append(txs, NewJobTx(jobReceipt(t, all, all.srvs[0], all.pubs[1], 5, 1, func(j *pod.JobReceipt) { j.Args = []string{"x", string(rune('a' + i))} })))
+	}
+	all.advance(t, 5, txs...)
+	if n := len(all.s.JobsToCheck()); n != 10 {
+		t.Fatalf("%d of 10 jobs sampled at 1000 per mille", n)
 	}
 }

@@ -100,7 +100,8 @@ func (d *demo) compute(ctx context.Context) (string, error) {
 	// A paid job: the runner box bonds, the publisher asks it for the
 	// same job and countersigns its claim, the ledger takes the receipt.
 	pay := ledger.Owed(first.claim.Work, price)
-	bond := max(2*ledger.BondFactor*pay, oreUnit)
+	g := d.net.Genesis
+	bond := max(2*g.JobBondFactor()*pay, oreUnit)
 	if err := d.submitFinal(ctx, d.runner(), ledger.NewBond("", 0, bond)); err != nil {
 		return "", err
 	}
@@ -121,7 +122,7 @@ func (d *demo) compute(ctx context.Context) (string, error) {
 		return "", err
 	}
 	fmt.Fprintf(&b, "box %d bonded %s (%d× the job's pay, the ledger asks %d×: the pay under challenge / the %d‰ sampling rate) and lends its CPU (compute share 1)\n",
-		d.runner(), formatOre(bond), bond/max(pay, 1), ledger.BondFactor, ledger.JobCheckPermille)
+		d.runner(), formatOre(bond), bond/max(pay, 1), g.JobBondFactor(), g.JobCheckRate())
 	fmt.Fprintf(&b, "box %d asked box %d for the same job over %s: %s, the same output CID and work units as box %d's run (deterministic); it fetched the output and countersigned\n",
 		d.publisher, d.runner(), node.ComputeProtocol, took.Round(time.Millisecond), d.gateway)
 	fmt.Fprintf(&b, "receipt: job %x, runner box %d, requester box %d, epoch %d, %d work units, output %s; runner's and requester's signatures valid\n",
