@@ -74,10 +74,20 @@ type flight struct {
 	err  error
 }
 
-// Outcome is a job's answer.
+// Outcome is a job's answer: a runner's claim, or the ledger's record.
 type Outcome struct {
-	Claim  *pod.JobReceipt // signed by the runner (this box, or the one that ran it first)
-	Cached bool            // answered from the index or a run in flight
+	Claim  *pod.JobReceipt // signed by the runner (this box, or the one that ran it first); nil when Final answers
+	Cached bool            // answered from the index, a run in flight or the ledger
+	Final  *Final          // the ledger's record, when a box answers from it (node: a gateway)
+}
+
+// Final is a job's outcome as the ledger's index of final outputs records
+// it (ledger.State.FinalJob): paid out past its challenge window,
+// undisputed. It stands on a final block, not on one box's word.
+type Final struct {
+	Job    [32]byte
+	Output cid.Cid
+	Work   uint64
 }
 
 // ErrUnknownFunction: the function's descriptor could not be read.

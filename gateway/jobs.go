@@ -39,7 +39,7 @@ const (
 	JobHeader   = "Ore-Job"       // the job's ID, hex
 	WorkHeader  = "Ore-Work"      // the work units the job cost
 	ClaimHeader = "Ore-Job-Claim" // the runner's signed claim (pod.JobReceipt), base64url
-	CacheHeader = "Ore-Job-Cache" // hit: answered from the index; miss: run for this request
+	CacheHeader = "Ore-Job-Cache" // hit: answered from the index; miss: run for this request; final: from the ledger's final outputs
 	LimitHeader = "Ore-Limit"     // on a 422 for a job over a limit: which one
 )
 
@@ -47,6 +47,13 @@ const (
 // mapping is a function of the job, but until a block records it, it is
 // the runner's claim: an hour, not forever.
 const JobRedirectMaxAge = 3600
+
+// FinalRedirectMaxAge is how long a client may cache the redirect of a
+// job whose output the ledger records past its challenge window (no
+// Ore-Job-Claim then: the mapping stands on a final block). A day: the
+// ledger keeps the record that long (ledger.FinalJobEpochs at 10 s
+// epochs), and may mark it disputed.
+const FinalRedirectMaxAge = 86400
 
 // Jobs is a Backend that runs functions over content (package compute).
 type Jobs interface {
@@ -82,18 +89,30 @@ func (g *Gateway) serveJob(w http.ResponseWriter, r *http.Request, input cid.Cid
 		g.jobFailed(w, r, err)
 		return
 	}
-	c := out.Claim
-	id := c.JobID()
-	w.Header().Set(JobHeader, hex.EncodeToString(id[:]))
-	w.Header().Set(WorkHeader, fmt.Sprint(c.Work))
-	w.Header().Set(ClaimHeader, base64.RawURLEncoding.EncodeToString(c.Marshal()))
-	if out.Cached {
-		w.Header().Set(CacheHeader, "hit")
-	} else {
-		w.Header().Set(CacheHeader, "miss")
+	if c := out.Claim; c != nil {
+		id := c.JobID()
+		w.Header().Set(JobHeader, hex.EncodeToString(id[:]))
+		w.Header().Set(WorkHeader, fmt.Sprint(c.Work))
+		w.Header().Set(ClaimHeader, base64.RawURLEncoding.EncodeToString(c.Marshal()))
+		if out.Cached {
+			w.Header().Set(CacheHeader, "hit")
+		} else {
+			w.Header().Set(CacheHeader, "miss")
+		}
+		w.Header().Set("Cache-Control", fmt.Sprintf("public, max-age=%d", JobRedirectMaxAge))
+		http.Redirect(w, r, "/ipfs/"+c.Output.String(), http.StatusFound)
+		return
 	}
-	w.Header().Set("Cache-Control", fmt.Sprintf("public, max-age=%d", JobRedirectMaxAge))
-	http.Redirect(w, r, "/ipfs/"+c.Output.String(), http.StatusFound)
+	f := out.Final
+	if f == nil {
+		g.fail(w, http.StatusBadGateway, "the box answered the job with neither a claim nor a ledger record")
+		return
+	}
+	w.Header().Set(JobHeader, hex.EncodeToString(f.Job[:]))
+	w.Header().Set(WorkHeader, fmt.Sprint(f.Work))
+	w.Header().Set(CacheHeader, "final")
+	w.Header().Set("Cache-Control", fmt.Sprintf("public, max-age=%d", FinalRedirectMaxAge))
+	http.Redirect(w, r, "/ipfs/"+f.Output.String(), http.StatusFound)
 }
 
 // jobFailed answers a job's failure: 422 with the function's message or

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"strings"
 	"testing"
@@ -80,6 +81,23 @@ func TestJobURLs(t *testing.T) {
 	}
 	if c, err := pod.UnmarshalJobReceipt(raw); err != nil || c.VerifyRunner() != nil || c.Output != output {
 		t.Fatalf("the claim header: %v", err)
+	}
+
+	// A job the ledger records as final: no claim, the ledger's word, a
+	// day's caching.
+	job := pod.JobID(fn, input, nil)
+	fj.run = func(cid.Cid, cid.Cid, []string) (compute.Outcome, error) {
+		return compute.Outcome{Final: &compute.Final{Job: job, Output: output, Work: 77}, Cached: true}, nil
+	}
+	rec = get(t, gw, "GET", base)
+	if rec.Code != 302 || rec.Header().Get("Location") != "/ipfs/"+output.String() || rec.Header().Get(CacheHeader) != "final" ||
+		rec.Header().Get(ClaimHeader) != "" || rec.Header().Get(WorkHeader) != "77" || rec.Header().Get(JobHeader) != hex.EncodeToString(job[:]) ||
+		!strings.Contains(rec.Header().Get("Cache-Control"), fmt.Sprintf("max-age=%d", FinalRedirectMaxAge)) {
+		t.Fatalf("a final job: %d, %v", rec.Code, rec.Header())
+	}
+	fj.run = func(cid.Cid, cid.Cid, []string) (compute.Outcome, error) { return compute.Outcome{}, nil }
+	if rec := get(t, gw, "GET", base); rec.Code != 502 {
+		t.Fatalf("an outcome with neither claim nor record: %d", rec.Code)
 	}
 
 	for _, tc := range []struct {

@@ -416,6 +416,7 @@ func (n *State) applyJobMismatch(m *JobMismatch) error {
 	}
 	c := j.cheats[pj.Runner]
 	j.cheats[pj.Runner] = Cheat{Count: c.Count + 1, Epoch: n.epoch}
+	j.dispute(pj.Job, pj.Output, pj.Work, n.epoch)
 	return nil
 }
 
@@ -429,8 +430,9 @@ func putBond(j *jobLedger, id peer.ID, b Bond) {
 
 // settleJobs is RulesV5's part of a new block's state n after prev:
 // decides which jobs of prev's last block are sampled (by its hash), pays
-// runners the jobs whose challenge window ended, and returns the bonds
-// that finished unbonding.
+// runners the jobs whose challenge window ended and records their
+// outputs as final (joboutputs.go), drops the final records past their
+// age, and returns the bonds that finished unbonding.
 func (n *State) settleJobs(prev *State) {
 	j := n.jobs
 	if n.g.Rules < RulesV5 || j == nil {
@@ -443,6 +445,9 @@ func (n *State) settleJobs(prev *State) {
 	for _, b := range j.bonds {
 		due = due || b.Unbonding > 0 && b.At <= n.epoch
 	}
+	for _, f := range j.final {
+		due = due || finalExpired(f.Epoch, n.epoch)
+	}
 	if !due {
 		return
 	}
@@ -451,6 +456,7 @@ func (n *State) settleJobs(prev *State) {
 		switch {
 		case p.Release <= n.epoch:
 			delete(j.pending, k)
+			j.finalize(p, n.epoch)
 			b := j.bonds[p.Runner]
 			b.Staked -= p.Held
 			putBond(j, p.Runner, b)
@@ -460,6 +466,11 @@ func (n *State) settleJobs(prev *State) {
 		case p.Height == prev.height && !p.Sampled && jobSampled(k, prev.lastHash, n.g.JobCheckRate()):
 			p.Sampled = true
 			j.pending[k] = p
+		}
+	}
+	for k, f := range j.final {
+		if finalExpired(f.Epoch, n.epoch) {
+			delete(j.final, k)
 		}
 	}
 	for id, b := range j.bonds {
@@ -516,7 +527,7 @@ func (j *jobLedger) appendV5Hash(b []byte) []byte {
 		b = binary.AppendUvarint(b, j.cheats[id].Count)
 		b = binary.AppendUvarint(b, j.cheats[id].Epoch)
 	}
-	return b
+	return j.appendFinalHash(b)
 }
 
 // ReporterBond is the bond (KindBond, the same a compute runner posts) a

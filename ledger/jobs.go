@@ -54,6 +54,7 @@ type jobLedger struct {
 	bonds   map[peer.ID]Bond
 	pending map[[32]byte]PendingJob
 	cheats  map[peer.ID]Cheat
+	final   map[[32]byte]FinalJob // by pod.JobID (joboutputs.go)
 }
 
 // Function returns a registered function.
@@ -82,10 +83,10 @@ func (n *State) writableJobs() *jobLedger {
 	j := n.jobs
 	if j == nil {
 		j = &jobLedger{fns: map[string]FunctionReg{}, paid: map[uint64]map[[32]byte]uint64{},
-			bonds: map[peer.ID]Bond{}, pending: map[[32]byte]PendingJob{}, cheats: map[peer.ID]Cheat{}}
+			bonds: map[peer.ID]Bond{}, pending: map[[32]byte]PendingJob{}, cheats: map[peer.ID]Cheat{}, final: map[[32]byte]FinalJob{}}
 	} else if j.owner != n {
 		c := &jobLedger{fns: maps.Clone(j.fns), paid: make(map[uint64]map[[32]byte]uint64, len(j.paid)),
-			bonds: cloneOrNew(j.bonds), pending: cloneOrNew(j.pending), cheats: cloneOrNew(j.cheats)}
+			bonds: cloneOrNew(j.bonds), pending: cloneOrNew(j.pending), cheats: cloneOrNew(j.cheats), final: cloneOrNew(j.final)}
 		for e, m := range j.paid {
 			c.paid[e] = maps.Clone(m)
 		}
@@ -110,7 +111,7 @@ func (j *jobLedger) advance(epoch, skew uint64) *jobLedger {
 		return j
 	}
 	c := &jobLedger{owner: nil, fns: j.fns, paid: make(map[uint64]map[[32]byte]uint64, len(j.paid)),
-		bonds: j.bonds, pending: j.pending, cheats: j.cheats}
+		bonds: j.bonds, pending: j.pending, cheats: j.cheats, final: j.final}
 	for e, m := range j.paid {
 		if !tooOld(e, epoch, skew) {
 			c.paid[e] = m
@@ -185,7 +186,7 @@ func (n *State) applyJob(r *pod.JobReceipt) error {
 // function was ever registered, so chains without jobs keep their hashes.
 func (s *State) appendJobsHash(b []byte) []byte {
 	j := s.jobs
-	if j == nil || len(j.fns) == 0 && len(j.paid) == 0 && len(j.bonds) == 0 && len(j.pending) == 0 && len(j.cheats) == 0 {
+	if j == nil || len(j.fns) == 0 && len(j.paid) == 0 && len(j.bonds) == 0 && len(j.pending) == 0 && len(j.cheats) == 0 && len(j.final) == 0 {
 		return b
 	}
 	b = append(b, "ore/ledger/v1/jobs\x00"...)

@@ -5,12 +5,14 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/orecdn/ore/compute"
 	"github.com/orecdn/ore/heat"
+	"github.com/orecdn/ore/ledger"
 	"github.com/orecdn/ore/pod"
 )
 
@@ -116,8 +118,29 @@ func (s *sched) sent(runner peer.ID, d int) {
 // (the ones it signs again for other requesters, see claimJob).
 func remoteJobKey(id [32]byte) []byte { return append([]byte("compute/remote/"), id[:]...) }
 
-// runJobAnywhere answers a job for this box's gateway: from its index,
-// else on a box with spare CPU, else on its own engine.
+// finalLookup bounds the ledger read of a job's final output: past it,
+// the gateway runs the job rather than wait on the coordinators.
+const finalLookup = 3 * time.Second
+
+// finalJob reads job's output from the ledger's index of final outputs
+// (rules 5; ledger.State.FinalJob).
+func (n *Node) finalJob(ctx context.Context, job [32]byte) (ledger.FinalJob, bool) {
+	if g := n.cfg.Genesis; g == nil || g.Rules < ledger.RulesV5 {
+		return ledger.FinalJob{}, false
+	}
+	ctx, cancel := context.WithTimeout(ctx, finalLookup)
+	defer cancel()
+	st, err := n.LedgerState(ctx)
+	if err != nil {
+		n.log.Debug("ledger not read for a job's final output", "err", err)
+		return ledger.FinalJob{}, false
+	}
+	return st.FinalJob(job)
+}
+
+// runJobAnywhere answers a job for this box's gateway: from its index or
+// the ledger's final outputs, else on a box with spare CPU, else on its
+// own engine.
 func (n *Node) runJobAnywhere(ctx context.Context, fn, input cid.Cid, args []string) (compute.Outcome, error) {
 	e, err := n.Compute()
 	if err != nil {
@@ -136,6 +159,9 @@ func (n *Node) runJobAnywhere(ctx context.Context, fn, input cid.Cid, args []str
 		if c, err := pod.UnmarshalJobReceipt(b); err == nil {
 			return compute.Outcome{Claim: c, Cached: true}, nil
 		}
+	}
+	if f, ok := n.finalJob(ctx, id); ok {
+		return compute.Outcome{Final: &compute.Final{Job: id, Output: f.Output, Work: f.Work}, Cached: true}, nil
 	}
 	s := n.sched
 	var runners []peer.ID
