@@ -66,9 +66,22 @@
 //     and any box may challenge; a job unchallenged after the window is
 //     paid, and its mapping stands on that block, which anyone can replay
 //     (node.JobReceiptIn finds the receipt in the blocks). The ledger's
-//     state keeps the job only while it is pending: an index of job
-//     outputs past the window, which a box could consult instead of
-//     running or trusting a runner, is not built.
+//     state then keeps the mapping in its index of final outputs
+//     (ledger.State.FinalJob, bounded by age and count, disputed when
+//     two payouts disagree or a proof hits it), which a gateway consults
+//     before it runs or sends a job: Outcome.Final, no claim, the
+//     ledger's word.
+//
+// # Where a job runs
+//
+// A box lends CPU to other peers only when its owner says so (ore init
+// --compute-share: slots for others' jobs); its heat report carries what
+// it lends and its load (heat.Compute: slots, this engine's Cap and
+// Running, Compiled or not). A gateway sends a job it has no answer for
+// to the lender heat.ChooseRunners ranks first (compilers first for heavy
+// jobs), then the next, then runs it on its own engine. The Engine's
+// Concurrency (half the cores in node) bounds every box's runs, its own
+// and others', so jobs never take every core from delivery.
 //
 // # Invariants
 //

@@ -10,7 +10,13 @@
 //     (/ore/heat/1), signed by its Ed25519 peer key: the heat it saw (the
 //     MaxHeat hottest roots), the roots it holds whole, its quota and usage,
 //     the state of the orders it executes, and how the internet reaches it
-//     (Reach: directly, behind a NAT, behind a symmetric NAT).
+//     (Reach: directly, behind a NAT, behind a symmetric NAT), and what
+//     it lends to jobs (Compute: slots, engine cap and load, compiler
+//     or interpreter, arch).
+//   - ChooseRunners: the pure choice of a job's runner among the boxes
+//     that lend CPU: fresh reports with spare room (counting the jobs
+//     the chooser sent since), compilers first for heavy jobs, then the
+//     most room, ties by rendezvous hashing of the job.
 //   - Order: what the committee's leader signs, "these boxes fetch root R
 //     whole and hold it through epoch Until", for heat or for a
 //     publisher's pre-warm request. It puts the order in its next block,
@@ -76,7 +82,8 @@
 //     or that a pre-warm covers (see Plan).
 //   - Reports and orders have one canonical, versioned binary encoding
 //     (a report that states its Reach is ReportVersionReach, one that
-//     does not is encoded as builds before Reach encoded it);
+//     does not is encoded as builds before Reach encoded it; one that
+//     lends CPU is ReportVersionCompute, one that lends none is not);
 //     the decoders refuse oversized input before decoding it, trailing
 //     bytes, over-long lists, duplicate roots, unsorted or repeated boxes,
 //     unparseable CIDs and peer IDs, and unknown versions, states and

@@ -27,6 +27,10 @@ type LedgerSpec struct {
 	// StorageRound is the epochs of a storage challenge round (rules 5;
 	// default: the ledger's, 720): tests and demos set a few.
 	StorageRound uint64
+	// JobCheckPermille and JobChallengeEpochs are the jobs' sampling rate
+	// and challenge window (rules 5; default: the ledger's).
+	JobCheckPermille   uint16
+	JobChallengeEpochs uint64
 }
 
 // WithLedger gives the network a genesis: the coordinators get the
@@ -92,6 +96,7 @@ func (nw *Network) makeGenesis(cfg *config) error {
 		g.Rules = spec.Rules
 	}
 	g.StorageRound = spec.StorageRound
+	g.JobCheckPermille, g.JobChallengeEpochs = spec.JobCheckPermille, spec.JobChallengeEpochs
 	if err := g.Validate(); err != nil {
 		return fmt.Errorf("testnet: genesis: %w", err)
 	}
