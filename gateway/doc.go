@@ -37,7 +37,11 @@
 // A request for /ipfs/{input}?ore-fn={function}&ore-arg=… asks for a
 // function of the content (package compute) when the backend runs jobs
 // (Jobs): it is answered with a redirect to /ipfs/{output}, so the
-// output is served and cached like any content (jobs.go).
+// output is served and cached like any content (jobs.go). The backend
+// decides where the job runs (node: its index, the ledger's final
+// outputs, a box that lends CPU, or itself); the redirect says which
+// word it stands on: a runner's signed claim (Ore-Job-Claim) or the
+// ledger's record (Ore-Job-Cache: final).
 //
 // Why its own package: the HTTP edge is a capability apart from the box
 // (node assembles it when the box has the gateway role), and keeping it
