@@ -92,6 +92,11 @@
 //   - A run never writes more than its output limit to its writer.
 //   - Modules are compiled once per (function, limits) in a process, and
 //     once per machine with Config.CacheDir (wazero's compilation cache).
+//   - A run never takes the box's CPU from its other work: Go cannot
+//     preempt wazero's machine code, so each run gets a scheduler P of its
+//     own and an OS thread at nice +10 (thread.go); the kernel shares the
+//     cores, and a job without host calls no longer stops a one-core
+//     box's delivery for its whole run.
 //
 // What is not deterministic, and so not part of a job's outcome: a run
 // stopped by the caller's context (the box's own wall-clock bound, seen

@@ -322,7 +322,10 @@ func (rt *Runtime) Run(ctx context.Context, f *Function, job Job, out io.Writer)
 	if g, ok := mod.ExportedGlobal(meterExport).(api.MutableGlobal); ok {
 		st.counter = g
 	}
-	_, err = mod.ExportedFunction("_start").Call(ctx)
+	err = offCPU(func() error {
+		_, err := mod.ExportedFunction("_start").Call(ctx)
+		return err
+	})
 	remaining := int64(f.Limits.Work)
 	if g := mod.ExportedGlobal(meterExport); g != nil { // only tests load unmetered modules
 		remaining = int64(g.Get())
