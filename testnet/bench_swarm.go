@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"sync"
 	"sync/atomic"
@@ -83,6 +84,11 @@ type SwarmResult struct {
 	// Rewants is how often the crowd's fetches asked again for blocks
 	// that did not come (node.FetchResult.Rewants), failed fetches aside.
 	Rewants int64 `json:"rewants"`
+	// CPUShare is the CPU time this process used during the crowd over
+	// the crowd's time × the machine's cores: near 1, the machine, not
+	// the boxes' uplinks, bound the crowd (its figures then measure the
+	// rig). The process holds every box, so this is the whole crowd's.
+	CPUShare float64 `json:"cpu_share"`
 }
 
 // DefaultSwarmUpload is every box's upload cap in the swarm bench: the
@@ -249,6 +255,7 @@ func BenchSwarm(ctx context.Context, cfg SwarmConfig) (res SwarmResult, err erro
 		}
 	}
 	progress := make([]boxProgress, len(crowd))
+	cpu0 := processCPU()
 	start = time.Now()
 	for i, n := range crowd {
 		wg.Add(1)
@@ -286,7 +293,10 @@ func BenchSwarm(ctx context.Context, cfg SwarmConfig) (res SwarmResult, err erro
 	close(stop)
 	<-watched
 	res.CrowdSeconds = time.Since(start).Seconds()
-	say("the crowd's fetches asked again %d times", res.Rewants)
+	if cpu := processCPU() - cpu0; cpu > 0 && res.CrowdSeconds > 0 {
+		res.CPUShare = cpu.Seconds() / (res.CrowdSeconds * float64(runtime.NumCPU()))
+	}
+	say("the crowd's fetches asked again %d times; the process used %.0f%% of %d cores", res.Rewants, 100*res.CPUShare, runtime.NumCPU())
 	if cfg.CPUProfile != nil {
 		pprof.StopCPUProfile()
 	}
