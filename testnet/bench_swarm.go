@@ -100,6 +100,11 @@ const DefaultSwarmUpload = 2 << 20
 // origin and the coordinators on a mocknet: every crowd box dials them.
 const mocknetHubConns = 512
 
+// mocknetCrowdConns is the connection manager's high-water mark of a crowd
+// box on a mocknet: above the connections a box of a few hundred holds
+// without fetching (see BenchSwarm).
+const mocknetCrowdConns = 256
+
 // minSwarmFDs is the file descriptors a crowd box needs at least.
 const minSwarmFDs = 80
 
@@ -186,9 +191,23 @@ func BenchSwarm(ctx context.Context, cfg SwarmConfig) (res SwarmResult, err erro
 		}
 	} else if cfg.Mocknet {
 		// No descriptors to share out on a mocknet, but the hubs still
-		// need a hub's connections (the crowd keeps its profile's).
+		// need a hub's connections, and the crowd boxes enough not to trim:
+		// before the crowd each already holds ~125 (its DHT's routing
+		// table of a 205-box network), over the small-memory profile's
+		// high-water mark (96); trimmed to its low-water mark (32) a
+		// minute in, every box dropped ~90 connections at once and dialled
+		// them again. On a mocknet that churn takes every host's lock
+		// (thousands of goroutines queued on Connectedness, addConnPair
+		// and removeConn in one dump) and the whole process stopped: no
+		// box got a block for minutes and 130-160 of 200 fetches failed.
+		// Boxes on separate machines pay the churn each on its own cores.
 		for i := 0; i < swarmFirst; i++ {
 			opts = append(opts, WithBoxOptions(i, node.WithConnLimits(mocknetHubConns/2, mocknetHubConns)))
+		}
+		if cfg.SmallMemory {
+			for i := swarmFirst; i < total; i++ {
+				opts = append(opts, WithBoxOptions(i, node.WithConnLimits(mocknetCrowdConns/2, mocknetCrowdConns)))
+			}
 		}
 	}
 	if cfg.Logger != nil {
