@@ -148,8 +148,8 @@ func BenchSwarm(ctx context.Context, cfg SwarmConfig) (res SwarmResult, err erro
 	}
 	res = SwarmResult{Scheduling: cfg.Scheduling, Boxes: cfg.Boxes, Size: cfg.Size}
 	total := swarmFirst + cfg.Boxes
-	say("starting %d boxes (3 coordinators, an origin, a probe, a crowd of %d; upload limit %d MiB/s each; scheduling %v)",
-		total, cfg.Boxes, cfg.UploadLimit>>20, cfg.Scheduling)
+	say("starting %d boxes (3 coordinators, an origin, a probe, a crowd of %d; upload limit %d KiB/s each; scheduling %v)",
+		total, cfg.Boxes, cfg.UploadLimit>>10, cfg.Scheduling)
 	opts := []Option{
 		WithNodeOptions(node.WithUploadLimit(max(cfg.UploadLimit, 0)), node.WithScheduling(cfg.Scheduling),
 			node.WithSchedule(cfg.Params), node.WithStallTimeout(60*time.Second),
