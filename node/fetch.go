@@ -272,6 +272,7 @@ type fetch struct {
 
 	blocks, bytes, fetched, total atomic.Int64
 	rewants                       atomic.Int64  // times a chunk asked again for blocks that did not come
+	netBlocks                     atomic.Int64  // blocks that came from the network (bitswap or a bulk stream)
 	lastActive                    atomic.Int64  // unix nanos of the last block
 	firstByte                     atomic.Int64  // nanoseconds from start to the first block from the network (0: none yet)
 	firstLeaf                     atomic.Int64  // nanoseconds from start to the first leaf from the network (0: none yet)
@@ -939,12 +940,40 @@ func (f *fetch) forget(cids []cid.Cid) {
 // 12-106, the origin sent 3.4-4.1× the size, and 10 of 200 boxes stalled.
 // In the end game a box asks again only for its last few blocks, when most
 // of the crowd is done and idle.
+//
+// At slow uplinks a block takes seconds to come even from a box that is
+// sending it, and an end game that asked again after 5 s asked boxes
+// already sending, which then sent the same blocks twice: with 256 KiB/s
+// uplinks (`--upload 256KiB`) the crowd asked again 870 times, received
+// 2.0× the bytes it needed, and its boxes finished all at once 60 s after
+// 98 % of the bytes had arrived. So the end game waits at least
+// endgamePace times the fetch's mean time per block (see endgameWait).
 func (f *fetch) rewantAfter() time.Duration {
 	d := f.n.cfg.StallTimeout / 4
 	if t := f.total.Load(); t > 0 && t-f.bytes.Load() <= endgameBytes {
-		d = min(d, endgameRewant)
+		var since time.Duration
+		if fb := f.firstByte.Load(); fb > 0 {
+			since = time.Since(f.start) - time.Duration(fb)
+		}
+		d = endgameWait(since, f.netBlocks.Load(), d)
 	}
 	return d
+}
+
+// endgamePace is how many of its mean times per block a fetch in its end
+// game waits for a block before it asks again (see rewantAfter).
+const endgamePace = 4
+
+// endgameWait is how long a chunk in the end game waits for a block before
+// it asks again, for a fetch that received blocks from the network in
+// elapsed since its first one: endgameRewant, or endgamePace times its
+// mean time per block when that is longer, and at most limit.
+func endgameWait(elapsed time.Duration, blocks int64, limit time.Duration) time.Duration {
+	d := endgameRewant
+	if blocks > 1 && elapsed > 0 {
+		d = max(d, endgamePace*elapsed/time.Duration(blocks-1))
+	}
+	return min(d, limit)
 }
 
 // ask requests cids (through the fetch's session, or with fresh through a
@@ -1045,6 +1074,7 @@ func (f *fetch) ask(cids, parents []cid.Cid, fresh bool, t turn) (_, left []cid.
 		f.blocks.Add(1)
 		f.bytes.Add(int64(size))
 		f.fetched.Add(int64(size))
+		f.netBlocks.Add(1)
 		f.firstByte.CompareAndSwap(0, max(int64(time.Since(f.start)), 1))
 		f.n.metrics.fetchBlocks.Inc()
 		f.n.metrics.fetchBytes.Add(float64(size))

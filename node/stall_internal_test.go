@@ -31,3 +31,29 @@ func TestGivesUp(t *testing.T) {
 		}
 	}
 }
+
+// TestEndgameWait is the end game's wait before a chunk asks again: 5 s
+// for a fetch whose blocks come often, endgamePace mean times per block
+// for one whose blocks come slowly (slow uplinks), never past the limit.
+func TestEndgameWait(t *testing.T) {
+	const limit = 15 * time.Second
+	for _, tc := range []struct {
+		elapsed time.Duration
+		blocks  int64
+		want    time.Duration
+	}{
+		{0, 0, endgameRewant},
+		{10 * time.Second, 1, endgameRewant},                  // one block: no interval yet
+		{60 * time.Second, 61, endgameRewant},                 // 1 s a block: 4 s, under the floor
+		{63 * time.Second, 22, endgamePace * 3 * time.Second}, // 3 s a block
+		{200 * time.Second, 11, limit},                        // 20 s a block: capped
+		{time.Second, 1001, endgameRewant},
+	} {
+		if got := endgameWait(tc.elapsed, tc.blocks, limit); got != tc.want {
+			t.Errorf("endgameWait(%s, %d blocks, limit %s) = %s, want %s", tc.elapsed, tc.blocks, limit, got, tc.want)
+		}
+	}
+	if got := endgameWait(time.Hour, 2, 2*time.Second); got != 2*time.Second {
+		t.Errorf("endgameWait under a limit below the floor = %s, want the limit", got)
+	}
+}
