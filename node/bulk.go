@@ -170,6 +170,7 @@ func (f *fetch) bulkBlock(from peer.ID, b blocks.Block, leaf bool) {
 	f.blocks.Add(1)
 	f.bytes.Add(size)
 	f.fetched.Add(size)
+	f.netBlocks.Add(1)
 	since := max(int64(time.Since(f.start)), 1)
 	f.firstByte.CompareAndSwap(0, since)
 	if leaf {

@@ -326,7 +326,9 @@ func WithReprovideInterval(d time.Duration) Option {
 }
 
 // WithStallTimeout sets how long a fetch waits without receiving any block
-// before it gives up (default 30 s).
+// before it gives up (default 30 s) when none of its providers is
+// connected any more; while some are, it waits stallPatience times as
+// long, asking again meanwhile (see givesUp).
 func WithStallTimeout(d time.Duration) Option {
 	return func(c *Config) error {
 		if d <= 0 {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"sync"
 	"sync/atomic"
@@ -83,6 +84,11 @@ type SwarmResult struct {
 	// Rewants is how often the crowd's fetches asked again for blocks
 	// that did not come (node.FetchResult.Rewants), failed fetches aside.
 	Rewants int64 `json:"rewants"`
+	// CPUShare is the CPU time this process used during the crowd over
+	// the crowd's time × the machine's cores: near 1, the machine, not
+	// the boxes' uplinks, bound the crowd (its figures then measure the
+	// rig). The process holds every box, so this is the whole crowd's.
+	CPUShare float64 `json:"cpu_share"`
 }
 
 // DefaultSwarmUpload is every box's upload cap in the swarm bench: the
@@ -93,6 +99,11 @@ const DefaultSwarmUpload = 2 << 20
 // mocknetHubConns is the connection manager's high-water mark of the
 // origin and the coordinators on a mocknet: every crowd box dials them.
 const mocknetHubConns = 512
+
+// mocknetCrowdConns is the connection manager's high-water mark of a crowd
+// box on a mocknet: above the connections a box of a few hundred holds
+// without fetching (see BenchSwarm).
+const mocknetCrowdConns = 256
 
 // minSwarmFDs is the file descriptors a crowd box needs at least.
 const minSwarmFDs = 80
@@ -137,8 +148,8 @@ func BenchSwarm(ctx context.Context, cfg SwarmConfig) (res SwarmResult, err erro
 	}
 	res = SwarmResult{Scheduling: cfg.Scheduling, Boxes: cfg.Boxes, Size: cfg.Size}
 	total := swarmFirst + cfg.Boxes
-	say("starting %d boxes (3 coordinators, an origin, a probe, a crowd of %d; upload limit %d MiB/s each; scheduling %v)",
-		total, cfg.Boxes, cfg.UploadLimit>>20, cfg.Scheduling)
+	say("starting %d boxes (3 coordinators, an origin, a probe, a crowd of %d; upload limit %d KiB/s each; scheduling %v)",
+		total, cfg.Boxes, cfg.UploadLimit>>10, cfg.Scheduling)
 	opts := []Option{
 		WithNodeOptions(node.WithUploadLimit(max(cfg.UploadLimit, 0)), node.WithScheduling(cfg.Scheduling),
 			node.WithSchedule(cfg.Params), node.WithStallTimeout(60*time.Second),
@@ -180,9 +191,23 @@ func BenchSwarm(ctx context.Context, cfg SwarmConfig) (res SwarmResult, err erro
 		}
 	} else if cfg.Mocknet {
 		// No descriptors to share out on a mocknet, but the hubs still
-		// need a hub's connections (the crowd keeps its profile's).
+		// need a hub's connections, and the crowd boxes enough not to trim:
+		// before the crowd each already holds ~125 (its DHT's routing
+		// table of a 205-box network), over the small-memory profile's
+		// high-water mark (96); trimmed to its low-water mark (32) a
+		// minute in, every box dropped ~90 connections at once and dialled
+		// them again. On a mocknet that churn takes every host's lock
+		// (thousands of goroutines queued on Connectedness, addConnPair
+		// and removeConn in one dump) and the whole process stopped: no
+		// box got a block for minutes and 130-160 of 200 fetches failed.
+		// Boxes on separate machines pay the churn each on its own cores.
 		for i := 0; i < swarmFirst; i++ {
 			opts = append(opts, WithBoxOptions(i, node.WithConnLimits(mocknetHubConns/2, mocknetHubConns)))
+		}
+		if cfg.SmallMemory {
+			for i := swarmFirst; i < total; i++ {
+				opts = append(opts, WithBoxOptions(i, node.WithConnLimits(mocknetCrowdConns/2, mocknetCrowdConns)))
+			}
 		}
 	}
 	if cfg.Logger != nil {
@@ -249,6 +274,7 @@ func BenchSwarm(ctx context.Context, cfg SwarmConfig) (res SwarmResult, err erro
 		}
 	}
 	progress := make([]boxProgress, len(crowd))
+	cpu0 := processCPU()
 	start = time.Now()
 	for i, n := range crowd {
 		wg.Add(1)
@@ -286,7 +312,10 @@ func BenchSwarm(ctx context.Context, cfg SwarmConfig) (res SwarmResult, err erro
 	close(stop)
 	<-watched
 	res.CrowdSeconds = time.Since(start).Seconds()
-	say("the crowd's fetches asked again %d times", res.Rewants)
+	if cpu := processCPU() - cpu0; cpu > 0 && res.CrowdSeconds > 0 {
+		res.CPUShare = cpu.Seconds() / (res.CrowdSeconds * float64(runtime.NumCPU()))
+	}
+	say("the crowd's fetches asked again %d times; the process used %.0f%% of %d cores", res.Rewants, 100*res.CPUShare, runtime.NumCPU())
 	if cfg.CPUProfile != nil {
 		pprof.StopCPUProfile()
 	}

@@ -173,6 +173,7 @@ func benchSwarm(ctx context.Context, e *env, args []string) error {
 		}
 		return fmt.Sprintf("%d in %.1fs", r.Prewarmed, r.PrewarmSeconds)
 	})
+	row("process CPU / cores (crowd)", func(r testnet.SwarmResult) string { return fmt.Sprintf("%.0f%%", 100*r.CPUShare) })
 	row("crowd fetches failed", func(r testnet.SwarmResult) string { return fmt.Sprintf("%d", r.Failed) })
 	fmt.Fprintln(e.stdout, "goals: origin ≤ 1.5× the size (≥ 97 % offload), crowd ≤ 3× one box")
 	return errors.Join(failed...)
