@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -615,9 +616,15 @@ func (g *Gateway) serveContent(w http.ResponseWriter, r *http.Request) {
 	cw := w.(*countingWriter)
 	start := cw.n
 	if lf, ok := g.backend.(LocalFiles); ok && !g.cfg.NoLocalFastPath && !identity && localEligible(r, rest) {
-		if f, err := lf.OpenLocal(r.Context(), root); err == nil && g.serveLocal(w, r, root, f) {
-			g.heat.Record(root, cw.n-start, time.Now())
-			return
+		if f, err := lf.OpenLocal(r.Context(), root); err == nil {
+			served := g.serveLocal(w, r, root, f)
+			if c, ok := f.(io.Closer); ok {
+				_ = c.Close()
+			}
+			if served {
+				g.heat.Record(root, cw.n-start, time.Now())
+				return
+			}
 		}
 	}
 	r = r.WithContext(withRequest(r.Context()))
@@ -755,6 +762,27 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 		c.meter.Unreserve(len(p) - k)
 	}
 	c.n += int64(k)
+	return k, err
+}
+
+// sendFile is Write's metering and counting around a fileSender beneath.
+func (c *countingWriter) sendFile(f *os.File, n int64) (int64, error) {
+	fs, ok := c.ResponseWriter.(fileSender)
+	if !ok {
+		return 0, errNoSendFile
+	}
+	if c.code == 0 {
+		c.code = http.StatusOK
+	}
+	metered := c.meter != nil && !c.unmetered && n > 0
+	if metered && !c.meter.Reserve(int(n)) {
+		return 0, ErrBudget
+	}
+	k, err := fs.sendFile(f, n)
+	if metered && k < n {
+		c.meter.Unreserve(int(n - k))
+	}
+	c.n += k
 	return k, err
 }
 

@@ -100,6 +100,8 @@ type packs struct {
 
 	rmu   sync.RWMutex
 	files map[uint32]*os.File // every pack, for reading
+
+	checked checkedSet // records Section checked (section.go)
 }
 
 func openPacks(dir string, maxSize int64) (*packs, error) {
@@ -303,6 +305,7 @@ func (p *packs) remove(id uint32) error {
 	f := p.files[id]
 	delete(p.files, id)
 	p.rmu.Unlock()
+	p.checked.forget(id)
 	if f != nil {
 		_ = f.Close()
 	}
