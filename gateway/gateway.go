@@ -301,6 +301,7 @@ type Gateway struct {
 	responses     *prometheus.CounterVec
 	bytes         prometheus.Counter
 	local         prometheus.Counter
+	fileBytes     prometheus.Counter
 	refused       *prometheus.CounterVec // by reason: rate, client_cap, slots
 	writeTimeouts prometheus.Counter
 }
@@ -372,6 +373,8 @@ func New(cfg Config, backend Backend) (*Gateway, error) {
 			Name: "ore_gateway_sent_bytes_total", Help: "Body bytes the gateway sent."}),
 		local: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ore_gateway_local_responses_total", Help: "Responses served on the local fast path (a wholly local UnixFS file)."}),
+		fileBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ore_gateway_local_file_bytes_total", Help: "Body bytes of the local fast path sent from files on disk (sendfile on a TCP connection)."}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ore_gateway_refused_total", Help: "Requests refused before being served: rate (429), client_cap (429), slots (503), budget (503)."}, []string{"reason"}),
 		writeTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
@@ -389,7 +392,7 @@ func New(cfg Config, backend Backend) (*Gateway, error) {
 	heatRoots := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ore_gateway_heat_roots",
 		Help: fmt.Sprintf("Roots in the gateway's request heat counter (at most %d).", maxHeatRoots)},
 		func() float64 { return float64(g.heat.Len()) })
-	for _, c := range []prometheus.Collector{g.responses, g.bytes, g.local, g.refused, g.writeTimeouts, slotsInUse, entries, heatRoots} {
+	for _, c := range []prometheus.Collector{g.responses, g.bytes, g.local, g.fileBytes, g.refused, g.writeTimeouts, slotsInUse, entries, heatRoots} {
 		if err := cfg.Registry.Register(c); err != nil {
 			return nil, fmt.Errorf("gateway: register metrics: %w", err)
 		}
@@ -468,6 +471,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	g.responses.WithLabelValues(fmt.Sprint(cw.code)).Inc()
 	g.bytes.Add(float64(cw.n))
+	g.fileBytes.Add(float64(cw.fileN))
 }
 
 // fail writes an error the client can read.
@@ -738,6 +742,7 @@ type countingWriter struct {
 	http.ResponseWriter
 	code      int
 	n         int64
+	fileN     int64 // of n, sent from a file (sendFile)
 	meter     Meter // nil: none
 	unmetered bool  // the response is the budget's own refusal
 }
@@ -783,6 +788,7 @@ func (c *countingWriter) sendFile(f *os.File, n int64) (int64, error) {
 		c.meter.Unreserve(int(n - k))
 	}
 	c.n += k
+	c.fileN += k
 	return k, err
 }
 

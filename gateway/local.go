@@ -19,10 +19,11 @@ import (
 // The local fast path. A CDN edge serves most requests from its cache, so
 // the common case deserves the shortest path: a plain GET or HEAD of
 // /ipfs/{cid} for a UnixFS file whose every block is on this box is served
-// straight from the store with net/http's ServeContent, with the headers
-// boxo's path gateway sends for the same request (ETag, Cache-Control,
-// X-Ipfs-Roots, X-Ipfs-Path, Content-Type by sniffing; the CORS headers
-// are the gateway's, on every response). Anything else (paths inside a
+// straight from the store with net/http's ServeContent (leaves that lie in
+// files on disk go file to socket with sendfile, see FileExtents), with
+// the headers boxo's path gateway sends for the same request (ETag,
+// Cache-Control, X-Ipfs-Roots, X-Ipfs-Path, Content-Type by sniffing; the
+// CORS headers are the gateway's, on every response). Anything else (paths inside a
 // DAG, directories, trustless formats, several ranges, query parameters, a
 // DAG not wholly local) takes boxo's handler.
 
