@@ -48,9 +48,10 @@
 //   - Section, which hands out where a block's bytes lie so that a caller
 //     can send them file to socket with sendfile (the gateway's local fast
 //     path), checks a record the first time it locates it in a process and
-//     remembers that (up to 256 Ki records, forgetting them all when full,
-//     so forgetting costs a read, never a check); a damaged record fails it
-//     with ErrCorrupt. Bytes sendfile copies never reach user space, so they
+//     remembers the block's place (up to 64 Ki blocks, forgetting them all
+//     when full, so forgetting costs a read, never a check; deleting or
+//     moving a block forgets it); a damaged record fails it with
+//     ErrCorrupt. Bytes sendfile copies never reach user space, so they
 //     cannot be checked on their way; a record never changes once written
 //     (packs are append-only, compaction writes a new record elsewhere), so
 //     one check covers what was written. What it cannot see is the disk

@@ -100,8 +100,6 @@ type packs struct {
 
 	rmu   sync.RWMutex
 	files map[uint32]*os.File // every pack, for reading
-
-	checked checkedSet // records Section checked (section.go)
 }
 
 func openPacks(dir string, maxSize int64) (*packs, error) {
@@ -305,7 +303,6 @@ func (p *packs) remove(id uint32) error {
 	f := p.files[id]
 	delete(p.files, id)
 	p.rmu.Unlock()
-	p.checked.forget(id)
 	if f != nil {
 		_ = f.Close()
 	}
@@ -458,6 +455,7 @@ func (s *Store) movePacked(e packEntry) error {
 	err = s.db.Update(func(txn *badger.Txn) error {
 		return txn.SetEntry(badger.NewEntry(dk, ptr.encode()).WithMeta(metaPacked))
 	})
+	s.sections.remove(e.key)
 	return wrapIOErrNil("compact pack", err)
 }
 

@@ -44,6 +44,14 @@ func (s *Store) Section(ctx context.Context, c cid.Cid) (Section, error) {
 	}
 	defer s.mu.RUnlock()
 	h := []byte(c.Hash())
+	if ptr, ok := s.sections.get(h); ok {
+		return ptr.section(), nil
+	}
+	// Under the block's stripe lock, so a delete or a compaction (which
+	// forget the block under it) never races a stale pointer back in.
+	mu := s.stripe(h)
+	mu.Lock()
+	defer mu.Unlock()
 	var ptr pointer
 	err := s.db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get(makeKey(prefixData, h))
@@ -66,16 +74,18 @@ func (s *Store) Section(ctx context.Context, c cid.Cid) (Section, error) {
 	case err != nil:
 		return Section{}, wrapIOErr(fmt.Sprintf("locate %s", c), err)
 	}
-	if !s.packs.checked.has(ptr) {
-		bp := readBufs.Get().(*[]byte)
-		_, err := s.packs.read(ptr, h, (*bp)[:0])
-		readBufs.Put(bp)
-		if err != nil {
-			return Section{}, fmt.Errorf("store: locate %s: %w", c, err)
-		}
-		s.packs.checked.add(ptr)
+	bp := readBufs.Get().(*[]byte)
+	_, err = s.packs.read(ptr, h, (*bp)[:0])
+	readBufs.Put(bp)
+	if err != nil {
+		return Section{}, fmt.Errorf("store: locate %s: %w", c, err)
 	}
-	return Section{Pack: ptr.pack, Off: ptr.off + recordHeader + int64(ptr.keyLen), Len: int64(ptr.length)}, nil
+	s.sections.add(h, ptr)
+	return ptr.section(), nil
+}
+
+func (p pointer) section() Section {
+	return Section{Pack: p.pack, Off: p.off + recordHeader + int64(p.keyLen), Len: int64(p.length)}
 }
 
 // OpenPack opens pack id for reading with a file offset of its own (Linux's
@@ -95,45 +105,42 @@ func (s *Store) OpenPack(id uint32) (*os.File, error) {
 	return f, nil
 }
 
-// maxChecked bounds the records Section remembers as checked (a pointer,
-// some 60 bytes with the map's share): 256 Ki records, 64 GiB of 256 KiB
-// leaves. When full it forgets them all, and each is checked again at its
-// next Section: forgetting costs a read, never a check.
-const maxChecked = 1 << 18
+// maxSections bounds the blocks Section remembers (a multihash and a
+// pointer, some 100 bytes with the map's share): 64 Ki blocks, 16 GiB of
+// 256 KiB leaves. When full it forgets them all, and each is looked up and
+// checked again at its next Section: forgetting costs a read, never a
+// check.
+const maxSections = 1 << 16
 
-// checkedSet is the records whose key and CRC-32C were checked since Open.
-// A record never changes once written (packs are append-only and
-// compaction writes a new record at a new place), so one check covers
-// every later Section of it.
-type checkedSet struct {
+// sectionCache is the blocks Section located and checked (key and
+// CRC-32C) since Open, so that a hot file's next request reads neither
+// badger nor its bytes. A record never changes once written (packs are
+// append-only, compaction writes a new record elsewhere), so one check
+// covers every later Section of it; an entry is added and removed under
+// the block's stripe lock, by Section, DeleteBlock and compaction.
+type sectionCache struct {
 	mu sync.Mutex
-	m  map[pointer]struct{}
+	m  map[string]pointer
 }
 
-func (c *checkedSet) has(p pointer) bool {
+func (c *sectionCache) get(h []byte) (pointer, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	_, ok := c.m[p]
-	return ok
+	p, ok := c.m[string(h)]
+	return p, ok
 }
 
-func (c *checkedSet) add(p pointer) {
+func (c *sectionCache) add(h []byte, p pointer) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.m == nil || len(c.m) >= maxChecked {
-		c.m = make(map[pointer]struct{})
+	if c.m == nil || len(c.m) >= maxSections {
+		c.m = make(map[string]pointer)
 	}
-	c.m[p] = struct{}{}
+	c.m[string(h)] = p
 }
 
-// forget drops the records of a removed pack: a later pack never reuses its
-// number while the store is open, but the set stays exact anyway.
-func (c *checkedSet) forget(pack uint32) {
+func (c *sectionCache) remove(h []byte) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	for p := range c.m {
-		if p.pack == pack {
-			delete(c.m, p)
-		}
-	}
+	delete(c.m, string(h))
+	c.mu.Unlock()
 }

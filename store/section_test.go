@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	blocks "github.com/ipfs/go-block-format"
 	ipld "github.com/ipfs/go-ipld-format"
 )
 
@@ -40,6 +41,14 @@ func TestSectionReadsTheBlock(t *testing.T) {
 	got := make([]byte, sec.Len)
 	if _, err := io.ReadFull(f, got); err != nil || !bytes.Equal(got, big.RawData()) {
 		t.Fatalf("the section's bytes differ from the block's (%v)", err)
+	}
+	// A deleted block has no Section any more, though its bytes are
+	// still in the pack.
+	if err := s.DeleteBlock(ctx, big.Cid()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Section(ctx, big.Cid()); !ipld.IsNotFound(err) {
+		t.Fatalf("Section of a deleted block: %v", err)
 	}
 	if _, err := s.Section(ctx, tiny.Cid()); !errors.Is(err, ErrNotPacked) {
 		t.Fatalf("Section of an inline block: %v", err)
@@ -105,5 +114,48 @@ func TestSectionChecksOncePerProcess(t *testing.T) {
 	s = openT(t, dir)
 	if _, err := s.Section(ctx, b.Cid()); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("Section of the damaged record after a reopen: %v", err)
+	}
+}
+
+// Compaction moves blocks: a Section located before it is forgotten, and
+// the next one names the block's new place.
+func TestSectionAfterCompaction(t *testing.T) {
+	ctx := context.Background()
+	s := openT(t, t.TempDir(), withPackSize(1<<20))
+	rng := newRNG(23)
+	var bs []blocks.Block
+	for range 16 {
+		b := randBlock(t, rng, 128<<10)
+		mustPut(t, s, b)
+		bs = append(bs, b)
+		if _, err := s.Section(ctx, b.Cid()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, b := range bs {
+		if i%4 != 0 {
+			if err := s.DeleteBlock(ctx, b.Cid()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := s.CollectGarbage(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < len(bs); i += 4 {
+		sec, err := s.Section(ctx, bs[i].Cid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := s.OpenPack(sec.Pack)
+		if err != nil {
+			t.Fatalf("block %d: %v", i, err)
+		}
+		got := make([]byte, sec.Len)
+		_, err = f.ReadAt(got, sec.Off)
+		f.Close()
+		if err != nil || !bytes.Equal(got, bs[i].RawData()) {
+			t.Fatalf("block %d after compaction: %v", i, err)
+		}
 	}
 }
