@@ -23,9 +23,9 @@ import (
 // files on disk go file to socket with sendfile, see FileExtents), with
 // the headers boxo's path gateway sends for the same request (ETag,
 // Cache-Control, X-Ipfs-Roots, X-Ipfs-Path, Content-Type by sniffing; the
-// CORS headers are the gateway's, on every response). Anything else (paths inside a
-// DAG, directories, trustless formats, several ranges, query parameters, a
-// DAG not wholly local) takes boxo's handler.
+// CORS headers are the gateway's, on every response). Anything else
+// (paths inside a DAG, directories, trustless formats, several ranges,
+// query parameters, a DAG not wholly local) takes boxo's handler.
 
 // ErrNotLocal says a root cannot take the local fast path.
 var ErrNotLocal = errors.New("gateway: not a wholly local UnixFS file")
@@ -306,7 +306,9 @@ func (k keepValidators) ReadFrom(r io.Reader) (int64, error) {
 			}
 			w, err := fs.sendFile(f, m)
 			if errors.Is(err, errNoSendFile) {
-				return k.copyFrom(r) // nothing sent: the writer cannot
+				// Nothing sent: the writer cannot take a file.
+				w, err := k.copyFrom(r)
+				return n + w, err
 			}
 			n += w
 			lr.N -= w
