@@ -222,3 +222,23 @@ func TestLocalFileFromDiskMetered(t *testing.T) {
 		t.Errorf("%d local files left open", fb.disk.open_.Load())
 	}
 }
+
+// A writer that cannot take a file (a recorder here, HTTP/2 in the field)
+// gets the runs on disk copied, also after a run from memory.
+func TestLocalFileFromDiskNoSendFile(t *testing.T) {
+	gw, fb, _ := newFake(t, Config{})
+	size := 5 * diskLeaf
+	root, data := localRawFile(t, fb, size)
+	fb.disk = newDiskFiles(t, fb.local)
+	from := 2*diskLeaf + 10 // in leaf 2, read from memory; leaf 3 is on disk
+	rec := get(t, gw, "GET", "/ipfs/"+root.String(), "Range", fmt.Sprintf("bytes=%d-", from))
+	if rec.Code != 206 || !bytes.Equal(rec.Body.Bytes(), data[from:]) {
+		t.Fatalf("%d with %d bytes, want 206 with %d", rec.Code, rec.Body.Len(), size-from)
+	}
+	if got := testutil.ToFloat64(gw.bytes); got != float64(size-from) {
+		t.Errorf("the gateway counted %v body bytes, sent %d", got, size-from)
+	}
+	if got := testutil.ToFloat64(gw.fileBytes); got != 0 {
+		t.Errorf("%v bytes counted as sent from a file through a recorder", got)
+	}
+}
