@@ -49,15 +49,18 @@ func TestSlowReaderIsCut(t *testing.T) {
 	for i := range big {
 		big[i] = byte(i * 7)
 	}
-	for _, fast := range []bool{true, false} {
-		t.Run(fmt.Sprintf("fast path %v", fast), func(t *testing.T) {
+	for _, path := range []string{"fast from memory", "fast from disk", "boxo"} {
+		t.Run(path, func(t *testing.T) {
 			gw, fb, small := newFake(t, Config{WriteTimeout: 300 * time.Millisecond, MinSendRate: -1,
-				MaxConcurrentFetches: 1, NoLocalFastPath: !fast})
+				MaxConcurrentFetches: 1, NoLocalFastPath: path == "boxo"})
 			blk, _ := blocks.NewBlockWithCid(big, cid.NewCidV1(cid.Raw, blocks.NewBlock(big).Cid().Hash()))
 			if err := fb.bs.AddBlock(context.Background(), blk); err != nil {
 				t.Fatal(err)
 			}
 			fb.local = map[cid.Cid][]byte{blk.Cid(): big}
+			if path == "fast from disk" {
+				fb.disk = newDiskFiles(t, fb.local)
+			}
 			// The server reports each connection it closes.
 			srv := httptest.NewUnstartedServer(gw)
 			closed := make(chan string, 16)

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"io"
 	"net/http"
 	"os"
 	"time"
@@ -96,3 +97,33 @@ func (d *deadlineWriter) check(err error) {
 
 // Unwrap lets http.ResponseController reach the connection.
 func (d *deadlineWriter) Unwrap() http.ResponseWriter { return d.ResponseWriter }
+
+// fileSender sends n bytes of a file from its offset to the client with
+// sendfile, through the same rules as Write. It fails with errNoSendFile,
+// having sent nothing, when the writer beneath cannot take a file (a
+// recorder, HTTP/2).
+type fileSender interface {
+	sendFile(f *os.File, n int64) (int64, error)
+}
+
+var errNoSendFile = errors.New("gateway: the response writer cannot send a file")
+
+// sendFile hands the file to net/http's response, whose ReadFrom sends it
+// with sendfile on a TCP connection (and copies it on any other), under
+// the deadline for n more bytes.
+func (d *deadlineWriter) sendFile(f *os.File, n int64) (int64, error) {
+	rf, ok := d.ResponseWriter.(io.ReaderFrom)
+	if !ok {
+		return 0, errNoSendFile
+	}
+	start := d.now()
+	d.arm(start, int(n))
+	k, err := rf.ReadFrom(&io.LimitedReader{R: f, N: n})
+	d.blocked += d.now().Sub(start)
+	d.sent += k
+	d.check(err)
+	if err == nil && k < n {
+		err = io.ErrUnexpectedEOF // the file is shorter than its record said
+	}
+	return k, err
+}

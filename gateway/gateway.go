@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -300,6 +301,7 @@ type Gateway struct {
 	responses     *prometheus.CounterVec
 	bytes         prometheus.Counter
 	local         prometheus.Counter
+	fileBytes     prometheus.Counter
 	refused       *prometheus.CounterVec // by reason: rate, client_cap, slots
 	writeTimeouts prometheus.Counter
 }
@@ -371,6 +373,8 @@ func New(cfg Config, backend Backend) (*Gateway, error) {
 			Name: "ore_gateway_sent_bytes_total", Help: "Body bytes the gateway sent."}),
 		local: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ore_gateway_local_responses_total", Help: "Responses served on the local fast path (a wholly local UnixFS file)."}),
+		fileBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ore_gateway_local_file_bytes_total", Help: "Body bytes of the local fast path sent from files on disk (sendfile on a TCP connection)."}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ore_gateway_refused_total", Help: "Requests refused before being served: rate (429), client_cap (429), slots (503), budget (503)."}, []string{"reason"}),
 		writeTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
@@ -388,7 +392,7 @@ func New(cfg Config, backend Backend) (*Gateway, error) {
 	heatRoots := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ore_gateway_heat_roots",
 		Help: fmt.Sprintf("Roots in the gateway's request heat counter (at most %d).", maxHeatRoots)},
 		func() float64 { return float64(g.heat.Len()) })
-	for _, c := range []prometheus.Collector{g.responses, g.bytes, g.local, g.refused, g.writeTimeouts, slotsInUse, entries, heatRoots} {
+	for _, c := range []prometheus.Collector{g.responses, g.bytes, g.local, g.fileBytes, g.refused, g.writeTimeouts, slotsInUse, entries, heatRoots} {
 		if err := cfg.Registry.Register(c); err != nil {
 			return nil, fmt.Errorf("gateway: register metrics: %w", err)
 		}
@@ -467,6 +471,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	g.responses.WithLabelValues(fmt.Sprint(cw.code)).Inc()
 	g.bytes.Add(float64(cw.n))
+	g.fileBytes.Add(float64(cw.fileN))
 }
 
 // fail writes an error the client can read.
@@ -615,9 +620,15 @@ func (g *Gateway) serveContent(w http.ResponseWriter, r *http.Request) {
 	cw := w.(*countingWriter)
 	start := cw.n
 	if lf, ok := g.backend.(LocalFiles); ok && !g.cfg.NoLocalFastPath && !identity && localEligible(r, rest) {
-		if f, err := lf.OpenLocal(r.Context(), root); err == nil && g.serveLocal(w, r, root, f) {
-			g.heat.Record(root, cw.n-start, time.Now())
-			return
+		if f, err := lf.OpenLocal(r.Context(), root); err == nil {
+			served := g.serveLocal(w, r, root, f)
+			if c, ok := f.(io.Closer); ok {
+				_ = c.Close()
+			}
+			if served {
+				g.heat.Record(root, cw.n-start, time.Now())
+				return
+			}
 		}
 	}
 	r = r.WithContext(withRequest(r.Context()))
@@ -731,6 +742,7 @@ type countingWriter struct {
 	http.ResponseWriter
 	code      int
 	n         int64
+	fileN     int64 // of n, sent from a file (sendFile)
 	meter     Meter // nil: none
 	unmetered bool  // the response is the budget's own refusal
 }
@@ -755,6 +767,28 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 		c.meter.Unreserve(len(p) - k)
 	}
 	c.n += int64(k)
+	return k, err
+}
+
+// sendFile is Write's metering and counting around a fileSender beneath.
+func (c *countingWriter) sendFile(f *os.File, n int64) (int64, error) {
+	fs, ok := c.ResponseWriter.(fileSender)
+	if !ok {
+		return 0, errNoSendFile
+	}
+	if c.code == 0 {
+		c.code = http.StatusOK
+	}
+	metered := c.meter != nil && !c.unmetered && n > 0
+	if metered && !c.meter.Reserve(int(n)) {
+		return 0, ErrBudget
+	}
+	k, err := fs.sendFile(f, n)
+	if metered && k < n {
+		c.meter.Unreserve(int(n - k))
+	}
+	c.n += k
+	c.fileN += k
 	return k, err
 }
 

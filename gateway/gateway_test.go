@@ -31,6 +31,7 @@ type fakeBackend struct {
 	bs     blockservice.BlockService
 	locate func(ctx context.Context, root cid.Cid) error
 	local  map[cid.Cid][]byte
+	disk   *diskFiles // nil: local files are read from memory
 	mu     sync.Mutex
 	done   []cid.Cid
 }
@@ -39,6 +40,9 @@ func (f *fakeBackend) OpenLocal(_ context.Context, root cid.Cid) (LocalFile, err
 	b, ok := f.local[root]
 	if !ok {
 		return nil, ErrNotLocal
+	}
+	if f.disk != nil {
+		return f.disk.open(root)
 	}
 	return bytes.NewReader(b), nil
 }

@@ -3,8 +3,10 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,12 +19,13 @@ import (
 // The local fast path. A CDN edge serves most requests from its cache, so
 // the common case deserves the shortest path: a plain GET or HEAD of
 // /ipfs/{cid} for a UnixFS file whose every block is on this box is served
-// straight from the store with net/http's ServeContent, with the headers
-// boxo's path gateway sends for the same request (ETag, Cache-Control,
-// X-Ipfs-Roots, X-Ipfs-Path, Content-Type by sniffing; the CORS headers
-// are the gateway's, on every response). Anything else (paths inside a
-// DAG, directories, trustless formats, several ranges, query parameters, a
-// DAG not wholly local) takes boxo's handler.
+// straight from the store with net/http's ServeContent (leaves that lie in
+// files on disk go file to socket with sendfile, see FileExtents), with
+// the headers boxo's path gateway sends for the same request (ETag,
+// Cache-Control, X-Ipfs-Roots, X-Ipfs-Path, Content-Type by sniffing; the
+// CORS headers are the gateway's, on every response). Anything else
+// (paths inside a DAG, directories, trustless formats, several ranges,
+// query parameters, a DAG not wholly local) takes boxo's handler.
 
 // ErrNotLocal says a root cannot take the local fast path.
 var ErrNotLocal = errors.New("gateway: not a wholly local UnixFS file")
@@ -35,10 +38,26 @@ type LocalFiles interface {
 	OpenLocal(ctx context.Context, root cid.Cid) (LocalFile, error)
 }
 
-// LocalFile is a wholly local file: a seekable reader of Size bytes.
+// LocalFile is a wholly local file: a seekable reader of Size bytes. The
+// gateway closes it after the response when it is an io.Closer.
 type LocalFile interface {
 	io.ReadSeeker
 	Size() int64
+}
+
+// FileExtents is implemented by a LocalFile whose bytes lie in files on
+// disk: the fast path sends those with sendfile, file to socket, where
+// http.FileServer's advantage lies (a Go handler that copies in user
+// space keeps its core busy until the socket buffer fills, and on a busy
+// machine the client waits its turn for a core; sendfile blocks in the
+// kernel at once). The backend answers for the bytes' integrity (package
+// store's rule for its pack files).
+type FileExtents interface {
+	// Extent says where the file's bytes from off on lie: n bytes (n ≥
+	// 1, to the end of a leaf at most) at offset at in file, which the
+	// caller may seek but does not close. ok false: those n bytes are not
+	// in a file (or cannot be sent from one): read them.
+	Extent(off int64) (file *os.File, at, n int64, ok bool)
 }
 
 // sniffLen is what boxo gives mimetype to detect a content type.
@@ -253,9 +272,70 @@ const (
 
 var localCopyBufs = sync.Pool{New: func() any { b := make([]byte, localCopyBuf); return &b }}
 
-// ReadFrom copies the body ServeContent sends (a local file: every read
-// is from memory) in writes of up to localCopyBuf bytes.
+// ReadFrom sends the body ServeContent sends (io.CopyN of the local
+// file): the runs that lie in files with sendfile (FileExtents) when the
+// connection takes it, the rest copied in writes of up to localCopyBuf
+// bytes. Both go through the gateway's meter and write deadline.
 func (k keepValidators) ReadFrom(r io.Reader) (int64, error) {
+	lr, ok := r.(*io.LimitedReader)
+	if !ok {
+		return k.copyFrom(r)
+	}
+	src, ok := lr.R.(interface {
+		FileExtents
+		io.ReadSeeker
+	})
+	fs, ok2 := k.ResponseWriter.(fileSender)
+	if !ok || !ok2 {
+		return k.copyFrom(r)
+	}
+	var n int64
+	for lr.N > 0 {
+		off, err := src.Seek(0, io.SeekCurrent)
+		if err != nil {
+			return n, err
+		}
+		f, at, m, inFile := src.Extent(off)
+		m = min(m, lr.N)
+		if m <= 0 {
+			return n, fmt.Errorf("gateway: the local file has no bytes at %d", off)
+		}
+		if inFile {
+			if _, err := f.Seek(at, io.SeekStart); err != nil {
+				return n, err
+			}
+			w, err := fs.sendFile(f, m)
+			if errors.Is(err, errNoSendFile) {
+				// Nothing sent: the writer cannot take a file.
+				w, err := k.copyFrom(r)
+				return n + w, err
+			}
+			n += w
+			lr.N -= w
+			if _, serr := src.Seek(w, io.SeekCurrent); err == nil {
+				err = serr
+			}
+			if err != nil {
+				return n, err
+			}
+			continue
+		}
+		w, err := k.copyFrom(&io.LimitedReader{R: src, N: m})
+		n += w
+		lr.N -= w
+		if err != nil {
+			return n, err
+		}
+		if w < m {
+			return n, io.ErrUnexpectedEOF
+		}
+	}
+	return n, nil
+}
+
+// copyFrom copies r to the client in writes of up to localCopyBuf bytes,
+// the first localCopyFirst.
+func (k keepValidators) copyFrom(r io.Reader) (int64, error) {
 	bp := localCopyBufs.Get().(*[]byte)
 	defer localCopyBufs.Put(bp)
 	buf := (*bp)[:localCopyFirst]

@@ -511,6 +511,10 @@ func TestGatewayLocalFastPathMatchesBoxo(t *testing.T) {
 	if want, got := len(local)-3*len(roots), metricValue(t, gwNode, "ore_gateway_local_responses_total")-before; got != want {
 		t.Errorf("the fast path answered %d requests, want %d", got, want)
 	}
+	// The leaves in the store's pack files went file to socket.
+	if got := metricValue(t, gwNode, "ore_gateway_local_file_bytes_total"); got < len(huge) {
+		t.Errorf("the fast path sent %d bytes from the store's files, less than one whole huge.bin", got)
+	}
 	gw, err := nw.Restart(ctx, 2, node.WithRole(node.RoleGateway), node.WithGatewayListen("127.0.0.1:0"),
 		node.WithGateway(gateway.Config{NoLocalFastPath: true}))
 	if err != nil {

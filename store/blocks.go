@@ -404,6 +404,7 @@ func (s *Store) DeleteBlock(ctx context.Context, c cid.Cid) error {
 		return txn.Delete(makeKey(prefixData, h))
 	})
 	s.sizes.remove(h)
+	s.sections.remove(h)
 	if err != nil {
 		return wrapIOErr(fmt.Sprintf("delete %s", c), err)
 	}

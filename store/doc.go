@@ -33,11 +33,35 @@
 //
 // Block bytes of 1 KiB and more live in append-only pack files under
 // packs/ (256 MiB each, 64 MiB with the small profile), written with
-// pwrite and read with pread, each record checked by CRC-32C and key on
-// every read. They are never memory-mapped: the resident memory of a box
+// pwrite and read with pread, each record checked by CRC-32C and key as
+// the integrity rule below says. They are never memory-mapped: the resident memory of a box
 // serving or fetching gigabytes stays that of its heap. Each Open starts a
 // new pack; CollectGarbage removes packs with no live block and compacts
 // those less than half live.
+//
+// # Integrity
+//
+// The one rule for block bytes read from pack files, and its reason:
+//
+//   - Get, View (and so bitswap and every reader of blocks) check a
+//     record's key and CRC-32C on every read.
+//   - Section, which hands out where a block's bytes lie so that a caller
+//     can send them file to socket with sendfile (the gateway's local fast
+//     path), checks a record the first time it locates it in a process and
+//     remembers the block's place (up to 64 Ki blocks, forgetting them all
+//     when full, so forgetting costs a read, never a check; deleting or
+//     moving a block forgets it); a damaged record fails it with
+//     ErrCorrupt. Bytes sendfile copies never reach user space, so they
+//     cannot be checked on their way; a record never changes once written
+//     (packs are append-only, compaction writes a new record elsewhere), so
+//     one check covers what was written. What it cannot see is the disk
+//     decaying under a running process after the check: such a record is
+//     served as it lies until the process restarts (or the set is
+//     forgotten), where Get would fail. The page cache holds most such
+//     records as they were checked, a disk's own error correction turns
+//     most decay into a read error rather than other bytes, and a client
+//     that must not trust the gateway asks for the trustless formats
+//     (blocks and CARs), which go through Get.
 //
 // # Invariants
 //

@@ -455,6 +455,7 @@ func (s *Store) movePacked(e packEntry) error {
 	err = s.db.Update(func(txn *badger.Txn) error {
 		return txn.SetEntry(badger.NewEntry(dk, ptr.encode()).WithMeta(metaPacked))
 	})
+	s.sections.remove(e.key)
 	return wrapIOErrNil("compact pack", err)
 }
 

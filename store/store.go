@@ -62,7 +62,8 @@ type Store struct {
 	quota      int64
 	used       atomic.Int64
 	syncWrites bool
-	sizes      sizeCache // sizes of blocks known to be present
+	sizes      sizeCache    // sizes of blocks known to be present
+	sections   sectionCache // blocks Section located and checked
 
 	stripes [numStripes]sync.Mutex
 
