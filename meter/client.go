@@ -200,9 +200,10 @@ func (c *Client) Received(from peer.ID, b blocks.Block) {
 
 // receiptBlocks is the most blocks a client receives from a server
 // between two receipts of a delivery, whatever their bytes: a server
-// keeps at most MaxSentPerClient unclaimed blocks of a client, and a
-// receipt that claims blocks it dropped is refused.
-const receiptBlocks = MaxSentPerClient / 4
+// keeps at most MaxSentPerClient unclaimed blocks of a client (those in
+// flight too), and a receipt that claims blocks it dropped is refused.
+// 1,024: what ReceiptEvery held a fetch of 1 KiB blocks to.
+const receiptBlocks = MaxSentPerClient / 8
 
 // receiptInterval is how many bytes a client receives from a server
 // between two receipts of a delivery whose receipts paid acked bytes:
