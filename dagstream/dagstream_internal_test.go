@@ -5,11 +5,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"testing"
 	"time"
 
 	"github.com/ipfs/boxo/blockservice"
+	"github.com/ipfs/boxo/blockstore"
 	"github.com/ipfs/boxo/ipld/merkledag"
 	uio "github.com/ipfs/boxo/ipld/unixfs/io"
 	blocks "github.com/ipfs/go-block-format"
@@ -19,6 +21,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/orecdn/ore/bitswap"
+	"github.com/orecdn/ore/store"
 )
 
 // serve starts a server on h with bs's blocks.
@@ -66,9 +69,23 @@ func TestWholeDAGInWalkOrder(t *testing.T) {
 // Leaves of directWrite bytes and more leave the server straight, not
 // through its buffer, between inner nodes and a short last leaf that go
 // through it: the client still gets every block, in walk order.
+//
+// Over ore's store (a BlockReader: each block read into the stream's one
+// buffer, after its frame header's room) as over a plain blockstore.
 func TestLargeAndSmallBlocksInterleaved(t *testing.T) {
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	for _, bs := range []blockstore.Blockstore{newStore(), st} {
+		_, reads := bs.(BlockReader)
+		t.Run(fmt.Sprintf("reader=%v", reads), func(t *testing.T) { largeAndSmall(t, bs) })
+	}
+}
+
+func largeAndSmall(t *testing.T, bs blockstore.Blockstore) {
 	cl, sv := pair(t)
-	bs := newStore()
 	_, root := testFileChunked(t, bs, 3<<20+5000, 11, directWrite+4096, 4)
 	srv, err := NewServer(bs, always)
 	if err != nil {

@@ -29,7 +29,8 @@ type Client struct {
 	store     Store
 	transport Transport
 	log       *slog.Logger
-	every     int64
+	every     int64 // the first receipt interval (see receiptInterval)
+	maxWindow int64 // MaxCreditWindow: bounds receiptInterval
 	goFn      func(func(context.Context))
 
 	signed prometheus.Counter
@@ -55,19 +56,21 @@ type wantEntry struct {
 // delivery is what the client received from one server for one root in
 // one epoch.
 type delivery struct {
-	server  peer.ID
-	root    cid.Cid
-	epoch   uint64
-	bytes   uint64
-	blocks  uint64
-	digest  [32]byte
-	seq     uint64
-	unsent  int64
-	acked   uint64   // bytes covered by the last countersigned receipt
-	tried   uint64   // bytes covered by the last receipt whose exchange ended, countersigned or not
-	final   bool     // the fetch ended: send every change at once
-	failing bool     // the server refused: stop asking
-	ticket  [32]byte // the ticket its receipts are paid under (zero: none)
+	server peer.ID
+	root   cid.Cid
+	epoch  uint64
+	bytes  uint64
+	blocks uint64
+	digest [32]byte
+	seq    uint64
+	unsent int64 // bytes received since the last receipt was queued
+	// unsentBlocks: blocks received since the last receipt was queued.
+	unsentBlocks int64
+	acked        uint64   // bytes covered by the last countersigned receipt
+	tried        uint64   // bytes covered by the last receipt whose exchange ended, countersigned or not
+	final        bool     // the fetch ended: send every change at once
+	failing      bool     // the server refused: stop asking
+	ticket       [32]byte // the ticket its receipts are paid under (zero: none)
 }
 
 type sender struct {
@@ -91,7 +94,7 @@ func NewClient(cfg Config) (*Client, error) {
 	}
 	c := &Client{
 		params: cfg.Params, key: cfg.Key, self: self, store: cfg.Store, transport: cfg.Transport, log: cfg.Logger,
-		every: cfg.ReceiptEvery, goFn: cfg.Go, now: cfg.Clock,
+		every: cfg.ReceiptEvery, maxWindow: cfg.MaxCreditWindow, goFn: cfg.Go, now: cfg.Clock,
 		wanted: make(map[cid.Cid]wantEntry), deliveries: make(map[pod.Key]*delivery), senders: make(map[peer.ID]*sender),
 		finalRoots: make(map[string]uint64), tickets: make(map[string]usedTicket), settled: make(chan struct{}), flushWait: FlushTimeout,
 		signed: prometheus.NewCounter(prometheus.CounterOpts{
@@ -189,9 +192,32 @@ func (c *Client) Received(from peer.ID, b blocks.Block) {
 	d.blocks++
 	d.digest = pod.Chain(d.digest, b.Cid())
 	d.unsent += size
-	if d.unsent >= c.every || d.final {
+	d.unsentBlocks++
+	if d.unsent >= receiptInterval(c.every, c.maxWindow, d.acked) || d.unsentBlocks >= receiptBlocks || d.final {
 		c.markLocked(k, d)
 	}
+}
+
+// receiptBlocks is the most blocks a client receives from a server
+// between two receipts of a delivery, whatever their bytes: a server
+// keeps at most MaxSentPerClient unclaimed blocks of a client (those in
+// flight too), and a receipt that claims blocks it dropped is refused.
+// 1,024: what ReceiptEvery held a fetch of 1 KiB blocks to.
+const receiptBlocks = MaxSentPerClient / 8
+
+// receiptInterval is how many bytes a client receives from a server
+// between two receipts of a delivery whose receipts paid acked bytes:
+// every (ReceiptEvery) at first, then a quarter of the credit window that
+// payment grew at the server (windowFor, counting nothing for a first
+// window: the server's is at least what the client paid, up to
+// MaxCreditWindow). A receipt then leaves while three quarters of the
+// window are left for the bytes in flight, and a fast transfer sends one
+// receipt per 8 MiB, not per MiB: each costs both sides a stream, two
+// signatures, two verifications and a store write. The server's gate is
+// not changed by it: a client that stops paying is held back at its
+// window whatever its interval.
+func receiptInterval(every, maxWindow int64, acked uint64) int64 {
+	return max(every, windowFor(0, maxWindow, int64(min(acked, 1<<62)))/4)
 }
 
 // Tick (every TickEvery) sends the receipts of bytes received since the
@@ -226,7 +252,7 @@ func (c *Client) markLocked(k pod.Key, d *delivery) {
 	if d.failing {
 		return
 	}
-	d.unsent = 0
+	d.unsent, d.unsentBlocks = 0, 0
 	sd := c.senders[d.server]
 	if sd == nil {
 		sd = &sender{wake: make(chan struct{}, 1), quit: make(chan struct{}), dirty: make(map[pod.Key]bool)}

@@ -1,9 +1,11 @@
 package meter
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
+	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 
 	"github.com/orecdn/ore/internal/testkit"
@@ -189,5 +191,30 @@ func TestTicketNamedByNewDeliveries(t *testing.T) {
 	c.Received(s.self, b)
 	if d := c.delivery(s.self, b.Cid(), rg.epoch()); d == nil || d.ticket != ([32]byte{}) {
 		t.Fatalf("a delivery after the ticket expired names it: %+v", d)
+	}
+}
+
+// TestReceiptAfterReceiptBlocks: small blocks are receipted every
+// receiptBlocks blocks, whatever their bytes: the server keeps only
+// MaxSentPerClient unclaimed blocks of a client.
+func TestReceiptAfterReceiptBlocks(t *testing.T) {
+	rg := newRig(t)
+	c := rg.client()
+	server := testkit.NewParty(t).ID
+	bs := make([]blocks.Block, receiptBlocks)
+	cids := make([]cid.Cid, len(bs))
+	for i := range bs {
+		bs[i] = rawBlock(t, fmt.Appendf(nil, "small block %d", i))
+		cids[i] = bs[i].Cid()
+	}
+	c.Want(cids[0], cids)
+	for i, b := range bs {
+		if queued(c, server) {
+			t.Fatalf("a receipt was queued after %d blocks of %d bytes or fewer", i, len(b.RawData()))
+		}
+		c.Received(server, b)
+	}
+	if !queued(c, server) {
+		t.Fatalf("no receipt after %d blocks", len(bs))
 	}
 }

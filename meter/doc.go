@@ -13,7 +13,8 @@
 // under its root; Received (bitswap's BlockReceived hook) folds each
 // wanted block into a cumulative receipt per (server, root, epoch); the
 // receipt is signed and sent to its server after every ReceiptEvery
-// bytes, at every Tick, at an epoch change and at Flush/Finalize; the
+// bytes (more, up to a quarter of MaxCreditWindow, as the delivery's
+// receipts pay: receiptInterval), at every Tick, at an epoch change and at Flush/Finalize; the
 // countersigned copy is kept in the Store. UseTicket makes a root's
 // receipts name the ticket its fetch runs under.
 //

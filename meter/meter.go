@@ -26,7 +26,7 @@ const (
 	// buffers, the stream's flow-control window, socket buffers: on
 	// loopback TCP a 4 MiB window held the stream 12 % of the time).
 	DefaultMaxCreditWindow = 32 << 20
-	DefaultReceiptEvery    = 1 << 20 // bytes a client receives from a server between receipts
+	DefaultReceiptEvery    = 1 << 20 // bytes a client receives from a server between its first receipts (see receiptInterval)
 	// TickEvery is how often the caller runs Client.Tick and
 	// Server.AgeDebts. It bounds how long received bytes wait for their
 	// receipt: a server whose credit window holds blocks back for bytes a
@@ -92,7 +92,7 @@ type Config struct {
 
 	// Client side.
 	Transport    Transport
-	ReceiptEvery int64                           // bytes between receipts (0: DefaultReceiptEvery)
+	ReceiptEvery int64                           // bytes between the first receipts (0: DefaultReceiptEvery)
 	Go           func(func(ctx context.Context)) // runs a sender goroutine until the box closes
 
 	// Server side.

@@ -163,10 +163,19 @@ func (s *Server) Allow(p peer.ID, c cid.Cid, size int) bool {
 // by the round trip of its receipts: the bytes in flight between the gate
 // and its receipts (a bulk stream's buffers, the stream's flow-control
 // window) fit in its window. The entry, and its growth, is forgotten once
-// the client owes nothing at an AgeDebts round (or leaves for the grace):
-// a later fetch starts at CreditWindow again.
+// the client owes nothing at an AgeDebts round and asked for nothing
+// since the round before (or leaves for the grace): a later fetch starts
+// at CreditWindow again.
 func (s *Server) windowOf(d *debt) int64 {
-	return min(s.maxWindow, s.window+d.paid)
+	return windowFor(s.window, s.maxWindow, d.paid)
+}
+
+// windowFor is windowOf's rule on its inputs: first, the window of a
+// client that paid nothing, grown by paid, up to most. The client side
+// reads it too (receiptInterval), so that its receipts leave before the
+// window it is granted fills.
+func windowFor(first, most, paid int64) int64 {
+	return min(most, first+paid)
 }
 
 // Refund takes back what Allow counted against p for a block that did not
@@ -261,7 +270,8 @@ func (s *Server) DebtGrace() time.Duration {
 
 // AgeDebts (every TickEvery) forgives the debts of signing clients that no
 // receipt can pay any more, has bitswap send what the gate held back for
-// those clients, and forgets the clients gone for the debt grace.
+// those clients, and forgets the clients that owe nothing and asked for
+// nothing since the last round, and those gone for the debt grace.
 //
 // A held-back client sends no receipt until its blocks come, so nothing else
 // would release them: a receipt the server refused as too old (a client
@@ -280,14 +290,16 @@ func (s *Server) AgeDebts(context.Context) {
 			freed = append(freed, p)
 		}
 		s.ageSentLocked(d, e)
+		// Only a client idle since the last round is forgotten or looked
+		// up: one that asks is connected, and one that owes nothing
+		// between two receipts of a transfer keeps the window it grew
+		// (its receipts come further apart as it grows: receiptInterval).
+		if now.Sub(d.seen) < TickEvery {
+			continue
+		}
 		if d.bytes == 0 {
 			s.dropSentLocked(d, len(d.sent))
 			delete(s.debt, p)
-			continue
-		}
-		// Only a client idle since the last round is looked up: one that
-		// asks is connected.
-		if now.Sub(d.seen) < TickEvery {
 			continue
 		}
 		if s.peers != nil && s.peers.Connected(p) {

@@ -2,6 +2,7 @@ package meter
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/orecdn/ore/internal/testkit"
 	"github.com/orecdn/ore/pod"
@@ -225,8 +227,15 @@ func TestCreditWindowGrowsWithWhatTheClientPaid(t *testing.T) {
 			t.Fatal("a client that owes its whole window was served")
 		}
 	}
-	// Paid up and forgotten at an AgeDebts round: a fresh, small window.
+	// Paid up: kept at an AgeDebts round while it asks (its receipts come
+	// far apart once its window grew), forgotten at one after it idled
+	// for a round: a fresh, small window.
 	s.credit(p, most)
+	s.AgeDebts(rg.ctx)
+	if s.debtors() != 1 {
+		t.Fatal("a client that owes nothing was forgotten between two of its blocks")
+	}
+	rg.clock.Advance(TickEvery)
 	s.AgeDebts(rg.ctx)
 	if s.debtors() != 0 {
 		t.Fatal("a client that owes nothing was kept in the debt table")
@@ -352,5 +361,98 @@ func TestSentBlocksAreBounded(t *testing.T) {
 	s.mu.Unlock()
 	if pending != total || total > MaxSent {
 		t.Fatalf("%d unclaimed blocks kept (counted %d), the bound is %d", total, pending, MaxSent)
+	}
+}
+
+// TestReceiptIntervalGrowsAndTheWindowStillHolds: an honest client whose
+// receipts pay sends them further apart (receiptInterval) and is never
+// held back for it; once it stops receipting, the gate holds it back at
+// its credit window (windowOf), however far its interval had grown.
+func TestReceiptIntervalGrowsAndTheWindowStillHolds(t *testing.T) {
+	const (
+		block  = 256 << 10
+		leaves = 256 // 64 MiB
+	)
+	rg := newRig(t)
+	released := make(chan struct{}, 1)
+	s := rg.server(func(c *Config) {
+		c.Release = func(peer.ID) {
+			select {
+			case released <- struct{}{}:
+			default:
+			}
+		}
+	})
+	c := rg.client()
+	blks := make([]blocks.Block, leaves)
+	cids := make([]cid.Cid, 0, leaves+1)
+	for i := range blks {
+		data := make([]byte, block)
+		binary.BigEndian.PutUint64(data, uint64(i))
+		blks[i] = rawBlock(t, data)
+		cids = append(cids, blks[i].Cid())
+	}
+	root := putDAG(t, s, blks...)
+	c.Want(root.Cid(), append(cids, root.Cid()))
+	owed := func() (debt, window int64) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		d := s.debt[c.self]
+		return d.bytes, s.windowOf(d)
+	}
+	// send lets b through the gate, waiting (bounded) for receipts to pay
+	// while it holds: an honest client is held only until its receipts
+	// arrive.
+	send := func(b blocks.Block) {
+		deadline := time.After(10 * time.Second)
+		for !s.Allow(c.self, b.Cid(), len(b.RawData())) {
+			select {
+			case <-released:
+			case <-deadline:
+				debt, window := owed()
+				t.Fatalf("an honest client was held back for good: it owes %d of its window %d", debt, window)
+			}
+		}
+	}
+	signed := func() float64 { return testutil.ToFloat64(c.signed) }
+
+	for _, b := range append([]blocks.Block{root}, blks[:leaves/2]...) {
+		send(b)
+		c.Received(s.self, b)
+	}
+	rs := c.Flush(rg.ctx, root.Cid())
+	if len(rs) != 1 || rs[0].Bytes != uint64(len(root.RawData())+leaves/2*block) {
+		t.Fatalf("after half the file the client holds %v", rs)
+	}
+	// 32 MiB at one receipt per ReceiptEvery would take 32 receipts.
+	if n := signed(); n >= 24 {
+		t.Fatalf("the client signed %v receipts for 32 MiB: the interval did not grow", n)
+	}
+	if got := receiptInterval(DefaultReceiptEvery, DefaultMaxCreditWindow, rs[0].Bytes); got != DefaultMaxCreditWindow/4 {
+		t.Fatalf("after paying %d bytes the interval is %d, want a quarter of the most window, %d", rs[0].Bytes, got, DefaultMaxCreditWindow/4)
+	}
+
+	// The client stops receipting: the gate lets through no more than its
+	// window, then holds every block.
+	_, window := owed()
+	if window != DefaultMaxCreditWindow {
+		t.Fatalf("a client that paid %d bytes has a window of %d, want %d", rs[0].Bytes, window, DefaultMaxCreditWindow)
+	}
+	var free int64
+	for _, b := range blks[leaves/2:] {
+		if !s.Allow(c.self, b.Cid(), len(b.RawData())) {
+			break
+		}
+		free += block
+	}
+	if free != window {
+		t.Fatalf("a client that stopped receipting got %d bytes, want its window %d", free, window)
+	}
+	rg.clock.Advance(TickEvery)
+	s.AgeDebts(rg.ctx)
+	for i := 0; i < 3; i++ {
+		if s.Allow(c.self, blks[leaves-1].Cid(), block) {
+			t.Fatal("a client that owes its whole window was served")
+		}
 	}
 }

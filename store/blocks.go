@@ -218,7 +218,7 @@ func (s *Store) recount(bs []pendingBlock) {
 // ErrCorrupt.
 func (s *Store) Get(ctx context.Context, c cid.Cid) (blocks.Block, error) {
 	var data []byte
-	err := s.view(ctx, c, nil, func(v []byte, owned bool) error {
+	err := s.view(ctx, c, nil, func(v []byte, owned bool, _ int) error {
 		if owned {
 			data = v
 		} else {
@@ -237,16 +237,49 @@ func (s *Store) Get(ctx context.Context, c cid.Cid) (blocks.Block, error) {
 func (s *Store) View(ctx context.Context, c cid.Cid, fn func([]byte) error) error {
 	bp := readBufs.Get().(*[]byte)
 	defer readBufs.Put(bp)
-	return s.view(ctx, c, bp, func(v []byte, _ bool) error { return fn(v) })
+	return s.view(ctx, c, bp, func(v []byte, _ bool, _ int) error { return fn(v) })
 }
+
+// ReadBlock reads c's block into *buf (grown as needed, and kept there for
+// the next call) after room free bytes, and returns them: out[room:] is the
+// block, out[:room] is the caller's to write (a frame header sent with the
+// bytes in one write). out is valid until *buf is used again. A server
+// that sends block after block reads them all into one buffer, with no
+// allocation or copy a block: a packed block's bytes are read from the
+// pack straight where they are sent from (room must then be at most
+// ReadRoom).
+func (s *Store) ReadBlock(ctx context.Context, c cid.Cid, room int, buf *[]byte) ([]byte, error) {
+	if room < 0 || room > ReadRoom {
+		return nil, fmt.Errorf("store: read room %d is not in [0, %d]", room, ReadRoom)
+	}
+	var out []byte
+	err := s.view(ctx, c, buf, func(v []byte, _ bool, at int) error {
+		if at >= room {
+			out = (*buf)[at-room : at+len(v)] // a packed block: the record's header and key are the room
+			return nil
+		}
+		// An inline block, in badger's memory: copied after the room.
+		if cap(*buf) < room+len(v) {
+			*buf = make([]byte, 0, room+len(v))
+		}
+		out = append((*buf)[:room], v...)
+		return nil
+	})
+	return out, err
+}
+
+// ReadRoom is the most room ReadBlock leaves before a block: a record's
+// header (a packed block's bytes follow it and the block's key).
+const ReadRoom = recordHeader
 
 // readBufs are View's buffers for packed blocks.
 var readBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256<<10+128); return &b }}
 
 // view finds c's block: an inline one is handed to fn inside the badger
-// transaction (owned false); a packed one is read into *buf (nil: a new
-// buffer, then owned is true) after it.
-func (s *Store) view(ctx context.Context, c cid.Cid, buf *[]byte, fn func(v []byte, owned bool) error) error {
+// transaction (owned false, at -1); a packed one is read into *buf (nil: a
+// new buffer, then owned is true) after it, its record's header and key
+// first: at is where the block's bytes start in *buf (-1 with no buf).
+func (s *Store) view(ctx context.Context, c cid.Cid, buf *[]byte, fn func(v []byte, owned bool, at int) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -266,7 +299,7 @@ func (s *Store) view(ctx context.Context, c cid.Cid, buf *[]byte, fn func(v []by
 			return err
 		}
 		if item.UserMeta()&metaPacked == 0 {
-			return item.Value(func(v []byte) error { return fn(v, false) })
+			return item.Value(func(v []byte) error { return fn(v, false, -1) })
 		}
 		packed = true
 		return item.Value(func(v []byte) error {
@@ -294,7 +327,11 @@ func (s *Store) view(ctx context.Context, c cid.Cid, buf *[]byte, fn func(v []by
 	if err != nil {
 		return fmt.Errorf("store: get %s: %w", c, err)
 	}
-	return fn(data, buf == nil)
+	at := -1
+	if buf != nil {
+		at = int(ptr.recordSize()) - len(data)
+	}
+	return fn(data, buf == nil, at)
 }
 
 // GetSize returns the size of the block for c's multihash, or -1 and

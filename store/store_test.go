@@ -385,3 +385,44 @@ func TestOptions(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestReadBlock: ReadBlock hands back a block's bytes after the room asked
+// for, inline and packed, reusing the caller's buffer for a packed block
+// that fits, and refuses a room larger than ReadRoom.
+func TestReadBlock(t *testing.T) {
+	s := openT(t, t.TempDir())
+	rng := newRNG(7)
+	small, large, larger := randBlock(t, rng, 100), randBlock(t, rng, 64<<10), randBlock(t, rng, 256<<10)
+	for _, b := range []blocks.Block{small, large, larger} {
+		mustPut(t, s, b)
+	}
+	ctx := context.Background()
+	var buf []byte
+	for _, room := range []int{0, 3, ReadRoom} {
+		for _, b := range []blocks.Block{small, large, larger, large} {
+			out, err := s.ReadBlock(ctx, b.Cid(), room, &buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(out) != room+len(b.RawData()) || !bytes.Equal(out[room:], b.RawData()) {
+				t.Fatalf("room %d, block of %d bytes: read %d bytes, not the block after the room", room, len(b.RawData()), len(out))
+			}
+		}
+	}
+	// The buffer grew to the largest record and stays: the next read of a
+	// packed block lands in it.
+	kept := &buf[:1][0]
+	out, err := s.ReadBlock(ctx, larger.Cid(), 3, &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if &buf[:1][0] != kept || &out[0] != &buf[:cap(buf)][cap(buf)-cap(out)] {
+		t.Fatal("a packed block was read into a new buffer, not the one kept")
+	}
+	if _, err := s.ReadBlock(ctx, large.Cid(), ReadRoom+1, &buf); err == nil {
+		t.Fatal("a room larger than ReadRoom was accepted")
+	}
+	if _, err := s.ReadBlock(ctx, randBlock(t, rng, 10).Cid(), 0, &buf); !ipld.IsNotFound(err) {
+		t.Fatalf("a missing block: %v, want not found", err)
+	}
+}
