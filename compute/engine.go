@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/orecdn/ore/pod"
 )
@@ -43,6 +44,13 @@ type EngineConfig struct {
 	// Concurrency bounds the jobs this box runs at once, so jobs never
 	// take every core from delivery (default 1).
 	Concurrency int
+	// Memory bounds the linear memory the box's jobs may hold at once,
+	// counted at each function's limit (Limits.MemoryPages), since a job
+	// may grow to it: a job waits until its limit fits beside the jobs in
+	// flight, and a function whose limit is more than Memory is refused
+	// (ErrMemoryBudget) rather than run into the box's swap or its OOM
+	// killer (0: no bound beyond Concurrency functions' own limits).
+	Memory int64
 	// Timeout bounds a run's wall time, the box's own safety beside the
 	// work limit (default 5 minutes; a stopped run is not a verdict).
 	Timeout  time.Duration
@@ -57,6 +65,7 @@ type Engine struct {
 	cfg  EngineConfig
 	self peer.ID
 	sem  chan struct{}
+	mem  *semaphore.Weighted // nil: no memory budget
 
 	mu      sync.Mutex
 	flights map[[32]byte]*flight
@@ -121,12 +130,18 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Memory < 0 {
+		return nil, fmt.Errorf("compute: a memory budget of %d bytes", cfg.Memory)
+	}
 	e := &Engine{cfg: cfg, self: self, sem: make(chan struct{}, cfg.Concurrency),
 		flights: map[[32]byte]*flight{}, failed: failed,
 		jobs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ore_compute_jobs_total",
 			Help: "Jobs asked of this box by outcome: run, cached, limit (over a function's limit), function (it failed), error (the box could not run it)."}, []string{"outcome"}),
 		work:    prometheus.NewCounter(prometheus.CounterOpts{Name: "ore_compute_work_units_total", Help: "Work units of the jobs this box ran."}),
 		running: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ore_compute_running", Help: "Jobs running now."}),
+	}
+	if cfg.Memory > 0 {
+		e.mem = semaphore.NewWeighted(cfg.Memory)
 	}
 	if cfg.Registry != nil {
 		for _, c := range []prometheus.Collector{e.jobs, e.work, e.running} {
@@ -294,6 +309,16 @@ func (e *Engine) run(ctx context.Context, id [32]byte, fn, input cid.Cid, args [
 		return Outcome{}, err
 	}
 	defer f.Release()
+	if e.mem != nil {
+		need := int64(f.Limits.MemoryPages) * 65536
+		if need > e.cfg.Memory {
+			return Outcome{}, fmt.Errorf("%w: function %s may use %d MiB, this box lends %d MiB to jobs: run it on a bigger box", ErrMemoryBudget, fn, need>>20, e.cfg.Memory>>20)
+		}
+		if err := e.mem.Acquire(ctx, need); err != nil {
+			return Outcome{}, fmt.Errorf("compute: waiting for %d MiB of the box's job memory: %w", need>>20, err)
+		}
+		defer e.mem.Release(need)
+	}
 	in, err := e.cfg.Content.Open(ctx, input)
 	if err != nil {
 		return Outcome{}, fmt.Errorf("compute: input %s: %w", input, err)

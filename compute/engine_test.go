@@ -6,8 +6,10 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -155,5 +157,56 @@ func TestEngineFailures(t *testing.T) {
 	}
 	if _, err := e.Run(ctx, fn, input, []string{"a\x00"}, self); !errors.Is(err, pod.ErrBadJob) {
 		t.Fatalf("bad args: %v", err)
+	}
+}
+
+// A box lends its jobs a memory budget: a function whose memory limit is
+// over it is refused (the box's refusal, not a verdict on the function:
+// ErrMemoryBudget, not ErrLimit), one within it runs, and jobs wait for
+// the budget the ones in flight hold.
+func TestEngineMemoryBudget(t *testing.T) {
+	content := &memContent{files: map[cid.Cid][]byte{}}
+	k, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, _ := peer.IDFromPrivateKey(k)
+	e, err := NewEngine(EngineConfig{Runtime: sharedRuntime(t), Content: content,
+		Index: &memIndex{m: map[string][]byte{}}, Key: k, Network: pod.DefaultParams("ore-test"),
+		Concurrency: 2, Memory: 96 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	input := content.put([]byte("some input"))
+	ctx := context.Background()
+	big := publishFn(t, content, Limits{Work: 1 << 30, MemoryPages: 2048, Output: 1 << 20}) // 128 MiB
+	_, err = e.Run(ctx, big, input, []string{"upper"}, self)
+	if !errors.Is(err, ErrMemoryBudget) || errors.Is(err, ErrLimit) {
+		t.Fatalf("a 128 MiB function on a box lending 96 MiB: %v", err)
+	}
+	small := publishFn(t, content, Limits{Work: 1 << 30, MemoryPages: 1024, Output: 1 << 20}) // 64 MiB
+	out, err := e.Run(ctx, small, input, []string{"upper"}, self)
+	if err != nil || string(content.files[out.Claim.Output]) != "SOME INPUT" {
+		t.Fatalf("a 64 MiB function: %+v, %v", out, err)
+	}
+	// With 64 of the 96 MiB held, a second 64 MiB job waits: here until
+	// its context ends.
+	if !e.mem.TryAcquire(64 << 20) {
+		t.Fatal("the budget is held after the job ended")
+	}
+	other := content.put([]byte("other"))
+	wait, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if _, err := e.Run(wait, small, other, []string{"upper"}, self); !errors.Is(err, context.DeadlineExceeded) ||
+		!strings.Contains(err.Error(), "waiting for 64 MiB") {
+		t.Fatalf("a job over the budget left: %v", err)
+	}
+	e.mem.Release(64 << 20)
+	if _, err := e.Run(ctx, small, other, []string{"upper"}, self); err != nil {
+		t.Fatalf("the same job once the budget was free: %v", err)
+	}
+	if _, err := NewEngine(EngineConfig{Runtime: sharedRuntime(t), Content: content,
+		Index: &memIndex{m: map[string][]byte{}}, Key: k, Network: pod.DefaultParams("ore-test"), Memory: -1}); err == nil {
+		t.Fatal("a negative memory budget was taken")
 	}
 }

@@ -68,6 +68,10 @@ var (
 	ErrFunction    = errors.New("compute: the function failed")
 	// ErrClosed: the runtime was closed (the box is stopping).
 	ErrClosed = errors.New("compute: the runtime is closed")
+	// ErrMemoryBudget: the function's memory limit is more than the box
+	// lends to jobs (EngineConfig.Memory). It is the box's refusal, not a
+	// verdict on the function: a bigger box may run the job.
+	ErrMemoryBudget = errors.New("compute: the function's memory limit is more than this box lends to jobs")
 )
 
 // stderrKeep is how much of a job's stderr is kept for its error.

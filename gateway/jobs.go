@@ -142,6 +142,8 @@ func (g *Gateway) jobFailed(w http.ResponseWriter, r *http.Request, err error) {
 		g.fail(w, http.StatusNotFound, err.Error())
 	case errors.Is(err, context.DeadlineExceeded):
 		g.fail(w, http.StatusGatewayTimeout, err.Error())
+	case errors.Is(err, compute.ErrMemoryBudget):
+		g.fail(w, http.StatusServiceUnavailable, err.Error()) // this box's bound, not the function's
 	default:
 		g.fail(w, http.StatusBadGateway, err.Error())
 	}

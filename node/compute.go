@@ -33,6 +33,31 @@ const ComputeCacheDir = "wasm-cache"
 // cores (at least one), so jobs never take every core from delivery.
 func DefaultComputeConcurrency() int { return max(1, runtime.NumCPU()/2) }
 
+// Job memory: the linear memory a box's jobs may hold at once
+// (compute.EngineConfig.Memory), a share of the machine's RAM so that
+// jobs never push the box's store and connections into swap. A small box
+// (a 1 GiB ARM board: ~300 MiB for the node, the rest for the OS and the
+// page cache its pack files are served from) lends at most
+// smallJobMemory, enough for one job of a function at the default limit
+// (compute.DefaultLimits: 256 MiB); a bigger one a quarter of its RAM.
+const (
+	jobMemoryShare = 4
+	smallJobMemory = 256 << 20
+)
+
+// computeMemory is the job memory of a box with total bytes of RAM (0:
+// unknown, no bound beyond each function's own limit).
+func computeMemory(small bool, total int64) int64 {
+	if total <= 0 {
+		return 0
+	}
+	m := total / jobMemoryShare
+	if small {
+		m = min(m, smallJobMemory)
+	}
+	return m
+}
+
 // Compute returns the box's job engine (package compute): it runs
 // functions over content into this box's store and signs the claims.
 func (n *Node) Compute() (*compute.Engine, error) {
@@ -49,6 +74,7 @@ func (n *Node) Compute() (*compute.Engine, error) {
 		e, err := compute.NewEngine(compute.EngineConfig{
 			Runtime: rt, Content: computeContent{n}, Index: n.store, Key: n.key,
 			Network: n.cfg.Network, Concurrency: DefaultComputeConcurrency(),
+			Memory:   n.cfg.jobMemory(),
 			Registry: n.reg, Logger: n.log,
 		})
 		if err != nil {
@@ -172,4 +198,17 @@ func (b *gatewayBackend) RunJob(ctx context.Context, fn, input cid.Cid, args []s
 		err = fmt.Errorf("%w: %w", gateway.ErrNotFound, err)
 	}
 	return out, err
+}
+
+// jobMemory is the box's job memory: WithComputeMemory's, else its
+// profile's share of the machine's RAM.
+func (c *Config) jobMemory() int64 {
+	if c.ComputeMemory != 0 {
+		return c.ComputeMemory
+	}
+	total, err := SystemMemory()
+	if err != nil {
+		return 0
+	}
+	return computeMemory(c.SmallMemory, total)
 }

@@ -37,6 +37,19 @@ const (
 	computeStreamTimeout = 6 * time.Minute
 )
 
+// WithComputeMemory bounds the linear memory the box's jobs hold at once
+// (compute.EngineConfig.Memory; 0: the profile's share of the RAM,
+// computeMemory).
+func WithComputeMemory(bytes int64) Option {
+	return func(c *Config) error {
+		if bytes < 0 {
+			return fmt.Errorf("node: %d bytes of job memory", bytes)
+		}
+		c.ComputeMemory = bytes
+		return nil
+	}
+}
+
 // WithComputeService makes the box run jobs for other peers, at most jobs
 // at once (half the cores by default, DefaultComputeConcurrency; 0: it
 // runs none for others), one per peer at a time.

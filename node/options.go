@@ -124,6 +124,9 @@ type Config struct {
 	// ComputeService: jobs the box runs for other peers at once (0: none;
 	// see WithComputeService).
 	ComputeService int
+	// ComputeMemory: the linear memory the box's jobs hold at once (see
+	// WithComputeMemory; 0: the profile's share of the RAM).
+	ComputeMemory int64
 
 	ReceiptsOff   bool   // no proof of delivery at all: no gate, no signing
 	BulkOff       bool   // no bulk DAG streams (/ore/dag/1.0.0): bitswap only; see WithBulk

@@ -96,6 +96,10 @@ type FileConfig struct {
 	// (cores it lends; 0 or absent: none). Its own jobs (ore fn run, the
 	// gateway) run whatever it says.
 	ComputeShare int `json:"compute_share,omitempty"`
+	// ComputeMemory bounds the memory the box's jobs hold at once, a size
+	// like "512 MiB" (absent: a quarter of the RAM, at most 256 MiB on the
+	// small profile).
+	ComputeMemory string `json:"compute_memory,omitempty"`
 }
 
 // DefaultFileConfig is what `ore init` writes.
@@ -271,6 +275,13 @@ func (fc FileConfig) Options() ([]Option, error) {
 	}
 	if fc.ComputeShare != 0 {
 		opts = append(opts, WithComputeService(fc.ComputeShare))
+	}
+	if fc.ComputeMemory != "" {
+		m, err := humanize.ParseBytes(fc.ComputeMemory)
+		if err != nil || m == 0 || m > 1<<50 {
+			return nil, fmt.Errorf("node: config compute_memory %q is not a size like \"512 MiB\"", fc.ComputeMemory)
+		}
+		opts = append(opts, WithComputeMemory(int64(m)))
 	}
 	profile, err := ParseProfile(fc.Profile)
 	if err != nil {

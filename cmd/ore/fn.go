@@ -165,6 +165,8 @@ func jobErrorStatus(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, node.ErrJobMismatch):
 		return http.StatusConflict
+	case errors.Is(err, compute.ErrMemoryBudget):
+		return http.StatusServiceUnavailable
 	}
 	return http.StatusBadGateway
 }
