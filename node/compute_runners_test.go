@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ipfs/boxo/files"
+	"github.com/ipfs/go-cid"
 
 	"github.com/orecdn/ore/compute"
 	"github.com/orecdn/ore/gateway"
@@ -65,15 +66,7 @@ func TestGatewaySendsJobToLender(t *testing.T) {
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	get := func(arg string) *http.Response {
 		t.Helper()
-		u := fmt.Sprintf("http://%s/ipfs/%s?%s=%s&%s=%s", gw.GatewayAddr(), in.Root, gateway.FnParam, info.Fn, gateway.ArgParam, arg)
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp
+		return getJob(t, ctx, client, gw, in.Root, info.Fn, arg)
 	}
 	claimOf := func(resp *http.Response) *pod.JobReceipt {
 		t.Helper()
@@ -167,15 +160,7 @@ func TestGatewayAnswersFromFinalOutputs(t *testing.T) {
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	get := func(box *node.Node) *http.Response {
 		t.Helper()
-		u := fmt.Sprintf("http://%s/ipfs/%s?%s=%s&%s=upper", box.GatewayAddr(), in.Root, gateway.FnParam, info.Fn, gateway.ArgParam)
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp
+		return getJob(t, ctx, client, box, in.Root, info.Fn, "upper")
 	}
 	first := get(gw)
 	if first.StatusCode != http.StatusFound || first.Header.Get(gateway.CacheHeader) != "miss" {
@@ -211,4 +196,19 @@ func TestGatewayAnswersFromFinalOutputs(t *testing.T) {
 		t.Fatalf("the other gateway: %s, cache %q, Location %q (want %q)", resp.Status, resp.Header.Get(gateway.CacheHeader),
 			resp.Header.Get("Location"), first.Header.Get("Location"))
 	}
+}
+
+// getJob asks box's gateway for the job (fn, input, arg) and returns its
+// answer, its body read and closed.
+func getJob(t *testing.T, ctx context.Context, client *http.Client, box *node.Node, input, fn cid.Cid, arg string) *http.Response {
+	t.Helper()
+	u := fmt.Sprintf("http://%s/ipfs/%s?%s=%s&%s=%s", box.GatewayAddr(), input, gateway.FnParam, fn, gateway.ArgParam, arg)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
 }
