@@ -167,7 +167,13 @@ func BenchSwarm(ctx context.Context, cfg SwarmConfig) (res SwarmResult, err erro
 		opts = append(opts, WithNodeOptions(node.WithReceipts(false)))
 	}
 	if cfg.SmallMemory {
-		opts = append(opts, WithNodeOptions(node.WithSmallMemory(true)))
+		// Small boxes are home boxes, behind NATs and DHT clients in the
+		// auto mode: the coordinators and the origin serve the DHT. With
+		// every box a server, each held ~125 connections before the crowd
+		// (its routing table of the 205-box network), each connection with
+		// its gossipsub and DHT streams: ~230,000 goroutines in the one
+		// process 30 s into the crowd.
+		opts = append(opts, WithNodeOptions(node.WithSmallMemory(true)), WithDHTServers(swarmProbe))
 	}
 	// Every box's sockets and files come out of this one process's file
 	// descriptors: share them out. A box keeps ~8 files (badger, packs)
@@ -386,8 +392,11 @@ func watchCrowd(stop <-chan struct{}, start time.Time, origin *node.Node, crowd 
 		for _, n := range crowd {
 			conns += len(n.Host().Network().Peers())
 		}
-		say("after %.0f s: the crowd received %.0f%% of its bytes (%d duplicate blocks; %d blocks cancelled before they left), the origin sent %.2f× the size; %.0f connections per box",
-			time.Since(start).Seconds(), 100*float64(got)/float64(size*int64(len(crowd))), dups, late, float64(sent)/float64(size), float64(conns)/float64(len(crowd)))
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		say("after %.0f s: the crowd received %.0f%% of its bytes (%d duplicate blocks; %d blocks cancelled before they left), the origin sent %.2f× the size; %.0f connections per box; %d goroutines, heap %d MiB, %d GCs",
+			time.Since(start).Seconds(), 100*float64(got)/float64(size*int64(len(crowd))), dups, late, float64(sent)/float64(size), float64(conns)/float64(len(crowd)),
+			runtime.NumGoroutine(), ms.HeapAlloc>>20, ms.NumGC)
 		var left []int
 		for i := range progress {
 			if !progress[i].done.Load() {

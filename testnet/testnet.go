@@ -30,6 +30,7 @@ type Network struct {
 	ownRoot bool
 	mn      mocknet.Mocknet // with WithMocknet
 	hosts   []host.Host     // with WithMocknet: box i's host, until it starts
+	servers int             // WithDHTServers's n (0: every box serves)
 }
 
 type config struct {
@@ -42,6 +43,20 @@ type config struct {
 	tcpOnly  bool
 	quicOnly bool
 	mock     *mocknet.LinkOptions
+	// dhtServers, if above 0, is how many of the first boxes serve the
+	// DHT; the rest are its clients (see WithDHTServers).
+	dhtServers int
+}
+
+// WithDHTServers makes boxes 0 to n-1 the network's DHT servers and every
+// later box a DHT client, as home boxes behind a NAT are in the auto mode
+// (default: every box serves). A client bootstraps from a server (see
+// bootstrapOf) and holds connections to the servers and to the boxes it
+// exchanges blocks with, not to a routing table's worth of peers: in a
+// 205-box network of servers each box holds ~125 connections before any
+// fetch, and each costs gossipsub's and the DHT's streams.
+func WithDHTServers(n int) Option {
+	return func(c *config) { c.dhtServers = n }
 }
 
 // WithMocknet runs the boxes on go-libp2p's in-memory mocknet instead of
@@ -107,7 +122,7 @@ func New(ctx context.Context, n int, opts ...Option) (_ *Network, err error) {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	nw := &Network{root: cfg.dir}
+	nw := &Network{root: cfg.dir, servers: cfg.dhtServers}
 	if nw.root == "" {
 		if nw.root, err = os.MkdirTemp("", "ore-testnet-*"); err != nil {
 			return nil, fmt.Errorf("testnet: temp dir: %w", err)
@@ -187,14 +202,14 @@ func (nw *Network) start(ctx context.Context, i int, cfg *config) error {
 	opts := []node.Option{
 		node.WithRepo(dir),
 		node.WithListenAddrs(listen...),
-		node.WithDHTMode(dht.ModeServer),
+		node.WithDHTMode(dhtMode(i, cfg.dhtServers)),
 		node.WithQuota(1 << 40),
 	}
 	if cfg.log != nil {
 		opts = append(opts, node.WithLogger(cfg.log.With("box", i)))
 	}
 	if i > 0 {
-		opts = append(opts, node.WithBootstrapPeers(nw.Nodes[bootstrapOf(i)].AddrInfo()))
+		opts = append(opts, node.WithBootstrapPeers(nw.Nodes[bootstrapOf(i, cfg.dhtServers)].AddrInfo()))
 	}
 	opts = append(opts, cfg.nodeOpts...)
 	opts = append(opts, cfg.boxOpts[i]...)
@@ -239,6 +254,15 @@ func (nw *Network) makeMocknet(links mocknet.LinkOptions) error {
 	return nil
 }
 
+// dhtMode is box i's DHT mode when the first servers boxes serve the DHT
+// (0: all of them).
+func dhtMode(i, servers int) dht.Mode {
+	if servers > 0 && i >= servers {
+		return dht.ModeClient
+	}
+	return dht.ModeServer
+}
+
 // Restart closes box i and starts it again on the same repo (same key,
 // same blocks, new ports).
 func (nw *Network) Restart(ctx context.Context, i int, opts ...node.Option) (*node.Node, error) {
@@ -254,7 +278,7 @@ func (nw *Network) Restart(ctx context.Context, i int, opts ...node.Option) (*no
 	all := []node.Option{
 		node.WithRepo(nw.Dirs[i]),
 		node.WithListenAddrs("/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"),
-		node.WithDHTMode(dht.ModeServer),
+		node.WithDHTMode(dhtMode(i, nw.servers)),
 		node.WithQuota(1 << 40),
 	}
 	for j, other := range nw.Nodes {
@@ -330,7 +354,10 @@ func (nw *Network) Close() error {
 // boxes, then a tree (box i through box (i-1)/4), so that hundreds of boxes
 // starting at once do not all dial one box (its resource manager refuses
 // them, as a real bootstrap peer's would).
-func bootstrapOf(i int) int {
+func bootstrapOf(i, servers int) int {
+	if servers > 0 && i >= servers {
+		return i % servers // a client bootstraps from a server
+	}
 	if i <= 16 {
 		return 0
 	}
